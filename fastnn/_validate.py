@@ -1,0 +1,185 @@
+"""Checks at the Python boundary, one helper per concept.
+
+Numba kernels trust their inputs and do not bounds-check, so every public kernel, layer and optimizer calls
+these before any compiled code runs. Each failure raises ``TypeError`` (wrong kind of thing) or ``ValueError``
+(right kind, wrong value) with a message of one form::
+
+    <where>: <argument> must be <expected>, got <what came>
+
+``where`` names the public function or layer (``"conv2d_forward"``, ``"Convolution.forward"``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def fail(where: str, name: str, expected: str, got: Any, exc: type[Exception] = ValueError) -> None:
+    """Raise ``exc`` with fastnn's message form."""
+    raise exc(f"{where}: {name} must be {expected}, got {got}")
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        return f"array of shape {x.shape} and dtype {x.dtype}"
+    return f"{type(x).__name__} {x!r}"
+
+
+def float_dtype_of(dtype: np.dtype) -> np.dtype:
+    """The float dtype NumPy arithmetic gives ``dtype``: float32/64 stay, ints and bools become float64."""
+    if dtype in FLOAT_DTYPES:
+        return dtype
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype == np.float16:
+        return np.dtype(np.float32)  # compiled kernels have no half precision; float32 is the nearest
+    raise TypeError(dtype)
+
+
+def float_array(x: Any, where: str, name: str, *, ndim: int | tuple[int, ...] | None = None,
+                dtype: np.dtype | None = None) -> np.ndarray:
+    """``x`` as a float32 or float64 ndarray (promoted as NumPy promotes), optionally of given ``ndim``.
+
+    Never copies a float32/float64 array that needs no cast; the result may be non-contiguous.
+    ``dtype`` forces the float dtype (used to bring several arrays to their common type).
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    elif isinstance(x, (list, tuple, int, float, np.generic)) and not isinstance(x, (str, bytes)):
+        arr = np.asarray(x)
+    else:
+        fail(where, name, "a NumPy array of floats", _describe(x), TypeError)
+    try:
+        target = float_dtype_of(arr.dtype) if dtype is None else np.dtype(dtype)
+    except TypeError:
+        fail(where, name, "a real numeric array (float32, float64, int or bool)", f"dtype {arr.dtype}", TypeError)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            fail(where, name, f"{want}", f"{arr.ndim}-D array of shape {arr.shape}")
+    return arr if arr.dtype == target else arr.astype(target)
+
+
+def common_float_dtype(*arrays: Any) -> np.dtype:
+    """The float dtype NumPy would compute ``arrays`` in (float32 only when all are float32 or smaller)."""
+    dtypes = [float_dtype_of(np.asarray(a).dtype) for a in arrays if a is not None]
+    return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+
+
+def float_arrays(where: str, **arrays: Any) -> list[np.ndarray]:
+    """Several arrays as floats of one common dtype (NumPy promotion), in the order given.
+
+    Arrays that are not of a real numeric dtype raise TypeError naming the argument.
+    """
+    checked = {name: float_array(a, where, name) for name, a in arrays.items()}
+    dtype = np.result_type(*checked.values())
+    return [a if a.dtype == dtype else a.astype(dtype) for a in checked.values()]
+
+
+def shape(a: np.ndarray, expected: tuple[int | None, ...], where: str, name: str) -> None:
+    """Check ``a.shape`` against ``expected``; ``None`` entries match any size."""
+    ok = a.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, a.shape, strict=False))
+    if not ok:
+        want = "(" + ", ".join("any" if e is None else str(e) for e in expected) + (",)" if len(expected) == 1
+                                                                                  else ")")
+        fail(where, name, f"of shape {want}", f"shape {a.shape}")
+
+
+def integer(v: Any, where: str, name: str, *, minimum: int | None = None) -> int:
+    """``v`` as a Python int (bools refused), at least ``minimum``."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        fail(where, name, "an int", _describe(v), TypeError)
+    v = int(v)
+    if minimum is not None and v < minimum:
+        fail(where, name, f">= {minimum}", v)
+    return v
+
+
+def int_pair(v: Any, where: str, name: str, *, minimum: int) -> tuple[int, int]:
+    """A size given as one int or a pair ``(vertical, horizontal)``, each at least ``minimum``."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            fail(where, name, "an int or a pair of ints", _describe(v), TypeError)
+        return integer(v[0], where, name, minimum=minimum), integer(v[1], where, name, minimum=minimum)
+    i = integer(v, where, name, minimum=minimum)
+    return i, i
+
+
+def window_output_size(size: int, window: int, stride: int, pad: int, where: str, axis: str) -> int:
+    """Output length of a sliding window along one axis; the window must fit the padded input."""
+    if window > size + 2 * pad:
+        fail(where, f"{axis} window", f"<= padded input size {size + 2 * pad} (input {size} + 2*pad {pad})",
+             window)
+    return (size + 2 * pad - window) // stride + 1
+
+
+def scalar(v: Any, where: str, name: str, *, gt: float | None = None, ge: float | None = None,
+           lt: float | None = None, le: float | None = None) -> float:
+    """A finite real hyperparameter within bounds, as a Python float."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        fail(where, name, "a real number", _describe(v), TypeError)
+    f = float(v)
+    bounds = [f"> {gt}" if gt is not None else "", f">= {ge}" if ge is not None else "",
+              f"< {lt}" if lt is not None else "", f"<= {le}" if le is not None else ""]
+    want = "a finite number" + ("" if not any(bounds) else " " + " and ".join(b for b in bounds if b))
+    if not math.isfinite(f) or (gt is not None and not f > gt) or (ge is not None and not f >= ge) or (
+            lt is not None and not f < lt) or (le is not None and not f <= le):
+        fail(where, name, want, v)
+    return f
+
+
+def labels(t: Any, n: int, classes: int, where: str, name: str = "t") -> np.ndarray:
+    """Class labels for ``n`` samples of ``classes`` classes: int array (n,) in range, or one-hot (n, classes).
+
+    Returns an int64 label vector (one-hot rows are converted with argmax after checking they are one-hot).
+    """
+    t = np.asarray(t)
+    if t.dtype.kind == "b" or t.dtype.kind not in "iuf":
+        fail(where, name, "integer class labels or a one-hot float array", f"dtype {t.dtype}", TypeError)
+    if t.ndim == 1:
+        if t.shape[0] != n:
+            fail(where, name, f"of shape ({n},) to match {n} samples", f"shape {t.shape}")
+        if t.dtype.kind == "f":
+            if not np.all(np.isfinite(t)) or not np.all(t == np.round(t)):
+                fail(where, name, "whole-number class labels", "non-integer values")
+        if n and (t.min() < 0 or t.max() >= classes):
+            fail(where, name, f"labels in [0, {classes})", f"values in [{t.min()}, {t.max()}]")
+        return t.astype(np.int64, copy=False)
+    if t.ndim == 2:
+        if t.shape != (n, classes):
+            fail(where, name, f"one-hot of shape ({n}, {classes})", f"shape {t.shape}")
+        if not np.all((t == 0) | (t == 1)) or not np.all(t.sum(axis=1) == 1):
+            fail(where, name, "one-hot rows (a single 1, zeros elsewhere)", "other values")
+        return np.argmax(t, axis=1).astype(np.int64)
+    fail(where, name, "1-D labels or a 2-D one-hot array", f"{t.ndim}-D array of shape {t.shape}")
+    raise AssertionError  # unreachable
+
+
+def params_grads(params: Mapping[str, np.ndarray], grads: Mapping[str, Any], where: str) -> None:
+    """Every parameter has a gradient of its shape, and nothing else is given."""
+    if not isinstance(params, Mapping) or not isinstance(grads, Mapping):
+        fail(where, "params and grads", "dicts of arrays", f"{type(params).__name__} and {type(grads).__name__}",
+             TypeError)
+    missing = [k for k in params if k not in grads]
+    extra = [k for k in grads if k not in params]
+    if missing or extra:
+        fail(where, "grads", f"the same keys as params {sorted(params)}",
+             f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    for k, p in params.items():
+        if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
+            fail(where, f"params[{k!r}]", "a float32 or float64 ndarray (updated in place)", _describe(p),
+                 TypeError)
+        if not p.flags.writeable:
+            fail(where, f"params[{k!r}]", "writeable (it is updated in place)", "a read-only array")
+        g = grads[k]
+        gshape = np.shape(g)
+        if gshape != p.shape:
+            fail(where, f"grads[{k!r}]", f"of shape {p.shape} like params[{k!r}]", f"shape {gshape}")
+        float_array(g, where, f"grads[{k!r}]")

@@ -1,0 +1,37 @@
+"""Tunable switches of fastnn, in one place.
+
+Kernels never hard-code a threshold or a compiler flag: they read them from here, so a measurement that moves
+a threshold changes one line.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Compiler flags for every kernel. ``fastmath=True`` would include ``nnan`` and ``ninf``, which lets LLVM
+#: assume NaN and Inf never occur and silently breaks their propagation; this subset keeps IEEE special values
+#: while still allowing reassociation (vectorised reductions) and fused multiply-add.
+FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+#: Persist compiled kernels between processes (Numba ``cache=True``). ``FASTNN_NUMBA_CACHE=0`` turns it off.
+#: When no cache directory is writable, kernels are compiled without caching instead of failing at import.
+CACHE: bool = os.environ.get("FASTNN_NUMBA_CACHE", "1") != "0"
+
+#: Work size (elements touched, roughly) from which a kernel runs its ``parallel=True`` twin. Starting the
+#: thread pool costs ~20 us per call on this machine, so below these sizes the serial twin is faster.
+#: Each figure is measured per family; see the comments of the kernel modules for how.
+PARALLEL_MIN_WORK: dict[str, int] = {
+    "elementwise": 1 << 16,
+    "optimizer": 1 << 16,
+    "window": 1 << 15,
+    "normalization": 1 << 15,
+    "loss": 1 << 15,
+}
+
+
+def parallel_min_work(family: str) -> int:
+    """Threshold for ``family``; ``FASTNN_PARALLEL_MIN_WORK`` overrides every family (0: always parallel)."""
+    override = os.environ.get("FASTNN_PARALLEL_MIN_WORK")
+    if override is not None:
+        return int(override)
+    return PARALLEL_MIN_WORK[family]

@@ -1,0 +1,48 @@
+"""Shared test settings: tolerances per dtype, and a fixture that runs every kernel on both of its twins."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+#: Tolerances for fastnn.kernels vs fastnn.reference. The kernels reorder sums (parallel chunks, vectorised
+#: reductions), so results differ from the reference by rounding only.
+TOL = {
+    np.dtype(np.float32): {"rtol": 2e-5, "atol": 2e-6},
+    np.dtype(np.float64): {"rtol": 1e-11, "atol": 1e-12},
+}
+
+#: Real MNIST files shared beside the project (absent outside this workplace: tests that need them skip).
+SHARED_MNIST = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+# Hypothesis: a bounded number of examples in CI, many more for a long local run (FASTNN_FUZZ_EXAMPLES=5000).
+settings.register_profile("ci", max_examples=int(os.environ.get("FASTNN_FUZZ_EXAMPLES", "60")), deadline=None,
+                          derandomize=False, print_blob=True)
+settings.load_profile("ci")
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def twin(request, monkeypatch):
+    """Run the test once with every kernel on its serial twin and once on its parallel twin."""
+    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "1000000000000" if request.param == "serial" else "0")
+    return request.param
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+def assert_close(actual, expected, dtype=None, **kw):
+    """assert_allclose with the tolerance of ``dtype`` (default: expected's dtype) and an exact dtype check."""
+    expected = np.asarray(expected)
+    actual = np.asarray(actual)
+    dtype = np.dtype(dtype) if dtype is not None else expected.dtype
+    assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {dtype}"
+    tol = dict(TOL[dtype])
+    tol.update(kw)
+    np.testing.assert_allclose(actual, expected, **tol)
