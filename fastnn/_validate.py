@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -183,3 +183,39 @@ def params_grads(params: Mapping[str, np.ndarray], grads: Mapping[str, Any], whe
         if gshape != p.shape:
             fail(where, f"grads[{k!r}]", f"of shape {p.shape} like params[{k!r}]", f"shape {gshape}")
         float_array(g, where, f"grads[{k!r}]")
+
+
+class WindowGeometry(NamedTuple):
+    """Sizes of a sliding-window op (convolution, pooling, im2col) on NCHW input."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    FH: int  # window height
+    FW: int  # window width
+    SH: int  # stride
+    SW: int
+    PH: int  # padding
+    PW: int
+    OH: int  # output height
+    OW: int  # output width
+
+
+def window_geometry(input_shape: Any, window_h: Any, window_w: Any, stride: Any, pad: Any, where: str,
+                    *, name: str = "x") -> WindowGeometry:
+    """Validate a sliding window over a 4-D input shape and compute the output size.
+
+    ``stride`` and ``pad`` are an int or a (vertical, horizontal) pair; stride >= 1, pad >= 0, the window must
+    fit the padded input. ``name`` is the argument the input shape came from (for messages).
+    """
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4:
+        fail(where, name, "4-D (N, C, H, W)", f"shape {input_shape!r}")
+    n, c, h, w = (integer(s, where, f"{name}.shape[{i}]", minimum=0) for i, s in enumerate(input_shape))
+    fh = integer(window_h, where, "window height", minimum=1)
+    fw = integer(window_w, where, "window width", minimum=1)
+    sh, sw = int_pair(stride, where, "stride", minimum=1)
+    ph, pw = int_pair(pad, where, "pad", minimum=0)
+    oh = window_output_size(h, fh, sh, ph, where, "vertical")
+    ow = window_output_size(w, fw, sw, pw, where, "horizontal")
+    return WindowGeometry(n, c, h, w, fh, fw, sh, sw, ph, pw, oh, ow)
