@@ -219,3 +219,42 @@ def window_geometry(input_shape: Any, window_h: Any, window_w: Any, stride: Any,
     oh = window_output_size(h, fh, sh, ph, where, "vertical")
     ow = window_output_size(w, fw, sw, pw, where, "horizontal")
     return WindowGeometry(n, c, h, w, fh, fw, sh, sw, ph, pw, oh, ow)
+
+
+def pool_index_dtype(window_size: int) -> np.dtype:
+    """The smallest unsigned integer dtype holding a window index ``0 .. window_size - 1`` (pooling argmax)."""
+    return np.min_scalar_type(max(window_size - 1, 0))
+
+
+def pool_geometry(input_shape: Any, pool_h: Any, pool_w: Any, stride: Any, pad: Any, where: str,
+                  *, name: str = "x") -> WindowGeometry:
+    """:func:`window_geometry` for pooling: ``stride=None`` means the pool size, and ``pad <= pool // 2``.
+
+    The padding limit is PyTorch's; it guarantees that every window overlaps the input in at least one element
+    whenever the input is non-empty, so a max-pool output is never made of padding alone.
+    """
+    fh = integer(pool_h, where, "pool_h", minimum=1)
+    fw = integer(pool_w, where, "pool_w", minimum=1)
+    ph, pw = int_pair(pad, where, "pad", minimum=0)
+    if ph > fh // 2 or pw > fw // 2:
+        fail(where, "pad", f"<= half the pool size ({fh // 2}, {fw // 2}) per axis", pad)
+    return window_geometry(input_shape, fh, fw, (fh, fw) if stride is None else stride, (ph, pw), where, name=name)
+
+
+def pool_argmax(argmax: Any, expected_shape: tuple[int, ...], window_size: int, where: str,
+                name: str = "argmax") -> np.ndarray:
+    """A max-pool argmax: integer array of ``expected_shape``, values in ``[0, window_size)``.
+
+    Returned C-contiguous in :func:`pool_index_dtype` (values are checked first, so the cast is exact). The value
+    check matters: compiled kernels scatter through these indices without bounds checks.
+    """
+    if not isinstance(argmax, np.ndarray):
+        fail(where, name, "a NumPy integer array (the argmax returned by the forward pass)", _describe(argmax),
+             TypeError)
+    if argmax.dtype.kind not in "iu":
+        fail(where, name, "an integer array (the argmax returned by the forward pass)", f"dtype {argmax.dtype}",
+             TypeError)
+    shape(argmax, expected_shape, where, name)
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= window_size):
+        fail(where, name, f"window indices in [0, {window_size})", f"values in [{argmax.min()}, {argmax.max()}]")
+    return np.ascontiguousarray(argmax, dtype=pool_index_dtype(window_size))
