@@ -258,3 +258,40 @@ def pool_argmax(argmax: Any, expected_shape: tuple[int, ...], window_size: int, 
     if argmax.size and (argmax.min() < 0 or argmax.max() >= window_size):
         fail(where, name, f"window indices in [0, {window_size})", f"values in [{argmax.min()}, {argmax.max()}]")
     return np.ascontiguousarray(argmax, dtype=pool_index_dtype(window_size))
+
+
+def inplace_array(a: Any, where: str, name: str, *, like: np.ndarray | None = None) -> np.ndarray:
+    """An array the caller lets us update in place (a parameter or optimizer state).
+
+    It must be a writeable float32/float64 ndarray (no cast is possible: a cast copy would not be the caller's
+    array); with ``like``, it must also have ``like``'s shape and dtype.
+    """
+    if not isinstance(a, np.ndarray) or a.dtype not in FLOAT_DTYPES:
+        want = "a float32 or float64 ndarray (updated in place)" if like is None else (
+            f"a {like.dtype} ndarray like param (updated in place)")
+        fail(where, name, want, _describe(a), TypeError)
+    if like is not None and a.dtype != like.dtype:
+        fail(where, name, f"of dtype {like.dtype} like param", f"dtype {a.dtype}", TypeError)
+    if like is not None and a.shape != like.shape:
+        fail(where, name, f"of shape {like.shape} like param", f"shape {a.shape}")
+    if not a.flags.writeable:
+        fail(where, name, "writeable (it is updated in place)", "a read-only array")
+    return a
+
+
+def bool_array(a: Any, where: str, name: str, *, shape_of: tuple[int, ...] | None = None) -> np.ndarray:
+    """A boolean ndarray (a mask), optionally of a given shape."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.bool_:
+        fail(where, name, "a bool ndarray", _describe(a), TypeError)
+    if shape_of is not None and a.shape != tuple(shape_of):
+        fail(where, name, f"of shape {tuple(shape_of)}", f"shape {a.shape}")
+    return a
+
+
+def shape_tuple(s: Any, where: str, name: str = "shape") -> tuple[int, ...]:
+    """An array shape given as an int or a sequence of ints >= 0, as a tuple."""
+    if isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
+        s = (s,)
+    if not isinstance(s, (tuple, list)):
+        fail(where, name, "an int or a tuple of ints", _describe(s), TypeError)
+    return tuple(integer(v, where, f"{name}[{i}]", minimum=0) for i, v in enumerate(s))
