@@ -172,9 +172,10 @@ def load_arrays(path: str | os.PathLike, expected: Expected | None = None,
     spec = None if expected is None else _check_expected(expected, where)
     arrays: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                _validate.fail(where, f"the file {path!r}", "an .npz archive of named arrays", "a single .npy array")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            _validate.fail(where, f"the file {path!r}", "an .npz archive of named arrays", "a single .npy array")
+        with archive:
             for key in archive.files:
                 arrays[key] = archive[key]
     except FileNotFoundError:
