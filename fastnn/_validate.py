@@ -295,3 +295,18 @@ def shape_tuple(s: Any, where: str, name: str = "shape") -> tuple[int, ...]:
     if not isinstance(s, (tuple, list)):
         fail(where, name, "an int or a tuple of ints", _describe(s), TypeError)
     return tuple(integer(v, where, f"{name}[{i}]", minimum=0) for i, v in enumerate(s))
+
+
+def optimizer_arrays(where: str, param: Any, grad: Any, **states: Any) -> np.ndarray:
+    """Check the arrays of one optimizer step; return ``grad`` as an array of param's dtype.
+
+    ``param`` and every state array must be writeable float ndarrays of one shape and dtype (they are updated in
+    place); ``grad`` any real array of param's shape (cast to param's dtype, copying only when needed).
+    """
+    inplace_array(param, where, "param")
+    g = float_array(grad, where, "grad")
+    if g.shape != param.shape:
+        fail(where, "grad", f"of shape {param.shape} like param", f"shape {g.shape}")
+    for name, s in states.items():
+        inplace_array(s, where, name, like=param)
+    return g if g.dtype == param.dtype else g.astype(param.dtype)
