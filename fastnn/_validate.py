@@ -310,3 +310,28 @@ def optimizer_arrays(where: str, param: Any, grad: Any, **states: Any) -> np.nda
     for name, s in states.items():
         inplace_array(s, where, name, like=param)
     return g if g.dtype == param.dtype else g.astype(param.dtype)
+
+
+def conv_arrays(where: str, x: Any, W: Any, stride: Any, pad: Any, *, b: Any = None,
+                dout: Any = None) -> tuple[list[np.ndarray], WindowGeometry]:
+    """Check the arrays of a 2-D convolution and return them in one float dtype with the window geometry.
+
+    ``x`` (N, C, H, W) and ``W`` (FN, C, FH, FW) must be 4-D with the same C; ``b`` (when given) of shape (FN,);
+    ``dout`` (when given) of shape (N, FN, OH, OW). Returns ``[x, W]`` followed by ``b`` and/or ``dout`` in the
+    order given, all cast to their common dtype (NumPy promotion), and the geometry.
+    """
+    x = float_array(x, where, "x", ndim=4)
+    W = float_array(W, where, "W", ndim=4)
+    if W.shape[1] != x.shape[1]:
+        fail(where, "W", f"of shape (FN, {x.shape[1]}, FH, FW) to match the {x.shape[1]} channels of x",
+             f"shape {W.shape}")
+    g = window_geometry(x.shape, W.shape[2], W.shape[3], stride, pad, where)
+    arrays = {"x": x, "W": W}
+    if b is not None:
+        arrays["b"] = float_array(b, where, "b")
+        shape(arrays["b"], (W.shape[0],), where, "b")
+    if dout is not None:
+        arrays["dout"] = float_array(dout, where, "dout")
+        shape(arrays["dout"], (g.N, W.shape[0], g.OH, g.OW), where, "dout")
+    dtype = np.result_type(*arrays.values())
+    return [a if a.dtype == dtype else a.astype(dtype) for a in arrays.values()], g
