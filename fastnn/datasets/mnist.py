@@ -1,0 +1,405 @@
+"""MNIST: the book's ``load_mnist``, reading the four standard IDX files, downloading them when missing.
+
+Where the files live
+    ``data_dir`` if given, else ``$FASTNN_DATA/mnist``, else the user cache directory
+    (``$XDG_CACHE_HOME/fastnn/mnist`` or ``~/.cache/fastnn/mnist`` on Linux, ``~/Library/Caches/fastnn/mnist`` on
+    macOS, ``%LOCALAPPDATA%\\fastnn\\Cache\\mnist`` on Windows). Files put there by hand are used as they are,
+    gzip-compressed (``train-images-idx3-ubyte.gz``) or not (``train-images-idx3-ubyte``).
+
+Downloading
+    Each missing file is fetched from the first mirror that serves it intact: mirrors are tried in order
+    (``urls=`` argument, else the comma-separated base URLs in ``$FASTNN_MNIST_URLS``, else
+    :data:`DEFAULT_MIRRORS`). A download streams into a hidden temporary file beside the destination, its MD5 is
+    checked against the published one, and only then is it renamed to its real name. A failed, interrupted or
+    corrupted download therefore never leaves a file that looks valid; when every mirror fails,
+    :class:`DownloadError` names the file, every URL tried with what went wrong, and what to do.
+
+Loading only part of MNIST
+    ``subsets=("test",)`` reads (and downloads) only the two test files and returns ``((x_test, t_test),)``: one
+    ``(x, t)`` pair per requested subset, in the order asked. The default ``("train", "test")`` returns the book's
+    ``((x_train, t_train), (x_test, t_test))``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import pathlib
+import pickle
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .idx import read_idx
+
+__all__ = ["load_mnist", "download_mnist", "default_data_dir", "mirror_urls", "DownloadError", "MNIST_FILES",
+           "DEFAULT_MIRRORS"]
+
+#: The four files: key -> (file name, published MD5 of the .gz file).
+MNIST_FILES: dict[str, tuple[str, str]] = {
+    "train_img": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    "train_label": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    "test_img": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    "test_label": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+}
+
+#: Public mirrors of the original files (the original site often refuses scripted downloads, so it comes last).
+DEFAULT_MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+_SUBSETS = ("train", "test")
+_CHUNK = 1 << 16
+_TIMEOUT_S = 30.0
+_IMG_NDIM, _LABEL_NDIM = 3, 1  # idx3 images (N, 28, 28), idx1 labels (N,)
+
+
+class DownloadError(OSError):
+    """No mirror delivered an intact copy of a file; the message lists each URL tried and why it failed."""
+
+
+class _Rejected(ValueError):
+    """A response that arrived but is not the published file (short, or wrong MD5)."""
+
+
+def default_data_dir() -> pathlib.Path:
+    """Where MNIST is kept when ``data_dir`` is not given: ``$FASTNN_DATA/mnist`` or the user cache directory."""
+    root = os.environ.get("FASTNN_DATA")
+    if root:
+        return pathlib.Path(root).expanduser() / "mnist"
+    if sys.platform == "win32":
+        base = pathlib.Path(os.environ.get("LOCALAPPDATA") or pathlib.Path.home() / "AppData" / "Local")
+        return base / "fastnn" / "Cache" / "mnist"
+    if sys.platform == "darwin":
+        return pathlib.Path.home() / "Library" / "Caches" / "fastnn" / "mnist"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = pathlib.Path(xdg) if xdg and os.path.isabs(xdg) else pathlib.Path.home() / ".cache"
+    return base / "fastnn" / "mnist"
+
+
+def mirror_urls(urls: str | Sequence[str] | None = None, where: str = "mirror_urls") -> list[str]:
+    """Base URLs to try, in order: ``urls`` (a sequence, or one comma-separated str), else ``$FASTNN_MNIST_URLS``,
+    else :data:`DEFAULT_MIRRORS`. Each ends with ``/`` so a file name can be appended."""
+    source = "urls"
+    if urls is None:
+        env = os.environ.get("FASTNN_MNIST_URLS")
+        urls, source = (env, "FASTNN_MNIST_URLS") if env and env.strip() else (DEFAULT_MIRRORS, "")
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    if isinstance(urls, (bytes, bytearray)) or not isinstance(urls, Sequence):
+        raise TypeError(f"{where}: {source} must be a str or a sequence of str, got {type(urls).__name__}")
+    out = []
+    for u in urls:
+        if not isinstance(u, str):
+            raise TypeError(f"{where}: {source} must hold base URLs as str, got {type(u).__name__} {u!r}")
+        u = u.strip()
+        if u:
+            out.append(u if u.endswith("/") else u + "/")
+    if not out:
+        raise ValueError(f"{where}: {source} must name at least one base URL, got {urls!r}")
+    return out
+
+
+def _progress_bar(progress: bool | None, total: int | None, desc: str) -> Any:
+    """A tqdm bar, or None. ``progress=None``: only when tqdm is installed and stderr is a terminal."""
+    if progress is False:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        if progress:
+            print(f"downloading {desc} ...", file=sys.stderr, flush=True)
+        return None
+    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        return None
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False, file=sys.stderr)
+
+
+def _fetch_one(url: str, dest: pathlib.Path, md5: str, progress: bool | None) -> None:
+    """Stream ``url`` into a temporary file beside ``dest``; rename it to ``dest`` only if its MD5 is ``md5``.
+
+    Raises an exception describing the failure (the temporary file is removed whatever happens).
+    """
+    fd, tmp = tempfile.mkstemp(prefix="." + dest.name + ".", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            request = urllib.request.Request(url, headers={"User-Agent": f"fastnn/{__version__}"})
+            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                digest = hashlib.md5(usedforsecurity=False)
+                received = 0
+                bar = _progress_bar(progress, total, dest.name)
+                try:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        if bar is not None:
+                            bar.update(len(chunk))
+                finally:
+                    if bar is not None:
+                        bar.close()
+            if total is not None and received != total:
+                raise _Rejected(f"connection closed after {received} of {total} bytes")
+            if digest.hexdigest() != md5:
+                raise _Rejected(f"MD5 mismatch: got {digest.hexdigest()} for {received} bytes, expected {md5}")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        # BaseException too: Ctrl-C during a download must not leave a partial file behind.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, _Rejected):
+        return str(exc)
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"cannot connect: {exc.reason}"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"connection closed after {len(exc.partial)} bytes, {exc.expected} more expected"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _download(filename: str, md5: str, data_dir: pathlib.Path, mirrors: list[str], progress: bool | None,
+              where: str) -> pathlib.Path:
+    dest = data_dir / filename
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tried = []
+    for base in mirrors:
+        url = base + filename
+        try:
+            _fetch_one(url, dest, md5, progress)
+            return dest
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets are OSErrors
+            tried.append(f"  {url}: {_describe_failure(exc)}")
+    raise DownloadError(
+        f"{where}: could not download {filename} (MD5 {md5}); tried:\n" + "\n".join(tried) + "\n"
+        f"Nothing was saved. Download {filename} by hand and put it in {data_dir} "
+        f"(load_mnist(data_dir=...) or $FASTNN_DATA/mnist), or pass urls=[...] / set FASTNN_MNIST_URLS to a "
+        "mirror that serves it.")
+
+
+def _local_file(data_dir: pathlib.Path, filename: str) -> pathlib.Path | None:
+    """The file put in ``data_dir`` by a download or by hand: the .gz, or the uncompressed one."""
+    for candidate in (data_dir / filename, data_dir / filename.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _check_flag(value: Any, where: str, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_subsets(subsets: Any, where: str) -> tuple[str, ...]:
+    if isinstance(subsets, str) or not isinstance(subsets, Sequence):
+        raise TypeError(f"{where}: subsets must be a tuple of 'train' and/or 'test', got {subsets!r}")
+    subsets = tuple(subsets)
+    if not subsets or len(set(subsets)) != len(subsets) or any(s not in _SUBSETS for s in subsets):
+        raise ValueError(f"{where}: subsets must be a non-empty tuple of distinct 'train' / 'test', got {subsets!r}")
+    return subsets
+
+
+def _check_dir(data_dir: Any, where: str) -> pathlib.Path:
+    if data_dir is None:
+        return default_data_dir()
+    if isinstance(data_dir, bytes) or not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"{where}: data_dir must be a str or os.PathLike, got {type(data_dir).__name__}")
+    return pathlib.Path(data_dir).expanduser()
+
+
+def download_mnist(data_dir: str | os.PathLike | None = None, *, subsets: Sequence[str] = _SUBSETS,
+                   urls: str | Sequence[str] | None = None,
+                   progress: bool | None = None) -> dict[str, pathlib.Path]:
+    """Make sure the MNIST files of ``subsets`` are in ``data_dir``, downloading the missing ones.
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike, optional
+        See the module docstring for the default.
+    subsets : tuple of {"train", "test"}
+        Which files: "train" = train-images + train-labels, "test" = t10k-images + t10k-labels.
+    urls : str or sequence of str, optional
+        Base URLs of mirrors, tried in order (default: ``$FASTNN_MNIST_URLS``, else :data:`DEFAULT_MIRRORS`).
+    progress : bool, optional
+        Show a tqdm progress bar per file (default: when tqdm is installed and stderr is a terminal).
+
+    Returns
+    -------
+    dict of str -> pathlib.Path
+        ``{"test_img": path, "test_label": path, ...}`` for the requested subsets. Files already present are not
+        downloaded again (no network access at all when every file is there).
+
+    Raises
+    ------
+    DownloadError
+        A missing file could not be fetched intact from any mirror.
+    """
+    return _ensure_files("download_mnist", data_dir, subsets, urls, progress, download=True)
+
+
+def _ensure_files(where: str, data_dir: Any, subsets: Any, urls: Any, progress: Any,
+                  download: bool) -> dict[str, pathlib.Path]:
+    subsets = _check_subsets(subsets, where)
+    directory = _check_dir(data_dir, where)
+    if progress is not None:
+        _check_flag(progress, where, "progress")
+    keys = [f"{s}_{kind}" for s in subsets for kind in ("img", "label")]
+    paths: dict[str, pathlib.Path] = {}
+    missing = []
+    for key in keys:
+        found = _local_file(directory, MNIST_FILES[key][0])
+        if found is None:
+            missing.append(key)
+        else:
+            paths[key] = found
+    if missing and not download:
+        names = ", ".join(MNIST_FILES[k][0] for k in missing)
+        raise FileNotFoundError(f"{where}: {names} must be in {directory} when download=False, got no such "
+                                "file; put them there by hand or call with download=True")
+    if missing:
+        mirrors = mirror_urls(urls, where)  # only now: a complete cache never needs a mirror list
+        for key in missing:
+            name, md5 = MNIST_FILES[key]
+            paths[key] = _download(name, md5, directory, mirrors, progress, where)
+    return {k: paths[k] for k in keys}
+
+
+def _read_pair(img_path: pathlib.Path, label_path: pathlib.Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(img_path, where=where)
+    labels = read_idx(label_path, where=where)
+    if images.dtype != np.uint8 or images.ndim != _IMG_NDIM or images.shape[1:] != (28, 28):
+        raise ValueError(f"{where}: {img_path} must hold uint8 images of shape (N, 28, 28), got "
+                         f"{images.dtype} of shape {images.shape}")
+    if labels.dtype != np.uint8 or labels.ndim != _LABEL_NDIM:
+        raise ValueError(f"{where}: {label_path} must hold uint8 labels of shape (N,), got {labels.dtype} of shape "
+                         f"{labels.shape}")
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(f"{where}: {label_path} must hold one label per image of {img_path} "
+                         f"({images.shape[0]}), got {labels.shape[0]} labels")
+    if labels.size and labels.max() > 9:
+        raise ValueError(f"{where}: {label_path} must hold labels 0..9, got a {labels.max()}")
+    return images, labels
+
+
+def _read_pickle(pkl_file: Any, allow_pickle: bool, subsets: tuple[str, ...],
+                 where: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if isinstance(pkl_file, bytes) or not isinstance(pkl_file, (str, os.PathLike)):
+        raise TypeError(f"{where}: pkl_file must be a str or os.PathLike, got {type(pkl_file).__name__}")
+    if not allow_pickle:
+        raise ValueError(f"{where}: allow_pickle must be True to read {os.fspath(pkl_file)} (unpickling can run "
+                         "arbitrary code: only for a file you made yourself), got False")
+    with open(pkl_file, "rb") as f:
+        dataset = pickle.load(f)  # noqa: S301 -- the caller opted in with allow_pickle=True
+    if not isinstance(dataset, dict):
+        raise ValueError(f"{where}: {os.fspath(pkl_file)} must hold the book's dict of arrays, got "
+                         f"{type(dataset).__name__}")
+    out = {}
+    for subset in subsets:
+        missing = [k for k in (f"{subset}_img", f"{subset}_label") if k not in dataset]
+        if missing:
+            raise ValueError(f"{where}: {os.fspath(pkl_file)} must hold the keys {subset}_img and {subset}_label, "
+                             f"got keys {sorted(dataset)}")
+        x = np.asarray(dataset[f"{subset}_img"])
+        t = np.asarray(dataset[f"{subset}_label"])
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 784 or t.shape != (x.shape[0],) or (
+                t.dtype.kind not in "iu"):
+            raise ValueError(f"{where}: {os.fspath(pkl_file)}[{subset}_img/_label] must be uint8 (N, 784) images "
+                             f"and (N,) integer labels, got {x.dtype} {x.shape} and {t.dtype} {t.shape}")
+        out[subset] = (x.reshape(-1, 28, 28), t.astype(np.uint8))
+    return out
+
+
+def _finish(images: np.ndarray, labels: np.ndarray, normalize: bool, flatten: bool,
+            one_hot_label: bool) -> tuple[np.ndarray, np.ndarray]:
+    n = images.shape[0]
+    x = images.reshape(n, 784) if flatten else images.reshape(n, 1, 28, 28)
+    if normalize:
+        x = x.astype(np.float32)
+        x /= np.float32(255.0)
+    t = np.eye(10, dtype=np.float32)[labels] if one_hot_label else labels
+    return x, t
+
+
+def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool = False, *,
+               data_dir: str | os.PathLike | None = None, download: bool = True,
+               urls: str | Sequence[str] | None = None, allow_pickle: bool = False,
+               pkl_file: str | os.PathLike | None = None, progress: bool | None = None,
+               subsets: Sequence[str] = _SUBSETS) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Load MNIST as Deep Learning from Scratch's ``dataset.mnist.load_mnist`` does.
+
+    Parameters
+    ----------
+    normalize : bool
+        Pixels as float32 in [0, 1] (value / 255). Otherwise uint8 in [0, 255], as the book.
+    flatten : bool
+        Images as rows of 784 values, shape (N, 784). Otherwise (N, 1, 28, 28) (N, C, H, W).
+    one_hot_label : bool
+        Labels as float32 one-hot rows (N, 10). Otherwise uint8 class indices (N,), as the book.
+    data_dir : str or os.PathLike, optional
+        Folder of the four IDX files (default ``$FASTNN_DATA/mnist``, else the user cache directory; see the module
+        docstring).
+    download : bool
+        Fetch missing files (MD5-checked, see the module docstring). With False, a missing file raises
+        FileNotFoundError.
+    urls : str or sequence of str, optional
+        Mirror base URLs tried in order (default ``$FASTNN_MNIST_URLS``, comma separated, else
+        :data:`DEFAULT_MIRRORS`).
+    allow_pickle : bool
+        Must be True to read ``pkl_file`` (unpickling runs code from the file).
+    pkl_file : str or os.PathLike, optional
+        The book's ``mnist.pkl`` (a pickled dict ``train_img``, ``train_label``, ``test_img``, ``test_label``);
+        when given, the IDX files are not used.
+    progress : bool, optional
+        Download progress bars (default: when tqdm is installed and stderr is a terminal).
+    subsets : tuple of {"train", "test"}
+        Which parts to load (and download), default both.
+
+    Returns
+    -------
+    tuple of (x, t) pairs
+        One pair per subset, in the order of ``subsets``: by default ``((x_train, t_train), (x_test, t_test))``
+        with 60,000 and 10,000 samples; ``subsets=("test",)`` gives ``((x_test, t_test),)``.
+
+    Raises
+    ------
+    DownloadError
+        A missing file could not be fetched intact (the message lists the URLs tried and what to do).
+    FileNotFoundError
+        A file is missing and ``download=False``.
+    ValueError
+        A file is truncated or corrupt (delete it to download it again), or ``pkl_file`` without
+        ``allow_pickle=True``.
+    """
+    where = "load_mnist"
+    normalize = _check_flag(normalize, where, "normalize")
+    flatten = _check_flag(flatten, where, "flatten")
+    one_hot_label = _check_flag(one_hot_label, where, "one_hot_label")
+    download = _check_flag(download, where, "download")
+    allow_pickle = _check_flag(allow_pickle, where, "allow_pickle")
+    subsets = _check_subsets(subsets, where)
+    if pkl_file is not None:
+        raw = _read_pickle(pkl_file, allow_pickle, subsets, where)
+    else:
+        paths = _ensure_files(where, data_dir, subsets, urls, progress, download)
+        raw = {s: _read_pair(paths[f"{s}_img"], paths[f"{s}_label"], where) for s in subsets}
+    return tuple(_finish(*raw[s], normalize, flatten, one_hot_label) for s in subsets)
