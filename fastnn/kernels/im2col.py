@@ -1,3 +1,183 @@
-"""(being written)"""
+"""im2col and col2im: compiled, parallel over ``(n, c)`` input planes.
 
-__all__: list[str] = []
+Both public functions use the layout of Deep Learning from Scratch ``common/util.py`` (rows ``(n, oh, ow)``,
+columns ``(c, fh, fw)``), but the compiled bodies are written for a *per-sample column* view::
+
+    colT[n, (c, kh, kw), (oh, ow)]        shape (N, C*FH*FW, OH*OW)
+
+which is what the convolution kernels multiply by (``W2 @ colT[n]`` lands in NCHW order). The DLFS matrix is
+handed to the same bodies as a strided view of that shape (``col.reshape(N, OH*OW, CK).transpose(0, 2, 1)``),
+so there is one window-iteration scheme for both layouts; Numba compiles one specialisation per memory layout.
+
+Iteration: each ``(n, c)`` plane belongs to one thread (``prange`` over ``N*C``). Within it, for every window
+offset ``(kh, kw)`` and output row ``oh``, :func:`~fastnn.kernels._window.window_span` says whether the input row
+is inside the image and :func:`~fastnn.kernels._window.offset_span` which output columns read inside it; the
+rest is padding and is written as zeros (im2col) or skipped (col2im). col2im writes each input plane from one
+thread only, so overlapping windows add up without races or per-thread buffers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .. import _validate
+from .._jit import kernel
+from .._validate import WindowGeometry
+from ._window import offset_span, window_span
+
+__all__ = ["col2im", "im2col"]
+
+
+@kernel("window")
+def _im2col_planes(x, colT, FH, FW, SH, SW, PH, PW, OH, OW):
+    """colT[n, (c, kh, kw), (oh, ow)] = x_pad[n, c, oh*SH + kh - PH, ow*SW + kw - PW] (zero in the padding).
+
+    x (N, C, H, W), colT (N, C*FH*FW, OH*OW), any strides.
+    """
+    N, C, H, W = x.shape
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for kh in range(FH):
+            for kw in range(FW):
+                crow = colT[n, (c * FH + kh) * FW + kw]
+                ow0, ow1 = offset_span(kw, SW, PW, W, OW)
+                shift = kw - PW
+                for oh in range(OH):
+                    start, k0, k1 = window_span(oh, SH, PH, FH, H)
+                    seg = crow[oh * OW:(oh + 1) * OW]
+                    if kh < k0 or kh >= k1:
+                        seg[:] = 0
+                        continue
+                    xrow = x[n, c, start + kh]
+                    seg[:ow0] = 0
+                    if SW == 1:  # unit stride: a plain copy the compiler vectorises
+                        for ow in range(ow0, ow1):
+                            seg[ow] = xrow[ow + shift]
+                    else:
+                        for ow in range(ow0, ow1):
+                            seg[ow] = xrow[ow * SW + shift]
+                    seg[ow1:] = 0
+
+
+@kernel("window")
+def _col2im_planes(colT, dx, FH, FW, SH, SW, PH, PW, OH, OW):
+    """dx[n, c] = sum over windows of colT[n, (c, kh, kw), (oh, ow)] at their input positions (the adjoint).
+
+    colT (N, C*FH*FW, OH*OW), dx (N, C, H, W) fully overwritten; any strides.
+    """
+    N, C, H, W = dx.shape
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        plane = dx[n, c]
+        plane[:] = 0
+        for kh in range(FH):
+            for kw in range(FW):
+                crow = colT[n, (c * FH + kh) * FW + kw]
+                ow0, ow1 = offset_span(kw, SW, PW, W, OW)
+                shift = kw - PW
+                for oh in range(OH):
+                    start, k0, k1 = window_span(oh, SH, PH, FH, H)
+                    if kh < k0 or kh >= k1:
+                        continue
+                    xrow = plane[start + kh]
+                    seg = crow[oh * OW:(oh + 1) * OW]
+                    if SW == 1:
+                        for ow in range(ow0, ow1):
+                            xrow[ow + shift] += seg[ow]
+                    else:
+                        for ow in range(ow0, ow1):
+                            xrow[ow * SW + shift] += seg[ow]
+
+
+def im2col_into(x: np.ndarray, colT: np.ndarray, g: WindowGeometry) -> None:
+    """Unfold validated ``x`` into ``colT`` (N, C*FH*FW, OH*OW), a view of any strides (internal)."""
+    if colT.size:
+        _im2col_planes.run(colT.size, x, colT, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
+
+
+def col2im_into(colT: np.ndarray, dx: np.ndarray, g: WindowGeometry) -> None:
+    """Fold ``colT`` (N, C*FH*FW, OH*OW) into ``dx`` (N, C, H, W), overwriting it (internal)."""
+    if dx.size:
+        _col2im_planes.run(max(colT.size, dx.size), colT, dx, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
+
+
+def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int, int] = 1,
+           pad: int | tuple[int, int] = 0) -> np.ndarray:
+    """Unfold every sliding window of ``x`` into a row (Deep Learning from Scratch layout).
+
+    .. math::
+
+        col[(n, i, j), (c, k_h, k_w)] = x_{pad}[n, c, i S_h + k_h, j S_w + k_w]
+
+    Replaces ``fastnn.reference.im2col`` (a NumPy loop over the FH*FW window offsets); padding is never
+    materialised.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W)
+        float32 or float64 (ints/bools promote to float64); any strides.
+    filter_h, filter_w : int
+        Window size FH, FW.
+    stride : int or (int, int)
+        Step between windows (vertical, horizontal), >= 1.
+    pad : int or (int, int)
+        Zeros added on each side (vertical, horizontal), >= 0.
+
+    Returns
+    -------
+    col : ndarray (N*OH*OW, C*FH*FW)
+        x.dtype, C-contiguous; rows ordered (n, oh, ow), columns (c, fh, fw).
+    """
+    where = "im2col"
+    x = _validate.float_array(x, where, "x", ndim=4)
+    g = _validate.window_geometry(x.shape, filter_h, filter_w, stride, pad, where)
+    ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
+    col = np.empty((g.N * ohw, ck), dtype=x.dtype)
+    im2col_into(x, col.reshape(g.N, ohw, ck).transpose(0, 2, 1), g)
+    return col
+
+
+def col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: int, filter_w: int,
+           stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> np.ndarray:
+    """Fold rows of window elements back onto the input: the adjoint of :func:`im2col`.
+
+    .. math::
+
+        x[n, c, h, w] = \\sum_{(i, k_h):\\ i S_h + k_h - P_h = h} \\ \\sum_{(j, k_w):\\ j S_w + k_w - P_w = w}
+            col[(n, i, j), (c, k_h, k_w)]
+
+    Overlapping windows add up; entries that fall on padding are dropped.
+
+    Parameters
+    ----------
+    col : ndarray (N*OH*OW, C*FH*FW)
+        float32 or float64, laid out as :func:`im2col` returns; any strides.
+    input_shape : tuple (N, C, H, W)
+        Shape of the image the columns came from.
+    filter_h, filter_w, stride, pad
+        As in :func:`im2col`.
+
+    Returns
+    -------
+    x : ndarray (N, C, H, W)
+        col.dtype, C-contiguous.
+    """
+    where = "col2im"
+    col = _validate.float_array(col, where, "col", ndim=2)
+    g = _validate.window_geometry(input_shape, filter_h, filter_w, stride, pad, where, name="input_shape")
+    ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
+    _validate.shape(col, (g.N * ohw, ck), where, "col")
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=col.dtype)
+    if not dx.size:
+        return dx
+    col2im_into(col.reshape(g.N, ohw, ck).transpose(0, 2, 1), dx, g)
+    return dx
+
+
+# The package __init__ star-imports this module, which rebinds the package attribute ``im2col`` from this module
+# to this function; its ``__all__`` comprehension then reads ``im2col.__all__``. Until the __init__ keeps the
+# module objects apart, give the function the module's export list so the package imports.
+im2col.__all__ = __all__  # type: ignore[attr-defined]

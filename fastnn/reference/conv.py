@@ -1,3 +1,103 @@
-"""(being written)"""
+"""2-D convolution in plain NumPy: the readable specification of :mod:`fastnn.kernels.conv`.
 
-__all__: list[str] = []
+As in Deep Learning from Scratch ``common/layers.py`` (``Convolution``): unfold the input with
+:func:`~fastnn.reference.im2col.im2col`, multiply by the flattened filters, and for the input gradient fold the
+column gradient back with :func:`~fastnn.reference.im2col.col2im`. "Convolution" is cross-correlation, as in
+every deep-learning library (the filter is not flipped).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate
+from .im2col import col2im, im2col
+
+__all__ = ["conv2d_backward", "conv2d_forward"]
+
+
+def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                   pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
+    """Convolve NCHW input with FN filters and add a bias per filter.
+
+    .. math::
+
+        out[n, f, i, j] = b[f] + \\sum_{c, k_h, k_w} W[f, c, k_h, k_w]\\, x_{pad}[n, c, i S_h + k_h, j S_w + k_w]
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W)
+        float32 or float64 (ints/bools promote to float64).
+    W : ndarray (FN, C, FH, FW)
+        Filters.
+    b : ndarray (FN,)
+        Bias.
+    stride : int or (int, int)
+        Step between windows (vertical, horizontal), >= 1.
+    pad : int or (int, int)
+        Zeros added on each side (vertical, horizontal), >= 0.
+    cache : dict, optional
+        Keyword-only. When a dict is given, the unfolded input is stored in it (key ``"col"``) so that
+        :func:`conv2d_backward` called with the same dict does not unfold ``x`` again. The caller must pass the
+        same ``x``, ``W`` geometry, ``stride`` and ``pad`` to both calls.
+
+    Returns
+    -------
+    out : ndarray (N, FN, OH, OW)
+        Common dtype of x, W, b (NumPy promotion); ``OH = (H + 2 pad_h - FH) // S_h + 1``, likewise OW.
+    """
+    where = "conv2d_forward"
+    (x, W, b), g = _validate.conv_arrays(where, x, W, stride, pad, b=b)
+    FN = W.shape[0]
+    col = im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))  # (N*OH*OW, C*FH*FW)
+    if cache is not None:
+        cache["col"] = col
+    out = col @ W.reshape(FN, -1).T + b  # (N*OH*OW, FN)
+    return np.ascontiguousarray(out.reshape(g.N, g.OH, g.OW, FN).transpose(0, 3, 1, 2))
+
+
+def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int] = 1,
+                    pad: int | tuple[int, int] = 0, *,
+                    cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv2d_forward` with respect to its input, filters and bias.
+
+    .. math::
+
+        dW[f, c, k_h, k_w] = \\sum_{n, i, j} dout[n, f, i, j]\\, x_{pad}[n, c, i S_h + k_h, j S_w + k_w]
+
+        db[f] = \\sum_{n, i, j} dout[n, f, i, j]
+
+        dx = \\mathrm{col2im}\\big(dout_{(n, i, j), f} \\cdot W_{f, (c, k_h, k_w)}\\big)
+
+    Parameters
+    ----------
+    dout : ndarray (N, FN, OH, OW)
+        Upstream gradient.
+    x : ndarray (N, C, H, W)
+        The forward input.
+    W : ndarray (FN, C, FH, FW)
+        The filters.
+    stride, pad
+        As in the forward pass.
+    cache : dict, optional
+        Keyword-only: the dict given to :func:`conv2d_forward` for this ``x``; its unfolded input is reused.
+
+    Returns
+    -------
+    dx : ndarray (N, C, H, W)
+    dW : ndarray (FN, C, FH, FW)
+    db : ndarray (FN,)
+        All in the common dtype of dout, x, W.
+    """
+    where = "conv2d_backward"
+    (x, W, dout), g = _validate.conv_arrays(where, x, W, stride, pad, dout=dout)
+    FN = W.shape[0]
+    col = cache.get("col") if cache is not None else None
+    if col is None or col.dtype != x.dtype or col.shape != (g.N * g.OH * g.OW, g.C * g.FH * g.FW):
+        col = im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))
+    d = dout.transpose(0, 2, 3, 1).reshape(-1, FN)  # (N*OH*OW, FN), rows in im2col's order
+    db = d.sum(axis=0)
+    dW = (d.T @ col).reshape(W.shape)
+    dcol = d @ W.reshape(FN, -1)
+    dx = col2im(dcol, x.shape, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))
+    return dx, dW, db
