@@ -1,3 +1,117 @@
-"""(being written)"""
+"""Dropout as Numba kernels, with the counter-based mask of :mod:`fastnn.reference.dropout`.
 
-__all__: list[str] = []
+Element ``i`` of a mask hashes ``(seed, i)`` with SplitMix64 (the formula is in the reference module), so the
+parallel twin, the serial twin and the NumPy reference produce bit-identical masks for any thread count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .. import _validate
+from .._jit import helper, kernel
+from ..reference.dropout import GAMMA, MIX1, MIX2, mask_key_threshold
+
+__all__ = ["dropout_mask", "dropout_forward", "dropout_backward"]
+
+# uint64 globals: a Python int literal mixed with uint64 would make Numba compute in float64
+_GAMMA = np.uint64(GAMMA)
+_MIX1 = np.uint64(MIX1)
+_MIX2 = np.uint64(MIX2)
+_ONE = np.uint64(1)
+_S11 = np.uint64(11)
+_S27 = np.uint64(27)
+_S30 = np.uint64(30)
+_S31 = np.uint64(31)
+
+
+@helper
+def _mix64(z):
+    """SplitMix64 finaliser on a uint64 (wrapping arithmetic)."""
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@kernel("elementwise")
+def _mask(out, key, threshold):
+    for i in prange(out.shape[0]):
+        u = _mix64(key + (np.uint64(i) + _ONE) * _GAMMA)
+        out[i] = (u >> _S11) >= threshold
+
+
+@kernel("elementwise")
+def _apply(a, mask, out, scale, zero, one):
+    for i in prange(a.shape[0]):
+        # (a * mask) * scale as NumPy computes it: a dropped nan/inf gives nan, not 0
+        out[i] = (a[i] * (one if mask[i] else zero)) * scale
+
+
+def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
+    """Boolean keep-mask, ``True`` with probability ``1 - drop_ratio``, a pure function of (seed, flat index).
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+    drop_ratio : float
+        Probability of dropping an element, in [0, 1].
+    seed : int
+        In [0, 2**64).
+
+    Returns
+    -------
+    mask : ndarray of bool, ``shape`` (identical to :func:`fastnn.reference.dropout_mask`)
+    """
+    shape, key, threshold = mask_key_threshold(shape, drop_ratio, seed, "dropout_mask")
+    mask = np.empty(shape, np.bool_)
+    n = math.prod(shape)
+    _mask.run(n, mask.reshape(-1), np.uint64(key), np.uint64(threshold))
+    return mask
+
+
+def _run_apply(where: str, name: str, a, mask, scale) -> np.ndarray:
+    a = _validate.float_array(a, where, name)
+    mask = _validate.bool_array(mask, where, "mask", shape_of=a.shape)
+    scale = _validate.scalar(scale, where, "scale")
+    out = np.empty(a.shape, a.dtype)
+    t = a.dtype.type
+    _apply.run(a.size, np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(mask).reshape(-1),
+               out.reshape(-1), t(scale), t(0), t(1))
+    return out
+
+
+def dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``x * mask * scale`` (inverted dropout with ``scale = 1 / (1 - drop_ratio)``).
+
+    Parameters
+    ----------
+    x : array_like, any shape
+    mask : ndarray of bool, x's shape
+    scale : float
+        Finite.
+
+    Returns
+    -------
+    out : ndarray, x's shape and float dtype
+    """
+    return _run_apply("dropout_forward", "x", x, mask, scale)
+
+
+def dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``dout * mask * scale``, the gradient of :func:`dropout_forward`.
+
+    Parameters
+    ----------
+    dout : array_like, any shape
+    mask : ndarray of bool, dout's shape
+    scale : float
+        The forward scale.
+
+    Returns
+    -------
+    dx : ndarray, dout's shape and float dtype
+    """
+    return _run_apply("dropout_backward", "dout", dout, mask, scale)

@@ -1,3 +1,193 @@
-"""(being written)"""
+"""Softmax, softmax cross-entropy and the multiclass SVM loss as Numba kernels.
 
-__all__: list[str] = []
+Same names, signatures and results as :mod:`fastnn.reference.losses` (formulas there). Rows are independent,
+so the bodies run in parallel over samples; each row's loss goes to its own slot of a (N,) buffer and a serial
+pass sums the buffer in float64 (no reduction into shared memory from threads). Losses are batch means returned
+as 0-d NumPy scalars of x's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .. import _validate
+from .._jit import helper, kernel
+from ..reference.losses import _scores
+from .activations import _fdiv
+
+__all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss"]
+
+
+@helper
+def _softmax_row(x, probs, i, zero):
+    """Write softmax(x[i]) to probs[i]; return log of the shifted sum of exponentials and the row max.
+
+    A NaN anywhere in the row, or a +inf (inf - inf), makes the whole row NaN, as in the reference.
+    """
+    k = x.shape[1]
+    m = x[i, 0]
+    for j in range(1, k):
+        if x[i, j] > m:
+            m = x[i, j]
+    s = zero
+    for j in range(k):
+        e = math.exp(x[i, j] - m)
+        probs[i, j] = e
+        s += e
+    for j in range(k):
+        probs[i, j] = _fdiv(probs[i, j], s)
+    return math.log(s), m
+
+
+@kernel("loss")
+def _softmax(x, probs, zero):
+    for i in prange(x.shape[0]):
+        _softmax_row(x, probs, i, zero)
+
+
+@kernel("loss")
+def _softmax_ce(x, labels, probs, row_loss, zero):
+    n = x.shape[0]
+    for i in prange(n):
+        log_s, m = _softmax_row(x, probs, i, zero)
+        row_loss[i] = log_s - (x[i, labels[i]] - m)
+    total = 0.0  # float64 accumulator for the batch mean
+    for i in range(n):
+        total += row_loss[i]
+    return total
+
+
+@kernel("loss")
+def _softmax_ce_bwd(probs, labels, dx, scale, one):
+    for i in prange(probs.shape[0]):
+        for j in range(probs.shape[1]):
+            dx[i, j] = probs[i, j] * scale
+        t = labels[i]
+        dx[i, t] = (probs[i, t] - one) * scale
+
+
+@kernel("loss")
+def _svm(x, labels, dx, row_loss, zero, one, nf):
+    n = x.shape[0]
+    inv_n = _fdiv(one, nf)
+    for i in prange(n):
+        y = labels[i]
+        xy = x[i, y]
+        acc = zero
+        count = zero
+        for j in range(x.shape[1]):
+            margin = x[i, j] - xy + one
+            if j == y:
+                dx[i, j] = zero
+            elif margin > 0:
+                acc += margin
+                count += one
+                dx[i, j] = inv_n
+            else:
+                if margin != margin:  # np.maximum(0, nan) = nan: the loss is nan, the gradient 0
+                    acc += margin
+                dx[i, j] = zero
+        dx[i, y] = _fdiv(-count, nf)
+        row_loss[i] = acc
+    total = 0.0
+    for i in range(n):
+        total += row_loss[i]
+    return total
+
+
+def softmax_forward(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (max-shifted, so no overflow).
+
+    Parameters
+    ----------
+    x : array_like, (N, K)
+
+    Returns
+    -------
+    probs : ndarray, (N, K), x's float dtype (rows containing NaN or +inf are NaN)
+    """
+    x = _scores(x, "softmax_forward", loss=False)
+    probs = np.empty(x.shape, x.dtype)
+    if x.size:
+        _softmax.run(x.size, np.ascontiguousarray(x), probs, x.dtype.type(0))
+    return probs
+
+
+def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray) -> tuple[np.generic, np.ndarray]:
+    """Mean softmax cross-entropy via log-sum-exp, and the softmax.
+
+    Parameters
+    ----------
+    x : array_like, (N, K)
+        Scores; N >= 1.
+    t : array_like, int (N,) in [0, K) or one-hot (N, K)
+
+    Returns
+    -------
+    loss : 0-d NumPy scalar of x's dtype
+    probs : ndarray, (N, K), x's dtype
+    """
+    where = "softmax_cross_entropy_forward"
+    x = _scores(x, where, loss=True)
+    labels = _validate.labels(t, x.shape[0], x.shape[1], where, "t")
+    probs = np.empty(x.shape, x.dtype)
+    row_loss = np.empty(x.shape[0], x.dtype)
+    total = _softmax_ce.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(labels), probs, row_loss,
+                            x.dtype.type(0))
+    return x.dtype.type(total / x.shape[0]), probs
+
+
+def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:
+    """Gradient of the mean softmax cross-entropy: ``dout * (probs - onehot(t)) / N``.
+
+    Parameters
+    ----------
+    probs : array_like, (N, K)
+        The softmax from the forward pass; N >= 1.
+    t : array_like, int (N,) or one-hot (N, K)
+    dout : float
+        Upstream gradient of the loss.
+
+    Returns
+    -------
+    dx : ndarray, (N, K), probs' float dtype
+    """
+    where = "softmax_cross_entropy_backward"
+    probs = _validate.float_array(probs, where, "probs", ndim=2)
+    if probs.shape[0] < 1:
+        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", probs.shape[0])
+    labels = _validate.labels(t, probs.shape[0], probs.shape[1], where, "t")
+    dout = _validate.scalar(dout, where, "dout")
+    dx = np.empty(probs.shape, probs.dtype)
+    tp = probs.dtype.type
+    _softmax_ce_bwd.run(probs.size, np.ascontiguousarray(probs), np.ascontiguousarray(labels), dx,
+                        tp(dout / probs.shape[0]), tp(1))
+    return dx
+
+
+def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
+    """Multiclass SVM (hinge, margin 1) loss and gradient, cs231n's ``svm_loss``.
+
+    Parameters
+    ----------
+    x : array_like, (N, K)
+        Scores; N >= 1.
+    y : array_like, int (N,) or one-hot (N, K)
+
+    Returns
+    -------
+    loss : 0-d NumPy scalar of x's dtype
+    dx : ndarray, (N, K), x's dtype
+    """
+    where = "svm_loss"
+    x = _scores(x, where, loss=True)
+    labels = _validate.labels(y, x.shape[0], x.shape[1], where, "y")
+    dx = np.empty(x.shape, x.dtype)
+    row_loss = np.empty(x.shape[0], x.dtype)
+    tp = x.dtype.type
+    total = _svm.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(labels), dx, row_loss, tp(0), tp(1),
+                     tp(x.shape[0]))
+    return tp(total / x.shape[0]), dx

@@ -1,3 +1,369 @@
-"""(being written)"""
+"""Fused optimizer steps: one pass over memory, in place, no temporaries.
 
-__all__: list[str] = []
+Each public step validates its arguments (the same checks as :mod:`fastnn.reference.optimizers`, before
+anything is written), computes the per-step scalars once in float64 (``lr / bias_correction1``,
+``1 - beta1``, ...), casts them to the parameter's dtype, and launches a loop body that reads each element of
+param, grad and the state arrays once and writes param and state once. Adam on float32 thus moves 28 bytes
+per parameter (read p, g, m, v; write p, m, v), the bandwidth floor of the update; the float32 body is pure
+float32 arithmetic (checked with ``inspect_asm``: packed ``ps`` instructions on zmm registers, no ``pd``).
+
+Layouts: the bodies see 1-D contiguous views. A param or state array that is not C-contiguous (a transposed or
+sliced view) is still updated in place, correctly: it is copied into a contiguous buffer, updated there and
+copied back with ``a[...] = buffer``. That costs two more passes over it, so keep parameters contiguous where
+speed matters; it never silently updates a copy.
+
+The steps' formulas are documented (``.. math::``) in :mod:`fastnn.reference.optimizers`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .. import _validate
+from .._jit import Kernel, kernel
+from ..reference.optimizers import _adabound_bounds, _adam_checks
+from .activations import _fdiv
+
+__all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
+           "adamw_step", "adabound_step"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loop bodies. Arrays are 1-D contiguous; scalars are already of the arrays' dtype. ``wd != 0`` tests are on loop
+# invariants, which LLVM hoists out of the loop (unswitching), so the vectorised inner loop has no branch; they
+# keep ``0 * inf = nan`` out of the update when weight decay is off, as PyTorch does.
+
+
+@kernel("optimizer")
+def _sgd(p, g, lr, wd):
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        if wd != 0:
+            gi = gi + wd * p[i]
+        p[i] = p[i] - lr * gi
+
+
+@kernel("optimizer")
+def _momentum(p, g, vel, lr, mu, wd):
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        if wd != 0:
+            gi = gi + wd * p[i]
+        vi = mu * vel[i] - lr * gi
+        vel[i] = vi
+        p[i] = p[i] + vi
+
+
+@kernel("optimizer")
+def _nesterov(p, g, buf, lr, mu, wd):
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        if wd != 0:
+            gi = gi + wd * p[i]
+        bi = mu * buf[i] + gi
+        buf[i] = bi
+        p[i] = p[i] - lr * (gi + mu * bi)
+
+
+@kernel("optimizer")
+def _adagrad(p, g, h, lr, eps, wd):
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        if wd != 0:
+            gi = gi + wd * p[i]
+        hi = h[i] + gi * gi
+        h[i] = hi
+        p[i] = p[i] - _fdiv(lr * gi, math.sqrt(hi) + eps)
+
+
+@kernel("optimizer")
+def _rmsprop(p, g, sq, lr, alpha, one_minus_alpha, eps, wd):
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        if wd != 0:
+            gi = gi + wd * p[i]
+        si = alpha * sq[i] + one_minus_alpha * (gi * gi)
+        sq[i] = si
+        p[i] = p[i] - _fdiv(lr * gi, math.sqrt(si) + eps)
+
+
+@kernel("optimizer")
+def _adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bc2_sqrt, l2, decay):
+    # ``decay`` is 1 - lr*wd for AdamW and exactly 1 for Adam (x * 1 == x, also for inf and nan).
+    for i in prange(p.shape[0]):
+        pi = p[i]
+        gi = g[i]
+        if l2 != 0:
+            gi = gi + l2 * pi
+        pi = pi * decay
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - _fdiv(step_size * mi, _fdiv(math.sqrt(vi), bc2_sqrt) + eps)
+
+
+@kernel("optimizer")
+def _adam_amsgrad(p, g, m, v, v_max, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bc2_sqrt, l2,
+                  decay):
+    for i in prange(p.shape[0]):
+        pi = p[i]
+        gi = g[i]
+        if l2 != 0:
+            gi = gi + l2 * pi
+        pi = pi * decay
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * (gi * gi)
+        vm = v_max[i]
+        # np.maximum semantics: a nan on either side wins
+        if vm < vi or vi != vi:
+            vm = vi
+        m[i] = mi
+        v[i] = vi
+        v_max[i] = vm
+        p[i] = pi - _fdiv(step_size * mi, _fdiv(math.sqrt(vm), bc2_sqrt) + eps)
+
+
+@kernel("optimizer")
+def _adabound(p, g, m, v, step_size, lower, upper, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, l2):
+    for i in prange(p.shape[0]):
+        pi = p[i]
+        gi = g[i]
+        if l2 != 0:
+            gi = gi + l2 * pi
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        rate = _fdiv(step_size, math.sqrt(vi) + eps)
+        # np.clip semantics: nan passes through
+        if rate < lower:
+            rate = lower
+        if rate > upper:
+            rate = upper
+        p[i] = pi - rate * mi
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D C-order view of ``a`` when it is C-contiguous, else a contiguous copy."""
+    return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+
+
+def _launch(body: Kernel, param: np.ndarray, g: np.ndarray, states: tuple, *scalars) -> None:
+    """Run ``body(param, grad, *states, *scalars)`` on flat views; write back what had to be copied."""
+    inplace = (param, *states)
+    flats = [_flat(a) for a in inplace]
+    body.run(param.size, flats[0], _flat(g), *flats[1:], *scalars)
+    for a, f in zip(inplace, flats, strict=True):
+        if not a.flags.c_contiguous:
+            a[...] = f.reshape(a.shape)
+
+
+def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float = 0.0) -> None:
+    """Fused :func:`fastnn.reference.sgd_step`: ``param -= lr * (grad + weight_decay * param)`` in place.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64, any shape
+        Updated in place.
+    grad : array_like, param's shape
+        Cast to param's dtype.
+    lr : float
+        Learning rate > 0.
+    weight_decay : float
+        L2 coefficient >= 0.
+    """
+    where = "sgd_step"
+    g = _validate.optimizer_arrays(where, param, grad)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    _launch(_sgd, param, g, (), t(lr), t(weight_decay))
+
+
+def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float = 0.9,
+                  weight_decay: float = 0.0) -> None:
+    """Fused :func:`fastnn.reference.momentum_step`: ``v = momentum*v - lr*g; param += v`` in place.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    velocity : ndarray, param's shape and dtype
+        Updated in place.
+    lr, momentum, weight_decay : float
+        lr > 0, 0 <= momentum < 1, weight_decay >= 0 (L2).
+    """
+    where = "momentum_step"
+    g = _validate.optimizer_arrays(where, param, grad, velocity=velocity)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    momentum = _validate.scalar(momentum, where, "momentum", ge=0, lt=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    _launch(_momentum, param, g, (velocity,), t(lr), t(momentum), t(weight_decay))
+
+
+def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
+                  weight_decay: float = 0.0) -> None:
+    """Fused :func:`fastnn.reference.nesterov_step` (PyTorch's Nesterov form), in place.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    buf : ndarray, param's shape and dtype
+        Momentum buffer, updated in place.
+    lr, momentum, weight_decay : float
+        lr > 0, 0 <= momentum < 1, weight_decay >= 0 (L2).
+    """
+    where = "nesterov_step"
+    g = _validate.optimizer_arrays(where, param, grad, buf=buf)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    momentum = _validate.scalar(momentum, where, "momentum", ge=0, lt=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    _launch(_nesterov, param, g, (buf,), t(lr), t(momentum), t(weight_decay))
+
+
+def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, eps: float = 1e-7,
+                 weight_decay: float = 0.0) -> None:
+    """Fused :func:`fastnn.reference.adagrad_step`, in place.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    h : ndarray, param's shape and dtype
+        Sum of squared gradients, updated in place.
+    lr, eps, weight_decay : float
+        lr > 0, eps > 0, weight_decay >= 0 (L2).
+    """
+    where = "adagrad_step"
+    g = _validate.optimizer_arrays(where, param, grad, h=h)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    eps = _validate.scalar(eps, where, "eps", gt=0)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    _launch(_adagrad, param, g, (h,), t(lr), t(eps), t(weight_decay))
+
+
+def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float, decay_rate: float = 0.99,
+                 eps: float = 1e-7, weight_decay: float = 0.0) -> None:
+    """Fused :func:`fastnn.reference.rmsprop_step`, in place.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    sq : ndarray, param's shape and dtype
+        Running mean of squared gradients, updated in place.
+    lr, decay_rate, eps, weight_decay : float
+        lr > 0, 0 <= decay_rate < 1, eps > 0, weight_decay >= 0 (L2).
+    """
+    where = "rmsprop_step"
+    g = _validate.optimizer_arrays(where, param, grad, sq=sq)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    decay_rate = _validate.scalar(decay_rate, where, "decay_rate", ge=0, lt=1)
+    eps = _validate.scalar(eps, where, "eps", gt=0)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    _launch(_rmsprop, param, g, (sq,), t(lr), t(decay_rate), t(1.0 - decay_rate), t(eps), t(weight_decay))
+
+
+def _adam_family(where: str, decoupled: bool, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1,
+                 bias_correction2, weight_decay, v_max) -> None:
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay = _adam_checks(
+        where, param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay)
+    t = param.dtype.type
+    l2, decay = (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
+    scalars = (t(lr / bc1), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(math.sqrt(bc2)), t(l2),
+               t(decay))
+    if v_max is None:
+        _launch(_adam, param, g, (m, v), *scalars)
+    else:
+        _launch(_adam_amsgrad, param, g, (m, v, v_max), *scalars)
+
+
+def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+              beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
+              v_max: np.ndarray | None = None) -> None:
+    """Fused Adam / AMSGrad step (PyTorch's formulation; see :func:`fastnn.reference.adam_step`), in place.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    m, v : ndarray, param's shape and dtype
+        First and second moments, updated in place.
+    lr, beta1, beta2, eps : float
+        lr > 0, 0 <= beta1, beta2 < 1, eps > 0.
+    bias_correction1, bias_correction2 : float
+        ``1 - beta1**t`` and ``1 - beta2**t`` for the step t being taken, in (0, 1], computed by the caller.
+    weight_decay : float
+        L2 coefficient >= 0 (added to the gradient).
+    v_max : ndarray or None
+        AMSGrad's running max of v (param's shape and dtype, updated in place); None for plain Adam.
+    """
+    _adam_family("adam_step", False, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
+                 weight_decay, v_max)
+
+
+def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+               beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
+               v_max: np.ndarray | None = None) -> None:
+    """Fused AdamW step: ``param *= 1 - lr*weight_decay`` then Adam (see :func:`fastnn.reference.adamw_step`).
+
+    Parameters are those of :func:`adam_step`; weight_decay is decoupled instead of L2.
+    """
+    _adam_family("adamw_step", True, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
+                 weight_decay, v_max)
+
+
+def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
+                  gamma: float, beta1: float, beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> None:
+    """Fused AdaBound step (see :func:`fastnn.reference.adabound_step`), in place.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    m, v : ndarray, param's shape and dtype
+        Moments, updated in place.
+    lr, final_lr : float
+        Adam learning rate > 0 and final SGD rate > 0.
+    gamma : float
+        Convergence speed of the bounds, 0 < gamma < 1.
+    beta1, beta2, eps : float
+        As in :func:`adam_step`.
+    step : int
+        The step t >= 1 being taken (bias corrections and bounds are computed from it in float64).
+    weight_decay : float
+        L2 coefficient >= 0.
+    """
+    where = "adabound_step"
+    g = _validate.optimizer_arrays(where, param, grad, m=m, v=v)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    final_lr = _validate.scalar(final_lr, where, "final_lr", gt=0)
+    gamma = _validate.scalar(gamma, where, "gamma", gt=0, lt=1)
+    beta1 = _validate.scalar(beta1, where, "beta1", ge=0, lt=1)
+    beta2 = _validate.scalar(beta2, where, "beta2", ge=0, lt=1)
+    eps = _validate.scalar(eps, where, "eps", gt=0)
+    step = _validate.integer(step, where, "step", minimum=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    lower, upper = _adabound_bounds(final_lr, gamma, step)
+    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+    _launch(_adabound, param, g, (m, v), t(step_size), t(lower), t(upper), t(beta1), t(1.0 - beta1), t(beta2),
+            t(1.0 - beta2), t(eps), t(weight_decay))

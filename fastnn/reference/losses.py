@@ -1,3 +1,133 @@
-"""(being written)"""
+"""Softmax, softmax cross-entropy and the multiclass SVM loss in NumPy: the specification of
+:mod:`fastnn.kernels.losses`.
 
-__all__: list[str] = []
+Scores ``x`` are (N, K): N samples, K classes. Labels ``t``/``y`` are int class indices (N,) or one-hot (N, K)
+(checked by :func:`fastnn._validate.labels`). Losses are batch means, returned as 0-d NumPy scalars of x's dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate
+
+__all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss"]
+
+
+def _scores(x, where: str, *, loss: bool) -> np.ndarray:
+    """Validated (N, K) scores; a loss (a batch mean) needs N >= 1 and K >= 1."""
+    x = _validate.float_array(x, where, "x", ndim=2)
+    if loss and x.shape[0] < 1:
+        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", x.shape[0])
+    if loss and x.shape[1] < 1:
+        _validate.fail(where, "K", ">= 1 class", x.shape[1])
+    return x
+
+
+def softmax_forward(x: np.ndarray) -> np.ndarray:
+    r"""Row-wise softmax, shifted by the row maximum so no exponent overflows.
+
+    .. math:: p_{ij} = \frac{e^{x_{ij} - m_i}}{\sum_k e^{x_{ik} - m_i}}, \qquad m_i = \max_k x_{ik}
+
+    Parameters
+    ----------
+    x : array_like, (N, K)
+
+    Returns
+    -------
+    probs : ndarray, (N, K), x's float dtype (rows with a NaN or +inf are NaN)
+    """
+    x = _scores(x, "softmax_forward", loss=False)
+    if x.size == 0:
+        return np.empty(x.shape, x.dtype)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray) -> tuple[np.generic, np.ndarray]:
+    r"""Mean cross-entropy of softmax(x) against labels, via log-sum-exp (no ``log(p + 1e-7)``).
+
+    .. math::
+        L = \frac{1}{N} \sum_i \Big( m_i + \log \sum_k e^{x_{ik} - m_i} - x_{i t_i} \Big)
+
+    Parameters
+    ----------
+    x : array_like, (N, K)
+        Scores; N >= 1.
+    t : array_like, int (N,) in [0, K) or one-hot (N, K)
+
+    Returns
+    -------
+    loss : 0-d NumPy scalar of x's dtype
+    probs : ndarray, (N, K), x's dtype (for the backward pass)
+    """
+    where = "softmax_cross_entropy_forward"
+    x = _scores(x, where, loss=True)
+    labels = _validate.labels(t, x.shape[0], x.shape[1], where, "t")
+    shifted = x - x.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(x.shape[0])
+    loss = np.mean(np.log(s[:, 0]) - shifted[rows, labels])
+    return x.dtype.type(loss), e / s
+
+
+def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:
+    r"""Gradient of the mean softmax cross-entropy with respect to the scores.
+
+    .. math:: \frac{\partial L}{\partial x_{ij}} = \frac{dout}{N} \big(p_{ij} - [j = t_i]\big)
+
+    Parameters
+    ----------
+    probs : array_like, (N, K)
+        The softmax returned by the forward pass; N >= 1.
+    t : array_like, int (N,) or one-hot (N, K)
+    dout : float
+        Upstream gradient of the loss (finite).
+
+    Returns
+    -------
+    dx : ndarray, (N, K), probs' float dtype
+    """
+    where = "softmax_cross_entropy_backward"
+    probs = _validate.float_array(probs, where, "probs", ndim=2)
+    if probs.shape[0] < 1:
+        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", probs.shape[0])
+    labels = _validate.labels(t, probs.shape[0], probs.shape[1], where, "t")
+    dout = _validate.scalar(dout, where, "dout")
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(probs.shape[0]), labels] = 1
+    return (probs - onehot) * probs.dtype.type(dout / probs.shape[0])
+
+
+def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
+    r"""Multiclass SVM (hinge) loss with margin 1 and its gradient (cs231n ``layers.svm_loss``).
+
+    .. math::
+        L = \frac{1}{N} \sum_i \sum_{j \ne y_i} \max(0,\ x_{ij} - x_{i y_i} + 1)
+
+    Parameters
+    ----------
+    x : array_like, (N, K)
+        Scores; N >= 1.
+    y : array_like, int (N,) or one-hot (N, K)
+
+    Returns
+    -------
+    loss : 0-d NumPy scalar of x's dtype
+    dx : ndarray, (N, K), x's dtype: :math:`1/N` where the margin is positive, minus
+        (count of positive margins)/N at the label
+    """
+    where = "svm_loss"
+    x = _scores(x, where, loss=True)
+    labels = _validate.labels(y, x.shape[0], x.shape[1], where, "y")
+    n = x.shape[0]
+    rows = np.arange(n)
+    margins = np.maximum(0, x - x[rows, labels][:, None] + 1)
+    margins[rows, labels] = 0
+    loss = margins.sum() / n
+    positive = margins > 0
+    dx = positive.astype(x.dtype)
+    dx[rows, labels] -= positive.sum(axis=1)
+    dx /= n
+    return x.dtype.type(loss), dx

@@ -1,3 +1,304 @@
-"""(being written)"""
+"""Optimizer steps in plain NumPy: the readable specification of :mod:`fastnn.kernels.optimizers`.
 
-__all__: list[str] = []
+Every step updates ``param`` and its state arrays **in place** and returns None. Hyperparameters arrive as Python
+floats; derived scalars (``1 - beta1``, ``lr / bias_correction1``, ...) are computed in float64 and then cast to
+param's dtype, exactly as the fused kernels do, so float32 parameters are updated in float32 arithmetic.
+Weight decay is L2 (``g += weight_decay * param``) everywhere except :func:`adamw_step` (decoupled,
+``param *= 1 - lr * weight_decay`` first). Unlike the kernels these use temporaries: several passes over memory.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _validate
+
+__all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
+           "adamw_step", "adabound_step"]
+
+
+def _l2(g: np.ndarray, param: np.ndarray, weight_decay: float) -> np.ndarray:
+    """The gradient with the L2 penalty's gradient added (a new array, never the caller's)."""
+    if weight_decay == 0.0:
+        return g
+    return g + param.dtype.type(weight_decay) * param
+
+
+def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float = 0.0) -> None:
+    r"""Plain gradient descent, in place.
+
+    .. math:: g \leftarrow g + \lambda p, \qquad p \leftarrow p - \eta g
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64, any shape
+        Updated in place.
+    grad : array_like, same shape as param
+        Cast to param's dtype.
+    lr : float
+        Learning rate :math:`\eta > 0`.
+    weight_decay : float
+        L2 coefficient :math:`\lambda \ge 0`.
+    """
+    where = "sgd_step"
+    g = _validate.optimizer_arrays(where, param, grad)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g = _l2(g, param, weight_decay)
+    param -= param.dtype.type(lr) * g
+
+
+def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float = 0.9,
+                  weight_decay: float = 0.0) -> None:
+    r"""Gradient descent with (cs231n-style) momentum, in place.
+
+    .. math:: v \leftarrow \mu v - \eta g, \qquad p \leftarrow p + v
+
+    For a constant :math:`\eta` this is PyTorch's ``SGD(momentum=mu)`` with :math:`v = -\eta\,\mathrm{buf}`.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    velocity : ndarray, param's shape and dtype
+        Updated in place (start from zeros).
+    lr, momentum, weight_decay : float
+        :math:`\eta > 0`, :math:`0 \le \mu < 1`, L2 coefficient :math:`\ge 0`.
+    """
+    where = "momentum_step"
+    g = _validate.optimizer_arrays(where, param, grad, velocity=velocity)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    momentum = _validate.scalar(momentum, where, "momentum", ge=0, lt=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    g = _l2(g, param, weight_decay)
+    velocity *= t(momentum)
+    velocity -= t(lr) * g
+    param += velocity
+
+
+def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
+                  weight_decay: float = 0.0) -> None:
+    r"""Nesterov momentum in PyTorch's form, in place.
+
+    .. math:: b \leftarrow \mu b + g, \qquad p \leftarrow p - \eta (g + \mu b)
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    buf : ndarray, param's shape and dtype
+        Momentum buffer, updated in place (start from zeros).
+    lr, momentum, weight_decay : float
+        :math:`\eta > 0`, :math:`0 \le \mu < 1`, L2 coefficient :math:`\ge 0`.
+    """
+    where = "nesterov_step"
+    g = _validate.optimizer_arrays(where, param, grad, buf=buf)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    momentum = _validate.scalar(momentum, where, "momentum", ge=0, lt=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    g = _l2(g, param, weight_decay)
+    buf *= t(momentum)
+    buf += g
+    param -= t(lr) * (g + t(momentum) * buf)
+
+
+def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, eps: float = 1e-7,
+                 weight_decay: float = 0.0) -> None:
+    r"""AdaGrad (Duchi et al. 2011), in place.
+
+    .. math:: h \leftarrow h + g^2, \qquad p \leftarrow p - \eta\, g / (\sqrt{h} + \epsilon)
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    h : ndarray, param's shape and dtype
+        Sum of squared gradients, updated in place (start from zeros).
+    lr, eps, weight_decay : float
+        :math:`\eta > 0`, :math:`\epsilon > 0`, L2 coefficient :math:`\ge 0`.
+    """
+    where = "adagrad_step"
+    g = _validate.optimizer_arrays(where, param, grad, h=h)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    eps = _validate.scalar(eps, where, "eps", gt=0)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    g = _l2(g, param, weight_decay)
+    h += g * g
+    param -= t(lr) * g / (np.sqrt(h) + t(eps))
+
+
+def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float, decay_rate: float = 0.99,
+                 eps: float = 1e-7, weight_decay: float = 0.0) -> None:
+    r"""RMSprop (Tieleman & Hinton 2012), in place.
+
+    .. math:: s \leftarrow \alpha s + (1 - \alpha) g^2, \qquad p \leftarrow p - \eta\, g / (\sqrt{s} + \epsilon)
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    sq : ndarray, param's shape and dtype
+        Running mean of squared gradients, updated in place (start from zeros).
+    lr, decay_rate, eps, weight_decay : float
+        :math:`\eta > 0`, :math:`0 \le \alpha < 1`, :math:`\epsilon > 0`, L2 coefficient :math:`\ge 0`.
+    """
+    where = "rmsprop_step"
+    g = _validate.optimizer_arrays(where, param, grad, sq=sq)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    decay_rate = _validate.scalar(decay_rate, where, "decay_rate", ge=0, lt=1)
+    eps = _validate.scalar(eps, where, "eps", gt=0)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    g = _l2(g, param, weight_decay)
+    sq *= t(decay_rate)
+    sq += t(1.0 - decay_rate) * (g * g)
+    param -= t(lr) * g / (np.sqrt(sq) + t(eps))
+
+
+def _adam_checks(where: str, param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1,
+                 bias_correction2, weight_decay) -> tuple:
+    """Validation shared by adam_step and adamw_step; returns the cast gradient and the checked floats."""
+    states = {"m": m, "v": v} if v_max is None else {"m": m, "v": v, "v_max": v_max}
+    g = _validate.optimizer_arrays(where, param, grad, **states)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    beta1 = _validate.scalar(beta1, where, "beta1", ge=0, lt=1)
+    beta2 = _validate.scalar(beta2, where, "beta2", ge=0, lt=1)
+    eps = _validate.scalar(eps, where, "eps", gt=0)
+    bias_correction1 = _validate.scalar(bias_correction1, where, "bias_correction1", gt=0, le=1)
+    bias_correction2 = _validate.scalar(bias_correction2, where, "bias_correction2", gt=0, le=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    return g, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay
+
+
+def _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2) -> None:
+    """The Adam update proper (after any weight decay), PyTorch's formulation."""
+    t = param.dtype.type
+    m *= t(beta1)
+    m += t(1.0 - beta1) * g
+    v *= t(beta2)
+    v += t(1.0 - beta2) * (g * g)
+    if v_max is not None:
+        np.maximum(v_max, v, out=v_max)
+    denom = np.sqrt(v if v_max is None else v_max) / t(math.sqrt(bias_correction2)) + t(eps)
+    param -= t(lr / bias_correction1) * m / denom
+
+
+def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+              beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
+              v_max: np.ndarray | None = None) -> None:
+    r"""Adam (Kingma & Ba 2015) in PyTorch's formulation, optionally AMSGrad; in place.
+
+    .. math::
+        g &\leftarrow g + \lambda p \\
+        m &\leftarrow \beta_1 m + (1 - \beta_1) g \\
+        v &\leftarrow \beta_2 v + (1 - \beta_2) g^2 \\
+        \hat v &= \max(\hat v, v) \ \text{(AMSGrad, else } \hat v = v) \\
+        p &\leftarrow p - \frac{\eta}{c_1} \, \frac{m}{\sqrt{\hat v} / \sqrt{c_2} + \epsilon}
+
+    with bias corrections :math:`c_1 = 1 - \beta_1^t`, :math:`c_2 = 1 - \beta_2^t` computed by the caller.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    m, v : ndarray, param's shape and dtype
+        First and second moments, updated in place (start from zeros).
+    lr, beta1, beta2, eps : float
+        :math:`\eta > 0`, :math:`0 \le \beta_1, \beta_2 < 1`, :math:`\epsilon > 0`.
+    bias_correction1, bias_correction2 : float
+        :math:`c_1, c_2 \in (0, 1]` for the step :math:`t \ge 1` being taken.
+    weight_decay : float
+        L2 coefficient :math:`\lambda \ge 0` (added to the gradient).
+    v_max : ndarray or None
+        AMSGrad's running maximum of ``v`` (param's shape and dtype, updated in place); None for plain Adam.
+    """
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay = _adam_checks(
+        "adam_step", param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
+        weight_decay)
+    g = _l2(g, param, weight_decay)
+    _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2)
+
+
+def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+               beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
+               v_max: np.ndarray | None = None) -> None:
+    r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay; in place.
+
+    .. math:: p \leftarrow p \, (1 - \eta \lambda), \ \text{then the Adam update of :func:`adam_step` without L2.}
+
+    Parameters are those of :func:`adam_step`.
+    """
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay = _adam_checks(
+        "adamw_step", param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
+        weight_decay)
+    param *= param.dtype.type(1.0 - lr * weight_decay)
+    _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2)
+
+
+def _adabound_bounds(final_lr: float, gamma: float, step: int) -> tuple[float, float]:
+    r"""AdaBound's clipping range of the per-element learning rate at step :math:`t`.
+
+    .. math:: \left[\eta^* \left(1 - \frac{1}{\gamma t + 1}\right),\ \eta^* \left(1 + \frac{1}{\gamma t}\right)\right]
+    """
+    return final_lr * (1.0 - 1.0 / (gamma * step + 1.0)), final_lr * (1.0 + 1.0 / (gamma * step))
+
+
+def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
+                  gamma: float, beta1: float, beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> None:
+    r"""AdaBound (Luo et al. 2019, reference implementation ``Luolc/AdaBound``); in place.
+
+    .. math::
+        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \qquad v \leftarrow \beta_2 v + (1 - \beta_2) g^2 \\
+        p &\leftarrow p - \mathrm{clip}\!\left(\frac{\eta \sqrt{c_2} / c_1}{\sqrt v + \epsilon},
+              \eta^* (1 - \tfrac{1}{\gamma t + 1}), \eta^* (1 + \tfrac{1}{\gamma t})\right) m
+
+    with :math:`c_1 = 1 - \beta_1^t`, :math:`c_2 = 1 - \beta_2^t` (computed here in float64 from ``step``).
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    m, v : ndarray, param's shape and dtype
+        Moments, updated in place (start from zeros).
+    lr, final_lr : float
+        Adam learning rate :math:`\eta > 0` and the final (SGD) rate :math:`\eta^* > 0`.
+    gamma : float
+        Convergence speed of the bounds, :math:`0 < \gamma < 1`.
+    beta1, beta2, eps : float
+        As in :func:`adam_step`.
+    step : int
+        The step :math:`t \ge 1` being taken.
+    weight_decay : float
+        L2 coefficient (added to the gradient).
+    """
+    where = "adabound_step"
+    g = _validate.optimizer_arrays(where, param, grad, m=m, v=v)
+    lr = _validate.scalar(lr, where, "lr", gt=0)
+    final_lr = _validate.scalar(final_lr, where, "final_lr", gt=0)
+    gamma = _validate.scalar(gamma, where, "gamma", gt=0, lt=1)
+    beta1 = _validate.scalar(beta1, where, "beta1", ge=0, lt=1)
+    beta2 = _validate.scalar(beta2, where, "beta2", ge=0, lt=1)
+    eps = _validate.scalar(eps, where, "eps", gt=0)
+    step = _validate.integer(step, where, "step", minimum=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    t = param.dtype.type
+    lower, upper = _adabound_bounds(final_lr, gamma, step)
+    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+    g = _l2(g, param, weight_decay)
+    m *= t(beta1)
+    m += t(1.0 - beta1) * g
+    v *= t(beta2)
+    v += t(1.0 - beta2) * (g * g)
+    rate = np.clip(t(step_size) / (np.sqrt(v) + t(eps)), t(lower), t(upper))
+    param -= rate * m
