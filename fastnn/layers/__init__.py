@@ -1,0 +1,13 @@
+"""The layers of Deep Learning from Scratch (``common/layers.py``) on fastnn kernels: a drop-in replacement.
+
+``from fastnn.layers import *`` in place of ``from common.layers import *`` runs book code unchanged. Every
+layer has ``forward``/``backward``, ``params``/``grads`` dicts (the same arrays as ``W``/``dW``, ...) and checks
+its inputs (errors name the layer and the argument).
+"""
+
+from .basic import Affine, Dropout, LeakyRelu, Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .conv import AvgPooling, Convolution, Pooling
+from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
+
+__all__ = ["Affine", "AvgPooling", "BatchNormalization", "Convolution", "Dropout", "GroupNormalization",
+           "LayerNormalization", "LeakyRelu", "Pooling", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh"]

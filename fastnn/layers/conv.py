@@ -1,0 +1,120 @@
+"""Convolution and pooling layers of Deep Learning from Scratch on fastnn kernels (NCHW layout).
+
+Same names and arguments as the book's ``Convolution`` and ``Pooling``; ``stride`` and ``pad`` may also be
+``(vertical, horizontal)`` pairs. Max pooling pads with -inf (the book pads with zeros, but its ``Pooling``
+computes a wrong output size for ``pad > 0``, so no book code pads a pooling layer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validate, kernels
+from ._base import Entry, Layer, batch, sliding_window
+
+__all__ = ["AvgPooling", "Convolution", "Pooling"]
+
+
+class Convolution(Layer):
+    """2-D convolution (cross-correlation, as the book): x (N, C, H, W) -> out (N, FN, OH, OW).
+
+    Parameters
+    ----------
+    W : ndarray (FN, C, FH, FW), float32 or float64
+    b : ndarray (FN,), float32 or float64
+    stride : int >= 1 or (vertical, horizontal)
+    pad : int >= 0 or (vertical, horizontal), zero padding
+    """
+
+    W = Entry("params", ndim=4)
+    b = Entry("params", ndim=1)
+    dW = Entry("grads")
+    db = Entry("grads")
+
+    def __init__(self, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                 pad: int | tuple[int, int] = 0) -> None:
+        super().__init__()
+        self.W, self.b = W, b
+        _validate.shape(self.b, (self.W.shape[0],), "Convolution", "b")
+        _validate.int_pair(stride, "Convolution", "stride", minimum=1)
+        _validate.int_pair(pad, "Convolution", "pad", minimum=0)
+        self.stride, self.pad = stride, pad
+        self.dW = self.db = None
+        self.x = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = batch(x, "Convolution.forward", ndim=4)
+        FN, C, FH, FW = self.W.shape
+        if x.shape[1] != C:
+            _validate.fail("Convolution.forward", "x", f"of shape (N, {C}, H, W) (C = W.shape[1])", f"shape {x.shape}")
+        sliding_window(x, FH, FW, self.stride, self.pad, "Convolution.forward", f"{FH}x{FW} filter")
+        self.x = x
+        return self._output(kernels.conv2d_forward(x, self.W, self.b, self.stride, self.pad))
+
+    def backward(self, dout: Any) -> np.ndarray:
+        """dout (N, FN, OH, OW) -> dx (N, C, H, W); sets dW (FN, C, FH, FW) and db (FN,)."""
+        dout = self._dout(dout, "Convolution.backward")
+        dx, self.dW, self.db = kernels.conv2d_backward(dout, self.x, self.W, self.stride, self.pad)
+        return dx
+
+
+class Pooling(Layer):
+    """Max pooling over ``pool_h`` x ``pool_w`` windows: x (N, C, H, W) -> out (N, C, OH, OW).
+
+    ``stride`` defaults to 1 as in the book's signature (its nets always pass ``stride=2``). ``arg_max`` keeps
+    the position of each maximum inside its window (ties: the first).
+    """
+
+    def __init__(self, pool_h: int, pool_w: int, stride: int | tuple[int, int] = 1,
+                 pad: int | tuple[int, int] = 0) -> None:
+        super().__init__()
+        self.pool_h = _validate.integer(pool_h, "Pooling", "pool_h", minimum=1)
+        self.pool_w = _validate.integer(pool_w, "Pooling", "pool_w", minimum=1)
+        _validate.int_pair(stride, "Pooling", "stride", minimum=1)
+        _validate.int_pair(pad, "Pooling", "pad", minimum=0)
+        self.stride, self.pad = stride, pad
+        self.input_shape = self.arg_max = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = batch(x, "Pooling.forward", ndim=4)
+        sliding_window(x, self.pool_h, self.pool_w, self.stride, self.pad, "Pooling.forward",
+                       f"{self.pool_h}x{self.pool_w} pool")
+        self.input_shape = x.shape
+        out, self.arg_max = kernels.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        return self._output(out)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        dout = self._dout(dout, "Pooling.backward")
+        return kernels.maxpool2d_backward(dout, self.arg_max, self.input_shape, self.pool_h, self.pool_w,
+                                          self.stride, self.pad)
+
+
+class AvgPooling(Layer):
+    """Average pooling over ``pool_h`` x ``pool_w`` windows: x (N, C, H, W) -> out (N, C, OH, OW).
+
+    Padding adds zeros that count in the average (PyTorch's ``count_include_pad=True``). Same signature and
+    defaults as :class:`Pooling`.
+    """
+
+    def __init__(self, pool_h: int, pool_w: int, stride: int | tuple[int, int] = 1,
+                 pad: int | tuple[int, int] = 0) -> None:
+        super().__init__()
+        self.pool_h = _validate.integer(pool_h, "AvgPooling", "pool_h", minimum=1)
+        self.pool_w = _validate.integer(pool_w, "AvgPooling", "pool_w", minimum=1)
+        _validate.int_pair(stride, "AvgPooling", "stride", minimum=1)
+        _validate.int_pair(pad, "AvgPooling", "pad", minimum=0)
+        self.stride, self.pad = stride, pad
+        self.input_shape = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = batch(x, "AvgPooling.forward", ndim=4)
+        sliding_window(x, self.pool_h, self.pool_w, self.stride, self.pad, "AvgPooling.forward",
+                       f"{self.pool_h}x{self.pool_w} pool")
+        self.input_shape = x.shape
+        return self._output(kernels.avgpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad))
+
+    def backward(self, dout: Any) -> np.ndarray:
+        dout = self._dout(dout, "AvgPooling.backward")
+        return kernels.avgpool2d_backward(dout, self.input_shape, self.pool_h, self.pool_w, self.stride, self.pad)

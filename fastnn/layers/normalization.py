@@ -1,0 +1,195 @@
+"""Normalization layers: the book's BatchNormalization, plus layer and group normalization, on fastnn kernels.
+
+Each keeps ``x``, ``mean`` and ``inv_std`` from the forward pass for the backward pass (the kernels recompute
+the normalized input from them instead of caching it as the book's ``xc``/``xn``/``std``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validate, kernels
+from ._base import Entry, Layer, batch, features, same_shape
+
+__all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
+
+
+class BatchNormalization(Layer):
+    """Batch normalization (Ioffe & Szegedy 2015, arXiv:1502.03167) as in the book.
+
+    .. math:: y = \\gamma \\, (x - \\mu_B) / \\sqrt{\\sigma_B^2 + \\epsilon} + \\beta
+
+    Parameters
+    ----------
+    gamma, beta : ndarray (D,) or (C,), float32 or float64
+        Their size picks what is normalized: x (N, D) per feature; x (N, C, H, W) per channel when they have C
+        elements, or per feature of the flattened (N, C*H*W) input when they have C*H*W elements (the book's
+        layout, where a convolution's output is treated as a vector).
+    momentum : float in [0, 1]
+        ``running = momentum * running + (1 - momentum) * batch`` (batch variance biased, as the book).
+    running_mean, running_var : array-like of gamma's shape, optional
+        Start values (default zeros, as the book). Copied into the layer's own arrays in gamma's dtype, which
+        training then updates in place: the arrays given are never written.
+    eps : float > 0
+        Added to the variance; the book's ``10e-7``.
+    """
+
+    gamma = Entry("params", ndim=1)
+    beta = Entry("params", ndim=1)
+    dgamma = Entry("grads")
+    dbeta = Entry("grads")
+    running_mean = Entry("buffers", ndim=1)
+    running_var = Entry("buffers", ndim=1)
+
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, momentum: float = 0.9, running_mean: Any = None,
+                 running_var: Any = None, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.gamma, self.beta = gamma, beta
+        same_shape(self.beta, self.gamma, "BatchNormalization", "beta", "gamma")
+        self.momentum = _validate.scalar(momentum, "BatchNormalization", "momentum", ge=0.0, le=1.0)
+        self.eps = _validate.scalar(eps, "BatchNormalization", "eps", gt=0.0)
+        self.running_mean = self._own_copy(running_mean, "running_mean")
+        self.running_var = self._own_copy(running_var, "running_var")
+        self.dgamma = self.dbeta = None
+        self.input_shape = self.x = self.mean = self.inv_std = None
+
+    def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
+        """x (N, D) or (N, C, H, W) -> out of the same shape. Training (N >= 1) updates the running statistics."""
+        x = batch(x, "BatchNormalization.forward", ndim=(2, 4))
+        self.input_shape = x.shape
+        self.x = self._layout(x)
+        if train_flg:
+            if x.shape[0] == 0:
+                _validate.fail("BatchNormalization.forward", "x", "a batch of N >= 1 samples in training",
+                               f"shape {x.shape}")
+            out, self.mean, self.inv_std = kernels.batchnorm_forward_train(
+                self.x, self.gamma, self.beta, self.running_mean, self.running_var, self.momentum, self.eps)
+        else:
+            out = kernels.batchnorm_forward_infer(self.x, self.gamma, self.beta, self.running_mean,
+                                                  self.running_var, self.eps)
+            self.mean = self.inv_std = None
+        return self._output(out.reshape(self.input_shape))
+
+    def backward(self, dout: Any) -> np.ndarray:
+        """dout of the input's shape -> dx; sets dgamma, dbeta (gamma's shape). Needs a training forward."""
+        dout = self._dout(dout, "BatchNormalization.backward")
+        if self.mean is None:
+            raise RuntimeError("BatchNormalization.backward: the forward pass must run with train_flg=True "
+                               "(an inference forward keeps no batch statistics)")
+        dx, self.dgamma, self.dbeta = kernels.batchnorm_backward(dout.reshape(self.x.shape), self.x, self.gamma,
+                                                                 self.mean, self.inv_std)
+        return dx.reshape(self.input_shape)
+
+    def _layout(self, x: np.ndarray) -> np.ndarray:
+        """x as the kernel takes it: (N, C, H, W) per channel, or (N, D) per feature."""
+        size = self.gamma.size
+        if x.ndim == 4 and x.shape[1] == size:
+            return x
+        if features(x) == size:
+            return x.reshape(x.shape[0], size)
+        _validate.fail("BatchNormalization.forward", "x", f"(N, {size}), (N, {size}, H, W) or (N, C, H, W) with "
+                       f"C*H*W == {size} (the size of gamma)", f"shape {x.shape}")
+        raise AssertionError  # unreachable
+
+    def _own_copy(self, value: Any, name: str) -> np.ndarray:
+        if value is None:
+            return np.zeros(self.gamma.shape, self.gamma.dtype)
+        value = _validate.float_array(value, "BatchNormalization", name)
+        same_shape(value, self.gamma, "BatchNormalization", name, "gamma")
+        return value.astype(self.gamma.dtype, copy=True)
+
+    def _snapshot(self) -> Any:
+        return self.running_mean.copy(), self.running_var.copy()
+
+    def _restore(self, state: Any) -> None:
+        np.copyto(self.running_mean, state[0])
+        np.copyto(self.running_var, state[1])
+
+
+class LayerNormalization(Layer):
+    """Layer normalization (Ba et al. 2016): each sample normalized over all its features.
+
+    .. math:: y_n = \\gamma \\odot (x_n - \\mu_n) / \\sqrt{\\sigma_n^2 + \\epsilon} + \\beta
+
+    Parameters
+    ----------
+    gamma, beta : ndarray of the shape of one sample (x.shape[1:]), float32 or float64
+    eps : float > 0
+    """
+
+    gamma = Entry("params")
+    beta = Entry("params")
+    dgamma = Entry("grads")
+    dbeta = Entry("grads")
+
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.gamma, self.beta = gamma, beta
+        if self.gamma.ndim == 0:
+            _validate.fail("LayerNormalization", "gamma", "at least 1-D (the shape of one sample)", "a 0-d array")
+        same_shape(self.beta, self.gamma, "LayerNormalization", "beta", "gamma")
+        self.eps = _validate.scalar(eps, "LayerNormalization", "eps", gt=0.0)
+        self.dgamma = self.dbeta = None
+        self.x = self.mean = self.inv_std = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        """x (N, *gamma.shape) -> out of the same shape; mean, inv_std (N,)."""
+        x = batch(x, "LayerNormalization.forward", min_ndim=2)
+        if x.shape[1:] != self.gamma.shape:
+            _validate.fail("LayerNormalization.forward", "x", f"of shape (N, *{self.gamma.shape}) (gamma's shape "
+                           "per sample)", f"shape {x.shape}")
+        self.x = x
+        out, self.mean, self.inv_std = kernels.layernorm_forward(x, self.gamma, self.beta, self.eps)
+        return self._output(out)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        dout = self._dout(dout, "LayerNormalization.backward")
+        dx, self.dgamma, self.dbeta = kernels.layernorm_backward(dout, self.x, self.gamma, self.mean, self.inv_std)
+        return dx
+
+
+class GroupNormalization(Layer):
+    """Group normalization (Wu & He 2018): the C channels of each sample split into ``groups`` groups of
+    C/groups channels, each group normalized over its channels and pixels, then a per-channel scale and shift.
+
+    Parameters
+    ----------
+    gamma, beta : ndarray (C,), float32 or float64
+    groups : int, divides C
+    eps : float > 0
+    """
+
+    gamma = Entry("params", ndim=1)
+    beta = Entry("params", ndim=1)
+    dgamma = Entry("grads")
+    dbeta = Entry("grads")
+
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.gamma, self.beta = gamma, beta
+        same_shape(self.beta, self.gamma, "GroupNormalization", "beta", "gamma")
+        self.groups = _validate.integer(groups, "GroupNormalization", "groups", minimum=1)
+        if self.gamma.size % self.groups:
+            _validate.fail("GroupNormalization", "groups", f"a divisor of the channel count C = {self.gamma.size}",
+                           self.groups)
+        self.eps = _validate.scalar(eps, "GroupNormalization", "eps", gt=0.0)
+        self.dgamma = self.dbeta = None
+        self.x = self.mean = self.inv_std = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        """x (N, C, H, W) -> out of the same shape; mean, inv_std (N, groups)."""
+        x = batch(x, "GroupNormalization.forward", ndim=4)
+        if x.shape[1] != self.gamma.size:
+            _validate.fail("GroupNormalization.forward", "x", f"of shape (N, {self.gamma.size}, H, W) (C = size of "
+                           "gamma)", f"shape {x.shape}")
+        self.x = x
+        out, self.mean, self.inv_std = kernels.groupnorm_forward(x, self.gamma, self.beta, self.groups, self.eps)
+        return self._output(out)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        dout = self._dout(dout, "GroupNormalization.backward")
+        dx, self.dgamma, self.dbeta = kernels.groupnorm_backward(dout, self.x, self.gamma, self.groups, self.mean,
+                                                                 self.inv_std)
+        return dx

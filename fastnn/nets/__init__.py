@@ -1,0 +1,12 @@
+"""The networks of Deep Learning from Scratch on fastnn layers, plus a generic :class:`Sequential` container.
+
+Same constructor arguments, methods and ``params`` keys (W1, b1, ..., gamma1, beta1) as the book, so the book's
+training scripts and ``Trainer`` run unchanged; extra keyword-only ``dtype`` (float32 runs end to end) and
+``seed`` (reproducible initialisation and dropout).
+"""
+
+from .convnets import DeepConvNet, SimpleConvNet
+from .multi_layer_net import MultiLayerNet, MultiLayerNetExtend
+from .sequential import Sequential
+
+__all__ = ["DeepConvNet", "MultiLayerNet", "MultiLayerNetExtend", "Sequential", "SimpleConvNet"]
