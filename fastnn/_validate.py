@@ -335,3 +335,11 @@ def conv_arrays(where: str, x: Any, W: Any, stride: Any, pad: Any, *, b: Any = N
         shape(arrays["dout"], (g.N, W.shape[0], g.OH, g.OW), where, "dout")
     dtype = np.result_type(*arrays.values())
     return [a if a.dtype == dtype else a.astype(dtype) for a in arrays.values()], g
+
+
+def divisor(v: Any, total: int, where: str, name: str, total_name: str) -> int:
+    """``v`` as an int >= 1 that divides ``total`` (e.g. a group count dividing the channel count C)."""
+    v = integer(v, where, name, minimum=1)
+    if total % v:
+        fail(where, name, f"a divisor of {total_name}={total}", v)
+    return v
