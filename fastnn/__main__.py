@@ -1,0 +1,68 @@
+"""``python -m fastnn`` / ``fastnn``: the demo, the book's chapter-6 experiments, and the kernel benchmarks.
+
+Subcommands::
+
+    fastnn demo [--dataset digits|mnist|mnist-small] [--epochs N] ...   train SimpleConvNet, measure the speed-up
+    fastnn experiment NAME [...]                                       optimizers | init | activations |
+                                                                       batchnorm | overfit
+    fastnn bench [...]                                                 kernel benchmarks (fastnn.bench)
+
+Exit codes: 0 done; 1 failed (download, corrupt data ...: the message says what to do); 2 bad usage or a
+missing optional dependency (the message names the pip extra to install).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import demo, experiments
+
+    parser = argparse.ArgumentParser(prog="fastnn", description="fastnn: fast CPU neural-network kernels.")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,experiment,bench}")
+    sub.required = True
+    demo.add_arguments(sub.add_parser("demo", help="train SimpleConvNet on real digits and show the speed-up",
+                                      description=demo.__doc__.split("\n\n")[0],
+                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    experiments.add_arguments(sub.add_parser("experiment", help="reproduce a figure of the book's chapter 6",
+                                             description=experiments.__doc__.split("\n\n")[0],
+                                             formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    sub.add_parser("bench", help="benchmark fastnn kernels against NumPy (fastnn bench --help)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (also used by the ``fastnn`` console script)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        # bench parses its own options (and prints its own --help).
+        from . import bench
+
+        return int(bench.main(argv[1:]) or 0)
+
+    from .cli import CLIError
+    from .datasets import MissingDependencyError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except MissingDependencyError as exc:
+        print(f"fastnn {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except CLIError as exc:
+        # Data problems (download failed, corrupt file ...): the message says what to do; a traceback would bury it.
+        print(f"fastnn {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fastnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

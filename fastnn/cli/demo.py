@@ -1,0 +1,179 @@
+"""Train the book's SimpleConvNet on real handwritten digits with fastnn, and measure the speed-up over NumPy.
+
+Steps: (1) train SimpleConvNet with Adam through ``fastnn.trainer.Trainer`` (a tqdm bar shows loss and accuracy
+when stdout is a terminal); (2) run the same training steps -- same initial weights, same batches -- once through
+fastnn and once through a pure-NumPy twin built from ``fastnn.reference``, timing each step, and print the
+speed-up and how far the two losses drift apart (rounding only); (3) print the final accuracies and wall time;
+(4) save the trained parameters (``.npz``) and a PNG of the loss and accuracy curves in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from . import _data
+from ._twin import TwinConvNet
+
+#: Per data set: SimpleConvNet's convolution, epochs and batch size. The 8x8 digits get 3x3 filters with
+#: padding (a 5x5 filter would leave a 4x4 map, 2x2 after pooling); MNIST gets the book's train_convnet.py.
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {"conv_param": {"filter_num": 30, "filter_size": 3, "pad": 1, "stride": 1}, "epochs": 10,
+               "batch_size": 50},
+    "mnist": {"conv_param": {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}, "epochs": 2,
+              "batch_size": 100},
+    "mnist-small": {"conv_param": {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}, "epochs": 6,
+                    "batch_size": 100},
+}
+
+LEARNING_RATES = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01, "rmsprop": 0.001,
+                  "adam": 0.001, "adamw": 0.001, "amsgrad": 0.001, "adabound": 0.001}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=list(_data.DATASETS), default="digits",
+                   help="; ".join(f"{k}: {v}" for k, v in _data.DATASETS.items()))
+    p.add_argument("--data-dir", default=None,
+                   help="MNIST folder (default $FASTNN_DATA/mnist, else ~/.cache/fastnn/mnist)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default per data set: digits 10, "
+                   "mnist 2, mnist-small 6)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="mini-batch size (default 50 for digits, "
+                   "100 for MNIST)")
+    p.add_argument("--optimizer", choices=sorted(LEARNING_RATES), default="adam")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default per optimizer, Adam 0.001)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--seed", type=int, default=0, help="weights, split and batches")
+    p.add_argument("--compare-steps", type=_positive_int, default=8,
+                   help="training steps timed on fastnn and on the NumPy reference (after one warm-up step)")
+    p.add_argument("--out", default=".", help="folder for the PNG and the trained parameters")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the PNG (no matplotlib needed)")
+    p.set_defaults(run=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_net(input_dim: tuple[int, int, int], preset: dict[str, Any], dtype: np.dtype, seed: int) -> Any:
+    """SimpleConvNet for ``input_dim`` (C, H, W), hidden layer 100, 10 classes, initial weights from ``seed``."""
+    from ..nets import SimpleConvNet
+
+    return SimpleConvNet(input_dim=input_dim, conv_param=dict(preset["conv_param"]), hidden_size=100,
+                         output_size=10, weight_init_std=0.01, dtype=dtype, seed=seed)
+
+
+def compare_speed(net: Any, x: np.ndarray, t: np.ndarray, batch_size: int, steps: int, lr: float, seed: int,
+                  conv_param: dict[str, int]) -> dict[str, float]:
+    """Time ``steps`` identical Adam training steps on fastnn (``net``) and on the NumPy reference twin.
+
+    ``net`` must hold the initial weights; it is trained further here. One extra warm-up step runs first on
+    both sides (not timed). Returns median seconds per step of each, their ratio and the largest loss
+    difference over the steps.
+    """
+    from .. import reference
+    from ..optim import Adam
+
+    twin = TwinConvNet(net.params, conv_param["stride"], conv_param["pad"], reference, lr=lr)
+    optimizer = Adam(lr=lr)
+    rng = np.random.default_rng(seed + 1)
+    fast_times, ref_times, diffs = [], [], []
+    for step in range(steps + 1):
+        batch = rng.integers(0, len(x), batch_size)
+        xb, tb = x[batch], t[batch]
+        fast_loss = float(net.loss(xb, tb))  # untimed: the twin gets its loss from the step's own forward
+        start = time.perf_counter()
+        grads = net.gradient(xb, tb)
+        optimizer.update(net.params, grads)
+        mid = time.perf_counter()
+        ref_loss = twin.step(xb, tb)
+        end = time.perf_counter()
+        if step:  # step 0 warms caches and allocators on both sides
+            fast_times.append(mid - start)
+            ref_times.append(end - mid)
+        diffs.append(abs(fast_loss - ref_loss) / max(abs(ref_loss), 1e-12))
+    fast, ref = statistics.median(fast_times), statistics.median(ref_times)
+    return {"fastnn_s": fast, "numpy_s": ref, "speedup": ref / fast, "max_rel_loss_diff": max(diffs)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import save_arrays
+    from ..trainer import Trainer
+
+    wall_start = time.perf_counter()
+    preset = PRESETS[args.dataset]
+    epochs = args.epochs or preset["epochs"]
+    batch_size = args.batch_size or preset["batch_size"]
+    lr = args.lr if args.lr is not None else LEARNING_RATES[args.optimizer]
+    dtype = np.dtype(args.dtype)
+    if not args.no_plot:
+        from ..datasets._optional import require
+
+        require("matplotlib", "fastnn demo's plot (or pass --no-plot)")  # fail before training, not after
+    os.makedirs(args.out, exist_ok=True)
+
+    (x_train, t_train), (x_test, t_test) = _data.load(args.dataset, flatten=False, dtype=dtype, seed=args.seed,
+                                                      data_dir=args.data_dir)
+    print(f"data: {args.dataset}, {len(x_train)} training and {len(x_test)} test images of shape "
+          f"{x_train.shape[1:]}, {dtype}")
+    net = build_net(x_train.shape[1:], preset, dtype, args.seed)
+    initial = {k: v.copy() for k, v in net.params.items()}
+    print(f"model: SimpleConvNet conv {preset['conv_param']}, hidden 100; {args.optimizer} lr {lr}, "
+          f"batch {batch_size}, {epochs} epochs")
+
+    trainer = Trainer(net, x_train, t_train, x_test, t_test, epochs=epochs, mini_batch_size=batch_size,
+                      optimizer=args.optimizer, optimizer_param={"lr": lr}, verbose=False,
+                      seed=args.seed, progress=_want_bar())
+    result = trainer.train()
+    print("epoch  train acc  test acc")
+    for i, (a, b) in enumerate(zip(trainer.train_acc_list, trainer.test_acc_list, strict=True)):
+        print(f"{i:5d}  {a:9.4f}  {b:8.4f}")
+    print(f"training: {result.iterations} steps in {result.wall_time:.2f} s "
+          f"({1e3 * result.wall_time / max(result.iterations, 1):.1f} ms per step, evaluation included)")
+
+    twin_net = build_net(x_train.shape[1:], preset, dtype, args.seed)
+    for k, v in initial.items():
+        np.testing.assert_array_equal(twin_net.params[k], v)  # same seed, same initial weights
+    speed = compare_speed(twin_net, x_train, t_train, batch_size, args.compare_steps, lr, args.seed,
+                          preset["conv_param"])
+    print(f"speed (one Adam training step, batch {batch_size}, median of {args.compare_steps}): "
+          f"fastnn {1e3 * speed['fastnn_s']:.2f} ms, NumPy reference {1e3 * speed['numpy_s']:.2f} ms")
+    print(f"speed-up: {speed['speedup']:.1f}x (largest relative loss difference on the same steps: "
+          f"{speed['max_rel_loss_diff']:.1e})")
+
+    params_path = os.path.join(args.out, f"demo_{args.dataset}_params.npz")
+    save_arrays(params_path, net.params)
+    print(f"final train accuracy: {result.train_acc:.4f}")
+    print(f"final test accuracy: {result.test_acc:.4f}")
+    print(f"parameters: {params_path}")
+    if not args.no_plot:
+        from .plotting import training_curves
+
+        png = os.path.join(args.out, f"demo_{args.dataset}.png")
+        training_curves(trainer.train_loss_list, trainer.train_acc_list + [result.train_acc],
+                        trainer.test_acc_list + [result.test_acc], png,
+                        f"SimpleConvNet on {args.dataset} ({dtype}, {args.optimizer}, fastnn)",
+                        trainer.iter_per_epoch)
+        print(f"plot: {png}")
+    print(f"wall time: {time.perf_counter() - wall_start:.2f} s")
+    return 0
+
+
+def _want_bar() -> bool:
+    """A progress bar when stdout is a terminal and tqdm is installed (the Trainer draws it)."""
+    if not (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()):
+        return False
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        print("(install tqdm for a progress bar: pip install \"fastnn[examples]\")")
+        return False
+    return True

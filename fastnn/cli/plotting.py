@@ -1,0 +1,167 @@
+"""The figures of ``python -m fastnn demo`` and ``python -m fastnn experiment``, drawn with matplotlib.
+
+matplotlib (the ``examples`` extra) is imported only when a figure is drawn. Figures are built with the
+object-oriented API (``matplotlib.figure.Figure``) and saved as PNG: no pyplot global state, no window, works
+without a display.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..datasets._optional import require
+
+
+def _figure(width: float, height: float) -> Any:
+    require("matplotlib", "drawing the figures (use --no-plot to skip them)")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _save(fig: Any, path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+def smooth_curve(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The book's ``common/util.py`` ``smooth_curve``: a Kaiser-window (length 11, beta 2) moving average.
+
+    Returns an array of the input's length (edges mirrored). Inputs shorter than 11 points are returned as is.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    window_len = 11
+    if x.size < window_len:
+        return x.copy()
+    s = np.r_[x[window_len - 1:0:-1], x, x[-1:-window_len:-1]]
+    w = np.kaiser(window_len, 2)
+    y = np.convolve(w / w.sum(), s, mode="valid")
+    return y[5:len(y) - 5]
+
+
+def training_curves(loss: Sequence[float], train_acc: Sequence[float], test_acc: Sequence[float],
+                    path: str | os.PathLike, title: str, iters_per_epoch: float) -> str:
+    """Loss per iteration (raw and smoothed) and train/test accuracy per epoch, side by side."""
+    fig = _figure(11, 4.2)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    loss = np.asarray(loss, dtype=np.float64)
+    epochs_axis = np.arange(loss.size) / max(iters_per_epoch, 1e-12)
+    ax_loss.plot(epochs_axis, loss, color="tab:blue", alpha=0.25, linewidth=0.8, label="per batch")
+    ax_loss.plot(epochs_axis, smooth_curve(loss), color="tab:blue", linewidth=1.8, label="smoothed")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (cross-entropy)")
+    ax_loss.set_ylim(bottom=0)
+    ax_loss.grid(True, alpha=0.3)
+    ax_loss.legend()
+    ax_loss.set_title("loss")
+    epochs = np.arange(len(train_acc))
+    ax_acc.plot(epochs, train_acc, marker="o", label="train")
+    ax_acc.plot(epochs, test_acc, marker="s", linestyle="--", label="test")
+    ax_acc.set_xlabel("epoch (0 = before training)")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylim(0, 1.0)
+    ax_acc.grid(True, alpha=0.3)
+    ax_acc.legend(loc="lower right")
+    last = test_acc[-1] if len(test_acc) else float("nan")
+    ax_acc.set_title(f"accuracy (final test {last:.4f})")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def loss_curves(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str,
+                ylim: tuple[float, float] | None = None) -> str:
+    """Smoothed training-loss curves of several runs in one plot (the book's Figures 6-9 and 6-15)."""
+    fig = _figure(7.5, 5)
+    ax = fig.subplots()
+    markers = {0: "o", 1: "x", 2: "s", 3: "D", 4: "^", 5: "v", 6: "*"}
+    for i, (name, values) in enumerate(curves.items()):
+        y = smooth_curve(values)
+        ax.plot(np.arange(y.size), y, marker=markers[i % 7], markevery=max(y.size // 10, 1), label=name)
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("loss (smoothed)")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def activation_histograms(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path: str | os.PathLike,
+                          title: str, value_range: Mapping[str, tuple[float, float]]) -> str:
+    """One row per configuration, one column per layer: histogram of that layer's activations (Figures 6-10..14).
+
+    ``rows`` holds ``(label, [activations of layer 1, layer 2, ...])``; ``value_range[label]`` is the x range of
+    the row's histograms (``(0, 1)`` for sigmoid as in the book, ``(-1, 1)`` for tanh, ...).
+    """
+    n_layers = max(len(acts) for _, acts in rows)
+    fig = _figure(2.3 * n_layers, 1.9 * len(rows))
+    axes = np.atleast_2d(fig.subplots(len(rows), n_layers, squeeze=False))
+    for r, (label, acts) in enumerate(rows):
+        lo, hi = value_range[label]
+        for c, a in enumerate(acts):
+            ax = axes[r, c]
+            ax.hist(np.ravel(a), bins=30, range=(lo, hi), color="tab:blue")
+            if r == 0:
+                ax.set_title(f"layer {c + 1}")
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+            else:
+                ax.set_yticks([])
+            ax.tick_params(labelsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def batchnorm_grid(scales: Sequence[float], with_bn: Sequence[Sequence[float]],
+                   without_bn: Sequence[Sequence[float]], path: str | os.PathLike, title: str) -> str:
+    """Training accuracy per epoch with and without batch normalization, one panel per initial scale (Fig. 6-19)."""
+    n = len(scales)
+    cols = 4 if n >= 4 else n
+    rows = (n + cols - 1) // cols
+    fig = _figure(3.2 * cols, 2.6 * rows)
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    for i, scale in enumerate(scales):
+        ax = axes[i // cols, i % cols]
+        epochs = np.arange(len(with_bn[i]))
+        ax.plot(epochs, with_bn[i], label="Batch Normalization", linewidth=2)
+        ax.plot(epochs, without_bn[i], linestyle="--", label="Normal (without BatchNorm)", linewidth=2)
+        ax.set_title(f"W: {scale:.2g}", fontsize=10)
+        ax.set_ylim(0, 1.0)
+        ax.grid(True, alpha=0.3)
+        if i % cols:
+            ax.set_yticklabels([])
+        else:
+            ax.set_ylabel("accuracy")
+        if i // cols == rows - 1:
+            ax.set_xlabel("epochs")
+        if i == 0:
+            ax.legend(loc="lower right", fontsize=7)
+    for j in range(n, rows * cols):
+        axes[j // cols, j % cols].set_visible(False)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def train_test_panels(panels: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike,
+                      title: str) -> str:
+    """Train vs test accuracy per epoch, one panel per regularisation setting (Figures 6-20 to 6-23)."""
+    fig = _figure(4.3 * len(panels), 4)
+    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
+    for ax, (name, (train, test)) in zip(axes, panels.items(), strict=True):
+        epochs = np.arange(len(train))
+        ax.plot(epochs, train, marker="o", markevery=max(len(train) // 10, 1), label="train")
+        ax.plot(epochs, test, marker="s", markevery=max(len(test) // 10, 1), label="test")
+        ax.set_xlabel("epochs")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right")
+        ax.set_title(f"{name}\n(final train {train[-1]:.3f}, test {test[-1]:.3f})", fontsize=10)
+    fig.suptitle(title)
+    return _save(fig, path)
