@@ -1,0 +1,240 @@
+"""What every fastnn optimizer shares: hyperparameter checks, lazily created state, atomic updates, state dicts.
+
+A concrete optimizer (see :mod:`fastnn.optim.optimizers`) only declares its hyperparameters in ``__init__``,
+names its state arrays and writes :meth:`Optimizer._apply`: one fused kernel call per parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .. import _validate
+
+#: Bounds of every hyperparameter any optimizer takes (keyword arguments of :func:`fastnn._validate.scalar`).
+#: One table, so the constructor and :meth:`Optimizer.load_state_dict` accept exactly the same values.
+BOUNDS: dict[str, dict[str, float]] = {
+    "lr": {"gt": 0.0},
+    "momentum": {"ge": 0.0, "lt": 1.0},
+    "decay_rate": {"ge": 0.0, "lt": 1.0},
+    "beta1": {"ge": 0.0, "lt": 1.0},
+    "beta2": {"ge": 0.0, "lt": 1.0},
+    "eps": {"gt": 0.0},
+    "weight_decay": {"ge": 0.0},
+    "final_lr": {"gt": 0.0},  # the reference allows 0 (both bounds 0: nothing moves); a frozen net is a mistake
+    "gamma": {"gt": 0.0, "lt": 1.0},  # gamma = 0 would divide by zero in the upper bound 1 + 1/(gamma*t)
+}
+
+#: Hyperparameters that are switches rather than numbers.
+FLAGS = frozenset({"amsgrad"})
+
+
+def _scalar_value(v: Any) -> Any:
+    """A hyperparameter as stored in a state dict (0-d array, after an npz round trip) back to a Python value."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        return v.item()
+    return v
+
+
+class Optimizer:
+    """Base class: ``update(params, grads)`` changes every ``params[key]`` in place, as the book's optimizers do.
+
+    Attributes
+    ----------
+    iter : int
+        Number of updates done (the book's ``Adam.iter``; the ``t`` of the update formulas after an update).
+    state_names : tuple of str
+        Names of the per-parameter state arrays. Each is an attribute holding a dict ``param key -> ndarray``
+        (``Momentum.v``, ``AdaGrad.h``, ``Adam.m`` ...), filled lazily on the first update that sees the key,
+        with the parameter's shape and dtype.
+    """
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, **hyper: Any) -> None:
+        checked = self._check_hyper(hyper, type(self).__name__)
+        self._hyper_names = tuple(checked)
+        for name, value in checked.items():
+            setattr(self, name, value)
+        self.iter = 0
+        for name in self.state_names:
+            setattr(self, name, {})
+
+    # -- hyperparameters ---------------------------------------------------------------------------------------
+    def _check_hyper(self, hyper: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Validated copies of ``hyper`` (floats for numbers, bools for switches)."""
+        checked: dict[str, Any] = {}
+        for name, value in hyper.items():
+            if name in FLAGS:
+                if not isinstance(value, (bool, np.bool_)):
+                    _validate.fail(where, name, "a bool", f"{type(value).__name__} {value!r}", TypeError)
+                checked[name] = bool(value)
+            else:
+                checked[name] = _validate.scalar(value, where, name, **BOUNDS[name])
+        return checked
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters, by name (a new dict)."""
+        return {name: getattr(self, name) for name in self._hyper_names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- update ------------------------------------------------------------------------------------------------
+    def update(self, params: Mapping[str, np.ndarray], grads: Mapping[str, Any]) -> None:
+        """Update every ``params[key]`` in place with ``grads[key]``.
+
+        Parameters
+        ----------
+        params : dict of str -> ndarray
+            Writeable float32 or float64 arrays of any shape, updated in place (their dtype is kept).
+        grads : dict of str -> array_like
+            The same keys, each of its parameter's shape; cast to the parameter's dtype.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Keys, shapes or dtypes do not fit. Everything is checked before the first parameter is touched, so
+            after an error every parameter, every state array and :attr:`iter` are as they were.
+        """
+        where = f"{type(self).__name__}.update"
+        _validate.params_grads(params, grads, where)
+        self._check_state(params, where)
+        t = self.iter + 1
+        self._apply(t, [(p, grads[k], self._slots(k, p)) for k, p in params.items()])
+        self.iter = t
+
+    def _check_state(self, params: Mapping[str, np.ndarray], where: str) -> None:
+        """State kept from earlier updates (or loaded) must still fit its parameter."""
+        for name in self.state_names:
+            store = getattr(self, name)
+            for key, p in params.items():
+                s = store.get(key)
+                if s is not None and (s.shape != p.shape or s.dtype != p.dtype):
+                    _validate.fail(where, f"state {name}[{key!r}]",
+                                   f"of shape {p.shape} and dtype {p.dtype} like params[{key!r}]",
+                                   f"shape {s.shape} and dtype {s.dtype} (did the parameters change since the "
+                                   f"state was made or loaded?)")
+
+    def _slots(self, key: str, param: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The state arrays of one parameter, created as zeros on first use."""
+        slots = []
+        for name in self.state_names:
+            store = getattr(self, name)
+            if key not in store:
+                store[key] = np.zeros(param.shape, dtype=param.dtype)
+            slots.append(store[key])
+        return tuple(slots)
+
+    def _apply(self, t: int, items: list[tuple[np.ndarray, Any, tuple[np.ndarray, ...]]]) -> None:
+        """Step ``t`` (1 for the first update) on ``(param, grad, state arrays)`` triples, already validated."""
+        raise NotImplementedError
+
+    # -- state dicts -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume training exactly, as a flat dict of copied NumPy arrays.
+
+        Every value is a plain (non-object) array, so the dict can be written with
+        :func:`fastnn.checkpoint.save_arrays` (npz, no pickle) and read back with ``load_arrays``.
+
+        Returns
+        -------
+        dict of str -> ndarray
+            ``"optimizer"``: the class name (0-d str array); ``"hyper/<name>"``: each hyperparameter (0-d
+            float64 or bool); ``"iter"``: updates done (0-d int64); ``"state/<state name>/<param key>"``: a copy
+            of each state array (its shape and dtype).
+        """
+        sd: dict[str, np.ndarray] = {"optimizer": np.array(type(self).__name__)}
+        for name, value in self.hyperparameters.items():
+            sd[f"hyper/{name}"] = np.array(value, dtype=np.bool_ if name in FLAGS else np.float64)
+        sd["iter"] = np.array(self.iter, dtype=np.int64)
+        for name in self.state_names:
+            for key, arr in getattr(self, name).items():
+                if not isinstance(key, str):
+                    _validate.fail(f"{type(self).__name__}.state_dict", "every parameter key", "a str",
+                                   f"{type(key).__name__} {key!r}", TypeError)
+                sd[f"state/{name}/{key}"] = arr.copy()
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore hyperparameters, :attr:`iter` and state arrays (copied) from :meth:`state_dict`'s output.
+
+        Accepts the dict itself or what :func:`fastnn.checkpoint.load_arrays` reads back from it. Everything is
+        checked before anything is replaced: on error the optimizer is unchanged.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a state dict of this optimizer class, a hyperparameter out of bounds, a key missing or
+            unexpected, or a state array that is not float32/float64.
+        """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            _validate.fail(where, "state_dict", "a dict of arrays from state_dict()", type(state_dict).__name__,
+                           TypeError)
+        kind = _scalar_value(state_dict.get("optimizer"))
+        if kind != type(self).__name__:
+            _validate.fail(where, "state_dict['optimizer']", repr(type(self).__name__), repr(kind))
+        hyper = {k[len("hyper/"):]: _scalar_value(v) for k, v in state_dict.items() if k.startswith("hyper/")}
+        if set(hyper) != set(self._hyper_names):
+            _validate.fail(where, "the hyperparameters in state_dict", f"exactly {sorted(self._hyper_names)}",
+                           sorted(hyper))
+        hyper = self._check_hyper({name: hyper[name] for name in self._hyper_names}, where)
+        if "iter" not in state_dict:
+            _validate.fail(where, "state_dict", "a dict with an 'iter' entry", f"keys {sorted(state_dict)}")
+        it = _validate.integer(_scalar_value(state_dict["iter"]), where, "state_dict['iter']", minimum=0)
+        state_names = self._state_names_for(hyper)
+        stores: dict[str, dict[str, np.ndarray]] = {name: {} for name in state_names}
+        known = {"optimizer", "iter"} | {f"hyper/{n}" for n in hyper}
+        for k, v in state_dict.items():
+            if k in known:
+                continue
+            name, _, key = k[len("state/"):].partition("/")
+            if not k.startswith("state/") or name not in stores or not key:
+                _validate.fail(where, "every key of state_dict",
+                               f"'optimizer', 'iter', 'hyper/<name>' or 'state/<{'|'.join(state_names)}>/<key>'",
+                               repr(k))
+            if not isinstance(v, np.ndarray) or v.dtype not in _validate.FLOAT_DTYPES:
+                _validate.fail(where, f"state_dict[{k!r}]", "a float32 or float64 ndarray", _describe(v),
+                               TypeError)
+            stores[name][key] = np.array(v, order="C", copy=True)
+        _check_same_keys(stores, where)
+        for name in self.state_names:  # the current set: loading may switch it (Adam's amsgrad)
+            setattr(self, name, {})
+        for name, value in hyper.items():
+            setattr(self, name, value)
+        self.iter = it
+        for name, store in stores.items():
+            setattr(self, name, store)
+
+    def _state_names_for(self, hyper: Mapping[str, Any]) -> tuple[str, ...]:
+        """The state arrays this optimizer keeps with hyperparameters ``hyper`` (override when they depend on
+        one, as Adam's ``v_max`` on ``amsgrad``)."""
+        return type(self).state_names
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"array of shape {v.shape} and dtype {v.dtype}"
+    return f"{type(v).__name__} {v!r}"
+
+
+def _check_same_keys(stores: Mapping[str, Mapping[str, np.ndarray]], where: str) -> None:
+    """Every state name must cover the same parameter keys with arrays of one shape and dtype per key."""
+    if not stores:
+        return
+    first, *rest = stores
+    for name in rest:
+        if set(stores[name]) != set(stores[first]):
+            _validate.fail(where, f"the 'state/{name}/...' keys", f"the same parameter keys as 'state/{first}/...' "
+                           f"{sorted(stores[first])}", sorted(stores[name]))
+        for key, arr in stores[name].items():
+            ref = stores[first][key]
+            if arr.shape != ref.shape or arr.dtype != ref.dtype:
+                _validate.fail(where, f"state_dict['state/{name}/{key}']",
+                               f"of shape {ref.shape} and dtype {ref.dtype} like 'state/{first}/{key}'",
+                               f"shape {arr.shape} and dtype {arr.dtype}")
