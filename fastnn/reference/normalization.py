@@ -1,3 +1,441 @@
-"""(being written)"""
+r"""Batch, layer, group and instance normalization in NumPy: the readable specification of
+:mod:`fastnn.kernels.normalization`.
 
-__all__: list[str] = []
+All four normalize ``x`` over some axes and apply a learned affine map. With :math:`M` the number of elements a
+statistic is taken over,
+
+.. math::
+    \mu = \frac{1}{M}\sum x, \qquad
+    \sigma^2 = \frac{1}{M}\sum (x - \mu)^2 \ \text{(biased)}, \qquad
+    \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}, \qquad
+    y = \gamma \hat x + \beta
+
+================  ==========================================  ==========================  ====================
+normalization     statistic taken over                        gamma, beta                 mean, inv_std
+================  ==========================================  ==========================  ====================
+batch  (N, D)     N, per feature                              (D,)                        (D,)
+batch  (N, C,H,W) N, H, W, per channel                        (C,)                        (C,)
+layer  (N, ...)   all non-batch axes, per sample              x.shape[1:]                 (N,)
+group  (N, C,H,W) C/G channels and H, W, per sample and group (C,)                        (N, G)
+instance          H, W, per sample and channel (group, G = C) (C,)                        (N, C)
+================  ==========================================  ==========================  ====================
+
+The backward passes use the compact form of the gradient through the normalization (Ioffe & Szegedy 2015;
+cs231n assignment 2), with :math:`\widehat{dx} = dout \cdot \gamma` and sums over the same :math:`M` elements
+as the statistic:
+
+.. math::
+    dx = \frac{1}{M \sqrt{\sigma^2 + \epsilon}} \Big(M\,\widehat{dx} - \sum \widehat{dx}
+         - \hat x \sum \widehat{dx}\,\hat x\Big), \qquad
+    d\gamma = \sum dout\,\hat x, \qquad d\beta = \sum dout
+
+where the sums for :math:`d\gamma, d\beta` run over every axis but those of :math:`\gamma`.
+
+Arithmetic is done in the inputs' common float dtype (NumPy promotion; float32 stays float32) with NumPy's
+pairwise sums; the variance is the two-pass ``x.var()`` (mean first, then centred squares), so inputs with a
+large mean lose no precision to cancellation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate
+
+__all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "layernorm_forward",
+           "layernorm_backward", "groupnorm_forward", "groupnorm_backward", "instancenorm_forward",
+           "instancenorm_backward"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Argument checks, shared with fastnn.kernels.normalization so that both twins raise the same errors
+
+
+def _check_x(x: np.ndarray, where: str, ndims: tuple[int, ...] | None, min_batch: int) -> None:
+    """x has one of ``ndims`` dimensions (None: any >= 2), >= ``min_batch`` samples, no empty non-batch axis."""
+    if (x.ndim not in ndims) if ndims is not None else x.ndim < 2:
+        want = {(2, 4): "2-D (N, D) or 4-D (N, C, H, W)", (4,): "4-D (N, C, H, W)", None: "at least 2-D (N, ...)"}
+        _validate.fail(where, "x", want[ndims], f"{x.ndim}-D array of shape {x.shape}")
+    _validate.integer(x.shape[0], where, "N", minimum=min_batch)
+    for i, s in enumerate(x.shape[1:], 1):
+        _validate.integer(s, where, f"x.shape[{i}]", minimum=1)
+
+
+def _check_shapes(where: str, shape: tuple[int, ...], **arrays: np.ndarray) -> None:
+    for name, a in arrays.items():
+        _validate.shape(a, shape, where, name)
+
+
+def _batchnorm_train_args(x, gamma, beta, running_mean, running_var, momentum, eps):
+    where = "batchnorm_forward_train"
+    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
+    _check_x(x, where, (2, 4), min_batch=1)
+    C = x.shape[1]
+    _check_shapes(where, (C,), gamma=gamma, beta=beta)
+    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
+        _validate.inplace_array(r, where, name)
+        _validate.shape(r, (C,), where, name)
+    momentum = _validate.scalar(momentum, where, "momentum", ge=0.0, le=1.0)
+    eps = _validate.scalar(eps, where, "eps", gt=0.0)
+    return x, gamma, beta, momentum, eps
+
+
+def _batchnorm_infer_args(x, gamma, beta, running_mean, running_var, eps):
+    where = "batchnorm_forward_infer"
+    x, gamma, beta, running_mean, running_var = _validate.float_arrays(
+        where, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    _check_x(x, where, (2, 4), min_batch=0)
+    _check_shapes(where, (x.shape[1],), gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    eps = _validate.scalar(eps, where, "eps", gt=0.0)
+    return x, gamma, beta, running_mean, running_var, eps
+
+
+def _backward_arrays(where, ndims, min_batch, dout, x, gamma, mean, inv_std, param_shape):
+    """Checks every backward shares: types, x, dout like x, gamma of ``param_shape(x.shape)``."""
+    dout, x, gamma, mean, inv_std = _validate.float_arrays(where, dout=dout, x=x, gamma=gamma, mean=mean,
+                                                           inv_std=inv_std)
+    _check_x(x, where, ndims, min_batch)
+    _validate.shape(dout, x.shape, where, "dout")
+    _validate.shape(gamma, param_shape(x.shape), where, "gamma")
+    return dout, x, gamma, mean, inv_std
+
+
+def _batchnorm_backward_args(dout, x, gamma, mean, inv_std):
+    where = "batchnorm_backward"
+    dout, x, gamma, mean, inv_std = _backward_arrays(where, (2, 4), 1, dout, x, gamma, mean, inv_std,
+                                                     lambda s: (s[1],))
+    _check_shapes(where, (x.shape[1],), mean=mean, inv_std=inv_std)
+    return dout, x, gamma, mean, inv_std
+
+
+def _layernorm_forward_args(x, gamma, beta, eps):
+    where = "layernorm_forward"
+    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
+    _check_x(x, where, None, min_batch=0)
+    _check_shapes(where, x.shape[1:], gamma=gamma, beta=beta)
+    return x, gamma, beta, _validate.scalar(eps, where, "eps", gt=0.0)
+
+
+def _layernorm_backward_args(dout, x, gamma, mean, inv_std):
+    where = "layernorm_backward"
+    dout, x, gamma, mean, inv_std = _backward_arrays(where, None, 0, dout, x, gamma, mean, inv_std,
+                                                     lambda s: s[1:])
+    _check_shapes(where, (x.shape[0],), mean=mean, inv_std=inv_std)
+    return dout, x, gamma, mean, inv_std
+
+
+def _groupnorm_forward_args(x, gamma, beta, groups, eps, where="groupnorm_forward"):
+    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
+    _check_x(x, where, (4,), min_batch=0)
+    _check_shapes(where, (x.shape[1],), gamma=gamma, beta=beta)
+    groups = _validate.divisor(groups, x.shape[1], where, "groups", "C")
+    return x, gamma, beta, groups, _validate.scalar(eps, where, "eps", gt=0.0)
+
+
+def _groupnorm_backward_args(dout, x, gamma, groups, mean, inv_std, where="groupnorm_backward"):
+    dout, x, gamma, mean, inv_std = _backward_arrays(where, (4,), 0, dout, x, gamma, mean, inv_std,
+                                                     lambda s: (s[1],))
+    groups = _validate.divisor(groups, x.shape[1], where, "groups", "C") if groups is not None else x.shape[1]
+    _check_shapes(where, (x.shape[0], groups), mean=mean, inv_std=inv_std)
+    return dout, x, gamma, groups, mean, inv_std
+
+
+def _instancenorm_forward_args(x, gamma, beta, eps):
+    x, gamma, beta, _, eps = _groupnorm_forward_args(x, gamma, beta, 1, eps, "instancenorm_forward")
+    return x, gamma, beta, eps
+
+
+def _instancenorm_backward_args(dout, x, gamma, mean, inv_std):
+    dout, x, gamma, _, mean, inv_std = _groupnorm_backward_args(dout, x, gamma, None, mean, inv_std,
+                                                                "instancenorm_backward")
+    return dout, x, gamma, mean, inv_std
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The formulas, written once
+
+
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A (C,) vector shaped to broadcast along axis 1 of an ``ndim``-D array."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _input_grad(dxhat: np.ndarray, xhat: np.ndarray, inv_std: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    r"""The compact gradient through a normalization over ``axes`` (``inv_std`` broadcasts against ``xhat``).
+
+    .. math::
+        dx = \frac{\mathrm{inv\_std}}{M}\Big(M\,\widehat{dx} - \sum\widehat{dx} - \hat x\sum\widehat{dx}\,\hat x\Big)
+    """
+    M = int(np.prod([xhat.shape[a] for a in axes]))
+    return inv_std / M * (M * dxhat - dxhat.sum(axis=axes, keepdims=True)
+                          - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True))
+
+
+def _batch_axes(ndim: int) -> tuple[int, ...]:
+    return (0,) if ndim == 2 else (0, 2, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batch normalization
+
+
+def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                            running_var: np.ndarray, momentum: float = 0.9,
+                            eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Batch normalization with batch statistics; updates the running statistics in place.
+
+    .. math::
+        \mu_c = \frac{1}{M}\sum_{n,h,w} x_{nchw}, \quad
+        \sigma_c^2 = \frac{1}{M}\sum_{n,h,w}(x_{nchw} - \mu_c)^2, \quad
+        y = \gamma_c\frac{x - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}} + \beta_c
+
+        \mathrm{running} \leftarrow \mathrm{momentum}\cdot\mathrm{running} + (1 - \mathrm{momentum})\cdot
+        \mathrm{batch}
+
+    Parameters
+    ----------
+    x : array_like (N, D) or (N, C, H, W), N >= 1
+        Statistics per feature D over N, or per channel C over N, H, W (M = N or N*H*W elements).
+    gamma, beta : array_like (D,) or (C,)
+    running_mean, running_var : ndarray (D,) or (C,), float32 or float64, writeable
+        Updated in place with the batch mean and the biased batch variance.
+    momentum : float in [0, 1]
+        Weight of the old running value (Deep Learning from Scratch's convention, 1 - PyTorch's momentum).
+    eps : float > 0
+
+    Returns
+    -------
+    out : ndarray, x's shape
+    mean, inv_std : ndarray (D,) or (C,)
+        Batch mean and :math:`1/\sqrt{\sigma^2 + \epsilon}`, for :func:`batchnorm_backward`.
+        All three in the common float dtype of x, gamma and beta.
+    """
+    x, gamma, beta, momentum, eps = _batchnorm_train_args(x, gamma, beta, running_mean, running_var, momentum, eps)
+    axes = _batch_axes(x.ndim)
+    mean = x.mean(axis=axes)
+    var = x.var(axis=axes)
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
+    out = _per_channel(gamma, x.ndim) * xhat + _per_channel(beta, x.ndim)
+    running_mean[...] = momentum * running_mean + (1 - momentum) * mean
+    running_var[...] = momentum * running_var + (1 - momentum) * var
+    return out, mean, inv_std
+
+
+def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                            running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    r"""Batch normalization with the running statistics (inference).
+
+    .. math:: y = \gamma_c \frac{x - \mathrm{running\_mean}_c}{\sqrt{\mathrm{running\_var}_c + \epsilon}} + \beta_c
+
+    Parameters
+    ----------
+    x : array_like (N, D) or (N, C, H, W)
+    gamma, beta, running_mean, running_var : array_like (D,) or (C,)
+    eps : float > 0
+
+    Returns
+    -------
+    out : ndarray, x's shape, the common float dtype of all five arrays
+    """
+    x, gamma, beta, running_mean, running_var, eps = _batchnorm_infer_args(x, gamma, beta, running_mean,
+                                                                           running_var, eps)
+    scale = gamma / np.sqrt(running_var + eps)
+    return (x - _per_channel(running_mean, x.ndim)) * _per_channel(scale, x.ndim) + _per_channel(beta, x.ndim)
+
+
+def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                       inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Gradients of :func:`batchnorm_forward_train`.
+
+    .. math::
+        \hat x = (x - \mu)\,\mathrm{inv\_std}, \quad \widehat{dx} = dout\cdot\gamma, \quad
+        dx = \frac{\mathrm{inv\_std}}{M}\Big(M\,\widehat{dx} - \sum\widehat{dx} - \hat x\sum\widehat{dx}\,\hat x\Big)
+
+        d\gamma = \sum dout\,\hat x, \qquad d\beta = \sum dout \qquad \text{(sums over N, or N, H, W)}
+
+    Parameters
+    ----------
+    dout, x : array_like (N, D) or (N, C, H, W), N >= 1
+    gamma, mean, inv_std : array_like (D,) or (C,)
+        ``mean`` and ``inv_std`` as returned by the forward pass.
+
+    Returns
+    -------
+    dx : ndarray, x's shape
+    dgamma, dbeta : ndarray (D,) or (C,)
+        In the common float dtype of the inputs.
+    """
+    dout, x, gamma, mean, inv_std = _batchnorm_backward_args(dout, x, gamma, mean, inv_std)
+    axes = _batch_axes(x.ndim)
+    xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
+    dx = _input_grad(dout * _per_channel(gamma, x.ndim), xhat, _per_channel(inv_std, x.ndim), axes)
+    return dx, (dout * xhat).sum(axis=axes), dout.sum(axis=axes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layer normalization
+
+
+def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                      eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Layer normalization: each sample over all its non-batch axes.
+
+    .. math::
+        \mu_n = \frac{1}{F}\sum_{f} x_{nf}, \quad \sigma_n^2 = \frac{1}{F}\sum_f (x_{nf} - \mu_n)^2, \quad
+        y_{nf} = \gamma_f \frac{x_{nf} - \mu_n}{\sqrt{\sigma_n^2 + \epsilon}} + \beta_f
+
+    Parameters
+    ----------
+    x : array_like (N, ...), at least 2-D; F = prod(x.shape[1:])
+    gamma, beta : array_like of shape x.shape[1:]
+    eps : float > 0
+
+    Returns
+    -------
+    out : ndarray, x's shape
+    mean, inv_std : ndarray (N,)
+        In the common float dtype of x, gamma and beta.
+    """
+    x, gamma, beta, eps = _layernorm_forward_args(x, gamma, beta, eps)
+    axes = tuple(range(1, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    inv_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    out = gamma * ((x - mean) * inv_std) + beta
+    return out, mean.reshape(-1), inv_std.reshape(-1)
+
+
+def layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                       inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Gradients of :func:`layernorm_forward`.
+
+    .. math::
+        dx_n = \frac{\mathrm{inv\_std}_n}{F}\Big(F\,\widehat{dx}_n - \sum_f\widehat{dx}_{nf}
+               - \hat x_n\sum_f\widehat{dx}_{nf}\,\hat x_{nf}\Big), \quad
+        d\gamma_f = \sum_n dout_{nf}\,\hat x_{nf}, \quad d\beta_f = \sum_n dout_{nf}
+
+    Parameters
+    ----------
+    dout, x : array_like (N, ...)
+    gamma : array_like of shape x.shape[1:]
+    mean, inv_std : array_like (N,), as returned by the forward pass
+
+    Returns
+    -------
+    dx : ndarray, x's shape
+    dgamma, dbeta : ndarray of shape x.shape[1:]
+    """
+    dout, x, gamma, mean, inv_std = _layernorm_backward_args(dout, x, gamma, mean, inv_std)
+    axes = tuple(range(1, x.ndim))
+    per_sample = (-1,) + (1,) * (x.ndim - 1)
+    xhat = (x - mean.reshape(per_sample)) * inv_std.reshape(per_sample)
+    dx = _input_grad(dout * gamma, xhat, inv_std.reshape(per_sample), axes)
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Group and instance normalization
+
+
+def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int,
+                      eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Group normalization (Wu & He 2018): per sample, over each group of C/G channels and H, W.
+
+    .. math::
+        \mu_{ng} = \frac{1}{M}\sum_{c \in g,\,h,\,w} x_{nchw}, \quad
+        \sigma_{ng}^2 = \frac{1}{M}\sum_{c \in g,\,h,\,w}(x_{nchw} - \mu_{ng})^2, \quad
+        y_{nchw} = \gamma_c \frac{x_{nchw} - \mu_{ng}}{\sqrt{\sigma_{ng}^2 + \epsilon}} + \beta_c
+
+    with M = (C/G)·H·W and channel c in group g = c // (C/G).
+
+    Parameters
+    ----------
+    x : array_like (N, C, H, W)
+    gamma, beta : array_like (C,)
+    groups : int G >= 1 dividing C
+    eps : float > 0
+
+    Returns
+    -------
+    out : ndarray, x's shape
+    mean, inv_std : ndarray (N, G)
+    """
+    x, gamma, beta, groups, eps = _groupnorm_forward_args(x, gamma, beta, groups, eps)
+    N = x.shape[0]
+    xg = x.reshape(N, groups, -1)
+    mean = xg.mean(axis=2)
+    inv_std = 1 / np.sqrt(xg.var(axis=2) + eps)
+    xhat = ((xg - mean[:, :, None]) * inv_std[:, :, None]).reshape(x.shape)
+    return _per_channel(gamma, 4) * xhat + _per_channel(beta, 4), mean, inv_std
+
+
+def groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, groups: int, mean: np.ndarray,
+                       inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Gradients of :func:`groupnorm_forward`.
+
+    .. math::
+        dx_{ng} = \frac{\mathrm{inv\_std}_{ng}}{M}\Big(M\,\widehat{dx}_{ng} - \sum\widehat{dx}_{ng}
+                  - \hat x_{ng}\sum\widehat{dx}_{ng}\,\hat x_{ng}\Big), \quad
+        d\gamma_c = \sum_{n,h,w} dout\,\hat x, \quad d\beta_c = \sum_{n,h,w} dout
+
+    with :math:`\widehat{dx} = dout\cdot\gamma_c` and the sums for :math:`dx` over the group's M elements.
+
+    Parameters
+    ----------
+    dout, x : array_like (N, C, H, W)
+    gamma : array_like (C,)
+    groups : int G dividing C
+    mean, inv_std : array_like (N, G), as returned by the forward pass
+
+    Returns
+    -------
+    dx : ndarray, x's shape
+    dgamma, dbeta : ndarray (C,)
+    """
+    dout, x, gamma, groups, mean, inv_std = _groupnorm_backward_args(dout, x, gamma, groups, mean, inv_std)
+    N = x.shape[0]
+    xhat = (x.reshape(N, groups, -1) - mean[:, :, None]) * inv_std[:, :, None]
+    dxhat = (dout * _per_channel(gamma, 4)).reshape(N, groups, -1)
+    dx = _input_grad(dxhat, xhat, inv_std[:, :, None], (2,)).reshape(x.shape)
+    return dx, (dout * xhat.reshape(x.shape)).sum(axis=(0, 2, 3)), dout.sum(axis=(0, 2, 3))
+
+
+def instancenorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                         eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Instance normalization (Ulyanov et al. 2016): group normalization with one channel per group.
+
+    .. math:: y_{nchw} = \gamma_c \frac{x_{nchw} - \mu_{nc}}{\sqrt{\sigma_{nc}^2 + \epsilon}} + \beta_c
+              \qquad (\mu_{nc}, \sigma_{nc}^2 \text{ over } h, w)
+
+    Parameters
+    ----------
+    x : array_like (N, C, H, W)
+    gamma, beta : array_like (C,)
+    eps : float > 0
+
+    Returns
+    -------
+    out : ndarray, x's shape
+    mean, inv_std : ndarray (N, C)
+    """
+    x, gamma, beta, eps = _instancenorm_forward_args(x, gamma, beta, eps)
+    return groupnorm_forward(x, gamma, beta, x.shape[1], eps)
+
+
+def instancenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                          inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Gradients of :func:`instancenorm_forward` (:func:`groupnorm_backward` with G = C).
+
+    Parameters
+    ----------
+    dout, x : array_like (N, C, H, W)
+    gamma : array_like (C,)
+    mean, inv_std : array_like (N, C), as returned by the forward pass
+
+    Returns
+    -------
+    dx : ndarray, x's shape
+    dgamma, dbeta : ndarray (C,)
+    """
+    dout, x, gamma, mean, inv_std = _instancenorm_backward_args(dout, x, gamma, mean, inv_std)
+    return groupnorm_backward(dout, x, gamma, x.shape[1], mean, inv_std)
