@@ -1,0 +1,230 @@
+"""Softmax, softmax cross-entropy and SVM loss kernels against the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn.kernels as K
+import fastnn.reference as R
+from tests.conftest import assert_close
+
+SHAPES = [(1, 1), (1, 7), (5, 3), (100, 10), (33, 129), (256, 1000)]
+
+
+def _data(shape, dtype, seed=0, scale=3.0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    t = rng.integers(0, shape[1], shape[0])
+    return x, t
+
+
+def _onehot(t, k):
+    out = np.zeros((t.size, k))
+    out[np.arange(t.size), t] = 1
+    return out
+
+
+def _assert_loss(loss, expected, dtype):
+    assert isinstance(loss, np.generic) and np.ndim(loss) == 0
+    assert_close(loss, expected, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_softmax_matches_reference(shape, dtype, twin):
+    x, _ = _data(shape, dtype)
+    x0 = x.copy()
+    p = K.softmax_forward(x)
+    assert_close(p, R.softmax_forward(x), dtype)
+    assert_close(p.sum(axis=1), np.ones(shape[0], dtype), dtype)
+    np.testing.assert_array_equal(x, x0)
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (3, 0), (0, 0)], ids=str)
+def test_softmax_empty(shape, dtype):
+    p = K.softmax_forward(np.zeros(shape, dtype))
+    assert p.shape == shape and p.dtype == dtype
+    assert R.softmax_forward(np.zeros(shape, dtype)).shape == shape
+
+
+@pytest.mark.parametrize("labels", ["int", "onehot"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_cross_entropy_matches_reference(shape, labels, dtype, twin):
+    x, t = _data(shape, dtype)
+    tt = t if labels == "int" else _onehot(t, shape[1])
+    x0, tt0 = x.copy(), tt.copy()
+    loss, probs = K.softmax_cross_entropy_forward(x, tt)
+    loss_r, probs_r = R.softmax_cross_entropy_forward(x, tt)
+    _assert_loss(loss, loss_r, dtype)
+    assert_close(probs, probs_r, dtype)
+    # the definition, in float64: mean of -log softmax at the label
+    x64 = x.astype(np.float64)
+    lse = np.log(np.exp(x64 - x64.max(1, keepdims=True)).sum(1)) + x64.max(1)
+    assert_close(loss, dtype.type(np.mean(lse - x64[np.arange(shape[0]), t])), dtype)
+    for dout in (1.0, -2.5):
+        dx = K.softmax_cross_entropy_backward(probs, tt, dout)
+        assert_close(dx, R.softmax_cross_entropy_backward(probs_r, tt, dout), dtype)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(tt, tt0)
+
+
+@pytest.mark.parametrize("labels", ["int", "onehot"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_svm_matches_reference(shape, labels, dtype, twin):
+    x, t = _data(shape, dtype, scale=0.7)
+    tt = t if labels == "int" else _onehot(t, shape[1])
+    x0 = x.copy()
+    loss, dx = K.svm_loss(x, tt)
+    loss_r, dx_r = R.svm_loss(x, tt)
+    _assert_loss(loss, loss_r, dtype)
+    assert_close(dx, dx_r, dtype)
+    np.testing.assert_array_equal(x, x0)
+
+
+def test_svm_against_cs231n_naive_loops(twin):
+    """cs231n's svm_loss_naive, written with explicit loops."""
+    x, y = _data((20, 6), np.float64, scale=0.5)
+    loss_naive, dx_naive = 0.0, np.zeros_like(x)
+    for i in range(20):
+        for j in range(6):
+            if j == y[i]:
+                continue
+            margin = x[i, j] - x[i, y[i]] + 1
+            if margin > 0:
+                loss_naive += margin
+                dx_naive[i, j] += 1
+                dx_naive[i, y[i]] -= 1
+    loss, dx = K.svm_loss(x, y)
+    assert_close(loss, loss_naive / 20)
+    assert_close(dx, dx_naive / 20)
+
+
+LAYOUTS = {"row-padded": lambda a: np.pad(a, ((0, 0), (1, 0)))[:, 1:],
+           "strided": lambda a: np.repeat(a, 2, axis=1)[:, ::2], "fortran": np.asfortranarray}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_non_contiguous(layout, dtype, twin):
+    x, t = _data((37, 23), dtype)
+    xv = LAYOUTS[layout](x)
+    assert not xv.flags.c_contiguous
+    assert_close(K.softmax_forward(xv), R.softmax_forward(x), dtype)
+    loss, probs = K.softmax_cross_entropy_forward(xv, t[::-1].copy()[::-1])
+    loss_r, probs_r = R.softmax_cross_entropy_forward(x, t)
+    _assert_loss(loss, loss_r, dtype)
+    assert_close(K.softmax_cross_entropy_backward(LAYOUTS[layout](probs), t), R.softmax_cross_entropy_backward(
+        probs_r, t), dtype)
+    loss, dx = K.svm_loss(xv, t)
+    assert_close(dx, R.svm_loss(x, t)[1], dtype)
+
+
+def test_large_scores_do_not_overflow(dtype, twin):
+    """Log-sum-exp: scores of 1e4 (exp overflows even float64) give the exact loss."""
+    x = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]], dtype)
+    t = np.array([1, 2])
+    with np.errstate(over="raise", divide="raise"):
+        loss_r, _ = R.softmax_cross_entropy_forward(x, t)
+    loss, probs = K.softmax_cross_entropy_forward(x, t)
+    assert_close(loss, dtype.type((1e4 + np.log(2)) / 2), dtype)
+    assert_close(loss, loss_r, dtype)
+    assert_close(probs, np.array([[1, 0, 0], [0, 0.5, 0.5]], dtype), dtype)
+
+
+def test_confident_correct_prediction_has_tiny_loss_not_1e7(dtype):
+    """No ``log(p + 1e-7)``: a loss far below 1e-7 is represented."""
+    x = np.array([[40.0, 0.0]], dtype)
+    loss, _ = K.softmax_cross_entropy_forward(x, np.array([0]))
+    assert 0 <= loss < 1e-15
+
+
+def test_nan_and_inf_rows(dtype, twin):
+    x, t = _data((4, 5), dtype)
+    x[1, 2] = np.nan
+    x[2, 0] = np.inf
+    with np.errstate(invalid="ignore"):
+        loss_r, probs_r = R.softmax_cross_entropy_forward(x, t)
+        p_r = R.softmax_forward(x)
+        svm_r, dsvm_r = R.svm_loss(x, t)
+    loss, probs = K.softmax_cross_entropy_forward(x, t)
+    assert np.isnan(loss) and np.isnan(loss_r)
+    assert_close(probs, probs_r, dtype)
+    assert np.isnan(probs[1]).all() and np.isnan(probs[2]).all() and np.isfinite(probs[[0, 3]]).all()
+    assert_close(K.softmax_forward(x), p_r, dtype)
+    svm, dsvm = K.svm_loss(x, t)
+    assert np.isnan(svm) and np.isnan(svm_r)
+    assert_close(dsvm, dsvm_r, dtype)
+
+
+def test_cross_entropy_matches_torch(dtype):
+    torch = pytest.importorskip("torch")
+    x, t = _data((64, 17), dtype)
+    xt = torch.from_numpy(x).requires_grad_()
+    lt = torch.nn.functional.cross_entropy(xt, torch.from_numpy(t))
+    lt.backward()
+    loss, probs = K.softmax_cross_entropy_forward(x, t)
+    assert_close(loss, lt.detach().numpy(), dtype)
+    assert_close(K.softmax_cross_entropy_backward(probs, t), xt.grad.numpy(), dtype)
+
+
+def test_svm_matches_torch_multi_margin(dtype):
+    """torch's multi_margin_loss divides by K as well; cs231n's hinge is K times it."""
+    torch = pytest.importorskip("torch")
+    x, t = _data((32, 9), dtype, scale=0.5)
+    xt = torch.from_numpy(x).requires_grad_()
+    lt = torch.nn.functional.multi_margin_loss(xt, torch.from_numpy(t)) * 9
+    lt.backward()
+    loss, dx = K.svm_loss(x, t)
+    assert_close(loss, lt.detach().numpy(), dtype)
+    assert_close(dx, xt.grad.numpy(), dtype)
+
+
+def test_int_scores_promote_to_float64():
+    loss, probs = K.softmax_cross_entropy_forward(np.arange(6).reshape(2, 3), np.array([0, 2]))
+    assert isinstance(loss, np.float64) and probs.dtype == np.float64
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+FWD = ["softmax_cross_entropy_forward", "svm_loss"]
+
+
+@pytest.mark.parametrize("mod", [K, R], ids=["kernels", "reference"])
+@pytest.mark.parametrize("fn", FWD)
+def test_loss_bad_input(mod, fn):
+    f = getattr(mod, fn)
+    arg = "t" if fn.startswith("softmax") else "y"
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=rf"{fn}: {arg} must be labels in \[0, 4\)"):
+        f(x, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match=rf"{fn}: {arg} must be labels in \[0, 4\)"):
+        f(x, np.array([0, -1, 1]))
+    with pytest.raises(ValueError, match=rf"{fn}: {arg} must be one-hot of shape \(3, 4\)"):
+        f(x, np.eye(3))
+    with pytest.raises(ValueError, match=rf"{fn}: {arg} must be of shape \(3,\)"):
+        f(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match=rf"{fn}: {arg} must be one-hot rows"):
+        f(x, np.full((3, 4), 0.25))
+    with pytest.raises(TypeError, match=rf"{fn}: {arg} must be integer class labels"):
+        f(x, np.array([True, False, True]))
+    with pytest.raises(TypeError, match=rf"{fn}: x must be a real numeric array"):
+        f(x.astype(np.complex128), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=rf"{fn}: x must be 2-D"):
+        f(np.zeros(4), np.array([0]))
+    with pytest.raises(ValueError, match=rf"{fn}: N must be >= 1"):
+        f(np.zeros((0, 4)), np.zeros(0, np.int64))
+
+
+@pytest.mark.parametrize("mod", [K, R], ids=["kernels", "reference"])
+def test_backward_bad_input(mod):
+    fn = "softmax_cross_entropy_backward"
+    p = np.full((2, 3), 1 / 3)
+    with pytest.raises(ValueError, match=rf"{fn}: t must be labels in \[0, 3\)"):
+        mod.softmax_cross_entropy_backward(p, np.array([0, 3]))
+    with pytest.raises(ValueError, match=rf"{fn}: dout must be a finite number"):
+        mod.softmax_cross_entropy_backward(p, np.array([0, 1]), float("inf"))
+    with pytest.raises(ValueError, match=rf"{fn}: N must be >= 1"):
+        mod.softmax_cross_entropy_backward(np.zeros((0, 3)), np.zeros(0, np.int64))
+    with pytest.raises(TypeError, match=rf"{fn}: probs must be"):
+        mod.softmax_cross_entropy_backward(p.astype(np.complex64), np.array([0, 1]))
+    with pytest.raises(ValueError, match="softmax_forward: x must be 2-D"):
+        mod.softmax_forward(np.zeros((2, 3, 4)))
