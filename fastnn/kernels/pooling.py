@@ -1,3 +1,335 @@
-"""(being written)"""
+"""Max and average pooling (NCHW), compiled with Numba. Same API and results as :mod:`fastnn.reference.pooling`.
 
-__all__: list[str] = []
+Every kernel runs ``prange`` over the ``N * C`` planes: each iteration owns one input plane and one output
+plane, so backward passes add overlapping windows into their own plane without races and without a
+reduction across threads. Windows are walked with :func:`fastnn.kernels._window.window_span`, which skips
+padding instead of materialising it.
+
+Conventions (see ``docs/design.md`` and :mod:`fastnn.reference.pooling`):
+
+* ``stride=None`` means stride = pool size; ``pad <= pool // 2`` per axis (PyTorch's limit).
+* ``argmax``: row-major index ``kh * FW + kw`` inside the window, in the smallest unsigned dtype holding
+  ``FH * FW - 1``. First maximum wins ties; a NaN gives output NaN and argmax the first NaN; padding is never
+  the argmax (a window of input ``-inf`` points at its first input element); a window of padding alone
+  (only when ``H == 0`` or ``W == 0``) gives ``-inf`` and argmax 0.
+* Average pooling divides by ``FH * FW``, padding included (PyTorch ``count_include_pad=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .. import _validate
+from .._jit import helper, kernel
+from ._window import window_span
+
+__all__ = ["avgpool2d_backward", "avgpool2d_forward", "maxpool2d_backward", "maxpool2d_forward"]
+
+
+@helper
+def _beats(v, best):
+    """Whether ``v``, later in the row-major window scan, replaces the running maximum ``best``.
+
+    Strictly greater wins, so the first of equal maxima stays; a NaN beats a number and nothing beats a NaN,
+    so the first NaN stays. ``not (v <= best)`` is "v > best or either is NaN"; ``best == best`` rules out a
+    NaN ``best``. Bitwise ``&`` keeps it branch-free.
+    """
+    return (not (v <= best)) & (best == best)
+
+
+@kernel("window")
+def _maxpool_forward(x, out, argmax, FH, FW, SH, SW, PH, PW, neg_inf):
+    """General max-pool over planes: x (P, H, W) -> out, argmax (P, OH, OW)."""
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(P):
+        for oh in range(OH):
+            h0, kh0, kh1 = window_span(oh, SH, PH, FH, H)
+            for ow in range(OW):
+                w0, kw0, kw1 = window_span(ow, SW, PW, FW, W)
+                best = neg_inf
+                # The first input element is the answer when all input elements are -inf (never padding).
+                idx = kh0 * FW + kw0 if kh0 < kh1 and kw0 < kw1 else 0
+                for kh in range(kh0, kh1):
+                    for kw in range(kw0, kw1):
+                        v = x[p, h0 + kh, w0 + kw]
+                        if _beats(v, best):
+                            best = v
+                            idx = kh * FW + kw
+                out[p, oh, ow] = best
+                argmax[p, oh, ow] = idx
+
+
+@kernel("window")
+def _maxpool_forward_2x2(x, out, argmax):
+    """2x2 windows, stride 2, no padding: the common case, branch-free.
+
+    The window is reduced as a tournament, (a vs b) and (c vs d) then the winners, where the earlier entry
+    keeps ties and NaN wins over numbers. That picks exactly the first maximum / first NaN of the row-major scan
+    and has a shorter dependency chain than the scan.
+    """
+    P = x.shape[0]
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(P):
+        for oh in range(OH):
+            top = x[p, 2 * oh]
+            bottom = x[p, 2 * oh + 1]
+            o = out[p, oh]
+            am = argmax[p, oh]
+            for ow in range(OW):
+                a = top[2 * ow]
+                b = top[2 * ow + 1]
+                c = bottom[2 * ow]
+                d = bottom[2 * ow + 1]
+                t_top = _beats(b, a)
+                m_top = b if t_top else a
+                t_bottom = _beats(d, c)
+                m_bottom = d if t_bottom else c
+                t = _beats(m_bottom, m_top)
+                o[ow] = m_bottom if t else m_top
+                am[ow] = (2 + t_bottom) if t else (0 + t_top)
+
+
+@kernel("window")
+def _maxpool_backward(dout, argmax, dx, FH, FW, SH, SW, PH, PW):
+    """General max-pool backward: scatter dout (P, OH, OW) through argmax into dx (P, H, W), adding overlaps."""
+    P, H, W = dx.shape
+    OH, OW = dout.shape[1], dout.shape[2]
+    for p in prange(P):
+        # Zeroing plane by plane keeps the plane in cache for the scatter that follows.
+        for h in range(H):
+            for w in range(W):
+                dx[p, h, w] = 0
+        for oh in range(OH):
+            h0, kh0, kh1 = window_span(oh, SH, PH, FH, H)
+            for ow in range(OW):
+                w0, kw0, kw1 = window_span(ow, SW, PW, FW, W)
+                k = np.int64(argmax[p, oh, ow])
+                kh = k // FW
+                kw = k - kh * FW
+                # An index into padding (possible only for hand-made argmax or empty inputs) is dropped.
+                if kh0 <= kh < kh1 and kw0 <= kw < kw1:
+                    dx[p, h0 + kh, w0 + kw] += dout[p, oh, ow]
+
+
+@kernel("window")
+def _maxpool_backward_2x2(dout, argmax, dx, zero):
+    """2x2 windows, stride 2, no padding: every dx element written once (gradient or zero), no zero-fill pass.
+
+    The inner loop runs along the input row (2*OW contiguous stores per row) rather than along the output row:
+    twice the trip count, which lets LLVM vectorise rows as short as 24 (MNIST) -- measured ~2x faster than a
+    loop over output columns writing four interleaved elements.
+    """
+    P, H, W = dx.shape
+    OH, OW = dout.shape[1], dout.shape[2]
+    for p in prange(P):
+        for oh in range(OH):
+            top = dx[p, 2 * oh]
+            bottom = dx[p, 2 * oh + 1]
+            g_row = dout[p, oh]
+            k_row = argmax[p, oh]
+            for w in range(2 * OW):
+                g = g_row[w >> 1]
+                k = k_row[w >> 1]
+                right = w & 1
+                top[w] = g if k == right else zero
+                bottom[w] = g if k == 2 + right else zero
+            for w in range(2 * OW, W):  # odd W: the last column is in no window
+                top[w] = zero
+                bottom[w] = zero
+        for h in range(2 * OH, H):  # odd H: the last row is in no window
+            for w in range(W):
+                dx[p, h, w] = zero
+
+
+@kernel("window")
+def _avgpool_forward(x, out, FH, FW, SH, SW, PH, PW, area, zero):
+    """Average pool over planes: sum of the in-bounds window elements / area (padding counts as zeros)."""
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(P):
+        for oh in range(OH):
+            h0, kh0, kh1 = window_span(oh, SH, PH, FH, H)
+            for ow in range(OW):
+                w0, kw0, kw1 = window_span(ow, SW, PW, FW, W)
+                s = zero
+                for kh in range(kh0, kh1):
+                    for kw in range(kw0, kw1):
+                        s += x[p, h0 + kh, w0 + kw]
+                out[p, oh, ow] = s / area
+
+
+@kernel("window")
+def _avgpool_backward(dout, dx, FH, FW, SH, SW, PH, PW, area):
+    """Average pool backward: each window adds dout / area to its in-bounds elements of its own plane."""
+    P, H, W = dx.shape
+    OH, OW = dout.shape[1], dout.shape[2]
+    for p in prange(P):
+        for h in range(H):
+            for w in range(W):
+                dx[p, h, w] = 0
+        for oh in range(OH):
+            h0, kh0, kh1 = window_span(oh, SH, PH, FH, H)
+            for ow in range(OW):
+                w0, kw0, kw1 = window_span(ow, SW, PW, FW, W)
+                share = dout[p, oh, ow] / area
+                for kh in range(kh0, kh1):
+                    for kw in range(kw0, kw1):
+                        dx[p, h0 + kh, w0 + kw] += share
+
+
+def _is_2x2_stride_2(g: _validate.WindowGeometry) -> bool:
+    return (g.FH, g.FW, g.SH, g.SW, g.PH, g.PW) == (2, 2, 2, 2, 0, 0)
+
+
+def _planes(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) C-contiguous -> (N*C, H, W) view."""
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3])
+
+
+def maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                      pad: int | tuple[int, int] = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling of NCHW input, with the position of each maximum.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W)
+        float32 or float64 (ints/bools promote to float64); any strides.
+    pool_h, pool_w : int
+        Window size FH, FW.
+    stride : int or (int, int) or None
+        Step between windows; None: (pool_h, pool_w).
+    pad : int or (int, int)
+        Implicit ``-inf`` padding on each side, at most ``pool // 2`` per axis.
+
+    Returns
+    -------
+    out : ndarray (N, C, OH, OW)
+        x.dtype; ``OH = (H + 2 pad_h - FH) // S_h + 1``, likewise OW.
+    argmax : ndarray (N, C, OH, OW)
+        Row-major index ``kh * FW + kw`` of the maximum inside its window, in the smallest unsigned dtype holding
+        ``FH * FW - 1`` (uint8 for pools up to 16x16). First maximum on ties, first NaN if any; never padding
+        unless the window holds no input (H or W is 0): then out is ``-inf`` and argmax 0.
+
+    Notes
+    -----
+    Replaces ``sliding_window_view(np.pad(x, ..., constant_values=-inf), ...).max(-1)`` and its argmax (see
+    :func:`fastnn.reference.pooling.maxpool2d_forward`).
+    """
+    where = "maxpool2d_forward"
+    x = _validate.float_array(x, where, "x", ndim=4)
+    g = _validate.pool_geometry(x.shape, pool_h, pool_w, stride, pad, where)
+    out = np.empty((g.N, g.C, g.OH, g.OW), dtype=x.dtype)
+    argmax = np.empty(out.shape, dtype=_validate.pool_index_dtype(g.FH * g.FW))
+    if out.size == 0:
+        return out, argmax
+    xp = _planes(np.ascontiguousarray(x))
+    work = x.size
+    if _is_2x2_stride_2(g):
+        _maxpool_forward_2x2.run(work, xp, _planes(out), _planes(argmax))
+    else:
+        _maxpool_forward.run(work, xp, _planes(out), _planes(argmax), g.FH, g.FW, g.SH, g.SW, g.PH, g.PW,
+                             x.dtype.type(-np.inf))
+    return out, argmax
+
+
+def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray, input_shape: tuple[int, int, int, int], pool_h: int,
+                       pool_w: int, stride: int | tuple[int, int] | None = None,
+                       pad: int | tuple[int, int] = 0) -> np.ndarray:
+    """Gradient of :func:`maxpool2d_forward`: each ``dout`` goes to the input element its argmax names.
+
+    Parameters
+    ----------
+    dout : ndarray (N, C, OH, OW)
+        Upstream gradient, float32 or float64.
+    argmax : ndarray (N, C, OH, OW)
+        Integer window indices in ``[0, FH*FW)`` as returned by the forward pass (any integer dtype; values are
+        checked, since the kernel scatters through them).
+    input_shape : tuple (N, C, H, W)
+        Shape of the forward input.
+    pool_h, pool_w, stride, pad
+        As in the forward pass.
+
+    Returns
+    -------
+    dx : ndarray (N, C, H, W)
+        dout.dtype. Overlapping windows (stride < pool) add up; an argmax pointing into padding contributes
+        nothing.
+    """
+    where = "maxpool2d_backward"
+    g = _validate.pool_geometry(input_shape, pool_h, pool_w, stride, pad, where, name="input_shape")
+    dout = _validate.float_array(dout, where, "dout", ndim=4)
+    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
+    argmax = _validate.pool_argmax(argmax, (g.N, g.C, g.OH, g.OW), g.FH * g.FW, where)
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
+    if dx.size == 0:
+        return dx
+    dp = _planes(np.ascontiguousarray(dout))
+    work = dx.size
+    if _is_2x2_stride_2(g):
+        _maxpool_backward_2x2.run(work, dp, _planes(argmax), _planes(dx), dout.dtype.type(0))
+    else:
+        _maxpool_backward.run(work, dp, _planes(argmax), _planes(dx), g.FH, g.FW, g.SH, g.SW, g.PH, g.PW)
+    return dx
+
+
+def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                      pad: int | tuple[int, int] = 0) -> np.ndarray:
+    """Average pooling of NCHW input; padded zeros count in the divisor (PyTorch ``count_include_pad=True``).
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W)
+        float32 or float64 (ints/bools promote to float64); any strides.
+    pool_h, pool_w : int
+        Window size FH, FW.
+    stride : int or (int, int) or None
+        Step between windows; None: (pool_h, pool_w).
+    pad : int or (int, int)
+        Implicit zero padding on each side, at most ``pool // 2`` per axis.
+
+    Returns
+    -------
+    out : ndarray (N, C, OH, OW)
+        x.dtype: window sum / (FH * FW).
+    """
+    where = "avgpool2d_forward"
+    x = _validate.float_array(x, where, "x", ndim=4)
+    g = _validate.pool_geometry(x.shape, pool_h, pool_w, stride, pad, where)
+    out = np.empty((g.N, g.C, g.OH, g.OW), dtype=x.dtype)
+    if out.size == 0:
+        return out
+    _avgpool_forward.run(x.size, _planes(np.ascontiguousarray(x)), _planes(out), g.FH, g.FW, g.SH, g.SW, g.PH,
+                         g.PW, x.dtype.type(g.FH * g.FW), x.dtype.type(0))
+    return out
+
+
+def avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int], pool_h: int, pool_w: int,
+                       stride: int | tuple[int, int] | None = None, pad: int | tuple[int, int] = 0) -> np.ndarray:
+    """Gradient of :func:`avgpool2d_forward`: every window spreads ``dout / (FH*FW)`` over its elements.
+
+    Parameters
+    ----------
+    dout : ndarray (N, C, OH, OW)
+        Upstream gradient, float32 or float64.
+    input_shape : tuple (N, C, H, W)
+        Shape of the forward input.
+    pool_h, pool_w, stride, pad
+        As in the forward pass.
+
+    Returns
+    -------
+    dx : ndarray (N, C, H, W)
+        dout.dtype; overlapping windows add up, the share of padded positions is dropped.
+    """
+    where = "avgpool2d_backward"
+    g = _validate.pool_geometry(input_shape, pool_h, pool_w, stride, pad, where, name="input_shape")
+    dout = _validate.float_array(dout, where, "dout", ndim=4)
+    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
+    if dx.size == 0:
+        return dx
+    _avgpool_backward.run(dx.size, _planes(np.ascontiguousarray(dout)), _planes(dx), g.FH, g.FW, g.SH, g.SW,
+                          g.PH, g.PW, dout.dtype.type(g.FH * g.FW))
+    return dx
