@@ -1,0 +1,23 @@
+"""ReLU and softmax cross-entropy (fastnn/kernels/activations.py, losses.py)."""
+
+from .common import KernelBenchmark
+
+
+class ReLU(KernelBenchmark):
+    cases = {"forward": "relu_forward", "backward": "relu_backward"}
+
+    def time_forward(self, *params):
+        self.forward()
+
+    def time_backward(self, *params):
+        self.backward()
+
+
+class SoftmaxCrossEntropy(KernelBenchmark):
+    cases = {"forward": "softmax_ce_forward", "backward": "softmax_ce_backward"}
+
+    def time_forward(self, *params):
+        self.forward()
+
+    def time_backward(self, *params):
+        self.backward()

@@ -1,0 +1,35 @@
+"""What every asv benchmark class here shares: the parameter grid, and a ``setup`` that takes its data from
+:mod:`fastnn.bench_cases` (the registry the tests check) and warms the JIT before anything is timed."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fastnn.bench_cases import CASES, DTYPES, IMPLS, SIZES
+
+
+class KernelBenchmark:
+    """Base class: ``cases`` maps an attribute name to a registry case; ``setup`` binds each to its timed call.
+
+    A subclass writes one-line benchmarks over those attributes, e.g. ``def time_forward(self, *p):
+    self.forward()``. A parameter combination that cannot run here (torch not installed, a size or dtype the
+    case does not have, a kernel not written yet) raises NotImplementedError in ``setup``, which asv reports as
+    skipped.
+    """
+
+    params: ClassVar[tuple[list[str], ...]] = (list(IMPLS), list(DTYPES), list(SIZES))
+    param_names: ClassVar[list[str]] = ["impl", "dtype", "size"]
+    cases: ClassVar[dict[str, str]] = {}
+
+    def setup(self, impl: str, dtype: str, size: str) -> None:
+        shared: dict[int, dict[str, Any]] = {}  # forward and backward cases usually share their input builder
+        for attr, name in self.cases.items():
+            case = CASES[name]
+            inputs = shared.get(id(case.make))
+            if inputs is None:
+                inputs = shared[id(case.make)] = case.inputs(size, dtype)
+            call = case.prepare(impl, size, dtype, inputs).call
+            # compile (or load from Numba's cache) and touch every buffer before the clock starts
+            call()
+            call()
+            setattr(self, attr, call)

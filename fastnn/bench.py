@@ -1,0 +1,207 @@
+"""Quick side-by-side benchmark without asv: ``python -m fastnn.bench`` (or ``python -m fastnn bench``).
+
+Every case of :mod:`fastnn.bench_cases` is run for each implementation (fastnn's Numba kernels, the NumPy
+reference, PyTorch's CPU op when torch is installed) in the same process, interleaved repeat by repeat so that
+load from other processes hits all of them alike. Each implementation is called until compiled and warm before
+timing; a repeat times a block of calls long enough for the clock, and the table shows the median per call.
+
+The triad line is a STREAM-style bandwidth measured by :func:`fastnn.kernels._bandwidth.triad_bandwidth` (when
+present). For memory-bound cases (optimizer steps, normalization, pooling, ReLU) the ``GB/s`` column is the
+compulsory traffic of one call (each input read once, each output written once) over fastnn's time, and ``of
+triad`` its ratio to that bandwidth: near 1 means the kernel runs at memory speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import bench_cases
+from .bench_cases import CASES, DTYPES, IMPLS, SIZES
+
+
+def measure(calls: dict[str, Callable[[], Any]], repeat: int, min_time: float) -> dict[str, float]:
+    """Median seconds per call of each callable, timed side by side.
+
+    Parameters
+    ----------
+    calls
+        Implementation name -> zero-argument callable.
+    repeat
+        Timed blocks per implementation; the median of their per-call times is returned.
+    min_time
+        Seconds a block lasts at least: the number of calls in a block is doubled until it does.
+    """
+    numbers = {}
+    for name, call in calls.items():
+        call()  # compile (Numba), allocate caches (torch), fault pages in
+        call()
+        number = 1
+        while True:
+            t = _block(call, number)
+            if t >= min_time or number >= 1 << 20:
+                break
+            # aim 20% past min_time from the per-call time seen, at least doubling
+            number = min(1 << 20, max(2 * number, int(1.2 * min_time * number / max(t, 1e-9))))
+        numbers[name] = number
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(repeat):
+        # rotate the order so no implementation always runs right after another's cache-trashing block
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            samples[name].append(_block(calls[name], numbers[name]) / numbers[name])
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def _block(call: Callable[[], Any], number: int) -> float:
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            call()
+        return time.perf_counter() - t0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def triad_bandwidth() -> float | None:
+    """Bytes per second of a STREAM triad on this machine, or None when fastnn does not provide the kernel yet."""
+    try:
+        mod = importlib.import_module("fastnn.kernels._bandwidth")
+    except ImportError:
+        return None
+    fn = getattr(mod, "triad_bandwidth", None)
+    return None if fn is None else float(fn())
+
+
+def format_time(t: float | None) -> str:
+    if t is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t / 1e-9:.3g} ns"
+
+
+def format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One table line: first column left-aligned, the others right-aligned, each at least its width."""
+    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                     for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+
+def run(cases: Sequence[str], sizes: Sequence[str], dtypes: Sequence[str], repeat: int, min_time: float,
+        bandwidth: float | None, out: Any = None) -> list[dict[str, Any]]:
+    """Time every (case, size, dtype) and print one table row each as it finishes; returns the rows as dicts."""
+    out = sys.stdout if out is None else out
+    impls = [i for i in IMPLS if i != "torch" or bench_cases.torch_available()]
+    header = ["case", "size", "dtype", *impls, "numpy/fastnn", *(["torch/fastnn"] if "torch" in impls else []),
+              "GB/s", "of triad"]
+    # fixed widths, so each row can be printed as soon as it is measured
+    widths = [max(len(h), w) for h, w in zip(header, [max(map(len, cases)), 5, 7, *[9] * len(impls),
+                                                       *[12] * (len(header) - 5 - len(impls)), 5, 8], strict=True)]
+    print(format_row(header, widths), file=out)
+    print(format_row(["-" * w for w in widths], widths), file=out, flush=True)
+    results = []
+    for name in cases:
+        case = CASES[name]
+        for size in sizes:
+            if size not in case.sizes:
+                continue
+            for dtype in dtypes:
+                if dtype not in case.dtypes:
+                    continue
+                inputs = case.inputs(size, dtype)
+                calls, missing = {}, {}
+                for impl in impls:
+                    try:
+                        calls[impl] = case.prepare(impl, size, dtype, inputs).call
+                    except NotImplementedError as exc:
+                        missing[impl] = str(exc)
+                times: dict[str, float | None] = dict.fromkeys(impls)
+                times.update(measure(calls, repeat, min_time) if calls else {})
+                del calls, inputs
+                res = {"case": name, "size": size, "dtype": dtype, "times": times, "missing": missing,
+                       "bytes": case.bytes_moved(size, dtype)}
+                results.append(res)
+                print(format_row(_row(res, impls, bandwidth), widths), file=out, flush=True)
+    for res in results:
+        for impl, why in res["missing"].items():
+            if impl != "torch":
+                print(f"note: {res['case']} {impl}: {why}", file=out)
+    return results
+
+
+def _row(res: dict[str, Any], impls: Sequence[str], bandwidth: float | None) -> list[str]:
+    t = res["times"]
+    fast = t.get("fastnn")
+
+    def ratio(other: str) -> str:
+        return f"{t[other] / fast:.2f}x" if fast and t.get(other) else "-"
+
+    gbs = share = "-"
+    if fast and res["bytes"]:
+        achieved = res["bytes"] / fast
+        gbs = f"{achieved / 1e9:.1f}"
+        if bandwidth:
+            share = f"{achieved / bandwidth:.0%}"
+    return [res["case"], res["size"], res["dtype"], *(format_time(t[i]) for i in impls), ratio("numpy"),
+            *([ratio("torch")] if "torch" in impls else []), gbs, share]
+
+
+def _choices(value: str, allowed: Sequence[str], what: str) -> list[str]:
+    chosen = list(allowed) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in chosen if v not in allowed]
+    if bad or not chosen:
+        raise argparse.ArgumentTypeError(f"{what} must be 'all' or a comma-separated subset of {list(allowed)}, "
+                                         f"got {value!r}")
+    return chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fastnn.bench",
+        description="Time fastnn's kernels against the NumPy reference (and torch when installed), side by side.")
+    parser.add_argument("--size", default="mnist,cifar", help="mnist, cifar, tiny, a comma list or 'all' "
+                        "(default: mnist,cifar; --quick: mnist)")
+    parser.add_argument("--dtype", default="float32", help="float32, float64, a comma list or 'all' "
+                        "(default: float32)")
+    parser.add_argument("--filter", default="", metavar="REGEX", help="only cases whose name matches REGEX "
+                        f"(cases: {', '.join(CASES)})")
+    parser.add_argument("--repeat", type=int, default=None, help="timed blocks per implementation, median "
+                        "reported (default 7; --quick: 3)")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats and the mnist size only")
+    parser.add_argument("--no-triad", action="store_true", help="skip the triad bandwidth measurement")
+    args = parser.parse_args(argv)
+    try:
+        sizes = _choices("mnist" if args.quick and args.size == "mnist,cifar" else args.size,
+                         ("tiny", *SIZES), "--size")
+        dtypes = _choices(args.dtype, DTYPES, "--dtype")
+        pattern = re.compile(args.filter)
+    except (argparse.ArgumentTypeError, re.error) as exc:
+        parser.error(str(exc))
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
+    if repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {repeat}")
+    cases = [name for name in CASES if pattern.search(name)]
+    if not cases:
+        parser.error(f"--filter {args.filter!r} matches no case (cases: {', '.join(CASES)})")
+    bandwidth = None if args.no_triad else triad_bandwidth()
+    print(f"triad bandwidth: {f'{bandwidth / 1e9:.1f} GB/s' if bandwidth else 'not measured'}"
+          f"{'' if bandwidth or args.no_triad else ' (fastnn.kernels._bandwidth.triad_bandwidth is not available)'}")
+    print(f"median of {repeat} repeats per call, JIT warmed; ratios > 1x: fastnn is faster")
+    run(cases, sizes, dtypes, repeat, 0.005 if args.quick else 0.05, bandwidth)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
