@@ -98,7 +98,7 @@ class Layer:
         """Go back to a :meth:`_snapshot`, so that a forward pass can be repeated exactly (numerical gradients)."""
 
 
-def batch(x: Any, where: str, ndim: int | tuple[int, ...] | None = None, *, min_ndim: int = 1) -> np.ndarray:
+def batch(x: Any, where: str, ndim: int | tuple[int, ...] | None = None, *, min_ndim: int = 0) -> np.ndarray:
     """A layer input as a float array (ints and bools promoted to float64, as NumPy does), of given ``ndim``."""
     x = _validate.float_array(x, where, "x", ndim=ndim)
     if x.ndim < min_ndim:
@@ -117,12 +117,15 @@ def same_shape(a: np.ndarray, b: np.ndarray, where: str, name_a: str, name_b: st
         _validate.fail(where, name_a, f"of shape {b.shape} like {name_b}", f"shape {a.shape}")
 
 
-def sliding_window(x: np.ndarray, window_h: int, window_w: int, stride: Any, pad: Any, where: str,
-                   window: str) -> _validate.WindowGeometry:
+def sliding_window(x: np.ndarray, window_h: int, window_w: int, stride: Any, pad: Any, where: str, window: str,
+                   *, pool: bool = False) -> _validate.WindowGeometry:
     """Check that a ``window_h`` x ``window_w`` window (described as ``window`` in messages) with ``stride`` and
-    ``pad`` slides over x (N, C, H, W); returns the geometry (output size OH, OW)."""
+    ``pad`` slides over x (N, C, H, W); returns the geometry (output size OH, OW). ``pool``: the pooling
+    kernels' extra rule ``pad <= window // 2``."""
     ph, pw = _validate.int_pair(pad, where, "pad", minimum=0)
     if window_h > x.shape[2] + 2 * ph or window_w > x.shape[3] + 2 * pw:
         _validate.fail(where, "x", f"at least {window_h}x{window_w} in H x W after padding by {(ph, pw)} to fit "
                        f"the {window}", f"shape {x.shape}")
+    if pool:
+        return _validate.pool_geometry(x.shape, window_h, window_w, stride, pad, where)
     return _validate.window_geometry(x.shape, window_h, window_w, stride, pad, where)

@@ -60,6 +60,18 @@ class Convolution(Layer):
         return dx
 
 
+def _pool_args(where: str, pool_h: Any, pool_w: Any, stride: Any, pad: Any) -> tuple[int, int]:
+    """Check a pooling layer's constructor arguments; pad is at most half the pool (PyTorch's rule, so that no
+    window holds padding only)."""
+    pool_h = _validate.integer(pool_h, where, "pool_h", minimum=1)
+    pool_w = _validate.integer(pool_w, where, "pool_w", minimum=1)
+    _validate.int_pair(stride, where, "stride", minimum=1)
+    ph, pw = _validate.int_pair(pad, where, "pad", minimum=0)
+    if ph > pool_h // 2 or pw > pool_w // 2:
+        _validate.fail(where, "pad", f"<= half the pool size ({pool_h // 2}, {pool_w // 2}) per axis", pad)
+    return pool_h, pool_w
+
+
 class Pooling(Layer):
     """Max pooling over ``pool_h`` x ``pool_w`` windows: x (N, C, H, W) -> out (N, C, OH, OW).
 
@@ -70,17 +82,14 @@ class Pooling(Layer):
     def __init__(self, pool_h: int, pool_w: int, stride: int | tuple[int, int] = 1,
                  pad: int | tuple[int, int] = 0) -> None:
         super().__init__()
-        self.pool_h = _validate.integer(pool_h, "Pooling", "pool_h", minimum=1)
-        self.pool_w = _validate.integer(pool_w, "Pooling", "pool_w", minimum=1)
-        _validate.int_pair(stride, "Pooling", "stride", minimum=1)
-        _validate.int_pair(pad, "Pooling", "pad", minimum=0)
+        self.pool_h, self.pool_w = _pool_args("Pooling", pool_h, pool_w, stride, pad)
         self.stride, self.pad = stride, pad
         self.input_shape = self.arg_max = None
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "Pooling.forward", ndim=4)
         sliding_window(x, self.pool_h, self.pool_w, self.stride, self.pad, "Pooling.forward",
-                       f"{self.pool_h}x{self.pool_w} pool")
+                       f"{self.pool_h}x{self.pool_w} pool", pool=True)
         self.input_shape = x.shape
         out, self.arg_max = kernels.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
         return self._output(out)
@@ -101,17 +110,14 @@ class AvgPooling(Layer):
     def __init__(self, pool_h: int, pool_w: int, stride: int | tuple[int, int] = 1,
                  pad: int | tuple[int, int] = 0) -> None:
         super().__init__()
-        self.pool_h = _validate.integer(pool_h, "AvgPooling", "pool_h", minimum=1)
-        self.pool_w = _validate.integer(pool_w, "AvgPooling", "pool_w", minimum=1)
-        _validate.int_pair(stride, "AvgPooling", "stride", minimum=1)
-        _validate.int_pair(pad, "AvgPooling", "pad", minimum=0)
+        self.pool_h, self.pool_w = _pool_args("AvgPooling", pool_h, pool_w, stride, pad)
         self.stride, self.pad = stride, pad
         self.input_shape = None
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "AvgPooling.forward", ndim=4)
         sliding_window(x, self.pool_h, self.pool_w, self.stride, self.pad, "AvgPooling.forward",
-                       f"{self.pool_h}x{self.pool_w} pool")
+                       f"{self.pool_h}x{self.pool_w} pool", pool=True)
         self.input_shape = x.shape
         return self._output(kernels.avgpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad))
 

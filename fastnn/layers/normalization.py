@@ -170,10 +170,7 @@ class GroupNormalization(Layer):
         super().__init__()
         self.gamma, self.beta = gamma, beta
         same_shape(self.beta, self.gamma, "GroupNormalization", "beta", "gamma")
-        self.groups = _validate.integer(groups, "GroupNormalization", "groups", minimum=1)
-        if self.gamma.size % self.groups:
-            _validate.fail("GroupNormalization", "groups", f"a divisor of the channel count C = {self.gamma.size}",
-                           self.groups)
+        self.groups = _validate.divisor(groups, self.gamma.size, "GroupNormalization", "groups", "C (gamma's size)")
         self.eps = _validate.scalar(eps, "GroupNormalization", "eps", gt=0.0)
         self.dgamma = self.dbeta = None
         self.x = self.mean = self.inv_std = None
