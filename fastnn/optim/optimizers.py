@@ -246,6 +246,10 @@ class AMSGrad(Adam):
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr=lr, beta1=beta1, beta2=beta2, amsgrad=True, eps=eps, weight_decay=weight_decay)
 
+    def __repr__(self) -> str:  # amsgrad is fixed, not a constructor argument
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items() if k != "amsgrad")
+        return f"AMSGrad({args})"
+
     def _check_hyper(self, hyper: Mapping[str, Any], where: str) -> dict[str, Any]:
         checked = super()._check_hyper(hyper, where)
         if not checked["amsgrad"]:

@@ -389,6 +389,13 @@ def test_bad_hyperparameters_rejected_at_construction(name, kwargs, exc, msg):
         cls(**kwargs)
 
 
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_repr_rebuilds_the_optimizer(name):
+    opt = optim.get(name, lr=0.25)
+    again = eval(repr(opt), {**vars(optim)})  # noqa: S307 -- our own repr, no user input
+    assert type(again) is type(opt) and again.hyperparameters == opt.hyperparameters
+
+
 def test_hyperparameters_accept_numpy_scalars_and_store_python_floats():
     opt = optim.Adam(lr=np.float32(0.5), beta1=np.float64(0.5), amsgrad=np.bool_(True))
     assert opt.lr == 0.5 and type(opt.lr) is float and opt.amsgrad is True
