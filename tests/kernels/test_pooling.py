@@ -236,6 +236,23 @@ def test_inputs_not_modified(mod, twin):
     np.testing.assert_array_equal(argmax, argmax_copy)
 
 
+@pytest.mark.parametrize(("ph", "pw", "stride", "pad"), [(2, 2, None, 0), (3, 3, 2, 1)], ids=["2x2", "3x3"])
+def test_read_only_inputs(ph, pw, stride, pad, twin):
+    x = _data((2, 3, 8, 7), np.float32)
+    out, argmax = K.maxpool2d_forward(x, ph, pw, stride, pad)
+    dout = _data(out.shape, np.float32, 1)
+    dx = K.maxpool2d_backward(dout, argmax, x.shape, ph, pw, stride, pad)
+    for a in (x, dout, argmax):
+        a.setflags(write=False)  # e.g. arrays from np.load(mmap_mode="r")
+    out_ro, argmax_ro = K.maxpool2d_forward(x, ph, pw, stride, pad)
+    np.testing.assert_array_equal(out_ro, out)
+    np.testing.assert_array_equal(argmax_ro, argmax)
+    np.testing.assert_array_equal(K.maxpool2d_backward(dout, argmax, x.shape, ph, pw, stride, pad), dx)
+    assert_close(K.avgpool2d_forward(x, ph, pw, stride, pad), R.avgpool2d_forward(x, ph, pw, stride, pad))
+    assert_close(K.avgpool2d_backward(dout, x.shape, ph, pw, stride, pad),
+                 R.avgpool2d_backward(dout, x.shape, ph, pw, stride, pad))
+
+
 @pytest.mark.parametrize("mod", [K, R], ids=["kernel", "reference"])
 def test_dtypes(mod, twin):
     xi = np.arange(2 * 3 * 4 * 4).reshape(2, 3, 4, 4)  # ints promote to float64
