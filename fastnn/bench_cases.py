@@ -544,10 +544,172 @@ def _cases_opt() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Whole training steps: forward, backward and an Adam update of the book's nets (fastnn.nets, fastnn.optim)
+
+SIMPLE_CONVNET_SIZES = {
+    "tiny": {"batch": 5, "input_dim": (1, 10, 10), "filter_num": 4, "filter_size": 3, "hidden": 8},
+    # the book's ch07 SimpleConvNet on MNIST
+    "mnist": {"batch": 100, "input_dim": (1, 28, 28), "filter_num": 30, "filter_size": 5, "hidden": 100},
+    # the same net on CIFAR-10 images
+    "cifar": {"batch": 100, "input_dim": (3, 32, 32), "filter_num": 30, "filter_size": 5, "hidden": 100},
+}
+MULTILAYER_BN_SIZES = {
+    "tiny": {"batch": 7, "input_size": 12, "hidden": (6, 5)},
+    # the book's ch06 batch-normalization experiment: five hidden layers of 100 on MNIST
+    "mnist": {"batch": 100, "input_size": 784, "hidden": (100,) * 5},
+    "cifar": {"batch": 100, "input_size": 3072, "hidden": (100,) * 5},
+}
+CLASSES = 10
+TRAIN_LR, TRAIN_ADAM_EPS, BOOK_BN_EPS = 1e-3, 1e-7, 1e-6  # fastnn.optim.Adam's and the book's BatchNorm eps
+
+
+def _train_inputs(p: Mapping[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    rng = _rng(7)
+    shape = (p["batch"], *p["input_dim"]) if "input_dim" in p else (p["batch"], p["input_size"])
+    return {"x": rng.random(shape).astype(dtype), "t": rng.integers(0, CLASSES, p["batch"]), "dtype": dtype, **p}
+
+
+def _simple_convnet(d: dict[str, Any]) -> Any:
+    from fastnn.nets import SimpleConvNet
+
+    conv = {"filter_num": d["filter_num"], "filter_size": d["filter_size"], "pad": 0, "stride": 1}
+    return SimpleConvNet(d["input_dim"], conv, d["hidden"], CLASSES, 0.01, dtype=d["dtype"], seed=0)
+
+
+def _multilayer_bn(d: dict[str, Any]) -> Any:
+    from fastnn.nets import MultiLayerNetExtend
+
+    return MultiLayerNetExtend(d["input_size"], list(d["hidden"]), CLASSES, use_batchnorm=True, dtype=d["dtype"],
+                               seed=0)
+
+
+def _kernel_users() -> list[types.ModuleType]:
+    """The fastnn modules that call kernels as ``kernels.<name>`` (layers, optimizers)."""
+    import sys
+
+    import fastnn.kernels
+    import fastnn.nets
+    import fastnn.optim  # noqa: F401 -- imported so that its modules are found
+
+    return [m for name, m in list(sys.modules.items())
+            if name.startswith("fastnn.") and getattr(m, "kernels", None) is fastnn.kernels]
+
+
+def _with_kernels(namespace: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run with every layer and optimizer calling ``namespace`` (fastnn.reference) instead of fastnn.kernels.
+
+    The NumPy training step is then the same network, the same optimizer and the same Python around the kernels:
+    what differs from fastnn's step is the kernels alone. The swap costs a few attribute stores a call.
+    """
+    if namespace == "fastnn.kernels":
+        return fn
+    users = _kernel_users()
+    replacement = importlib.import_module(namespace)
+    original = importlib.import_module("fastnn.kernels")
+
+    def call() -> Any:
+        for m in users:
+            m.kernels = replacement
+        try:
+            return fn()
+        finally:
+            for m in users:
+                m.kernels = original
+
+    return call
+
+
+def _fastnn_train(build: Callable[[dict[str, Any]], Any], ns: _Namespace, d: dict[str, Any]) -> Run:
+    from fastnn.optim import Adam
+
+    net = build(d)
+    opt = Adam(lr=TRAIN_LR, eps=TRAIN_ADAM_EPS)
+    x, t = d["x"], d["t"]
+
+    def step() -> Any:
+        opt.update(net.params, net.gradient(x, t))
+        return net.last_layer.loss
+
+    def result(loss: Any) -> tuple[np.ndarray, ...]:
+        after = _with_kernels(ns._module, lambda: net.loss(x, t, train_flg=True))()
+        return (np.asarray(loss), np.asarray(after), *(net.params[k] for k in _compared(net.params)))
+
+    return Run(_with_kernels(ns._module, step), result)
+
+
+def _compared(params: Mapping[str, Any]) -> list[str]:
+    """Parameter keys whose update the implementations must agree on.
+
+    A bias right before batch normalization has a zero gradient in exact arithmetic (normalization subtracts it
+    again), so its computed gradient is rounding noise, which Adam scales up to steps of up to ``lr``: such biases
+    are left out. The loss after the step checks that they change nothing.
+    """
+    return [k for k in params if not (k[0] == "b" and k[1:].isdigit() and f"gamma{k[1:]}" in params)]
+
+
+def _torch_train(build: Callable[[dict[str, Any]], Any], d: dict[str, Any]) -> Run:
+    """The same architecture in torch.nn (eager), started from the fastnn net's initial weights."""
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+    net = build(d)  # for its initial weights and its parameter keys
+    p = net.params
+    tdtype = torch.float32 if d["dtype"] == np.float32 else torch.float64
+    layers: list[Any] = []
+    # fastnn key -> (torch parameter, stored transposed): Affine's W is (in, out), Linear's weight (out, in)
+    keys: dict[str, tuple[Any, bool]] = {}
+    if "input_dim" in d:
+        conv = nn.Conv2d(d["input_dim"][0], d["filter_num"], d["filter_size"])
+        fc1, fc2 = nn.Linear(*p["W2"].shape), nn.Linear(*p["W3"].shape)
+        layers = [conv, nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), fc1, nn.ReLU(), fc2]
+        keys = {"W1": (conv.weight, False), "b1": (conv.bias, False), "W2": (fc1.weight, True),
+                "b2": (fc1.bias, False), "W3": (fc2.weight, True), "b3": (fc2.bias, False)}
+    else:
+        n_affine = len(d["hidden"]) + 1
+        for i in range(1, n_affine + 1):
+            fc = nn.Linear(*p[f"W{i}"].shape)
+            layers.append(fc)
+            keys[f"W{i}"], keys[f"b{i}"] = (fc.weight, True), (fc.bias, False)
+            if i < n_affine:
+                # the book's momentum weighs the running statistic, torch's the batch one
+                bn = nn.BatchNorm1d(p[f"W{i}"].shape[1], eps=BOOK_BN_EPS, momentum=0.1)
+                layers += [bn, nn.ReLU()]
+                keys[f"gamma{i}"], keys[f"beta{i}"] = (bn.weight, False), (bn.bias, False)
+    model = nn.Sequential(*layers).to(tdtype).train()
+    with torch.no_grad():
+        for key, (param, transposed) in keys.items():
+            param.copy_(torch.from_numpy(p[key].T.copy() if transposed else p[key]))
+    opt = torch.optim.Adam(model.parameters(), lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, fused=True)
+    x, t = _t(d["x"]), torch.from_numpy(d["t"])
+
+    def step() -> Any:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def result(loss: Any) -> tuple[np.ndarray, ...]:
+        with torch.no_grad():
+            after = F.cross_entropy(model(x), t)
+        arrays = {k: param.detach().numpy() for k, (param, _) in keys.items()}
+        return (loss.detach().numpy(), after.numpy(),
+                *(arrays[k].T if keys[k][1] else arrays[k] for k in _compared(p)))
+
+    return Run(step, result)
+
+
+def _cases_training() -> Iterator[Case]:
+    for name, sizes, build in (("train_simpleconvnet", SIMPLE_CONVNET_SIZES, _simple_convnet),
+                               ("train_multilayer_bn", MULTILAYER_BN_SIZES, _multilayer_bn)):
+        yield Case(name, "training", sizes, _train_inputs, {
+            **twins(partial(_fastnn_train, build)), "torch": partial(_torch_train, build)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
-    for group in (_cases_conv, _cases_pool, _cases_norm, _cases_act, _cases_opt):
+    for group in (_cases_conv, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training):
         for case in group():
             assert case.name not in cases, case.name
             cases[case.name] = case

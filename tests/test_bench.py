@@ -119,3 +119,25 @@ def test_bench_rejects_bad_options(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--size", "huge"])
     assert "--size must be" in capsys.readouterr().err
+
+
+def test_asv_suite_times_every_case_once():
+    """Every registry case has an asv benchmark in the module of its family, and every asv class names real cases."""
+    import importlib
+    import inspect
+
+    from asv_bench.common import KernelBenchmark
+
+    seen: dict[str, str] = {}
+    for module in ("im2col_conv", "pooling", "normalization", "optimizers", "activations_losses", "training"):
+        mod = importlib.import_module(f"asv_bench.{module}")
+        for cls_name, cls in inspect.getmembers(mod, inspect.isclass):
+            if not issubclass(cls, KernelBenchmark) or cls is KernelBenchmark:
+                continue
+            for attr, case in cls.cases.items():
+                assert CASES[case].module == module, (cls_name, case)
+                assert case not in seen, (case, seen.get(case), cls_name)
+                seen[case] = cls_name
+                timed = [m for m in vars(cls) if m.startswith(("time_", "peakmem_")) and m.endswith(f"_{attr}")]
+                assert f"time_{attr}" in timed, (cls_name, attr)
+    assert sorted(seen) == sorted(CASES)

@@ -1,0 +1,76 @@
+"""Whole training steps (forward, backward, Adam update) of the book's nets, and fastnn's compile time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from .common import KernelBenchmark
+
+
+class SimpleConvNet(KernelBenchmark):
+    """conv(30 5x5) - relu - maxpool - affine(100) - relu - affine(10), batch 100; torch: the same nn.Sequential."""
+
+    cases = {"step": "train_simpleconvnet"}
+    timeout = 600
+
+    def time_step(self, *params):
+        self.step()
+
+    def peakmem_step(self, *params):
+        self.step()
+
+
+class MultiLayerNetExtend(KernelBenchmark):
+    """Five hidden layers of 100 with batch normalization, batch 100 (the book's ch06 experiment)."""
+
+    cases = {"step": "train_multilayer_bn"}
+    timeout = 600
+
+    def time_step(self, *params):
+        self.step()
+
+
+#: A fresh interpreter's time to its first SimpleConvNet training step (MNIST batch, float32, fastnn kernels),
+#: imports included, printed in seconds.
+_FIRST_STEP = """
+import time
+t0 = time.perf_counter()
+from fastnn.bench_cases import CASES
+run = CASES["train_simpleconvnet"].prepare("fastnn", "mnist", "float32")
+run.call()
+print(time.perf_counter() - t0)
+"""
+
+
+def first_step_seconds(cache_dir: str) -> float:
+    """Seconds a new process takes to import fastnn and run one training step with Numba's cache in ``cache_dir``."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "FASTNN_NUMBA_CACHE": "1"}
+    out = subprocess.run([sys.executable, "-c", _FIRST_STEP], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+class CompileTime:
+    """Time to the first training step in a new process: with an empty Numba cache (everything the step needs is
+    compiled) and with the cache the first run left (kernels are loaded from disk)."""
+
+    timeout = 1200
+
+    def setup(self):
+        self._dir = tempfile.TemporaryDirectory(prefix="fastnn-numba-cache-")
+
+    def teardown(self):
+        self._dir.cleanup()
+
+    def track_first_step_empty_cache(self):
+        return first_step_seconds(self._dir.name)
+
+    track_first_step_empty_cache.unit = "seconds"
+
+    def track_first_step_warm_cache(self):
+        first_step_seconds(self._dir.name)  # fills the cache
+        return first_step_seconds(self._dir.name)
+
+    track_first_step_warm_cache.unit = "seconds"
