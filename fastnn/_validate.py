@@ -312,8 +312,11 @@ def optimizer_arrays(where: str, param: Any, grad: Any, **states: Any) -> np.nda
     return g if g.dtype == param.dtype else g.astype(param.dtype)
 
 
-def conv_arrays(where: str, x: Any, W: Any, stride: Any, pad: Any, *, b: Any = None,
-                dout: Any = None) -> tuple[list[np.ndarray], WindowGeometry]:
+_NOT_GIVEN: Any = object()  # distinguishes "argument absent" from a caller's None (which is an error)
+
+
+def conv_arrays(where: str, x: Any, W: Any, stride: Any, pad: Any, *, b: Any = _NOT_GIVEN,
+                dout: Any = _NOT_GIVEN) -> tuple[list[np.ndarray], WindowGeometry]:
     """Check the arrays of a 2-D convolution and return them in one float dtype with the window geometry.
 
     ``x`` (N, C, H, W) and ``W`` (FN, C, FH, FW) must be 4-D with the same C; ``b`` (when given) of shape (FN,);
@@ -327,10 +330,10 @@ def conv_arrays(where: str, x: Any, W: Any, stride: Any, pad: Any, *, b: Any = N
              f"shape {W.shape}")
     g = window_geometry(x.shape, W.shape[2], W.shape[3], stride, pad, where)
     arrays = {"x": x, "W": W}
-    if b is not None:
+    if b is not _NOT_GIVEN:
         arrays["b"] = float_array(b, where, "b")
         shape(arrays["b"], (W.shape[0],), where, "b")
-    if dout is not None:
+    if dout is not _NOT_GIVEN:
         arrays["dout"] = float_array(dout, where, "dout")
         shape(arrays["dout"], (g.N, W.shape[0], g.OH, g.OW), where, "dout")
     dtype = np.result_type(*arrays.values())
