@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import bench_cases
+from ._jit import get_num_threads, set_num_threads
 from .bench_cases import CASES, DTYPES, IMPLS, SIZES
 
 
@@ -73,14 +74,15 @@ def _block(call: Callable[[], Any], number: int) -> float:
             gc.enable()
 
 
-def triad_bandwidth() -> float | None:
-    """Bytes per second of a STREAM triad on this machine, or None when fastnn does not provide the kernel yet."""
+def triad_bandwidth(repeats: int = 10) -> float | None:
+    """Bytes per second of a STREAM triad on this machine (best of ``repeats``), or None when fastnn does not
+    provide the kernel."""
     try:
         mod = importlib.import_module("fastnn.kernels._bandwidth")
     except ImportError:
         return None
     fn = getattr(mod, "triad_bandwidth", None)
-    return None if fn is None else float(fn())
+    return None if fn is None else float(fn(repeats=repeats))
 
 
 def format_time(t: float | None) -> str:
@@ -180,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None, help="timed blocks per implementation, median "
                         "reported (default 7; --quick: 3)")
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats and the mnist size only")
+    parser.add_argument("--threads", type=int, default=None, help="threads for fastnn's parallel kernels and for "
+                        "torch (default: Numba's and torch's own defaults, all cores); 1 compares single cores, "
+                        "which a loaded machine disturbs far less")
     parser.add_argument("--no-triad", action="store_true", help="skip the triad bandwidth measurement")
     args = parser.parse_args(argv)
     try:
@@ -195,10 +200,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = [name for name in CASES if pattern.search(name)]
     if not cases:
         parser.error(f"--filter {args.filter!r} matches no case (cases: {', '.join(CASES)})")
-    bandwidth = None if args.no_triad else triad_bandwidth()
+    if args.threads is not None:
+        try:
+            set_num_threads(args.threads)
+        except ValueError as exc:
+            parser.error(f"--threads: {exc}")
+        if bench_cases.torch_available():
+            import torch
+
+            torch.set_num_threads(args.threads)
+    bandwidth = None if args.no_triad else triad_bandwidth(3 if args.quick else 10)
     print(f"triad bandwidth: {f'{bandwidth / 1e9:.1f} GB/s' if bandwidth else 'not measured'}"
           f"{'' if bandwidth or args.no_triad else ' (fastnn.kernels._bandwidth.triad_bandwidth is not available)'}")
-    print(f"median of {repeat} repeats per call, JIT warmed; ratios > 1x: fastnn is faster")
+    print(f"median of {repeat} repeats per call, JIT warmed, {get_num_threads()} threads; "
+          "ratios > 1x: fastnn is faster")
     run(cases, sizes, dtypes, repeat, 0.005 if args.quick else 0.05, bandwidth)
     return 0
 
