@@ -85,8 +85,8 @@ class Sequential:
         self.buffers = {key: layer.buffers[name] for key, (layer, name) in self._buffer_index.items()}
 
     def _input(self, x: Any, method: str) -> np.ndarray:
-        where = f"{type(self).__name__}.{method}"
-        return _validate.float_array(x, where, "x", dtype=self.dtype)
+        x = _validate.float_array(x, f"{type(self).__name__}.{method}", "x")
+        return x if self.dtype is None or x.dtype == self.dtype else x.astype(self.dtype)
 
     def predict(self, x: Any, train_flg: bool = False) -> np.ndarray:
         """Scores (N, K) for x; ``train_flg`` is passed to the layers that take it (dropout, batch norm)."""
