@@ -186,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "torch (default: Numba's and torch's own defaults, all cores); 1 compares single cores, "
                         "which a loaded machine disturbs far less")
     parser.add_argument("--no-triad", action="store_true", help="skip the triad bandwidth measurement")
+    parser.add_argument("--list", action="store_true", help="list the cases and their shapes per size, and exit")
     args = parser.parse_args(argv)
     try:
         sizes = _choices("mnist" if args.quick and args.size == "mnist,cifar" else args.size,
@@ -200,6 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = [name for name in CASES if pattern.search(name)]
     if not cases:
         parser.error(f"--filter {args.filter!r} matches no case (cases: {', '.join(CASES)})")
+    if args.list:
+        for name in cases:
+            for size in sizes:
+                if size in CASES[name].sizes:
+                    print(f"{name:<22} {size:<6} {CASES[name].describe(size)}")
+        return 0
     if args.threads is not None:
         try:
             set_num_threads(args.threads)

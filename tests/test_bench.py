@@ -141,3 +141,11 @@ def test_asv_suite_times_every_case_once():
                 timed = [m for m in vars(cls) if m.startswith(("time_", "peakmem_")) and m.endswith(f"_{attr}")]
                 assert f"time_{attr}" in timed, (cls_name, attr)
     assert sorted(seen) == sorted(CASES)
+
+
+def test_bench_lists_the_shapes(capsys):
+    assert bench.main(["--list", "--filter", "^conv2d_forward$", "--size", "all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [["conv2d_forward", "tiny"], ["conv2d_forward", "mnist"],
+                                                    ["conv2d_forward", "cifar"]]
+    assert "N=100 C=1 H=28 W=28 FN=30 FH=5 FW=5" in lines[1]
