@@ -171,6 +171,12 @@ def _input_grad(dxhat: np.ndarray, xhat: np.ndarray, inv_std: np.ndarray, axes: 
                           - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True))
 
 
+def _grouped(shape: tuple[int, ...], groups: int) -> tuple[int, int, int]:
+    """(N, G, M): one row of M = C/G*H*W values per statistic of group normalization."""
+    N, C, H, W = shape
+    return N, groups, C // groups * H * W
+
+
 def _batch_axes(ndim: int) -> tuple[int, ...]:
     return (0,) if ndim == 2 else (0, 2, 3)
 
@@ -361,8 +367,7 @@ def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups
     mean, inv_std : ndarray (N, G)
     """
     x, gamma, beta, groups, eps = _groupnorm_forward_args(x, gamma, beta, groups, eps)
-    N = x.shape[0]
-    xg = x.reshape(N, groups, -1)
+    xg = x.reshape(_grouped(x.shape, groups))
     mean = xg.mean(axis=2)
     inv_std = 1 / np.sqrt(xg.var(axis=2) + eps)
     xhat = ((xg - mean[:, :, None]) * inv_std[:, :, None]).reshape(x.shape)
@@ -393,9 +398,9 @@ def groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, group
     dgamma, dbeta : ndarray (C,)
     """
     dout, x, gamma, groups, mean, inv_std = _groupnorm_backward_args(dout, x, gamma, groups, mean, inv_std)
-    N = x.shape[0]
-    xhat = (x.reshape(N, groups, -1) - mean[:, :, None]) * inv_std[:, :, None]
-    dxhat = (dout * _per_channel(gamma, 4)).reshape(N, groups, -1)
+    grouped = _grouped(x.shape, groups)
+    xhat = (x.reshape(grouped) - mean[:, :, None]) * inv_std[:, :, None]
+    dxhat = (dout * _per_channel(gamma, 4)).reshape(grouped)
     dx = _input_grad(dxhat, xhat, inv_std[:, :, None], (2,)).reshape(x.shape)
     return dx, (dout * xhat.reshape(x.shape)).sum(axis=(0, 2, 3)), dout.sum(axis=(0, 2, 3))
 
