@@ -117,6 +117,13 @@ def same_shape(a: np.ndarray, b: np.ndarray, where: str, name_a: str, name_b: st
         _validate.fail(where, name_a, f"of shape {b.shape} like {name_b}", f"shape {a.shape}")
 
 
+def scale_and_shift(gamma: np.ndarray, beta: np.ndarray, where: str) -> None:
+    """A normalization layer's gamma and beta: non-empty and of one shape."""
+    if gamma.size == 0:
+        _validate.fail(where, "gamma", "non-empty (one scale per normalized feature)", f"shape {gamma.shape}")
+    same_shape(beta, gamma, where, "beta", "gamma")
+
+
 def sliding_window(x: np.ndarray, window_h: int, window_w: int, stride: Any, pad: Any, where: str, window: str,
                    *, pool: bool = False) -> _validate.WindowGeometry:
     """Check that a ``window_h`` x ``window_w`` window (described as ``window`` in messages) with ``stride`` and

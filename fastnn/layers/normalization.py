@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate, kernels
-from ._base import Entry, Layer, batch, features, same_shape
+from ._base import Entry, Layer, batch, features, same_shape, scale_and_shift
 
 __all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
 
@@ -47,7 +47,7 @@ class BatchNormalization(Layer):
                  running_var: Any = None, eps: float = 1e-6) -> None:
         super().__init__()
         self.gamma, self.beta = gamma, beta
-        same_shape(self.beta, self.gamma, "BatchNormalization", "beta", "gamma")
+        scale_and_shift(self.gamma, self.beta, "BatchNormalization")
         self.momentum = _validate.scalar(momentum, "BatchNormalization", "momentum", ge=0.0, le=1.0)
         self.eps = _validate.scalar(eps, "BatchNormalization", "eps", gt=0.0)
         self.running_mean = self._own_copy(running_mean, "running_mean")
@@ -129,7 +129,7 @@ class LayerNormalization(Layer):
         self.gamma, self.beta = gamma, beta
         if self.gamma.ndim == 0:
             _validate.fail("LayerNormalization", "gamma", "at least 1-D (the shape of one sample)", "a 0-d array")
-        same_shape(self.beta, self.gamma, "LayerNormalization", "beta", "gamma")
+        scale_and_shift(self.gamma, self.beta, "LayerNormalization")
         self.eps = _validate.scalar(eps, "LayerNormalization", "eps", gt=0.0)
         self.dgamma = self.dbeta = None
         self.x = self.mean = self.inv_std = None
@@ -169,7 +169,7 @@ class GroupNormalization(Layer):
     def __init__(self, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.gamma, self.beta = gamma, beta
-        same_shape(self.beta, self.gamma, "GroupNormalization", "beta", "gamma")
+        scale_and_shift(self.gamma, self.beta, "GroupNormalization")
         self.groups = _validate.divisor(groups, self.gamma.size, "GroupNormalization", "groups", "C (gamma's size)")
         self.eps = _validate.scalar(eps, "GroupNormalization", "eps", gt=0.0)
         self.dgamma = self.dbeta = None
