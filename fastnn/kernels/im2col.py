@@ -19,7 +19,7 @@ thread only, so overlapping windows add up without races or per-thread buffers.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, uintp
 
 from .. import _validate
 from .._jit import kernel
@@ -46,19 +46,24 @@ def _im2col_planes(x, colT, FH, FW, SH, SW, PH, PW, OH, OW):
                 shift = kw - PW
                 for oh in range(OH):
                     start, k0, k1 = window_span(oh, SH, PH, FH, H)
-                    seg = crow[oh * OW:(oh + 1) * OW]
+                    base = oh * OW
+                    # Indices are cast to unsigned: they are never negative here, and Numba then skips its
+                    # negative-index wraparound, which otherwise blocks vectorisation (measured 3.5x on copies).
                     if kh < k0 or kh >= k1:
-                        seg[:] = 0
+                        for ow in range(OW):
+                            crow[uintp(base + ow)] = 0
                         continue
                     xrow = x[n, c, start + kh]
-                    seg[:ow0] = 0
-                    if SW == 1:  # unit stride: a plain copy the compiler vectorises
+                    for ow in range(ow0):
+                        crow[uintp(base + ow)] = 0
+                    if SW == 1:
                         for ow in range(ow0, ow1):
-                            seg[ow] = xrow[ow + shift]
+                            crow[uintp(base + ow)] = xrow[uintp(ow + shift)]
                     else:
                         for ow in range(ow0, ow1):
-                            seg[ow] = xrow[ow * SW + shift]
-                    seg[ow1:] = 0
+                            crow[uintp(base + ow)] = xrow[uintp(ow * SW + shift)]
+                    for ow in range(ow1, OW):
+                        crow[uintp(base + ow)] = 0
 
 
 @kernel("window")
@@ -83,13 +88,13 @@ def _col2im_planes(colT, dx, FH, FW, SH, SW, PH, PW, OH, OW):
                     if kh < k0 or kh >= k1:
                         continue
                     xrow = plane[start + kh]
-                    seg = crow[oh * OW:(oh + 1) * OW]
+                    base = oh * OW
                     if SW == 1:
                         for ow in range(ow0, ow1):
-                            xrow[ow + shift] += seg[ow]
+                            xrow[uintp(ow + shift)] += crow[uintp(base + ow)]
                     else:
                         for ow in range(ow0, ow1):
-                            xrow[ow * SW + shift] += seg[ow]
+                            xrow[uintp(ow * SW + shift)] += crow[uintp(base + ow)]
 
 
 def im2col_into(x: np.ndarray, colT: np.ndarray, g: WindowGeometry) -> None:
