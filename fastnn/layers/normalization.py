@@ -58,12 +58,12 @@ class BatchNormalization(Layer):
     def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
         """x (N, D) or (N, C, H, W) -> out of the same shape. Training (N >= 1) updates the running statistics."""
         x = batch(x, "BatchNormalization.forward", ndim=(2, 4))
-        self.input_shape = x.shape
-        self.x = self._layout(x)
+        layout = self._layout(x)
+        if train_flg and x.shape[0] == 0:
+            _validate.fail("BatchNormalization.forward", "x", "a batch of N >= 1 samples in training",
+                           f"shape {x.shape}")
+        self.input_shape, self.x = x.shape, layout
         if train_flg:
-            if x.shape[0] == 0:
-                _validate.fail("BatchNormalization.forward", "x", "a batch of N >= 1 samples in training",
-                               f"shape {x.shape}")
             out, self.mean, self.inv_std = kernels.batchnorm_forward_train(
                 self.x, self.gamma, self.beta, self.running_mean, self.running_var, self.momentum, self.eps)
         else:

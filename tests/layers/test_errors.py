@@ -198,16 +198,50 @@ def test_batchnorm_backward_after_inference_forward():
         layer.backward(_ones(3, 5))
 
 
-def test_failed_forward_keeps_previous_state():
+def _cache(layer):
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(layer).items()
+            if k not in ("params", "grads", "buffers", "random")}
+
+
+FAILING_AFTER_A_FORWARD = [
+    (_affine, _ones(3, 6), lambda lyr: lyr.forward(_ones(3, 7))),
+    (_bn, _ones(4, 5), lambda lyr: lyr.forward(_ones(4, 6))),
+    (_bn, _ones(4, 5), lambda lyr: lyr.forward(_ones(0, 5))),
+    (lambda: _bn(3), _ones(4, 3, 2, 2), lambda lyr: lyr.forward(_ones(4, 5, 2, 2))),
+    (_conv, X4, lambda lyr: lyr.forward(_ones(2, 2, 5, 5))),
+    (lambda: L.Pooling(2, 2, stride=2), X4, lambda lyr: lyr.forward(_ones(2, 3, 1, 1))),
+    (lambda: L.LayerNormalization(_ones(3), _ones(3)), _ones(2, 3), lambda lyr: lyr.forward(_ones(2, 4))),
+    (lambda: L.GroupNormalization(_ones(6), _ones(6), 3), _ones(2, 6, 2, 2),
+     lambda lyr: lyr.forward(_ones(2, 4, 2, 2))),
+    (L.SoftmaxWithLoss, _ones(2, 3), lambda lyr: lyr.forward(_ones(2, 3), np.array([0, 3]))),
+    (L.Relu, _ones(2, 3), lambda lyr: lyr.forward(np.ones(2, complex))),
+]
+
+
+@pytest.mark.parametrize("make, x, bad", FAILING_AFTER_A_FORWARD,
+                         ids=["Affine", "BN-features", "BN-empty", "BN-4d", "Convolution", "Pooling", "LN", "GN",
+                              "SoftmaxWithLoss", "Relu"])
+def test_failed_forward_keeps_previous_state(make, x, bad):
     """A rejected input raises before anything is stored: the previous forward's cache still serves backward."""
-    layer = _affine()
-    x = np.arange(18.0).reshape(3, 6)
-    layer.forward(x)
-    with pytest.raises(ValueError):
-        layer.forward(_ones(3, 7))
-    dx = layer.backward(_ones(3, 5))
-    assert dx.shape == (3, 6)
-    np.testing.assert_array_equal(layer.dW, x.T @ _ones(3, 5))
+    layer = make()
+    if isinstance(layer, L.SoftmaxWithLoss):
+        layer.forward(x, np.array([0, 1]))
+    else:
+        layer.forward(x)
+    before = _cache(layer)
+    with pytest.raises((TypeError, ValueError)):
+        bad(layer)
+    after = _cache(layer)
+    assert after.keys() == before.keys()
+    for k, v in before.items():
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(after[k], v, err_msg=k)
+        else:
+            assert after[k] == v, k
+    if isinstance(layer, L.SoftmaxWithLoss):
+        assert layer.backward().shape == x.shape
+    else:
+        assert layer.backward(np.ones(layer._out_shape)).shape == x.shape
 
 
 def test_rebinding_a_parameter_is_checked():
