@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate
+from .. import _validate, checkpoint
 from ..gradient import numerical_gradient as _numerical_gradient
 
 __all__ = ["Sequential"]
@@ -167,8 +167,6 @@ class Sequential:
 
     def save_params(self, file_name: str = "params.npz") -> None:
         """Write ``params`` and ``buffers`` to an .npz file (atomically, through :mod:`fastnn.checkpoint`)."""
-        from .. import checkpoint  # imported on use: nets stay importable without it
-
         checkpoint.save_arrays(file_name, {**self.params, **self.buffers})
 
     def load_params(self, file_name: str = "params.npz") -> None:
@@ -177,8 +175,6 @@ class Sequential:
         Names, shapes and dtypes are checked before anything is written; values are then copied into the
         existing arrays in place, so the layers (and optimizer state keyed on them) keep working.
         """
-        from .. import checkpoint
-
         arrays = {**self.params, **self.buffers}
         expected = {key: (a.shape, a.dtype) for key, a in arrays.items()}
         loaded = checkpoint.load_arrays(file_name, expected, where=f"{type(self).__name__}.load_params")
