@@ -31,7 +31,7 @@ from .im2col import col2im_into, im2col_into
 __all__ = ["conv2d_backward", "conv2d_forward"]
 
 #: Elements of the per-chunk column buffer (``C*FH*FW * m*OH*OW``); a chunk holds at least one sample.
-_CHUNK_ELEMENTS = 1 << 21
+_CHUNK_ELEMENTS = 1 << 30
 
 
 @kernel("window")
@@ -77,8 +77,35 @@ def _is_pointwise(g: WindowGeometry) -> bool:
     return g.FH == 1 and g.FW == 1 and g.SH == 1 and g.SW == 1 and g.PH == 0 and g.PW == 0
 
 
+def _buffer(cache: dict | None, key: str, size: int, dtype: np.dtype) -> np.ndarray:
+    """A 1-D scratch array of ``size`` elements; kept in ``cache`` (and grown only) when one is given.
+
+    Reusing the memory matters for large batches: a fresh 100 MB buffer costs its page faults on every call.
+    """
+    if cache is None:
+        return np.empty(size, dtype=dtype)
+    buf = cache.get(key)
+    if not isinstance(buf, np.ndarray) or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(size, dtype=dtype)
+        cache[key] = buf
+    return buf[:size]
+
+
+def _cache_key(x_arg: object, g: WindowGeometry, dtype: np.dtype) -> tuple:
+    return (id(x_arg), g, dtype.str)
+
+
+def _cached_columns(cache: dict | None, x_arg: object, g: WindowGeometry, dtype: np.dtype) -> np.ndarray | None:
+    """The forward pass's column matrix (CK, N*OH*OW) if ``cache`` holds it for this very ``x``, else None."""
+    if cache is None or cache.get("conv2d.x") is not x_arg:
+        return None
+    if cache.get("conv2d.key") != _cache_key(x_arg, g, dtype):
+        return None
+    return cache["conv2d.col"][:g.C * g.FH * g.FW * g.N * g.OH * g.OW].reshape(g.C * g.FH * g.FW, -1)
+
+
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
-                   pad: int | tuple[int, int] = 0) -> np.ndarray:
+                   pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
     """Convolve NCHW input with FN filters and add a bias per filter.
 
     .. math::
@@ -100,6 +127,11 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         Step between windows (vertical, horizontal), >= 1.
     pad : int or (int, int)
         Zeros added on each side (vertical, horizontal), >= 0.
+    cache : dict, optional
+        Keyword-only workspace owned by the caller (e.g. a layer), passed again to :func:`conv2d_backward`.
+        The whole batch's column matrix (``C*FH*FW * N*OH*OW`` elements) is kept in it, so the backward pass
+        does not unfold ``x`` again, and its scratch memory is reused from call to call. The columns are
+        used only if backward receives the same ``x`` object, unmodified, with the same geometry.
 
     Returns
     -------
@@ -107,10 +139,15 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         Common dtype of x, W, b (NumPy promotion), C-contiguous; ``OH = (H + 2 pad_h - FH) // S_h + 1``.
     """
     where = "conv2d_forward"
+    x_arg = x
     (x, W, b), g = _validate.conv_arrays(where, x, W, stride, pad, b=b)
+    if cache is not None and not isinstance(cache, dict):
+        _validate.fail(where, "cache", "a dict or None", type(cache).__name__, TypeError)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
+    if cache is not None:
+        cache["conv2d.x"] = None  # whatever happens below, older columns no longer match
     if not out.size:
         return out
     W2 = np.ascontiguousarray(W.reshape(FN, ck))
@@ -121,9 +158,9 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         np.matmul(W2, x3, out=out3)
         out3 += b[:, None]
         return out
-    m = _chunk(g)
-    col_buf = np.empty(ck * m * ohw, dtype=x.dtype)
-    tmp_buf = np.empty(FN * m * ohw, dtype=x.dtype)
+    m = g.N if cache is not None else _chunk(g)
+    col_buf = _buffer(cache, "conv2d.col", ck * m * ohw, x.dtype)
+    tmp_buf = _buffer(cache, "conv2d.fnp", FN * m * ohw, x.dtype)
     for n0 in range(0, g.N, m):
         k = min(m, g.N - n0)
         col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
@@ -131,11 +168,15 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         im2col_into(x[n0:n0 + k], col.reshape(ck, k, ohw).transpose(1, 0, 2), g)
         np.matmul(W2, col, out=tmp)
         _bias_to_nchw.run(tmp.size, tmp.reshape(FN, k, ohw), b, out3[n0:n0 + k])
+    if cache is not None:
+        cache["conv2d.x"] = x_arg
+        cache["conv2d.key"] = _cache_key(x_arg, g, x.dtype)
     return out
 
 
 def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int] = 1,
-                    pad: int | tuple[int, int] = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    pad: int | tuple[int, int] = 0, *,
+                    cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward` with respect to its input, filters and bias.
 
     .. math::
@@ -156,6 +197,10 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         The filters.
     stride, pad
         As in the forward pass.
+    cache : dict, optional
+        Keyword-only: the dict given to :func:`conv2d_forward`. Its column matrix is used when this is the
+        same ``x`` object (else ``x`` is unfolded again), then overwritten by the column gradient, so a second
+        backward call with this cache unfolds ``x`` itself; scratch memory is reused.
 
     Returns
     -------
@@ -165,7 +210,10 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         All C-contiguous, in the common dtype of dout, x, W.
     """
     where = "conv2d_backward"
+    x_arg = x
     (x, W, dout), g = _validate.conv_arrays(where, x, W, stride, pad, dout=dout)
+    if cache is not None and not isinstance(cache, dict):
+        _validate.fail(where, "cache", "a dict or None", type(cache).__name__, TypeError)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dtype = x.dtype
@@ -176,9 +224,12 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     dx = np.empty(x.shape, dtype=dtype)
     W2T = np.ascontiguousarray(W.reshape(FN, ck).T)
     dout3 = dout.reshape(g.N, FN, ohw)
-    m = _chunk(g)
-    col_buf = np.empty(ck * m * ohw, dtype=dtype)
-    doutT_buf = np.empty(FN * m * ohw, dtype=dtype)
+    cols = _cached_columns(cache, x_arg, g, dtype)
+    if cache is not None:
+        cache["conv2d.x"] = None  # the columns are overwritten below
+    m = g.N if cols is not None else _chunk(g)
+    col_buf = cols.reshape(-1) if cols is not None else _buffer(cache, "conv2d.col", ck * m * ohw, dtype)
+    doutT_buf = _buffer(cache, "conv2d.fnp", FN * m * ohw, dtype)
     dWT_part = np.empty((ck, FN), dtype=dtype)
     for n0 in range(0, g.N, m):
         k = min(m, g.N - n0)
@@ -186,7 +237,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         col_view = col.reshape(ck, k, ohw).transpose(1, 0, 2)  # (k, CK, OH*OW): the kernels' per-sample view
         doutT = doutT_buf[:FN * k * ohw].reshape(FN, k * ohw)
         _dout_to_fnp.run(doutT.size, dout3[n0:n0 + k], doutT.reshape(FN, k, ohw), db)
-        im2col_into(x[n0:n0 + k], col_view, g)
+        if cols is None:
+            im2col_into(x[n0:n0 + k], col_view, g)
         np.matmul(col, doutT.T, out=dWT_part)
         dWT += dWT_part
         np.matmul(W2T, doutT, out=col)  # dcol overwrites the columns, which are no longer needed

@@ -16,6 +16,11 @@ from .im2col import col2im, im2col
 __all__ = ["conv2d_backward", "conv2d_forward"]
 
 
+def _check_cache(cache: object, where: str) -> None:
+    if cache is not None and not isinstance(cache, dict):
+        _validate.fail(where, "cache", "a dict or None", type(cache).__name__, TypeError)
+
+
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
                    pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
     """Convolve NCHW input with FN filters and add a bias per filter.
@@ -37,9 +42,9 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
     pad : int or (int, int)
         Zeros added on each side (vertical, horizontal), >= 0.
     cache : dict, optional
-        Keyword-only. When a dict is given, the unfolded input is stored in it (key ``"col"``) so that
-        :func:`conv2d_backward` called with the same dict does not unfold ``x`` again. The caller must pass the
-        same ``x``, ``W`` geometry, ``stride`` and ``pad`` to both calls.
+        Keyword-only workspace owned by the caller, passed again to :func:`conv2d_backward`: the unfolded
+        input is kept in it, and backward reuses it when it receives the same ``x`` object (unmodified) with
+        the same geometry, instead of unfolding ``x`` again.
 
     Returns
     -------
@@ -47,11 +52,13 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         Common dtype of x, W, b (NumPy promotion); ``OH = (H + 2 pad_h - FH) // S_h + 1``, likewise OW.
     """
     where = "conv2d_forward"
+    x_arg = x
     (x, W, b), g = _validate.conv_arrays(where, x, W, stride, pad, b=b)
+    _check_cache(cache, where)
     FN = W.shape[0]
     col = im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))  # (N*OH*OW, C*FH*FW)
     if cache is not None:
-        cache["col"] = col
+        cache.update({"conv2d.ref.x": x_arg, "conv2d.ref.key": (g, x.dtype.str), "conv2d.ref.col": col})
     out = col @ W.reshape(FN, -1).T + b  # (N*OH*OW, FN)
     return np.ascontiguousarray(out.reshape(g.N, g.OH, g.OW, FN).transpose(0, 3, 1, 2))
 
@@ -80,7 +87,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     stride, pad
         As in the forward pass.
     cache : dict, optional
-        Keyword-only: the dict given to :func:`conv2d_forward` for this ``x``; its unfolded input is reused.
+        Keyword-only: the dict given to :func:`conv2d_forward`; its unfolded input is reused when this is the
+        same ``x`` object with the same geometry.
 
     Returns
     -------
@@ -90,10 +98,13 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         All in the common dtype of dout, x, W.
     """
     where = "conv2d_backward"
+    x_arg = x
     (x, W, dout), g = _validate.conv_arrays(where, x, W, stride, pad, dout=dout)
+    _check_cache(cache, where)
     FN = W.shape[0]
-    col = cache.get("col") if cache is not None else None
-    if col is None or col.dtype != x.dtype or col.shape != (g.N * g.OH * g.OW, g.C * g.FH * g.FW):
+    if cache is not None and cache.get("conv2d.ref.x") is x_arg and cache.get("conv2d.ref.key") == (g, x.dtype.str):
+        col = cache["conv2d.ref.col"]
+    else:
         col = im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))
     d = dout.transpose(0, 2, 3, 1).reshape(-1, FN)  # (N*OH*OW, FN), rows in im2col's order
     db = d.sum(axis=0)

@@ -96,6 +96,44 @@ def test_batch_chunks(chunk, monkeypatch, twin):
         close(g, w, np.float64)
 
 
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], CASES[11]], ids=[IDS[0], IDS[3], IDS[5], IDS[11]])
+def test_cache_gives_uncached_results(case, dtype, twin):
+    """The forward's columns reused by backward; a second backward, another x, other shapes: all still right."""
+    x, W, b, dout, stride, pad = _problem(case, dtype)
+    want_out = R.conv2d_forward(x, W, b, stride, pad)
+    want = R.conv2d_backward(dout, x, W, stride, pad)
+    cache = {}
+    for _ in range(2):  # the second round reuses the cache's buffers
+        close(K.conv2d_forward(x, W, b, stride, pad, cache=cache), want_out, dtype)
+        for _ in range(2):  # the second backward finds the columns consumed and unfolds x again
+            for g, w in zip(K.conv2d_backward(dout, x, W, stride, pad, cache=cache), want, strict=True):
+                close(g, w, dtype)
+    # A different x object after a forward with this cache: its own columns are used, not the cached ones.
+    K.conv2d_forward(x, W, b, stride, pad, cache=cache)
+    x2, _, _, dout2, _, _ = _problem(case, dtype, seed=10)
+    for g, w in zip(K.conv2d_backward(dout2, x2, W, stride, pad, cache=cache),
+                    R.conv2d_backward(dout2, x2, W, stride, pad), strict=True):
+        close(g, w, dtype)
+    # A smaller batch, then the other dtype, through the same cache.
+    for xs, ds in ((x[:1], dout[:1]), (x.astype(np.float64), dout.astype(np.float64))):
+        Ws, bs = W.astype(xs.dtype), b.astype(xs.dtype)
+        close(K.conv2d_forward(xs, Ws, bs, stride, pad, cache=cache), R.conv2d_forward(xs, Ws, bs, stride, pad),
+              xs.dtype)
+        for g, w in zip(K.conv2d_backward(ds, xs, Ws, stride, pad, cache=cache),
+                        R.conv2d_backward(ds, xs, Ws, stride, pad), strict=True):
+            close(g, w, xs.dtype)
+
+
+def test_cache_holds_the_columns():
+    x, W, b, dout, stride, pad = _problem(CASES[2], np.float64)
+    cache = {}
+    K.conv2d_forward(x, W, b, stride, pad, cache=cache)
+    cache["conv2d.col"][:] = 0  # the backward pass must read these, not unfold x again
+    _, dW, db = K.conv2d_backward(dout, x, W, stride, pad, cache=cache)
+    np.testing.assert_array_equal(dW, 0)
+    close(db, R.conv2d_backward(dout, x, W, stride, pad)[2], np.float64)
+
+
 def test_conv_by_hand():
     """A direct evaluation of the formula on a tiny case (independent of im2col)."""
     rng = np.random.default_rng(3)
@@ -213,6 +251,8 @@ BAD = [
     (lambda m: m.conv2d_backward(_d.astype(complex), _x, _W), TypeError, "conv2d_backward: dout must be a real"),
     (lambda m: m.conv2d_backward(_d, _x, _W, 1, (0, -2)), ValueError, "conv2d_backward: pad must be >= 0, got -2"),
     (lambda m: m.conv2d_backward(_d, _x[..., :2], _W), ValueError, "conv2d_backward: horizontal window must be"),
+    (lambda m: m.conv2d_forward(_x, _W, _b, cache=[]), TypeError, "conv2d_forward: cache must be a dict or None"),
+    (lambda m: m.conv2d_backward(_d, _x, _W, cache=1), TypeError, "conv2d_backward: cache must be a dict or None"),
 ]
 
 

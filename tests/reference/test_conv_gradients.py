@@ -59,11 +59,16 @@ def test_backward_reuses_forward_cache():
     x, W, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
     cache = {}
     out = R.conv2d_forward(x, W, b, 2, 1, cache=cache)
-    assert cache["col"].shape == (2 * 3 * 3, 2 * 9)
+    assert cache["conv2d.ref.col"].shape == (2 * 3 * 3, 2 * 9)
+    cache["conv2d.ref.col"] = cache["conv2d.ref.col"] * 0  # proves the cached columns are what backward uses
     dout = rng.standard_normal(out.shape)
-    for got, want in zip(R.conv2d_backward(dout, x, W, 2, 1, cache=cache), R.conv2d_backward(dout, x, W, 2, 1),
-                         strict=True):
+    _, dW, _ = R.conv2d_backward(dout, x, W, 2, 1, cache=cache)
+    np.testing.assert_array_equal(dW, 0)
+    # Another x object (even with equal values) is unfolded afresh.
+    for got, want in zip(R.conv2d_backward(dout, x.copy(), W, 2, 1, cache=cache),
+                         R.conv2d_backward(dout, x, W, 2, 1), strict=True):
         np.testing.assert_array_equal(got, want)
+        assert np.any(got != 0)
 
 
 def test_forward_is_the_direct_sum():
