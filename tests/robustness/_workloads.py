@@ -1,0 +1,84 @@
+"""Workloads run by the thread, process, cache and determinism tests (importable by spawned children).
+
+:func:`compute` runs a fixed mix of kernels on inputs drawn from ``seed`` and returns every result by name, so two
+runs (another thread, process, thread count or cache state) can be compared array by array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fastnn.kernels as K
+
+#: The inference mix of the thread tests: convolution, pooling, batch-norm inference, ReLU.
+INFERENCE = ("conv", "maxpool", "bn_infer", "relu")
+
+
+def inputs(seed: int, dtype=np.float32, n: int = 4) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    f = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
+    return {"x": f(n, 3, 12, 12), "W": f(8, 3, 3, 3), "b": f(8), "gamma": f(8) + 2, "beta": f(8),
+            "rmean": f(8), "rvar": np.abs(f(8)) + 0.5, "t": rng.integers(0, 10, n), "fc": f(n, 10)}
+
+
+def compute(seed: int, which: tuple[str, ...] | None = None, dtype=np.float32, n: int = 4) -> dict[str, np.ndarray]:
+    """Results of the kernels named in ``which`` (default: all) on the inputs of ``seed``."""
+    a = inputs(seed, dtype, n)
+    want = set(which) if which is not None else None
+    out: dict[str, np.ndarray] = {}
+
+    def on(name: str) -> bool:
+        return want is None or name in want
+
+    conv = K.conv2d_forward(a["x"], a["W"], a["b"], 1, 1)
+    if on("conv"):
+        out["conv"] = conv
+    if on("conv_backward"):
+        out["conv_dx"], out["conv_dW"], out["conv_db"] = K.conv2d_backward(conv, a["x"], a["W"], 1, 1)
+    if on("maxpool"):
+        pooled, argmax = K.maxpool2d_forward(conv, 3, 3, 2, 1)
+        out["maxpool"], out["maxpool_argmax"] = pooled, argmax
+        out["maxpool_dx"] = K.maxpool2d_backward(pooled, argmax, conv.shape, 3, 3, 2, 1)
+    if on("avgpool"):
+        out["avgpool"] = K.avgpool2d_forward(conv, 3, 3, 1, 1)
+        out["avgpool_dx"] = K.avgpool2d_backward(out["avgpool"], conv.shape, 3, 3, 1, 1)
+    if on("bn_infer"):
+        out["bn_infer"] = K.batchnorm_forward_infer(conv, a["gamma"], a["beta"], a["rmean"], a["rvar"])
+    if on("bn_train"):
+        rm, rv = a["rmean"].copy(), a["rvar"].copy()
+        out["bn_out"], out["bn_mean"], out["bn_inv_std"] = K.batchnorm_forward_train(conv, a["gamma"], a["beta"],
+                                                                                     rm, rv)
+        out["bn_running_mean"], out["bn_running_var"] = rm, rv
+        out["bn_dx"], out["bn_dgamma"], out["bn_dbeta"] = K.batchnorm_backward(conv, conv, a["gamma"],
+                                                                               out["bn_mean"], out["bn_inv_std"])
+    if on("layernorm"):
+        g = np.ones(conv.shape[1:], conv.dtype)
+        out["ln_out"], out["ln_mean"], out["ln_inv_std"] = K.layernorm_forward(conv, g, g * 0)
+        out["ln_dx"], out["ln_dgamma"], out["ln_dbeta"] = K.layernorm_backward(conv, conv, g, out["ln_mean"],
+                                                                               out["ln_inv_std"])
+    if on("relu"):
+        out["relu"] = K.relu_forward(conv)
+        out["relu_dx"] = K.relu_backward(conv, conv)
+    if on("softmax_ce"):
+        loss, probs = K.softmax_cross_entropy_forward(a["fc"], a["t"])
+        out["ce_loss"], out["ce_probs"] = np.asarray(loss), probs
+        out["ce_dx"] = K.softmax_cross_entropy_backward(probs, a["t"])
+    if on("adam"):
+        p, m, v = a["W"].copy(), np.zeros_like(a["W"]), np.zeros_like(a["W"])
+        for step in range(1, 4):
+            K.adam_step(p, a["W"] * step, m, v, 1e-2, 0.9, 0.999, 1e-8, 1 - 0.9**step, 1 - 0.999**step)
+        out["adam_param"] = p
+    return out
+
+
+def worker(seed: int) -> dict[str, np.ndarray]:
+    """A pool task: every kernel of :func:`compute` (module-level, so spawned children can unpickle it)."""
+    return compute(seed)
+
+
+def worker_env(seed: int) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """A pool task that also reports how fastnn launched kernels in the child."""
+    from fastnn import _jit
+
+    result = compute(seed)
+    return result, {"parallel_allowed": _jit._parallel_allowed, "layer": _jit.threading_layer()}
