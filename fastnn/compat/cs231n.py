@@ -482,6 +482,10 @@ def _config(config: Any, where: str) -> dict:
     return config
 
 
+def _hyper(config: dict, where: str, key: str, **bounds: float) -> float:
+    return _validate.scalar(config[key], where, f"config[{key!r}]", **bounds)
+
+
 def _weights(w: Any, dw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     """A new C-contiguous float copy of w (the next weights) and dw checked against it."""
     w = _validate.float_array(w, where, "w")
@@ -518,11 +522,12 @@ def sgd(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.n
     where = "sgd"
     config = _config(config, where)
     config.setdefault("learning_rate", 1e-2)
+    lr = _hyper(config, where, "learning_rate", gt=0)
     if isinstance(w, np.ndarray) and w.dtype in _validate.FLOAT_DTYPES and w.flags.writeable:
         next_w = w
     else:
         next_w = np.array(_validate.float_array(w, where, "w"), order="C")
-    backend.sgd_step(next_w, dw, config["learning_rate"])
+    backend.sgd_step(next_w, dw, lr)
     return next_w, config
 
 
@@ -535,9 +540,11 @@ def sgd_momentum(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> t
     config = _config(config, where)
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("momentum", 0.9)
+    lr = _hyper(config, where, "learning_rate", gt=0)
+    momentum = _hyper(config, where, "momentum", ge=0, lt=1)
     next_w, dw = _weights(w, dw, where)
     v = _state(config, "velocity", next_w, where)
-    backend.momentum_step(next_w, dw, v, config["learning_rate"], config["momentum"])
+    backend.momentum_step(next_w, dw, v, lr, momentum)
     return next_w, config
 
 
@@ -551,9 +558,12 @@ def rmsprop(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("decay_rate", 0.99)
     config.setdefault("epsilon", 1e-8)
+    lr = _hyper(config, where, "learning_rate", gt=0)
+    decay_rate = _hyper(config, where, "decay_rate", ge=0, lt=1)
+    eps = _hyper(config, where, "epsilon", gt=0)
     next_w, dw = _weights(w, dw, where)
     cache = _state(config, "cache", next_w, where)
-    backend.rmsprop_step(next_w, dw, cache, config["learning_rate"], config["decay_rate"], config["epsilon"])
+    backend.rmsprop_step(next_w, dw, cache, lr, decay_rate, eps)
     return next_w, config
 
 
@@ -573,13 +583,14 @@ def adam(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.
     config.setdefault("beta2", 0.999)
     config.setdefault("epsilon", 1e-8)
     config.setdefault("t", 0)
+    lr = _hyper(config, where, "learning_rate", gt=0)
+    b1 = _hyper(config, where, "beta1", ge=0, lt=1)
+    b2 = _hyper(config, where, "beta2", ge=0, lt=1)
+    eps = _hyper(config, where, "epsilon", gt=0)
+    t = _validate.integer(config["t"], where, "config['t']", minimum=0) + 1
     next_w, dw = _weights(w, dw, where)
     m = _state(config, "m", next_w, where)
     v = _state(config, "v", next_w, where)
-    t = _validate.integer(config["t"], where, "config['t']", minimum=0) + 1
-    b1 = _validate.scalar(config["beta1"], where, "config['beta1']", ge=0, lt=1)
-    b2 = _validate.scalar(config["beta2"], where, "config['beta2']", ge=0, lt=1)
-    backend.adam_step(next_w, dw, m, v, config["learning_rate"], b1, b2, config["epsilon"], 1.0 - b1**t,
-                      1.0 - b2**t)
+    backend.adam_step(next_w, dw, m, v, lr, b1, b2, eps, 1.0 - b1**t, 1.0 - b2**t)
     config["t"] = t
     return next_w, config
