@@ -14,6 +14,8 @@ Usage (from the project root)::
 
     python tools/publish_dashboard.py                 # asv publish + vendoring, into html_dir of asv.conf.json
     python tools/publish_dashboard.py --no-publish    # only vendor an already published html_dir
+    python tools/publish_dashboard.py --screenshot docs/dashboard.png \
+        --page "optimizers.Adam.time_step?y-axis-scale=log&p-size='mnist'&p-size='cifar'"
 """
 
 from __future__ import annotations
@@ -197,6 +199,31 @@ def remote_assets(html_dir: Path) -> list[str]:
     return found
 
 
+def screenshot(html_dir: Path, page: str, png: Path, chromium: str = "chromium", size: str = "1400,900") -> None:
+    """Serve ``html_dir`` on 127.0.0.1 and save headless Chromium's picture of ``index.html#<page>`` to ``png``."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 -- the base class's name
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(html_dir)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="fastnn-chromium-") as profile:
+            url = f"http://127.0.0.1:{server.server_address[1]}/#{page}"
+            subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                            "--disable-component-update", "--no-first-run", "--disable-extensions",
+                            f"--user-data-dir={profile}", "--virtual-time-budget=15000", f"--window-size={size}",
+                            "--hide-scrollbars", f"--screenshot={png.resolve()}", url],
+                           check=True, capture_output=True, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def html_dir_of(config: Path) -> Path:
     """The ``html_dir`` of an asv config, resolved as asv resolves it (from the config file's directory)."""
     from asv.config import Config  # asv is needed to publish anyway
@@ -210,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html-dir", type=Path, help="output directory (default: html_dir of the config)")
     parser.add_argument("--no-publish", action="store_true", help="skip `asv publish`, vendor html-dir as it is")
     parser.add_argument("--npm", default=os.environ.get("NPM", "npm"), help="npm executable")
+    parser.add_argument("--screenshot", type=Path, help="also save a PNG of a page (headless Chromium)")
+    parser.add_argument("--page", default="", help="what follows '#' in the page's address (a benchmark name and "
+                        "its view settings); default: the benchmark grid")
+    parser.add_argument("--chromium", default="chromium", help="Chromium executable for --screenshot")
     args = parser.parse_args(argv)
     config = args.config.resolve()
     html_dir = args.html_dir.resolve() if args.html_dir else html_dir_of(config)
@@ -222,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{html_dir} has no index.html: run `asv publish` first")
     vendor_html_dir(html_dir, args.npm)
     print(f"self-contained dashboard in {html_dir} (serve it: python -m http.server -d {html_dir})")
+    if args.screenshot:
+        if shutil.which(args.chromium) is None:
+            parser.error(f"{args.chromium} not found (Debian: apt-get install chromium)")
+        screenshot(html_dir, args.page, args.screenshot, args.chromium)
+        print(f"screenshot of #{args.page} in {args.screenshot}")
     return 0
 
 
