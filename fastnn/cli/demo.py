@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _data
+from . import _data, add_threads_argument, apply_threads
 from ._twin import TwinConvNet
 
 #: Per data set: SimpleConvNet's convolution, epochs and batch size. The 8x8 digits get 3x3 filters with
@@ -53,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training steps timed on fastnn and on the NumPy reference (after one warm-up step)")
     p.add_argument("--out", default=".", help="folder for the PNG and the trained parameters")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG (no matplotlib needed)")
+    add_threads_argument(p)
     p.set_defaults(run=run)
 
 
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from ..trainer import Trainer
 
     wall_start = time.perf_counter()
+    apply_threads(args.threads)
     preset = PRESETS[args.dataset]
     epochs = args.epochs or preset["epochs"]
     batch_size = args.batch_size or preset["batch_size"]

@@ -81,7 +81,9 @@ def loss_curves(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, 
     markers = {0: "o", 1: "x", 2: "s", 3: "D", 4: "^", 5: "v", 6: "*"}
     for i, (name, values) in enumerate(curves.items()):
         y = smooth_curve(values)
-        ax.plot(np.arange(y.size), y, marker=markers[i % 7], markevery=max(y.size // 10, 1), label=name)
+        # alternate solid and dashed lines: runs that end up on top of each other (Adam, AdamW) stay visible
+        ax.plot(np.arange(y.size), y, marker=markers[i % 7], markevery=max(y.size // 10, 1), label=name,
+                linestyle="-" if i % 2 == 0 else "--")
     ax.set_xlabel("iterations")
     ax.set_ylabel("loss (smoothed)")
     if ylim is not None:
@@ -93,12 +95,16 @@ def loss_curves(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, 
 
 
 def activation_histograms(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path: str | os.PathLike,
-                          title: str, value_range: Mapping[str, tuple[float, float]]) -> str:
+                          title: str, value_range: Mapping[str, tuple[float, float]],
+                          y_max: Mapping[str, float] | None = None) -> str:
     """One row per configuration, one column per layer: histogram of that layer's activations (Figures 6-10..14).
 
     ``rows`` holds ``(label, [activations of layer 1, layer 2, ...])``; ``value_range[label]`` is the x range of
-    the row's histograms (``(0, 1)`` for sigmoid as in the book, ``(-1, 1)`` for tanh, ...).
+    the row's histograms (``(0, 1)`` for sigmoid as in the book, ``(-1, 1)`` for tanh, ...). ``y_max[label]``
+    caps the count axis of a row, as the book caps its ReLU figure, so that the spread of the non-zero values is
+    visible beside the tall bar at 0 (clipped; the cap is written on the row).
     """
+    y_max = y_max or {}
     n_layers = max(len(acts) for _, acts in rows)
     fig = _figure(2.3 * n_layers, 1.9 * len(rows))
     axes = np.atleast_2d(fig.subplots(len(rows), n_layers, squeeze=False))
@@ -107,10 +113,12 @@ def activation_histograms(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path
         for c, a in enumerate(acts):
             ax = axes[r, c]
             ax.hist(np.ravel(a), bins=30, range=(lo, hi), color="tab:blue")
+            if label in y_max:
+                ax.set_ylim(0, y_max[label])
             if r == 0:
                 ax.set_title(f"layer {c + 1}")
             if c == 0:
-                ax.set_ylabel(label, fontsize=9)
+                ax.set_ylabel(label + ("\n(bar at 0 clipped)" if label in y_max else ""), fontsize=9)
             else:
                 ax.set_yticks([])
             ax.tick_params(labelsize=7)
