@@ -133,14 +133,17 @@ def _forgiving_load(load: Callable, sig: Any, target_context: Any) -> Any:
 
 
 def _forgiving_save(save: Callable, sig: Any, data: Any) -> None:
-    with contextlib.suppress(OSError):  # the kernel is compiled; failing to persist it is not an error
+    with contextlib.suppress(Exception):  # the kernel is compiled; failing to persist it is not an error
         save(sig, data)
 
 
 def _locked_save(cache_file: Any, key: Any, data: Any) -> None:
     """Numba's ``IndexDataCacheFile.save`` under a file lock, writing the data file before the index entry."""
     with _file_lock(cache_file._index_path + ".lock"):
-        overloads = cache_file._load_index()
+        try:
+            overloads = cache_file._load_index()
+        except Exception:  # an unreadable index is replaced, as a stale one is
+            overloads = {}
         name = overloads.get(key)
         if name is None:
             used = set(overloads.values())
