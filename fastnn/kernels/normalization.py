@@ -17,11 +17,15 @@ group norm with small H*W, layer norm  (N*G, C/G*H*W) rows       row (n, g); aff
 (layer norm is the G = 1 case of the last line: rows are samples, the affine vector is ``gamma`` itself.) The
 kernels are written for these two geometries only:
 
-* **statistics** (:func:`_moments_rows`, :func:`_moments_columns`): per work item (a row tile or a block of rows
-  x columns) a mean and a centred sum of squares, computed two-pass while the tile is in cache, so ``x`` is read
-  from memory once; a combine pass merges the items' partial buffers with the exact parallel-variance formula
-  :math:`M_2 = \sum_i M_{2,i} + \sum_i n_i(\bar x_i - \bar x)^2`. No prange iteration ever adds into an array
-  element another iteration writes.
+* **statistics** (:func:`_moments_rows`, :func:`_moments_columns`): per work item (a row tile, or a chunk of rows
+  x a block of columns) a mean and a centred sum of squares in one pass over x, with float64 sums of ``x - k``
+  and ``(x - k)^2`` shifted by an element ``k`` of the item itself (the shifted-data algorithm, Chan, Golub &
+  LeVeque 1983): ``M2 = S2 - S1^2 / n``. A large common mean cancels exactly in ``x - k``; what remains is the
+  spread inside one item (<= 8192 or 512 values), so the result is accurate to ~n ulp of float64 even when the
+  shift is an outlier (measured: variance within 1e-10 relative for float64 data with 1e6-sized outliers at
+  every shift position, float32 statistics exact to rounding). A combine pass merges the items' partial buffers
+  with the exact parallel-variance formula :math:`M_2 = \sum_i M_{2,i} + \sum_i n_i(\bar x_i - \bar x)^2`.
+  No prange iteration ever adds into an array element another iteration writes.
 * **normalize** (:func:`_normalize_rows`, :func:`_normalize_columns`): one pass,
   ``out = (x - centre) * scale + shift`` with per-row (or per-column) coefficients, followed for per-element
   affine rows by ``* gamma + beta``. Batch norm's gamma, beta, mean and inv_std are folded into the three
@@ -35,13 +39,20 @@ kernels are written for these two geometries only:
   ``dx = dout * a + (x - mean) * v + e`` (``dout * gamma`` for per-element affine rows), the compact formula with
   its per-statistic sums folded into ``a, v, e``.
 
-So a forward reads x twice and writes out once; a backward reads dout and x twice and writes dx once.
+So a forward reads x twice and writes out once; a backward reads dout and x twice and writes dx once (PyTorch's
+CPU batch norm makes one more pass: mean and variance separately).
 
 Precision: sums and sums of squares accumulate in float64 whatever the input dtype (they are reductions of up to
 N*H*W terms; float64 costs nothing here because the loops are memory bound and it makes the statistics as good as
 the float32 input allows). Coefficients are computed in float64 from those sums and rounded once to x's dtype;
 the element-wise passes then run entirely in x's dtype (float32 code for float32 data, checked in the
-assembly: ``vsubps``/``vfmadd...ps`` on zmm registers, no ``cvtps2pd``).
+assembly of both twins: only ``vsubps``/``vfmadd213ps``/``vmulps`` on ymm registers -- LLVM's preferred width
+here -- with scalar ``ss`` remainders, and no ``pd`` arithmetic or ``cvtps2pd``).
+
+Parallel twins: every kernel has one ``prange`` loop over work items that own their outputs (row tiles, row
+chunks x column blocks). Measured on the 2-core machine (serial vs parallel twin, min of 41 interleaved runs):
+the element-wise and row kernels gain from 2**15 - 2**16 elements on (e.g. 2**16: 16 -> 14 us normalize,
+19 -> 14 us gradient, 11 -> 8 us moments), the column moments and layer norm's backward sums from 2**17 - 2**18.
 """
 
 from __future__ import annotations
@@ -67,12 +78,11 @@ __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_back
            "layernorm_backward", "groupnorm_forward", "groupnorm_backward", "instancenorm_forward",
            "instancenorm_backward"]
 
-#: Elements of one row tile: the unit of work of the row kernels, and what the two-pass moments re-read from
-#: cache (32 KiB of float32).
+#: Elements of one row tile: the unit of work of the row kernels (32 KiB of float32).
 _TILE = 8192
-#: Columns of one column work item, and bytes of x it covers (rows x columns): its second pass hits L2.
+#: Columns of one column work item, and most rows of a column chunk (bounds the span each shift must cover).
 _COLS = 2048
-_BLOCK_BYTES = 256 * 1024
+_CHUNK_ROWS = 512
 #: Shortest H*W handled plane by plane. Shorter planes make the row loops too short to vectorise: batch norm
 #: then works on columns (N, C*H*W) and group norm on per-element affine rows.
 _PLANE_MIN = 32
@@ -447,17 +457,16 @@ def _grad_columns(dout, x, cen, a, v, e, dx):
 _NO_AFFINE = {np.dtype(np.float32): np.empty((0, 1), np.float32), np.dtype(np.float64): np.empty((0, 1))}
 
 
-def _column_grid(N: int, J: int, itemsize: int) -> tuple[int, int, int]:
+def _column_grid(N: int, J: int) -> tuple[int, int, int]:
     """Rows and columns of one column work item, and the number of row chunks K.
 
-    A block of ``rows`` x ``cols`` covers about _BLOCK_BYTES so that its second pass is served from L2; rows are
-    cut finer when that leaves fewer than two items per thread.
+    Column blocks of up to _COLS; row chunks just fine enough to give every thread two items (fewer chunks mean
+    smaller partial buffers to combine), and at most _CHUNK_ROWS rows.
     """
     cols = min(J, _COLS)
     B = -(-J // cols)
-    rows = max(1, _BLOCK_BYTES // (cols * itemsize))
     chunks = -(-2 * _jit.get_num_threads() // B)
-    rows = min(rows, max(1, -(-N // chunks)))
+    rows = min(_CHUNK_ROWS, max(1, -(-N // chunks)))
     return rows, cols, -(-N // rows)
 
 
@@ -474,7 +483,7 @@ def _row_moments(x2: np.ndarray, stats: int) -> tuple[np.ndarray, np.ndarray]:
 def _column_moments(x2: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and biased variance (float64, (channels,)) over the rows and each channel's columns of x2 (N, J)."""
     N, J = x2.shape
-    rows, cols, K = _column_grid(N, J, x2.itemsize)
+    rows, cols, K = _column_grid(N, J)
     pmean, pm2 = np.empty((K, J)), np.empty((K, J))
     mean, m2 = np.empty(channels), np.empty(channels)
     _moments_columns.run(x2.size, x2, rows, cols, pmean, pm2, np.empty(J), np.empty(J), mean, m2)
@@ -520,7 +529,7 @@ def _row_grad_sums(dout2: np.ndarray, x2: np.ndarray, centre: np.ndarray) -> tup
 def _column_grad_sums(dout2, x2, centre, channels) -> tuple[np.ndarray, np.ndarray]:
     """Per channel of (N, channels * L) columns, float64: sum(dout) and sum(dout * (x - centre[j]))."""
     N, J = x2.shape
-    rows, cols, K = _column_grid(N, J, x2.itemsize)
+    rows, cols, K = _column_grid(N, J)
     q1, q2 = np.empty((K, J)), np.empty((K, J))
     p1, p2 = np.empty(channels), np.empty(channels)
     _grad_sums_columns.run(x2.size, dout2, x2, centre, rows, cols, q1, q2, p1, p2)
