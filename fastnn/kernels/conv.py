@@ -33,6 +33,10 @@ __all__ = ["conv2d_backward", "conv2d_forward"]
 #: Elements of the per-chunk column buffer (``C*FH*FW * m*OH*OW``); a chunk holds at least one sample.
 _CHUNK_ELEMENTS = 1 << 30
 
+#: How a stride-1 input gradient is computed: "auto" picks by data volume (see _dx_by_correlation); tests force
+#: "always" / "never" so both routes are exercised.
+_DX_ROUTE = "auto"
+
 
 @kernel("window")
 def _bias_to_nchw(tmp, b, out):
@@ -73,6 +77,20 @@ def _chunk(g: WindowGeometry) -> int:
     return max(1, min(g.N, _CHUNK_ELEMENTS // max(per_sample, 1)))
 
 
+def _dx_by_correlation(g: WindowGeometry, FN: int) -> bool:
+    """Whether dx is computed as a correlation of dout rather than by ``W2ᵀ @ dout`` and col2im.
+
+    Possible with stride 1 and padding < window (dx is then dout, padded by ``F - 1 - P``, correlated with the
+    rotated filters). Both routes do the same flops; the correlation multiplies with the long inner dimension
+    FN*FH*FW (OpenBLAS is faster there than with inner dimension FN) and gathers instead of scatter-adding,
+    but it unfolds dout (FN*FH*FW x N*H*W elements) where col2im reads C*FH*FW x N*OH*OW: for a first layer
+    (C=1, FN=30) that is 40x the data, so "auto" takes it only when it moves no more data.
+    """
+    if _DX_ROUTE == "never" or not (g.SH == 1 and g.SW == 1 and g.PH < g.FH and g.PW < g.FW and g.C > 0):
+        return False
+    return _DX_ROUTE == "always" or FN * g.H * g.W <= g.C * g.OH * g.OW
+
+
 def _is_pointwise(g: WindowGeometry) -> bool:
     return g.FH == 1 and g.FW == 1 and g.SH == 1 and g.SW == 1 and g.PH == 0 and g.PW == 0
 
@@ -102,6 +120,25 @@ def _cached_columns(cache: dict | None, x_arg: object, g: WindowGeometry, dtype:
     if cache.get("conv2d.key") != _cache_key(x_arg, g, dtype):
         return None
     return cache["conv2d.col"][:g.C * g.FH * g.FW * g.N * g.OH * g.OW].reshape(g.C * g.FH * g.FW, -1)
+
+
+def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeometry, out3: np.ndarray, m: int,
+                     cache: dict | None) -> None:
+    """out3 (N, FN, OH*OW) = W2 (FN, CK) @ im2col(x) + b, ``m`` samples at a time (the forward pass's core).
+
+    Leaves the last chunk's columns at the start of the cache's column buffer (all of them when m == N).
+    """
+    FN, ck = W2.shape
+    ohw = g.OH * g.OW
+    col_buf = _buffer(cache, "conv2d.col", ck * m * ohw, x.dtype)
+    tmp_buf = _buffer(cache, "conv2d.fnp", FN * m * ohw, x.dtype)
+    for n0 in range(0, g.N, m):
+        k = min(m, g.N - n0)
+        col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
+        tmp = tmp_buf[:FN * k * ohw].reshape(FN, k * ohw)
+        im2col_into(x[n0:n0 + k], col.reshape(ck, k, ohw).transpose(1, 0, 2), g)
+        np.matmul(W2, col, out=tmp)
+        _bias_to_nchw.run(tmp.size, tmp.reshape(FN, k, ohw), b, out3[n0:n0 + k])
 
 
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
@@ -159,15 +196,7 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         out3 += b[:, None]
         return out
     m = g.N if cache is not None else _chunk(g)
-    col_buf = _buffer(cache, "conv2d.col", ck * m * ohw, x.dtype)
-    tmp_buf = _buffer(cache, "conv2d.fnp", FN * m * ohw, x.dtype)
-    for n0 in range(0, g.N, m):
-        k = min(m, g.N - n0)
-        col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
-        tmp = tmp_buf[:FN * k * ohw].reshape(FN, k * ohw)
-        im2col_into(x[n0:n0 + k], col.reshape(ck, k, ohw).transpose(1, 0, 2), g)
-        np.matmul(W2, col, out=tmp)
-        _bias_to_nchw.run(tmp.size, tmp.reshape(FN, k, ohw), b, out3[n0:n0 + k])
+    _unfold_multiply(x, W2, b, g, out3, m, cache)
     if cache is not None:
         cache["conv2d.x"] = x_arg
         cache["conv2d.key"] = _cache_key(x_arg, g, x.dtype)
@@ -222,14 +251,15 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     if not (g.N and FN):
         return np.zeros(x.shape, dtype=dtype), np.zeros(W.shape, dtype=dtype), db
     dx = np.empty(x.shape, dtype=dtype)
-    W2T = np.ascontiguousarray(W.reshape(FN, ck).T)
     dout3 = dout.reshape(g.N, FN, ohw)
     cols = _cached_columns(cache, x_arg, g, dtype)
     if cache is not None:
         cache["conv2d.x"] = None  # the columns are overwritten below
+    by_correlation = _dx_by_correlation(g, FN)
     m = g.N if cols is not None else _chunk(g)
     col_buf = cols.reshape(-1) if cols is not None else _buffer(cache, "conv2d.col", ck * m * ohw, dtype)
     doutT_buf = _buffer(cache, "conv2d.fnp", FN * m * ohw, dtype)
+    W2T = np.ascontiguousarray(W.reshape(FN, ck).T)
     dWT_part = np.empty((ck, FN), dtype=dtype)
     for n0 in range(0, g.N, m):
         k = min(m, g.N - n0)
@@ -241,7 +271,15 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
             im2col_into(x[n0:n0 + k], col_view, g)
         np.matmul(col, doutT.T, out=dWT_part)
         dWT += dWT_part
-        np.matmul(W2T, doutT, out=col)  # dcol overwrites the columns, which are no longer needed
-        if g.C:
-            col2im_into(col_view, dx[n0:n0 + k], g)
+        if not by_correlation:
+            np.matmul(W2T, doutT, out=col)  # dcol overwrites the columns, which are no longer needed
+            if g.C:
+                col2im_into(col_view, dx[n0:n0 + k], g)
+    if by_correlation:
+        # dx = dout correlated with the filters swapped (C <-> FN) and rotated by 180 degrees, with padding
+        # F - 1 - P: the same unfold-and-multiply as the forward pass, into dx.
+        Wrot = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(g.C, FN * g.FH * g.FW)
+        gt = WindowGeometry(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, 1, g.FH - 1 - g.PH, g.FW - 1 - g.PW, g.H, g.W)
+        mt = g.N if cache is not None else _chunk(gt)
+        _unfold_multiply(dout, Wrot, np.zeros(g.C, dtype=dtype), gt, dx.reshape(g.N, g.C, g.H * g.W), mt, cache)
     return dx, np.ascontiguousarray(dWT.T).reshape(W.shape), db
