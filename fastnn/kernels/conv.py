@@ -20,6 +20,8 @@ column matrix, and the forward pass is one batched matmul straight into NCHW.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import prange
 
@@ -31,7 +33,7 @@ from .im2col import col2im_into, im2col_into
 __all__ = ["conv2d_backward", "conv2d_forward"]
 
 #: Elements of the per-chunk column buffer (``C*FH*FW * m*OH*OW``); a chunk holds at least one sample.
-_CHUNK_ELEMENTS = 1 << 30
+_CHUNK_ELEMENTS = 1 << 23
 
 #: How a stride-1 input gradient is computed: "auto" picks by data volume (see _dx_by_correlation); tests force
 #: "always" / "never" so both routes are exercised.
@@ -71,9 +73,9 @@ def _dout_to_fnp(dout, doutT, db):
         db[f] = acc
 
 
-def _chunk(g: WindowGeometry) -> int:
-    """Samples per chunk: as many as fit in ``_CHUNK_ELEMENTS`` column elements, at least one."""
-    per_sample = g.C * g.FH * g.FW * g.OH * g.OW
+def _chunk(g: WindowGeometry, FN: int) -> int:
+    """Samples per chunk: as many as keep the column and the (FN, m*OH*OW) buffers within ``_CHUNK_ELEMENTS``."""
+    per_sample = max(g.C * g.FH * g.FW, FN) * g.OH * g.OW
     return max(1, min(g.N, _CHUNK_ELEMENTS // max(per_sample, 1)))
 
 
@@ -95,17 +97,31 @@ def _is_pointwise(g: WindowGeometry) -> bool:
     return g.FH == 1 and g.FW == 1 and g.SH == 1 and g.SW == 1 and g.PH == 0 and g.PW == 0
 
 
-def _buffer(cache: dict | None, key: str, size: int, dtype: np.dtype) -> np.ndarray:
-    """A 1-D scratch array of ``size`` elements; kept in ``cache`` (and grown only) when one is given.
+_scratch = threading.local()
 
-    Reusing the memory matters for large batches: a fresh 100 MB buffer costs its page faults on every call.
+
+def _workspace(cache: dict | None) -> dict:
+    """Where scratch buffers live: the caller's cache, else this thread's own (bounded by the chunk size)."""
+    if cache is not None:
+        return cache
+    ws = getattr(_scratch, "ws", None)
+    if ws is None:
+        ws = _scratch.ws = {}
+    return ws
+
+
+def _buffer(ws: dict, key: str, size: int, dtype: np.dtype) -> np.ndarray:
+    """A 1-D scratch array of ``size`` elements kept in ``ws`` (grown, never shrunk).
+
+    Reusing the memory matters: a fresh large buffer pays its page faults (the kernel zeroing every page) on
+    each call, which measured as much as the whole unfold on a busy machine.
     """
-    if cache is None:
-        return np.empty(size, dtype=dtype)
-    buf = cache.get(key)
+    buf = ws.get(key)
     if not isinstance(buf, np.ndarray) or buf.dtype != dtype or buf.size < size:
+        buf = None
+        ws.pop(key, None)  # let the old buffer go before the new one is allocated
         buf = np.empty(size, dtype=dtype)
-        cache[key] = buf
+        ws[key] = buf
     return buf[:size]
 
 
@@ -123,15 +139,15 @@ def _cached_columns(cache: dict | None, x_arg: object, g: WindowGeometry, dtype:
 
 
 def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeometry, out3: np.ndarray, m: int,
-                     cache: dict | None) -> None:
+                     ws: dict) -> None:
     """out3 (N, FN, OH*OW) = W2 (FN, CK) @ im2col(x) + b, ``m`` samples at a time (the forward pass's core).
 
-    Leaves the last chunk's columns at the start of the cache's column buffer (all of them when m == N).
+    Leaves the last chunk's columns at the start of the workspace's column buffer (all of them when m == N).
     """
     FN, ck = W2.shape
     ohw = g.OH * g.OW
-    col_buf = _buffer(cache, "conv2d.col", ck * m * ohw, x.dtype)
-    tmp_buf = _buffer(cache, "conv2d.fnp", FN * m * ohw, x.dtype)
+    col_buf = _buffer(ws, "conv2d.col", ck * m * ohw, x.dtype)
+    tmp_buf = _buffer(ws, "conv2d.fnp", FN * m * ohw, x.dtype)
     for n0 in range(0, g.N, m):
         k = min(m, g.N - n0)
         col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
@@ -195,8 +211,8 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         np.matmul(W2, x3, out=out3)
         out3 += b[:, None]
         return out
-    m = g.N if cache is not None else _chunk(g)
-    _unfold_multiply(x, W2, b, g, out3, m, cache)
+    m = g.N if cache is not None else _chunk(g, FN)
+    _unfold_multiply(x, W2, b, g, out3, m, _workspace(cache))
     if cache is not None:
         cache["conv2d.x"] = x_arg
         cache["conv2d.key"] = _cache_key(x_arg, g, x.dtype)
@@ -256,9 +272,10 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     if cache is not None:
         cache["conv2d.x"] = None  # the columns are overwritten below
     by_correlation = _dx_by_correlation(g, FN)
-    m = g.N if cols is not None else _chunk(g)
-    col_buf = cols.reshape(-1) if cols is not None else _buffer(cache, "conv2d.col", ck * m * ohw, dtype)
-    doutT_buf = _buffer(cache, "conv2d.fnp", FN * m * ohw, dtype)
+    m = g.N if cols is not None else _chunk(g, FN)
+    ws = _workspace(cache)
+    col_buf = cols.reshape(-1) if cols is not None else _buffer(ws, "conv2d.col", ck * m * ohw, dtype)
+    doutT_buf = _buffer(ws, "conv2d.fnp", FN * m * ohw, dtype)
     W2T = np.ascontiguousarray(W.reshape(FN, ck).T)
     dWT_part = np.empty((ck, FN), dtype=dtype)
     for n0 in range(0, g.N, m):
@@ -280,6 +297,6 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         # F - 1 - P: the same unfold-and-multiply as the forward pass, into dx.
         Wrot = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(g.C, FN * g.FH * g.FW)
         gt = WindowGeometry(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, 1, g.FH - 1 - g.PH, g.FW - 1 - g.PW, g.H, g.W)
-        mt = g.N if cache is not None else _chunk(gt)
-        _unfold_multiply(dout, Wrot, np.zeros(g.C, dtype=dtype), gt, dx.reshape(g.N, g.C, g.H * g.W), mt, cache)
+        mt = g.N if cache is not None else _chunk(gt, g.C)
+        _unfold_multiply(dout, Wrot, np.zeros(g.C, dtype=dtype), gt, dx.reshape(g.N, g.C, g.H * g.W), mt, ws)
     return dx, np.ascontiguousarray(dWT.T).reshape(W.shape), db
