@@ -8,14 +8,23 @@ through the view ``(m, C*FH*FW, OH*OW)``), so every product is one large 2-D GEM
 * backward: a compiled pass moves ``dout`` to ``(FN, m*OH*OW)`` and sums ``db`` on the way;
   ``dW2ᵀ += col @ doutᵀ``; ``dcol = W2ᵀ @ dout`` (into the same buffer) is folded back by col2im.
 
-Why chunks: the full column matrix of a batch is large (N=64, C=64, 32x32, 3x3: 151 MB); unfolding, multiplying
-and folding a few samples at a time keeps the buffer in cache and allocates (page-faults) it once per call.
-Why one GEMM per chunk rather than one per sample: OpenBLAS runs (64, 576) @ (576, m*1024) faster than m
-products of width 1024, and the transposes into/out of NCHW are fused with the bias/db passes that are needed
-anyway.
+What was measured (2 cores shared with other jobs; N=64, C=64, 32x32, 3x3, FN=64, float32):
 
-1x1 convolutions with stride 1 and no padding need no unfolding: ``x[n]`` viewed as ``(C, H*W)`` already is the
-column matrix, and the forward pass is one batched matmul straight into NCHW.
+* Chunks: the whole batch's columns take 151 MB. Single-threaded, 8 MB-32 MB chunks were within ~15% of each
+  other (smaller is a little faster: the buffer stays in cache). With 2 threads on a busy machine each chunk
+  costs several parallel regions and BLAS calls whose threads must all be scheduled, and 4M-element chunks
+  were ~2x slower than 16M. ``_CHUNK_ELEMENTS`` (8M elements) is the compromise; scratch buffers are kept per
+  thread (``_workspace``) because a fresh large buffer pays its page faults on every call.
+* ``cache=`` (keyword-only, opt-in): the forward pass keeps the whole batch's columns for the backward pass,
+  which then neither unfolds ``x`` again nor chunks: ~1.5x faster than 8M chunks on the busy machine, at the
+  price of holding the column matrix between the two calls.
+* One GEMM per chunk rather than a batched matmul per sample: OpenBLAS is faster on (64, 576) @ (576, m*1024)
+  than on m products of width 1024, and the transposes into and out of NCHW ride on the bias and db passes.
+* dx as a correlation of the padded dout with the rotated filters (stride 1) instead of ``W2ᵀ @ dout`` and
+  col2im: not faster single-threaded (5-10% slower), one more parallel region per chunk; not used.
+
+1x1 convolutions with stride 1 and no padding need no unfolding in the forward pass: ``x[n]`` viewed as
+``(C, H*W)`` already is the column matrix, and the forward pass is one batched matmul straight into NCHW.
 """
 
 from __future__ import annotations
@@ -34,10 +43,6 @@ __all__ = ["conv2d_backward", "conv2d_forward"]
 
 #: Elements of the per-chunk column buffer (``C*FH*FW * m*OH*OW``); a chunk holds at least one sample.
 _CHUNK_ELEMENTS = 1 << 23
-
-#: How a stride-1 input gradient is computed: "auto" picks by data volume (see _dx_by_correlation); tests force
-#: "always" / "never" so both routes are exercised.
-_DX_ROUTE = "auto"
 
 
 @kernel("window")
@@ -77,20 +82,6 @@ def _chunk(g: WindowGeometry, FN: int) -> int:
     """Samples per chunk: as many as keep the column and the (FN, m*OH*OW) buffers within ``_CHUNK_ELEMENTS``."""
     per_sample = max(g.C * g.FH * g.FW, FN) * g.OH * g.OW
     return max(1, min(g.N, _CHUNK_ELEMENTS // max(per_sample, 1)))
-
-
-def _dx_by_correlation(g: WindowGeometry, FN: int) -> bool:
-    """Whether dx is computed as a correlation of dout rather than by ``W2ᵀ @ dout`` and col2im.
-
-    Possible with stride 1 and padding < window (dx is then dout, padded by ``F - 1 - P``, correlated with the
-    rotated filters). Both routes do the same flops; the correlation multiplies with the long inner dimension
-    FN*FH*FW (OpenBLAS is faster there than with inner dimension FN) and gathers instead of scatter-adding,
-    but it unfolds dout (FN*FH*FW x N*H*W elements) where col2im reads C*FH*FW x N*OH*OW: for a first layer
-    (C=1, FN=30) that is 40x the data, so "auto" takes it only when it moves no more data.
-    """
-    if _DX_ROUTE == "never" or not (g.SH == 1 and g.SW == 1 and g.PH < g.FH and g.PW < g.FW and g.C > 0):
-        return False
-    return _DX_ROUTE == "always" or FN * g.H * g.W <= g.C * g.OH * g.OW
 
 
 def _is_pointwise(g: WindowGeometry) -> bool:
@@ -271,7 +262,6 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     cols = _cached_columns(cache, x_arg, g, dtype)
     if cache is not None:
         cache["conv2d.x"] = None  # the columns are overwritten below
-    by_correlation = _dx_by_correlation(g, FN)
     m = g.N if cols is not None else _chunk(g, FN)
     ws = _workspace(cache)
     col_buf = cols.reshape(-1) if cols is not None else _buffer(ws, "conv2d.col", ck * m * ohw, dtype)
@@ -288,15 +278,7 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
             im2col_into(x[n0:n0 + k], col_view, g)
         np.matmul(col, doutT.T, out=dWT_part)
         dWT += dWT_part
-        if not by_correlation:
-            np.matmul(W2T, doutT, out=col)  # dcol overwrites the columns, which are no longer needed
-            if g.C:
-                col2im_into(col_view, dx[n0:n0 + k], g)
-    if by_correlation:
-        # dx = dout correlated with the filters swapped (C <-> FN) and rotated by 180 degrees, with padding
-        # F - 1 - P: the same unfold-and-multiply as the forward pass, into dx.
-        Wrot = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(g.C, FN * g.FH * g.FW)
-        gt = WindowGeometry(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, 1, g.FH - 1 - g.PH, g.FW - 1 - g.PW, g.H, g.W)
-        mt = g.N if cache is not None else _chunk(gt, g.C)
-        _unfold_multiply(dout, Wrot, np.zeros(g.C, dtype=dtype), gt, dx.reshape(g.N, g.C, g.H * g.W), mt, ws)
+        np.matmul(W2T, doutT, out=col)  # dcol overwrites the columns, which are no longer needed
+        if g.C:
+            col2im_into(col_view, dx[n0:n0 + k], g)
     return dx, np.ascontiguousarray(dWT.T).reshape(W.shape), db

@@ -69,11 +69,8 @@ def test_forward_matches_reference(case, dtype, twin):
         np.testing.assert_array_equal(a, a0)
 
 
-@pytest.mark.parametrize("route", ["auto", "always", "never"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_backward_matches_reference(case, route, dtype, twin, monkeypatch):
-    """All three dx routes (by data volume; correlation of dout whenever stride 1; col2im) agree."""
-    monkeypatch.setattr(kconv, "_DX_ROUTE", route)
+def test_backward_matches_reference(case, dtype, twin):
     x, W, _, dout, stride, pad = _problem(case, dtype)
     before = [a.copy() for a in (dout, x, W)]
     got = K.conv2d_backward(dout, x, W, stride, pad)
@@ -86,12 +83,10 @@ def test_backward_matches_reference(case, route, dtype, twin, monkeypatch):
         np.testing.assert_array_equal(a, a0)
 
 
-@pytest.mark.parametrize("route", ["always", "never"])
 @pytest.mark.parametrize("stride", [1, (1, 2)])
 @pytest.mark.parametrize("chunk", [1, 300, 10_000])
-def test_batch_chunks(chunk, stride, route, monkeypatch, twin):
+def test_batch_chunks(chunk, stride, monkeypatch, twin):
     """Chunk boundaries (one sample, a few samples, a remainder chunk) give the unchunked result."""
-    monkeypatch.setattr(kconv, "_DX_ROUTE", route)
     case = (7, 3, 6, 5, 4, 3, 3, stride, 1)
     x, W, b, dout, stride, pad = _problem(case, np.float64)
     want_out = R.conv2d_forward(x, W, b, stride, pad)
@@ -102,11 +97,9 @@ def test_batch_chunks(chunk, stride, route, monkeypatch, twin):
         close(g, w, np.float64)
 
 
-@pytest.mark.parametrize("route", ["always", "never"])
 @pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], CASES[11]], ids=[IDS[0], IDS[3], IDS[5], IDS[11]])
-def test_cache_gives_uncached_results(case, route, dtype, twin, monkeypatch):
+def test_cache_gives_uncached_results(case, dtype, twin):
     """The forward's columns reused by backward; a second backward, another x, other shapes: all still right."""
-    monkeypatch.setattr(kconv, "_DX_ROUTE", route)
     x, W, b, dout, stride, pad = _problem(case, dtype)
     want_out = R.conv2d_forward(x, W, b, stride, pad)
     want = R.conv2d_backward(dout, x, W, stride, pad)
