@@ -2,57 +2,56 @@ r"""Batch, layer, group and instance normalization as Numba kernels.
 
 Same names, signatures and results as :mod:`fastnn.reference.normalization` (formulas there).
 
-One core serves all four. Every case is a C-contiguous 2-D view ``x2`` of ``x`` in which each statistic covers
-either whole rows or whole columns:
+One core serves all four: every case is a C-contiguous 2-D view of ``x`` in which a statistic covers whole rows
+or whole columns, and a handful of span formulas (:func:`_span_moments`, :func:`_span_scale_shift`,
+:func:`_span_grad_sums`, :func:`_span_grad`) written once are applied along the contiguous axis:
 
-=====================================  ========================  ========================================
-case                                   view                      statistic of
-=====================================  ========================  ========================================
-batch norm, H*W >= ``_PLANE_MIN``      (N*C, H*W) "planes"       rows r with r % C == c (over N and H, W)
-batch norm (N, D), or small H*W        (N, C*H*W) "columns"      the H*W columns of channel c (over N)
-group/instance norm, H*W >= min        (N*G, C/G*H*W) rows       row (n, g); affine per plane (N*C, H*W)
-group norm with small H*W, layer norm  (N*G, C/G*H*W) rows       row (n, g); affine per element, (G, M)
-=====================================  ========================  ========================================
+==========================================  =====================  ============================================
+case                                        view                   statistic of
+==========================================  =====================  ============================================
+batch norm, H*W >= ``_PLANE_MIN``           (N*C, H*W) planes      the N rows r with r % C == c
+batch norm (N, D), or shorter planes        (N, C*H*W) columns     the H*W adjacent columns of channel c
+group / instance norm                       (N*G, C/G*H*W) rows    one row (n, g); gamma per plane, or per
+                                                                   element for planes shorter than _PLANE_MIN
+layer norm                                  (N, F) rows            one row; gamma per element (G = 1)
+==========================================  =====================  ============================================
 
-(layer norm is the G = 1 case of the last line: rows are samples, the affine vector is ``gamma`` itself.) The
-kernels are written for these two geometries only:
+* **statistics**: per work item (a row tile, or a chunk of rows x a block of columns) a mean and a centred sum
+  of squares in one pass over x, with float64 sums of ``x - k`` and ``(x - k)^2`` shifted by an element ``k``
+  of the item itself (the shifted-data algorithm, Chan, Golub & LeVeque 1983): ``M2 = S2 - S1^2 / n``. A large
+  common mean cancels exactly in ``x - k``; what remains is the spread inside one item (<= 8192 or 512 values),
+  so the result is accurate to ~n ulp of float64 even when the shift is an outlier (measured: variance within
+  1e-10 relative for float64 data with 1e6-sized outliers at every shift position; float32 statistics exact to
+  rounding). Items are merged with the exact parallel-variance formula
+  :math:`M_2 = \sum_i M_{2,i} + \sum_i n_i(\bar x_i - \bar x)^2`.
+* **normalize**: one pass ``out = (x - centre) * scale + shift`` (then ``* gamma + beta`` for per-element
+  gamma). gamma, beta, mean and inv_std are folded into the three coefficients. The centre is the mean rounded to
+  x's dtype and ``shift`` carries the rounding remainder, so ``x - centre`` is exact (Sterbenz) for data with a
+  large mean, where the folded ``x * scale + (beta - mean * scale)`` would cancel catastrophically in float32.
+* **backward**: the two reductions :math:`\sum dout` and :math:`\sum dout\,(x - \mu)` per plane, column or row,
+  then one pass ``dx = dout * a + (x - mean) * v + e``, the compact formula with the sums folded into a, v, e.
 
-* **statistics** (:func:`_moments_rows`, :func:`_moments_columns`): per work item (a row tile, or a chunk of rows
-  x a block of columns) a mean and a centred sum of squares in one pass over x, with float64 sums of ``x - k``
-  and ``(x - k)^2`` shifted by an element ``k`` of the item itself (the shifted-data algorithm, Chan, Golub &
-  LeVeque 1983): ``M2 = S2 - S1^2 / n``. A large common mean cancels exactly in ``x - k``; what remains is the
-  spread inside one item (<= 8192 or 512 values), so the result is accurate to ~n ulp of float64 even when the
-  shift is an outlier (measured: variance within 1e-10 relative for float64 data with 1e6-sized outliers at
-  every shift position, float32 statistics exact to rounding). A combine pass merges the items' partial buffers
-  with the exact parallel-variance formula :math:`M_2 = \sum_i M_{2,i} + \sum_i n_i(\bar x_i - \bar x)^2`.
-  No prange iteration ever adds into an array element another iteration writes.
-* **normalize** (:func:`_normalize_rows`, :func:`_normalize_columns`): one pass,
-  ``out = (x - centre) * scale + shift`` with per-row (or per-column) coefficients, followed for per-element
-  affine rows by ``* gamma + beta``. Batch norm's gamma, beta, mean and inv_std are folded into the three
-  coefficients. The centre is the mean rounded to x's dtype and ``shift`` carries the rounding remainder, so
-  ``x - centre`` is exact (Sterbenz) for inputs with a large mean where ``x * scale + (beta - mean * scale)``
-  would cancel catastrophically in float32.
-* **backward sums** (:func:`_grad_sums_rows`, :func:`_grad_sums_columns`, :func:`_grad_sums_rows_affine`): the two
-  reductions :math:`\sum dout` and :math:`\sum dout\,(x - \mu)` per row or column in one pass over dout and x;
-  the per-element affine case also accumulates dgamma and dbeta into per-chunk buffers.
-* **input gradient** (:func:`_grad_rows`, :func:`_grad_columns`): one pass,
-  ``dx = dout * a + (x - mean) * v + e`` (``dout * gamma`` for per-element affine rows), the compact formula with
-  its per-statistic sums folded into ``a, v, e``.
+Batch norm needs every sample before it can normalize one, so it runs statistics and normalize (sums and
+gradient) as two kernels: a forward reads x twice and writes out once, a backward reads dout and x twice and
+writes dx once (PyTorch's CPU batch norm makes one more pass: mean and variance separately). Layer, group and
+instance norm finish each row while it is in cache (:func:`_sample_forward`, :func:`_sample_backward`): x and
+dout are read from memory once.
 
-So a forward reads x twice and writes out once; a backward reads dout and x twice and writes dx once (PyTorch's
-CPU batch norm makes one more pass: mean and variance separately).
+No prange iteration ever adds into an array element another iteration writes: reductions across work items go
+through per-item partial buffers and a combine pass (dgamma and dbeta of the per-sample norms through per-chunk
+buffers).
 
-Precision: sums and sums of squares accumulate in float64 whatever the input dtype (they are reductions of up to
-N*H*W terms; float64 costs nothing here because the loops are memory bound and it makes the statistics as good as
-the float32 input allows). Coefficients are computed in float64 from those sums and rounded once to x's dtype;
-the element-wise passes then run entirely in x's dtype (float32 code for float32 data, checked in the
-assembly of both twins: only ``vsubps``/``vfmadd213ps``/``vmulps`` on ymm registers -- LLVM's preferred width
-here -- with scalar ``ss`` remainders, and no ``pd`` arithmetic or ``cvtps2pd``).
+Precision: sums and sums of squares accumulate in float64 whatever the input dtype (reductions of up to N*H*W
+terms; the loops are memory bound, so float64 costs little, and it makes the statistics as good as the float32
+input allows). Coefficients are computed in float64 from those sums and rounded once to x's dtype; the
+element-wise passes then run entirely in x's dtype (float32 code for float32 data, checked in the assembly of
+both twins: only ``vsubps``/``vfmadd213ps``/``vmulps`` on ymm registers -- LLVM's preferred width here -- with
+scalar ``ss`` remainders, and no ``pd`` arithmetic or ``cvtps2pd``).
 
-Parallel twins: every kernel has one ``prange`` loop over work items that own their outputs (row tiles, row
-chunks x column blocks). Measured on the 2-core machine (serial vs parallel twin, min of 41 interleaved runs):
-the element-wise and row kernels gain from 2**15 - 2**16 elements on (e.g. 2**16: 16 -> 14 us normalize,
-19 -> 14 us gradient, 11 -> 8 us moments), the column moments and layer norm's backward sums from 2**17 - 2**18.
+Parallel twins: every kernel has one ``prange`` loop over work items that own their outputs (row tiles, rows,
+row chunks x column blocks). Measured on the 2-core machine (serial vs parallel twin, min of 41 interleaved
+runs): the element-wise and row kernels gain from 2**15 - 2**16 elements on (e.g. 2**16: 16 -> 14 us normalize,
+19 -> 14 us gradient, 11 -> 8 us moments), the column moments from 2**17 - 2**18.
 """
 
 from __future__ import annotations
@@ -78,18 +77,65 @@ __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_back
            "layernorm_backward", "groupnorm_forward", "groupnorm_backward", "instancenorm_forward",
            "instancenorm_backward"]
 
-#: Elements of one row tile: the unit of work of the row kernels (32 KiB of float32).
+#: Elements of one row tile: the unit of work of the batch-norm row kernels (32 KiB of float32), and the longest
+#: span one shift covers in the moments.
 _TILE = 8192
 #: Columns of one column work item, and most rows of a column chunk (bounds the span each shift must cover).
 _COLS = 2048
 _CHUNK_ROWS = 512
-#: Shortest H*W handled plane by plane. Shorter planes make the row loops too short to vectorise: batch norm
-#: then works on columns (N, C*H*W) and group norm on per-element affine rows.
-_PLANE_MIN = 32
+#: Shortest H*W handled plane by plane. Shorter planes make the per-plane loops too short to pay for themselves:
+#: batch norm then works on columns (N, C*H*W) and group norm spreads gamma over each element. Measured (one
+#: thread, forward + backward): batch norm (64, 64, 8, 8) 330 us by columns vs 535 us by planes, (32, 64, 12, 12)
+#: 520 vs 395 us; group norm (64, 64, 8, 8) G=32 550 vs 570 us, (8, 64, 32, 32) 510 vs 990 us.
+_PLANE_MIN = 128
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Loop bodies
+# Formulas on one contiguous span, written once and called by every kernel
+
+
+@helper
+def _span_moments(xs):
+    """Mean and centred sum of squares (float64) of the 1-D span ``xs``, in one pass.
+
+    Sums of ``x - k`` and ``(x - k)^2`` with the shift ``k`` an element of the span (Chan, Golub & LeVeque):
+    ``M2 = S2 - S1^2 / n``.
+    """
+    n = xs.shape[0]
+    k = np.float64(xs[0])
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(n):
+        d = np.float64(xs[j]) - k
+        s1 += d
+        s2 += d * d
+    return k + s1 / n, max(s2 - s1 * s1 / n, 0.0)
+
+
+@helper
+def _span_scale_shift(xs, c, s, h, out):
+    """``out = (xs - c) * s + h`` (all in xs's dtype)."""
+    for j in range(xs.shape[0]):
+        out[j] = (xs[j] - c) * s + h
+
+
+@helper
+def _span_grad_sums(ds, xs, c):
+    """``sum(ds)`` and ``sum(ds * (xs - c))`` in float64 (``c`` float64)."""
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(xs.shape[0]):
+        d = np.float64(ds[j])
+        s1 += d
+        s2 += d * (np.float64(xs[j]) - c)
+    return s1, s2
+
+
+@helper
+def _span_grad(ds, xs, c, a, v, e, dx):
+    """``dx = ds * a + (xs - c) * v + e`` (all in xs's dtype)."""
+    for j in range(xs.shape[0]):
+        dx[j] = ds[j] * a + ((xs[j] - c) * v + e)
 
 
 @helper
@@ -101,6 +147,8 @@ def _span(w, tiles, tile, length):
     return r, t, j0, min(length, j0 + tile)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Batch normalization loop bodies: statistics over rows (planes) or columns, then one pass each way.
 # Each kernel has one parallel loop; the combine passes after it are small (partials, not data) and run serially
 # in the same call rather than paying a second fork/join.
 # Inner loops run over 1-D views indexed from 0: LLVM then knows every index is non-negative and drops Numba's
@@ -117,17 +165,7 @@ def _moments_rows(x, tile, pmean, pm2, mean, m2):
     T = pmean.shape[1]
     for w in prange(R * T):
         r, t, j0, j1 = _span(w, T, tile, J)
-        xs = x[r, j0:j1]
-        n = xs.shape[0]
-        k = np.float64(xs[0])  # shift: an element of the tile
-        s1 = 0.0
-        s2 = 0.0
-        for j in range(n):
-            d = np.float64(xs[j]) - k
-            s1 += d
-            s2 += d * d
-        pmean[r, t] = k + s1 / n
-        pm2[r, t] = max(s2 - s1 * s1 / n, 0.0)
+        pmean[r, t], pm2[r, t] = _span_moments(x[r, j0:j1])
     S = mean.shape[0]
     for s in range(S):
         total = 0.0
@@ -152,9 +190,9 @@ def _moments_rows(x, tile, pmean, pm2, mean, m2):
 def _moments_columns(x, rows, cols, pmean, pm2, cmean, cm2, mean, m2):
     """Mean and centred sum of squares of the L = J // len(mean) adjacent columns of each channel of x (N, J).
 
-    Work items are blocks of ``rows`` rows x ``cols`` columns; pmean, pm2 (K, J) float64 hold each row chunk's
-    per-column partials (K = ceil(N / rows)), cmean, cm2 (J,) float64 the per-column totals. Outputs mean, m2
-    (C,) float64.
+    Work items are chunks of ``rows`` rows x blocks of ``cols`` columns; pmean, pm2 (K, J) float64 hold each row
+    chunk's per-column partials (K = ceil(N / rows)), cmean, cm2 (J,) float64 the per-column totals. Outputs
+    mean, m2 (C,) float64. Each column of a chunk is shifted by its value in the chunk's first row.
     """
     N, J = x.shape
     K = pmean.shape[0]
@@ -167,7 +205,7 @@ def _moments_columns(x, rows, cols, pmean, pm2, cmean, cm2, mean, m2):
         qk = pm2[k, j0:j1]
         pk[:] = 0.0
         qk[:] = 0.0
-        shift = x[n0, j0:j1]  # per column: an element of the block
+        shift = x[n0, j0:j1]
         n = n0
         while n + 4 <= n1:  # four rows per sweep: a quarter of the read-modify-writes of pk, qk (measured 2x)
             x0, x1, x2, x3 = x[n, j0:j1], x[n + 1, j0:j1], x[n + 2, j0:j1], x[n + 3, j0:j1]
@@ -189,28 +227,23 @@ def _moments_columns(x, rows, cols, pmean, pm2, cmean, cm2, mean, m2):
             qk[j] = max(qk[j] - pk[j] * pk[j] / cnt, 0.0)
             pk[j] = np.float64(shift[j]) + pk[j] / cnt
     # combine the row chunks column by column ...
-    for b in range(B):
-        j0 = b * cols
-        j1 = min(J, j0 + cols)
-        cm = cmean[j0:j1]
-        c2 = cm2[j0:j1]
-        cm[:] = 0.0
-        c2[:] = 0.0
-        for k in range(K):
-            cnt = min(N, (k + 1) * rows) - k * rows
-            pk = pmean[k, j0:j1]
-            for j in range(cm.shape[0]):
-                cm[j] += cnt * pk[j]
-        inv = 1.0 / N
-        for j in range(cm.shape[0]):
-            cm[j] *= inv
-        for k in range(K):
-            cnt = min(N, (k + 1) * rows) - k * rows
-            pk = pmean[k, j0:j1]
-            qk = pm2[k, j0:j1]
-            for j in range(cm.shape[0]):
-                d = pk[j] - cm[j]
-                c2[j] += qk[j] + cnt * d * d
+    cmean[:] = 0.0
+    cm2[:] = 0.0
+    for k in range(K):
+        cnt = min(N, (k + 1) * rows) - k * rows
+        pk = pmean[k]
+        for j in range(J):
+            cmean[j] += cnt * pk[j]
+    inv = 1.0 / N
+    for j in range(J):
+        cmean[j] *= inv
+    for k in range(K):
+        cnt = min(N, (k + 1) * rows) - k * rows
+        pk = pmean[k]
+        qk = pm2[k]
+        for j in range(J):
+            d = pk[j] - cmean[j]
+            cm2[j] += qk[j] + cnt * d * d
     # ... then the L columns of each channel
     C = mean.shape[0]
     L = J // C
@@ -230,31 +263,16 @@ def _moments_columns(x, rows, cols, pmean, pm2, cmean, cm2, mean, m2):
 
 
 @kernel("normalization")
-def _normalize_rows(x, tile, cen, scale, shift, g, b, out):
-    """``out = (x - cen) * scale + shift`` per row of x (R, J), then ``* g + b`` when g is not empty.
-
-    cen, scale, shift (P,) in x's dtype, row r uses entry r % P; g, b (Q, J) or (0, J), row r uses g[r % Q].
-    """
+def _normalize_rows(x, tile, cen, scale, shift, out):
+    """``out = (x - cen) * scale + shift`` per row of x (R, J); cen, scale, shift (P,) in x's dtype, row r uses
+    entry r % P."""
     R, J = x.shape
     T = (J + tile - 1) // tile
     P = cen.shape[0]
-    Q = g.shape[0]
     for w in prange(R * T):
         r, t, j0, j1 = _span(w, T, tile, J)
         p = r % P
-        c = cen[p]
-        s = scale[p]
-        h = shift[p]
-        xs = x[r, j0:j1]
-        os = out[r, j0:j1]
-        if Q == 0:
-            for j in range(xs.shape[0]):
-                os[j] = (xs[j] - c) * s + h
-        else:
-            gs = g[r % Q, j0:j1]
-            bs = b[r % Q, j0:j1]
-            for j in range(xs.shape[0]):
-                os[j] = ((xs[j] - c) * s + h) * gs[j] + bs[j]
+        _span_scale_shift(x[r, j0:j1], cen[p], scale[p], shift[p], out[r, j0:j1])
 
 
 @kernel("normalization")
@@ -279,17 +297,7 @@ def _grad_sums_rows(dout, x, cen, tile, pp1, pp2, p1, p2):
     P = cen.shape[0]
     for w in prange(R * T):
         r, t, j0, j1 = _span(w, T, tile, J)
-        c = np.float64(cen[r % P])
-        ds = dout[r, j0:j1]
-        xs = x[r, j0:j1]
-        s1 = 0.0
-        s2 = 0.0
-        for j in range(xs.shape[0]):
-            d = np.float64(ds[j])
-            s1 += d
-            s2 += d * (np.float64(xs[j]) - c)
-        pp1[r, t] = s1
-        pp2[r, t] = s2
+        pp1[r, t], pp2[r, t] = _span_grad_sums(dout[r, j0:j1], x[r, j0:j1], np.float64(cen[r % P]))
     for r in range(R):
         s1 = 0.0
         s2 = 0.0
@@ -335,107 +343,37 @@ def _grad_sums_columns(dout, x, cen, rows, cols, q1, q2, p1, p2):
                 d = np.float64(ds[j])
                 a1[j] += d
                 a2[j] += d * (np.float64(xs[j]) - np.float64(cs[j]))
-    for b in range(B):
-        j0 = b * cols
-        j1 = min(J, j0 + cols)
-        a1 = q1[0, j0:j1]
-        a2 = q2[0, j0:j1]
-        for k in range(1, K):
-            b1 = q1[k, j0:j1]
-            b2 = q2[k, j0:j1]
-            for j in range(a1.shape[0]):
-                a1[j] += b1[j]
-                a2[j] += b2[j]
+    a1 = q1[0]
+    a2 = q2[0]
+    for k in range(1, K):
+        b1 = q1[k]
+        b2 = q2[k]
+        for j in range(J):
+            a1[j] += b1[j]
+            a2[j] += b2[j]
     C = p1.shape[0]
     L = J // C
     for c in range(C):
         s1 = 0.0
         s2 = 0.0
         for l in range(c * L, (c + 1) * L):
-            s1 += q1[0, l]
-            s2 += q2[0, l]
+            s1 += a1[l]
+            s2 += a2[l]
         p1[c] = s1
         p2[c] = s2
 
 
 @kernel("normalization")
-def _grad_sums_rows_affine(dout, x, cen, istd, g, rows, tile, q1, q2, r1, r2, dgamma, dbeta):
-    """Rows of (R, J) with a per-element affine g (Q, J) (row r uses g[r % Q], cen/istd[r % P]):
-
-    ``r1 = sum(g * dout)``, ``r2 = sum(g * dout * (x - cen))`` per row, and per element of g
-    ``dbeta = sum(dout)``, ``dgamma = sum(dout * (x - cen) * istd)`` over the rows that use it. q1, q2 (K, Q, J)
-    float64 are per-row-chunk partials (K = ceil(R / rows)); r1, r2 (R,) and dgamma, dbeta (Q, J) float64 outputs.
-    """
-    R, J = x.shape
-    K = q1.shape[0]
-    Q = q1.shape[1]
-    P = cen.shape[0]
-    for k in prange(K):
-        q1[k] = 0.0
-        q2[k] = 0.0
-        for r in range(k * rows, min(R, k * rows + rows)):
-            q = r % Q
-            c = np.float64(cen[r % P])
-            s = np.float64(istd[r % P])
-            a1 = q1[k, q]
-            a2 = q2[k, q]
-            gs = g[q]
-            ds = dout[r]
-            xs = x[r]
-            s1 = 0.0
-            s2 = 0.0
-            for j in range(J):
-                d = np.float64(ds[j])
-                xc = np.float64(xs[j]) - c
-                gd = np.float64(gs[j]) * d
-                s1 += gd
-                s2 += gd * xc
-                a1[j] += d
-                a2[j] += d * xc * s
-            r1[r] = s1
-            r2[r] = s2
-    B = (J + tile - 1) // tile
-    for w in range(Q * B):
-        q, b, j0, j1 = _span(w, B, tile, J)
-        o1 = dbeta[q, j0:j1]
-        o2 = dgamma[q, j0:j1]
-        o1[:] = q1[0, q, j0:j1]
-        o2[:] = q2[0, q, j0:j1]
-        for k in range(1, K):
-            a1 = q1[k, q, j0:j1]
-            a2 = q2[k, q, j0:j1]
-            for j in range(o1.shape[0]):
-                o1[j] += a1[j]
-                o2[j] += a2[j]
-
-
-@kernel("normalization")
-def _grad_rows(dout, x, tile, cen, a, v, e, g, dx):
-    """``dx = dout * a + (x - cen) * v + e`` per row of (R, J) (``dout * g[r % Q]`` when g is not empty).
-
-    cen, a, v, e (P,) in x's dtype, row r uses entry r % P.
-    """
+def _grad_rows(dout, x, tile, cen, a, v, e, dx):
+    """``dx = dout * a + (x - cen) * v + e`` per row of (R, J); cen, a, v, e (P,) in x's dtype, row r uses entry
+    r % P."""
     R, J = x.shape
     T = (J + tile - 1) // tile
     P = cen.shape[0]
-    Q = g.shape[0]
     for w in prange(R * T):
         r, t, j0, j1 = _span(w, T, tile, J)
         p = r % P
-        c = cen[p]
-        aa = a[p]
-        vv = v[p]
-        ee = e[p]
-        ds = dout[r, j0:j1]
-        xs = x[r, j0:j1]
-        os = dx[r, j0:j1]
-        if Q == 0:
-            for j in range(xs.shape[0]):
-                os[j] = ds[j] * aa + ((xs[j] - c) * vv + ee)
-        else:
-            gs = g[r % Q, j0:j1]
-            for j in range(xs.shape[0]):
-                os[j] = (ds[j] * gs[j]) * aa + ((xs[j] - c) * vv + ee)
+        _span_grad(dout[r, j0:j1], x[r, j0:j1], cen[p], a[p], v[p], e[p], dx[r, j0:j1])
 
 
 @kernel("normalization")
@@ -451,10 +389,125 @@ def _grad_columns(dout, x, cen, a, v, e, dx):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The core: statistics, normalize, backward sums and input gradient on a 2-D view
+# Per-sample normalization (layer, group, instance) loop bodies: a statistic covers one contiguous row, so each
+# row is finished while it is in cache -- statistics then output in the forward, the two sums then dx in the
+# backward -- and x, dout are read from memory once.
+#
+# Row r of x (R, M) uses affine row q = r % Q of g, b (Q, S): with L = 1 one value per element (S = M: layer norm,
+# group norm on short planes), with L > 1 one value per segment of L elements (a channel's plane, S = M / L).
+# Coefficients are computed in float64 and rounded to x's dtype by storing them in ``coef`` (R, 3, S) x's dtype,
+# so the element-wise loops stay in x's dtype.
 
 
-_NO_AFFINE = {np.dtype(np.float32): np.empty((0, 1), np.float32), np.dtype(np.float64): np.empty((0, 1))}
+@kernel("normalization")
+def _sample_forward(x, L, g, b, eps, tile, mean, inv_std, coef, out):
+    """Normalize each row of x (R, M) by its own mean and variance, then apply the affine g, b.
+
+    Outputs mean, inv_std (R,) and out (R, M) in x's dtype. Rows longer than ``tile`` are summed tile by tile
+    (a shift per tile) and the tiles merged (Chan et al.).
+    """
+    R, M = x.shape
+    Q = g.shape[0]
+    for r in prange(R):
+        xs = x[r]
+        n = 0.0
+        mu = 0.0
+        m2 = 0.0
+        for j0 in range(0, M, tile):
+            mt, qt = _span_moments(xs[j0:j0 + tile])
+            nt = min(M - j0, tile)
+            d = mt - mu
+            n += nt
+            mu += d * nt / n
+            m2 += qt + d * d * (n - nt) * nt / n
+        s = 1.0 / np.sqrt(m2 / M + eps)
+        mean[r] = mu
+        inv_std[r] = s
+        c = mean[r]  # the centre: mean rounded to x's dtype, so that x - c is exact for data near the mean
+        rem = mu - c
+        q = r % Q
+        cf = coef[r]
+        os = out[r]
+        if L == 1:
+            cf[0, 0] = s
+            cf[1, 0] = -rem * s
+            sc = cf[0, 0]
+            sh = cf[1, 0]
+            gs = g[q]
+            bs = b[q]
+            for j in range(M):
+                os[j] = ((xs[j] - c) * sc + sh) * gs[j] + bs[j]
+        else:
+            for k in range(M // L):
+                cf[0, k] = g[q, k] * s
+                cf[1, k] = b[q, k] - rem * (g[q, k] * s)
+                _span_scale_shift(xs[k * L:(k + 1) * L], c, cf[0, k], cf[1, k], os[k * L:(k + 1) * L])
+
+
+@kernel("normalization")
+def _sample_backward(dout, x, L, g, mean, inv_std, rows, coef, q1, q2, dx):
+    """Gradient of :func:`_sample_forward`: dx (R, M) in x's dtype, and per row chunk k the partial sums
+    ``q1[k] = sum(dout)``, ``q2[k] = sum(dout * xhat)`` (float64, (K, Q, S)) for dbeta and dgamma.
+
+    Each chunk of ``rows`` rows owns its partial buffers; the caller adds them up.
+    """
+    R, M = x.shape
+    K = q1.shape[0]
+    Q = g.shape[0]
+    for k in prange(K):
+        q1[k] = 0.0
+        q2[k] = 0.0
+        for r in range(k * rows, min(R, k * rows + rows)):
+            q = r % Q
+            c = mean[r]
+            c64 = np.float64(c)
+            s = np.float64(inv_std[r])
+            ds = dout[r]
+            xs = x[r]
+            gs = g[q]
+            a1 = q1[k, q]
+            a2 = q2[k, q]
+            cf = coef[r]
+            # pass 1: sum(dxhat), sum(dxhat * (x - mean)) with dxhat = dout * gamma, and dbeta, dgamma partials
+            s1 = 0.0
+            s2 = 0.0
+            if L == 1:
+                for j in range(M):
+                    d = np.float64(ds[j])
+                    xc = np.float64(xs[j]) - c64
+                    gd = np.float64(gs[j]) * d
+                    s1 += gd
+                    s2 += gd * xc
+                    a1[j] += d
+                    a2[j] += d * xc * s
+            else:
+                for seg in range(M // L):
+                    t1, t2 = _span_grad_sums(ds[seg * L:(seg + 1) * L], xs[seg * L:(seg + 1) * L], c64)
+                    gg = np.float64(gs[seg])
+                    s1 += gg * t1
+                    s2 += gg * t2
+                    a1[seg] += t1
+                    a2[seg] += t2 * s
+            # pass 2, from cache: dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+            cf[1, 0] = -s * s * s * s2 / M
+            cf[2, 0] = -s * s1 / M
+            v = cf[1, 0]
+            e = cf[2, 0]
+            os = dx[r]
+            if L == 1:
+                cf[0, 0] = s
+                a = cf[0, 0]
+                for j in range(M):
+                    os[j] = (ds[j] * gs[j]) * a + ((xs[j] - c) * v + e)
+            else:
+                for seg in range(M // L):
+                    cf[0, seg] = gs[seg] * s
+                    _span_grad(ds[seg * L:(seg + 1) * L], xs[seg * L:(seg + 1) * L], c, cf[0, seg], v, e,
+                               os[seg * L:(seg + 1) * L])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batch normalization: statistics, normalize, backward sums and input gradient on a 2-D view
 
 
 def _column_grid(N: int, J: int) -> tuple[int, int, int]:
@@ -495,6 +548,10 @@ def _coefficients(dtype: np.dtype, *arrays: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(a, dtype=dtype).reshape(-1) for a in arrays]
 
 
+def _flat2(a: np.ndarray, rows: int) -> np.ndarray:
+    return np.ascontiguousarray(a).reshape(rows, -1)
+
+
 def _centre_scale_shift(mean, scale, shift, dtype):
     """Coefficients of ``(x - centre) * scale + shift`` equal to ``(x - mean) * scale + shift`` for a float64 mean.
 
@@ -504,15 +561,13 @@ def _centre_scale_shift(mean, scale, shift, dtype):
     return _coefficients(dtype, centre, scale, shift - (mean - centre) * scale)
 
 
-def _normalize(x2: np.ndarray, coef: list[np.ndarray], g: np.ndarray | None = None, b: np.ndarray | None = None,
-               *, columns: bool = False) -> np.ndarray:
-    """One pass ``(x2 - centre) * scale + shift`` (coef = [centre, scale, shift]) then ``* g + b`` if given."""
+def _normalize(x2: np.ndarray, coef: list[np.ndarray], *, columns: bool) -> np.ndarray:
+    """One pass ``(x2 - centre) * scale + shift``, coef = [centre, scale, shift] per row or per column."""
     out = np.empty_like(x2)
     if columns:
         _normalize_columns.run(x2.size, x2, *coef, out)
     else:
-        empty = _NO_AFFINE[x2.dtype]
-        _normalize_rows.run(x2.size, x2, _TILE, *coef, empty if g is None else g, empty if b is None else b, out)
+        _normalize_rows.run(x2.size, x2, _TILE, *coef, out)
     return out
 
 
@@ -536,42 +591,44 @@ def _column_grad_sums(dout2, x2, centre, channels) -> tuple[np.ndarray, np.ndarr
     return p1, p2
 
 
-def _input_grad(dout2, x2, centre, a, v, e, g=None, *, columns: bool = False) -> np.ndarray:
-    """One pass ``dx = dout * a + (x - centre) * v + e`` (``dout * g`` per element when g is given)."""
+def _input_grad(dout2, x2, centre, a, v, e, *, columns: bool) -> np.ndarray:
+    """One pass ``dx = dout * a + (x - centre) * v + e`` with coefficients per row or per column."""
     dx = np.empty_like(x2)
     a, v, e = _coefficients(x2.dtype, a, v, e)
     if columns:
         _grad_columns.run(x2.size, dout2, x2, centre, a, v, e, dx)
     else:
-        _grad_rows.run(x2.size, dout2, x2, _TILE, centre, a, v, e, _NO_AFFINE[x2.dtype] if g is None else g, dx)
+        _grad_rows.run(x2.size, dout2, x2, _TILE, centre, a, v, e, dx)
     return dx
 
 
-def _affine_rows_forward(x2: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float):
-    """Normalize each row of x2 (R, M) and apply the per-element affine g, b (Q, M) (row r uses g[r % Q])."""
-    mean, var = _row_moments(x2, x2.shape[0])
-    inv_std = 1.0 / np.sqrt(var + eps)
-    out = _normalize(x2, _centre_scale_shift(mean, inv_std, 0.0, x2.dtype), g, b)
-    return out, mean.astype(x2.dtype), inv_std.astype(x2.dtype)
+# ---------------------------------------------------------------------------------------------------------------
+# Layer, group and instance normalization: one row per statistic
 
 
-def _affine_rows_backward(dout2, x2, g, mean, inv_std):
-    """Gradients of :func:`_affine_rows_forward`: dx2 and the float64 (Q, M) sums dgamma, dbeta."""
+def _sample_rows_forward(x2: np.ndarray, L: int, g: np.ndarray, b: np.ndarray, eps: float):
+    """Rows of x2 (R, M) normalized by their own statistics, affine g, b (Q, S) (see :func:`_sample_forward`)."""
     R, M = x2.shape
-    Q = g.shape[0]
+    mean, inv_std = np.empty(R, x2.dtype), np.empty(R, x2.dtype)
+    out = np.empty_like(x2)
+    coef = np.empty((R, 3, g.shape[1] if L > 1 else 1), x2.dtype)
+    _sample_forward.run(x2.size, x2, L, g, b, eps, _TILE, mean, inv_std, coef, out)
+    return out, mean, inv_std
+
+
+def _sample_rows_backward(dout2: np.ndarray, x2: np.ndarray, L: int, g: np.ndarray, mean: np.ndarray,
+                          inv_std: np.ndarray):
+    """dx2 and the float64 (Q, S) sums dgamma, dbeta of :func:`_sample_rows_forward`."""
+    R, M = x2.shape
+    Q, S = g.shape
     rows = max(1, -(-R // (2 * _jit.get_num_threads())))
     K = -(-R // rows)
-    q1, q2 = np.empty((K, Q, M)), np.empty((K, Q, M))
-    r1, r2 = np.empty(R), np.empty(R)
-    dgamma, dbeta = np.empty((Q, M)), np.empty((Q, M))
-    _grad_sums_rows_affine.run(x2.size, dout2, x2, mean, inv_std, g, rows, _TILE, q1, q2, r1, r2, dgamma, dbeta)
-    istd = inv_std.astype(np.float64)
-    dx = _input_grad(dout2, x2, mean, istd, -istd**3 * r2 / M, -istd * r1 / M, g)
-    return dx, dgamma, dbeta
-
-
-def _flat2(a: np.ndarray, rows: int) -> np.ndarray:
-    return np.ascontiguousarray(a).reshape(rows, -1)
+    q1, q2 = np.empty((K, Q, S)), np.empty((K, Q, S))
+    coef = np.empty((R, 3, S if L > 1 else 1), x2.dtype)
+    dx = np.empty_like(x2)
+    mean, inv_std = np.ascontiguousarray(mean).reshape(-1), np.ascontiguousarray(inv_std).reshape(-1)
+    _sample_backward.run(x2.size, dout2, x2, L, g, mean, inv_std, rows, coef, q1, q2, dx)
+    return dx, q2.sum(axis=0), q1.sum(axis=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -597,7 +654,7 @@ def _batch_normalize(x, mean, inv_std, gamma, beta) -> np.ndarray:
     scale = gamma.astype(np.float64) * inv_std
     coef = _centre_scale_shift(mean, scale, beta.astype(np.float64), x.dtype)
     if L >= _PLANE_MIN:
-        return _normalize(_flat2(x, N * C), coef).reshape(x.shape)
+        return _normalize(_flat2(x, N * C), coef, columns=False).reshape(x.shape)
     coef = [np.repeat(c, L) for c in coef] if L > 1 else coef
     return _normalize(_flat2(x, N), coef, columns=True).reshape(x.shape)
 
@@ -690,7 +747,7 @@ def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     a = gamma.astype(np.float64) * istd
     v, e = -a * istd * istd * p2 / M, -a * p1 / M
     if planes:
-        dx = _input_grad(dout2, x2, mean, a, v, e)
+        dx = _input_grad(dout2, x2, mean, a, v, e, columns=False)
     else:
         a, v, e = (np.repeat(c, L) for c in (a, v, e)) if L > 1 else (a, v, e)
         dx = _input_grad(dout2, x2, centre, a, v, e, columns=True)
@@ -721,7 +778,7 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     N = x.shape[0]
     if N == 0:
         return np.empty(x.shape, x.dtype), np.empty(0, x.dtype), np.empty(0, x.dtype)
-    out, mean, inv_std = _affine_rows_forward(_flat2(x, N), _flat2(gamma, 1), _flat2(beta, 1), eps)
+    out, mean, inv_std = _sample_rows_forward(_flat2(x, N), 1, _flat2(gamma, 1), _flat2(beta, 1), eps)
     return out.reshape(x.shape), mean, inv_std
 
 
@@ -744,63 +801,45 @@ def layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     N = x.shape[0]
     if N == 0:
         return np.empty(x.shape, x.dtype), np.zeros(gamma.shape, x.dtype), np.zeros(gamma.shape, x.dtype)
-    dx, dgamma, dbeta = _affine_rows_backward(_flat2(dout, N), _flat2(x, N), _flat2(gamma, 1),
-                                              np.ascontiguousarray(mean), np.ascontiguousarray(inv_std))
-    return dx.reshape(x.shape), dgamma.reshape(gamma.shape).astype(x.dtype), dbeta.reshape(gamma.shape).astype(
-        x.dtype)
+    dx, dgamma, dbeta = _sample_rows_backward(_flat2(dout, N), _flat2(x, N), 1, _flat2(gamma, 1), mean, inv_std)
+    return (dx.reshape(x.shape), dgamma.reshape(gamma.shape).astype(x.dtype),
+            dbeta.reshape(gamma.shape).astype(x.dtype))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Group and instance normalization
 
 
+def _group_affine(gamma: np.ndarray, G: int, L: int) -> tuple[int, np.ndarray]:
+    """Segment length and (G, S) affine rows for group rows of C/G planes of L values.
+
+    Planes of at least _PLANE_MIN values keep one gamma per plane (segments of L); shorter ones get gamma spread
+    over their elements (segments of 1) so the loops run along whole rows.
+    """
+    if L >= _PLANE_MIN:
+        return L, np.ascontiguousarray(gamma).reshape(G, -1)
+    return 1, np.repeat(gamma, L).reshape(G, -1)
+
+
 def _group_forward(x, gamma, beta, G, eps):
     N, C, L = _channels(x)
     if N == 0:
         return np.empty(x.shape, x.dtype), np.empty((0, G), x.dtype), np.empty((0, G), x.dtype)
-    cpg = C // G
-    x2 = _flat2(x, N * G)
-    if L < _PLANE_MIN:
-        # short planes: per-element affine rows, gamma and beta spread over each group's elements
-        g, b = (np.repeat(v, L).reshape(G, cpg * L) for v in (gamma, beta))
-        out, mean, inv_std = _affine_rows_forward(x2, g, b, eps)
-        return out.reshape(x.shape), mean.reshape(N, G), inv_std.reshape(N, G)
-    mean, var = _row_moments(x2, N * G)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    # per (n, c) plane coefficients: the group's statistics with the channel's gamma and beta
-    scale = np.repeat(inv_std.reshape(N, G), cpg, axis=1) * gamma.astype(np.float64)
-    shift = np.broadcast_to(beta.astype(np.float64), (N, C))
-    coef = _centre_scale_shift(np.repeat(mean.reshape(N, G), cpg, axis=1), scale, shift, x.dtype)
-    out = _normalize(_flat2(x, N * C), coef).reshape(x.shape)
-    return out, mean.reshape(N, G).astype(x.dtype), inv_std.reshape(N, G).astype(x.dtype)
+    seg, g = _group_affine(gamma, G, L)
+    _, b = _group_affine(beta, G, L)
+    out, mean, inv_std = _sample_rows_forward(_flat2(x, N * G), seg, g, b, eps)
+    return out.reshape(x.shape), mean.reshape(N, G), inv_std.reshape(N, G)
 
 
 def _group_backward(dout, x, gamma, G, mean, inv_std):
     N, C, L = _channels(x)
     if N == 0:
         return np.empty(x.shape, x.dtype), np.zeros(C, x.dtype), np.zeros(C, x.dtype)
-    cpg = C // G
-    mean = np.ascontiguousarray(mean).reshape(-1)
-    if L < _PLANE_MIN:
-        g = np.repeat(gamma, L).reshape(G, cpg * L)
-        dx, dgamma, dbeta = _affine_rows_backward(_flat2(dout, N * G), _flat2(x, N * G), g, mean,
-                                                  np.ascontiguousarray(inv_std).reshape(-1))
-        return (dx.reshape(x.shape), dgamma.reshape(C, L).sum(axis=1).astype(x.dtype),
-                dbeta.reshape(C, L).sum(axis=1).astype(x.dtype))
-    dout2, x2 = _flat2(dout, N * C), _flat2(x, N * C)
-    centre = np.repeat(mean, cpg)
-    p1, p2 = (p.reshape(N, G, cpg) for p in _row_grad_sums(dout2, x2, centre))
-    istd = inv_std.astype(np.float64).reshape(N, G, 1)
-    gam = gamma.astype(np.float64).reshape(1, G, cpg)
-    M = cpg * L
-    # per group: sum(dxhat) = sum_c gamma_c p1, sum(dxhat (x - mean)) = sum_c gamma_c p2
-    s1, s2 = (gam * p1).sum(axis=2, keepdims=True), (gam * p2).sum(axis=2, keepdims=True)
-    a = np.broadcast_to(istd * gam, (N, G, cpg))
-    v = np.broadcast_to(-istd**3 * s2 / M, (N, G, cpg))
-    e = np.broadcast_to(-istd * s1 / M, (N, G, cpg))
-    dx = _input_grad(dout2, x2, centre, a, v, e).reshape(x.shape)
-    dgamma = (p2 * istd).sum(axis=0).reshape(C)
-    return dx, dgamma.astype(x.dtype), p1.sum(axis=0).reshape(C).astype(x.dtype)
+    seg, g = _group_affine(gamma, G, L)
+    dx, dgamma, dbeta = _sample_rows_backward(_flat2(dout, N * G), _flat2(x, N * G), seg, g, mean, inv_std)
+    # per-element sums (short planes) add up over each channel's plane
+    dgamma, dbeta = (d.reshape(C, -1).sum(axis=1) for d in (dgamma, dbeta))
+    return dx.reshape(x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
 
 
 def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int,

@@ -99,12 +99,12 @@ OPS = {
 # no planes), per-element affine rows (layer norm; group norm with short planes) -- with batch 1, one channel,
 # odd sizes, rows longer than a tile, column blocks wider than _COLS, row counts that leave a remainder
 CASES = [
-    ("batchnorm", (4, 3, 5, 7), None),  # planes of 35
-    ("batchnorm", (6, 3, 8, 8), None),
-    ("batchnorm", (1, 3, 6, 6), None),  # N = 1: still 36 values per channel
-    ("batchnorm", (5, 1, 6, 7), None),  # one channel
+    ("batchnorm", (4, 3, 12, 11), None),  # planes of 132
+    ("batchnorm", (6, 3, 8, 8), None),  # short planes: columns
+    ("batchnorm", (1, 3, 12, 12), None),  # N = 1: still 144 values per channel
+    ("batchnorm", (5, 1, 12, 13), None),  # one channel
     ("batchnorm", (2, 2, 90, 100), None),  # a plane spans two tiles
-    ("batchnorm", (7, 6, 3, 2), None),  # short planes: columns
+    ("batchnorm", (7, 6, 3, 2), None),
     ("batchnorm", (3, 4, 1, 1), None),
     ("batchnorm", (1, 3, 2, 2), None),
     ("batchnorm", (2, 5), None),  # (N, D)
@@ -117,16 +117,17 @@ CASES = [
     ("layernorm", (3, 4, 5, 6), None),  # gamma of shape (4, 5, 6)
     ("layernorm", (2, 3, 9000), None),  # rows longer than a tile
     ("layernorm", (13, 3, 3), None),  # several row chunks
-    ("groupnorm", (4, 6, 5, 7), 1),
+    ("groupnorm", (4, 6, 12, 11), 1),  # planes: one gamma per plane
+    ("groupnorm", (4, 6, 12, 11), 2),
+    ("groupnorm", (4, 6, 12, 11), 3),
+    ("groupnorm", (4, 6, 5, 7), 6),  # short planes: gamma spread per element
     ("groupnorm", (4, 6, 5, 7), 2),
-    ("groupnorm", (4, 6, 5, 7), 3),
-    ("groupnorm", (4, 6, 5, 7), 6),
-    ("groupnorm", (1, 6, 8, 8), 3),  # batch 1
-    ("groupnorm", (3, 1, 6, 6), 1),  # one channel
-    ("groupnorm", (2, 4, 3, 3), 2),  # short planes: per-element affine rows
+    ("groupnorm", (1, 6, 12, 12), 3),  # batch 1
+    ("groupnorm", (3, 1, 12, 12), 1),  # one channel
+    ("groupnorm", (2, 4, 3, 3), 2),
     ("groupnorm", (2, 4, 1, 1), 4),  # one element per group
     ("groupnorm", (2, 2, 100, 90), 1),  # a group spans several tiles
-    ("instancenorm", (3, 5, 6, 6), None),
+    ("instancenorm", (3, 5, 12, 12), None),
     ("instancenorm", (1, 2, 7, 5), None),
     ("instancenorm", (2, 3, 2, 3), None),  # short planes
     ("instancenorm", (2, 1, 1, 1), None),  # one element per instance
@@ -136,8 +137,9 @@ IDS = [f"{op}-{'x'.join(map(str, s))}" + (f"-G{g}" if g else "") for op, s, g in
 
 def test_cases_cover_every_path():
     """The shapes above reach the geometries and tile boundaries the kernels distinguish."""
-    bn_planes = [s for op, s, _ in CASES if op == "batchnorm" and len(s) == 4]
-    assert any(np.prod(s[2:]) >= _PLANE_MIN for s in bn_planes) and any(np.prod(s[2:]) < _PLANE_MIN for s in bn_planes)
+    for name in ("batchnorm", "groupnorm", "instancenorm"):
+        planes = [np.prod(s[2:]) for op, s, _ in CASES if op == name and len(s) == 4]
+        assert any(L >= _PLANE_MIN for L in planes) and any(L < _PLANE_MIN for L in planes)
     assert any(np.prod(s[2:]) > _TILE for op, s, _ in CASES)
     assert any(op == "layernorm" and np.prod(s[1:]) > _TILE for op, s, _ in CASES)
     assert any(op == "batchnorm" and np.prod(s[1:]) > _COLS and np.prod(s[2:]) < _PLANE_MIN for op, s, _ in CASES)
