@@ -250,8 +250,8 @@ def _batchnorm(args: argparse.Namespace, dtype: np.dtype, png: str | None) -> No
         from .plotting import batchnorm_grid
 
         batchnorm_grid(list(scales), with_bn, without_bn, png,
-                       f"Batch normalization: training accuracy by initial weight scale "
-                       f"({args.dataset}, fastnn {dtype})")
+                       f"Batch normalization: training accuracy by initial weight scale\n"
+                       f"({args.dataset}, {len(x)} images, SGD lr 0.01, fastnn {dtype})")
 
 
 # -- overfit: weight decay and dropout -------------------------------------------------------------------------------

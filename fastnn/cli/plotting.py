@@ -62,7 +62,7 @@ def training_curves(loss: Sequence[float], train_acc: Sequence[float], test_acc:
     epochs = np.arange(len(train_acc))
     ax_acc.plot(epochs, train_acc, marker="o", label="train")
     ax_acc.plot(epochs, test_acc, marker="s", linestyle="--", label="test")
-    ax_acc.set_xlabel("epoch (0 = before training)")
+    ax_acc.set_xlabel("epoch (0 = after the first step)")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(0, 1.0)
     ax_acc.grid(True, alpha=0.3)
@@ -132,7 +132,7 @@ def batchnorm_grid(scales: Sequence[float], with_bn: Sequence[Sequence[float]],
     n = len(scales)
     cols = 4 if n >= 4 else n
     rows = (n + cols - 1) // cols
-    fig = _figure(3.2 * cols, 2.6 * rows)
+    fig = _figure(max(3.2 * cols, 8.0), 2.6 * rows + 0.6)  # room for the two-line title however few panels
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     for i, scale in enumerate(scales):
         ax = axes[i // cols, i % cols]
@@ -149,7 +149,7 @@ def batchnorm_grid(scales: Sequence[float], with_bn: Sequence[Sequence[float]],
         if i // cols == rows - 1:
             ax.set_xlabel("epochs")
         if i == 0:
-            ax.legend(loc="lower right", fontsize=7)
+            ax.legend(loc="best", fontsize=7)
     for j in range(n, rows * cols):
         axes[j // cols, j % cols].set_visible(False)
     fig.suptitle(title)
