@@ -543,22 +543,8 @@ def _column_moments(x2: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarr
     return mean, m2 / x2.size * channels
 
 
-def _coefficients(dtype: np.dtype, *arrays: np.ndarray) -> list[np.ndarray]:
-    """Float64 coefficient vectors rounded once to the data's dtype, contiguous."""
-    return [np.ascontiguousarray(a, dtype=dtype).reshape(-1) for a in arrays]
-
-
 def _flat2(a: np.ndarray, rows: int) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(rows, -1)
-
-
-def _centre_scale_shift(mean, scale, shift, dtype):
-    """Coefficients of ``(x - centre) * scale + shift`` equal to ``(x - mean) * scale + shift`` for a float64 mean.
-
-    The centre is the mean rounded to ``dtype``; the rounding remainder moves into the shift (float64 math).
-    """
-    centre = mean.astype(dtype)
-    return _coefficients(dtype, centre, scale, shift - (mean - centre) * scale)
 
 
 def _normalize(x2: np.ndarray, coef: list[np.ndarray], *, columns: bool) -> np.ndarray:
@@ -592,9 +578,8 @@ def _column_grad_sums(dout2, x2, centre, channels) -> tuple[np.ndarray, np.ndarr
 
 
 def _input_grad(dout2, x2, centre, a, v, e, *, columns: bool) -> np.ndarray:
-    """One pass ``dx = dout * a + (x - centre) * v + e`` with coefficients per row or per column."""
+    """One pass ``dx = dout * a + (x - centre) * v + e`` with coefficients (x's dtype) per row or per column."""
     dx = np.empty_like(x2)
-    a, v, e = _coefficients(x2.dtype, a, v, e)
     if columns:
         _grad_columns.run(x2.size, dout2, x2, centre, a, v, e, dx)
     else:
@@ -648,15 +633,58 @@ def _batch_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _column_moments(_flat2(x, N), C)
 
 
-def _batch_normalize(x, mean, inv_std, gamma, beta) -> np.ndarray:
-    """``gamma * (x - mean) * inv_std + beta`` per channel, as one scale-and-shift pass (mean, inv_std float64)."""
+@helper
+def _batch_forward_coefficients(mean, var, gamma, beta, eps, centre, scale, shift, inv_std):
+    """Per channel: ``inv_std = 1 / sqrt(var + eps)`` and the coefficients of ``out = (x - centre) * scale + shift``.
+
+    mean, var float64; outputs in x's dtype. The centre is the mean rounded to x's dtype; the rounding remainder
+    moves into the shift (float64 math), so the pass computes ``gamma * (x - mean) * inv_std + beta``.
+    """
+    for c in range(mean.shape[0]):
+        s = 1.0 / np.sqrt(var[c] + eps)
+        inv_std[c] = s
+        centre[c] = mean[c]
+        sc = gamma[c] * s
+        scale[c] = sc
+        shift[c] = beta[c] - (mean[c] - centre[c]) * sc
+
+
+@helper
+def _batch_backward_coefficients(p1, p2, gamma, inv_std, M, a, v, e, dgamma, dbeta):
+    r"""Per channel c, from the partial sums ``p1 = sum(dout)``, ``p2 = sum(dout * (x - mean))`` of the entries
+    r % C == c (one per (n, c) plane, or one per channel): the coefficients of ``dx = dout * a + (x - mean) * v
+    + e`` and dgamma, dbeta, all in x's dtype.
+
+    With :math:`a = \gamma\,\mathrm{inv\_std}`: :math:`dx = a\,dout - a\,\sum dout / M
+    - a\,\mathrm{inv\_std}^2 (x - \mu) \sum dout\,(x - \mu) / M`.
+    """
+    C = gamma.shape[0]
+    for c in range(C):
+        s1 = 0.0
+        s2 = 0.0
+        for r in range(c, p1.shape[0], C):
+            s1 += p1[r]
+            s2 += p2[r]
+        s = np.float64(inv_std[c])
+        ga = np.float64(gamma[c]) * s
+        a[c] = ga
+        v[c] = -ga * s * s * s2 / M
+        e[c] = -ga * s1 / M
+        dgamma[c] = s2 * s
+        dbeta[c] = s1
+
+
+def _batch_normalize(x, mean, var, gamma, beta, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (mean, var float64) as one scale-and-shift
+    pass; also returns the mean and inv_std in x's dtype."""
     N, C, L = _channels(x)
-    scale = gamma.astype(np.float64) * inv_std
-    coef = _centre_scale_shift(mean, scale, beta.astype(np.float64), x.dtype)
+    centre, scale, shift, inv_std = (np.empty(C, x.dtype) for _ in range(4))
+    _batch_forward_coefficients(mean, var, gamma, beta, eps, centre, scale, shift, inv_std)
     if L >= _PLANE_MIN:
-        return _normalize(_flat2(x, N * C), coef, columns=False).reshape(x.shape)
-    coef = [np.repeat(c, L) for c in coef] if L > 1 else coef
-    return _normalize(_flat2(x, N), coef, columns=True).reshape(x.shape)
+        out = _normalize(_flat2(x, N * C), [centre, scale, shift], columns=False)
+    else:
+        out = _normalize(_flat2(x, N), [np.repeat(c, L) for c in (centre, scale, shift)], columns=True)
+    return out.reshape(x.shape), centre, inv_std
 
 
 def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
@@ -683,12 +711,11 @@ def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
     x, gamma, beta, momentum, eps = _batchnorm_train_args(x, gamma, beta, running_mean, running_var, momentum, eps)
     x = np.ascontiguousarray(x)
     mean, var = _batch_moments(x)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    out = _batch_normalize(x, mean, inv_std, gamma, beta)
-    mean, var = mean.astype(x.dtype), var.astype(x.dtype)
+    out, mean, inv_std = _batch_normalize(x, mean, var, gamma, beta, eps)
+    var = var.astype(x.dtype)
     running_mean[...] = momentum * running_mean + (1 - momentum) * mean
     running_var[...] = momentum * running_var + (1 - momentum) * var
-    return out, mean, inv_std.astype(x.dtype)
+    return out, mean, inv_std
 
 
 def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
@@ -710,8 +737,7 @@ def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
     if x.size == 0:
         return np.empty(x.shape, x.dtype)
     x = np.ascontiguousarray(x)
-    inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-    return _batch_normalize(x, running_mean.astype(np.float64), inv_std, gamma, beta)
+    return _batch_normalize(x, running_mean.astype(np.float64), running_var.astype(np.float64), gamma, beta, eps)[0]
 
 
 def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
@@ -736,22 +762,18 @@ def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     planes = L >= _PLANE_MIN
     if planes:
         dout2, x2 = _flat2(dout, N * C), _flat2(x, N * C)
-        p1, p2 = _row_grad_sums(dout2, x2, mean)
-        p1, p2 = p1.reshape(N, C).sum(axis=0), p2.reshape(N, C).sum(axis=0)
+        p1, p2 = _row_grad_sums(dout2, x2, mean)  # per (n, c) plane
     else:
         dout2, x2 = _flat2(dout, N), _flat2(x, N)
-        centre = np.repeat(mean, L) if L > 1 else mean
-        p1, p2 = _column_grad_sums(dout2, x2, centre, C)
-    M = N * L
-    istd = inv_std.astype(np.float64)
-    a = gamma.astype(np.float64) * istd
-    v, e = -a * istd * istd * p2 / M, -a * p1 / M
+        centre = np.repeat(mean, L)
+        p1, p2 = _column_grad_sums(dout2, x2, centre, C)  # per channel
+    a, v, e, dgamma, dbeta = (np.empty(C, x.dtype) for _ in range(5))
+    _batch_backward_coefficients(p1, p2, gamma, inv_std, N * L, a, v, e, dgamma, dbeta)
     if planes:
         dx = _input_grad(dout2, x2, mean, a, v, e, columns=False)
     else:
-        a, v, e = (np.repeat(c, L) for c in (a, v, e)) if L > 1 else (a, v, e)
-        dx = _input_grad(dout2, x2, centre, a, v, e, columns=True)
-    return dx.reshape(x.shape), (p2 * istd).astype(x.dtype), p1.astype(x.dtype)
+        dx = _input_grad(dout2, x2, centre, *(np.repeat(c, L) for c in (a, v, e)), columns=True)
+    return dx.reshape(x.shape), dgamma, dbeta
 
 
 # ---------------------------------------------------------------------------------------------------------------
