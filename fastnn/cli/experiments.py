@@ -134,7 +134,7 @@ def _loss_race(args: argparse.Namespace, dtype: np.dtype, png: str | None, runs:
     if png is not None:
         from .plotting import loss_curves
 
-        loss_curves(curves, png, f"{title} ({args.dataset}, {iters} iterations, fastnn {dtype})", ylim)
+        loss_curves(curves, png, f"{title}\n({args.dataset}, {iters} iterations, batch 128, fastnn {dtype})", ylim)
 
 
 def _optimizers(args: argparse.Namespace, dtype: np.dtype, png: str | None) -> None:
