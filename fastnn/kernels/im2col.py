@@ -14,6 +14,12 @@ offset ``(kh, kw)`` and output row ``oh``, :func:`~fastnn.kernels._window.window
 is inside the image and :func:`~fastnn.kernels._window.offset_span` which output columns read inside it; the
 rest is padding and is written as zeros (im2col) or skipped (col2im). col2im writes each input plane from one
 thread only, so overlapping windows add up without races or per-thread buffers.
+
+Measured (2 shared cores, float32, 3x3 pad 1 on 16x16 images, best of 200 calls): the parallel twin overtakes
+the serial one at about 1-2e4 written elements for im2col and col2im (9216: 3.8 vs 3.5 us; 36864: 14 vs 8 us;
+590k: 225 vs 102 us), and at about 3e4 for the bias/transpose passes of :mod:`fastnn.kernels.conv`; so the
+"window" threshold ``config.PARALLEL_MIN_WORK["window"] = 2**15`` fits. Casting the inner indices to unsigned
+(``uintp``) made the copies ~3.5x faster: Numba's negative-index fix-up otherwise keeps them scalar.
 """
 
 from __future__ import annotations
