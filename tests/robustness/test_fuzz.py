@@ -1,0 +1,368 @@
+"""Hypothesis fuzzing of every kernel family against its reference twin.
+
+Each example draws shapes, window geometry (strides and pads as ints or pairs, windows that may not fit), dtypes
+(float32, float64, int64, int8, bool), memory layouts (C order, Fortran order, negative strides, strided slices of a
+larger array, read-only arrays) and the twin (serial or parallel). A valid combination must give the reference
+twin's result (within ``TOL`` of the output dtype, output dtype as NumPy promotes) and leave its inputs as they
+were; an invalid one must raise ``ValueError``/``TypeError`` with fastnn's message, the same from both twins --
+never crash, never return garbage. In-place optimizer updates are checked on non-contiguous views of the
+caller's arrays.
+
+Examples per test: the ``ci`` profile of ``tests/conftest.py`` (``FASTNN_FUZZ_EXAMPLES``, default 60). Long run::
+
+    FASTNN_FUZZ_EXAMPLES=2000 python -m pytest tests/robustness/test_fuzz.py -q
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastnn.kernels as K
+import fastnn.reference as R
+
+from ..conftest import TOL
+
+DTYPES = [np.float32, np.float64, np.int64, np.int8, np.bool_]
+LAYOUTS = ["C", "F", "negative", "slice", "readonly"]
+_MESSAGE = r"{where}: .+ must be .+, got .+"
+
+
+@contextlib.contextmanager
+def _twin(which: str):
+    """Run kernels on the serial or the parallel twin (the ``twin`` fixture cannot be used with @given)."""
+    old = os.environ.get("FASTNN_PARALLEL_MIN_WORK")
+    os.environ["FASTNN_PARALLEL_MIN_WORK"] = "1000000000000" if which == "serial" else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FASTNN_PARALLEL_MIN_WORK"]
+        else:
+            os.environ["FASTNN_PARALLEL_MIN_WORK"] = old
+
+
+def _values(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+    v = np.asarray(rng.standard_normal(shape) * 3)
+    if np.dtype(dtype) == np.bool_:
+        return v > 0
+    if np.dtype(dtype).kind == "i":
+        return np.clip(np.round(v), -100, 100).astype(dtype)
+    return v.astype(dtype)
+
+
+def relayout(a: np.ndarray, layout: str) -> np.ndarray:
+    """``a``'s values in another memory layout (a view with other strides, or a read-only copy)."""
+    a = np.asarray(a)
+    if layout == "C" or (a.ndim == 0 and layout != "readonly"):
+        out = np.array(a, order="C")  # not ascontiguousarray: it turns 0-d into 1-d
+    elif layout == "F":
+        out = np.asfortranarray(a)
+    elif layout == "negative":
+        flip = tuple(slice(None, None, -1) for _ in range(a.ndim))
+        out = a[flip].copy()[flip]
+    elif layout == "slice":
+        big = np.zeros(tuple(2 * s + 1 for s in a.shape), a.dtype)
+        view = big[tuple(slice(1, None, 2) for _ in range(a.ndim))]
+        view[...] = a
+        out = view
+    else:
+        out = a.copy()
+        out.flags.writeable = False
+    np.testing.assert_array_equal(out, a)
+    return out
+
+
+@st.composite
+def arrays(draw, shape, dtypes=DTYPES, layouts=LAYOUTS):
+    dtype = draw(st.sampled_from(dtypes))
+    layout = draw(st.sampled_from(layouts))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return relayout(_values(np.random.default_rng(seed), shape, dtype), layout)
+
+
+def int_or_pair(lo, hi):
+    return st.one_of(st.integers(lo, hi), st.tuples(st.integers(lo, hi), st.integers(lo, hi)))
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else v
+
+
+def _result_dtype(*arrays) -> np.dtype:
+    """The float dtype NumPy computes in: float32 only if every input is float32 or smaller."""
+    dts = [np.float64 if a.dtype.kind in "biu" else a.dtype for a in arrays]
+    return np.result_type(*dts)
+
+
+def _call_both(name: str, valid: bool, *args, extra_atol: float = 0.0, **kw):
+    """Call kernel and reference; compare results and check inputs are unchanged. Returns the kernel's outputs
+    (None for an invalid call). ``extra_atol`` widens the absolute tolerance of the first output (a result that
+    is a difference of much larger terms)."""
+    copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    got = want = None
+    errors = []
+    for impl in (K, R):
+        try:
+            res = getattr(impl, name)(*args, **kw)
+        except (ValueError, TypeError) as e:
+            errors.append((type(e), str(e)))
+            continue
+        if impl is K:
+            got = res
+        else:
+            want = res
+    for a, c in zip(args, copies, strict=True):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, c, err_msg=f"{name} modified an input")
+    if not valid:
+        assert len(errors) == 2, f"{name} accepted an invalid call: {args!r:.300} {kw}"
+        assert errors[0] == errors[1], errors
+        assert errors[0][0] is ValueError or errors[0][0] is TypeError
+        assert re.fullmatch(_MESSAGE.format(where=re.escape(name)), errors[0][1], re.S), errors[0][1]
+        return None
+    assert not errors, f"{name} refused a valid call: {errors}"
+    got_l = list(got) if isinstance(got, tuple) else [got]
+    want_l = list(want) if isinstance(want, tuple) else [want]
+    for i, (g, w) in enumerate(zip(got_l, want_l, strict=True)):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype and g.shape == w.shape, (name, g.dtype, w.dtype, g.shape, w.shape)
+        if g.dtype.kind == "f":
+            tol = dict(TOL[g.dtype])
+            tol["atol"] += extra_atol if i == 0 else 0.0
+            np.testing.assert_allclose(g, w, **tol, equal_nan=True, err_msg=name)
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=name)
+    return got_l
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Window family: convolution, im2col/col2im, max and average pooling
+
+
+@st.composite
+def window_case(draw):
+    n, c = draw(st.integers(0, 3)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    fh, fw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = draw(st.one_of(int_or_pair(1, 3), st.sampled_from([0, (1, 0), -1])))
+    pad = draw(st.one_of(int_or_pair(0, 2), st.sampled_from([-1, (0, -2)])))
+    return n, c, h, w, fh, fw, stride, pad
+
+
+def _geometry_ok(h, w, fh, fw, stride, pad):
+    (sh, sw), (ph, pw) = _pair(stride), _pair(pad)
+    ok = min(sh, sw) >= 1 and min(ph, pw) >= 0 and fh <= h + 2 * ph and fw <= w + 2 * pw
+    return ok, ((h + 2 * ph - fh) // sh + 1 if ok else 0), ((w + 2 * pw - fw) // sw + 1 if ok else 0)
+
+
+@given(case=window_case(), fn=st.integers(1, 4), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_convolution(case, fn, data, twin):
+    n, c, h, w, fh, fw, stride, pad = case
+    ok, oh, ow = _geometry_ok(h, w, fh, fw, stride, pad)
+    x = data.draw(arrays((n, c, h, w)))
+    W = data.draw(arrays((fn, c, fh, fw), dtypes=[np.float32, np.float64]))
+    b = data.draw(arrays((fn,), dtypes=[np.float32, np.float64]))
+    with _twin(twin):
+        out = _call_both("conv2d_forward", ok, x, W, b, stride, pad)
+        if ok:
+            assert out[0].dtype == _result_dtype(x, W, b) and out[0].shape == (n, fn, oh, ow)
+            dout = data.draw(arrays((n, fn, oh, ow), dtypes=[np.float32, np.float64]))
+            _call_both("conv2d_backward", True, dout, x, W, stride, pad)
+
+
+@given(case=window_case(), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_im2col_col2im(case, data, twin):
+    n, c, h, w, fh, fw, stride, pad = case
+    ok, oh, ow = _geometry_ok(h, w, fh, fw, stride, pad)
+    x = data.draw(arrays((n, c, h, w)))
+    with _twin(twin):
+        col = _call_both("im2col", ok, x, fh, fw, stride, pad)
+        if ok:
+            assert col[0].shape == (n * oh * ow, c * fh * fw)
+            col = data.draw(arrays(col[0].shape, dtypes=[np.float32, np.float64]))
+            _call_both("col2im", True, col, (n, c, h, w), fh, fw, stride, pad)
+
+
+@given(case=window_case(), default_stride=st.booleans(), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_pooling(case, default_stride, data, twin):
+    n, c, h, w, fh, fw, stride, pad = case
+    if default_stride:
+        stride = None
+    ok, oh, ow = _geometry_ok(h, w, fh, fw, (fh, fw) if stride is None else stride, pad)
+    ph, pw = _pair(pad)
+    ok = ok and ph <= fh // 2 and pw <= fw // 2
+    x = data.draw(arrays((n, c, h, w)))
+    with _twin(twin):
+        res = _call_both("maxpool2d_forward", ok, x, fh, fw, stride, pad)
+        _call_both("avgpool2d_forward", ok, x, fh, fw, stride, pad)
+        if ok:
+            out, argmax = res
+            assert out.shape == (n, c, oh, ow) and argmax.max(initial=0) < fh * fw
+            dout = data.draw(arrays(out.shape, dtypes=[np.float32, np.float64]))
+            _call_both("maxpool2d_backward", True, dout, relayout(argmax, data.draw(st.sampled_from(LAYOUTS))),
+                       x.shape, fh, fw, stride, pad)
+            _call_both("avgpool2d_backward", True, dout, x.shape, fh, fw, stride, pad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Element-wise: activations and dropout
+
+shapes = st.lists(st.integers(0, 5), min_size=0, max_size=4).map(tuple)
+
+
+@given(shape=shapes, data=st.data(), alpha=st.floats(-2, 2), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_elementwise(shape, data, alpha, twin):
+    x, dout = data.draw(arrays(shape)), data.draw(arrays(shape))
+    mask = data.draw(arrays(shape, dtypes=[np.bool_]))
+    with _twin(twin):
+        for name in ("relu", "sigmoid", "tanh"):
+            out = _call_both(f"{name}_forward", True, x)[0]
+            assert out.dtype == _result_dtype(x)
+            _call_both(f"{name}_backward", True, dout, x if name == "relu" else out)
+        _call_both("leaky_relu_forward", True, x, alpha)
+        _call_both("leaky_relu_backward", True, dout, x, alpha)
+        _call_both("dropout_forward", True, x, mask, 2.0)
+        _call_both("dropout_backward", True, dout, mask, 0.5)
+        if shape:  # a mismatched shape must be refused
+            bad = data.draw(arrays(shape[:-1] + (shape[-1] + 1,)))
+            _call_both("relu_backward", False, bad, x)
+            _call_both("dropout_forward", False, x, relayout(np.ones(bad.shape, bool), "C"), 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses
+
+
+@given(n=st.integers(0, 6), k=st.integers(0, 6), one_hot=st.booleans(), bad_label=st.booleans(), data=st.data(),
+       twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_losses(n, k, one_hot, bad_label, data, twin):
+    x = data.draw(arrays((n, k)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    labels = rng.integers(0, max(k, 1), n)
+    if bad_label and n:
+        labels[rng.integers(n)] = data.draw(st.sampled_from([-1, k, k + 5]))
+    labels_ok = not (bad_label and n)
+    t = np.eye(max(k, 1), dtype=np.float64)[np.clip(labels, 0, max(k, 1) - 1)][:, :k] if one_hot else labels
+    if one_hot and bad_label and n:
+        t = t.copy()
+        t[0] = 1.0  # a row that is not one-hot ...
+        labels_ok = k == 1  # ... unless there is a single class
+    ok = n >= 1 and k >= 1 and labels_ok
+    t = relayout(np.asarray(t), data.draw(st.sampled_from(LAYOUTS)))
+    with _twin(twin):
+        _call_both("softmax_forward", True, x)
+        res = _call_both("softmax_cross_entropy_forward", ok, x, t)
+        _call_both("svm_loss", ok, x, t)
+        if ok:
+            loss, probs = res
+            assert loss.shape == () and loss.dtype == _result_dtype(x)
+            _call_both("softmax_cross_entropy_backward", True, relayout(probs, data.draw(st.sampled_from(LAYOUTS))),
+                       t, data.draw(st.floats(-3, 3)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Normalization
+
+
+def _norm_atol(dout, x, gamma, mean, inv_std) -> float:
+    """Rounding allowance for a normalization's dx: a sum of terms of size |dout*gamma*inv_std|*(1 + xhat**2),
+    which cancel to ~0 for one-element statistics (inv_std = 1/sqrt(eps), terms ~1e3)."""
+    m = lambda a: float(np.max(np.abs(a), initial=0.0))  # noqa: E731
+    xhat = (m(x) + m(mean)) * m(inv_std)
+    dtype = np.result_type(dout.dtype, gamma.dtype, np.float32 if x.dtype == np.float32 else np.float64)
+    return 16 * float(np.finfo(dtype).eps) * m(dout) * m(gamma) * m(inv_std) * (1 + xhat * xhat)
+
+
+
+@given(n=st.integers(0, 5), c=st.integers(1, 4),
+       hw=st.one_of(st.none(), st.tuples(st.integers(1, 6), st.integers(1, 6))), groups=st.integers(1, 5),
+       data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_normalization(n, c, hw, groups, data, twin):
+    shape = (n, c) if hw is None else (n, c, *hw)
+    fl = [np.float32, np.float64]
+    x, dout = data.draw(arrays(shape)), data.draw(arrays(shape, dtypes=fl))
+    gamma, beta = data.draw(arrays((c,), dtypes=fl)), data.draw(arrays((c,), dtypes=fl))
+    rv = np.abs(data.draw(arrays((c,), dtypes=fl))) + 0.5
+    momentum = data.draw(st.floats(0, 1))
+    with _twin(twin):
+        rm_k, rv_k = np.zeros(c, gamma.dtype), rv.astype(gamma.dtype)
+        rm_r, rv_r = rm_k.copy(), rv_k.copy()
+        ok = n >= 1
+        try:
+            res = K.batchnorm_forward_train(x, gamma, beta, rm_k, rv_k, momentum)
+        except ValueError as e:
+            assert not ok and str(e).startswith("batchnorm_forward_train: N must be >= 1"), e
+            np.testing.assert_array_equal(rm_k, rm_r)  # nothing written
+        else:
+            assert ok
+            ref = R.batchnorm_forward_train(x, gamma, beta, rm_r, rv_r, momentum)
+            for g, w in zip((*res, rm_k, rv_k), (*ref, rm_r, rv_r), strict=True):
+                assert g.dtype == w.dtype
+                np.testing.assert_allclose(g, w, **TOL[g.dtype])
+            _call_both("batchnorm_backward", True, dout, x, gamma, res[1], res[2],
+                       extra_atol=_norm_atol(dout, x, gamma, res[1], res[2]))
+        _call_both("batchnorm_forward_infer", True, x, gamma, beta, rm_k.copy(), rv_k.copy())
+        lg = data.draw(arrays(shape[1:], dtypes=fl))
+        ln = _call_both("layernorm_forward", True, x, lg, lg * 0.5)
+        _call_both("layernorm_backward", True, dout, x, lg, ln[1], ln[2],
+                   extra_atol=_norm_atol(dout, x, lg, ln[1], ln[2]))
+        if hw is not None:
+            gn = _call_both("groupnorm_forward", c % groups == 0, x, gamma, beta, groups)
+            if gn is not None:
+                _call_both("groupnorm_backward", True, dout, x, gamma, groups, gn[1], gn[2],
+                           extra_atol=_norm_atol(dout, x, gamma, gn[1], gn[2]))
+            inn = _call_both("instancenorm_forward", True, x, gamma, beta)
+            _call_both("instancenorm_backward", True, dout, x, gamma, inn[1], inn[2],
+                       extra_atol=_norm_atol(dout, x, gamma, inn[1], inn[2]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optimizers: in place on views of the caller's arrays
+
+_WRITEABLE = ["C", "F", "negative", "slice"]
+_STEPS = {
+    "sgd_step": ((), {"lr": 0.1, "weight_decay": 0.01}),
+    "momentum_step": (("velocity",), {"lr": 0.1, "momentum": 0.9}),
+    "nesterov_step": (("buf",), {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.1}),
+    "adagrad_step": (("h",), {"lr": 0.1}),
+    "rmsprop_step": (("sq",), {"lr": 0.01}),
+    "adam_step": (("m", "v"), {"lr": 0.01, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction1": 0.1,
+                               "bias_correction2": 0.01}),
+    "adamw_step": (("m", "v"), {"lr": 0.01, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction1": 0.1,
+                                "bias_correction2": 0.01, "weight_decay": 0.1}),
+    "adabound_step": (("m", "v"), {"lr": 0.01, "final_lr": 0.1, "gamma": 0.001, "beta1": 0.9, "beta2": 0.99,
+                                   "eps": 1e-8, "step": 2}),
+}
+
+
+@given(name=st.sampled_from(sorted(_STEPS)), shape=shapes, dtype=st.sampled_from([np.float32, np.float64]),
+       layout=st.sampled_from(LAYOUTS), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_optimizer_steps_in_place(name, shape, dtype, layout, data, twin):
+    states, hyper = _STEPS[name]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    base = {"param": np.array(rng.standard_normal(shape), dtype)}  # np.array: 0-d stays an array
+    for s in states:
+        base[s] = np.array(np.abs(rng.standard_normal(shape)), dtype)
+    grad = data.draw(arrays(shape))
+    kernel_arrays = {k: relayout(v, layout) for k, v in base.items()}
+    ref_arrays = {k: v.copy() for k, v in base.items()}
+    ok = layout != "readonly"
+    with _twin(twin):
+        try:
+            getattr(K, name)(kernel_arrays["param"], grad, *(kernel_arrays[s] for s in states), **hyper)
+        except ValueError as e:
+            assert not ok and re.fullmatch(rf"{name}: param must be writeable.*", str(e)), e
+            for k, v in kernel_arrays.items():
+                np.testing.assert_array_equal(v, base[k])
+            return
+        assert ok
+        getattr(R, name)(ref_arrays["param"], grad.astype(dtype), *(ref_arrays[s] for s in states), **hyper)
+    for k, v in kernel_arrays.items():
+        assert v.dtype == dtype
+        np.testing.assert_allclose(v, ref_arrays[k], **TOL[np.dtype(dtype)], err_msg=k)
