@@ -156,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
           f"fastnn {1e3 * speed['fastnn_s']:.2f} ms, NumPy reference {1e3 * speed['numpy_s']:.2f} ms")
     print(f"speed-up: {speed['speedup']:.1f}x (largest relative loss difference on the same steps: "
           f"{speed['max_rel_loss_diff']:.1e})")
+    if speed["speedup"] < 1 and args.threads is None:
+        print("hint: the kernels' and BLAS's thread pools may be fighting over busy cores; try --threads 1")
 
     params_path = os.path.join(args.out, f"demo_{args.dataset}_params.npz")
     save_arrays(params_path, net.params)

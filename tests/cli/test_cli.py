@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -15,6 +16,12 @@ from fastnn.checkpoint import load_arrays
 from tests.conftest import SHARED_MNIST
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# The demo's default data set and the figures need the examples extra (pip install "fastnn[examples]").
+needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
+                                   reason="scikit-learn (examples extra) not installed: digits unavailable")
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="matplotlib (examples extra) not installed: no figures")
 
 
 def number(pattern: str, text: str) -> float:
@@ -38,6 +45,8 @@ def run(capsys, *argv):
     return code, out, err
 
 
+@needs_sklearn
+@needs_matplotlib
 def test_demo_digits(tmp_path, capsys):
     code, out, err = run(capsys, "demo", "--epochs", "1", "--compare-steps", "2", "--out", str(tmp_path))
     assert code == 0, err
@@ -62,6 +71,7 @@ def test_demo_digits(tmp_path, capsys):
     assert np.all(np.isfinite(params["W1"]))
 
 
+@needs_sklearn
 def test_demo_float64_no_plot_other_optimizer(tmp_path, capsys):
     code, out, err = run(capsys, "demo", "--epochs", "1", "--compare-steps", "1", "--out", str(tmp_path),
                          "--dtype", "float64", "--optimizer", "momentum", "--no-plot", "--batch-size", "100")
@@ -162,6 +172,8 @@ def _table_rows(out: str, first_cells: list[str]) -> dict[str, list[float]]:
     return rows
 
 
+@needs_sklearn
+@needs_matplotlib
 def test_experiment_optimizers(tmp_path, capsys):
     code, out, err = run(capsys, "experiment", "optimizers", "--iters", "30", "--out", str(tmp_path))
     assert code == 0, err
@@ -176,6 +188,8 @@ def test_experiment_optimizers(tmp_path, capsys):
     assert_png(tmp_path / "experiment_optimizers.png")
 
 
+@needs_sklearn
+@needs_matplotlib
 def test_experiment_init(tmp_path, capsys):
     code, out, err = run(capsys, "experiment", "init", "--iters", "60", "--out", str(tmp_path))
     assert code == 0, err
@@ -186,6 +200,7 @@ def test_experiment_init(tmp_path, capsys):
     assert_png(tmp_path / "experiment_init.png")
 
 
+@needs_matplotlib
 def test_experiment_activations(tmp_path, capsys):
     code, out, err = run(capsys, "experiment", "activations", "--out", str(tmp_path))
     assert code == 0, err
@@ -206,6 +221,8 @@ def test_experiment_activations(tmp_path, capsys):
     assert_png(tmp_path / "experiment_activations.png")
 
 
+@needs_sklearn
+@needs_matplotlib
 def test_experiment_batchnorm(tmp_path, capsys):
     code, out, err = run(capsys, "experiment", "batchnorm", "--epochs", "3", "--scales", "2", "--out", str(tmp_path))
     assert code == 0, err
@@ -218,6 +235,8 @@ def test_experiment_batchnorm(tmp_path, capsys):
     assert_png(tmp_path / "experiment_batchnorm.png")
 
 
+@needs_sklearn
+@needs_matplotlib
 def test_experiment_overfit(tmp_path, capsys):
     code, out, err = run(capsys, "experiment", "overfit", "--epochs", "3", "--out", str(tmp_path))
     assert code == 0, err
