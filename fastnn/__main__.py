@@ -20,6 +20,15 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser"]
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None (those defaults are described in the help text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .cli import demo, experiments
 
@@ -28,10 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     demo.add_arguments(sub.add_parser("demo", help="train SimpleConvNet on real digits and show the speed-up",
                                       description=demo.__doc__.split("\n\n")[0],
-                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+                                      formatter_class=_HelpFormatter))
     experiments.add_arguments(sub.add_parser("experiment", help="reproduce a figure of the book's chapter 6",
                                              description=experiments.__doc__.split("\n\n")[0],
-                                             formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+                                             formatter_class=_HelpFormatter))
     sub.add_parser("bench", help="benchmark fastnn kernels against NumPy (fastnn bench --help)", add_help=False)
     return parser
 

@@ -46,11 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "mnist 2, mnist-small 4)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="mini-batch size (default 50 for digits, "
                    "100 for MNIST)")
-    p.add_argument("--optimizer", choices=sorted(LEARNING_RATES), default="adam")
+    p.add_argument("--optimizer", choices=sorted(LEARNING_RATES), default="adam", help="fastnn.optim optimizer")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: Adam 0.003 for digits and mnist-small, 0.001 for mnist; other "
                         "optimizers: SGD 0.1, Momentum/AdaGrad 0.01, RMSprop 0.001 ...)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of data and weights")
     p.add_argument("--seed", type=int, default=0, help="weights, split and batches")
     p.add_argument("--compare-steps", type=_positive_int, default=8,
                    help="training steps timed on fastnn and on the NumPy reference (after one warm-up step)")

@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "dropout 300, as the book)")
     p.add_argument("--scales", type=_positive_int, default=16,
                    help="batchnorm: number of initial weight scales, log-spaced from 1 to 1e-4")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of data and weights")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batches")
     p.add_argument("--out", default=".", help="folder for the PNG")
     p.add_argument("--no-plot", action="store_true", help="print the table only (no matplotlib needed)")
