@@ -181,6 +181,10 @@ def _download(filename: str, md5: str, data_dir: pathlib.Path, mirrors: list[str
               where: str) -> pathlib.Path:
     dest = data_dir / filename
     data_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(data_dir, os.W_OK):
+        # Checked once here, or every mirror would "fail" with the same PermissionError.
+        raise PermissionError(f"{where}: {data_dir} must be writable to download {filename} into it, got a "
+                              "read-only folder; pass data_dir= a writable folder or put the files there by hand")
     tried = []
     for base in mirrors:
         url = base + filename

@@ -241,3 +241,17 @@ def test_bad_arguments(tmp_path, kwargs, exc, fragment):
         load_mnist(**kwargs)
     assert fragment in str(info.value)
     assert not (tmp_path / "m").exists()
+
+
+
+def test_read_only_data_dir_is_reported_once(tmp_path, mirror, monkeypatch):
+    # Tests may run as root, who can write into a chmod 555 folder: simulate the refusal instead.
+    data = tmp_path / "ro"
+    data.mkdir()
+    real_access = mnist_module.os.access
+    monkeypatch.setattr(mnist_module.os, "access", lambda p, mode: False if p == data else real_access(p, mode))
+    with pytest.raises(PermissionError, match=r"load_mnist: .*ro must be writable to download "
+                                              r"t10k-images-idx3-ubyte.gz"):
+        load_mnist(data_dir=data, urls=mirror.url("ok"), subsets=("test",), progress=False)
+    assert mirror.total_requests == 0
+    assert _listing(data) == []
