@@ -14,7 +14,8 @@ from tests.conftest import TOL, assert_close
 
 # (N, C, H, W, FN, FH, FW, stride, pad): batch 1, one channel, non-square images and filters, strides 1/2/3,
 # pads 0/1/2, per-axis pairs, overlapping windows and windows that do not tile, 1x1 (the no-im2col path and
-# its strided/padded variants that take the general path), a window as large as the padded input.
+# its strided/padded variants that take the general path), a window as large as the padded input, windows that
+# see only padding.
 CASES = [
     (2, 3, 7, 5, 4, 3, 2, 1, 0),
     (1, 1, 6, 6, 2, 3, 3, 1, 1),
@@ -28,6 +29,7 @@ CASES = [
     (1, 2, 2, 3, 3, 5, 4, 1, 2),
     (3, 2, 6, 9, 1, 2, 2, 3, 0),
     (5, 3, 6, 6, 4, 3, 3, 1, 1),
+    (2, 2, 1, 1, 2, 1, 1, (1, 2), (0, 2)),
 ]
 IDS = [f"N{n}C{c}-{h}x{w}-F{fn}:{fh}x{fw}-s{s}-p{p}" for n, c, h, w, fn, fh, fw, s, p in CASES]
 

@@ -17,7 +17,7 @@ R = importlib.import_module("fastnn.reference.im2col")
 
 # (x shape, FH, FW, stride, pad): batch 1, one channel, non-square images and filters, strides 1/2/3, pads 0/1/2,
 # per-axis pairs, overlapping windows, windows that do not tile the input, 1x1, a window as large as the padded
-# input, an image smaller than its window, and an empty image axis.
+# input, an image smaller than its window, an empty image axis, and windows that see only padding.
 CASES = [
     ((2, 3, 7, 5), 3, 2, 1, 0),
     ((1, 1, 6, 6), 3, 3, 1, 1),
@@ -30,6 +30,7 @@ CASES = [
     ((1, 2, 2, 3), 5, 4, 1, 2),
     ((2, 2, 6, 9), 2, 2, 3, 0),
     ((1, 1, 0, 3), 3, 1, 1, (2, 0)),
+    ((2, 2, 1, 1), 1, 1, (1, 2), (0, 2)),  # windows wholly inside the padding
 ]
 IDS = [f"{s}-{fh}x{fw}-s{st}-p{p}" for s, fh, fw, st, p in CASES]
 
