@@ -110,7 +110,8 @@ def _span_moments(xs):
         d = np.float64(xs[j]) - k
         s1 += d
         s2 += d * d
-    return k + s1 / n, max(s2 - s1 * s1 / n, 0.0)
+    m2 = s2 - s1 * s1 / n
+    return k + s1 / n, 0.0 if m2 < 0.0 else m2  # rounding can leave -0.x ulp; NaN passes (max() would drop it)
 
 
 @helper
@@ -225,7 +226,8 @@ def _moments_columns(x, rows, cols, pmean, pm2, cmean, cm2, mean, m2):
                 qk[j] += d * d
         cnt = n1 - n0
         for j in range(pk.shape[0]):
-            qk[j] = max(qk[j] - pk[j] * pk[j] / cnt, 0.0)
+            q = qk[j] - pk[j] * pk[j] / cnt
+            qk[j] = 0.0 if q < 0.0 else q
             pk[j] = np.float64(shift[j]) + pk[j] / cnt
     # combine the row chunks column by column ...
     cmean[:] = 0.0

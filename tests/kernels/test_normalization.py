@@ -245,6 +245,21 @@ def test_statistics_are_the_moments(name, dtype):
     np.testing.assert_allclose(istd.reshape(-1), 1 / np.sqrt(view.var(axis=1) + eps), rtol=_tol(dtype))
 
 
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("shape", [(4, 6, 12, 12), (4, 6, 3, 3)], ids=["planes", "short-planes"])
+def test_nan_propagates_like_the_reference(name, shape, twin):
+    """A NaN makes its own statistic NaN (and everything normalized by it), nothing else."""
+    op = OPS[name]
+    x, gamma, beta, dout = _inputs(op, shape, np.dtype(np.float64))
+    x[1, 2, 1, 1] = np.nan
+    got = op.forward(K, x, gamma, beta, 3)
+    want = op.forward(R, x, gamma, beta, 3)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        assert np.isnan(g).any() and not np.isnan(g).all()
+        _close(np.nan_to_num(g), np.nan_to_num(w), np.dtype(np.float64))
+
+
 def test_batchnorm_single_sample_features(dtype, twin):
     """(1, D): every feature has zero variance, so out = beta, inv_std = 1/sqrt(eps) and dx = 0 (up to rounding)."""
     x = np.array([[3.0, -1.5, 1e4, 0.0]], dtype)
