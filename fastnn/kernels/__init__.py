@@ -5,14 +5,17 @@ loop body through :class:`fastnn._jit.Kernel`, serial or parallel by size.
 """
 
 from . import activations, conv, dropout, im2col, losses, normalization, optimizers, pooling
-from .activations import *  # noqa: F403
-from .conv import *  # noqa: F403
-from .dropout import *  # noqa: F403
-from .im2col import *  # noqa: F403
-from .losses import *  # noqa: F403
-from .normalization import *  # noqa: F403
-from .optimizers import *  # noqa: F403
-from .pooling import *  # noqa: F403
 
+# The modules' public names, gathered before the star imports below rebind ``im2col`` (the module) to
+# ``im2col`` (the function of the same name).
 __all__ = [name for mod in (activations, conv, dropout, im2col, losses, normalization, optimizers, pooling)
            for name in mod.__all__]
+
+from .activations import *  # noqa: E402, F403
+from .conv import *  # noqa: E402, F403
+from .dropout import *  # noqa: E402, F403
+from .im2col import *  # noqa: E402, F403
+from .losses import *  # noqa: E402, F403
+from .normalization import *  # noqa: E402, F403
+from .optimizers import *  # noqa: E402, F403
+from .pooling import *  # noqa: E402, F403

@@ -224,9 +224,3 @@ def col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: in
         return dx
     col2im_into(col.reshape(g.N, ohw, ck).transpose(0, 2, 1), dx, g)
     return dx
-
-
-# The package __init__ star-imports this module, which rebinds the package attribute ``im2col`` from this module
-# to this function; its ``__all__`` comprehension then reads ``im2col.__all__``. Until the __init__ keeps the
-# module objects apart, give the function the module's export list so the package imports.
-im2col.__all__ = __all__  # type: ignore[attr-defined]
