@@ -43,6 +43,9 @@ class Convolution(Layer):
         self.stride, self.pad = stride, pad
         self.dW = self.db = None
         self.x = None
+        # The kernels' workspace: the forward's column matrix, reused by the backward of the same x (as the
+        # book's layer keeps ``self.col``), and the scratch buffers of later calls.
+        self._workspace: dict = {}
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "Convolution.forward", ndim=4)
@@ -51,12 +54,13 @@ class Convolution(Layer):
             _validate.fail("Convolution.forward", "x", f"of shape (N, {C}, H, W) (C = W.shape[1])", f"shape {x.shape}")
         sliding_window(x, FH, FW, self.stride, self.pad, "Convolution.forward", f"{FH}x{FW} filter")
         self.x = x
-        return self._output(kernels.conv2d_forward(x, self.W, self.b, self.stride, self.pad))
+        return self._output(kernels.conv2d_forward(x, self.W, self.b, self.stride, self.pad, cache=self._workspace))
 
     def backward(self, dout: Any) -> np.ndarray:
         """dout (N, FN, OH, OW) -> dx (N, C, H, W); sets dW (FN, C, FH, FW) and db (FN,)."""
         dout = self._dout(dout, "Convolution.backward")
-        dx, self.dW, self.db = kernels.conv2d_backward(dout, self.x, self.W, self.stride, self.pad)
+        dx, self.dW, self.db = kernels.conv2d_backward(dout, self.x, self.W, self.stride, self.pad,
+                                                       cache=self._workspace)
         return dx
 
 
