@@ -388,17 +388,21 @@ def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: d
     Returns
     -------
     out : ndarray (N, F, H', W'), H' = 1 + (H + 2 pad - HH) // stride
-    cache : (x, w, b, conv_param)
+    cache : (x, w, b, conv_param, workspace)
+        ``workspace`` holds the forward's column matrix for the backward pass (cs231n's fast layer keeps
+        ``x_cols`` the same way).
     """
     stride, pad = _conv_geometry(conv_param, "conv_forward_fast")
-    return backend.conv2d_forward(x, w, b, stride, pad), (x, w, b, conv_param)
+    workspace: dict = {}
+    out = backend.conv2d_forward(x, w, b, stride, pad, cache=workspace)
+    return out, (x, w, b, conv_param, workspace)
 
 
 def conv_backward_fast(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv_forward_fast`: (dx, dw, db)."""
-    x, w, _, conv_param = _cache(cache, "conv_backward_fast", 4)
+    x, w, _, conv_param, workspace = _cache(cache, "conv_backward_fast", 5)
     stride, pad = _conv_geometry(conv_param, "conv_backward_fast")
-    return backend.conv2d_backward(dout, x, w, stride, pad)
+    return backend.conv2d_backward(dout, x, w, stride, pad, cache=workspace)
 
 
 #: cs231n's naive loops and its fast layers compute the same thing; here both are the kernel.
