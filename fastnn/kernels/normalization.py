@@ -118,6 +118,16 @@ def _span_moments(xs):
 
 
 @helper
+def _span_sum(xs):
+    """``sum(xs)`` in float64, unshifted: the mean of a span holding +-inf is then +-inf (NaN for both signs), as
+    in NumPy, where a shift by an infinite element would give inf - inf. Only called when a shifted mean is NaN."""
+    acc = 0.0
+    for j in range(xs.shape[0]):
+        acc += xs[j]
+    return acc
+
+
+@helper
 def _span_scale_shift(xs, c, s, h, out):
     """``out = (xs - c) * s + h`` (all in xs's dtype)."""
     for j in range(xs.shape[0]):
@@ -181,6 +191,11 @@ def _moments_rows(x, tile, pmean, pm2, mean, m2):
                 total += cnt
                 msum += cnt * pmean[r, t]
         mu = msum / total
+        if mu != mu:  # NaN: a NaN or an infinity in the data (see _span_sum)
+            mu = 0.0
+            for r in range(s, R, S):
+                mu += _span_sum(x[r])
+            mu /= total
         q2 = 0.0
         for r in range(s, R, S):
             for t in range(T):
@@ -260,6 +275,11 @@ def _moments_columns(x, rows, cols, pmean, pm2, cmean, cm2, mean, m2):
         for l in range(L):
             mu += cm[l]
         mu /= L
+        if mu != mu:  # NaN: a NaN or an infinity in the data (see _span_sum)
+            mu = 0.0
+            for n in range(N):
+                mu += _span_sum(x[n, c * L:(c + 1) * L])
+            mu /= N * L
         q = 0.0
         for l in range(L):
             d = cm[l] - mu
@@ -436,6 +456,8 @@ def _rows_forward_elementwise(x, g, b, eps, tile, mean, inv_std, coef, out):
     for r in prange(R):
         xs = x[r]
         mu, m2 = _long_span_moments(xs, tile)
+        if mu != mu:  # NaN: a NaN or an infinity in the row (see _span_sum)
+            mu = _span_sum(xs) / M
         s = 1.0 / np.sqrt(m2 / M + eps)
         mean[r] = mu
         inv_std[r] = s
@@ -464,6 +486,8 @@ def _rows_forward_planes(x, L, g, b, eps, tile, mean, inv_std, coef, out):
     for r in prange(R):
         xs = x[r]
         mu, m2 = _long_span_moments(xs, tile)
+        if mu != mu:  # NaN: a NaN or an infinity in the row (see _span_sum)
+            mu = _span_sum(xs) / M
         s = 1.0 / np.sqrt(m2 / M + eps)
         mean[r] = mu
         inv_std[r] = s

@@ -245,19 +245,27 @@ def test_statistics_are_the_moments(name, dtype):
     np.testing.assert_allclose(istd.reshape(-1), 1 / np.sqrt(view.var(axis=1) + eps), rtol=_tol(dtype))
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # the reference's inf - inf
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
 @pytest.mark.parametrize("name", sorted(OPS))
 @pytest.mark.parametrize("shape", [(4, 6, 12, 12), (4, 6, 3, 3)], ids=["planes", "short-planes"])
-def test_nan_propagates_like_the_reference(name, shape, twin):
-    """A NaN makes its own statistic NaN (and everything normalized by it), nothing else."""
+def test_special_values_like_the_reference(name, shape, special, twin):
+    """A NaN or +-inf poisons its own statistic and what it normalizes, nothing else; a +-inf gives a +-inf mean
+    (as NumPy) even where it is the element the shifted sums start from (the first row of a column chunk)."""
     op = OPS[name]
     x, gamma, beta, dout = _inputs(op, shape, np.dtype(np.float64))
-    x[1, 2, 1, 1] = np.nan
+    x[2, 2, 0, 0] = special  # sample 2 starts the second column chunk of batch norm's short-plane path
     got = op.forward(K, x, gamma, beta, 3)
     want = op.forward(R, x, gamma, beta, 3)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
-        assert np.isnan(g).any() and not np.isnan(g).all()
-        _close(np.nan_to_num(g), np.nan_to_num(w), np.dtype(np.float64))
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
+        assert not np.isfinite(g).all() and np.isfinite(g).any()
+        finite = np.isfinite(w)
+        _close(np.where(finite, g, 0), np.where(finite, w, 0), np.dtype(np.float64))
+    if np.isinf(special):
+        mean = got[1].reshape(-1)
+        assert mean[np.isinf(mean)].tolist() == [special]
 
 
 def test_batchnorm_single_sample_features(dtype, twin):
