@@ -268,22 +268,21 @@ def _moments_columns(x, rows, cols, pmean, pm2, cmean, cm2, mean, m2):
     # ... then the L columns of each channel
     C = mean.shape[0]
     L = J // C
-    for c in range(C):
-        cm = cmean[c * L:(c + 1) * L]
-        c2 = cm2[c * L:(c + 1) * L]
+    for c in range(C):  # indices, not views: C may be thousands of one-column channels
+        j0 = c * L
         mu = 0.0
-        for l in range(L):
-            mu += cm[l]
+        for j in range(j0, j0 + L):
+            mu += cmean[j]
         mu /= L
         if mu != mu:  # NaN: a NaN or an infinity in the data (see _span_sum)
             mu = 0.0
             for n in range(N):
-                mu += _span_sum(x[n, c * L:(c + 1) * L])
+                mu += _span_sum(x[n, j0:j0 + L])
             mu /= N * L
         q = 0.0
-        for l in range(L):
-            d = cm[l] - mu
-            q += c2[l] + N * d * d
+        for j in range(j0, j0 + L):
+            d = cmean[j] - mu
+            q += cm2[j] + N * d * d
         mean[c] = mu
         m2[c] = q
 
