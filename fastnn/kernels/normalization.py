@@ -622,6 +622,11 @@ def _flat2(a: np.ndarray, rows: int) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(rows, -1)
 
 
+def _per_column(per_channel: list[np.ndarray], L: int) -> list[np.ndarray]:
+    """Per-channel vectors repeated for each of a channel's L columns (no copy when L = 1)."""
+    return per_channel if L == 1 else [np.repeat(v, L) for v in per_channel]
+
+
 def _normalize(x2: np.ndarray, coef: list[np.ndarray], *, columns: bool) -> np.ndarray:
     """One pass ``(x2 - centre) * scale + shift``, coef = [centre, scale, shift] per row or per column."""
     out = np.empty_like(x2)
@@ -769,7 +774,7 @@ def _batch_normalize(x, mean, var, gamma, beta, eps) -> tuple[np.ndarray, np.nda
     if L >= _PLANE_MIN:
         out = _normalize(_flat2(x, N * C), [centre, scale, shift], columns=False)
     else:
-        out = _normalize(_flat2(x, N), [np.repeat(c, L) for c in (centre, scale, shift)], columns=True)
+        out = _normalize(_flat2(x, N), _per_column([centre, scale, shift], L), columns=True)
     return out.reshape(x.shape), centre, inv_std
 
 
@@ -851,14 +856,14 @@ def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
         p1, p2 = _row_grad_sums(dout2, x2, mean)  # per (n, c) plane
     else:
         dout2, x2 = _flat2(dout, N), _flat2(x, N)
-        centre = np.repeat(mean, L)
+        (centre,) = _per_column([mean], L)
         p1, p2 = _column_grad_sums(dout2, x2, centre, C)  # per channel
     a, v, e, dgamma, dbeta = (np.empty(C, x.dtype) for _ in range(5))
     _batch_backward_coefficients(p1, p2, gamma, inv_std, N * L, a, v, e, dgamma, dbeta)
     if planes:
         dx = _input_grad(dout2, x2, mean, a, v, e, columns=False)
     else:
-        dx = _input_grad(dout2, x2, centre, *(np.repeat(c, L) for c in (a, v, e)), columns=True)
+        dx = _input_grad(dout2, x2, centre, *_per_column([a, v, e], L), columns=True)
     return dx.reshape(x.shape), dgamma, dbeta
 
 
