@@ -24,7 +24,7 @@ PARALLEL_MIN_WORK: dict[str, int] = {
     "elementwise": 1 << 16,
     "optimizer": 1 << 16,
     "window": 1 << 15,
-    "normalization": 1 << 15,
+    "normalization": 1 << 16,
     "loss": 1 << 15,
 }
 
