@@ -145,6 +145,10 @@ def _call_both(name: str, valid: bool, *args, extra_atol: float = 0.0, oracle64:
         if g.dtype.kind == "f":
             tol = dict(TOL[g.dtype])
             tol["atol"] += extra_atol if i == 0 else 0.0
+            # reordered sums: an element may be the small difference of large terms (conv dW in float32 measured
+            # 5e-6 off at 0.11 among values of 29), so the absolute tolerance follows the largest value
+            finite = np.abs(w[np.isfinite(w)])
+            tol["atol"] += tol["rtol"] * (float(finite.max()) if finite.size else 0.0)
             np.testing.assert_allclose(g, w, **tol, equal_nan=True, err_msg=name)
         else:
             np.testing.assert_array_equal(g, w, err_msg=name)
