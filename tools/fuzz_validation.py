@@ -213,7 +213,9 @@ def _tags(kw: dict) -> str:
     for a in kw.values():
         if isinstance(a, (np.ndarray, list)):
             try:
-                arrays.append(np.asarray(a, dtype=float))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # complex to float, in this test only
+                    arrays.append(np.asarray(a, dtype=float))
             except (ValueError, TypeError):
                 pass
     if any(not np.isfinite(a).all() for a in arrays):
