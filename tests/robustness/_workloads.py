@@ -77,8 +77,16 @@ def worker(seed: int) -> dict[str, np.ndarray]:
 
 
 def worker_env(seed: int) -> tuple[dict[str, np.ndarray], dict[str, object]]:
-    """A pool task that also reports how fastnn launched kernels in the child."""
+    """A pool task that also reports how fastnn launched kernels in the child.
+
+    It first sets the thread count (that must be harmless in a child that runs serial twins only).
+    """
+    import numba
+
+    import fastnn
     from fastnn import _jit
 
+    fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     result = compute(seed)
-    return result, {"parallel_allowed": _jit._parallel_allowed, "layer": _jit.threading_layer()}
+    return result, {"parallel_allowed": _jit._parallel_allowed, "layer": _jit.threading_layer(),
+                    "threads": fastnn.get_num_threads()}

@@ -10,7 +10,11 @@ float32 tolerance; everything else, and every spawned child, must agree bit for 
 
 from __future__ import annotations
 
+import numba
+
 from ._subproc import run_python
+
+_N = numba.config.NUMBA_NUM_THREADS  # a child's threads after set_num_threads(all) when it may run parallel
 
 _POOL = """
 import os, sys, multiprocessing as mp
@@ -41,7 +45,7 @@ if __name__ == "__main__":
     exact = method != "fork"
     bad = [(s, k) for s, (res, _) in zip(seeds, out) for k in expected[s]
            if not close(res[k], expected[s][k], exact)]
-    infos = sorted({(str(i["parallel_allowed"]), str(i["layer"])) for _, i in out})
+    infos = sorted({(str(i["parallel_allowed"]), str(i["layer"]), i["threads"]) for _, i in out})
     print("children", infos)
     print("mismatches", bad)
 """
@@ -56,23 +60,23 @@ def _run(method: str, warm: str, layer: str | None = None) -> list[str]:
 
 def test_fork_after_parallel_kernels_runs_serial_twins_and_matches():
     lines = _run("fork", "kernels")
-    assert lines == ["parent layer omp", "children [('False', 'omp')]", "mismatches []"], lines
+    assert lines == ["parent layer omp", "children [('False', 'omp', 1)]", "mismatches []"], lines
 
 
 def test_fork_after_set_num_threads_alone_is_safe():
     """The OpenMP pool started by set_num_threads (no fastnn kernel yet) must also keep children serial."""
     lines = _run("fork", "set_num_threads")
-    assert lines == ["parent layer omp", "children [('False', 'omp')]", "mismatches []"], lines
+    assert lines == ["parent layer omp", "children [('False', 'omp', 1)]", "mismatches []"], lines
 
 
 def test_fork_with_workqueue_parent_keeps_parallel_twins():
     lines = _run("fork", "kernels", layer="workqueue")
-    assert lines == ["parent layer workqueue", "children [('True', 'workqueue')]", "mismatches []"], lines
+    assert lines == ["parent layer workqueue", f"children [('True', 'workqueue', {_N})]", "mismatches []"], lines
 
 
 def test_spawn_children_run_parallel_and_match_bit_for_bit():
     lines = _run("spawn", "kernels")
-    assert lines == ["parent layer omp", "children [('True', 'omp')]", "mismatches []"], lines
+    assert lines == ["parent layer omp", f"children [('True', 'omp', {_N})]", "mismatches []"], lines
 
 
 _UNGUARDED_FORK = """
