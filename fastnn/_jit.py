@@ -100,8 +100,8 @@ def _njit(fn: Callable, **options: Any) -> Callable:
 def _harden_cache(dispatcher: Any, fn: Callable) -> bool:
     """Give ``dispatcher``'s cache the stamp, key, lock and error handling described in the module docstring.
 
-    These are Numba internals (stable since 0.49, checked here): when any is missing, return False and the kernel
-    is compiled uncached rather than risking a stale cache.
+    These are Numba internals (``Cache``/``IndexDataCacheFile`` of numba.core.caching, checked on 0.68): when any
+    is missing, return False and the kernel is compiled uncached rather than risking a stale cache.
     """
     cache = getattr(dispatcher, "_cache", None)
     cache_file = getattr(cache, "_cache_file", None)
