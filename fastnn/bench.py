@@ -187,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "which a loaded machine disturbs far less")
     parser.add_argument("--no-triad", action="store_true", help="skip the triad bandwidth measurement")
     parser.add_argument("--list", action="store_true", help="list the cases and their shapes per size, and exit")
+    parser.add_argument("--targets", action="store_true", help="measure the speed targets instead (forward+backward "
+                        "pairs, optimizer and training steps, float32, vs torch): see fastnn.bench_targets")
     args = parser.parse_args(argv)
     try:
         sizes = _choices("mnist" if args.quick and args.size == "mnist,cifar" else args.size,
@@ -216,6 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+    if args.targets:
+        from . import bench_targets
+
+        print(f"{get_num_threads()} threads; median of {repeat} interleaved blocks per call, JIT warmed; float32")
+        print(bench_targets.format_rows(bench_targets.run(repeat, 0.05 if args.quick else 0.2, args.threads)))
+        return 0
     bandwidth = None if args.no_triad else triad_bandwidth(3 if args.quick else 10)
     print(f"triad bandwidth: {f'{bandwidth / 1e9:.1f} GB/s' if bandwidth else 'not measured'}"
           f"{'' if bandwidth or args.no_triad else ' (fastnn.kernels._bandwidth.triad_bandwidth is not available)'}")
