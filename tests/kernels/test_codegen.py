@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from numba import config as numba_config
 
+from fastnn import config as fastnn_config
+from fastnn._jit import Kernel
 from fastnn.kernels import normalization, optimizers
 
 pytestmark = pytest.mark.skipif(numba_config.DISABLE_JIT, reason="no machine code under NUMBA_DISABLE_JIT=1")
@@ -23,8 +25,13 @@ DOUBLE_MATH = re.compile(r"\bv?(add|sub|mul|div|fmadd\w*|fmsub\w*|fnmadd\w*|sqrt
 PACKED_SINGLE = re.compile(r"\bv(add|sub|mul|div|fmadd\w*|fnmadd\w*|sqrt)ps\s+%[yz]mm")
 
 
-def _asm(dispatcher, *args) -> str:
-    dispatcher(*args)  # compile the float32 specialisation
+def _asm(kernel, twin: str, *args) -> str:
+    """Assembly of ``kernel``'s ``twin`` for ``args``, compiled afresh exactly as fastnn compiles it (code loaded from
+    Numba's on-disk cache cannot be inspected)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastnn_config, "CACHE", False)
+        dispatcher = getattr(Kernel(kernel.py_func, kernel.family), twin)
+    dispatcher(*args)
     return "\n".join(dispatcher.inspect_asm().values())
 
 
@@ -36,7 +43,7 @@ def _adam_args(n: int = 64):
 
 @pytest.mark.parametrize("twin", ["serial", "parallel"])
 def test_float32_adam_has_no_double_math_and_vectorises(twin):
-    asm = _asm(getattr(optimizers._adam, twin), *_adam_args())
+    asm = _asm(optimizers._adam, twin, *_adam_args())
     assert not DOUBLE_MATH.findall(asm), sorted(set(DOUBLE_MATH.findall(asm)))[:5]
     assert PACKED_SINGLE.search(asm), "no packed single-precision arithmetic on ymm/zmm registers"
 
@@ -46,6 +53,6 @@ def test_float32_normalize_pass_has_no_double_math_and_vectorises(twin):
     f = np.float32
     x = np.ones((4, 256), f)
     cen, scale, shift = (np.ones(4, f) for _ in range(3))
-    asm = _asm(getattr(normalization._normalize_rows, twin), x, 256, cen, scale, shift, np.empty_like(x))
+    asm = _asm(normalization._normalize_rows, twin, x, 256, cen, scale, shift, np.empty_like(x))
     assert not DOUBLE_MATH.findall(asm), sorted(set(DOUBLE_MATH.findall(asm)))[:5]
     assert PACKED_SINGLE.search(asm)
