@@ -22,9 +22,8 @@ import math
 import numpy as np
 from numba import prange
 
-from .. import _validate
 from .._jit import Kernel, kernel
-from ..reference.optimizers import _adabound_bounds, _adam_checks
+from ..reference.optimizers import _adabound_checks, _adam_checks, _checks
 from .activations import _fdiv
 
 __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
@@ -179,10 +178,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float
     weight_decay : float
         L2 coefficient >= 0.
     """
-    where = "sgd_step"
-    g = _validate.optimizer_arrays(where, param, grad)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, weight_decay = _checks("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_sgd, param, g, (), t(lr), t(weight_decay))
 
@@ -201,11 +197,8 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr:
     lr, momentum, weight_decay : float
         lr > 0, 0 <= momentum < 1, weight_decay >= 0 (L2).
     """
-    where = "momentum_step"
-    g = _validate.optimizer_arrays(where, param, grad, velocity=velocity)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    momentum = _validate.scalar(momentum, where, "momentum", ge=0, lt=1)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, momentum, weight_decay = _checks("momentum_step", param, grad, {"velocity": velocity}, lr=lr,
+                                            momentum=momentum, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_momentum, param, g, (velocity,), t(lr), t(momentum), t(weight_decay))
 
@@ -224,11 +217,8 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
     lr, momentum, weight_decay : float
         lr > 0, 0 <= momentum < 1, weight_decay >= 0 (L2).
     """
-    where = "nesterov_step"
-    g = _validate.optimizer_arrays(where, param, grad, buf=buf)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    momentum = _validate.scalar(momentum, where, "momentum", ge=0, lt=1)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, momentum, weight_decay = _checks("nesterov_step", param, grad, {"buf": buf}, lr=lr, momentum=momentum,
+                                            weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_nesterov, param, g, (buf,), t(lr), t(momentum), t(weight_decay))
 
@@ -247,11 +237,8 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, 
     lr, eps, weight_decay : float
         lr > 0, eps > 0, weight_decay >= 0 (L2).
     """
-    where = "adagrad_step"
-    g = _validate.optimizer_arrays(where, param, grad, h=h)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    eps = _validate.scalar(eps, where, "eps", gt=0)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, eps, weight_decay = _checks("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
+                                       weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_adagrad, param, g, (h,), t(lr), t(eps), t(weight_decay))
 
@@ -270,12 +257,8 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float,
     lr, decay_rate, eps, weight_decay : float
         lr > 0, 0 <= decay_rate < 1, eps > 0, weight_decay >= 0 (L2).
     """
-    where = "rmsprop_step"
-    g = _validate.optimizer_arrays(where, param, grad, sq=sq)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    decay_rate = _validate.scalar(decay_rate, where, "decay_rate", ge=0, lt=1)
-    eps = _validate.scalar(eps, where, "eps", gt=0)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, decay_rate, eps, weight_decay = _checks("rmsprop_step", param, grad, {"sq": sq}, lr=lr,
+                                                   decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_rmsprop, param, g, (sq,), t(lr), t(decay_rate), t(1.0 - decay_rate), t(eps), t(weight_decay))
 
@@ -352,18 +335,8 @@ def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndar
     weight_decay : float
         L2 coefficient >= 0.
     """
-    where = "adabound_step"
-    g = _validate.optimizer_arrays(where, param, grad, m=m, v=v)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    final_lr = _validate.scalar(final_lr, where, "final_lr", gt=0)
-    gamma = _validate.scalar(gamma, where, "gamma", gt=0, lt=1)
-    beta1 = _validate.scalar(beta1, where, "beta1", ge=0, lt=1)
-    beta2 = _validate.scalar(beta2, where, "beta2", ge=0, lt=1)
-    eps = _validate.scalar(eps, where, "eps", gt=0)
-    step = _validate.integer(step, where, "step", minimum=1)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _adabound_checks(
+        param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
     t = param.dtype.type
-    lower, upper = _adabound_bounds(final_lr, gamma, step)
-    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
     _launch(_adabound, param, g, (m, v), t(step_size), t(lower), t(upper), t(beta1), t(1.0 - beta1), t(beta2),
             t(1.0 - beta2), t(eps), t(weight_decay))

@@ -19,6 +19,25 @@ __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmspro
            "adamw_step", "adabound_step"]
 
 
+# Each hyperparameter's admissible range, by name: the one statement of the checks both twins of every step run.
+_RANGES = {
+    "lr": {"gt": 0}, "final_lr": {"gt": 0}, "eps": {"gt": 0}, "weight_decay": {"ge": 0},
+    "momentum": {"ge": 0, "lt": 1}, "decay_rate": {"ge": 0, "lt": 1}, "beta1": {"ge": 0, "lt": 1},
+    "beta2": {"ge": 0, "lt": 1}, "gamma": {"gt": 0, "lt": 1},
+    "bias_correction1": {"gt": 0, "le": 1}, "bias_correction2": {"gt": 0, "le": 1},
+}
+
+
+def _checks(where: str, param, grad, states: dict, **scalars) -> tuple:
+    """Validation shared by each step and its fused twin in :mod:`fastnn.kernels.optimizers`.
+
+    Checks the arrays, then each hyperparameter against its range in ``_RANGES``, in the order given; returns the
+    gradient cast to param's dtype followed by the checked floats.
+    """
+    g = _validate.optimizer_arrays(where, param, grad, **states)
+    return (g, *(_validate.scalar(value, where, name, **_RANGES[name]) for name, value in scalars.items()))
+
+
 def _l2(g: np.ndarray, param: np.ndarray, weight_decay: float) -> np.ndarray:
     """The gradient with the L2 penalty's gradient added (a new array, never the caller's)."""
     if weight_decay == 0.0:
@@ -42,10 +61,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float
     weight_decay : float
         L2 coefficient :math:`\lambda \ge 0`.
     """
-    where = "sgd_step"
-    g = _validate.optimizer_arrays(where, param, grad)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, weight_decay = _checks("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
     g = _l2(g, param, weight_decay)
     param -= param.dtype.type(lr) * g
 
@@ -68,11 +84,8 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr:
     lr, momentum, weight_decay : float
         :math:`\eta > 0`, :math:`0 \le \mu < 1`, L2 coefficient :math:`\ge 0`.
     """
-    where = "momentum_step"
-    g = _validate.optimizer_arrays(where, param, grad, velocity=velocity)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    momentum = _validate.scalar(momentum, where, "momentum", ge=0, lt=1)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, momentum, weight_decay = _checks("momentum_step", param, grad, {"velocity": velocity}, lr=lr,
+                                            momentum=momentum, weight_decay=weight_decay)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     velocity *= t(momentum)
@@ -96,11 +109,8 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
     lr, momentum, weight_decay : float
         :math:`\eta > 0`, :math:`0 \le \mu < 1`, L2 coefficient :math:`\ge 0`.
     """
-    where = "nesterov_step"
-    g = _validate.optimizer_arrays(where, param, grad, buf=buf)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    momentum = _validate.scalar(momentum, where, "momentum", ge=0, lt=1)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, momentum, weight_decay = _checks("nesterov_step", param, grad, {"buf": buf}, lr=lr, momentum=momentum,
+                                            weight_decay=weight_decay)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     buf *= t(momentum)
@@ -124,11 +134,8 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, 
     lr, eps, weight_decay : float
         :math:`\eta > 0`, :math:`\epsilon > 0`, L2 coefficient :math:`\ge 0`.
     """
-    where = "adagrad_step"
-    g = _validate.optimizer_arrays(where, param, grad, h=h)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    eps = _validate.scalar(eps, where, "eps", gt=0)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, eps, weight_decay = _checks("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
+                                       weight_decay=weight_decay)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     h += g * g
@@ -151,12 +158,8 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float,
     lr, decay_rate, eps, weight_decay : float
         :math:`\eta > 0`, :math:`0 \le \alpha < 1`, :math:`\epsilon > 0`, L2 coefficient :math:`\ge 0`.
     """
-    where = "rmsprop_step"
-    g = _validate.optimizer_arrays(where, param, grad, sq=sq)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    decay_rate = _validate.scalar(decay_rate, where, "decay_rate", ge=0, lt=1)
-    eps = _validate.scalar(eps, where, "eps", gt=0)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, lr, decay_rate, eps, weight_decay = _checks("rmsprop_step", param, grad, {"sq": sq}, lr=lr,
+                                                   decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     sq *= t(decay_rate)
@@ -168,15 +171,8 @@ def _adam_checks(where: str, param, grad, m, v, v_max, lr, beta1, beta2, eps, bi
                  bias_correction2, weight_decay) -> tuple:
     """Validation shared by adam_step and adamw_step; returns the cast gradient and the checked floats."""
     states = {"m": m, "v": v} if v_max is None else {"m": m, "v": v, "v_max": v_max}
-    g = _validate.optimizer_arrays(where, param, grad, **states)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    beta1 = _validate.scalar(beta1, where, "beta1", ge=0, lt=1)
-    beta2 = _validate.scalar(beta2, where, "beta2", ge=0, lt=1)
-    eps = _validate.scalar(eps, where, "eps", gt=0)
-    bias_correction1 = _validate.scalar(bias_correction1, where, "bias_correction1", gt=0, le=1)
-    bias_correction2 = _validate.scalar(bias_correction2, where, "bias_correction2", gt=0, le=1)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
-    return g, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay
+    return _checks(where, param, grad, states, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                   bias_correction1=bias_correction1, bias_correction2=bias_correction2, weight_decay=weight_decay)
 
 
 def _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2) -> None:
@@ -245,12 +241,25 @@ def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
     _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2)
 
 
-def _adabound_bounds(final_lr: float, gamma: float, step: int) -> tuple[float, float]:
-    r"""AdaBound's clipping range of the per-element learning rate at step :math:`t`.
+def _adabound_checks(param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay) -> tuple:
+    r"""Validation and per-step scalars shared by adabound_step and its fused twin.
+
+    Returns the cast gradient, the checked ``beta1, beta2, eps, weight_decay``, the step size
+    :math:`\eta \sqrt{c_2} / c_1` and AdaBound's clipping range of the per-element learning rate at step :math:`t`,
 
     .. math:: \left[\eta^* \left(1 - \frac{1}{\gamma t + 1}\right),\ \eta^* \left(1 + \frac{1}{\gamma t}\right)\right]
+
+    all in float64.
     """
-    return final_lr * (1.0 - 1.0 / (gamma * step + 1.0)), final_lr * (1.0 + 1.0 / (gamma * step))
+    where = "adabound_step"
+    g, lr, final_lr, gamma, beta1, beta2, eps = _checks(where, param, grad, {"m": m, "v": v}, lr=lr,
+                                                        final_lr=final_lr, gamma=gamma, beta1=beta1, beta2=beta2,
+                                                        eps=eps)
+    step = _validate.integer(step, where, "step", minimum=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", **_RANGES["weight_decay"])
+    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+    lower, upper = final_lr * (1.0 - 1.0 / (gamma * step + 1.0)), final_lr * (1.0 + 1.0 / (gamma * step))
+    return g, beta1, beta2, eps, weight_decay, step_size, lower, upper
 
 
 def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
@@ -282,19 +291,9 @@ def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndar
     weight_decay : float
         L2 coefficient (added to the gradient).
     """
-    where = "adabound_step"
-    g = _validate.optimizer_arrays(where, param, grad, m=m, v=v)
-    lr = _validate.scalar(lr, where, "lr", gt=0)
-    final_lr = _validate.scalar(final_lr, where, "final_lr", gt=0)
-    gamma = _validate.scalar(gamma, where, "gamma", gt=0, lt=1)
-    beta1 = _validate.scalar(beta1, where, "beta1", ge=0, lt=1)
-    beta2 = _validate.scalar(beta2, where, "beta2", ge=0, lt=1)
-    eps = _validate.scalar(eps, where, "eps", gt=0)
-    step = _validate.integer(step, where, "step", minimum=1)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", ge=0)
+    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _adabound_checks(
+        param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
     t = param.dtype.type
-    lower, upper = _adabound_bounds(final_lr, gamma, step)
-    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
     g = _l2(g, param, weight_decay)
     m *= t(beta1)
     m += t(1.0 - beta1) * g
