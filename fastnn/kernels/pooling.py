@@ -36,6 +36,7 @@ from numba import prange
 
 from .. import _validate
 from .._jit import helper, kernel
+from ..reference.pooling import _backward_checks, _forward_checks
 from ._window import window_span
 
 __all__ = ["avgpool2d_backward", "avgpool2d_forward", "maxpool2d_backward", "maxpool2d_forward"]
@@ -237,9 +238,7 @@ def maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
     Replaces ``sliding_window_view(np.pad(x, ..., constant_values=-inf), ...).max(-1)`` and its argmax (see
     :func:`fastnn.reference.pooling.maxpool2d_forward`).
     """
-    where = "maxpool2d_forward"
-    x = _validate.float_array(x, where, "x", ndim=4)
-    g = _validate.pool_geometry(x.shape, pool_h, pool_w, stride, pad, where)
+    x, g = _forward_checks("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
     out = np.empty((g.N, g.C, g.OH, g.OW), dtype=x.dtype)
     argmax = np.empty(out.shape, dtype=_validate.pool_index_dtype(g.FH * g.FW))
     if out.size == 0:
@@ -278,9 +277,7 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray, input_shape: tuple[
         nothing.
     """
     where = "maxpool2d_backward"
-    g = _validate.pool_geometry(input_shape, pool_h, pool_w, stride, pad, where, name="input_shape")
-    dout = _validate.float_array(dout, where, "dout", ndim=4)
-    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
+    dout, g = _backward_checks(where, dout, input_shape, pool_h, pool_w, stride, pad)
     argmax = _validate.pool_argmax(argmax, (g.N, g.C, g.OH, g.OW), g.FH * g.FW, where)
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     if dx.size == 0:
@@ -314,9 +311,7 @@ def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
     out : ndarray (N, C, OH, OW)
         x.dtype: window sum / (FH * FW).
     """
-    where = "avgpool2d_forward"
-    x = _validate.float_array(x, where, "x", ndim=4)
-    g = _validate.pool_geometry(x.shape, pool_h, pool_w, stride, pad, where)
+    x, g = _forward_checks("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
     out = np.empty((g.N, g.C, g.OH, g.OW), dtype=x.dtype)
     if out.size == 0:
         return out
@@ -343,10 +338,7 @@ def avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int],
     dx : ndarray (N, C, H, W)
         dout.dtype; overlapping windows add up, the share of padded positions is dropped.
     """
-    where = "avgpool2d_backward"
-    g = _validate.pool_geometry(input_shape, pool_h, pool_w, stride, pad, where, name="input_shape")
-    dout = _validate.float_array(dout, where, "dout", ndim=4)
-    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
+    dout, g = _backward_checks("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     if dx.size == 0:
         return dx

@@ -28,6 +28,20 @@ from .._validate import WindowGeometry
 __all__ = ["avgpool2d_backward", "avgpool2d_forward", "maxpool2d_backward", "maxpool2d_forward"]
 
 
+def _forward_checks(where: str, x, pool_h, pool_w, stride, pad) -> tuple[np.ndarray, WindowGeometry]:
+    """Validation shared by the forward passes and their fused twins: x as a 4-D float array, and the geometry."""
+    x = _validate.float_array(x, where, "x", ndim=4)
+    return x, _validate.pool_geometry(x.shape, pool_h, pool_w, stride, pad, where)
+
+
+def _backward_checks(where: str, dout, input_shape, pool_h, pool_w, stride, pad) -> tuple[np.ndarray, WindowGeometry]:
+    """Validation shared by the backward passes and their fused twins: the geometry, then dout of the output's shape."""
+    g = _validate.pool_geometry(input_shape, pool_h, pool_w, stride, pad, where, name="input_shape")
+    dout = _validate.float_array(dout, where, "dout", ndim=4)
+    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
+    return dout, g
+
+
 def _windows(x: np.ndarray, g: WindowGeometry, fill: float | bool) -> np.ndarray:
     """All windows of ``x`` padded with ``fill``, shape (N, C, OH, OW, FH*FW), row-major inside the window."""
     padded = np.pad(x, ((0, 0), (0, 0), (g.PH, g.PH), (g.PW, g.PW)), constant_values=fill)
@@ -78,9 +92,7 @@ def maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
         ``FH * FW - 1`` (uint8 for pools up to 16x16). First maximum on ties, first NaN if any; never padding
         unless the window holds no input (H or W is 0): then out is ``-inf`` and argmax 0.
     """
-    where = "maxpool2d_forward"
-    x = _validate.float_array(x, where, "x", ndim=4)
-    g = _validate.pool_geometry(x.shape, pool_h, pool_w, stride, pad, where)
+    x, g = _forward_checks("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
     windows = _windows(x, g, -np.inf)
     inside = _windows(np.ones((1, 1, g.H, g.W), dtype=bool), g, False)  # which window slots hold input
     out = windows.max(axis=-1)  # NaN propagates
@@ -118,9 +130,7 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray, input_shape: tuple[
         nothing.
     """
     where = "maxpool2d_backward"
-    g = _validate.pool_geometry(input_shape, pool_h, pool_w, stride, pad, where, name="input_shape")
-    dout = _validate.float_array(dout, where, "dout", ndim=4)
-    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
+    dout, g = _backward_checks(where, dout, input_shape, pool_h, pool_w, stride, pad)
     argmax = _validate.pool_argmax(argmax, (g.N, g.C, g.OH, g.OW), g.FH * g.FW, where)
     zero = np.zeros((), dtype=dout.dtype)
     return _scatter_windows(lambda k: np.where(argmax == k, dout, zero), g, dout.dtype)
@@ -150,9 +160,7 @@ def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
     out : ndarray (N, C, OH, OW)
         x.dtype.
     """
-    where = "avgpool2d_forward"
-    x = _validate.float_array(x, where, "x", ndim=4)
-    g = _validate.pool_geometry(x.shape, pool_h, pool_w, stride, pad, where)
+    x, g = _forward_checks("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
     return _windows(x, g, 0).mean(axis=-1)
 
 
@@ -178,9 +186,6 @@ def avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int],
     dx : ndarray (N, C, H, W)
         dout.dtype; the share of padded positions is dropped.
     """
-    where = "avgpool2d_backward"
-    g = _validate.pool_geometry(input_shape, pool_h, pool_w, stride, pad, where, name="input_shape")
-    dout = _validate.float_array(dout, where, "dout", ndim=4)
-    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
+    dout, g = _backward_checks("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
     share = dout / dout.dtype.type(g.FH * g.FW)
     return _scatter_windows(lambda k: share, g, dout.dtype)
