@@ -17,6 +17,7 @@ from numba.extending import intrinsic
 
 from .. import _validate, config
 from .._jit import _njit, helper, kernel
+from ..reference.activations import _pair
 
 __all__ = ["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
            "leaky_relu_forward", "leaky_relu_backward"]
@@ -191,9 +192,7 @@ def _unary(body, x, where: str, *scalars) -> np.ndarray:
 
 
 def _binary(body, dout, a, where: str, name: str, *scalars) -> np.ndarray:
-    dout, a = _validate.float_arrays(where, dout=dout, **{name: a})
-    if dout.shape != a.shape:
-        _validate.fail(where, "dout", f"of shape {a.shape} like {name}", f"shape {dout.shape}")
+    dout, a = _pair(where, dout, a, name)
     dx = np.empty(a.shape, a.dtype)
     body.run(a.size, _flat(dout), _flat(a), dx.reshape(-1), *(a.dtype.type(s) for s in scalars))
     return dx

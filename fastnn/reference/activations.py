@@ -15,6 +15,10 @@ __all__ = ["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward
 
 
 def _pair(where: str, dout, a, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validation shared by the backward passes and their fused twins.
+
+    Returns dout and ``a`` (called ``name`` in messages) as float arrays of their common float dtype and one shape.
+    """
     dout, a = _validate.float_arrays(where, dout=dout, **{name: a})
     if dout.shape != a.shape:
         _validate.fail(where, "dout", f"of shape {a.shape} like {name}", f"shape {dout.shape}")
