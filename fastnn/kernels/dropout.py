@@ -11,9 +11,8 @@ import math
 import numpy as np
 from numba import prange
 
-from .. import _validate
 from .._jit import helper, kernel
-from ..reference.dropout import GAMMA, MIX1, MIX2, mask_key_threshold
+from ..reference.dropout import GAMMA, MIX1, MIX2, _apply_checks, mask_key_threshold
 
 __all__ = ["dropout_mask", "dropout_forward", "dropout_backward"]
 
@@ -73,9 +72,7 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
 
 
 def _run_apply(where: str, name: str, a, mask, scale) -> np.ndarray:
-    a = _validate.float_array(a, where, name)
-    mask = _validate.bool_array(mask, where, "mask", shape_of=a.shape)
-    scale = _validate.scalar(scale, where, "scale")
+    a, mask, scale = _apply_checks(where, name, a, mask, scale)
     out = np.empty(a.shape, a.dtype)
     t = a.dtype.type
     _apply.run(a.size, np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(mask).reshape(-1),

@@ -73,10 +73,15 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
     return ((z >> np.uint64(11)) >= np.uint64(threshold)).reshape(shape)
 
 
-def _apply(where: str, name: str, a, mask, scale) -> np.ndarray:
+def _apply_checks(where: str, name: str, a, mask, scale) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validation shared by the mask applications and their fused twins: ``a`` (called ``name``), mask, scale."""
     a = _validate.float_array(a, where, name)
     mask = _validate.bool_array(mask, where, "mask", shape_of=a.shape)
-    scale = _validate.scalar(scale, where, "scale")
+    return a, mask, _validate.scalar(scale, where, "scale")
+
+
+def _apply(where: str, name: str, a, mask, scale) -> np.ndarray:
+    a, mask, scale = _apply_checks(where, name, a, mask, scale)
     return a * mask * a.dtype.type(scale)
 
 
