@@ -13,9 +13,8 @@ import math
 import numpy as np
 from numba import prange
 
-from .. import _validate
 from .._jit import helper, kernel
-from ..reference.losses import _scores
+from ..reference.losses import _ce_backward_checks, _loss_checks, _scores
 from .activations import _exp_nonpos, _fdiv, exp_nonpos_constants
 
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss"]
@@ -163,9 +162,7 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray) -> tuple[np.gene
     loss : 0-d NumPy scalar of x's dtype
     probs : ndarray, (N, K), x's dtype
     """
-    where = "softmax_cross_entropy_forward"
-    x = _scores(x, where, loss=True)
-    labels = _validate.labels(t, x.shape[0], x.shape[1], where, "t")
+    x, labels = _loss_checks("softmax_cross_entropy_forward", x, t, "t")
     probs = np.empty(x.shape, x.dtype)
     row_loss = np.empty(x.shape[0], x.dtype)
     total = _softmax_ce.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(labels), probs, row_loss,
@@ -188,12 +185,7 @@ def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float
     -------
     dx : ndarray, (N, K), probs' float dtype
     """
-    where = "softmax_cross_entropy_backward"
-    probs = _validate.float_array(probs, where, "probs", ndim=2)
-    if probs.shape[0] < 1:
-        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", probs.shape[0])
-    labels = _validate.labels(t, probs.shape[0], probs.shape[1], where, "t")
-    dout = _validate.scalar(dout, where, "dout")
+    probs, labels, dout = _ce_backward_checks(probs, t, dout)
     dx = np.empty(probs.shape, probs.dtype)
     tp = probs.dtype.type
     _softmax_ce_bwd.run(probs.size, np.ascontiguousarray(probs), np.ascontiguousarray(labels), dx,
@@ -215,9 +207,7 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     loss : 0-d NumPy scalar of x's dtype
     dx : ndarray, (N, K), x's dtype
     """
-    where = "svm_loss"
-    x = _scores(x, where, loss=True)
-    labels = _validate.labels(y, x.shape[0], x.shape[1], where, "y")
+    x, labels = _loss_checks("svm_loss", x, y, "y")
     dx = np.empty(x.shape, x.dtype)
     row_loss = np.empty(x.shape[0], x.dtype)
     tp = x.dtype.type

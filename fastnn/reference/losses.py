@@ -24,6 +24,22 @@ def _scores(x, where: str, *, loss: bool) -> np.ndarray:
     return x
 
 
+def _loss_checks(where: str, x, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validation shared by the losses and their fused twins: (N, K) scores with N, K >= 1, and their labels."""
+    x = _scores(x, where, loss=True)
+    return x, _validate.labels(labels, x.shape[0], x.shape[1], where, name)
+
+
+def _ce_backward_checks(probs, t, dout) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validation shared by softmax_cross_entropy_backward and its fused twin: probs (N >= 1), labels, dout."""
+    where = "softmax_cross_entropy_backward"
+    probs = _validate.float_array(probs, where, "probs", ndim=2)
+    if probs.shape[0] < 1:
+        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", probs.shape[0])
+    labels = _validate.labels(t, probs.shape[0], probs.shape[1], where, "t")
+    return probs, labels, _validate.scalar(dout, where, "dout")
+
+
 def softmax_forward(x: np.ndarray) -> np.ndarray:
     r"""Row-wise softmax, shifted by the row maximum so no exponent overflows.
 
@@ -61,9 +77,7 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray) -> tuple[np.gene
     loss : 0-d NumPy scalar of x's dtype
     probs : ndarray, (N, K), x's dtype (for the backward pass)
     """
-    where = "softmax_cross_entropy_forward"
-    x = _scores(x, where, loss=True)
-    labels = _validate.labels(t, x.shape[0], x.shape[1], where, "t")
+    x, labels = _loss_checks("softmax_cross_entropy_forward", x, t, "t")
     shifted = x - x.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=1, keepdims=True)
@@ -89,12 +103,7 @@ def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float
     -------
     dx : ndarray, (N, K), probs' float dtype
     """
-    where = "softmax_cross_entropy_backward"
-    probs = _validate.float_array(probs, where, "probs", ndim=2)
-    if probs.shape[0] < 1:
-        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", probs.shape[0])
-    labels = _validate.labels(t, probs.shape[0], probs.shape[1], where, "t")
-    dout = _validate.scalar(dout, where, "dout")
+    probs, labels, dout = _ce_backward_checks(probs, t, dout)
     onehot = np.zeros_like(probs)
     onehot[np.arange(probs.shape[0]), labels] = 1
     return (probs - onehot) * probs.dtype.type(dout / probs.shape[0])
@@ -118,9 +127,7 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     dx : ndarray, (N, K), x's dtype: :math:`1/N` where the margin is positive, minus
         (count of positive margins)/N at the label
     """
-    where = "svm_loss"
-    x = _scores(x, where, loss=True)
-    labels = _validate.labels(y, x.shape[0], x.shape[1], where, "y")
+    x, labels = _loss_checks("svm_loss", x, y, "y")
     n = x.shape[0]
     rows = np.arange(n)
     margins = np.maximum(0, x - x[rows, labels][:, None] + 1)
