@@ -34,9 +34,9 @@ import threading
 import numpy as np
 from numba import prange
 
-from .. import _validate
 from .._jit import kernel
 from .._validate import WindowGeometry
+from ..reference.conv import _conv_checks
 from .im2col import col2im_into, im2col_into
 
 __all__ = ["conv2d_backward", "conv2d_forward"]
@@ -182,11 +182,8 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
     out : ndarray (N, FN, OH, OW)
         Common dtype of x, W, b (NumPy promotion), C-contiguous; ``OH = (H + 2 pad_h - FH) // S_h + 1``.
     """
-    where = "conv2d_forward"
     x_arg = x
-    (x, W, b), g = _validate.conv_arrays(where, x, W, stride, pad, b=b)
-    if cache is not None and not isinstance(cache, dict):
-        _validate.fail(where, "cache", "a dict or None", type(cache).__name__, TypeError)
+    (x, W, b), g = _conv_checks("conv2d_forward", x, W, stride, pad, cache, b=b)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
@@ -245,11 +242,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     db : ndarray (FN,)
         All C-contiguous, in the common dtype of dout, x, W.
     """
-    where = "conv2d_backward"
     x_arg = x
-    (x, W, dout), g = _validate.conv_arrays(where, x, W, stride, pad, dout=dout)
-    if cache is not None and not isinstance(cache, dict):
-        _validate.fail(where, "cache", "a dict or None", type(cache).__name__, TypeError)
+    (x, W, dout), g = _conv_checks("conv2d_backward", x, W, stride, pad, cache, dout=dout)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dtype = x.dtype

@@ -16,9 +16,16 @@ from .im2col import col2im, im2col
 __all__ = ["conv2d_backward", "conv2d_forward"]
 
 
-def _check_cache(cache: object, where: str) -> None:
+def _conv_checks(where: str, x, W, stride, pad, cache: object, **operand) -> tuple[tuple, _validate.WindowGeometry]:
+    """Validation shared by both passes and their fused twins.
+
+    :func:`fastnn._validate.conv_arrays` (``operand`` is ``b=`` or ``dout=``), then the cache; returns conv_arrays'
+    result.
+    """
+    arrays, g = _validate.conv_arrays(where, x, W, stride, pad, **operand)
     if cache is not None and not isinstance(cache, dict):
         _validate.fail(where, "cache", "a dict or None", type(cache).__name__, TypeError)
+    return arrays, g
 
 
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
@@ -51,10 +58,8 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
     out : ndarray (N, FN, OH, OW)
         Common dtype of x, W, b (NumPy promotion); ``OH = (H + 2 pad_h - FH) // S_h + 1``, likewise OW.
     """
-    where = "conv2d_forward"
     x_arg = x
-    (x, W, b), g = _validate.conv_arrays(where, x, W, stride, pad, b=b)
-    _check_cache(cache, where)
+    (x, W, b), g = _conv_checks("conv2d_forward", x, W, stride, pad, cache, b=b)
     FN = W.shape[0]
     col = im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))  # (N*OH*OW, C*FH*FW)
     if cache is not None:
@@ -97,10 +102,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     db : ndarray (FN,)
         All in the common dtype of dout, x, W.
     """
-    where = "conv2d_backward"
     x_arg = x
-    (x, W, dout), g = _validate.conv_arrays(where, x, W, stride, pad, dout=dout)
-    _check_cache(cache, where)
+    (x, W, dout), g = _conv_checks("conv2d_backward", x, W, stride, pad, cache, dout=dout)
     FN = W.shape[0]
     if cache is not None and cache.get("conv2d.ref.x") is x_arg and cache.get("conv2d.ref.key") == (g, x.dtype.str):
         col = cache["conv2d.ref.col"]
