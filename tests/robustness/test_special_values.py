@@ -20,11 +20,15 @@ import fastnn.reference as R
 from ..conftest import TOL
 from .cases import CALLS, INPLACE, arrays_of, assert_unchanged, copies, outputs
 
-torch = pytest.importorskip("torch")
+try:  # torch is the oracle where importable (not a dependency); the dtype and empty-batch tests need none
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (comparison only)")
 # NumPy (the reference twins) warns on arithmetic with NaN and Inf, which is what these tests feed it
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning",
                                         "ignore:overflow encountered:RuntimeWarning")
-F = torch.nn.functional
+F = torch.nn.functional if torch is not None else None
 
 SPECIALS = (np.nan, np.inf, -np.inf)
 
@@ -66,6 +70,7 @@ def fdtype(request):
     return np.dtype(request.param)
 
 
+@needs_torch
 @pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
 @pytest.mark.parametrize("op", ["relu", "sigmoid", "tanh", "leaky_relu"])
 def test_elementwise_specials_like_torch(op, impl, fdtype, twin):
@@ -88,6 +93,7 @@ def test_elementwise_specials_like_torch(op, impl, fdtype, twin):
     np.testing.assert_array_equal(dout, d0)
 
 
+@needs_torch
 @pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
 def test_softmax_cross_entropy_specials_like_torch(impl, fdtype, twin):
     rng = np.random.default_rng(1)
@@ -115,6 +121,7 @@ def test_softmax_cross_entropy_specials_like_torch(impl, fdtype, twin):
     _close(dx, torch.autograd.grad(F.nll_loss(logp, _t(t)), tx)[0], fdtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
 @pytest.mark.parametrize(("pool", "stride", "pad"), [(2, 2, 0), (3, 2, 1)])
 def test_pooling_specials_like_torch(impl, pool, stride, pad, fdtype, twin):
@@ -133,6 +140,7 @@ def test_pooling_specials_like_torch(impl, pool, stride, pad, fdtype, twin):
     _close(impl.avgpool2d_backward(dout, x.shape, pool, pool, stride, pad), _grad(tavg, tx, dout)[0], fdtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
 def test_conv_specials_like_torch(impl, fdtype, twin):
     rng = np.random.default_rng(3)
@@ -155,6 +163,7 @@ def test_conv_specials_like_torch(impl, fdtype, twin):
     _close(db, tdb, fdtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
 @pytest.mark.parametrize("special", SPECIALS, ids=["nan", "inf", "-inf"])
 def test_batchnorm_special_in_one_channel_like_torch(impl, special, fdtype, twin):
@@ -195,6 +204,7 @@ def test_batchnorm_mean_of_a_channel_with_inf_is_inf(special, twin):
     assert mean[1] == special and rm[1] == special
 
 
+@needs_torch
 @pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
 @pytest.mark.parametrize("special", SPECIALS, ids=["nan", "inf", "-inf"])
 def test_layernorm_special_in_one_sample_like_torch(impl, special, fdtype, twin):
