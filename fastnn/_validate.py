@@ -92,14 +92,21 @@ def shape(a: np.ndarray, expected: tuple[int | None, ...], where: str, name: str
         fail(where, name, f"of shape {want}", f"shape {a.shape}")
 
 
-def integer(v: Any, where: str, name: str, *, minimum: int | None = None) -> int:
-    """``v`` as a Python int (bools refused), at least ``minimum``."""
+def integer(v: Any, where: str, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``v`` as a Python int (bools refused), within ``[minimum, maximum]``."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         fail(where, name, "an int", _describe(v), TypeError)
     v = int(v)
     if minimum is not None and v < minimum:
         fail(where, name, f">= {minimum}", v)
+    if maximum is not None and v > maximum:
+        fail(where, name, f"<= {maximum}", v)
     return v
+
+
+#: Largest size, stride or padding accepted: compiled kernels index with machine integers, and a value past this
+#: would overflow their index arithmetic (or NumPy's allocation) instead of failing clearly.
+MAX_SIZE = 2**31 - 1
 
 
 def int_pair(v: Any, where: str, name: str, *, minimum: int) -> tuple[int, int]:
@@ -107,8 +114,9 @@ def int_pair(v: Any, where: str, name: str, *, minimum: int) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             fail(where, name, "an int or a pair of ints", _describe(v), TypeError)
-        return integer(v[0], where, name, minimum=minimum), integer(v[1], where, name, minimum=minimum)
-    i = integer(v, where, name, minimum=minimum)
+        return (integer(v[0], where, name, minimum=minimum, maximum=MAX_SIZE),
+                integer(v[1], where, name, minimum=minimum, maximum=MAX_SIZE))
+    i = integer(v, where, name, minimum=minimum, maximum=MAX_SIZE)
     return i, i
 
 
@@ -211,9 +219,10 @@ def window_geometry(input_shape: Any, window_h: Any, window_w: Any, stride: Any,
     """
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4:
         fail(where, name, "4-D (N, C, H, W)", f"shape {input_shape!r}")
-    n, c, h, w = (integer(s, where, f"{name}.shape[{i}]", minimum=0) for i, s in enumerate(input_shape))
-    fh = integer(window_h, where, "window height", minimum=1)
-    fw = integer(window_w, where, "window width", minimum=1)
+    n, c, h, w = (integer(s, where, f"{name}.shape[{i}]", minimum=0, maximum=MAX_SIZE)
+                  for i, s in enumerate(input_shape))
+    fh = integer(window_h, where, "window height", minimum=1, maximum=MAX_SIZE)
+    fw = integer(window_w, where, "window width", minimum=1, maximum=MAX_SIZE)
     sh, sw = int_pair(stride, where, "stride", minimum=1)
     ph, pw = int_pair(pad, where, "pad", minimum=0)
     oh = window_output_size(h, fh, sh, ph, where, "vertical")
@@ -294,7 +303,7 @@ def shape_tuple(s: Any, where: str, name: str = "shape") -> tuple[int, ...]:
         s = (s,)
     if not isinstance(s, (tuple, list)):
         fail(where, name, "an int or a tuple of ints", _describe(s), TypeError)
-    return tuple(integer(v, where, f"{name}[{i}]", minimum=0) for i, v in enumerate(s))
+    return tuple(integer(v, where, f"{name}[{i}]", minimum=0, maximum=MAX_SIZE) for i, v in enumerate(s))
 
 
 def optimizer_arrays(where: str, param: Any, grad: Any, **states: Any) -> np.ndarray:

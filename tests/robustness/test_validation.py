@@ -465,11 +465,6 @@ def test_random_argument_fuzzing_finds_nothing_new():
     assert new == []
 
 
-_HUGE_INT_BUG = pytest.mark.xfail(strict=True, reason="fastnn/_validate.py: no upper bound on strides, pads and "
-                                  "shapes; values >= 2**63 reach NumPy/Numba (reported to the lead)")
-
-
-@_HUGE_INT_BUG
 @pytest.mark.parametrize("stride", [2**63, 2**64])
 def test_stride_beyond_int64_is_refused(stride):
     kw = CALLS["conv2d_forward"](F64, np.random.default_rng(0))
@@ -477,14 +472,12 @@ def test_stride_beyond_int64_is_refused(stride):
         K.conv2d_forward(**{**kw, "stride": stride})
 
 
-@_HUGE_INT_BUG
 def test_pad_beyond_int64_is_refused():
     kw = CALLS["im2col"](F64, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"^im2col: pad must be "):
         K.im2col(**{**kw, "pad": 2**63})
 
 
-@_HUGE_INT_BUG
 def test_mask_shape_beyond_int64_is_refused():
     with pytest.raises(ValueError, match=r"^dropout_mask: shape\[0\] must be "):
         K.dropout_mask((2**63,), 0.5, 1)
