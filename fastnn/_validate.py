@@ -104,6 +104,13 @@ def integer(v: Any, where: str, name: str, *, minimum: int | None = None, maximu
     return v
 
 
+def flag(v: Any, where: str, name: str) -> bool:
+    """A yes/no switch: a bool (or NumPy bool), as a Python bool."""
+    if not isinstance(v, (bool, np.bool_)):
+        fail(where, name, "True or False", _describe(v), TypeError)
+    return bool(v)
+
+
 #: Largest size, stride or padding accepted: compiled kernels index with machine integers, and a value past this
 #: would overflow their index arithmetic (or NumPy's allocation) instead of failing clearly.
 MAX_SIZE = 2**31 - 1

@@ -34,6 +34,7 @@ import threading
 import numpy as np
 from numba import prange
 
+from .. import _validate
 from .._jit import kernel
 from .._validate import WindowGeometry
 from ..reference.conv import _conv_checks
@@ -208,8 +209,8 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
 
 
 def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int] = 1,
-                    pad: int | tuple[int, int] = 0, *,
-                    cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    pad: int | tuple[int, int] = 0, *, cache: dict | None = None,
+                    need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward` with respect to its input, filters and bias.
 
     .. math::
@@ -234,24 +235,28 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         Keyword-only: the dict given to :func:`conv2d_forward`. Its column matrix is used when this is the
         same ``x`` object (else ``x`` is unfolded again), then overwritten by the column gradient, so a second
         backward call with this cache unfolds ``x`` itself; scratch memory is reused.
+    need_dx : bool
+        Keyword-only. False skips the input gradient (the ``W.T @ dout`` product and col2im) and returns None for
+        it: what the first layer of a network needs, as autograd skips inputs that need no gradient.
 
     Returns
     -------
-    dx : ndarray (N, C, H, W)
+    dx : ndarray (N, C, H, W), or None when ``need_dx`` is False
     dW : ndarray (FN, C, FH, FW)
     db : ndarray (FN,)
         All C-contiguous, in the common dtype of dout, x, W.
     """
     x_arg = x
     (x, W, dout), g = _conv_checks("conv2d_backward", x, W, stride, pad, cache, dout=dout)
+    need_dx = _validate.flag(need_dx, "conv2d_backward", "need_dx")
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dtype = x.dtype
     dWT = np.zeros((ck, FN), dtype=dtype)
     db = np.zeros(FN, dtype=dtype)
     if not (g.N and FN):
-        return np.zeros(x.shape, dtype=dtype), np.zeros(W.shape, dtype=dtype), db
-    dx = np.empty(x.shape, dtype=dtype)
+        return np.zeros(x.shape, dtype=dtype) if need_dx else None, np.zeros(W.shape, dtype=dtype), db
+    dx = np.empty(x.shape, dtype=dtype) if need_dx else None
     dout3 = dout.reshape(g.N, FN, ohw)
     cols = _cached_columns(cache, x_arg, g, dtype)
     if cache is not None:
@@ -272,6 +277,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
             im2col_into(x[n0:n0 + k], col_view, g)
         np.matmul(col, doutT.T, out=dWT_part)
         dWT += dWT_part
+        if not need_dx:
+            continue
         np.matmul(W2T, doutT, out=col)  # dcol overwrites the columns, which are no longer needed
         if g.C:
             col2im_into(col_view, dx[n0:n0 + k], g)

@@ -46,6 +46,8 @@ class Convolution(Layer):
         # The kernels' workspace: the forward's column matrix, reused by the backward of the same x (as the
         # book's layer keeps ``self.col``), and the scratch buffers of later calls.
         self._workspace: dict = {}
+        #: False skips dx in backward (which then returns None): a network's first layer needs no input gradient.
+        self.need_dx = True
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "Convolution.forward", ndim=4)
@@ -57,10 +59,10 @@ class Convolution(Layer):
         return self._output(kernels.conv2d_forward(x, self.W, self.b, self.stride, self.pad, cache=self._workspace))
 
     def backward(self, dout: Any) -> np.ndarray:
-        """dout (N, FN, OH, OW) -> dx (N, C, H, W); sets dW (FN, C, FH, FW) and db (FN,)."""
+        """dout (N, FN, OH, OW) -> dx (N, C, H, W) (None when ``need_dx`` is False); sets dW (FN, C, FH, FW), db."""
         dout = self._dout(dout, "Convolution.backward")
         dx, self.dW, self.db = kernels.conv2d_backward(dout, self.x, self.W, self.stride, self.pad,
-                                                       cache=self._workspace)
+                                                       cache=self._workspace, need_dx=self.need_dx)
         return dx
 
 

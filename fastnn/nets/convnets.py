@@ -69,6 +69,7 @@ class SimpleConvNet(Sequential):
                   Affine(W2, np.zeros(hidden_size, dtype)),
                   Relu(),
                   Affine(W3, np.zeros(output_size, dtype))]
+        layers[0].need_dx = False  # gradient() never uses the input's gradient
         super().__init__(layers, SoftmaxWithLoss(), dtype=dtype)
 
     def accuracy(self, x: Any, t: Any, batch_size: int | None = 100) -> float:
@@ -128,6 +129,7 @@ class DeepConvNet(Sequential):
                 layers.append(Pooling(pool_h=2, pool_w=2, stride=2))
         layers += [Affine(weights[6], biases[6]), Relu(), Dropout(0.5, seed=random.generator),
                    Affine(weights[7], biases[7]), Dropout(0.5, seed=random.generator)]
+        layers[0].need_dx = False  # gradient() never uses the input's gradient
         super().__init__(layers, SoftmaxWithLoss(), dtype=dtype)
 
     def loss(self, x: Any, t: Any, train_flg: bool = True) -> Any:

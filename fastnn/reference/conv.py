@@ -69,8 +69,8 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
 
 
 def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int] = 1,
-                    pad: int | tuple[int, int] = 0, *,
-                    cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    pad: int | tuple[int, int] = 0, *, cache: dict | None = None,
+                    need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward` with respect to its input, filters and bias.
 
     .. math::
@@ -94,16 +94,19 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     cache : dict, optional
         Keyword-only: the dict given to :func:`conv2d_forward`; its unfolded input is reused when this is the
         same ``x`` object with the same geometry.
+    need_dx : bool
+        Keyword-only. False skips the input gradient and returns None for it.
 
     Returns
     -------
-    dx : ndarray (N, C, H, W)
+    dx : ndarray (N, C, H, W), or None when ``need_dx`` is False
     dW : ndarray (FN, C, FH, FW)
     db : ndarray (FN,)
         All in the common dtype of dout, x, W.
     """
     x_arg = x
     (x, W, dout), g = _conv_checks("conv2d_backward", x, W, stride, pad, cache, dout=dout)
+    need_dx = _validate.flag(need_dx, "conv2d_backward", "need_dx")
     FN = W.shape[0]
     if cache is not None and cache.get("conv2d.ref.x") is x_arg and cache.get("conv2d.ref.key") == (g, x.dtype.str):
         col = cache["conv2d.ref.col"]
@@ -112,6 +115,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     d = dout.transpose(0, 2, 3, 1).reshape(-1, FN)  # (N*OH*OW, FN), rows in im2col's order
     db = d.sum(axis=0)
     dW = (d.T @ col).reshape(W.shape)
+    if not need_dx:
+        return None, dW, db
     dcol = d @ W.reshape(FN, -1)
     dx = col2im(dcol, x.shape, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))
     return dx, dW, db

@@ -265,3 +265,27 @@ def test_bad_input(call, exc, message, impl):
     with pytest.raises(exc) as info:
         call(K if impl == "kernels" else R)
     assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_backward_without_dx_gives_the_same_dw_db(impl, use_cache, dtype):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 2, 7, 6)).astype(dtype)
+    W = rng.standard_normal((4, 2, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    ws = {} if use_cache else None
+    out = impl.conv2d_forward(x, W, b, 2, 1, cache=ws)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    _, dW_full, db_full = R.conv2d_backward(dout, x, W, 2, 1)
+    dx, dW, db = impl.conv2d_backward(dout, x, W, 2, 1, cache=ws, need_dx=False)
+    assert dx is None
+    assert_close(dW, dW_full)
+    assert_close(db, db_full)
+
+
+@pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
+def test_need_dx_must_be_a_bool(impl):
+    x = np.zeros((1, 1, 3, 3))
+    with pytest.raises(TypeError, match=r"^conv2d_backward: need_dx must be True or False, got str 'no'"):
+        impl.conv2d_backward(np.zeros((1, 1, 3, 3)), x, np.zeros((1, 1, 1, 1)), need_dx="no")

@@ -288,3 +288,20 @@ def test_softmax_with_loss_close_to_the_books_formula():
     np.testing.assert_array_equal(onehot.backward(), layer.backward())
     loss32 = L.SoftmaxWithLoss().forward(x.astype(np.float32), t)
     assert loss32.dtype == np.float32
+
+
+def test_first_conv_layer_of_the_book_convnets_skips_dx_and_others_do_not():
+    from fastnn.layers import Convolution
+    from fastnn.nets import DeepConvNet, SimpleConvNet
+
+    for net in (SimpleConvNet(input_dim=(1, 10, 10), conv_param={"filter_num": 2, "filter_size": 3, "pad": 0,
+                                                                   "stride": 1}, hidden_size=5, seed=0),
+                DeepConvNet(seed=0)):
+        convs = [layer for layer in net.layers if isinstance(layer, Convolution)]
+        assert [c.need_dx for c in convs] == [False] + [True] * (len(convs) - 1)
+    layer = convs[0]
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28))
+    out = layer.forward(x)
+    assert layer.backward(np.ones_like(out)) is None
+    layer.need_dx = True
+    assert layer.backward(np.ones_like(out)).shape == x.shape
