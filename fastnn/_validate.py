@@ -67,12 +67,6 @@ def float_array(x: Any, where: str, name: str, *, ndim: int | tuple[int, ...] | 
     return arr if arr.dtype == target else arr.astype(target)
 
 
-def common_float_dtype(*arrays: Any) -> np.dtype:
-    """The float dtype NumPy would compute ``arrays`` in (float32 only when all are float32 or smaller)."""
-    dtypes = [float_dtype_of(np.asarray(a).dtype) for a in arrays if a is not None]
-    return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
-
-
 def float_arrays(where: str, **arrays: Any) -> list[np.ndarray]:
     """Several arrays as floats of one common dtype (NumPy promotion), in the order given.
 
