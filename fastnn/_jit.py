@@ -308,6 +308,13 @@ class Kernel:
             and work >= config.parallel_min_work(self.family)
         )
 
+    def threads(self, work: int) -> int:
+        """Threads a launch touching ``work`` elements runs on (1 for the serial twin), for kernels that keep
+        scratch per thread (indexed by ``numba.get_thread_id()``)."""
+        if not self.use_parallel(work):
+            return 1
+        return _num_threads or numba.get_num_threads()
+
     def run(self, work: int, *args: Any) -> Any:
         """Run the kernel on ``args``; ``work`` is the number of elements it touches."""
         if not self.use_parallel(work):

@@ -17,6 +17,10 @@ FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc
 #: When no cache directory is writable, kernels are compiled without caching instead of failing at import.
 CACHE: bool = os.environ.get("FASTNN_NUMBA_CACHE", "1") != "0"
 
+#: 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) (:mod:`fastnn.kernels.winograd`) when numpy's OpenBLAS
+#: can be called from kernels; ``FASTNN_CONV_WINOGRAD=0`` keeps them on im2col + GEMM.
+CONV_WINOGRAD: bool = os.environ.get("FASTNN_CONV_WINOGRAD", "1") != "0"
+
 #: Work size (elements touched, roughly) from which a kernel runs its ``parallel=True`` twin. Starting the
 #: thread pool costs ~20 us per call on this machine, so below these sizes the serial twin is faster.
 #: Measured on the project machine (2 cores, quiet), best of 200 calls, serial vs parallel twin:

@@ -29,8 +29,6 @@ What was measured (2 cores shared with other jobs; N=64, C=64, 32x32, 3x3, FN=64
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import prange
 
@@ -38,6 +36,9 @@ from .. import _validate
 from .._jit import kernel
 from .._validate import WindowGeometry
 from ..reference.conv import _conv_checks
+from . import winograd
+from ._workspace import buffer as _buffer
+from ._workspace import workspace as _workspace
 from .im2col import col2im_into, im2col_into
 
 __all__ = ["conv2d_backward", "conv2d_forward"]
@@ -87,34 +88,6 @@ def _chunk(g: WindowGeometry, FN: int) -> int:
 
 def _is_pointwise(g: WindowGeometry) -> bool:
     return g.FH == 1 and g.FW == 1 and g.SH == 1 and g.SW == 1 and g.PH == 0 and g.PW == 0
-
-
-_scratch = threading.local()
-
-
-def _workspace(cache: dict | None) -> dict:
-    """Where scratch buffers live: the caller's cache, else this thread's own (bounded by the chunk size)."""
-    if cache is not None:
-        return cache
-    ws = getattr(_scratch, "ws", None)
-    if ws is None:
-        ws = _scratch.ws = {}
-    return ws
-
-
-def _buffer(ws: dict, key: str, size: int, dtype: np.dtype) -> np.ndarray:
-    """A 1-D scratch array of ``size`` elements kept in ``ws`` (grown, never shrunk).
-
-    Reusing the memory matters: a fresh large buffer pays its page faults (the kernel zeroing every page) on
-    each call, which measured as much as the whole unfold on a busy machine.
-    """
-    buf = ws.get(key)
-    if not isinstance(buf, np.ndarray) or buf.dtype != dtype or buf.size < size:
-        buf = None
-        ws.pop(key, None)  # let the old buffer go before the new one is allocated
-        buf = np.empty(size, dtype=dtype)
-        ws[key] = buf
-    return buf[:size]
 
 
 def _cache_key(x_arg: object, g: WindowGeometry, dtype: np.dtype) -> tuple:
@@ -187,9 +160,11 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
     (x, W, b), g = _conv_checks("conv2d_forward", x, W, stride, pad, cache, b=b)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
-    out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
     if cache is not None:
         cache["conv2d.x"] = None  # whatever happens below, older columns no longer match
+    if winograd.applies(g, FN, x.dtype):
+        return winograd.forward(x, W, b, g, _workspace(cache))
+    out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
     if not out.size:
         return out
     W2 = np.ascontiguousarray(W.reshape(FN, ck))
@@ -252,6 +227,10 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dtype = x.dtype
+    if winograd.applies(g, FN, dtype):
+        if cache is not None:
+            cache["conv2d.x"] = None
+        return winograd.backward(dout, x, W, g, _workspace(cache), need_dx)
     dWT = np.zeros((ck, FN), dtype=dtype)
     db = np.zeros(FN, dtype=dtype)
     if not (g.N and FN):

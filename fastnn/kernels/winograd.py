@@ -1,0 +1,423 @@
+"""3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3), forward and backward.
+
+The math (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Each 2x2 block of outputs
+of one filter ``g`` (3x3) on one channel is computed from the 4x4 input tile ``d`` under it as
+
+.. math::
+
+    Y = A^T \\big[ (G g G^T) \\odot (B^T d B) \\big] A, \\qquad
+    B^T = \\begin{bmatrix} 1&0&-1&0 \\\\ 0&1&1&0 \\\\ 0&-1&1&0 \\\\ 0&1&0&-1 \\end{bmatrix},\\;
+    G = \\begin{bmatrix} 1&0&0 \\\\ \\tfrac12&\\tfrac12&\\tfrac12 \\\\ \\tfrac12&-\\tfrac12&\\tfrac12 \\\\
+    0&0&1 \\end{bmatrix},\\;
+    A^T = \\begin{bmatrix} 1&1&1&0 \\\\ 0&1&-1&-1 \\end{bmatrix}.
+
+Summed over channels, the 16 element-wise products become 16 matrix products, one per position ``xi`` of the
+4x4 transformed tile: ``M[xi] (K, tiles) = U[xi] (K, C) @ V[xi] (C, tiles)`` with ``U = G g G^T`` and
+``V = B^T d B``: 16 * K * C multiplications per 2x2 outputs instead of 36 * K * C, 2.25x fewer. The backward
+pass is the exact adjoint of the forward: ``dM = A dY A^T`` per tile, ``dU[xi] = dM[xi] @ V[xi]^T``
+(``dW = G^T dU G``) and ``dV[xi] = U[xi]^T @ dM[xi]``, whose tiles ``B dV B^T`` overlap-add into ``dx``.
+The transform coefficients are 0, +-1 and +-1/2, so rounding stays at the level of the direct sum (measured
+in float32 against a float64 direct convolution: max error 3e-7 of the output's magnitude).
+
+Tiling. ``TH = ceil(OH / 2)`` rows of tiles, ``TWp = ceil(OW / 2) + 1`` tiles per row: one spare tile per row
+makes every row of tiles, and every image, one flat run, so each transform is a handful of unit-stride loops
+over a whole plane. The spare tile's outputs are dropped and its output gradient is zero.
+
+Schedule. The batch is cut into chunks of ``m`` images, and a thread runs the whole pipeline of a chunk on its own
+scratch: input transform (``V``, 16 x C x m*L), the 16 products through OpenBLAS called from that thread with
+one OpenBLAS thread (:mod:`fastnn.kernels._blas`), output transform into ``out``. Everything a chunk touches
+stays in that core's cache (``m`` is chosen for that), and the two thread pools never wait for each other.
+Backward recomputes ``V`` per chunk (cheaper than keeping the whole batch's, 4x the input) and sums ``dU`` in a
+fixed number of partial sums over fixed sets of chunks, added in order at the end: the same bits with any
+number of threads.
+
+Special values: a tile's transforms add and subtract its entries, so an infinite input or weight can come out
+as NaN where the direct sum gives +-inf (NaN is never lost). :data:`fastnn.config.CONV_WINOGRAD` turns this
+path off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .. import config
+from .._jit import Kernel, helper, kernel
+from .._validate import WindowGeometry
+from . import _blas
+from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
+from ._workspace import buffer
+
+__all__ = ["applies", "backward", "forward"]
+
+#: Bytes of one thread's scratch (transformed input and output tiles of a chunk) the chunk size aims at: about
+#: one core's L2 cache, so a chunk's transforms and products stay in cache.
+_SLOT_BYTES = 1 << 21
+
+#: Partial sums of the filter gradient in the backward pass (a fixed number, so results do not depend on the
+#: thread count): enough to share among threads, fewer when the filters are large (``_GROUP_BYTES`` in total).
+_GROUPS = 8
+_GROUP_BYTES = 1 << 26
+
+_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def applies(g: WindowGeometry, FN: int, dtype: np.dtype) -> bool:
+    """Whether the Winograd path takes this convolution: 3x3, stride 1, nothing empty, BLAS callable."""
+    return (config.CONV_WINOGRAD and _blas.AVAILABLE and g.FH == 3 and g.FW == 3 and g.SH == 1 and g.SW == 1
+            and g.N > 0 and g.C > 0 and FN > 0 and g.OH > 0 and g.OW > 0
+            and dtype in (np.float32, np.float64))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-plane transforms (inlined into the kernels). Planes are split by row parity: ``pe``/``po`` hold the even and
+# odd rows of the zero-padded plane, pitch 2*TWp, so tile row th reads rows th and th+1 of each.
+
+
+@helper
+def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
+    """V[4i + j, c, col + t] = (B^T d_t B)[i, j] for the L = TH*TWp tiles d_t of one input plane (H, W).
+
+    ``pe``/``po`` (2*(TH+1)*TWp + 4) must be zero outside the data, which this writes at the same places for every
+    plane of a geometry; ``E``/``O`` (4, (TH+1)*TWp) receive the column transform of the even/odd padded rows.
+    """
+    H, W = plane.shape
+    LE = (TH + 1) * TWp
+    P2 = 2 * TWp
+    for y in range(H):
+        r = y + PH
+        dst = pe if r % 2 == 0 else po
+        off = (r // 2) * P2 + PW
+        src = plane[y]
+        for q in range(W):
+            dst[off + q] = src[q]
+    for a in range(2):
+        p = pe if a == 0 else po
+        Z = E if a == 0 else O
+        z0 = Z[0]
+        z1 = Z[1]
+        z2 = Z[2]
+        z3 = Z[3]
+        for f in range(LE):  # d B: the four columns of tile f of this row from padded columns 2f..2f+3
+            d0 = p[2 * f]
+            d1 = p[2 * f + 1]
+            d2 = p[2 * f + 2]
+            d3 = p[2 * f + 3]
+            z0[f] = d0 - d2
+            z1[f] = d1 + d2
+            z2[f] = d2 - d1
+            z3[f] = d1 - d3
+    L = TH * TWp
+    for j in range(4):  # B^T (d B): rows 2th..2th+3 are E[th], O[th], E[th+1], O[th+1]
+        e = E[j]
+        od = O[j]
+        v0 = V[j, c]
+        v1 = V[4 + j, c]
+        v2 = V[8 + j, c]
+        v3 = V[12 + j, c]
+        for t in range(L):
+            e0 = e[t]
+            e1 = e[t + TWp]
+            o0 = od[t]
+            o1 = od[t + TWp]
+            v0[col + t] = e0 - e1
+            v1[col + t] = o0 + e1
+            v2[col + t] = e1 - o0
+            v3[col + t] = o0 - o1
+
+
+@helper
+def _output_transform(M, f, col, bias, TH, TWp, P, Y, out):
+    """out (OH, OW) = A^T m_t A + bias for the tiles m_t = M[:, f, col + t]; P (2, 4, L), Y (2, 2L) scratch."""
+    OH, OW = out.shape
+    L = TH * TWp
+    for j in range(4):  # A^T m: output row a of every tile, column j of the transform
+        m0 = M[j, f]
+        m1 = M[4 + j, f]
+        m2 = M[8 + j, f]
+        m3 = M[12 + j, f]
+        p0 = P[0, j]
+        p1 = P[1, j]
+        for t in range(L):
+            a1 = m1[col + t]
+            a2 = m2[col + t]
+            p0[t] = m0[col + t] + a1 + a2
+            p1[t] = a1 - a2 - m3[col + t]
+    for a in range(2):  # (A^T m) A: output columns 2t, 2t+1 of output row 2th + a
+        q0 = P[a, 0]
+        q1 = P[a, 1]
+        q2 = P[a, 2]
+        q3 = P[a, 3]
+        ya = Y[a]
+        for t in range(L):
+            a1 = q1[t]
+            a2 = q2[t]
+            ya[2 * t] = q0[t] + a1 + a2 + bias
+            ya[2 * t + 1] = a1 - a2 - q3[t] + bias
+    P2 = 2 * TWp
+    for y in range(OH):
+        src = Y[y % 2]
+        off = (y // 2) * P2
+        dst = out[y]
+        for q in range(OW):
+            dst[q] = src[off + q]
+
+
+@helper
+def _output_adjoint(dout, D, Q, M, f, col, TH, TWp):
+    """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane; returns its sum.
+
+    ``D`` (2, 2L) must be zero outside the data, which this writes at the same places for every plane.
+    """
+    OH, OW = dout.shape
+    L = TH * TWp
+    P2 = 2 * TWp
+    acc = D[0, 0] * 0
+    for y in range(OH):
+        dst = D[y % 2]
+        off = (y // 2) * P2
+        src = dout[y]
+        for q in range(OW):
+            v = src[q]
+            dst[off + q] = v
+            acc += v
+    for a in range(2):  # dy A^T: row a of the tile, columns j
+        da = D[a]
+        q0 = Q[a, 0]
+        q1 = Q[a, 1]
+        q2 = Q[a, 2]
+        q3 = Q[a, 3]
+        for t in range(L):
+            e = da[2 * t]
+            od = da[2 * t + 1]
+            q0[t] = e
+            q1[t] = e + od
+            q2[t] = e - od
+            q3[t] = -od
+    for j in range(4):  # A (dy A^T)
+        u = Q[0, j]
+        w = Q[1, j]
+        d0 = M[j, f]
+        d1 = M[4 + j, f]
+        d2 = M[8 + j, f]
+        d3 = M[12 + j, f]
+        for t in range(L):
+            a = u[t]
+            b = w[t]
+            d0[col + t] = a
+            d1[col + t] = a + b
+            d2[col + t] = a - b
+            d3[col + t] = -b
+    return acc
+
+
+@helper
+def _input_adjoint(V, c, col, PH, PW, TH, TWp, E, O, qe, qo, dx):
+    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, c, col + t]) at the tile's place, padding cut off."""
+    H, W = dx.shape
+    L = TH * TWp
+    LE = (TH + 1) * TWp
+    for j in range(4):  # B dv: tile row th adds v0, v1 - v2 + v3, v1 + v2 - v0, -v3 to padded rows 2th..2th+3
+        v0 = V[j, c]
+        v1 = V[4 + j, c]
+        v2 = V[8 + j, c]
+        v3 = V[12 + j, c]
+        e = E[j]
+        od = O[j]
+        for t in range(TWp):
+            e[t] = v0[col + t]
+            od[t] = v1[col + t] - v2[col + t] + v3[col + t]
+        for t in range(TWp, L):
+            s = col + t - TWp
+            e[t] = v0[col + t] + v1[s] + v2[s] - v0[s]
+            od[t] = v1[col + t] - v2[col + t] + v3[col + t] - v3[s]
+        for t in range(L, LE):
+            s = col + t - TWp
+            e[t] = v1[s] + v2[s] - v0[s]
+            od[t] = -v3[s]
+    for a in range(2):  # (B dv) B^T: tile f adds c0, c1 - c2 + c3, c1 + c2 - c0, -c3 to padded columns 2f..2f+3
+        Z = E if a == 0 else O
+        p = qe if a == 0 else qo
+        c0 = Z[0]
+        c1 = Z[1]
+        c2 = Z[2]
+        c3 = Z[3]
+        p[0] = c0[0]
+        p[1] = c1[0] - c2[0] + c3[0]
+        for f in range(1, LE):
+            p[2 * f] = c0[f] + c1[f - 1] + c2[f - 1] - c0[f - 1]
+            p[2 * f + 1] = c1[f] - c2[f] + c3[f] - c3[f - 1]
+    P2 = 2 * TWp
+    for y in range(H):
+        r = y + PH
+        src = qe if r % 2 == 0 else qo
+        off = (r // 2) * P2 + PW
+        dst = dx[y]
+        for q in range(W):
+            dst[q] = src[off + q]
+
+
+@helper
+def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """c = op(a) @ op(b) + beta * c, row-major, through OpenBLAS (float32 or float64 by c's type)."""
+    ta = TRANS if trans_a else NO_TRANS
+    tb = TRANS if trans_b else NO_TRANS
+    if c.itemsize == 4:
+        sgemm(ROW_MAJOR, ta, tb, m, n, k, np.float32(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
+              np.float32(beta), c.ctypes.data, ldc)
+    else:
+        dgemm(ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, np.float64(beta),
+              c.ctypes.data, ldc)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kernels: a chunk of images per iteration, on the running thread's scratch.
+#
+# The scratch has one slot per thread of the launch (``Kernel.threads``), and the parallel loop runs over those
+# slots, each taking a fixed share of the chunks. ``numba.get_thread_id()`` would be simpler but is unusable here:
+# a serial twin that contains it, loaded from the on-disk cache, crashes (SIGSEGV, measured) even when the call
+# is not reached.
+
+
+@kernel("window")
+def _forward(x, U, b, out, V, M, PH, PW, TH, TWp, m):
+    """out (N, K, OH, OW) = conv(x (N, C, H, W), filters with transforms U (16, K, C)) + b (K,).
+
+    V (S, 16, C, w), M (S, 16, K, w) with w >= m*L: the scratch of each of S slots; slot s takes chunks s, s + S, ...
+    """
+    N, C = x.shape[0], x.shape[1]
+    K = U.shape[1]
+    w = V.shape[3]
+    L = TH * TWp
+    LE = (TH + 1) * TWp
+    S = V.shape[0]
+    chunks = (N + m - 1) // m
+    for slot in prange(S):
+        pe = np.zeros(2 * LE + 4, dtype=x.dtype)
+        po = np.zeros(2 * LE + 4, dtype=x.dtype)
+        E = np.empty((4, LE), dtype=x.dtype)
+        O = np.empty((4, LE), dtype=x.dtype)
+        P = np.empty((2, 4, L), dtype=x.dtype)
+        Y = np.empty((2, 2 * L), dtype=x.dtype)
+        Vs = V[slot]
+        Ms = M[slot]
+        for ch in range(slot, chunks, S):
+            n0 = ch * m
+            k = min(m, N - n0)
+            for i in range(k):
+                for c in range(C):
+                    _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
+            before = set_threads_local(1)
+            for xi in range(16):
+                _gemm(False, False, K, k * L, C, U[xi], C, Vs[xi], w, 0.0, Ms[xi], w)
+            set_threads_local(before)
+            for i in range(k):
+                for f in range(K):
+                    _output_transform(Ms, f, i * L, b[f], TH, TWp, P, Y, out[n0 + i, f])
+
+
+@kernel("window")
+def _backward(x, dout, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, m, need_dx):
+    """dU[g] (16, K, C) = sum of dM @ V^T over chunks g, g + G, ... (G = len(dU)); dbp (N, K) = per-plane sums
+    of dout; dx when need_dx. V, M: each slot's scratch, as in :func:`_forward`; slot s takes groups s, s + S, ...
+
+    The G partial sums are fixed by the shapes, not by the thread count, so results are the same bits with any
+    number of threads.
+    """
+    N, C = x.shape[0], x.shape[1]
+    K = U.shape[1]
+    G, S, w = dU.shape[0], V.shape[0], V.shape[3]
+    L = TH * TWp
+    LE = (TH + 1) * TWp
+    chunks = (N + m - 1) // m
+    for slot in prange(S):
+        pe = np.zeros(2 * LE + 4, dtype=x.dtype)
+        po = np.zeros(2 * LE + 4, dtype=x.dtype)
+        E = np.empty((4, LE), dtype=x.dtype)
+        O = np.empty((4, LE), dtype=x.dtype)
+        D = np.zeros((2, 2 * L), dtype=x.dtype)
+        Q = np.empty((2, 4, L), dtype=x.dtype)
+        qe = np.empty(2 * LE, dtype=x.dtype)
+        qo = np.empty(2 * LE, dtype=x.dtype)
+        Vs = V[slot]
+        Ms = M[slot]
+        for g in range(slot, G, S):
+            dUg = dU[g]
+            dUg[:] = 0
+            for ch in range(g, chunks, G):
+                n0 = ch * m
+                k = min(m, N - n0)
+                for i in range(k):
+                    for f in range(K):
+                        dbp[n0 + i, f] = _output_adjoint(dout[n0 + i, f], D, Q, Ms, f, i * L, TH, TWp)
+                    for c in range(C):
+                        _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
+                before = set_threads_local(1)
+                for xi in range(16):
+                    _gemm(False, True, K, C, k * L, Ms[xi], w, Vs[xi], w, 1.0, dUg[xi], C)
+                if need_dx:
+                    for xi in range(16):
+                        _gemm(True, False, C, k * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
+                set_threads_local(before)
+                if need_dx:
+                    for i in range(k):
+                        for c in range(C):
+                            _input_adjoint(Vs, c, i * L, PH, PW, TH, TWp, E, O, qe, qo, dx[n0 + i, c])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry points (called by fastnn.kernels.conv after validation)
+
+
+def _tiles(g: WindowGeometry) -> tuple[int, int]:
+    return (g.OH + 1) // 2, (g.OW + 1) // 2 + 1
+
+
+def _schedule(knl: Kernel, g: WindowGeometry, K: int, dtype: np.dtype,
+              ws: dict) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Chunk size m, work size, and each thread's scratch V (threads, 16, C, m*L), M (threads, 16, K, m*L)."""
+    TH, TWp = _tiles(g)
+    L = TH * TWp
+    per_image = 16 * (g.C + K) * L * np.dtype(dtype).itemsize
+    m = max(1, min(g.N, _SLOT_BYTES // per_image))
+    work = g.N * (g.C * g.H * g.W + K * g.OH * g.OW) * 4
+    threads = knl.threads(work)
+    V = buffer(ws, "winograd.V", threads * 16 * g.C * m * L, dtype).reshape(threads, 16, g.C, m * L)
+    M = buffer(ws, "winograd.M", threads * 16 * K * m * L, dtype).reshape(threads, 16, K, m * L)
+    return m, work, V, M
+
+
+def _filter_transform(W: np.ndarray) -> np.ndarray:
+    """U (16, K, C) = G g G^T for every filter g = W[k, c] (3x3)."""
+    G = _G.astype(W.dtype)
+    U = np.einsum("ai,kcij,bj->abkc", G, W, G)
+    return np.ascontiguousarray(U.reshape(16, W.shape[0], W.shape[1]))
+
+
+def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict) -> np.ndarray:
+    """Convolution output (N, K, OH, OW) for validated, same-dtype arrays; ``ws`` holds the scratch."""
+    K = W.shape[0]
+    x = np.ascontiguousarray(x)
+    out = np.empty((g.N, K, g.OH, g.OW), dtype=x.dtype)
+    m, work, V, M = _schedule(_forward, g, K, x.dtype, ws)
+    TH, TWp = _tiles(g)
+    _forward.run(work, x, _filter_transform(W), np.ascontiguousarray(b), out, V, M, g.PH, g.PW, TH, TWp, m)
+    return out
+
+
+def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict,
+             need_dx: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(dx or None, dW, db) for validated, same-dtype arrays; ``ws`` holds the scratch."""
+    K = W.shape[0]
+    x = np.ascontiguousarray(x)
+    dout = np.ascontiguousarray(dout)
+    m, work, V, M = _schedule(_backward, g, K, x.dtype, ws)
+    TH, TWp = _tiles(g)
+    groups = max(1, min(-(-g.N // m), _GROUPS, _GROUP_BYTES // (16 * K * g.C * x.itemsize)))
+    dU = np.empty((groups, 16, K, g.C), dtype=x.dtype)
+    dbp = np.empty((g.N, K), dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    _backward.run(work, x, dout, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, m, need_dx)
+    G = _G.astype(x.dtype)
+    dW = np.ascontiguousarray(np.einsum("ai,abkc,bj->kcij", G, dU.sum(axis=0).reshape(4, 4, K, g.C), G))
+    return (dx if need_dx else None), dW, dbp.sum(axis=0)
