@@ -164,15 +164,16 @@ def _output_transform(M, f, col, bias, TH, TWp, P, Y, out):
 
 
 @helper
-def _output_adjoint(dout, D, Q, M, f, col, TH, TWp):
-    """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane; returns its sum.
+def _output_adjoint(dout, D, Q, M, f, col, TH, TWp, sums, n):
+    """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane; sums[n, f] = its sum.
 
     ``D`` (2, 2L) must be zero outside the data, which this writes at the same places for every plane.
     """
     OH, OW = dout.shape
     L = TH * TWp
     P2 = 2 * TWp
-    acc = D[0, 0] * 0
+    sums[n, f] = 0
+    acc = sums[n, f]  # a zero of the array's type
     for y in range(OH):
         dst = D[y % 2]
         off = (y // 2) * P2
@@ -208,7 +209,7 @@ def _output_adjoint(dout, D, Q, M, f, col, TH, TWp):
             d1[col + t] = a + b
             d2[col + t] = a - b
             d3[col + t] = -b
-    return acc
+    sums[n, f] = acc
 
 
 @helper
@@ -349,7 +350,7 @@ def _backward(x, dout, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, m, need_dx):
                 k = min(m, N - n0)
                 for i in range(k):
                     for f in range(K):
-                        dbp[n0 + i, f] = _output_adjoint(dout[n0 + i, f], D, Q, Ms, f, i * L, TH, TWp)
+                        _output_adjoint(dout[n0 + i, f], D, Q, Ms, f, i * L, TH, TWp, dbp, n0 + i)
                     for c in range(C):
                         _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
                 before = set_threads_local(1)

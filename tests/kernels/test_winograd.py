@@ -1,0 +1,198 @@
+"""The Winograd F(2x2, 3x3) path of conv2d_forward / conv2d_backward (3x3, stride 1) against the reference twin."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from fastnn import _jit, config
+from fastnn import kernels as K
+from fastnn import reference as R
+from fastnn.kernels import _blas, winograd
+
+from .test_conv import close
+
+pytestmark = pytest.mark.skipif(not _blas.AVAILABLE, reason="numpy's bundled OpenBLAS is not available")
+
+# (N, C, H, W, FN, pad): the smallest image, one channel and one filter, odd and non-square sizes (a half-empty
+# last tile in either direction), pads 0-3 and per-axis pairs (odd pads shift the even/odd column split), an
+# image smaller than the filter that only padding makes valid, a batch that is not a multiple of the chunk.
+CASES = [
+    (1, 1, 3, 3, 1, 0),
+    (1, 1, 4, 4, 1, 1),
+    (2, 3, 7, 9, 4, 1),
+    (3, 2, 8, 6, 5, 2),
+    (1, 2, 6, 5, 2, 3),
+    (2, 2, 5, 8, 3, (1, 0)),
+    (2, 3, 6, 7, 2, (0, 3)),
+    (2, 1, 1, 1, 2, 1),
+    (1, 4, 2, 5, 3, (1, 2)),
+    (5, 5, 13, 11, 7, 1),
+]
+IDS = [f"N{n}C{c}-{h}x{w}-F{f}-p{p}" for n, c, h, w, f, p in CASES]
+
+
+def _problem(case, dtype, seed=0):
+    n, c, h, w, f, pad = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((f, c, 3, 3)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    dout = rng.standard_normal(R.conv2d_forward(x, W, b, 1, pad).shape).astype(dtype)
+    return x, W, b, dout, pad
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts the calls that reach the Winograd kernels, so a test knows which path ran."""
+    calls = {"forward": 0, "backward": 0}
+    for name in calls:
+        real = getattr(winograd, name)
+
+        def counted(*args, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(winograd, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_forward_and_backward_match_reference(case, dtype, twin, spy):
+    x, W, b, dout, pad = _problem(case, dtype)
+    before = [a.copy() for a in (x, W, b, dout)]
+    out = K.conv2d_forward(x, W, b, 1, pad)
+    dx, dW, db = K.conv2d_backward(dout, x, W, 1, pad)
+    assert spy == {"forward": 1, "backward": 1}
+    close(out, R.conv2d_forward(x, W, b, 1, pad), dtype)
+    for got, want in zip((dx, dW, db), R.conv2d_backward(dout, x, W, 1, pad), strict=True):
+        assert got.flags.c_contiguous and got.shape == want.shape
+        close(got, want, dtype)
+    for a, a0 in zip((x, W, b, dout), before, strict=True):
+        np.testing.assert_array_equal(a, a0)
+
+
+def test_float32_error_is_at_the_level_of_the_direct_sum(spy):
+    """Against a float64 reference on a CIFAR-like layer: Winograd's float32 error is no worse than im2col's."""
+    x, W, b, dout, pad = _problem((8, 32, 16, 16, 32, 1), np.float32)
+    want = R.conv2d_forward(*(a.astype(np.float64) for a in (x, W, b)), 1, pad)
+    want_grads = R.conv2d_backward(*(a.astype(np.float64) for a in (dout, x, W)), 1, pad)
+    got = [K.conv2d_forward(x, W, b, 1, pad), *K.conv2d_backward(dout, x, W, 1, pad)]
+    assert spy == {"forward": 1, "backward": 1}
+    config_before = config.CONV_WINOGRAD
+    try:
+        config.CONV_WINOGRAD = False
+        direct = [K.conv2d_forward(x, W, b, 1, pad), *K.conv2d_backward(dout, x, W, 1, pad)]
+    finally:
+        config.CONV_WINOGRAD = config_before
+    for g, d, w in zip(got, direct, [want, *want_grads], strict=True):
+        scale = np.abs(w).max()
+        assert np.abs(g - w).max() <= max(2 * np.abs(d - w).max(), 1e-6 * scale)
+
+
+@pytest.mark.parametrize("slot_bytes", [1, 40_000])
+@pytest.mark.parametrize("groups", [1, 3, 8])
+def test_chunks_and_groups(slot_bytes, groups, twin, monkeypatch, spy):
+    """One image per chunk or a few; one, three (uneven) or eight partial sums of dW: all the same result."""
+    monkeypatch.setattr(winograd, "_SLOT_BYTES", slot_bytes)
+    monkeypatch.setattr(winograd, "_GROUPS", groups)
+    x, W, b, dout, pad = _problem((7, 3, 9, 10, 4, 1), np.float64)
+    close(K.conv2d_forward(x, W, b, 1, pad), R.conv2d_forward(x, W, b, 1, pad), np.float64)
+    for g, w in zip(K.conv2d_backward(dout, x, W, 1, pad), R.conv2d_backward(dout, x, W, 1, pad), strict=True):
+        close(g, w, np.float64)
+    assert spy == {"forward": 1, "backward": 1}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_same_bits_with_one_or_two_threads(dtype, monkeypatch):
+    """The parallel twin gives identical results on 1 and 2 Numba threads (dW partials do not follow threads)."""
+    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
+    monkeypatch.setattr(_jit, "_num_threads", None)
+    monkeypatch.setattr(winograd, "_SLOT_BYTES", 1)  # a chunk per image: 9 chunks in 8 partial sums
+    x, W, b, dout, pad = _problem((9, 4, 10, 8, 5, 1), dtype)
+    results = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            results.append([K.conv2d_forward(x, W, b, 1, pad), *K.conv2d_backward(dout, x, W, 1, pad)])
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for one, two in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_need_dx_false_and_non_contiguous_inputs(dtype, twin, spy):
+    x, W, b, dout, pad = _problem((3, 4, 9, 7, 5, 1), dtype)
+    xt = np.asfortranarray(x)  # Fortran order
+    Wt = W[:, ::-1][:, ::-1]  # negative strides, same values
+    dt = np.ascontiguousarray(dout.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # NHWC memory
+    dx, dW, db = K.conv2d_backward(dt, xt, Wt, 1, pad)
+    none, dW2, db2 = K.conv2d_backward(dt, xt, Wt, 1, pad, need_dx=False)
+    assert none is None
+    np.testing.assert_array_equal(dW2, dW)
+    np.testing.assert_array_equal(db2, db)
+    for g, w in zip((dx, dW, db), R.conv2d_backward(dout, x, W, 1, pad), strict=True):
+        close(g, w, dtype)
+    close(K.conv2d_forward(xt, Wt, b[::-1][::-1], 1, pad), R.conv2d_forward(x, W, b, 1, pad), dtype)
+    assert spy == {"forward": 1, "backward": 2}
+
+
+def test_cache_dict_and_layer_path(dtype, spy):
+    """The cache= workspace (what the Convolution layer passes) holds the scratch across calls and shapes."""
+    cache = {}
+    for case in ((2, 3, 8, 8, 4, 1), (3, 2, 5, 7, 3, 0), (2, 3, 8, 8, 4, 1)):
+        x, W, b, dout, pad = _problem(case, dtype)
+        close(K.conv2d_forward(x, W, b, 1, pad, cache=cache), R.conv2d_forward(x, W, b, 1, pad), dtype)
+        got = K.conv2d_backward(dout, x, W, 1, pad, cache=cache)
+        for g, w in zip(got, R.conv2d_backward(dout, x, W, 1, pad), strict=True):
+            close(g, w, dtype)
+    assert spy == {"forward": 3, "backward": 3}
+
+
+@pytest.mark.parametrize("why", ["switched off", "no BLAS", "stride 2", "5x5"])
+def test_other_paths_when_winograd_does_not_apply(why, monkeypatch, spy):
+    stride, fh = 1, 3
+    if why == "switched off":
+        monkeypatch.setattr(config, "CONV_WINOGRAD", False)
+    elif why == "no BLAS":
+        monkeypatch.setattr(_blas, "AVAILABLE", False)
+    elif why == "stride 2":
+        stride = 2
+    else:
+        fh = 5
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 9, 9))
+    W = rng.standard_normal((4, 3, fh, fh))
+    b = rng.standard_normal(4)
+    out = K.conv2d_forward(x, W, b, stride, 1)
+    close(out, R.conv2d_forward(x, W, b, stride, 1), np.float64)
+    dout = rng.standard_normal(out.shape)
+    for g, w in zip(K.conv2d_backward(dout, x, W, stride, 1), R.conv2d_backward(dout, x, W, stride, 1),
+                    strict=True):
+        close(g, w, np.float64)
+    assert spy == {"forward": 0, "backward": 0}
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("seed", range(6))
+def test_special_values(special, seed, twin, spy):
+    """What the module docstring promises: the output and dx are non-finite exactly where the direct sum's are
+    (+-inf may come out as NaN, NaN never goes away); dW is non-finite wherever the direct sum's is, and for a
+    filter/channel pair touched by a special value in all nine taps; finite values match."""
+    rng = np.random.default_rng(seed)
+    x, W, b, dout, pad = _problem((2, 3, 7, 6, 4, int(seed % 3)), np.float64, seed)
+    x[tuple(rng.integers(0, s) for s in x.shape)] = special
+    dout[tuple(rng.integers(0, s) for s in dout.shape)] = special
+    with np.errstate(invalid="ignore"):
+        want = [R.conv2d_forward(x, W, b, 1, pad), *R.conv2d_backward(dout, x, W, 1, pad)]
+    got = [K.conv2d_forward(x, W, b, 1, pad), *K.conv2d_backward(dout, x, W, 1, pad)]
+    assert spy == {"forward": 1, "backward": 1}
+    for name, g, w in zip(("out", "dx", "dW", "db"), got, want, strict=True):
+        if name == "dW":
+            assert (~np.isfinite(w) <= ~np.isfinite(g)).all(), name
+        else:
+            np.testing.assert_array_equal(np.isfinite(g), np.isfinite(w), err_msg=name)
+        assert (np.isnan(w) <= np.isnan(g)).all(), name
+        finite = np.isfinite(g)
+        close(g[finite], w[finite], np.float64)
