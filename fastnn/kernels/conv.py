@@ -1,5 +1,8 @@
 """2-D convolution: im2col + BLAS, with the data movement compiled and parallel.
 
+3x3 stride-1 convolutions (any padding) take :mod:`fastnn.kernels.winograd` instead, 2.25x fewer multiplications
+(switch: :data:`fastnn.config.CONV_WINOGRAD`); what follows is the path of every other geometry.
+
 Layout. The batch is processed in chunks of ``m`` samples. Each chunk is unfolded into a column matrix
 ``col`` of shape ``(C*FH*FW, m*OH*OW)`` (C-contiguous; :func:`~fastnn.kernels.im2col.im2col_into` writes it
 through the view ``(m, C*FH*FW, OH*OW)``), so every product is one large 2-D GEMM:

@@ -31,9 +31,11 @@ Backward recomputes ``V`` per chunk (cheaper than keeping the whole batch's, 4x 
 fixed number of partial sums over fixed sets of chunks, added in order at the end: the same bits with any
 number of threads.
 
-Special values: a tile's transforms add and subtract its entries, so an infinite input or weight can come out
-as NaN where the direct sum gives +-inf (NaN is never lost). :data:`fastnn.config.CONV_WINOGRAD` turns this
-path off.
+Special values (``tests/kernels/test_winograd.py``): the output and ``dx`` are non-finite exactly where the direct
+sum's are, but the transforms add and subtract a tile's entries, so +-inf can come out as NaN. ``dW`` of a
+(filter, channel) pair that a non-finite value reaches is non-finite in all nine taps, where the direct sum may
+keep taps whose windows miss it finite. NaN is never lost. :data:`fastnn.config.CONV_WINOGRAD` (environment
+``FASTNN_CONV_WINOGRAD=0``) turns this path off.
 """
 
 from __future__ import annotations
