@@ -63,8 +63,7 @@ def _conv(torch: Any) -> tuple[Calls, None]:
     dout = rng.standard_normal((64, 64, 32, 32), dtype=np.float32)
     calls: Calls = {}
     for name, ns in (("fastnn", kernels), ("numpy", reference)):
-        def step(ns: Any = ns) -> Any:
-            ws: dict = {}  # what a Convolution layer keeps between its forward and backward
+        def step(ns: Any = ns, ws: dict = {}) -> Any:  # noqa: B006 - the workspace a Convolution layer keeps
             ns.conv2d_forward(x, W, b, 1, 1, cache=ws)
             return ns.conv2d_backward(dout, x, W, 1, 1, cache=ws)
         calls[name] = step

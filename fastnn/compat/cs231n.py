@@ -6,8 +6,8 @@ Drop-in for ``cs231n/layers.py``, ``layer_utils.py``, ``fast_layers.py`` and ``o
 
 Forward functions return ``(out, cache)``, backward functions take ``(dout, cache)``; parameter dicts
 (``bn_param``, ``ln_param``, ``gn_param``, ``dropout_param``, ``conv_param``, ``pool_param``) and update-rule
-``config`` dicts have cs231n's keys and defaults. All numerics run in :mod:`fastnn.kernels` (affine products in
-BLAS through ``np.dot``); the module attribute :data:`backend` names the kernel module, and the tests swap in
+``config`` dicts have cs231n's keys and defaults. All numerics run in :mod:`fastnn.kernels` (affine products by
+:func:`fastnn.kernels.matmul`); the module attribute :data:`backend` names the kernel module, and the tests swap in
 :mod:`fastnn.reference` to build a pure-NumPy twin of every function here.
 
 Differences from cs231n, all deliberate:
@@ -118,7 +118,7 @@ def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndar
         _validate.fail(where, "x", f"of shape (N, d_1, ..., d_k) with d_1*...*d_k = {w.shape[0]} (w.shape[0])",
                        f"shape {x.shape}")
     _validate.shape(b, (w.shape[1],), where, "b")
-    out = np.dot(x.reshape(x.shape[0], w.shape[0]), w) + b
+    out = backend.matmul(x.reshape(x.shape[0], w.shape[0]), w) + b
     return out, (x, w, b)
 
 
@@ -141,7 +141,7 @@ def affine_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
     dout = _validate.float_array(dout, where, "dout", dtype=x.dtype)
     _validate.shape(dout, (x.shape[0], w.shape[1]), where, "dout")
     x2 = x.reshape(x.shape[0], w.shape[0])
-    return np.dot(dout, w.T).reshape(x.shape), np.dot(x2.T, dout), dout.sum(axis=0)
+    return backend.matmul(dout, w.T).reshape(x.shape), backend.matmul(x2.T, dout), dout.sum(axis=0)
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

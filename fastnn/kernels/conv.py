@@ -43,6 +43,7 @@ from . import winograd
 from ._workspace import buffer as _buffer
 from ._workspace import workspace as _workspace
 from .im2col import col2im_into, im2col_into
+from .linalg import matmul_into
 
 __all__ = ["conv2d_backward", "conv2d_forward"]
 
@@ -121,7 +122,7 @@ def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeom
         col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
         tmp = tmp_buf[:FN * k * ohw].reshape(FN, k * ohw)
         im2col_into(x[n0:n0 + k], col.reshape(ck, k, ohw).transpose(1, 0, 2), g)
-        np.matmul(W2, col, out=tmp)
+        matmul_into(W2, col, tmp)
         _bias_to_nchw.run(tmp.size, tmp.reshape(FN, k, ohw), b, out3[n0:n0 + k])
 
 
@@ -257,11 +258,11 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         _dout_to_fnp.run(doutT.size, dout3[n0:n0 + k], doutT.reshape(FN, k, ohw), db)
         if cols is None:
             im2col_into(x[n0:n0 + k], col_view, g)
-        np.matmul(col, doutT.T, out=dWT_part)
+        matmul_into(col, doutT.T, dWT_part)
         dWT += dWT_part
         if not need_dx:
             continue
-        np.matmul(W2T, doutT, out=col)  # dcol overwrites the columns, which are no longer needed
+        matmul_into(W2T, doutT, col)  # dcol overwrites the columns, which are no longer needed
         if g.C:
             col2im_into(col_view, dx[n0:n0 + k], g)
     return dx, np.ascontiguousarray(dWT.T).reshape(W.shape), db

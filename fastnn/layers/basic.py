@@ -3,7 +3,7 @@
 Same class names, constructor arguments, methods and attribute names as the book. Differences: inputs are
 validated (errors name the layer and the argument), no layer writes into an array it is given (the book's
 ``Relu.backward`` zeroes ``dout`` in place), float32 stays float32, and the arithmetic is done by
-:mod:`fastnn.kernels` (the affine matmul by BLAS through ``np.dot``).
+:mod:`fastnn.kernels` (the affine products by :func:`fastnn.kernels.matmul`).
 """
 
 from __future__ import annotations
@@ -49,14 +49,14 @@ class Affine(Layer):
                            "sample (W.shape[0])", f"shape {x.shape}")
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], self.W.shape[0])
-        return self._output(np.dot(self.x, self.W) + self.b)
+        return self._output(kernels.matmul(self.x, self.W) + self.b)
 
     def backward(self, dout: Any) -> np.ndarray:
         """dout (N, M) -> dx of the input's shape; sets dW (D, M) and db (M,)."""
         dout = self._dout(dout, "Affine.backward")
-        self.dW = np.dot(self.x.T, dout)
+        self.dW = kernels.matmul(self.x.T, dout)
         self.db = dout.sum(axis=0)
-        return np.dot(dout, self.W.T).reshape(self.original_x_shape)
+        return kernels.matmul(dout, self.W.T).reshape(self.original_x_shape)
 
 
 class Relu(Layer):

@@ -184,6 +184,7 @@ CALLS: dict[str, Callable[[np.dtype, np.random.Generator], Kwargs]] = {
     "leaky_relu_backward": _elementwise("dout", "x", alpha=0.1),
     "conv2d_forward": _conv_forward,
     "conv2d_backward": _conv_backward,
+    "matmul": lambda dtype, rng: {"a": _n(rng, (4, 6), dtype), "b": _n(rng, (6, 3), dtype)},
     "dropout_mask": lambda dtype, rng: {"shape": (3, 4, 5), "drop_ratio": 0.3, "seed": 12345},
     "dropout_forward": _dropout_apply("x"),
     "dropout_backward": _dropout_apply("dout"),

@@ -235,7 +235,7 @@ EMPTY_OK = {"relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backwar
             "dropout_backward", "dropout_mask", "im2col", "col2im", "softmax_forward", "batchnorm_forward_infer",
             "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
             "instancenorm_forward", "instancenorm_backward", "maxpool2d_forward", "maxpool2d_backward",
-            "avgpool2d_forward", "avgpool2d_backward"}
+            "avgpool2d_forward", "avgpool2d_backward", "matmul"}
 RAISES_N = {"softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss", "batchnorm_forward_train",
             "batchnorm_backward"}
 #: Optimizer steps act on parameters, which have no batch axis (a 0-size parameter is a no-op).
@@ -243,7 +243,7 @@ NO_BATCH = {"sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmspr
             "adabound_step"}
 
 #: Arguments with a batch axis first, per kernel.
-_BATCHED = {"x", "dout", "out", "probs", "t", "y", "argmax", "mask", "mean", "inv_std"}
+_BATCHED = {"x", "dout", "out", "probs", "t", "y", "argmax", "mask", "mean", "inv_std", "a"}  # a: matmul's rows
 
 
 def _empty_batch(name, kw):

@@ -63,6 +63,10 @@ SPECIFIC: list[tuple[str, str, Callable[[Kwargs], Kwargs], type, str]] = [
     ("relu_forward", "object dtype", put(x=np.array([1, "a"], dtype=object)), TypeError, "x"),
     ("relu_forward", "list of str", put(x=["a", "b"]), TypeError, "x"),
     # conv
+    ("matmul", "a 1-D", put(a=shape_(6)), ValueError, "a"),
+    ("matmul", "b 3-D", put(b=shape_(6, 3, 1)), ValueError, "b"),
+    ("matmul", "inner sizes", put(b=shape_(5, 3)), ValueError, "b"),
+    ("matmul", "a strings", put(a=np.array([["a"]])), TypeError, "a"),
     ("conv2d_forward", "x 3-D", put(x=shape_(3, 6, 6)), ValueError, "x"),
     ("conv2d_forward", "W 3-D", put(W=shape_(4, 3, 3)), ValueError, "W"),
     ("conv2d_forward", "W channels", put(W=shape_(4, 2, 3, 3)), ValueError, "W"),

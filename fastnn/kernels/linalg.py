@@ -1,0 +1,142 @@
+"""Matrix products split across Numba's threads, each part one single-threaded OpenBLAS call.
+
+Why not ``np.matmul``: numpy hands a product to OpenBLAS's own thread pool, whose threads keep spinning for a
+while after it returns. A Numba kernel launched right after (the ReLU after an affine layer, the bias pass after
+a convolution's GEMM) then shares the two cores with them, and measured up to twice as slow; a training step with
+``OPENBLAS_NUM_THREADS=1`` ran faster than with OpenBLAS's threads. Here the parts of a product run on Numba's
+threads (:mod:`fastnn.kernels._blas`), so only one pool is ever awake.
+
+The split is fixed by the shapes, never by the thread count, so results are the same bits with any number of
+threads: rows or columns of the output when it is large (each part a whole product), else the reduction
+dimension (per-part partial products added in order) when the output is small and the reduction long (a
+convolution's weight gradient).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import kernel
+from ..reference.linalg import _matmul_checks
+from . import _blas
+from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
+
+__all__ = ["matmul"]
+
+#: Parts a product is cut into (fewer when it is small): more than the two cores here, so other machines' cores
+#: get work too, few enough that each part is a reasonably large product.
+_PARTS = 8
+#: Smallest share of the split dimension a part gets (a part below it costs more in packing than it saves).
+_MIN_ROWS = 32
+#: Reduction length per part from which a small output is computed by splitting the reduction instead.
+_MIN_REDUCTION = 1024
+
+
+@kernel("window")
+def _gemm_parts(a, b, c, ta, tb, lda, ldb, ldc, split, bounds, partial):
+    """c (M, N) = op(a) @ op(b), or its parts: ``split`` 0 cuts rows of c, 1 columns, 2 the reduction.
+
+    ``a``/``b`` are the operands' storage (op = transpose when ``ta``/``tb``), ``bounds`` (P + 1,) the cut
+    points, ``partial`` (P, M, N) the per-part products when split == 2 (else unused).
+    """
+    M, N = c.shape[0], c.shape[1]
+    K = a.shape[0] if ta else a.shape[1]
+    item = c.itemsize
+    for p in prange(bounds.size - 1):
+        lo = bounds[p]
+        hi = bounds[p + 1]
+        m, n, k = M, N, K
+        oa, ob, oc = 0, 0, 0  # byte offsets of the part's corner in a, b, c
+        if split == 0:  # rows lo..hi of c: rows of op(a)
+            m = hi - lo
+            oa = lo * item if ta else lo * lda * item
+            oc = lo * ldc * item
+        elif split == 1:  # columns lo..hi of c: columns of op(b)
+            n = hi - lo
+            ob = lo * ldb * item if tb else lo * item
+            oc = lo * item
+        else:  # reduction lo..hi, into partial[p]
+            k = hi - lo
+            oa = lo * lda * item if ta else lo * item
+            ob = lo * item if tb else lo * ldb * item
+        a0 = a.ctypes.data + np.uintp(oa)
+        b0 = b.ctypes.data + np.uintp(ob)
+        c0 = (partial[p].ctypes.data if split == 2 else c.ctypes.data) + np.uintp(oc)
+        before = set_threads_local(1)
+        if m > 0 and n > 0:
+            if item == 4:
+                sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, np.float32(1.0),
+                      a0, lda, b0, ldb, np.float32(0.0), c0, N if split == 2 else ldc)
+            else:
+                dgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 1.0,
+                      a0, lda, b0, ldb, 0.0, c0, N if split == 2 else ldc)
+        set_threads_local(before)
+
+
+def _blas_view(x: np.ndarray) -> tuple[np.ndarray, bool, int]:
+    """(storage, transposed, leading dimension) describing 2-D ``x`` to row-major BLAS; copies only if needed."""
+    item = x.itemsize
+    if x.strides[1] == item and x.strides[0] % item == 0 and x.strides[0] >= max(1, x.shape[1]) * item:
+        return x, False, x.strides[0] // item
+    if x.strides[0] == item and x.strides[1] % item == 0 and x.strides[1] >= max(1, x.shape[0]) * item:
+        return x.T, True, x.strides[1] // item
+    x = np.ascontiguousarray(x)
+    return x, False, max(1, x.shape[1])
+
+
+def _plan(M: int, N: int, K: int) -> tuple[int, np.ndarray]:
+    """(split, cut points) for an (M, K) @ (K, N) product; see the module docstring."""
+    if max(M, N) < _MIN_ROWS * 4 and K >= 2 * _MIN_REDUCTION:
+        split, size, least = 2, K, _MIN_REDUCTION
+    elif N >= M:
+        split, size, least = 1, N, _MIN_ROWS
+    else:
+        split, size, least = 0, M, _MIN_ROWS
+    parts = max(1, min(_PARTS, size // least))
+    return split, np.linspace(0, size, parts + 1).round().astype(np.int64)
+
+
+def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = a @ b for validated 2-D arrays of one dtype; ``out`` (M, N) has unit column stride."""
+    M, K = a.shape
+    N = b.shape[1]
+    if not _blas.AVAILABLE or out.dtype not in (np.float32, np.float64) or M == 0 or N == 0:
+        return np.matmul(a, b, out=out)
+    if K == 0:
+        out[...] = 0
+        return out
+    assert out.strides[1] == out.itemsize and out.shape == (M, N)
+    split, bounds = _plan(M, N, K)
+    sa, ta, lda = _blas_view(a)
+    sb, tb, ldb = _blas_view(b)
+    parts = bounds.size - 1
+    partial = np.empty((parts, M, N) if split == 2 else (1, 1, 1), dtype=out.dtype)
+    _gemm_parts.run(M * N * K // 8, sa, sb, out, ta, tb, lda, ldb, out.strides[0] // out.itemsize, split, bounds,
+                    partial)
+    if split == 2:
+        np.sum(partial, axis=0, out=out)
+    return out
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Matrix product of two 2-D arrays (what the affine layers compute).
+
+    .. math::
+
+        out[i, j] = \\sum_k a[i, k]\\, b[k, j]
+
+    Parameters
+    ----------
+    a : ndarray (M, K)
+        float32 or float64 (ints promote to float64); any strides.
+    b : ndarray (K, N)
+
+    Returns
+    -------
+    out : ndarray (M, N)
+        Common dtype of a and b, C-contiguous.
+    """
+    a, b = _matmul_checks("matmul", a, b)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    return matmul_into(a, b, out)

@@ -1,0 +1,100 @@
+"""matmul: the threaded BLAS product against its reference twin, on both Numba twins."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from fastnn import _jit
+from fastnn import kernels as K
+from fastnn import reference as R
+from fastnn.kernels import _blas, linalg
+
+from .test_conv import close
+
+# (M, K, N): scalars, a row and a column, the affine layers of SimpleConvNet (forward, dW, dx), the shapes of a
+# convolution's GEMMs (wide output; small output with a long reduction, split along the reduction), sizes that
+# do not divide into the parts.
+SHAPES = [(1, 1, 1), (1, 7, 1), (5, 1, 3), (100, 4320, 100), (4320, 100, 100), (100, 100, 4320),
+          (30, 25, 5000), (25, 9000, 30), (7, 3001, 5), (67, 33, 131)]
+
+
+def _pair(shape, dtype, seed=0):
+    M, Kd, N = shape
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((M, Kd)).astype(dtype), rng.standard_normal((Kd, N)).astype(dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])
+def test_matches_reference(shape, dtype, twin):
+    a, b = _pair(shape, dtype)
+    before = a.copy(), b.copy()
+    got = K.matmul(a, b)
+    assert got.dtype == dtype and got.flags.c_contiguous and got.shape == (shape[0], shape[2])
+    close(got, R.matmul(a, b), dtype)
+    np.testing.assert_array_equal(a, before[0])
+    np.testing.assert_array_equal(b, before[1])
+
+
+@pytest.mark.parametrize("layout", ["F", "transposed", "row slice", "column slice", "negative", "broadcast"])
+def test_any_strides(layout, dtype, twin):
+    rng = np.random.default_rng(1)
+    big = rng.standard_normal((300, 260)).astype(dtype)
+    a, b = {
+        "F": (np.asfortranarray(big[:90, :70]), np.asfortranarray(big[:70, :120])),
+        "transposed": (big[:70, :90].T, big[:120, :70].T),
+        "row slice": (big[:90, 5:75], big[10:80, 100:220]),  # leading dimension larger than the row
+        "column slice": (big[::3, :70], big[:70, ::2]),  # non-unit element stride: copied first
+        "negative": (big[:90, :70][::-1], big[:70, :120][:, ::-1]),
+        "broadcast": (np.broadcast_to(big[0, :70], (90, 70)), big[:70, :120]),
+    }[layout]
+    close(K.matmul(a, b), np.asarray(a) @ np.asarray(b), dtype)
+
+
+def test_promotion_and_empty():
+    a32 = np.ones((3, 4), np.float32)
+    assert K.matmul(a32, np.ones((4, 2), np.float64)).dtype == np.float64
+    assert K.matmul(np.arange(6).reshape(2, 3), np.ones((3, 1), np.float32)).dtype == np.float64
+    np.testing.assert_array_equal(K.matmul(np.ones((3, 0), np.float32), np.ones((0, 2), np.float32)),
+                                  np.zeros((3, 2), np.float32))
+    assert K.matmul(np.ones((0, 4)), np.ones((4, 2))).shape == (0, 2)
+    assert K.matmul(np.ones((3, 4)), np.ones((4, 0))).shape == (3, 0)
+
+
+@pytest.mark.parametrize(("a", "b", "match"), [
+    (np.ones(3), np.ones((3, 2)), r"matmul: a must be a 2-D array, got shape \(3,\)"),
+    (np.ones((2, 3)), np.ones((2, 3, 1)), r"matmul: b must be a 2-D array"),
+    (np.ones((2, 3)), np.ones((4, 2)), r"matmul: b must be 3 rows \(a has 3 columns\), got shape \(4, 2\)"),
+    (np.ones((2, 3)), "x", r"matmul: b must be a NumPy array of floats"),
+])
+def test_bad_input(a, b, match):
+    for impl in (K, R):
+        with pytest.raises((ValueError, TypeError), match=match):
+            impl.matmul(a, b)
+
+
+@pytest.mark.skipif(not _blas.AVAILABLE, reason="numpy's bundled OpenBLAS is not available")
+@pytest.mark.parametrize("shape", [(4320, 100, 100), (25, 9000, 30), (100, 100, 4320)])
+def test_same_bits_with_one_or_two_threads(shape, monkeypatch):
+    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
+    monkeypatch.setattr(_jit, "_num_threads", None)
+    a, b = _pair(shape, np.float32)
+    try:
+        numba.set_num_threads(1)
+        one = K.matmul(a, b)
+        numba.set_num_threads(2)
+        two = K.matmul(a, b)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_plans():
+    """Rows or columns of a large output, the reduction of a small one; never more parts than the size allows."""
+    split, bounds = linalg._plan(25, 30, 57600)
+    assert split == 2 and bounds[0] == 0 and bounds[-1] == 57600 and len(bounds) == linalg._PARTS + 1
+    assert linalg._plan(4320, 100, 100)[0] == 0
+    assert linalg._plan(100, 4320, 100)[0] == 1
+    split, bounds = linalg._plan(3, 4, 5)
+    assert list(bounds) == [0, 4]
