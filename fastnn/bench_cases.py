@@ -264,6 +264,29 @@ def _cases_conv() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Matrix product (fastnn/kernels/linalg.py)
+
+MATMUL_SIZES = {
+    "tiny": {"M": 5, "K": 7, "N": 3},
+    # SimpleConvNet's first affine layer on an MNIST batch: (100, 4320) @ (4320, 100)
+    "mnist": {"M": 100, "K": 4320, "N": 100},
+    # a classifier head on CIFAR-sized features: (64, 4096) @ (4096, 512)
+    "cifar": {"M": 64, "K": 4096, "N": 512},
+}
+
+
+def _matmul_inputs(p: Mapping[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    rng = _rng(7)
+    return {"a": _rand(rng, (p["M"], p["K"]), dtype), "b": _rand(rng, (p["K"], p["N"]), dtype), **p}
+
+
+def _cases_linalg() -> Iterator[Case]:
+    yield Case("matmul", "linalg", MATMUL_SIZES, _matmul_inputs, {
+        **twins(lambda k, d: partial(k.matmul, d["a"], d["b"])),
+        "torch": lambda d: Run(partial(_torch().mm, _t(d["a"]), _t(d["b"])))})
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Pooling (fastnn/kernels/pooling.py)
 
 POOL_SIZES = {
@@ -709,7 +732,7 @@ def _cases_training() -> Iterator[Case]:
 
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
-    for group in (_cases_conv, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training):
+    for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training):
         for case in group():
             assert case.name not in cases, case.name
             cases[case.name] = case

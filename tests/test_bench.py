@@ -76,8 +76,8 @@ def test_every_case_has_the_benchmark_sizes():
     for case in CASES.values():
         assert {"tiny", "mnist", "cifar"} <= set(case.sizes), case.name
         assert set(case.impls) >= {"fastnn", "numpy"}, case.name
-        assert case.module in {"im2col_conv", "pooling", "normalization", "optimizers", "activations_losses",
-                               "training"}, case.name
+        assert case.module in {"im2col_conv", "linalg", "pooling", "normalization", "optimizers",
+                               "activations_losses", "training"}, case.name
 
 
 def test_bytes_moved_of_adam_is_seven_streams():
@@ -129,7 +129,8 @@ def test_asv_suite_times_every_case_once():
     from asv_bench.common import KernelBenchmark
 
     seen: dict[str, str] = {}
-    for module in ("im2col_conv", "pooling", "normalization", "optimizers", "activations_losses", "training"):
+    for module in ("im2col_conv", "linalg", "pooling", "normalization", "optimizers", "activations_losses",
+                   "training"):
         mod = importlib.import_module(f"asv_bench.{module}")
         for cls_name, cls in inspect.getmembers(mod, inspect.isclass):
             if not issubclass(cls, KernelBenchmark) or cls is KernelBenchmark:
