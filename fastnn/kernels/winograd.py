@@ -88,11 +88,11 @@ def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
     P2 = 2 * TWp
     for y in range(H):
         r = y + PH
-        dst = pe if r % 2 == 0 else po
         off = (r // 2) * P2 + PW
+        dst = pe[off:off + W] if r % 2 == 0 else po[off:off + W]
         src = plane[y]
         for q in range(W):
-            dst[off + q] = src[q]
+            dst[q] = src[q]
     for a in range(2):
         p = pe if a == 0 else po
         Z = E if a == 0 else O
@@ -111,21 +111,23 @@ def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
             z3[f] = d1 - d3
     L = TH * TWp
     for j in range(4):  # B^T (d B): rows 2th..2th+3 are E[th], O[th], E[th+1], O[th+1]
-        e = E[j]
-        od = O[j]
-        v0 = V[j, c]
-        v1 = V[4 + j, c]
-        v2 = V[8 + j, c]
-        v3 = V[12 + j, c]
+        e = E[j, :L]
+        e_next = E[j, TWp:TWp + L]
+        od = O[j, :L]
+        od_next = O[j, TWp:TWp + L]
+        v0 = V[j, c, col:col + L]
+        v1 = V[4 + j, c, col:col + L]
+        v2 = V[8 + j, c, col:col + L]
+        v3 = V[12 + j, c, col:col + L]
         for t in range(L):
             e0 = e[t]
-            e1 = e[t + TWp]
+            e1 = e_next[t]
             o0 = od[t]
-            o1 = od[t + TWp]
-            v0[col + t] = e0 - e1
-            v1[col + t] = o0 + e1
-            v2[col + t] = e1 - o0
-            v3[col + t] = o0 - o1
+            o1 = od_next[t]
+            v0[t] = e0 - e1
+            v1[t] = o0 + e1
+            v2[t] = e1 - o0
+            v3[t] = o0 - o1
 
 
 @helper
@@ -134,17 +136,17 @@ def _output_transform(M, f, col, bias, TH, TWp, P, Y, out):
     OH, OW = out.shape
     L = TH * TWp
     for j in range(4):  # A^T m: output row a of every tile, column j of the transform
-        m0 = M[j, f]
-        m1 = M[4 + j, f]
-        m2 = M[8 + j, f]
-        m3 = M[12 + j, f]
+        m0 = M[j, f, col:col + L]
+        m1 = M[4 + j, f, col:col + L]
+        m2 = M[8 + j, f, col:col + L]
+        m3 = M[12 + j, f, col:col + L]
         p0 = P[0, j]
         p1 = P[1, j]
         for t in range(L):
-            a1 = m1[col + t]
-            a2 = m2[col + t]
-            p0[t] = m0[col + t] + a1 + a2
-            p1[t] = a1 - a2 - m3[col + t]
+            a1 = m1[t]
+            a2 = m2[t]
+            p0[t] = m0[t] + a1 + a2
+            p1[t] = a1 - a2 - m3[t]
     for a in range(2):  # (A^T m) A: output columns 2t, 2t+1 of output row 2th + a
         q0 = P[a, 0]
         q1 = P[a, 1]
@@ -158,11 +160,11 @@ def _output_transform(M, f, col, bias, TH, TWp, P, Y, out):
             ya[2 * t + 1] = a1 - a2 - q3[t] + bias
     P2 = 2 * TWp
     for y in range(OH):
-        src = Y[y % 2]
         off = (y // 2) * P2
+        src = Y[y % 2, off:off + OW]
         dst = out[y]
         for q in range(OW):
-            dst[q] = src[off + q]
+            dst[q] = src[q]
 
 
 @helper
@@ -177,12 +179,12 @@ def _output_adjoint(dout, D, Q, M, f, col, TH, TWp, sums, n):
     sums[n, f] = 0
     acc = sums[n, f]  # a zero of the array's type
     for y in range(OH):
-        dst = D[y % 2]
         off = (y // 2) * P2
+        dst = D[y % 2, off:off + OW]
         src = dout[y]
         for q in range(OW):
             v = src[q]
-            dst[off + q] = v
+            dst[q] = v
             acc += v
     for a in range(2):  # dy A^T: row a of the tile, columns j
         da = D[a]
@@ -200,17 +202,17 @@ def _output_adjoint(dout, D, Q, M, f, col, TH, TWp, sums, n):
     for j in range(4):  # A (dy A^T)
         u = Q[0, j]
         w = Q[1, j]
-        d0 = M[j, f]
-        d1 = M[4 + j, f]
-        d2 = M[8 + j, f]
-        d3 = M[12 + j, f]
+        d0 = M[j, f, col:col + L]
+        d1 = M[4 + j, f, col:col + L]
+        d2 = M[8 + j, f, col:col + L]
+        d3 = M[12 + j, f, col:col + L]
         for t in range(L):
             a = u[t]
             b = w[t]
-            d0[col + t] = a
-            d1[col + t] = a + b
-            d2[col + t] = a - b
-            d3[col + t] = -b
+            d0[t] = a
+            d1[t] = a + b
+            d2[t] = a - b
+            d3[t] = -b
     sums[n, f] = acc
 
 
@@ -221,23 +223,26 @@ def _input_adjoint(V, c, col, PH, PW, TH, TWp, E, O, qe, qo, dx):
     L = TH * TWp
     LE = (TH + 1) * TWp
     for j in range(4):  # B dv: tile row th adds v0, v1 - v2 + v3, v1 + v2 - v0, -v3 to padded rows 2th..2th+3
-        v0 = V[j, c]
-        v1 = V[4 + j, c]
-        v2 = V[8 + j, c]
-        v3 = V[12 + j, c]
-        e = E[j]
-        od = O[j]
+        # tile row th's own rows (all but the last tile row's) and the rows it shares with tile row th - 1
+        v0 = V[j, c, col:col + L]
+        v1 = V[4 + j, c, col:col + L]
+        v2 = V[8 + j, c, col:col + L]
+        v3 = V[12 + j, c, col:col + L]
+        e = E[j, :L]
+        od = O[j, :L]
+        for t in range(L):
+            e[t] = v0[t]
+            od[t] = v1[t] - v2[t] + v3[t]
+        e_last = E[j, L:LE]
+        od_last = O[j, L:LE]
         for t in range(TWp):
-            e[t] = v0[col + t]
-            od[t] = v1[col + t] - v2[col + t] + v3[col + t]
-        for t in range(TWp, L):
-            s = col + t - TWp
-            e[t] = v0[col + t] + v1[s] + v2[s] - v0[s]
-            od[t] = v1[col + t] - v2[col + t] + v3[col + t] - v3[s]
-        for t in range(L, LE):
-            s = col + t - TWp
-            e[t] = v1[s] + v2[s] - v0[s]
-            od[t] = -v3[s]
+            e_last[t] = 0
+            od_last[t] = 0
+        e_below = E[j, TWp:LE]
+        od_below = O[j, TWp:LE]
+        for t in range(L):
+            e_below[t] += v1[t] + v2[t] - v0[t]
+            od_below[t] -= v3[t]
     for a in range(2):  # (B dv) B^T: tile f adds c0, c1 - c2 + c3, c1 + c2 - c0, -c3 to padded columns 2f..2f+3
         Z = E if a == 0 else O
         p = qe if a == 0 else qo
@@ -253,11 +258,11 @@ def _input_adjoint(V, c, col, PH, PW, TH, TWp, E, O, qe, qo, dx):
     P2 = 2 * TWp
     for y in range(H):
         r = y + PH
-        src = qe if r % 2 == 0 else qo
         off = (r // 2) * P2 + PW
+        src = qe[off:off + W] if r % 2 == 0 else qo[off:off + W]
         dst = dx[y]
         for q in range(W):
-            dst[q] = src[off + q]
+            dst[q] = src[q]
 
 
 @helper
