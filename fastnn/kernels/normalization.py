@@ -729,7 +729,9 @@ def _batch_forward_coefficients(mean, var, gamma, beta, eps, centre, scale, shif
     """Per channel: ``inv_std = 1 / sqrt(var + eps)`` and the coefficients of ``out = (x - centre) * scale + shift``.
 
     mean, var float64; outputs in x's dtype. The centre is the mean rounded to x's dtype; the rounding remainder
-    moves into the shift (float64 math), so the pass computes ``gamma * (x - mean) * inv_std + beta``.
+    moves into the shift (float64 math), so the pass computes ``gamma * (x - mean) * inv_std + beta``. An infinite
+    (or NaN) scale keeps the shift at beta: the remainder times it would be inf or NaN (0 * inf) and turn every
+    output NaN, where the unfolded formula gives +-inf.
     """
     for c in range(mean.shape[0]):
         s = 1.0 / np.sqrt(var[c] + eps)
@@ -737,7 +739,7 @@ def _batch_forward_coefficients(mean, var, gamma, beta, eps, centre, scale, shif
         centre[c] = mean[c]
         sc = gamma[c] * s
         scale[c] = sc
-        shift[c] = beta[c] - (mean[c] - centre[c]) * sc
+        shift[c] = beta[c] - (mean[c] - centre[c]) * sc if np.isfinite(sc) else beta[c]
 
 
 @helper
