@@ -264,11 +264,17 @@ def _renamed(fn: Callable, suffix: str) -> Callable:
     return clone
 
 
-def helper(fn: Callable | None = None, *, fastmath: frozenset[str] | bool = config.FASTMATH) -> Callable:
-    """Compile a scalar or small helper that kernels call (inlined by LLVM; never launched on its own)."""
+def helper(fn: Callable | None = None, *, fastmath: frozenset[str] | bool = config.FASTMATH,
+           inline: bool = False) -> Callable:
+    """Compile a scalar or small helper that kernels call (inlined by LLVM; never launched on its own).
+
+    ``inline=True`` inlines it in Numba's own IR instead, which lets the caller's loops see through it (measured
+    on the Winograd plane copies: LLVM's inlining left them ~25% slower).
+    """
     if fn is None:
-        return lambda f: helper(f, fastmath=fastmath)
-    return _njit(fn, fastmath=set(fastmath) if isinstance(fastmath, frozenset) else fastmath)
+        return lambda f: helper(f, fastmath=fastmath, inline=inline)
+    options = {"inline": "always"} if inline else {}
+    return _njit(fn, fastmath=set(fastmath) if isinstance(fastmath, frozenset) else fastmath, **options)
 
 
 # ---------------------------------------------------------------------------------------------------------------

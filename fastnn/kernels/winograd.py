@@ -76,6 +76,33 @@ def applies(g: WindowGeometry, FN: int, dtype: np.dtype) -> bool:
 # odd rows of the zero-padded plane, pitch 2*TWp, so tile row th reads rows th and th+1 of each.
 
 
+@helper(inline=True)
+def _to_halves(plane, PH, PW, TWp, even, odd):
+    """Copy plane (rows, cols) into the even and odd rows of its zero-padded version (pitch 2*TWp), shifted by PH
+    rows and PW columns; the padding itself is not written."""
+    H, W = plane.shape
+    for y in range(H):
+        r = y + PH
+        off = (r // 2) * 2 * TWp + PW
+        dst = even[off:off + W] if r % 2 == 0 else odd[off:off + W]
+        src = plane[y]
+        for q in range(W):
+            dst[q] = src[q]
+
+
+@helper(inline=True)
+def _from_halves(even, odd, PH, PW, TWp, plane):
+    """The inverse of :func:`_to_halves`: plane = the window of the padded rows at (PH, PW)."""
+    H, W = plane.shape
+    for y in range(H):
+        r = y + PH
+        off = (r // 2) * 2 * TWp + PW
+        src = even[off:off + W] if r % 2 == 0 else odd[off:off + W]
+        dst = plane[y]
+        for q in range(W):
+            dst[q] = src[q]
+
+
 @helper
 def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
     """V[4i + j, c, col + t] = (B^T d_t B)[i, j] for the L = TH*TWp tiles d_t of one input plane (H, W).
@@ -83,16 +110,8 @@ def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
     ``pe``/``po`` (2*(TH+1)*TWp + 4) must be zero outside the data, which this writes at the same places for every
     plane of a geometry; ``E``/``O`` (4, (TH+1)*TWp) receive the column transform of the even/odd padded rows.
     """
-    H, W = plane.shape
+    _to_halves(plane, PH, PW, TWp, pe, po)
     LE = (TH + 1) * TWp
-    P2 = 2 * TWp
-    for y in range(H):
-        r = y + PH
-        off = (r // 2) * P2 + PW
-        dst = pe[off:off + W] if r % 2 == 0 else po[off:off + W]
-        src = plane[y]
-        for q in range(W):
-            dst[q] = src[q]
     for a in range(2):
         p = pe if a == 0 else po
         Z = E if a == 0 else O
@@ -133,7 +152,6 @@ def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
 @helper
 def _output_transform(M, f, col, bias, TH, TWp, P, Y, out):
     """out (OH, OW) = A^T m_t A + bias for the tiles m_t = M[:, f, col + t]; P (2, 4, L), Y (2, 2L) scratch."""
-    OH, OW = out.shape
     L = TH * TWp
     for j in range(4):  # A^T m: output row a of every tile, column j of the transform
         m0 = M[j, f, col:col + L]
@@ -158,13 +176,7 @@ def _output_transform(M, f, col, bias, TH, TWp, P, Y, out):
             a2 = q2[t]
             ya[2 * t] = q0[t] + a1 + a2 + bias
             ya[2 * t + 1] = a1 - a2 - q3[t] + bias
-    P2 = 2 * TWp
-    for y in range(OH):
-        off = (y // 2) * P2
-        src = Y[y % 2, off:off + OW]
-        dst = out[y]
-        for q in range(OW):
-            dst[q] = src[q]
+    _from_halves(Y[0], Y[1], 0, 0, TWp, out)
 
 
 @helper
@@ -178,7 +190,7 @@ def _output_adjoint(dout, D, Q, M, f, col, TH, TWp, sums, n):
     P2 = 2 * TWp
     sums[n, f] = 0
     acc = sums[n, f]  # a zero of the array's type
-    for y in range(OH):
+    for y in range(OH):  # _to_halves, and the plane's sum on the way
         off = (y // 2) * P2
         dst = D[y % 2, off:off + OW]
         src = dout[y]
@@ -219,7 +231,6 @@ def _output_adjoint(dout, D, Q, M, f, col, TH, TWp, sums, n):
 @helper
 def _input_adjoint(V, c, col, PH, PW, TH, TWp, E, O, qe, qo, dx):
     """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, c, col + t]) at the tile's place, padding cut off."""
-    H, W = dx.shape
     L = TH * TWp
     LE = (TH + 1) * TWp
     for j in range(4):  # B dv: tile row th adds v0, v1 - v2 + v3, v1 + v2 - v0, -v3 to padded rows 2th..2th+3
@@ -255,14 +266,7 @@ def _input_adjoint(V, c, col, PH, PW, TH, TWp, E, O, qe, qo, dx):
         for f in range(1, LE):
             p[2 * f] = c0[f] + c1[f - 1] + c2[f - 1] - c0[f - 1]
             p[2 * f + 1] = c1[f] - c2[f] + c3[f] - c3[f - 1]
-    P2 = 2 * TWp
-    for y in range(H):
-        r = y + PH
-        off = (r // 2) * P2 + PW
-        src = qe[off:off + W] if r % 2 == 0 else qo[off:off + W]
-        dst = dx[y]
-        for q in range(W):
-            dst[q] = src[q]
+    _from_halves(qe, qo, PH, PW, TWp, dx)
 
 
 @helper
