@@ -135,12 +135,11 @@ def scalar(v: Any, where: str, name: str, *, gt: float | None = None, ge: float 
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         fail(where, name, "a real number", _describe(v), TypeError)
     f = float(v)
-    bounds = [f"> {gt}" if gt is not None else "", f">= {ge}" if ge is not None else "",
-              f"< {lt}" if lt is not None else "", f"<= {le}" if le is not None else ""]
-    want = "a finite number" + ("" if not any(bounds) else " " + " and ".join(b for b in bounds if b))
     if not math.isfinite(f) or (gt is not None and not f > gt) or (ge is not None and not f >= ge) or (
             lt is not None and not f < lt) or (le is not None and not f <= le):
-        fail(where, name, want, v)
+        bounds = [b for b, on in ((f"> {gt}", gt is not None), (f">= {ge}", ge is not None),
+                                  (f"< {lt}", lt is not None), (f"<= {le}", le is not None)) if on]
+        fail(where, name, "a finite number" + (" " + " and ".join(bounds) if bounds else ""), v)
     return f
 
 
