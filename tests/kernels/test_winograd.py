@@ -59,7 +59,7 @@ def spy(monkeypatch):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_forward_and_backward_match_reference(case, dtype, twin, spy):
+def test_forward_and_backward_matches_reference(case, dtype, twin, spy):
     x, W, b, dout, pad = _problem(case, dtype)
     before = [a.copy() for a in (x, W, b, dout)]
     out = K.conv2d_forward(x, W, b, 1, pad)
