@@ -30,7 +30,10 @@ _PARTS = 8
 #: Smallest share of the split dimension a part gets (a part below it costs more in packing than it saves).
 _MIN_ROWS = 32
 #: Reduction length per part from which a small output is computed by splitting the reduction instead.
-_MIN_REDUCTION = 1024
+_MIN_REDUCTION = 256
+#: Products of at most this many multiply-adds go to ``np.matmul``: OpenBLAS runs them on the calling thread
+#: (its threshold is 65536 * 4), so no pool wakes, and the split's fixed cost (~10 us) would dominate them.
+_SMALL = 1 << 18
 
 
 @kernel("window")
@@ -94,14 +97,15 @@ def _plan(M: int, N: int, K: int) -> tuple[int, np.ndarray]:
     else:
         split, size, least = 0, M, _MIN_ROWS
     parts = max(1, min(_PARTS, size // least))
-    return split, np.linspace(0, size, parts + 1).round().astype(np.int64)
+    return split, np.array([p * size // parts for p in range(parts + 1)], dtype=np.int64)
 
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = a @ b for validated 2-D arrays of one dtype; ``out`` (M, N) has unit column stride."""
     M, K = a.shape
     N = b.shape[1]
-    if not _blas.AVAILABLE or out.dtype not in (np.float32, np.float64) or M == 0 or N == 0:
+    if (not _blas.AVAILABLE or out.dtype not in (np.float32, np.float64) or M == 0 or N == 0
+            or M * N * K <= _SMALL):
         return np.matmul(a, b, out=out)
     if K == 0:
         out[...] = 0
