@@ -98,3 +98,14 @@ def test_plans():
     assert linalg._plan(100, 4320, 100)[0] == 1
     split, bounds = linalg._plan(3, 4, 5)
     assert list(bounds) == [0, 4]
+
+
+@pytest.mark.parametrize("shape", [(100, 4320, 100), (25, 9000, 30)], ids=["rows", "reduction"])
+def test_without_the_bundled_blas(shape, monkeypatch):
+    """numpy built against another BLAS: the kernel falls back to np.matmul, same results."""
+    monkeypatch.setattr(_blas, "AVAILABLE", False)
+    calls = []
+    monkeypatch.setattr(linalg._gemm_parts, "run", lambda *a: calls.append(a))
+    a, b = _pair(shape, np.float64)
+    close(K.matmul(a, b), R.matmul(a, b), np.float64)
+    assert calls == []
