@@ -316,7 +316,7 @@ class Kernel:
 
     def threads(self, work: int) -> int:
         """Threads a launch touching ``work`` elements runs on (1 for the serial twin), for kernels that keep
-        scratch per thread (indexed by ``numba.get_thread_id()``)."""
+        one scratch slot per thread and run their parallel loop over the slots (see ``kernels/winograd.py``)."""
         if not self.use_parallel(work):
             return 1
         return _num_threads or numba.get_num_threads()
