@@ -7,9 +7,11 @@ a convolution's GEMM) then shares the two cores with them, and measured up to tw
 threads (:mod:`fastnn.kernels._blas`), so only one pool is ever awake.
 
 The split is fixed by the shapes, never by the thread count, so results are the same bits with any number of
-threads: rows or columns of the output when it is large (each part a whole product), else the reduction
-dimension (per-part partial products added in order) when the output is small and the reduction long (a
-convolution's weight gradient).
+threads. Each part is one BLAS call that packs its own share of the operands, so every way of cutting costs
+extra memory traffic: cutting rows of the output packs all of ``b`` again in every part, cutting columns packs
+all of ``a`` again, cutting the reduction writes one partial output per part and adds them up (in order). The
+plan cuts the dimension whose extra traffic is least (the reduction of a convolution's weight gradient, the rows
+of an affine layer's ``x.T @ dout``), into a power of two of parts so that two or four cores share them evenly.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ __all__ = ["matmul"]
 _PARTS = 8
 #: Smallest share of the split dimension a part gets (a part below it costs more in packing than it saves).
 _MIN_ROWS = 32
-#: Reduction length per part from which a small output is computed by splitting the reduction instead.
+#: Smallest share of the reduction a part gets when the reduction is cut.
 _MIN_REDUCTION = 256
 #: Products of at most this many multiply-adds go to ``np.matmul``: OpenBLAS runs them on the calling thread
 #: (its threshold is 65536 * 4), so no pool wakes, and the split's fixed cost (~10 us) would dominate them.
@@ -90,13 +92,14 @@ def _blas_view(x: np.ndarray) -> tuple[np.ndarray, bool, int]:
 
 def _plan(M: int, N: int, K: int) -> tuple[int, np.ndarray]:
     """(split, cut points) for an (M, K) @ (K, N) product; see the module docstring."""
-    if max(M, N) < _MIN_ROWS * 4 and K >= 2 * _MIN_REDUCTION:
-        split, size, least = 2, K, _MIN_REDUCTION
-    elif N >= M:
-        split, size, least = 1, N, _MIN_ROWS
-    else:
-        split, size, least = 0, M, _MIN_ROWS
-    parts = max(1, min(_PARTS, size // least))
+    # (extra traffic per extra part, split, size of the cut dimension, least share of a part)
+    options = [(K * N, 0, M, _MIN_ROWS), (M * K, 1, N, _MIN_ROWS), (2 * M * N, 2, K, _MIN_REDUCTION)]
+    usable = [(cost, split, size) for cost, split, size, least in options if size >= 2 * least]
+    if not usable:
+        return 0, np.array([0, M], dtype=np.int64)
+    _, split, size = min(usable)
+    least = _MIN_REDUCTION if split == 2 else _MIN_ROWS
+    parts = 1 << (min(_PARTS, size // least).bit_length() - 1)  # a power of two, at most _PARTS
     return split, np.array([p * size // parts for p in range(parts + 1)], dtype=np.int64)
 
 
@@ -116,8 +119,11 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     sb, tb, ldb = _blas_view(b)
     parts = bounds.size - 1
     partial = np.empty((parts, M, N) if split == 2 else (1, 1, 1), dtype=out.dtype)
-    _gemm_parts.run(M * N * K // 8, sa, sb, out, ta, tb, lda, ldb, out.strides[0] // out.itemsize, split, bounds,
-                    partial)
+    args = (sa, sb, out, ta, tb, lda, ldb, out.strides[0] // out.itemsize, split, bounds, partial)
+    if parts > 1:
+        _gemm_parts.run(M * N * K // 8, *args)
+    else:  # the serial twin: a parallel launch of one part would only add its start-up cost
+        _gemm_parts(*args)
     if split == 2:
         np.sum(partial, axis=0, out=out)
     return out

@@ -91,13 +91,16 @@ def test_same_bits_with_one_or_two_threads(shape, monkeypatch):
 
 
 def test_plans():
-    """Rows or columns of a large output, the reduction of a small one; never more parts than the size allows."""
-    split, bounds = linalg._plan(25, 30, 57600)
+    """The cut that re-packs least: the reduction of a small output, rows when b is the smaller operand to
+    re-pack, columns when a is; a power of two of parts, never more than the size allows."""
+    split, bounds = linalg._plan(25, 30, 57600)  # a convolution's weight gradient
     assert split == 2 and bounds[0] == 0 and bounds[-1] == 57600 and len(bounds) == linalg._PARTS + 1
-    assert linalg._plan(4320, 100, 100)[0] == 0
-    assert linalg._plan(100, 4320, 100)[0] == 1
-    split, bounds = linalg._plan(3, 4, 5)
-    assert list(bounds) == [0, 4]
+    assert linalg._plan(4320, 100, 100)[0] == 0  # x.T @ dout of an affine layer: b (100, 100) is small
+    assert linalg._plan(100, 4320, 100)[0] == 1  # dout @ W.T: a (100, 100) is small
+    split, bounds = linalg._plan(100, 100, 784)  # x @ W of the book's MNIST MLP: a 100x100 output
+    assert split == 2 and list(bounds) == [0, 392, 784]  # 784 // 256 = 3 parts, rounded down to 2
+    assert list(linalg._plan(100, 100, 100)[1]) == [0, 50, 100]
+    assert list(linalg._plan(3, 4, 5)[1]) == [0, 3]  # too small to cut: one part
 
 
 @pytest.mark.parametrize("shape", [(100, 4320, 100), (25, 9000, 30)], ids=["rows", "reduction"])
