@@ -94,11 +94,10 @@ def _plan(M: int, N: int, K: int) -> tuple[int, np.ndarray]:
     """(split, cut points) for an (M, K) @ (K, N) product; see the module docstring."""
     # (extra traffic per extra part, split, size of the cut dimension, least share of a part)
     options = [(K * N, 0, M, _MIN_ROWS), (M * K, 1, N, _MIN_ROWS), (2 * M * N, 2, K, _MIN_REDUCTION)]
-    usable = [(cost, split, size) for cost, split, size, least in options if size >= 2 * least]
+    usable = [option for option in options if option[2] >= 2 * option[3]]
     if not usable:
         return 0, np.array([0, M], dtype=np.int64)
-    _, split, size = min(usable)
-    least = _MIN_REDUCTION if split == 2 else _MIN_ROWS
+    _, split, size, least = min(usable)
     parts = 1 << (min(_PARTS, size // least).bit_length() - 1)  # a power of two, at most _PARTS
     return split, np.array([p * size // parts for p in range(parts + 1)], dtype=np.int64)
 
