@@ -11,19 +11,44 @@ Same classes, constructor arguments and defaults, ``update``/``__call__`` contra
 ``update`` returns the new parameter (a new array, as numpy-ml's ``param - update``); the update itself is one
 fused pass of :mod:`fastnn.kernels` over a copy of the parameter, and the cache arrays are updated in place.
 
+Learning-rate schedulers: ``ConstantScheduler``, ``ExponentialScheduler``, ``NoamScheduler`` and
+``KingScheduler`` with numpy-ml's formulas (``schedulers/schedulers.py``). ``lr_scheduler`` takes what numpy-ml's
+``SchedulerInitializer`` takes: None (a constant ``lr``), a scheduler object (fastnn's or numpy-ml's), its string
+form (``"ExponentialScheduler(initial_lr=0.01, stage_length=500, staircase=False, decay=0.1)"``; the name is matched
+case-insensitively by the words constant / exponential / noam / king) or a dict ``{"hyperparameters": {"id":
+"NoamScheduler", ...}}`` (a layer's ``summary()`` form); fastnn also takes any callable ``scheduler(step, cur_loss)
+-> lr``. With a scheduler given, ``lr`` is recorded in ``hyperparameters`` but the scheduler sets the rate, as in
+numpy-ml.
+
+With numpy-ml installed, fastnn's optimizers and schedulers are registered as virtual subclasses of numpy-ml's
+``OptimizerBase`` and ``SchedulerBase`` (both ``abc.ABC``), so numpy-ml's layers and optimizers accept them
+(``FullyConnected(10, optimizer=fastnn.compat.numpy_ml.Adam())``). numpy-ml is never imported by fastnn (it takes
+about a second and imports matplotlib): the registration happens when numpy-ml's own import defines those classes.
+
 Differences from numpy-ml:
 
-* ``lr_scheduler`` is None (a constant rate, shown as ``"ConstantScheduler(lr=...)"`` as numpy-ml does) or any
-  callable ``scheduler(step, cur_loss) -> lr`` (numpy-ml's scheduler objects are such callables); scheduler
-  names given as strings are not parsed (TypeError).
 * The cache arrays have the parameter's dtype, so a float32 parameter stays float32 even with a float64
   gradient (numpy-ml promotes the result to float64).
 * Hyperparameters are validated (lr > 0, 0 <= momentum < 1, ...); errors name the class and argument.
 * ``hyperparams`` is an alias of ``hyperparameters``.
+* Scheduler strings are parsed by their keyword names: numpy-ml's pattern reads only the letters before ``=``, so
+  ``initial_lr``, ``stage_length``, ``model_dim``, ``scale_factor`` and ``warmup_steps`` were silently dropped
+  (the defaults were used) and ``staircase=False`` failed to parse (it lower-cases the string first). Text that
+  is not ``key=value`` raises ValueError instead of being ignored.
+* Scheduler dicts and ``set_params`` set the rate the scheduler computes; numpy-ml changed only the
+  ``hyperparameters`` dict (the rate stayed at the defaults). The dict form also takes ``KingScheduler``, and
+  ``"StepScheduler"`` (the id numpy-ml's ``ExponentialScheduler`` reports) as well as ``"ExponentialScheduler"``.
+* A bad ``lr_scheduler`` (a number, an unknown name, a dict without ``hyperparameters``) raises a TypeError or
+  ValueError naming the optimizer; numpy-ml raised UnboundLocalError or NotImplementedError.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.abc
+import math
+import sys
+from abc import ABCMeta
 from collections.abc import Callable
 from copy import deepcopy
 from typing import Any
@@ -32,24 +57,323 @@ import numpy as np
 
 from .. import _validate, kernels
 
-__all__ = ["OptimizerBase", "SGD", "AdaGrad", "RMSProp", "Adam", "ConstantScheduler"]
+__all__ = ["OptimizerBase", "SGD", "AdaGrad", "RMSProp", "Adam", "SchedulerBase", "ConstantScheduler",
+           "ExponentialScheduler", "NoamScheduler", "KingScheduler"]
 
 #: The kernel module the optimizers compute with (:mod:`fastnn.kernels`; tests swap in :mod:`fastnn.reference`).
 backend: Any = kernels
 
 
-class ConstantScheduler:
-    """numpy-ml's default scheduler: the same learning rate at every step."""
+# ------------------------------------------------------------------------------------------------ schedulers
 
-    def __init__(self, lr: float = 0.01) -> None:
-        self.lr = lr
-        self.hyperparameters = {"id": "ConstantScheduler", "lr": self.lr}
+
+class SchedulerBase:
+    """Shared machinery of numpy-ml's learning-rate schedulers (never used directly).
+
+    A scheduler is called as ``scheduler(step, cur_loss) -> lr``; ``hyperparameters`` holds its ``"id"`` and
+    constructor arguments.
+    """
+
+    def __init__(self) -> None:
+        self.hyperparameters: dict[str, Any] = {}
+
+    def __call__(self, step: int | None = None, cur_loss: float | None = None) -> float:
+        return self.learning_rate(step=step, cur_loss=cur_loss)
+
+    def learning_rate(self, step: int | None = None, cur_loss: float | None = None) -> float:
+        raise NotImplementedError
+
+    def copy(self) -> SchedulerBase:
+        """A deep copy (state such as KingScheduler's loss history included)."""
+        return deepcopy(self)
+
+    def set_params(self, hparam_dict: dict | None = None) -> None:
+        """Set known hyperparameters from a dictionary (unknown keys are ignored).
+
+        Unlike numpy-ml, whose ``set_params`` changes only the ``hyperparameters`` dict, the attributes the rate is
+        computed from change too; the new values are validated before anything is set.
+        """
+        if hparam_dict is None:
+            return
+        known = {k: v for k, v in hparam_dict.items() if k in self.hyperparameters}
+        self._set(**{k: v for k, v in known.items() if k != "id"})
+        self.hyperparameters.update(known)
+
+    def _set(self, **hp: Any) -> None:
+        """Validate constructor arguments, then store them as attributes and in ``hyperparameters``."""
+        raise NotImplementedError
+
+    def _store(self, **hp: Any) -> None:
+        for k, v in hp.items():
+            setattr(self, k, v)
+        self.hyperparameters.update(hp)
+
+
+class ConstantScheduler(SchedulerBase):
+    """numpy-ml's default scheduler: the same learning rate at every step.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (> 0), default 0.01.
+    """
+
+    def __init__(self, lr: float = 0.01, **kwargs: Any) -> None:
+        super().__init__()
+        self.hyperparameters = {"id": "ConstantScheduler"}
+        self._set(lr=lr)
+
+    def _set(self, **hp: Any) -> None:
+        if "lr" in hp:
+            _validate.scalar(hp["lr"], "ConstantScheduler", "lr", gt=0)
+        self._store(**hp)
 
     def __str__(self) -> str:
         return f"ConstantScheduler(lr={self.lr})"
 
-    def __call__(self, step: int | None = None, cur_loss: float | None = None) -> float:
+    def learning_rate(self, step: int | None = None, cur_loss: float | None = None) -> float:
         return self.lr
+
+
+class ExponentialScheduler(SchedulerBase):
+    r"""numpy-ml's exponential decay: the rate falls by a factor ``decay`` every ``stage_length`` steps.
+
+    .. math:: \eta_t = \eta_0\, d^{\,s}, \qquad s = t / L \ \text{or}\ \lfloor t / L \rfloor \ \text{(staircase)}
+
+    ``hyperparameters["id"]`` is ``"StepScheduler"``, the id numpy-ml's class reports.
+
+    Parameters
+    ----------
+    initial_lr : float
+        :math:`\eta_0` (> 0), default 0.01.
+    stage_length : int or float
+        :math:`L` (> 0), default 500.
+    staircase : bool
+        Decay at stage boundaries only (default False: after every step).
+    decay : float
+        :math:`d` (> 0), default 0.1.
+    """
+
+    def __init__(self, initial_lr: float = 0.01, stage_length: float = 500, staircase: bool = False,
+                 decay: float = 0.1, **kwargs: Any) -> None:
+        super().__init__()
+        self.hyperparameters = {"id": "StepScheduler"}
+        self._set(decay=decay, staircase=staircase, initial_lr=initial_lr, stage_length=stage_length)
+
+    def _set(self, **hp: Any) -> None:
+        for name in ("initial_lr", "stage_length", "decay"):
+            if name in hp:
+                _validate.scalar(hp[name], "ExponentialScheduler", name, gt=0)
+        if "staircase" in hp:
+            _validate.flag(hp["staircase"], "ExponentialScheduler", "staircase")
+        self._store(**hp)
+
+    def __str__(self) -> str:
+        return (f"ExponentialScheduler(initial_lr={self.initial_lr}, stage_length={self.stage_length}, "
+                f"staircase={self.staircase}, decay={self.decay})")
+
+    def learning_rate(self, step: int | None = None, cur_loss: float | None = None) -> float:
+        stage = step / self.stage_length
+        if self.staircase:
+            stage = np.floor(stage)
+        return self.initial_lr * self.decay**stage
+
+
+class NoamScheduler(SchedulerBase):
+    r"""numpy-ml's Noam schedule (Vaswani et al. 2017): linear warm-up, then decay as :math:`t^{-1/2}`.
+
+    .. math:: \eta_t = f\, D^{-1/2} \min\!\left(t^{-1/2},\ t\, W^{-3/2}\right)
+
+    The optimizer's ``lr`` is not used. Step 0 has no rate (``0 ** -0.5``; ValueError): numpy-ml's layers call
+    ``step()`` before their first update.
+
+    Parameters
+    ----------
+    model_dim : int
+        :math:`D` (> 0), default 512.
+    scale_factor : float
+        :math:`f` (> 0), default 1.
+    warmup_steps : int
+        :math:`W` (> 0), default 4000.
+    """
+
+    def __init__(self, model_dim: int = 512, scale_factor: float = 1, warmup_steps: int = 4000,
+                 **kwargs: Any) -> None:
+        super().__init__()
+        self.hyperparameters = {"id": "NoamScheduler"}
+        self._set(model_dim=model_dim, scale_factor=scale_factor, warmup_steps=warmup_steps)
+
+    def _set(self, **hp: Any) -> None:
+        for name, v in hp.items():
+            _validate.scalar(v, "NoamScheduler", name, gt=0)
+        self._store(**hp)
+
+    def __str__(self) -> str:
+        return (f"NoamScheduler(model_dim={self.model_dim}, scale_factor={self.scale_factor}, "
+                f"warmup_steps={self.warmup_steps})")
+
+    def learning_rate(self, step: int | None = None, cur_loss: float | None = None) -> float:
+        if isinstance(step, (int, np.integer)) and step < 1:  # numpy-ml: ZeroDivisionError from 0 ** -0.5
+            _validate.fail("NoamScheduler", "step", ">= 1 (numpy-ml's layers call the optimizer's step() before "
+                           "update)", step)
+        rate = self.model_dim ** (-0.5) * min(step ** (-0.5), step * self.warmup_steps ** (-1.5))
+        return self.scale_factor * rate
+
+
+class KingScheduler(SchedulerBase):
+    r"""numpy-ml's Davis King (dlib) schedule: multiply the rate by ``decay`` while the loss stops falling.
+
+    Each call records ``cur_loss``. Once ``patience`` losses are recorded, the rate is multiplied by ``decay``
+    whenever the probability that the loss is decreasing, judged from the slope of a least-squares line through
+    the last ``patience + 1`` losses, is below 0.51 -- both for those losses and for them without their largest
+    10% (spikes). The slope :math:`\hat s` has variance :math:`\hat\sigma^2_s = 12\,\hat\sigma^2 / (N^3 - N)`
+    (:math:`\hat\sigma^2`: residual variance with :math:`N - 2` degrees of freedom), and
+    :math:`P(s < 0) = \Phi(-\hat s / \hat\sigma_s)`. The history keeps the last ``ceil(1.1 (patience + 1))``
+    losses.
+
+    Parameters
+    ----------
+    initial_lr : float
+        The starting rate (> 0), default 0.01.
+    patience : int
+        Steps without a decrease before the rate drops (>= 3: the residual variance needs 3 points), default 1000.
+    decay : float
+        Factor applied to the rate (> 0), default 0.99.
+    """
+
+    def __init__(self, initial_lr: float = 0.01, patience: int = 1000, decay: float = 0.99, **kwargs: Any) -> None:
+        super().__init__()
+        self.hyperparameters = {"id": "KingScheduler"}
+        self._set(decay=decay, patience=patience, initial_lr=initial_lr)
+        self.current_lr = initial_lr
+        self.loss_history: list[float] = []
+
+    def _set(self, **hp: Any) -> None:
+        for name in ("initial_lr", "decay"):
+            if name in hp:
+                _validate.scalar(hp[name], "KingScheduler", name, gt=0)
+        if "patience" in hp:
+            _validate.integer(hp["patience"], "KingScheduler", "patience", minimum=3)
+        self._store(**hp)
+        self.max_history = int(np.ceil(1.1 * (self.patience + 1)))
+
+    def __str__(self) -> str:
+        return f"KingScheduler(initial_lr={self.initial_lr}, patience={self.patience}, decay={self.decay})"
+
+    def learning_rate(self, step: int | None = None, cur_loss: float | None = None) -> float:
+        """Record ``cur_loss`` (required) and return the rate for this step."""
+        try:  # any real number, inf and nan included (a diverging run keeps its schedule, as in numpy-ml)
+            float(cur_loss)
+        except (TypeError, ValueError):
+            _validate.fail("KingScheduler", "cur_loss", "a real number (the loss of this step)", repr(cur_loss),
+                           TypeError)
+        self.loss_history.append(cur_loss)
+        if len(self.loss_history) < self.patience:
+            return self.current_lr
+        self.loss_history = self.loss_history[-self.max_history:]
+        history = np.asarray(self.loss_history, dtype=np.float64)
+        if self._stalled(history) and self._stalled(history[history <= np.quantile(history, 0.9)]):
+            self.current_lr *= self.decay
+        return self.current_lr
+
+    def _stalled(self, losses: np.ndarray) -> bool:
+        """Whether P(slope < 0) < 0.51 over more than ``patience`` of the last losses."""
+        window = losses[max(0, len(losses) - self.patience - 1):]
+        return len(window) > self.patience and self._p_decreasing(window) < 0.51
+
+    @staticmethod
+    def _p_decreasing(losses: np.ndarray) -> float:
+        """P(slope < 0) of the least-squares line through ``losses`` against 0, 1, ..., N - 1."""
+        n = len(losses)
+        dx = np.arange(n) - (n - 1) / 2
+        dy = losses - losses.mean()
+        slope = (dx @ dy) / (dx @ dx)
+        residual_var = np.sum((dy - slope * dx) ** 2) / (n - 2)
+        slope_var = 12 * residual_var / (n**3 - n)
+        z = -slope / np.sqrt(slope_var + np.finfo(float).eps)
+        return (1 + math.erf(z / np.sqrt(2))) / 2
+
+
+#: The names a scheduler string is recognised by (checked in this order, as numpy-ml does) and the ids of the dict
+#: form ("StepScheduler": what numpy-ml's ExponentialScheduler reports as its id).
+_SCHEDULER_WORDS = (("constant", ConstantScheduler), ("exponential", ExponentialScheduler), ("noam", NoamScheduler),
+                    ("king", KingScheduler))
+_SCHEDULER_IDS = {"ConstantScheduler": ConstantScheduler, "ExponentialScheduler": ExponentialScheduler,
+                  "StepScheduler": ExponentialScheduler, "NoamScheduler": NoamScheduler, "KingScheduler": KingScheduler}
+_SCHEDULER_FORMS = ("None, a scheduler object or callable scheduler(step, cur_loss) -> lr, a string such as "
+                    "'ExponentialScheduler(initial_lr=0.01, decay=0.5)' or a dict "
+                    "{'hyperparameters': {'id': ..., ...}}")
+
+
+def _make_scheduler(spec: Any, lr: float | None, where: str) -> Callable:
+    """The scheduler an optimizer's ``lr_scheduler`` argument stands for (numpy-ml's ``SchedulerInitializer``).
+
+    Parameters
+    ----------
+    spec : None, scheduler object or callable, str or dict
+        None: ``ConstantScheduler(lr)``. A callable (fastnn's or numpy-ml's scheduler objects included) is used as
+        it is. A string ``"Name(key=value, ...)"``: the scheduler whose name contains constant / exponential / noam
+        / king (any case), built with those keyword arguments (values are Python literals; true / false / none in
+        any case). A dict ``{"hyperparameters": {"id": "<Name>Scheduler", **arguments}}``.
+    lr : float or None
+        The optimizer's rate (for None).
+    where : str
+        The caller, for error messages.
+
+    Returns
+    -------
+    callable
+        ``scheduler(step, cur_loss) -> lr``.
+    """
+    if spec is None and lr is not None:
+        return ConstantScheduler(lr=lr)
+    if isinstance(spec, str):
+        return _scheduler_from_str(spec, where)
+    if isinstance(spec, dict):
+        hp = spec.get("hyperparameters")
+        if not isinstance(hp, dict) or hp.get("id") not in _SCHEDULER_IDS:
+            _validate.fail(where, "lr_scheduler", "a dict {'hyperparameters': {'id': <one of " +
+                           ", ".join(_SCHEDULER_IDS) + ">, ...}}", repr(spec))
+        return _SCHEDULER_IDS[hp["id"]](**{k: v for k, v in hp.items() if k != "id"})
+    if spec is None or not callable(spec):
+        _validate.fail(where, "lr_scheduler", _SCHEDULER_FORMS, repr(spec), TypeError)
+    return spec
+
+
+def _scheduler_from_str(text: str, where: str) -> SchedulerBase:
+    """``"Name(key=value, ...)"`` -> the scheduler, keyword names read whole (numpy-ml dropped ``initial_`` etc.)."""
+    name, paren, args = text.partition("(")
+    cls = next((c for word, c in _SCHEDULER_WORDS if word in name.lower()), None)
+    if cls is None:
+        _validate.fail(where, "lr_scheduler", "a string naming ConstantScheduler, ExponentialScheduler, NoamScheduler "
+                       "or KingScheduler", repr(text))
+    args = args.strip()
+    if paren and not args.endswith(")"):
+        _validate.fail(where, "lr_scheduler", "a string 'Name(key=value, ...)' with its closing parenthesis",
+                       repr(text))
+    kwargs = {}
+    for item in args[:-1].split(",") if paren else ():
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not item.strip():
+            continue
+        if not eq or not key.isidentifier():
+            _validate.fail(where, "lr_scheduler", "a string 'Name(key=value, ...)' of keyword arguments", repr(text))
+        kwargs[key.lower()] = _literal(value, text, where)  # numpy-ml lower-cases the whole string
+    return cls(**kwargs)
+
+
+def _literal(value: str, text: str, where: str) -> Any:
+    """A Python literal; true / false / none in any case (numpy-ml lower-cases them, then could not read them)."""
+    words = {"true": True, "false": False, "none": None}
+    if value.lower() in words:
+        return words[value.lower()]
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        _validate.fail(where, "lr_scheduler", "a string whose values are Python literals", repr(text))
+
+
+# ------------------------------------------------------------------------------------------------ optimizers
 
 
 class OptimizerBase:
@@ -59,18 +383,15 @@ class OptimizerBase:
     ----------
     lr : float
         Learning rate (> 0), the scheduler's starting rate.
-    scheduler : callable or None
-        ``scheduler(cur_step, cur_loss) -> lr``; None: constant ``lr``.
+    scheduler : None, scheduler object or callable, str or dict
+        None: constant ``lr``; otherwise what numpy-ml's ``SchedulerInitializer`` takes (see the module docstring),
+        or any callable ``scheduler(cur_step, cur_loss) -> lr``.
     """
 
     def __init__(self, lr: float, scheduler: Callable | None = None) -> None:
         name = type(self).__name__
         _validate.scalar(lr, name, "lr", gt=0)
-        if scheduler is None:
-            scheduler = ConstantScheduler(lr=lr)
-        elif not callable(scheduler):
-            _validate.fail(name, "lr_scheduler", "None or a callable scheduler(step, cur_loss) -> lr",
-                           repr(scheduler), TypeError)
+        scheduler = _make_scheduler(scheduler, lr, name)
         self.cache: dict[str, Any] = {}
         self.cur_step = 0
         self.hyperparameters: dict[str, Any] = {}
@@ -98,18 +419,18 @@ class OptimizerBase:
         return deepcopy(self)
 
     def set_params(self, hparam_dict: dict | None = None, cache_dict: dict | None = None) -> None:
-        """Set known hyperparameters and cache entries from dictionaries (unknown keys are ignored)."""
+        """Set known hyperparameters and cache entries from dictionaries (unknown keys are ignored).
+
+        An ``"lr_scheduler"`` entry takes the forms the constructor takes (except None) and replaces the scheduler;
+        ``hyperparameters["lr_scheduler"]`` keeps the value given, as in numpy-ml.
+        """
         if hparam_dict is not None:
-            for k, v in hparam_dict.items():
-                if k not in self.hyperparameters:
-                    continue
-                if k == "lr_scheduler":
-                    if not callable(v):
-                        _validate.fail(type(self).__name__, "lr_scheduler", "a callable scheduler", repr(v),
-                                       TypeError)
-                    self.lr_scheduler = v
-                    v = str(v)
-                self.hyperparameters[k] = v
+            known = {k: v for k, v in hparam_dict.items() if k in self.hyperparameters}
+            # built before anything is set, so a bad scheduler leaves the optimizer as it was
+            scheduler = (_make_scheduler(known["lr_scheduler"], None, f"{type(self).__name__}.set_params")
+                         if "lr_scheduler" in known else self.lr_scheduler)
+            self.hyperparameters.update(known)
+            self.lr_scheduler = scheduler
         if cache_dict is not None:
             for k, v in cache_dict.items():
                 if k in self.cache:
@@ -168,7 +489,7 @@ class SGD(OptimizerBase):
         In [0, 1) (default 0).
     clip_norm : float or None
         Rescale gradients to at most this L2 norm.
-    lr_scheduler : callable or None
+    lr_scheduler : None, scheduler object or callable, str or dict
     """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, clip_norm: float | None = None,
@@ -209,7 +530,7 @@ class AdaGrad(OptimizerBase):
     eps : float
         Default 1e-7.
     clip_norm : float or None
-    lr_scheduler : callable or None
+    lr_scheduler : None, scheduler object or callable, str or dict
     """
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, clip_norm: float | None = None,
@@ -246,7 +567,7 @@ class RMSProp(OptimizerBase):
     eps : float
         Default 1e-7.
     clip_norm : float or None
-    lr_scheduler : callable or None
+    lr_scheduler : None, scheduler object or callable, str or dict
     """
 
     def __init__(self, lr: float = 0.001, decay: float = 0.9, eps: float = 1e-7, clip_norm: float | None = None,
@@ -291,7 +612,7 @@ class Adam(OptimizerBase):
     eps : float
         Default 1e-7.
     clip_norm : float or None
-    lr_scheduler : callable or None
+    lr_scheduler : None, scheduler object or callable, str or dict
     """
 
     def __init__(self, lr: float = 0.001, decay1: float = 0.9, decay2: float = 0.999, eps: float = 1e-7,
@@ -321,3 +642,67 @@ class Adam(OptimizerBase):
         backend.adam_step(new, g, m, v, lr, d1, d2, H["eps"], 1.0 - d1**t, 1.0 - d2**t)
         entry["t"] = t
         return new
+
+
+# ------------------------------------------------------------------------------------------------ numpy-ml interop
+
+# numpy-ml's initializers accept an optimizer or scheduler object only if it is an instance of its own ABC
+# (``isinstance(param, OptimizerBase)`` in ``OptimizerInitializer``, anything else falls through to an
+# UnboundLocalError). Registering fastnn's bases as virtual subclasses makes fastnn's objects pass that check with
+# no dependency and no change to their classes. numpy-ml is not imported here (about a second, and it imports
+# matplotlib): the modules defining the ABCs are watched for, and the registration runs right after they load.
+_NUMPY_ML_BASES = {"numpy_ml.neural_nets.optimizers.optimizers": ("OptimizerBase", OptimizerBase),
+                   "numpy_ml.neural_nets.schedulers.schedulers": ("SchedulerBase", SchedulerBase)}
+
+
+def _register_with_numpy_ml(module: Any) -> None:
+    attr, ours = _NUMPY_ML_BASES[module.__name__]
+    base = getattr(module, attr, None)
+    if isinstance(base, ABCMeta):
+        base.register(ours)
+
+
+class _RegisteringLoader(importlib.abc.Loader):
+    """Runs the wrapped loader, then registers fastnn's base with the module's ABC, then steps aside."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        # the module keeps its own loader (tracebacks, importlib.reload and pickling see nothing of this wrapper)
+        module.__loader__ = module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        _register_with_numpy_ml(module)
+
+
+class _NumpyMLWatcher(importlib.abc.MetaPathFinder):
+    """An import hook that hands numpy-ml's optimizer and scheduler modules to :class:`_RegisteringLoader`."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in _NUMPY_ML_BASES:
+            return None
+        for finder in sys.meta_path:  # the spec the rest of the import system finds
+            find = getattr(finder, "find_spec", None)
+            if isinstance(finder, _NumpyMLWatcher) or find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _RegisteringLoader(spec.loader)
+                return spec
+        return None
+
+
+def _watch_numpy_ml() -> None:
+    for name in _NUMPY_ML_BASES:
+        if name in sys.modules:  # numpy-ml imported before this module
+            _register_with_numpy_ml(sys.modules[name])
+    # one watcher per process, also if this module is reloaded (the old one would register the old classes)
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "_NumpyMLWatcher"]
+    sys.meta_path.insert(0, _NumpyMLWatcher())
+
+
+_watch_numpy_ml()
