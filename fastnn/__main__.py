@@ -4,7 +4,8 @@ Subcommands::
 
     fastnn demo [--dataset digits|mnist|mnist-small] [--epochs N] ...   train SimpleConvNet, measure the speed-up
     fastnn experiment NAME [...]                                       optimizers | init | activations |
-                                                                       batchnorm | overfit
+                                                                       batchnorm | overfit | hyperparam
+                                                                       (--scheduler ADDRESS: on a Dask cluster)
     fastnn bench [...]                                                 kernel benchmarks (fastnn.bench)
 
 Exit codes: 0 done; 1 failed (download, corrupt data ...: the message says what to do); 2 bad usage or a

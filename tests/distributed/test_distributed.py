@@ -282,3 +282,14 @@ def test_cold_cache_compiled_by_two_workers_at_once_stays_valid(data, tmp_path):
     assert os.listdir(tmp_path / "cache")
     for miss, hit in after.values():
         assert miss == 0 and hit > 0
+
+
+def test_run_experiment_on_cluster_equals_in_process(client, tmp_path, one_thread):
+    from fastnn.distributed import run_experiment
+
+    there = run_experiment("batchnorm", client, epochs=2, scales=2, no_plot=True, out=str(tmp_path))
+    here = run_experiment("batchnorm", None, epochs=2, scales=2, no_plot=True, out=str(tmp_path))
+    assert len(there["rows"]) == 2
+    assert there["with_batchnorm"] == here["with_batchnorm"] and there["without"] == here["without"]
+    with pytest.raises(TypeError, match="unknown option 'epoch'"):
+        run_experiment("batchnorm", None, epoch=2)
