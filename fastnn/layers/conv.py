@@ -81,11 +81,21 @@ def _pool_args(where: str, pool_h: Any, pool_w: Any, stride: Any, pad: Any) -> t
 class Pooling(Layer):
     """Max pooling over ``pool_h`` x ``pool_w`` windows: x (N, C, H, W) -> out (N, C, OH, OW).
 
-    ``stride`` defaults to 1 as in the book's signature (its nets always pass ``stride=2``). ``arg_max`` keeps
-    the position of each maximum inside its window (ties: the first).
+    Parameters
+    ----------
+    pool_h, pool_w : int >= 1
+        Window height and width.
+    stride : int >= 1 or (vertical, horizontal), default 2
+        The book's current default (``Pooling(pool_h, pool_w, stride=2, pad=0)`` since its commit "Change
+        Pooling's stride 2 from 1", 2020; earlier printings had 1). ``OH = (H + 2 * pad - pool_h) // stride + 1``;
+        rows and columns a window does not reach are left out, as the book's.
+    pad : int >= 0 or (vertical, horizontal), default 0
+        At most half the pool per axis; padding is -inf (see the module docstring).
+
+    ``arg_max`` keeps the position of each maximum inside its window (ties: the first).
     """
 
-    def __init__(self, pool_h: int, pool_w: int, stride: int | tuple[int, int] = 1,
+    def __init__(self, pool_h: int, pool_w: int, stride: int | tuple[int, int] = 2,
                  pad: int | tuple[int, int] = 0) -> None:
         super().__init__()
         self.pool_h, self.pool_w = _pool_args("Pooling", pool_h, pool_w, stride, pad)
@@ -110,10 +120,10 @@ class AvgPooling(Layer):
     """Average pooling over ``pool_h`` x ``pool_w`` windows: x (N, C, H, W) -> out (N, C, OH, OW).
 
     Padding adds zeros that count in the average (PyTorch's ``count_include_pad=True``). Same signature and
-    defaults as :class:`Pooling`.
+    defaults as :class:`Pooling` (``stride=2``, ``pad=0``; the book has no average pooling layer).
     """
 
-    def __init__(self, pool_h: int, pool_w: int, stride: int | tuple[int, int] = 1,
+    def __init__(self, pool_h: int, pool_w: int, stride: int | tuple[int, int] = 2,
                  pad: int | tuple[int, int] = 0) -> None:
         super().__init__()
         self.pool_h, self.pool_w = _pool_args("AvgPooling", pool_h, pool_w, stride, pad)

@@ -168,10 +168,23 @@ def test_book_attribute_names():
     assert bn.running_mean.shape == bn.running_var.shape == (3,)
 
 
-def test_pooling_default_stride_is_the_books():
-    """The book's signature is Pooling(pool_h, pool_w, stride=1, pad=0)."""
-    out = L.Pooling(2, 2).forward(np.arange(9.0).reshape(1, 1, 3, 3))
-    assert out.ravel().tolist() == [4.0, 5.0, 7.0, 8.0]
+@pytest.mark.parametrize("cls, reduce", [(L.Pooling, np.max), (L.AvgPooling, np.mean)], ids=["max", "avg"])
+def test_pooling_default_stride_is_the_books(cls, reduce):
+    """The book's current signature is Pooling(pool_h, pool_w, stride=2, pad=0) (upstream commit "Change
+    Pooling's stride 2 from 1"); its output size is int(1 + (H - pool_h) / stride): here 3 x 2, the last row
+    and column left out. AvgPooling (not in the book) has the same defaults."""
+    x = np.random.default_rng(0).permutation(2 * 3 * 7 * 5).astype(np.float64).reshape(2, 3, 7, 5)
+    layer = cls(2, 2)
+    assert (layer.stride, layer.pad) == (2, 0)
+    out = layer.forward(x)
+    book_oh, book_ow = int(1 + (7 - 2) / 2), int(1 + (5 - 2) / 2)
+    assert out.shape == (2, 3, book_oh, book_ow) == (2, 3, 3, 2)
+    want = np.array([[[[reduce(x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]) for j in range(2)] for i in range(3)]
+                      for c in range(3)] for n in range(2)])
+    np.testing.assert_array_equal(out, want)
+    assert layer.backward(np.ones_like(out)).shape == x.shape
+    # stride=1, the default of the book's first printings, must now be asked for
+    assert L.Pooling(2, 2, stride=1).forward(np.arange(9.0).reshape(1, 1, 3, 3)).ravel().tolist() == [4, 5, 7, 8]
 
 
 # ----- Dropout -----------------------------------------------------------------------------------------------
@@ -297,7 +310,8 @@ def test_first_conv_layer_of_the_book_convnets_skips_dx_and_others_do_not():
     for net in (SimpleConvNet(input_dim=(1, 10, 10), conv_param={"filter_num": 2, "filter_size": 3, "pad": 0,
                                                                    "stride": 1}, hidden_size=5, seed=0),
                 DeepConvNet(seed=0)):
-        convs = [layer for layer in net.layers if isinstance(layer, Convolution)]
+        layers = net.layers.values() if isinstance(net.layers, dict) else net.layers
+        convs = [layer for layer in layers if isinstance(layer, Convolution)]
         assert [c.need_dx for c in convs] == [False] + [True] * (len(convs) - 1)
     layer = convs[0]
     x = np.random.default_rng(0).standard_normal((2, 1, 28, 28))
