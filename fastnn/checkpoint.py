@@ -1,6 +1,9 @@
 """Saving and loading named arrays (network parameters, optimizer state) as ``.npz`` files, safely.
 
-* No pickle, ever: object arrays are refused on save and on load, so loading a file cannot run code.
+* No pickle by default: object arrays are refused on save and on load, so loading a file cannot run code. The
+  one exception is opt-in: a net's ``load_params(path, allow_pickle=True)`` also reads Deep Learning from
+  Scratch's ``save_params`` format (a pickled dict of name -> ndarray, e.g. the book's ``ch07/params.pkl``),
+  through an unpickler that builds NumPy arrays and dicts only (see :func:`_load`).
 * Saving is atomic: the archive is written to a temporary file in the destination's directory, flushed and
   fsync'ed, then renamed over the destination with :func:`os.replace`. A crash or an error mid-write leaves
   the previous file untouched and no temporary file behind.
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -168,8 +172,84 @@ def load_arrays(path: str | os.PathLike, expected: Expected | None = None,
         The file is not a readable ``.npz`` archive, holds an object (pickled) array, or does not match
         ``expected``: the message names the key, what was expected and what came.
     """
+    return _load(path, expected, where, allow_pickle=None)
+
+
+#: The callables a pickled dict of NumPy arrays refers to (ndarray.__reduce_ex__ of NumPy 1 and 2, protocols 2-5;
+#: protocol 2 encodes bytes with _codecs.encode), and OrderedDict for a dict saved as one. Nothing else is built.
+_PICKLE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("collections", "OrderedDict"),
+})
+
+#: The first byte of a pickle of protocol 2 or later (the PROTO opcode; Python 3 writes 3 or later by default).
+#: An .npz archive starts with b"PK", an .npy file with b"\x93NUMPY".
+_PICKLE_MAGIC = b"\x80"
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain data, dicts and NumPy arrays; any other global is refused before it is looked up."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}, which is not part of a dict of NumPy arrays")
+
+
+def _is_pickle(path: str) -> bool:
+    """Whether the file starts like a pickle rather than like an .npz archive or an .npy file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return False  # np.load reports an unreadable path (a directory, no permission) as for any archive
+    return head == _PICKLE_MAGIC
+
+
+def _load_pickle(path: str, where: str) -> dict[str, np.ndarray]:
+    """The book's ``save_params`` file: a pickled dict of name -> ndarray (read fully, the file closed)."""
+    book = "a pickled dict of name -> ndarray (the book's save_params format)"
+    try:
+        with open(path, "rb") as f:
+            data = _ArrayUnpickler(f).load()
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- unpickling damaged data raises about any exception type
+        raise ValueError(f"{where}: the file {path!r} must be {book}, got an unreadable or refused pickle "
+                         f"({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        _validate.fail(where, f"the file {path!r}", book, f"a pickled {type(data).__name__}")
+    for key, value in data.items():
+        if not isinstance(key, str) or not key:
+            _validate.fail(where, f"every key in {path!r}", "a non-empty str", repr(key), ValueError)
+        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+            got = f"dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+            _validate.fail(where, f"{key!r} in {path!r}", "an ndarray of a plain (non-object) dtype", got)
+    return dict(data)
+
+
+def _load(path: Any, expected: Expected | None, where: str, *, allow_pickle: bool | None) -> dict[str, np.ndarray]:
+    """:func:`load_arrays`, plus the book's pickles when ``allow_pickle`` is True.
+
+    ``allow_pickle``: None for callers without the option (:func:`load_arrays`); False for those with it
+    (``load_params``), whose error for a pickle then says how to opt in; True reads a pickle with
+    :class:`_ArrayUnpickler`, then checks it against ``expected`` as an archive. An .npz archive is read the same
+    way whatever ``allow_pickle`` is (object arrays in it are always refused).
+    """
     path = _check_path(path, where)
     spec = None if expected is None else _check_expected(expected, where)
+    if allow_pickle is not None and _is_pickle(path):
+        if not allow_pickle:
+            _validate.fail(where, f"the file {path!r}", "an .npz archive written by save_params (a pickle is read "
+                           "only with allow_pickle=True: unpickling can run code, so pass it for a file you trust)",
+                           "a pickle (the book's save_params format)")
+        arrays = _load_pickle(path, where)
+        if spec is not None:
+            _match(arrays, spec, where, path)
+        return arrays
     arrays: dict[str, np.ndarray] = {}
     try:
         archive = np.load(path, allow_pickle=False)

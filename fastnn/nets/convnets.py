@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,9 @@ class SimpleConvNet(Sequential):
         None: NumPy's global state, as the book.
 
     The affine layer's input size is computed from the actual pooled output (the book's formula assumes an
-    even convolution output on a square input). ``layers`` is the book's list (parameters at 0, 3, 5).
+    even convolution output on a square input). ``layers`` is the book's OrderedDict keyed ``Conv1``, ``Relu1``,
+    ``Pool1``, ``Affine1``, ``Relu2``, ``Affine2`` (``last_layer`` the loss); ``params`` holds W1, b1, W2, b2,
+    W3, b3 (Conv1, Affine1, Affine2).
     """
 
     def __init__(self, input_dim: tuple[int, int, int] = (1, 28, 28), conv_param: dict | None = None,
@@ -63,13 +66,14 @@ class SimpleConvNet(Sequential):
         fan_ins = [C * fs * fs, fn * ph * pw, hidden_size]
         W1, W2, W3 = (_init.normal(random, _init.init_scale(weight_init_std, fan_in, where), shape, dtype)
                       for shape, fan_in in zip(shapes, fan_ins, strict=True))
-        layers = [Convolution(W1, np.zeros(fn, dtype), p["stride"], p["pad"]),
-                  Relu(),
-                  Pooling(pool_h=2, pool_w=2, stride=2),
-                  Affine(W2, np.zeros(hidden_size, dtype)),
-                  Relu(),
-                  Affine(W3, np.zeros(output_size, dtype))]
-        layers[0].need_dx = False  # gradient() never uses the input's gradient
+        layers = OrderedDict()
+        layers["Conv1"] = Convolution(W1, np.zeros(fn, dtype), p["stride"], p["pad"])
+        layers["Relu1"] = Relu()
+        layers["Pool1"] = Pooling(pool_h=2, pool_w=2, stride=2)
+        layers["Affine1"] = Affine(W2, np.zeros(hidden_size, dtype))
+        layers["Relu2"] = Relu()
+        layers["Affine2"] = Affine(W3, np.zeros(output_size, dtype))
+        layers["Conv1"].need_dx = False  # gradient() never uses the input's gradient
         super().__init__(layers, SoftmaxWithLoss(), dtype=dtype)
 
     def accuracy(self, x: Any, t: Any, batch_size: int | None = 100) -> float:
@@ -91,7 +95,9 @@ class DeepConvNet(Sequential):
 
     Weight scales are He's sqrt(2 / fan_in) with each layer's real fan-in, and the first affine layer's input
     size is computed from the configuration (the book hard-codes both for 1x28x28 input and its default
-    conv params; they agree there). ``loss`` runs in training mode by default, as the book's.
+    conv params; they agree there). ``loss`` runs in training mode by default, as the book's. ``layers`` is the
+    book's list of 20 layers: convolutions at 0, 2, 5, 7, 10, 12, affine layers at 15 and 18 (the indices of the
+    book's ``gradient``/``load_params``), pooling at 4, 9, 14, dropout at 17 and 19.
     """
 
     def __init__(self, input_dim: tuple[int, int, int] = (1, 28, 28), conv_param_1: dict | None = None,

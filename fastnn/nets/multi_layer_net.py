@@ -68,6 +68,10 @@ class MultiLayerNet(Sequential):
             if use_dropout:
                 layers[f"Dropout{idx}"] = Dropout(dropout_ration, seed=random.generator)
         super().__init__(layers, SoftmaxWithLoss(), weight_decay_lambda=weight_decay_lambda, dtype=dtype)
+        # The book's params order: every W, b (made before the layers), then gamma1, beta1, ... (made with the
+        # batch-norm layers); gradient() keeps the layer order W1, b1, gamma1, beta1, W2, ... as the book's.
+        affine = [key for key, (_, name) in self._param_index.items() if name in ("W", "b")]
+        self.params = {key: self.params[key] for key in [*affine, *(k for k in self.params if k not in affine)]}
 
 
 class MultiLayerNetExtend(MultiLayerNet):
@@ -78,6 +82,8 @@ class MultiLayerNetExtend(MultiLayerNet):
     ``use_batchnorm``. Dropout masks are drawn from the ``seed`` stream (after the weights). ``params`` adds
     gamma1, beta1, ... and ``buffers`` running_mean1, running_var1, ... with batch normalization.
     ``loss(x, t, train_flg=False)``: pass ``train_flg=True`` for the training-mode loss (``gradient`` does).
+    As the book's, ``params`` lists W1, b1, ..., then gamma1, beta1, ...; ``gradient`` returns W1, b1, gamma1,
+    beta1, W2, ...
     """
 
     def __init__(self, input_size: int, hidden_size_list: list[int], output_size: int, activation: str = "relu",

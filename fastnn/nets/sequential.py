@@ -40,7 +40,10 @@ class Sequential:
     ----------
     layers : list of layers, or a dict (e.g. OrderedDict) of name -> layer
         Any objects with ``forward(x)``/``backward(dout)`` (``forward(x, train_flg)`` when their forward takes
-        ``train_flg``: Dropout, BatchNormalization). Kept as given in ``self.layers``.
+        ``train_flg``: Dropout, BatchNormalization). Kept as given in ``self.layers`` (the book's nets: an
+        OrderedDict keyed ``Conv1``, ``Affine1``, ... or a list), so code indexing it as the book's does works;
+        the layers are read once, here: rebinding a layer's ``W``/``b`` later is seen (the book's
+        ``load_params`` does that), putting another layer object into ``self.layers`` is not.
     loss_layer
         ``forward(y, t) -> loss`` and ``backward(dout=1) -> dy`` (e.g. :class:`fastnn.layers.SoftmaxWithLoss`);
         kept as ``self.last_layer``.
@@ -161,7 +164,8 @@ class Sequential:
             return self.loss(x, t, train_flg=True)
 
         try:
-            return {key: _numerical_gradient(loss, param) for key, param in self.params.items()}
+            # in gradient()'s key order (the book's: W1, b1, gamma1, beta1, W2, ...), which may differ from params'
+            return {key: _numerical_gradient(loss, self.params[key]) for key in self._param_index}
         finally:
             restore()
 
@@ -169,15 +173,30 @@ class Sequential:
         """Write ``params`` and ``buffers`` to an .npz file (atomically, through :mod:`fastnn.checkpoint`)."""
         checkpoint.save_arrays(file_name, {**self.params, **self.buffers})
 
-    def load_params(self, file_name: str = "params.npz") -> None:
+    def load_params(self, file_name: str = "params.npz", allow_pickle: bool = False) -> None:
         """Read a file written by :meth:`save_params` of a net of the same architecture and dtype.
 
-        Names, shapes and dtypes are checked before anything is written; values are then copied into the
-        existing arrays in place, so the layers (and optimizer state keyed on them) keep working.
+        Parameters
+        ----------
+        file_name : str or os.PathLike
+            An .npz archive from :meth:`save_params`; with ``allow_pickle=True`` also a pickle written by the
+            book's ``save_params`` (a pickled dict of name -> ndarray, e.g. its ``ch07/params.pkl`` and
+            ``ch08/deep_convnet_params.pkl``, float64: load them into a float64 net).
+        allow_pickle : bool
+            False (default) refuses pickles, which can run code when loaded (``np.load``'s convention); True
+            reads one, for a file you trust. Only dicts and NumPy arrays are unpickled; any other object in the
+            file is refused before it is built.
+
+        Names (exactly the keys of ``params`` and ``buffers``), shapes and dtypes are checked before anything is
+        written, whatever the format; values are then copied into the existing arrays in place, so the layers
+        (and optimizer state keyed on them) keep working.
         """
+        where = f"{type(self).__name__}.load_params"
+        if not isinstance(allow_pickle, (bool, np.bool_)):
+            _validate.fail(where, "allow_pickle", "True or False", repr(allow_pickle), TypeError)
         arrays = {**self.params, **self.buffers}
         expected = {key: (a.shape, a.dtype) for key, a in arrays.items()}
-        loaded = checkpoint.load_arrays(file_name, expected, where=f"{type(self).__name__}.load_params")
+        loaded = checkpoint._load(file_name, expected, where, allow_pickle=bool(allow_pickle))
         for key, a in arrays.items():
             np.copyto(a, loaded[key])
 

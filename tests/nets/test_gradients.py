@@ -58,7 +58,8 @@ def test_gradient_matches_numerical_gradient(name):
     t = rng.integers(0, 3, x_shape[0])
     numerical = net.numerical_gradient(x, t)
     backprop = net.gradient(x, t)  # draws the dropout masks numerical_gradient used (its state is restored)
-    assert list(backprop) == list(net.params) == list(numerical)
+    # the book's orders: gradient and numerical_gradient by layer; params (MultiLayerNetExtend) W, b first
+    assert list(backprop) == list(numerical) == list(net._param_index) and set(backprop) == set(net.params)
     for key in net.params:
         np.testing.assert_allclose(backprop[key], numerical[key], rtol=1e-5, atol=1e-8, err_msg=key)
     # not vacuous: only a bias feeding batch normalization has a zero gradient

@@ -4,6 +4,7 @@ fastnn.checkpoint; the generic Sequential; bad arguments naming the net and the 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -106,16 +107,26 @@ def test_book_keys_and_layer_structure():
     ext = MultiLayerNetExtend(4, [3, 3], 2, use_dropout=True, use_batchnorm=True)
     assert list(ext.layers) == ["Affine1", "BatchNorm1", "Activation_function1", "Dropout1", "Affine2", "BatchNorm2",
                                 "Activation_function2", "Dropout2", "Affine3"]
-    assert sorted(ext.params) == sorted(["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"])
+    # the book's order: the weights are made first, gamma/beta with the batch-norm layers
+    assert list(ext.params) == ["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"]
     assert sorted(ext.buffers) == ["running_mean1", "running_mean2", "running_var1", "running_var2"]
     simple = SimpleConvNet()
-    assert [type(layer) for layer in simple.layers] == [L.Convolution, L.Relu, L.Pooling, L.Affine, L.Relu, L.Affine]
+    assert type(simple.layers) is OrderedDict  # noqa: E721 -- the book's exact container
+    assert list(simple.layers) == ["Conv1", "Relu1", "Pool1", "Affine1", "Relu2", "Affine2"]
+    assert [type(layer) for layer in simple.layers.values()] == \
+        [L.Convolution, L.Relu, L.Pooling, L.Affine, L.Relu, L.Affine]
+    assert list(simple.params) == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert isinstance(simple.last_layer, L.SoftmaxWithLoss)
     assert simple.params["W2"].shape == (30 * 12 * 12, 100)  # the book's 4320
     deep = DeepConvNet()
+    assert type(deep.layers) is list  # noqa: E721 -- the book's exact container
+    kinds = [L.Convolution, L.Relu, L.Convolution, L.Relu, L.Pooling] * 3 + [L.Affine, L.Relu, L.Dropout, L.Affine,
+                                                                              L.Dropout]
+    assert [type(layer) for layer in deep.layers] == kinds
     assert [i for i, layer in enumerate(deep.layers) if isinstance(layer, (L.Convolution, L.Affine))] == \
         [0, 2, 5, 7, 10, 12, 15, 18]  # the book's layer_idx
+    assert list(deep.params) == [f"{n}{i}" for i in range(1, 9) for n in ("W", "b")]
     assert deep.params["W7"].shape == (64 * 4 * 4, 50)
-    assert isinstance(deep.layers[17], L.Dropout) and isinstance(deep.layers[19], L.Dropout)
 
 
 def _with_global_seed(seed, make):
