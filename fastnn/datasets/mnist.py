@@ -340,7 +340,8 @@ def _finish(images: np.ndarray, labels: np.ndarray, normalize: bool, flatten: bo
     if normalize:
         x = x.astype(np.float32)
         x /= np.float32(255.0)
-    t = np.eye(10, dtype=np.float32)[labels] if one_hot_label else labels
+    # float64 one-hot rows, as the book's _change_one_hot_label (np.zeros' default dtype)
+    t = np.eye(10, dtype=np.float64)[labels] if one_hot_label else labels
     return x, t
 
 
@@ -358,7 +359,7 @@ def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool
     flatten : bool
         Images as rows of 784 values, shape (N, 784). Otherwise (N, 1, 28, 28) (N, C, H, W).
     one_hot_label : bool
-        Labels as float32 one-hot rows (N, 10). Otherwise uint8 class indices (N,), as the book.
+        Labels as float64 one-hot rows (N, 10), as the book. Otherwise uint8 class indices (N,), as the book.
     data_dir : str or os.PathLike, optional
         Folder of the four IDX files (default ``$FASTNN_DATA/mnist``, else the user cache directory; see the module
         docstring).

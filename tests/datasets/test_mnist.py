@@ -13,6 +13,7 @@ from fastnn.datasets import MNIST_FILES, DownloadError, default_data_dir, downlo
 from fastnn.datasets import mnist as mnist_module
 from tests.conftest import SHARED_MNIST
 from tests.datasets.conftest import TEST_FILES, need_shared_mnist
+from tests.datasets.test_idx import idx_bytes
 
 IMAGES, LABELS = TEST_FILES
 
@@ -164,12 +165,48 @@ def test_shapes_and_dtypes_of_every_option(tmp_path, shared_test):
     (x, t), = load_mnist(normalize=False, flatten=False, one_hot_label=True, **kw)
     assert x.shape == (10000, 1, 28, 28) and x.dtype == np.uint8
     np.testing.assert_array_equal(x[:, 0], images)
-    assert t.shape == (10000, 10) and t.dtype == np.float32
-    np.testing.assert_array_equal(t.argmax(axis=1), labels)
-    np.testing.assert_array_equal(t.sum(axis=1), np.ones(10000, np.float32))
-    (x, _), = load_mnist(normalize=True, flatten=False, **kw)
+    # the book's _change_one_hot_label: np.zeros((N, 10)) (float64) with a 1 at each label
+    book_one_hot = np.zeros((labels.size, 10))
+    book_one_hot[np.arange(labels.size), labels] = 1
+    assert t.shape == (10000, 10) and t.dtype == np.float64
+    np.testing.assert_array_equal(t, book_one_hot)
+    (x, t), = load_mnist(normalize=True, flatten=False, **kw)
     assert x.dtype == np.float32 and x.shape == (10000, 1, 28, 28)
     assert x.min() == 0.0 and x.max() == 1.0
+    assert t.dtype == np.uint8 and t.shape == (10000,)
+    (x, t), = load_mnist(normalize=False, **kw)
+    assert x.dtype == np.uint8 and x.shape == (10000, 784) and t.dtype == np.uint8
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("flatten", [True, False])
+@pytest.mark.parametrize("one_hot_label", [True, False])
+def test_returns_the_books_dtypes_and_values(tmp_path, normalize, flatten, one_hot_label):
+    """Synthetic IDX files (no shared data needed), every option against the book's load_mnist rules: images
+    uint8, or float32 divided by 255.0 with normalize; labels uint8, or float64 one-hot rows (its
+    _change_one_hot_label fills np.zeros((N, 10))); flatten=False reshapes to (N, 1, 28, 28)."""
+    rng = np.random.default_rng(8)
+    images = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 0, 9, 9, 1, 5, 2], np.uint8)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    (x, t), = load_mnist(normalize, flatten, one_hot_label, data_dir=tmp_path, download=False, subsets=("test",))
+    want_x = images.reshape(7, 784)
+    if normalize:
+        want_x = want_x.astype(np.float32)
+        want_x /= 255.0  # the book's in-place division (float32 stays float32)
+    if not flatten:
+        want_x = want_x.reshape(-1, 1, 28, 28)
+    want_t = labels
+    if one_hot_label:
+        want_t = np.zeros((labels.size, 10))
+        for row, label in zip(want_t, labels, strict=True):
+            row[label] = 1
+    assert (x.dtype, x.shape, t.dtype, t.shape) == (want_x.dtype, want_x.shape, want_t.dtype, want_t.shape)
+    assert x.dtype == (np.float32 if normalize else np.uint8)
+    assert t.dtype == (np.float64 if one_hot_label else np.uint8)
+    np.testing.assert_array_equal(x, want_x)
+    np.testing.assert_array_equal(t, want_t)
 
 
 def test_uncompressed_files_put_by_hand(tmp_path, shared_test):
