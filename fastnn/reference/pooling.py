@@ -14,6 +14,8 @@ Conventions shared with the kernels (see ``docs/design.md``):
   NaN. Padding is never the argmax: a window whose input elements are all ``-inf`` points at its first input
   element (as PyTorch does). Only an input with ``H == 0`` or ``W == 0`` has windows of padding alone; they give
   ``-inf`` and argmax 0, and the backward pass drops gradients that point into padding.
+* Max-pool backward with ``ties="split"`` (cs231n's fast layer) divides each window's gradient equally among
+  the input elements equal to its maximum, found again in ``x``; a NaN maximum gives NaN to its whole window.
 * Average pooling divides by ``FH * FW``, padded zeros included (PyTorch ``count_include_pad=True``).
 """
 
@@ -40,6 +42,27 @@ def _backward_checks(where: str, dout, input_shape, pool_h, pool_w, stride, pad)
     dout = _validate.float_array(dout, where, "dout", ndim=4)
     _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
     return dout, g
+
+
+def _ties_checks(where: str, ties, argmax, x, g: WindowGeometry) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Max-pool backward's tie rule and the argument it needs: (argmax, None) for "first", (None, x) for "split"."""
+    if not isinstance(ties, str):
+        _validate.fail(where, "ties", "'first' or 'split'", f"{type(ties).__name__}", TypeError)
+    if ties not in ("first", "split"):
+        _validate.fail(where, "ties", "'first' or 'split'", repr(ties))
+    if ties == "first":
+        if x is not None:
+            _validate.fail(where, "x", "None with ties='first' (argmax names each window's maximum)",
+                           f"{type(x).__name__}")
+        return _validate.pool_argmax(argmax, (g.N, g.C, g.OH, g.OW), g.FH * g.FW, where), None
+    if argmax is not None:
+        _validate.fail(where, "argmax", "None with ties='split' (the maxima are found in x)",
+                       f"{type(argmax).__name__}")
+    if x is None:
+        _validate.fail(where, "x", "the forward input (N, C, H, W) with ties='split'", "None")
+    x = _validate.float_array(x, where, "x", ndim=4)
+    _validate.shape(x, (g.N, g.C, g.H, g.W), where, "x")
+    return None, x
 
 
 def _windows(x: np.ndarray, g: WindowGeometry, fill: float | bool) -> np.ndarray:
@@ -103,37 +126,58 @@ def maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
     return out, argmax
 
 
-def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray, input_shape: tuple[int, int, int, int], pool_h: int,
-                       pool_w: int, stride: int | tuple[int, int] | None = None,
-                       pad: int | tuple[int, int] = 0) -> np.ndarray:
-    """Gradient of :func:`maxpool2d_forward`: each ``dout`` goes to the input element its argmax names.
+def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape: tuple[int, int, int, int],
+                       pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                       pad: int | tuple[int, int] = 0, *, ties: str = "first",
+                       x: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of :func:`maxpool2d_forward`: each ``dout`` goes to its window's maximum.
+
+    ``ties="first"`` (default): to the element ``argmax`` names, the first maximum. ``ties="split"`` (cs231n's
+    ``max_pool_backward_reshape``): divided equally among the window's elements equal to its maximum, found in
+    ``x``; a NaN maximum gives NaN to every element of its window (cs231n's ``0/0``).
 
     .. math::
 
-        dx[n, c, h, w] = \\sum_{(i, j):\\ \\text{window } (i, j) \\text{ has its max at } (h, w)} dout[n, c, i, j]
+        dx[n, c, h, w] = \\sum_{(i, j):\\ (h, w) \\in M_{ij}} \\frac{dout[n, c, i, j]}{|M_{ij}|}
+
+    where :math:`M_{ij}` is the argmax element alone ("first") or every element equal to the maximum of window
+    :math:`(i, j)` ("split").
 
     Parameters
     ----------
     dout : ndarray (N, C, OH, OW)
         Upstream gradient, float32 or float64.
-    argmax : ndarray (N, C, OH, OW)
-        Integer window indices in ``[0, FH*FW)`` as returned by the forward pass.
+    argmax : ndarray (N, C, OH, OW) or None
+        Integer window indices in ``[0, FH*FW)`` as returned by the forward pass; None with ``ties="split"``.
     input_shape : tuple (N, C, H, W)
         Shape of the forward input.
     pool_h, pool_w, stride, pad
         As in the forward pass.
+    ties : {"first", "split"}
+        Keyword-only: the rule for equal maxima.
+    x : ndarray (N, C, H, W), optional
+        Keyword-only: the forward input, required with ``ties="split"`` and refused with "first".
 
     Returns
     -------
     dx : ndarray (N, C, H, W)
         dout.dtype. Overlapping windows (stride < pool) add up; an argmax pointing into padding contributes
-        nothing.
+        nothing, and padding never counts as a maximum.
     """
     where = "maxpool2d_backward"
     dout, g = _backward_checks(where, dout, input_shape, pool_h, pool_w, stride, pad)
-    argmax = _validate.pool_argmax(argmax, (g.N, g.C, g.OH, g.OW), g.FH * g.FW, where)
+    argmax, x = _ties_checks(where, ties, argmax, x, g)
     zero = np.zeros((), dtype=dout.dtype)
-    return _scatter_windows(lambda k: np.where(argmax == k, dout, zero), g, dout.dtype)
+    if x is None:
+        return _scatter_windows(lambda k: np.where(argmax == k, dout, zero), g, dout.dtype)
+    windows = _windows(x, g, -np.inf)
+    inside = _windows(np.ones((1, 1, g.H, g.W), dtype=bool), g, False)
+    hit = (windows == windows.max(axis=-1, keepdims=True)) & inside  # no hit at all when the maximum is NaN
+    count = hit.sum(axis=-1).astype(dout.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(count == 0, np.nan, dout / count).astype(dout.dtype)
+    every = count == 0  # a NaN window: NaN to each element (padding is dropped by the scatter)
+    return _scatter_windows(lambda k: np.where(hit[..., k] | every, share, zero), g, dout.dtype)
 
 
 def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,

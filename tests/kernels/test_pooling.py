@@ -58,6 +58,70 @@ def test_maxpool_matches_reference(shape, ph, pw, stride, pad, dtype, twin):
 
 
 @pytest.mark.parametrize(("shape", "ph", "pw", "stride", "pad"), GEOMETRIES, ids=IDS)
+def test_maxpool_split_matches_reference(shape, ph, pw, stride, pad, dtype, twin):
+    x = np.random.default_rng(2).integers(-2, 3, shape).astype(dtype)  # small integers: many ties
+    out, _ = R.maxpool2d_forward(x, ph, pw, stride, pad)
+    dout = _data(out.shape, dtype, seed=1)
+    dx = K.maxpool2d_backward(dout, None, shape, ph, pw, stride, pad, ties="split", x=x)
+    assert dx.shape == shape
+    assert_close(dx, R.maxpool2d_backward(dout, None, shape, ph, pw, stride, pad, ties="split", x=x), dtype)
+    # shares of a window add up to its gradient, and only maxima receive any
+    assert_close(dx.sum(), dout.sum(), dtype, atol=1e-5 if dtype == np.float32 else 1e-12)
+    first = K.maxpool2d_backward(dout, K.maxpool2d_forward(x, ph, pw, stride, pad)[1], shape, ph, pw, stride, pad)
+    assert np.all((dx != 0) >= (first != 0))
+
+
+@pytest.mark.parametrize("mod", [K, R], ids=["kernel", "reference"])
+def test_maxpool_split_hand_computed(mod, twin):
+    nan, inf = np.nan, np.inf
+    x = np.array([[1, 3, 7, 7, -inf, -inf, 2, 0, 9],
+                  [3, 0, 7, 7, -inf, -inf, nan, 2, 9],
+                  [4, 4, 5, 4, inf, 1, nan, nan, 9]], dtype=np.float32)[None, None]
+    dout = np.array([[[[1, 3, 6, 2]]]], np.float32)
+    dx = mod.maxpool2d_backward(dout, None, x.shape, 2, 2, ties="split", x=x)
+    assert dx.dtype == np.float32
+    # two maxima share 1, four share 3, four -inf share 6, a NaN window is NaN throughout (cs231n's 0/0);
+    # the last row and column are in no window
+    np.testing.assert_array_equal(dx[0, 0], [[0, 0.5, 0.75, 0.75, 1.5, 1.5, nan, nan, 0],
+                                             [0.5, 0, 0.75, 0.75, 1.5, 1.5, nan, nan, 0],
+                                             [0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    # a share is one division in dout's dtype: 1/3 rounded once in float32
+    x3 = np.array([[[[2, 2], [2, 1]]]], np.float64)
+    dx3 = mod.maxpool2d_backward(np.ones((1, 1, 1, 1), np.float32), None, x3.shape, 2, 2, ties="split", x=x3)
+    assert dx3.dtype == np.float32
+    np.testing.assert_array_equal(dx3[0, 0], np.array([[1, 1], [1, 0]], np.float32) * (np.float32(1) / np.float32(3)))
+
+
+@pytest.mark.parametrize("mod", [K, R], ids=["kernel", "reference"])
+def test_maxpool_split_overlapping_windows_and_padding(mod, twin):
+    x = np.ones((1, 1, 3, 3))
+    dx = mod.maxpool2d_backward(np.ones((1, 1, 3, 3)), None, x.shape, 3, 3, stride=1, pad=1, ties="split", x=x)
+    # padding never counts: corner windows hold 4 inputs, edge windows 6, the centre window 9
+    corner, edge, centre = 1 / 4, 1 / 6, 1 / 9
+    expected = [[corner + 2 * edge + centre, 2 * corner + 2 * edge + centre + edge, corner + 2 * edge + centre],
+                [2 * corner + 3 * edge + centre, 4 * corner + 4 * edge + centre, 2 * corner + 3 * edge + centre],
+                [corner + 2 * edge + centre, 2 * corner + 3 * edge + centre, corner + 2 * edge + centre]]
+    np.testing.assert_allclose(dx[0, 0], expected, rtol=1e-15)
+    np.testing.assert_allclose(dx.sum(), 9.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize(("ph", "pw", "stride", "pad"), [(2, 2, None, 0), (3, 2, (2, 1), (1, 1))], ids=["2x2", "3x2"])
+def test_maxpool_split_non_contiguous_and_read_only(ph, pw, stride, pad, dtype, twin):
+    base = np.random.default_rng(4).integers(-1, 2, (3, 2, 14, 18)).astype(dtype)
+    x = base[::-1, :, ::2, 1::2].transpose(0, 1, 3, 2)  # (3, 2, 9, 7), every axis strided
+    assert not x.flags.c_contiguous
+    out, _ = R.maxpool2d_forward(x, ph, pw, stride, pad)
+    dout = _data(out.shape, dtype, 1)
+    expected = R.maxpool2d_backward(dout, None, x.shape, ph, pw, stride, pad, ties="split", x=np.ascontiguousarray(x))
+    x_copy, dout_copy = x.copy(), dout.copy()
+    x.setflags(write=False)
+    dout.setflags(write=False)
+    assert_close(K.maxpool2d_backward(dout, None, x.shape, ph, pw, stride, pad, ties="split", x=x), expected, dtype)
+    np.testing.assert_array_equal(x, x_copy)
+    np.testing.assert_array_equal(dout, dout_copy)
+
+
+@pytest.mark.parametrize(("shape", "ph", "pw", "stride", "pad"), GEOMETRIES, ids=IDS)
 def test_avgpool_matches_reference(shape, ph, pw, stride, pad, dtype, twin):
     x = _data(shape, dtype)
     out = K.avgpool2d_forward(x, ph, pw, stride, pad)
@@ -312,6 +376,9 @@ def test_property_pooling_matches_reference(case, twin):
     assert_close(dx, R.maxpool2d_backward(dout, argmax, shape, ph, pw, stride, pad), dtype)
     # each window's gradient lands on an input element equal to that window's maximum
     assert_close(dx.sum(), dout.sum(), dtype, atol=1e-4 if dtype == np.float32 else 1e-10)
+    split = K.maxpool2d_backward(dout, None, shape, ph, pw, stride, pad, ties="split", x=x)
+    assert_close(split, R.maxpool2d_backward(dout, None, shape, ph, pw, stride, pad, ties="split", x=x), dtype)
+    assert_close(split.sum(), dout.sum(), dtype, atol=1e-4 if dtype == np.float32 else 1e-10)
     avg = K.avgpool2d_forward(x, ph, pw, stride, pad)
     assert_close(avg, R.avgpool2d_forward(x, ph, pw, stride, pad), dtype)
     davg = K.avgpool2d_backward(dout, shape, ph, pw, stride, pad)
@@ -363,6 +430,21 @@ BAD = [
      "input_shape"),
     ("maxpool2d_backward", dict(dout="d", argmax=A, input_shape=X.shape, pool_h=2, pool_w=2), TypeError,
      "dout"),
+    ("maxpool2d_backward", dict(dout=D, argmax=A, input_shape=X.shape, pool_h=2, pool_w=2, ties="all"), ValueError,
+     "ties"),
+    ("maxpool2d_backward", dict(dout=D, argmax=A, input_shape=X.shape, pool_h=2, pool_w=2, ties=None), TypeError,
+     "ties"),
+    ("maxpool2d_backward", dict(dout=D, argmax=A, input_shape=X.shape, pool_h=2, pool_w=2, x=X), ValueError, "x"),
+    ("maxpool2d_backward", dict(dout=D, argmax=None, input_shape=X.shape, pool_h=2, pool_w=2, ties="split"),
+     ValueError, "x"),
+    ("maxpool2d_backward", dict(dout=D, argmax=A, input_shape=X.shape, pool_h=2, pool_w=2, ties="split", x=X),
+     ValueError, "argmax"),
+    ("maxpool2d_backward", dict(dout=D, argmax=None, input_shape=X.shape, pool_h=2, pool_w=2, ties="split",
+                                    x=X[:, :2]), ValueError, "x"),
+    ("maxpool2d_backward", dict(dout=D, argmax=None, input_shape=X.shape, pool_h=2, pool_w=2, ties="split",
+                                    x=X.astype(np.complex64)), TypeError, "x"),
+    ("maxpool2d_backward", dict(dout=D, argmax=None, input_shape=X.shape, pool_h=2, pool_w=2), TypeError,
+     "argmax"),
     ("avgpool2d_backward", dict(dout=D[..., :1], input_shape=X.shape, pool_h=2, pool_w=2), ValueError, "dout"),
     ("avgpool2d_backward", dict(dout=D, input_shape=X.shape, pool_h=2, pool_w=2, stride=(2, 0)), ValueError,
      "stride"),
