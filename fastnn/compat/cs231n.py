@@ -12,12 +12,23 @@ Forward functions return ``(out, cache)``, backward functions take ``(dout, cach
 
 Differences from cs231n, all deliberate:
 
-* Caches are fastnn's own tuples (whatever the backward needs), not cs231n's; pass them back unchanged.
+* Caches are fastnn's own tuples (whatever the backward needs); pass them back unchanged. Those of
+  ``fast_layers.py`` keep cs231n's layout, except that fastnn builds no NumPy column matrix: conv caches are
+  ``(x, w, b, conv_param, workspace)`` (cs231n: ``x_cols`` last), ``max_pool_forward_fast`` returns
+  ``("reshape", (x, x_reshaped, out))`` or ``("im2col", (x, None, x_cols_argmax, pool_param))``;
+  ``max_pool_forward_naive`` caches ``(x, pool_param)`` as the starter specifies.
 * ``dropout_forward`` draws its mask from fastnn's counter-based generator: ``dropout_param["seed"]`` makes it
   reproducible (the mask differs from ``np.random.seed(seed); np.random.rand(...) < p``), and without a seed a
   seed is drawn from NumPy's global generator, so ``np.random.seed`` still controls it. The cached mask is
   boolean; ``dropout_backward`` applies the ``1/p`` scale itself. The global generator is not reseeded.
-* Max pooling gives a tied window's gradient to its first maximum (cs231n's fast layer splits it).
+* Max-pool ties follow cs231n layer by layer: the reshape path (``max_pool_backward_reshape``, so
+  ``max_pool_backward_fast`` on square tiling pools) splits a window's gradient equally among its equal maxima;
+  the im2col path and the naive layer give it to the first maximum.
+* Layers cs231n ships broken are fixed: ``max_pool_forward_im2col`` (cs231n calls an undefined ``im2col``, so
+  ``max_pool_forward_fast`` fails on non-tiling pools) works, and ``conv_forward_im2col`` computes non-square
+  filters (cs231n's Cython im2col misplaces their rows: wrong values, or writes out of bounds). Windows that do
+  not tile the input, which cs231n's im2col layers refuse, are accepted by ``max_pool_forward_fast`` (as by the
+  naive layers).
 * Update rules: state arrays in ``config`` (``velocity``, ``cache``, ``m``, ``v``) are updated in place and stay in
   the dict; ``next_w`` is a new array except for ``sgd``, which, as in cs231n, updates ``w`` in place.
 * float32 inputs stay float32 (cs231n promotes some results to float64); errors are ValueError/TypeError naming
@@ -39,10 +50,13 @@ __all__ = [
     "affine_relu_backward", "softmax_loss", "svm_loss", "batchnorm_forward", "batchnorm_backward",
     "batchnorm_backward_alt", "layernorm_forward", "layernorm_backward", "dropout_forward", "dropout_backward",
     "conv_forward_naive", "conv_backward_naive", "conv_forward_fast", "conv_backward_fast",
+    "conv_forward_im2col", "conv_backward_im2col", "conv_forward_strides", "conv_backward_strides",
     "max_pool_forward_naive", "max_pool_backward_naive", "max_pool_forward_fast", "max_pool_backward_fast",
+    "max_pool_forward_reshape", "max_pool_backward_reshape", "max_pool_forward_im2col", "max_pool_backward_im2col",
     "spatial_batchnorm_forward", "spatial_batchnorm_backward", "spatial_groupnorm_forward",
-    "spatial_groupnorm_backward", "conv_relu_forward", "conv_relu_backward", "conv_relu_pool_forward",
-    "conv_relu_pool_backward", "sgd", "sgd_momentum", "rmsprop", "adam",
+    "spatial_groupnorm_backward", "conv_relu_forward", "conv_relu_backward", "conv_bn_relu_forward",
+    "conv_bn_relu_backward", "conv_relu_pool_forward", "conv_relu_pool_backward", "sgd", "sgd_momentum", "rmsprop",
+    "adam",
 ]
 
 #: The kernel module every function computes with (:mod:`fastnn.kernels`; tests swap in :mod:`fastnn.reference`).
@@ -374,8 +388,34 @@ def _conv_geometry(conv_param: Any, where: str) -> tuple[Any, Any]:
     return _key(conv_param, where, "conv_param", "stride"), _key(conv_param, where, "conv_param", "pad")
 
 
+def _conv_forward(where: str, x, w, b, conv_param, *, tiles: bool) -> tuple[np.ndarray, tuple]:
+    """The convolution of every cs231n conv layer; ``tiles``: refuse windows that do not tile the padded input."""
+    stride, pad = _conv_geometry(conv_param, where)
+    if tiles:
+        x = _validate.float_array(x, where, "x", ndim=4)
+        w = _validate.float_array(w, where, "w", ndim=4)
+        g = _validate.window_geometry(x.shape, w.shape[2], w.shape[3], stride, pad, where)
+        # cs231n asserts width first, then height
+        for size, pad_, window, step, names in ((g.W, g.PW, g.FW, g.SW, "W + 2*pad - WW"),
+                                                 (g.H, g.PH, g.FH, g.SH, "H + 2*pad - HH")):
+            span = size + 2 * pad_ - window
+            if span % step:
+                _validate.fail(where, "conv_param['stride']",
+                               f"a divisor of {names} = {span} (the im2col layer needs windows that tile the "
+                               "padded input; conv_forward_strides does not)", step)
+    workspace: dict = {}
+    out = backend.conv2d_forward(x, w, b, stride, pad, cache=workspace)
+    return out, (x, w, b, conv_param, workspace)
+
+
+def _conv_backward(where: str, dout, cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, w, _, conv_param, workspace = _cache(cache, where, 5)
+    stride, pad = _conv_geometry(conv_param, where)
+    return backend.conv2d_backward(dout, x, w, stride, pad, cache=workspace)
+
+
 def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:
-    """Convolution (cross-correlation) with zero padding.
+    """Convolution (cross-correlation) with zero padding; cs231n's ``conv_forward_fast`` (= ``conv_forward_strides``).
 
     Parameters
     ----------
@@ -389,20 +429,16 @@ def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: d
     -------
     out : ndarray (N, F, H', W'), H' = 1 + (H + 2 pad - HH) // stride
     cache : (x, w, b, conv_param, workspace)
-        ``workspace`` holds the forward's column matrix for the backward pass (cs231n's fast layer keeps
-        ``x_cols`` the same way).
+        cs231n's ``(x, w, b, conv_param, x_cols)`` with fastnn's workspace in the last place: the kernel keeps
+        its column matrix there for the backward pass (3x3 stride-1 convolutions, computed by Winograd, keep
+        none), instead of a NumPy ``x_cols``.
     """
-    stride, pad = _conv_geometry(conv_param, "conv_forward_fast")
-    workspace: dict = {}
-    out = backend.conv2d_forward(x, w, b, stride, pad, cache=workspace)
-    return out, (x, w, b, conv_param, workspace)
+    return _conv_forward("conv_forward_fast", x, w, b, conv_param, tiles=False)
 
 
 def conv_backward_fast(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv_forward_fast`: (dx, dw, db)."""
-    x, w, _, conv_param, workspace = _cache(cache, "conv_backward_fast", 5)
-    stride, pad = _conv_geometry(conv_param, "conv_backward_fast")
-    return backend.conv2d_backward(dout, x, w, stride, pad, cache=workspace)
+    return _conv_backward("conv_backward_fast", dout, cache)
 
 
 #: cs231n's naive loops and its fast layers compute the same thing; here both are the kernel.
@@ -410,13 +446,74 @@ conv_forward_naive = conv_forward_fast
 conv_backward_naive = conv_backward_fast
 
 
+def conv_forward_strides(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:
+    """cs231n's stride-trick convolution: as :func:`conv_forward_fast` (windows need not tile; the rest is dropped).
+
+    Returns ``(out, (x, w, b, conv_param, workspace))``; see :func:`conv_forward_fast`.
+    """
+    return _conv_forward("conv_forward_strides", x, w, b, conv_param, tiles=False)
+
+
+def conv_backward_strides(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv_forward_strides`: (dx, dw, db)."""
+    return _conv_backward("conv_backward_strides", dout, cache)
+
+
+def conv_forward_im2col(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:
+    """cs231n's im2col convolution: as :func:`conv_forward_fast`, for windows that tile the padded input.
+
+    Non-square filters are convolved correctly; cs231n's Cython im2col indexes their rows by
+    ``ii * field_height``, which gives wrong values (HH < WW) or writes past its column matrix (HH > WW).
+
+    Returns
+    -------
+    out, cache
+        As :func:`conv_forward_fast`: ``(out, (x, w, b, conv_param, workspace))``.
+
+    Raises
+    ------
+    ValueError
+        Unless ``stride`` divides ``W + 2*pad - WW`` and ``H + 2*pad - HH`` (cs231n asserts it).
+    """
+    return _conv_forward("conv_forward_im2col", x, w, b, conv_param, tiles=True)
+
+
+def conv_backward_im2col(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv_forward_im2col`: (dx, dw, db)."""
+    return _conv_backward("conv_backward_im2col", dout, cache)
+
+
 def _pool_geometry(pool_param: Any, where: str) -> tuple[Any, Any, Any]:
     pool_param = _params(pool_param, where, "pool_param")
     return tuple(_key(pool_param, where, "pool_param", k) for k in ("pool_height", "pool_width", "stride"))
 
 
+def _pool_dout(dout: Any, x: np.ndarray, where: str) -> np.ndarray:
+    """dout in x's dtype: cs231n's pooling gradients are written into an array like x."""
+    return _validate.float_array(dout, where, "dout", ndim=4, dtype=x.dtype)
+
+
+def _reshape_applies(shape: tuple[int, ...], ph: Any, pw: Any, stride: Any) -> bool:
+    """cs231n's ``max_pool_forward_fast`` test: square pools, stride = pool size, tiling H and W."""
+    ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (ph, pw, stride))
+    return ints and ph == pw == stride >= 1 and shape[2] % ph == 0 and shape[3] % pw == 0
+
+
+def _reshape_forward(x: np.ndarray, size: int) -> tuple[np.ndarray, tuple]:
+    out, _ = backend.maxpool2d_forward(x, size, size, size)
+    N, C, H, W = x.shape
+    return out, (x, x.reshape(N, C, H // size, size, W // size, size), out)
+
+
+def _im2col_forward(x: np.ndarray, pool_param: dict, ph: Any, pw: Any, stride: Any) -> tuple[np.ndarray, tuple]:
+    out, argmax = backend.maxpool2d_forward(x, ph, pw, stride)
+    # cs231n's x_cols_argmax: each window's row in its column, columns ordered (oh, ow, n, c); np.argmax's dtype
+    cols_argmax = argmax.transpose(2, 3, 0, 1).astype(np.intp).reshape(-1)
+    return out, (x, None, cols_argmax, pool_param)
+
+
 def max_pool_forward_fast(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, tuple]:
-    """Max pooling without padding.
+    """Max pooling without padding, dispatching as cs231n does between the reshape and the im2col layers.
 
     Parameters
     ----------
@@ -427,23 +524,151 @@ def max_pool_forward_fast(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, 
     Returns
     -------
     out : ndarray (N, C, H', W'), H' = 1 + (H - pool_height) // stride
-    cache : for :func:`max_pool_backward_fast`
+    cache : ``("reshape", cache)`` when ``pool_height == pool_width == stride`` and the pools tile H and W (see
+        :func:`max_pool_forward_reshape`: the backward pass splits ties), else ``("im2col", cache)`` (see
+        :func:`max_pool_forward_im2col`: the first maximum takes the gradient). Windows that do not tile the
+        input, which cs231n's im2col layer refuses, are accepted here; what no window covers is dropped.
     """
-    ph, pw, stride = _pool_geometry(pool_param, "max_pool_forward_fast")
-    x = _validate.float_array(x, "max_pool_forward_fast", "x", ndim=4)
-    out, argmax = backend.maxpool2d_forward(x, ph, pw, stride)
-    return out, (x.shape, argmax, pool_param)
+    where = "max_pool_forward_fast"
+    ph, pw, stride = _pool_geometry(pool_param, where)
+    x = _validate.float_array(x, where, "x", ndim=4)
+    if _reshape_applies(x.shape, ph, pw, stride):
+        out, cache = _reshape_forward(x, ph)
+        return out, ("reshape", cache)
+    out, cache = _im2col_forward(x, pool_param, ph, pw, stride)
+    return out, ("im2col", cache)
 
 
 def max_pool_backward_fast(dout: np.ndarray, cache: tuple) -> np.ndarray:
-    """Gradient of :func:`max_pool_forward_fast` (each window's gradient goes to its first maximum)."""
-    shape, argmax, pool_param = _cache(cache, "max_pool_backward_fast", 3)
-    ph, pw, stride = _pool_geometry(pool_param, "max_pool_backward_fast")
-    return backend.maxpool2d_backward(dout, argmax, shape, ph, pw, stride)
+    """Gradient of :func:`max_pool_forward_fast` by the backward of the layer its forward pass used."""
+    where = "max_pool_backward_fast"
+    method, real_cache = _cache(cache, where, 2)
+    if not isinstance(method, str):
+        _validate.fail(where, "cache[0]", "'reshape' or 'im2col' (the method max_pool_forward_fast used)",
+                       type(method).__name__, TypeError)
+    if method == "reshape":
+        return max_pool_backward_reshape(dout, real_cache)
+    if method == "im2col":
+        return max_pool_backward_im2col(dout, real_cache)
+    _validate.fail(where, "cache[0]", "'reshape' or 'im2col' (the method max_pool_forward_fast used)", repr(method))
 
 
-max_pool_forward_naive = max_pool_forward_fast
-max_pool_backward_naive = max_pool_backward_fast
+def max_pool_forward_reshape(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, tuple]:
+    """cs231n's reshape max pooling: square pools, ``stride`` equal to the pool size, tiling the input.
+
+    Returns
+    -------
+    out : ndarray (N, C, H / pool_height, W / pool_width)
+    cache : (x, x_reshaped, out)
+        As cs231n: ``x_reshaped`` is x viewed as (N, C, H / pool_height, pool_height, W / pool_width, pool_width).
+
+    Raises
+    ------
+    ValueError
+        Unless ``pool_height == pool_width == stride`` and both H and W are multiples of it (cs231n asserts).
+    """
+    where = "max_pool_forward_reshape"
+    ph, pw, stride = _pool_geometry(pool_param, where)
+    x = _validate.float_array(x, where, "x", ndim=4)
+    ph = _validate.integer(ph, where, "pool_param['pool_height']", minimum=1)
+    pw = _validate.integer(pw, where, "pool_param['pool_width']", minimum=1)
+    stride = _validate.integer(stride, where, "pool_param['stride']", minimum=1)
+    if not ph == pw == stride:
+        _validate.fail(where, "pool_param", "square pools with stride = pool size (pool_height == pool_width == "
+                       "stride)", f"pool_height={ph}, pool_width={pw}, stride={stride}")
+    if x.shape[2] % ph or x.shape[3] % pw:
+        _validate.fail(where, "x", f"of height and width multiples of the pool size {ph} (pools that tile the input)",
+                       f"shape {x.shape}")
+    return _reshape_forward(x, ph)
+
+
+def max_pool_backward_reshape(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """Gradient of :func:`max_pool_forward_reshape`, cs231n's rule for ties.
+
+    Each window's gradient is divided equally among its elements equal to the window's maximum (a window whose
+    maximum is NaN gives NaN to all its elements, cs231n's ``0/0``); the kernel's ``ties="split"`` mode.
+
+    Returns
+    -------
+    dx : ndarray, x's shape and dtype
+    """
+    where = "max_pool_backward_reshape"
+    x, x_reshaped, out = _cache(cache, where, 3)
+    size = x_reshaped.shape[3]
+    dout = _pool_dout(dout, x, where)
+    return backend.maxpool2d_backward(dout, None, x.shape, size, size, size, ties="split", x=x)
+
+
+def max_pool_forward_im2col(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, tuple]:
+    """cs231n's im2col max pooling: any pool and stride whose windows tile the input.
+
+    cs231n's own version fails on every call (it calls an ``im2col`` that ``im2col.py`` does not define); this is
+    what it means to compute: each window's first maximum, as ``np.argmax`` over the window's column.
+
+    Returns
+    -------
+    out : ndarray (N, C, H', W'), H' = 1 + (H - pool_height) // stride
+    cache : (x, None, x_cols_argmax, pool_param)
+        cs231n's layout without the column matrix, which fastnn does not build (None in its place);
+        ``x_cols_argmax`` (intp, length N*C*H'*W') is cs231n's: the row-major index of each window's first
+        maximum, windows ordered (h', w', n, c).
+
+    Raises
+    ------
+    ValueError
+        Unless ``stride`` divides ``H - pool_height`` and ``W - pool_width`` (cs231n asserts).
+    """
+    where = "max_pool_forward_im2col"
+    ph, pw, stride = _pool_geometry(pool_param, where)
+    x = _validate.float_array(x, where, "x", ndim=4)
+    g = _validate.pool_geometry(x.shape, ph, pw, stride, 0, where)
+    for size, window, step, axis, name in ((g.H, g.FH, g.SH, "H", "pool_height"), (g.W, g.FW, g.SW, "W", "pool_width")):
+        if (size - window) % step:
+            _validate.fail(where, "pool_param['stride']", f"a divisor of {axis} - {name} = {size - window} "
+                           "(the im2col layer needs windows that tile the input)", step)
+    return _im2col_forward(x, pool_param, ph, pw, stride)
+
+
+def max_pool_backward_im2col(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """Gradient of :func:`max_pool_forward_im2col`: each window's gradient to its first maximum, overlaps adding.
+
+    Returns
+    -------
+    dx : ndarray, x's shape and dtype
+    """
+    where = "max_pool_backward_im2col"
+    x, _, cols_argmax, pool_param = _cache(cache, where, 4)
+    ph, pw, stride = _pool_geometry(pool_param, where)
+    g = _validate.pool_geometry(x.shape, ph, pw, stride, 0, where)
+    dout = _pool_dout(dout, x, where)
+    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
+    argmax = np.reshape(cols_argmax, (g.OH, g.OW, g.N, g.C)).transpose(2, 3, 0, 1)
+    return backend.maxpool2d_backward(dout, argmax, x.shape, ph, pw, stride)
+
+
+def max_pool_forward_naive(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, tuple]:
+    """Max pooling without padding; cache ``(x, pool_param)`` as cs231n's starter specifies.
+
+    Windows that do not tile the input are accepted (H' = 1 + (H - pool_height) // stride).
+    """
+    where = "max_pool_forward_naive"
+    ph, pw, stride = _pool_geometry(pool_param, where)
+    x = _validate.float_array(x, where, "x", ndim=4)
+    out, _ = backend.maxpool2d_forward(x, ph, pw, stride)
+    return out, (x, pool_param)
+
+
+def max_pool_backward_naive(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """Gradient of :func:`max_pool_forward_naive`: each window's gradient to its first maximum (an argmax).
+
+    The maxima are found again in the cached x, as the naive layer does; x's dtype.
+    """
+    where = "max_pool_backward_naive"
+    x, pool_param = _cache(cache, where, 2)
+    ph, pw, stride = _pool_geometry(pool_param, where)
+    dout = _pool_dout(dout, x, where)
+    _, argmax = backend.maxpool2d_forward(x, ph, pw, stride)
+    return backend.maxpool2d_backward(dout, argmax, x.shape, ph, pw, stride)
 
 
 def conv_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:
@@ -457,6 +682,26 @@ def conv_relu_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.n
     """Gradients of :func:`conv_relu_forward`: (dx, dw, db)."""
     conv_cache, relu_cache = _cache(cache, "conv_relu_backward", 2)
     return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
+
+
+def conv_bn_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                         conv_param: dict, bn_param: dict) -> tuple[np.ndarray, tuple]:
+    """Convolution, spatial batch normalization, ReLU (cs231n ``layer_utils``).
+
+    Returns ``(out, (conv_cache, bn_cache, relu_cache))``; ``bn_param`` as in :func:`spatial_batchnorm_forward`.
+    """
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(an)
+    return out, (conv_cache, bn_cache, relu_cache)
+
+
+def conv_bn_relu_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of 'train' mode :func:`conv_bn_relu_forward`: (dx, dw, db, dgamma, dbeta)."""
+    conv_cache, bn_cache, relu_cache = _cache(cache, "conv_bn_relu_backward", 3)
+    da, dgamma, dbeta = spatial_batchnorm_backward(relu_backward(dout, relu_cache), bn_cache)
+    dx, dw, db = conv_backward_fast(da, conv_cache)
+    return dx, dw, db, dgamma, dbeta
 
 
 def conv_relu_pool_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict,

@@ -7,7 +7,7 @@ import pytest
 
 import fastnn.reference
 from fastnn.compat import cs231n as C
-from tests.conftest import TOL
+from tests.conftest import TOL, assert_close
 
 RNG = np.random.default_rng
 
@@ -172,13 +172,42 @@ def test_conv_forward_matches_direct_sum():
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_max_pool_gradients():
+@pytest.mark.parametrize("layer", ["naive", "fast", "reshape", "im2col"])
+def test_max_pool_gradients(layer):
     rng = RNG(11)
     x = rng.standard_normal((2, 3, 6, 8))
-    out, cache = C.max_pool_forward_naive(x, POOL)
+    forward, backward = getattr(C, f"max_pool_forward_{layer}"), getattr(C, f"max_pool_backward_{layer}")
+    out, cache = forward(x, POOL)
     np.testing.assert_array_equal(out, x.reshape(2, 3, 3, 2, 4, 2).max(axis=(3, 5)))
     dout = rng.standard_normal(out.shape)
-    check(lambda v: C.max_pool_forward_fast(v, POOL)[0], (x,), 0, C.max_pool_backward_fast(dout, cache), dout)
+    check(lambda v: forward(v, POOL)[0], (x,), 0, backward(dout, cache), dout)
+
+
+def test_conv_bn_relu_gradients_and_composition():
+    """cs231n layer_utils: conv_forward_fast -> spatial_batchnorm_forward -> relu_forward; grads in that order."""
+    rng = RNG(21)
+    x, w, b = rng.standard_normal((3, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    conv = {"stride": 1, "pad": 1}
+    bn_param = {"mode": "train"}
+    out, cache = C.conv_bn_relu_forward(x, w, b, gamma, beta, conv, bn_param)
+    conv_cache, bn_cache, relu_cache = cache  # cs231n's layout
+    a, _ = C.conv_forward_fast(x, w, b, conv)
+    an, _ = C.spatial_batchnorm_forward(a, gamma, beta, {"mode": "train"})
+    np.testing.assert_array_equal(out, np.maximum(an, 0))
+    np.testing.assert_array_equal(relu_cache, an)
+    np.testing.assert_allclose(bn_param["running_mean"], 0.1 * a.mean(axis=(0, 2, 3)), rtol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    grads = C.conv_bn_relu_backward(dout, cache)
+    assert [g.shape for g in grads] == [x.shape, w.shape, b.shape, gamma.shape, beta.shape]
+    np.testing.assert_allclose(grads[2], 0, atol=1e-12)  # a bias before batch norm has no effect
+    for i, g in enumerate(grads):
+        if i == 2:
+            continue
+        check(lambda *v: C.conv_bn_relu_forward(*v, conv, {"mode": "train"})[0], (x, w, b, gamma, beta), i, g, dout,
+              rtol=1e-5)
+    with pytest.raises(ValueError, match="spatial_batchnorm_backward: cache must be a cache from a 'train' mode"):
+        C.conv_bn_relu_backward(dout, C.conv_bn_relu_forward(x, w, b, gamma, beta, conv, {"mode": "test"})[1])
 
 
 def test_conv_relu_and_conv_relu_pool_gradients():
@@ -194,6 +223,210 @@ def test_conv_relu_and_conv_relu_pool_gradients():
     dout = rng.standard_normal(out.shape)
     for i, g in enumerate(C.conv_relu_pool_backward(dout, cache)):
         check(lambda *a: C.conv_relu_pool_forward(*a, conv, POOL)[0], (x, w, b), i, g, dout)
+
+
+# ------------------------------------------------------------------------------------------------ fast_layers.py
+# Oracles written from cs231n's fast_layers.py behaviour: a direct-sum convolution, the reshape layer's tie split
+# (the window's gradient divided by its number of maxima; 0/0 = NaN for a NaN window), the im2col layer's
+# np.argmax (first maximum, windows ordered (oh, ow, n, c)).
+
+
+def _conv_oracle(x, w, b, dout, stride, pad):
+    """out, dx, dw, db of a zero-padded cross-correlation, by a loop over output positions (float64)."""
+    N, _, H, W = x.shape
+    F, _, HH, WW = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    OH, OW = 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride
+    out, dxp, dw = np.empty((N, F, OH, OW)), np.zeros_like(xp), np.zeros(w.shape)
+    for i in range(OH):
+        for j in range(OW):
+            rows, cols = slice(i * stride, i * stride + HH), slice(j * stride, j * stride + WW)
+            out[:, :, i, j] = np.tensordot(xp[:, :, rows, cols], w, axes=([1, 2, 3], [1, 2, 3])) + b
+            if dout is not None:
+                dw += np.tensordot(dout[:, :, i, j], xp[:, :, rows, cols], axes=([0], [0]))
+                dxp[:, :, rows, cols] += np.tensordot(dout[:, :, i, j], w, axes=([1], [0]))
+    if dout is None:
+        return out
+    return out, dxp[:, :, pad:pad + H, pad:pad + W], dw, dout.sum(axis=(0, 2, 3))
+
+
+def _windows(shape, ph, pw, stride):
+    N, C_, H, W = shape
+    for i in range((H - ph) // stride + 1):
+        for j in range((W - pw) // stride + 1):
+            yield i, j, (slice(i * stride, i * stride + ph), slice(j * stride, j * stride + pw))
+
+
+def _reshape_backward_oracle(x, dout, size):
+    dx = np.zeros_like(x)
+    dout = dout.astype(x.dtype)
+    for i, j, (rows, cols) in _windows(x.shape, size, size, size):
+        for n, c in np.ndindex(x.shape[:2]):
+            window = x[n, c, rows, cols]
+            hits = window == window.max()
+            k = hits.sum()
+            dx[n, c, rows, cols] = np.where(hits, dout[n, c, i, j], 0) / x.dtype.type(k) if k else np.nan
+    return dx
+
+
+def _first_max_oracle(x, dout, ph, pw, stride):
+    """out, dx and cs231n's x_cols_argmax of first-maximum pooling (np.argmax also stops at the first NaN)."""
+    N, C_, H, W = x.shape
+    OH, OW = (H - ph) // stride + 1, (W - pw) // stride + 1
+    out, dx = np.empty((N, C_, OH, OW), x.dtype), np.zeros_like(x)
+    cols_argmax = np.empty((OH, OW, N, C_), np.intp)
+    for i, j, (rows, cols) in _windows(x.shape, ph, pw, stride):
+        for n, c in np.ndindex(N, C_):
+            window = x[n, c, rows, cols]
+            k = np.argmax(window)
+            cols_argmax[i, j, n, c] = k
+            out[n, c, i, j] = window.flat[k]
+            dx[n, c, rows, cols][np.unravel_index(k, window.shape)] += dout[n, c, i, j]
+    return out, dx, cols_argmax.reshape(-1)
+
+
+CONV_LAYERS = ["fast", "strides", "im2col", "naive"]
+
+
+@pytest.mark.parametrize("layer", CONV_LAYERS)
+@pytest.mark.parametrize(("xs", "ws", "stride", "pad"), [
+    ((2, 3, 7, 7), (4, 3, 3, 3), 2, 1),
+    ((2, 3, 8, 8), (4, 3, 3, 3), 1, 1),  # 3x3 stride 1: fastnn's Winograd path
+    ((3, 2, 6, 9), (5, 2, 3, 2), 1, 0),  # non-square filters
+    ((2, 2, 5, 5), (3, 2, 1, 1), 2, 0),
+], ids=["3x3s2p1", "3x3s1p1", "3x2", "1x1s2"])
+def test_conv_layers_match_direct_sum(layer, xs, ws, stride, pad):
+    rng = RNG(30)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    conv_param = {"stride": stride, "pad": pad}
+    out, cache = getattr(C, f"conv_forward_{layer}")(x, w, b, conv_param)
+    assert len(cache) == 5 and all(c is v for c, v in zip(cache[:4], (x, w, b, conv_param), strict=True))
+    dout = rng.standard_normal(out.shape)
+    grads = getattr(C, f"conv_backward_{layer}")(dout, cache)
+    for ours, theirs in zip((out, *grads), _conv_oracle(x, w, b, dout, stride, pad), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", CONV_LAYERS)
+def test_conv_layers_keep_float32(layer):
+    rng = RNG(31)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 6, 6), (2, 3, 3, 3), (2,)))
+    out, cache = getattr(C, f"conv_forward_{layer}")(x, w, b, {"stride": 1, "pad": 1})
+    grads = getattr(C, f"conv_backward_{layer}")(np.ones_like(out), cache)
+    assert out.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    np.testing.assert_allclose(out, _conv_oracle(x, w, b, None, 1, 1), rtol=1e-4, atol=1e-5)
+
+
+def test_conv_im2col_requires_tiling_windows_strides_does_not():
+    rng = RNG(32)
+    x, w, b = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((2, 3, 3, 3)), rng.standard_normal(2)
+    conv_param = {"stride": 2, "pad": 1}  # W + 2 - 3 = 6 tiles, H + 2 - 3 = 5 does not
+    with pytest.raises(ValueError, match=r"conv_forward_im2col: conv_param\['stride'\] must be a divisor of "
+                                         r"H \+ 2\*pad - HH = 5 .*, got 2"):
+        C.conv_forward_im2col(x, w, b, conv_param)
+    x = x.transpose(0, 1, 3, 2)  # now the width fails, and it is checked first, as cs231n does
+    with pytest.raises(ValueError, match=r"W \+ 2\*pad - WW = 5"):
+        C.conv_forward_im2col(x, w, b, conv_param)
+    for layer in ("strides", "fast"):  # the last row/column of windows is dropped
+        out, _ = getattr(C, f"conv_forward_{layer}")(x, w, b, conv_param)
+        assert out.shape == (2, 2, 4, 3)
+        np.testing.assert_allclose(out, _conv_oracle(x, w, b, None, 2, 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["fast", "reshape"])
+@pytest.mark.parametrize(("shape", "size"), [((2, 3, 8, 6), 2), ((3, 2, 9, 6), 3), ((1, 2, 4, 4), 4),
+                                             ((2, 2, 3, 5), 1)])
+def test_max_pool_reshape_splits_ties(path, shape, size, dtype):
+    """cs231n's max_pool_backward_reshape: mask of the maxima, then dx /= number of maxima per window."""
+    rng = RNG(33)
+    x = rng.integers(-1, 2, shape).astype(dtype)  # three values: most windows hold ties
+    pool_param = {"pool_height": size, "pool_width": size, "stride": size}
+    out, cache = getattr(C, f"max_pool_forward_{path}")(x, pool_param)
+    if path == "fast":
+        assert cache[0] == "reshape"
+        cache_reshape = cache[1]
+    else:
+        cache_reshape = cache
+    cx, x_reshaped, cout = cache_reshape  # cs231n's (x, x_reshaped, out)
+    assert cx is x and cout is out and np.shares_memory(x_reshaped, x)
+    np.testing.assert_array_equal(x_reshaped, x.reshape(shape[0], shape[1], shape[2] // size, size, -1, size))
+    np.testing.assert_array_equal(out, x_reshaped.max(axis=(3, 5)))
+    for dout_dtype in (np.float64, np.float32):  # dx is written in x's dtype, as cs231n's zeros_like(x_reshaped)
+        dout = rng.standard_normal(out.shape).astype(dout_dtype)
+        dx = getattr(C, f"max_pool_backward_{path}")(dout, cache)
+        assert dx.dtype == dtype
+        np.testing.assert_array_equal(dx, _reshape_backward_oracle(x, dout, size))
+    tied = (x_reshaped == out[:, :, :, None, :, None]).sum(axis=(3, 5)) > 1
+    assert size == 1 or tied.mean() > 0.2  # the test exercises ties
+
+
+def test_max_pool_reshape_nan_window_is_nan():
+    x = np.array([[1, 2, 5, 5], [2, np.nan, 0, 5]])[None, None]
+    out, cache = C.max_pool_forward_fast(x, POOL)
+    np.testing.assert_array_equal(out[0, 0], [[np.nan, 5]])
+    dx = C.max_pool_backward_fast(np.array([[[[1.0, 6.0]]]]), cache)
+    np.testing.assert_array_equal(dx[0, 0], [[np.nan, np.nan, 2, 2], [np.nan, np.nan, 0, 2]])  # cs231n's 0/0
+
+
+@pytest.mark.parametrize("path", ["fast", "im2col"])
+@pytest.mark.parametrize(("shape", "ph", "pw", "stride"), [
+    ((2, 3, 7, 7), 3, 3, 2), ((2, 2, 5, 6), 2, 2, 1), ((1, 3, 6, 5), 2, 3, 2), ((2, 2, 4, 7), 1, 3, 1),
+    ((2, 1, 5, 5), 3, 3, 1),
+])
+def test_max_pool_im2col_first_maximum(path, shape, ph, pw, stride, dtype):
+    """cs231n's im2col layer: np.argmax per window column (first maximum), gradients of overlaps add up."""
+    rng = RNG(34)
+    x = rng.integers(-1, 2, shape).astype(dtype)
+    x.flat[::17] = np.nan  # np.argmax stops at the first NaN
+    pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+    out, cache = getattr(C, f"max_pool_forward_{path}")(x, pool_param)
+    if path == "fast":
+        assert cache[0] == "im2col"
+        cache_im2col = cache[1]
+    else:
+        cache_im2col = cache
+    dout = rng.standard_normal(out.shape)
+    ref_out, ref_dx, ref_cols_argmax = _first_max_oracle(x, dout.astype(dtype), ph, pw, stride)
+    np.testing.assert_array_equal(out, ref_out)
+    cx, x_cols, cols_argmax, cparam = cache_im2col  # cs231n's (x, x_cols, x_cols_argmax, pool_param)
+    assert cx is x and x_cols is None and cparam is pool_param
+    assert cols_argmax.dtype == np.intp
+    np.testing.assert_array_equal(cols_argmax, ref_cols_argmax)
+    dx = getattr(C, f"max_pool_backward_{path}")(dout, cache)
+    assert dx.dtype == dtype
+    assert_close(dx, ref_dx, dtype)
+
+
+@pytest.mark.parametrize(("shape", "pool_param", "method"), [
+    ((2, 2, 8, 8), {"pool_height": 2, "pool_width": 2, "stride": 2}, "reshape"),
+    ((2, 2, 9, 6), {"pool_height": 3, "pool_width": 3, "stride": 3}, "reshape"),
+    ((2, 2, 7, 8), {"pool_height": 2, "pool_width": 2, "stride": 2}, "im2col"),  # H does not tile
+    ((2, 2, 8, 8), {"pool_height": 2, "pool_width": 2, "stride": 1}, "im2col"),  # overlapping
+    ((2, 2, 8, 8), {"pool_height": 2, "pool_width": 4, "stride": 2}, "im2col"),  # not square
+])
+def test_max_pool_fast_dispatch(shape, pool_param, method):
+    x = RNG(35).integers(-1, 2, shape).astype(np.float64)
+    out, cache = C.max_pool_forward_fast(x, pool_param)
+    assert cache[0] == method
+    dout = RNG(36).standard_normal(out.shape)
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    expected = _reshape_backward_oracle(x, dout, ph) if method == "reshape" else _first_max_oracle(
+        x, dout, ph, pw, stride)[1]
+    np.testing.assert_allclose(C.max_pool_backward_fast(dout, cache), expected, rtol=1e-15)
+
+
+def test_max_pool_naive_first_maximum_and_cache():
+    """The starter's naive layer: cache (x, pool_param); students' backward gives a window to one argmax."""
+    x = RNG(37).integers(-1, 2, (2, 3, 8, 6)).astype(np.float32)
+    out, cache = C.max_pool_forward_naive(x, POOL)
+    assert cache[0] is x and cache[1] is POOL and len(cache) == 2
+    dout = RNG(38).standard_normal(out.shape)
+    ref_out, ref_dx, _ = _first_max_oracle(x, dout.astype(np.float32), 2, 2, 2)
+    np.testing.assert_array_equal(out, ref_out)
+    dx = C.max_pool_backward_naive(dout, cache)
+    assert dx.dtype == np.float32
+    np.testing.assert_array_equal(dx, ref_dx)
+    assert not np.array_equal(dx, C.max_pool_backward_fast(dout, C.max_pool_forward_fast(x, POOL)[1]))  # ties
 
 
 # ------------------------------------------------------------------------------------------------ cs231n semantics
@@ -423,6 +656,24 @@ BAD = [
     (lambda: C.max_pool_forward_fast(np.ones((1, 1, 4, 4)), {"pool_height": 2, "stride": 2}), ValueError,
      "max_pool_forward_fast: pool_param must be a dict with key 'pool_width'"),
     (lambda: C.affine_backward(np.ones((2, 3)), "cache"), TypeError, "affine_backward: cache must be"),
+    (lambda: C.conv_forward_im2col(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), np.ones(1), {"stride": 2, "pad": 0}),
+     ValueError, r"conv_forward_im2col: conv_param\['stride'\] must be a divisor of W \+ 2\*pad - WW = 1"),
+    (lambda: C.max_pool_forward_reshape(np.ones((1, 1, 4, 4)), {"pool_height": 2, "pool_width": 2, "stride": 1}),
+     ValueError, "max_pool_forward_reshape: pool_param must be square pools with stride = pool size"),
+    (lambda: C.max_pool_forward_reshape(np.ones((1, 1, 4, 5)), POOL), ValueError,
+     r"max_pool_forward_reshape: x must be of height and width multiples of the pool size 2 .*, got shape "
+     r"\(1, 1, 4, 5\)"),
+    (lambda: C.max_pool_forward_reshape(np.ones((1, 1, 4, 4)), {"pool_height": 2, "pool_width": 2, "stride": 2.0}),
+     TypeError, r"max_pool_forward_reshape: pool_param\['stride'\] must be"),
+    (lambda: C.max_pool_forward_im2col(np.ones((1, 1, 5, 4)), POOL), ValueError,
+     r"max_pool_forward_im2col: pool_param\['stride'\] must be a divisor of H - pool_height = 3 .*, got 2"),
+    (lambda: C.max_pool_backward_fast(np.ones((1, 1, 2, 2)), ("strides", None)), ValueError,
+     "max_pool_backward_fast: cache\\[0\\] must be 'reshape' or 'im2col'"),
+    (lambda: C.max_pool_backward_fast(np.ones((1, 1, 2, 2)), C.max_pool_forward_naive(np.ones((1, 1, 4, 4)), POOL)[1]),
+     TypeError, "max_pool_backward_fast: cache\\[0\\] must be 'reshape' or 'im2col'"),
+    (lambda: C.max_pool_backward_reshape(np.ones((1, 1, 2, 3)), C.max_pool_forward_reshape(np.ones((1, 1, 4, 4)),
+                                                                                           POOL)[1]),
+     ValueError, "maxpool2d_backward: dout must be"),
     (lambda: C.sgd(np.ones(3), np.ones(3), [1]), TypeError, "sgd: config must be a dict or None"),
     (lambda: C.adam(np.ones(3), np.ones(4)), ValueError, r"adam: dw must be of shape \(3,\)"),
     (lambda: C.adam(np.ones(3), np.ones(3), {"m": np.zeros(2)}), ValueError, r"adam: config\['m'\] must be of shape"),
