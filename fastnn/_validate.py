@@ -12,7 +12,7 @@ these before any compiled code runs. Each failure raises ``TypeError`` (wrong ki
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -170,8 +170,27 @@ def labels(t: Any, n: int, classes: int, where: str, name: str = "t") -> np.ndar
     raise AssertionError  # unreachable
 
 
-def params_grads(params: Mapping[str, np.ndarray], grads: Mapping[str, Any], where: str) -> None:
-    """Every parameter has a gradient of its shape, and nothing else is given."""
+def _number_dtype(v: Any) -> np.dtype | None:
+    """The float dtype an optimizer keeps a number parameter in (float64; a NumPy float32 scalar stays float32),
+    or None when ``v`` is not a real number (bools, complex, float16 and long double are not accepted)."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, np.floating):
+        return v.dtype if v.dtype in FLOAT_DTYPES else None
+    if isinstance(v, (int, float, np.integer)):
+        return np.dtype(np.float64)
+    return None
+
+
+def params_grads(params: Mapping[str, Any], grads: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
+    """Every parameter has a gradient of its shape, and nothing else is given; the parameters as arrays.
+
+    A parameter is a writeable float32/float64 ndarray (of any shape, 0-d included), updated in place, or a real
+    number (Python int or float, NumPy integer, float32 or float64 scalar), which an optimizer replaces in the dict
+    as the book's ``params[key] -= ...`` does (so ``params`` must then be a mutable mapping). Returns
+    ``{key: array}``: the ndarray itself, or a new 0-d array holding the number (float64, or float32 for a NumPy
+    float32 scalar). A number's gradient must be a number or a 0-d array too.
+    """
     if not isinstance(params, Mapping) or not isinstance(grads, Mapping):
         fail(where, "params and grads", "dicts of arrays", f"{type(params).__name__} and {type(grads).__name__}",
              TypeError)
@@ -180,17 +199,33 @@ def params_grads(params: Mapping[str, np.ndarray], grads: Mapping[str, Any], whe
     if missing or extra:
         fail(where, "grads", f"the same keys as params {sorted(params)}",
              f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    arrays: dict[str, np.ndarray] = {}
     for k, p in params.items():
-        if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
-            fail(where, f"params[{k!r}]", "a float32 or float64 ndarray (updated in place)", _describe(p),
-                 TypeError)
-        if not p.flags.writeable:
-            fail(where, f"params[{k!r}]", "writeable (it is updated in place)", "a read-only array")
+        if isinstance(p, np.ndarray):
+            if p.dtype not in FLOAT_DTYPES:
+                fail(where, f"params[{k!r}]", "a float32 or float64 ndarray (updated in place) or a real number",
+                     _describe(p), TypeError)
+            if not p.flags.writeable:
+                fail(where, f"params[{k!r}]", "writeable (it is updated in place)", "a read-only array")
+            arrays[k] = p
+        else:
+            dtype = _number_dtype(p)
+            if dtype is None:
+                fail(where, f"params[{k!r}]", "a float32 or float64 ndarray (updated in place) or a real number",
+                     _describe(p), TypeError)
+            if not isinstance(params, MutableMapping):
+                fail(where, "params", f"a mutable dict (the number params[{k!r}] is replaced)",
+                     type(params).__name__, TypeError)
+            try:
+                arrays[k] = np.array(p, dtype=dtype)
+            except OverflowError:
+                fail(where, f"params[{k!r}]", f"representable as {dtype}", _describe(p))
         g = grads[k]
         gshape = np.shape(g)
-        if gshape != p.shape:
-            fail(where, f"grads[{k!r}]", f"of shape {p.shape} like params[{k!r}]", f"shape {gshape}")
+        if gshape != arrays[k].shape:
+            fail(where, f"grads[{k!r}]", f"of shape {arrays[k].shape} like params[{k!r}]", f"shape {gshape}")
         float_array(g, where, f"grads[{k!r}]")
+    return arrays
 
 
 class WindowGeometry(NamedTuple):

@@ -23,7 +23,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import Kernel, kernel
-from ..reference.optimizers import _adabound_checks, _adam_checks, _checks
+from ..reference.optimizers import _adabound_checks, _adam_checks, _checks, _nesterov_checks
 from .activations import _fdiv
 
 __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
@@ -68,6 +68,20 @@ def _nesterov(p, g, buf, lr, mu, wd):
 
 
 @kernel("optimizer")
+def _nesterov_book(p, g, vel, lr, mu, mu_sq, lr_one_plus_mu, wd):
+    # The book's order: p += mu*mu*v; p -= (1+mu)*lr*g; v = mu*v - lr*g (v is the velocity before this step).
+    for i in prange(p.shape[0]):
+        pi = p[i]
+        gi = g[i]
+        if wd != 0:
+            gi = gi + wd * pi
+        vi = vel[i]
+        pi = pi + mu_sq * vi
+        p[i] = pi - lr_one_plus_mu * gi
+        vel[i] = mu * vi - lr * gi
+
+
+@kernel("optimizer")
 def _adagrad(p, g, h, lr, eps, wd):
     for i in prange(p.shape[0]):
         gi = g[i]
@@ -84,7 +98,7 @@ def _rmsprop(p, g, sq, lr, alpha, one_minus_alpha, eps, wd):
         gi = g[i]
         if wd != 0:
             gi = gi + wd * p[i]
-        si = alpha * sq[i] + one_minus_alpha * (gi * gi)
+        si = alpha * sq[i] + one_minus_alpha * gi * gi  # the book's ((1-a)*g)*g
         sq[i] = si
         p[i] = p[i] - _fdiv(lr * gi, math.sqrt(si) + eps)
 
@@ -124,6 +138,50 @@ def _adam_amsgrad(p, g, m, v, v_max, step_size, beta1, one_minus_beta1, beta2, o
         v[i] = vi
         v_max[i] = vm
         p[i] = pi - _fdiv(step_size * mi, _fdiv(math.sqrt(vm), bc2_sqrt) + eps)
+
+
+# The paper's efficient form (Kingma & Ba, the last paragraph of section 2), eps_hat=True: the bias corrections are
+# folded into ``step_size = lr * sqrt(1 - beta2**t) / (1 - beta1**t)`` and eps is added to the uncorrected root.
+# The moments are updated as ``m += (1 - beta1) * (g - m)``, the arithmetic of the book's Adam, so float64 results
+# agree with it to rounding.
+
+
+@kernel("optimizer")
+def _adam_hat(p, g, m, v, step_size, one_minus_beta1, one_minus_beta2, eps, l2, decay):
+    for i in prange(p.shape[0]):
+        pi = p[i]
+        gi = g[i]
+        if l2 != 0:
+            gi = gi + l2 * pi
+        pi = pi * decay
+        mi = m[i]
+        mi = mi + one_minus_beta1 * (gi - mi)
+        vi = v[i]
+        vi = vi + one_minus_beta2 * (gi * gi - vi)
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - _fdiv(step_size * mi, math.sqrt(vi) + eps)
+
+
+@kernel("optimizer")
+def _adam_hat_amsgrad(p, g, m, v, v_max, step_size, one_minus_beta1, one_minus_beta2, eps, l2, decay):
+    for i in prange(p.shape[0]):
+        pi = p[i]
+        gi = g[i]
+        if l2 != 0:
+            gi = gi + l2 * pi
+        pi = pi * decay
+        mi = m[i]
+        mi = mi + one_minus_beta1 * (gi - mi)
+        vi = v[i]
+        vi = vi + one_minus_beta2 * (gi * gi - vi)
+        vm = v_max[i]
+        if vm < vi or vi != vi:
+            vm = vi
+        m[i] = mi
+        v[i] = vi
+        v_max[i] = vm
+        p[i] = pi - _fdiv(step_size * mi, math.sqrt(vm) + eps)
 
 
 @kernel("optimizer")
@@ -204,8 +262,8 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr:
 
 
 def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
-                  weight_decay: float = 0.0) -> None:
-    """Fused :func:`fastnn.reference.nesterov_step` (PyTorch's Nesterov form), in place.
+                  weight_decay: float = 0.0, *, pytorch_form: bool = True) -> None:
+    """Fused :func:`fastnn.reference.nesterov_step` (PyTorch's Nesterov form, or the book's), in place.
 
     Parameters
     ----------
@@ -213,14 +271,20 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
         Updated in place.
     grad : array_like, param's shape
     buf : ndarray, param's shape and dtype
-        Momentum buffer, updated in place.
+        PyTorch's momentum buffer, or the book's velocity ``v`` with ``pytorch_form=False``; updated in place.
     lr, momentum, weight_decay : float
         lr > 0, 0 <= momentum < 1, weight_decay >= 0 (L2).
+    pytorch_form : bool, keyword-only
+        True: ``torch.optim.SGD(nesterov=True)``; False: the book's ``Nesterov`` class.
     """
-    g, lr, momentum, weight_decay = _checks("nesterov_step", param, grad, {"buf": buf}, lr=lr, momentum=momentum,
-                                            weight_decay=weight_decay)
+    g, lr, momentum, weight_decay, pytorch_form = _nesterov_checks(param, grad, buf, lr, momentum, weight_decay,
+                                                                   pytorch_form)
     t = param.dtype.type
-    _launch(_nesterov, param, g, (buf,), t(lr), t(momentum), t(weight_decay))
+    if pytorch_form:
+        _launch(_nesterov, param, g, (buf,), t(lr), t(momentum), t(weight_decay))
+    else:
+        _launch(_nesterov_book, param, g, (buf,), t(lr), t(momentum), t(momentum * momentum),
+                t((1.0 + momentum) * lr), t(weight_decay))
 
 
 def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, eps: float = 1e-7,
@@ -264,23 +328,26 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float,
 
 
 def _adam_family(where: str, decoupled: bool, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1,
-                 bias_correction2, weight_decay, v_max) -> None:
-    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay = _adam_checks(
-        where, param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay)
+                 bias_correction2, weight_decay, v_max, eps_hat) -> None:
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _adam_checks(
+        where, param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay,
+        eps_hat)
     t = param.dtype.type
     l2, decay = (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
-    scalars = (t(lr / bc1), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(math.sqrt(bc2)), t(l2),
-               t(decay))
-    if v_max is None:
-        _launch(_adam, param, g, (m, v), *scalars)
+    states = (m, v) if v_max is None else (m, v, v_max)
+    if eps_hat:
+        scalars = (t(lr * math.sqrt(bc2) / bc1), t(1.0 - beta1), t(1.0 - beta2), t(eps), t(l2), t(decay))
+        _launch(_adam_hat if v_max is None else _adam_hat_amsgrad, param, g, states, *scalars)
     else:
-        _launch(_adam_amsgrad, param, g, (m, v, v_max), *scalars)
+        scalars = (t(lr / bc1), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(math.sqrt(bc2)), t(l2),
+                   t(decay))
+        _launch(_adam if v_max is None else _adam_amsgrad, param, g, states, *scalars)
 
 
 def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
               beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
-              v_max: np.ndarray | None = None) -> None:
-    """Fused Adam / AMSGrad step (PyTorch's formulation; see :func:`fastnn.reference.adam_step`), in place.
+              v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
+    """Fused Adam / AMSGrad step (see :func:`fastnn.reference.adam_step`), in place.
 
     Parameters
     ----------
@@ -297,20 +364,23 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
         L2 coefficient >= 0 (added to the gradient).
     v_max : ndarray or None
         AMSGrad's running max of v (param's shape and dtype, updated in place); None for plain Adam.
+    eps_hat : bool, keyword-only
+        False: PyTorch's form (Algorithm 1, eps added after the bias correction). True: the paper's efficient
+        form, the book's Adam (eps added to the uncorrected root, the paper's epsilon-hat).
     """
     _adam_family("adam_step", False, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
-                 weight_decay, v_max)
+                 weight_decay, v_max, eps_hat)
 
 
 def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
                beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
-               v_max: np.ndarray | None = None) -> None:
+               v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
     """Fused AdamW step: ``param *= 1 - lr*weight_decay`` then Adam (see :func:`fastnn.reference.adamw_step`).
 
     Parameters are those of :func:`adam_step`; weight_decay is decoupled instead of L2.
     """
     _adam_family("adamw_step", True, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
-                 weight_decay, v_max)
+                 weight_decay, v_max, eps_hat)
 
 
 def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,

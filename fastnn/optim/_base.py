@@ -28,7 +28,7 @@ BOUNDS: dict[str, dict[str, float]] = {
 }
 
 #: Hyperparameters that are switches rather than numbers.
-FLAGS = frozenset({"amsgrad"})
+FLAGS = frozenset({"amsgrad", "eps_hat", "pytorch_form"})
 
 
 def _scalar_value(v: Any) -> Any:
@@ -52,6 +52,10 @@ class Optimizer:
     """
 
     state_names: tuple[str, ...] = ()
+
+    #: Switches added to a class after state dicts were saved without them, with the value that reproduces how
+    #: such a state was trained (e.g. ``Adam``'s ``eps_hat``: False, the only form fastnn had before).
+    _legacy_hyper: Mapping[str, Any] = {}
 
     def __init__(self, **hyper: Any) -> None:
         checked = self._check_hyper(hyper, type(self).__name__)
@@ -85,15 +89,19 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
     # -- update ------------------------------------------------------------------------------------------------
-    def update(self, params: Mapping[str, np.ndarray], grads: Mapping[str, Any]) -> None:
-        """Update every ``params[key]`` in place with ``grads[key]``.
+    def update(self, params: Mapping[str, Any], grads: Mapping[str, Any]) -> None:
+        """Update every ``params[key]`` with ``grads[key]``: arrays in place, numbers by replacing them.
 
         Parameters
         ----------
-        params : dict of str -> ndarray
-            Writeable float32 or float64 arrays of any shape, updated in place (their dtype is kept).
+        params : dict of str -> ndarray or number
+            Writeable float32 or float64 arrays of any shape (0-d included), updated in place (their dtype is
+            kept); or real numbers (Python int or float, NumPy scalar), replaced in the dict by the updated value
+            as a NumPy float64 scalar (float32 for a NumPy float32 scalar), as the book's ``params[key] -= ...``
+            does. A number's state arrays are 0-d float64 (float32), as the book's ``np.zeros_like``.
         grads : dict of str -> array_like
-            The same keys, each of its parameter's shape; cast to the parameter's dtype.
+            The same keys, each of its parameter's shape (a number or 0-d array for a number); cast to the
+            parameter's dtype.
 
         Raises
         ------
@@ -102,10 +110,13 @@ class Optimizer:
             after an error every parameter, every state array and :attr:`iter` are as they were.
         """
         where = f"{type(self).__name__}.update"
-        _validate.params_grads(params, grads, where)
-        self._check_state(params, where)
+        arrays = _validate.params_grads(params, grads, where)
+        self._check_state(arrays, where)
         t = self.iter + 1
-        self._apply(t, [(p, grads[k], self._slots(k, p)) for k, p in params.items()])
+        self._apply(t, [(p, grads[k], self._slots(k, p)) for k, p in arrays.items()])
+        for k, p in arrays.items():
+            if p is not params[k]:  # a number: its updated value replaces it
+                params[k] = p[()]  # type: ignore[index]
         self.iter = t
 
     def _check_state(self, params: Mapping[str, np.ndarray], where: str) -> None:
@@ -180,6 +191,8 @@ class Optimizer:
         if kind != type(self).__name__:
             _validate.fail(where, "state_dict['optimizer']", repr(type(self).__name__), repr(kind))
         hyper = {k[len("hyper/"):]: _scalar_value(v) for k, v in state_dict.items() if k.startswith("hyper/")}
+        for name, value in self._legacy_hyper.items():  # state dicts saved before the switch existed
+            hyper.setdefault(name, value)
         if set(hyper) != set(self._hyper_names):
             _validate.fail(where, "the hyperparameters in state_dict", f"exactly {sorted(self._hyper_names)}",
                            sorted(hyper))

@@ -76,14 +76,20 @@ class Momentum(Optimizer):
 
 
 class Nesterov(Optimizer):
-    """Nesterov's accelerated gradient in PyTorch's formulation (``torch.optim.SGD(nesterov=True)``).
+    """Nesterov's accelerated gradient, by default as the book's ``Nesterov`` class.
+
+    The book's form (Bengio et al. 2012, arXiv:1212.0901) keeps the velocity ``v`` (state ``v``, the book's
+    ``Nesterov.v``) and computes, in the book's order, ``p += mu*mu*v; p -= (1 + mu)*lr*g; v = mu*v - lr*g``:
+
+    .. math:: p \\leftarrow p + \\mu^2 v - (1+\\mu)\\eta g, \\qquad v \\leftarrow \\mu v - \\eta g
+
+    With ``pytorch_form=True``, ``torch.optim.SGD(nesterov=True)``, whose state is the buffer ``buf``:
 
     .. math:: b \\leftarrow \\mu b + g, \\qquad p \\leftarrow p - \\eta (g + \\mu b)
 
-    This is *not* the arithmetic of the book's ``Nesterov`` class, which keeps a velocity
-    :math:`v \\leftarrow \\mu v - \\eta g` and steps :math:`p \\leftarrow p + \\mu^2 v - (1+\\mu)\\eta g`
-    (after updating :math:`v`); the two trajectories differ. PyTorch's form is the one most code is compared
-    with. The state array is therefore called ``buf`` (PyTorch's momentum buffer), not ``v``.
+    While ``lr`` stays constant the two are one algorithm (:math:`v = -\\eta b`) and their trajectories agree to
+    rounding; they differ in the state kept, and once ``lr`` changes between updates (the velocity carries the
+    old rate, the buffer does not).
 
     Parameters
     ----------
@@ -95,16 +101,28 @@ class Nesterov(Optimizer):
         Unused, > 0.
     weight_decay : float
         L2 coefficient, >= 0.
+    pytorch_form : bool, keyword-only
+        False (default): the book's arithmetic; True: PyTorch's. State dicts saved before this switch existed
+        load as ``pytorch_form=True``, the form they were trained with.
     """
 
-    state_names = ("buf",)
+    _legacy_hyper = {"pytorch_form": True}
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, eps: float = 1e-7, weight_decay: float = 0.0) -> None:
-        super().__init__(lr=lr, momentum=momentum, eps=eps, weight_decay=weight_decay)
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, eps: float = 1e-7, weight_decay: float = 0.0, *,
+                 pytorch_form: bool = False) -> None:
+        super().__init__(lr=lr, momentum=momentum, eps=eps, weight_decay=weight_decay, pytorch_form=pytorch_form)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self._state_names_for(self.hyperparameters)
+
+    def _state_names_for(self, hyper: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("buf",) if hyper["pytorch_form"] else ("v",)
 
     def _apply(self, t: int, items: _Items) -> None:
         for param, grad, (buf,) in items:
-            kernels.nesterov_step(param, grad, buf, self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+            kernels.nesterov_step(param, grad, buf, self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                                  pytorch_form=self.pytorch_form)
 
 
 class AdaGrad(Optimizer):
@@ -162,17 +180,23 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba, Algorithm 1) with bias-corrected moments, in PyTorch's arithmetic.
+    """Adam (Kingma & Ba 2015), by default as the book's ``Adam``: the paper's efficient form (``eps_hat=True``).
 
     .. math::
 
         m \\leftarrow \\beta_1 m + (1-\\beta_1) g, \\qquad v \\leftarrow \\beta_2 v + (1-\\beta_2) g^2, \\\\
-        p \\leftarrow p - \\frac{\\eta}{1-\\beta_1^t} \\frac{m}{\\sqrt{v}/\\sqrt{1-\\beta_2^t} + \\epsilon}
+        p \\leftarrow p - \\eta \\frac{\\sqrt{1-\\beta_2^t}}{1-\\beta_1^t} \\frac{m}{\\sqrt{v} + \\hat\\epsilon}
 
-    With ``amsgrad=True`` (Reddi et al. 2018) :math:`\\hat v \\leftarrow \\max(\\hat v, v)` replaces :math:`v`
-    in the step (state ``v_max``). The book's ``Adam`` adds :math:`\\epsilon` to :math:`\\sqrt{v}` before the
-    bias correction, i.e. uses :math:`\\epsilon\\sqrt{1-\\beta_2^t}` in the formula above; the two agree up to
-    that tiny term. The bias corrections are computed once per update in float64.
+    in the book's arithmetic (``m += (1 - beta1) * (g - m)`` ...): :math:`\\hat\\epsilon` = ``eps`` is added to
+    the root of the uncorrected :math:`v`. With ``eps_hat=False``, Algorithm 1 of the paper, PyTorch's form:
+
+    .. math:: p \\leftarrow p - \\frac{\\eta}{1-\\beta_1^t} \\frac{m}{\\sqrt{v}/\\sqrt{1-\\beta_2^t} + \\epsilon}
+
+    The two differ by :math:`\\epsilon` against :math:`\\epsilon\\sqrt{1-\\beta_2^t}`: 30x in the first step at
+    ``beta2=0.999``, which matters wherever :math:`\\sqrt{v}` is not far above ``eps`` (small gradients, biases):
+    20 steps of the book's ch07 SimpleConvNet end 1% apart in loss. With ``amsgrad=True`` (Reddi et al. 2018)
+    :math:`\\hat v \\leftarrow \\max(\\hat v, v)` replaces :math:`v` in the step (state ``v_max``). The step
+    scalars are computed once per update in float64.
 
     Parameters
     ----------
@@ -186,11 +210,17 @@ class Adam(Optimizer):
         :math:`\\epsilon`, > 0 (the book's 1e-7; PyTorch's default is 1e-8).
     weight_decay : float
         L2 coefficient added to the gradient, >= 0 (see :class:`AdamW` for decoupled decay).
+    eps_hat : bool, keyword-only
+        True (default): the book's / the paper's efficient form; False: Algorithm 1, PyTorch's form. State dicts
+        saved before this switch existed load as ``eps_hat=False``, the form they were trained with.
     """
 
+    _legacy_hyper = {"eps_hat": False}
+
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, amsgrad: bool = False,
-                 eps: float = 1e-7, weight_decay: float = 0.0) -> None:
-        super().__init__(lr=lr, beta1=beta1, beta2=beta2, amsgrad=amsgrad, eps=eps, weight_decay=weight_decay)
+                 eps: float = 1e-7, weight_decay: float = 0.0, *, eps_hat: bool = True) -> None:
+        super().__init__(lr=lr, beta1=beta1, beta2=beta2, amsgrad=amsgrad, eps=eps, weight_decay=weight_decay,
+                         eps_hat=eps_hat)
 
     @property
     def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -208,11 +238,12 @@ class Adam(Optimizer):
         bc2 = 1.0 - self.beta2 ** t
         for param, grad, (m, v, *v_max) in items:
             step(param, grad, m, v, self.lr, self.beta1, self.beta2, self.eps, bc1, bc2,
-                 weight_decay=self.weight_decay, v_max=v_max[0] if v_max else None)
+                 weight_decay=self.weight_decay, v_max=v_max[0] if v_max else None, eps_hat=self.eps_hat)
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as ``torch.optim.AdamW``.
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as ``torch.optim.AdamW`` (PyTorch's form of
+    the Adam step, :class:`Adam` with ``eps_hat=False``; the book has no AdamW).
 
     .. math:: p \\leftarrow p (1 - \\eta\\lambda), \\text{ then the Adam step of } :class:`Adam` \\text{ on } g
 
@@ -226,15 +257,19 @@ class AdamW(Adam):
         Decoupled decay :math:`\\lambda`, >= 0; default 0.01 as PyTorch.
     """
 
+    _legacy_hyper: Mapping[str, Any] = {}
+    eps_hat = False  # fixed: PyTorch's form (not a hyperparameter of this class)
+
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, amsgrad: bool = False,
                  eps: float = 1e-7, weight_decay: float = 0.01) -> None:
-        super().__init__(lr=lr, beta1=beta1, beta2=beta2, amsgrad=amsgrad, eps=eps, weight_decay=weight_decay)
+        Optimizer.__init__(self, lr=lr, beta1=beta1, beta2=beta2, amsgrad=amsgrad, eps=eps, weight_decay=weight_decay)
 
     _kernel_name = "adamw_step"
 
 
 class AMSGrad(Adam):
-    """AMSGrad (Reddi et al. 2018): :class:`Adam` with ``amsgrad=True``.
+    """AMSGrad (Reddi et al. 2018): :class:`Adam` with ``amsgrad=True``, in PyTorch's form (``eps_hat=False``;
+    the book has no AMSGrad).
 
     Parameters
     ----------
@@ -242,9 +277,12 @@ class AMSGrad(Adam):
         As :class:`Adam`.
     """
 
+    _legacy_hyper: Mapping[str, Any] = {}
+    eps_hat = False  # fixed: PyTorch's form (not a hyperparameter of this class)
+
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7,
                  weight_decay: float = 0.0) -> None:
-        super().__init__(lr=lr, beta1=beta1, beta2=beta2, amsgrad=True, eps=eps, weight_decay=weight_decay)
+        Optimizer.__init__(self, lr=lr, beta1=beta1, beta2=beta2, amsgrad=True, eps=eps, weight_decay=weight_decay)
 
     def __repr__(self) -> str:  # amsgrad is fixed, not a constructor argument
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items() if k != "amsgrad")

@@ -93,11 +93,25 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr:
     param += velocity
 
 
+def _nesterov_checks(param, grad, buf, lr, momentum, weight_decay, pytorch_form) -> tuple:
+    """Validation shared by nesterov_step and its fused twin; returns the cast gradient, the floats and the flag."""
+    where = "nesterov_step"
+    checked = _checks(where, param, grad, {"buf": buf}, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return (*checked, _validate.flag(pytorch_form, where, "pytorch_form"))
+
+
 def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
-                  weight_decay: float = 0.0) -> None:
-    r"""Nesterov momentum in PyTorch's form, in place.
+                  weight_decay: float = 0.0, *, pytorch_form: bool = True) -> None:
+    r"""Nesterov momentum in PyTorch's form or (``pytorch_form=False``) the book's, in place.
+
+    PyTorch's ``SGD(nesterov=True)``, ``buf`` the momentum buffer :math:`b`:
 
     .. math:: b \leftarrow \mu b + g, \qquad p \leftarrow p - \eta (g + \mu b)
+
+    The book's ``Nesterov`` (Bengio et al. 2012, arXiv:1212.0901), ``buf`` the velocity :math:`v`, in the book's
+    order of operations:
+
+    .. math:: p \leftarrow p + \mu^2 v - (1 + \mu) \eta g, \qquad v \leftarrow \mu v - \eta g
 
     Parameters
     ----------
@@ -105,17 +119,25 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
         Updated in place.
     grad : array_like, param's shape
     buf : ndarray, param's shape and dtype
-        Momentum buffer, updated in place (start from zeros).
+        Momentum buffer or velocity, updated in place (start from zeros).
     lr, momentum, weight_decay : float
         :math:`\eta > 0`, :math:`0 \le \mu < 1`, L2 coefficient :math:`\ge 0`.
+    pytorch_form : bool, keyword-only
+        Which of the two forms.
     """
-    g, lr, momentum, weight_decay = _checks("nesterov_step", param, grad, {"buf": buf}, lr=lr, momentum=momentum,
-                                            weight_decay=weight_decay)
+    g, lr, momentum, weight_decay, pytorch_form = _nesterov_checks(param, grad, buf, lr, momentum, weight_decay,
+                                                                   pytorch_form)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
-    buf *= t(momentum)
-    buf += g
-    param -= t(lr) * (g + t(momentum) * buf)
+    if pytorch_form:
+        buf *= t(momentum)
+        buf += g
+        param -= t(lr) * (g + t(momentum) * buf)
+    else:
+        param += t(momentum * momentum) * buf
+        param -= t((1.0 + momentum) * lr) * g
+        buf *= t(momentum)
+        buf -= t(lr) * g
 
 
 def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, eps: float = 1e-7,
@@ -163,35 +185,44 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float,
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     sq *= t(decay_rate)
-    sq += t(1.0 - decay_rate) * (g * g)
+    sq += t(1.0 - decay_rate) * g * g  # the book's order: ((1 - rho) * g) * g
     param -= t(lr) * g / (np.sqrt(sq) + t(eps))
 
 
 def _adam_checks(where: str, param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1,
-                 bias_correction2, weight_decay) -> tuple:
-    """Validation shared by adam_step and adamw_step; returns the cast gradient and the checked floats."""
+                 bias_correction2, weight_decay, eps_hat) -> tuple:
+    """Validation shared by adam_step and adamw_step; returns the cast gradient, the checked floats and eps_hat."""
     states = {"m": m, "v": v} if v_max is None else {"m": m, "v": v, "v_max": v_max}
-    return _checks(where, param, grad, states, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                   bias_correction1=bias_correction1, bias_correction2=bias_correction2, weight_decay=weight_decay)
+    checked = _checks(where, param, grad, states, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                      bias_correction1=bias_correction1, bias_correction2=bias_correction2, weight_decay=weight_decay)
+    return (*checked, _validate.flag(eps_hat, where, "eps_hat"))
 
 
-def _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2) -> None:
-    """The Adam update proper (after any weight decay), PyTorch's formulation."""
+def _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2, eps_hat) -> None:
+    """The Adam update proper (after any weight decay): PyTorch's form, or the paper's efficient form."""
     t = param.dtype.type
-    m *= t(beta1)
-    m += t(1.0 - beta1) * g
-    v *= t(beta2)
-    v += t(1.0 - beta2) * (g * g)
+    if eps_hat:
+        # the book's arithmetic: m += (1 - beta1) * (g - m), v += (1 - beta2) * (g**2 - v)
+        m += t(1.0 - beta1) * (g - m)
+        v += t(1.0 - beta2) * (g * g - v)
+    else:
+        m *= t(beta1)
+        m += t(1.0 - beta1) * g
+        v *= t(beta2)
+        v += t(1.0 - beta2) * (g * g)
     if v_max is not None:
         np.maximum(v_max, v, out=v_max)
-    denom = np.sqrt(v if v_max is None else v_max) / t(math.sqrt(bias_correction2)) + t(eps)
-    param -= t(lr / bias_correction1) * m / denom
+    root = np.sqrt(v if v_max is None else v_max)
+    if eps_hat:
+        param -= t(lr * math.sqrt(bias_correction2) / bias_correction1) * m / (root + t(eps))
+    else:
+        param -= t(lr / bias_correction1) * m / (root / t(math.sqrt(bias_correction2)) + t(eps))
 
 
 def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
               beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
-              v_max: np.ndarray | None = None) -> None:
-    r"""Adam (Kingma & Ba 2015) in PyTorch's formulation, optionally AMSGrad; in place.
+              v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
+    r"""Adam (Kingma & Ba 2015), optionally AMSGrad; in place. PyTorch's form, or the paper's efficient form.
 
     .. math::
         g &\leftarrow g + \lambda p \\
@@ -199,8 +230,13 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
         v &\leftarrow \beta_2 v + (1 - \beta_2) g^2 \\
         \hat v &= \max(\hat v, v) \ \text{(AMSGrad, else } \hat v = v) \\
         p &\leftarrow p - \frac{\eta}{c_1} \, \frac{m}{\sqrt{\hat v} / \sqrt{c_2} + \epsilon}
+           \quad \text{(eps\_hat=False: Algorithm 1, PyTorch)} \\
+        p &\leftarrow p - \frac{\eta \sqrt{c_2}}{c_1} \, \frac{m}{\sqrt{\hat v} + \epsilon}
+           \quad \text{(eps\_hat=True: the paper's efficient form, the book's Adam)}
 
-    with bias corrections :math:`c_1 = 1 - \beta_1^t`, :math:`c_2 = 1 - \beta_2^t` computed by the caller.
+    with bias corrections :math:`c_1 = 1 - \beta_1^t`, :math:`c_2 = 1 - \beta_2^t` computed by the caller. With
+    ``eps_hat=True`` the moments are updated as the book writes them, :math:`m \leftarrow m + (1 - \beta_1)(g - m)`
+    and :math:`v \leftarrow v + (1 - \beta_2)(g^2 - v)` (the same values up to rounding).
 
     Parameters
     ----------
@@ -217,28 +253,30 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
         L2 coefficient :math:`\lambda \ge 0` (added to the gradient).
     v_max : ndarray or None
         AMSGrad's running maximum of ``v`` (param's shape and dtype, updated in place); None for plain Adam.
+    eps_hat : bool, keyword-only
+        Which of the two forms (see above).
     """
-    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay = _adam_checks(
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _adam_checks(
         "adam_step", param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
-        weight_decay)
+        weight_decay, eps_hat)
     g = _l2(g, param, weight_decay)
-    _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2)
+    _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2, eps_hat)
 
 
 def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
                beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
-               v_max: np.ndarray | None = None) -> None:
+               v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
     r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay; in place.
 
     .. math:: p \leftarrow p \, (1 - \eta \lambda), \ \text{then the Adam update of :func:`adam_step` without L2.}
 
     Parameters are those of :func:`adam_step`.
     """
-    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay = _adam_checks(
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _adam_checks(
         "adamw_step", param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
-        weight_decay)
+        weight_decay, eps_hat)
     param *= param.dtype.type(1.0 - lr * weight_decay)
-    _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2)
+    _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2, eps_hat)
 
 
 def _adabound_checks(param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay) -> tuple:

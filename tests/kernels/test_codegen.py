@@ -41,9 +41,17 @@ def _adam_args(n: int = 64):
     return (p, g, m, v, f(1e-3), f(0.9), f(0.1), f(0.999), f(0.001), f(1e-8), f(1.0), f(0.0), f(1.0))
 
 
+def _adam_hat_args(n: int = 64):
+    f = np.float32
+    p, g, m, v = (np.ones(n, f) for _ in range(4))
+    return (p, g, m, v, f(1e-3), f(0.1), f(0.001), f(1e-7), f(0.0), f(1.0))
+
+
 @pytest.mark.parametrize("twin", ["serial", "parallel"])
-def test_float32_adam_has_no_double_math_and_vectorises(twin):
-    asm = _asm(optimizers._adam, twin, *_adam_args())
+@pytest.mark.parametrize("form", ["pytorch", "eps_hat"])  # eps_hat: the book's Adam, fastnn.optim.Adam's default
+def test_float32_adam_has_no_double_math_and_vectorises(twin, form):
+    body, args = (optimizers._adam, _adam_args()) if form == "pytorch" else (optimizers._adam_hat, _adam_hat_args())
+    asm = _asm(body, twin, *args)
     assert not DOUBLE_MATH.findall(asm), sorted(set(DOUBLE_MATH.findall(asm)))[:5]
     assert PACKED_SINGLE.search(asm), "no packed single-precision arithmetic on ymm/zmm registers"
 

@@ -12,10 +12,11 @@ from tests.conftest import assert_close
 B1, B2 = 0.9, 0.999
 
 
-def _adam_hyper(lr, wd=0.0):
+def _adam_hyper(lr, wd=0.0, **switch):
+    """Adam's arguments at step t; ``switch``: an explicit ``eps_hat``."""
     def hyper(t):
         return dict(lr=lr, beta1=B1, beta2=B2, eps=1e-8, bias_correction1=1 - B1**t, bias_correction2=1 - B2**t,
-                    weight_decay=wd)
+                    weight_decay=wd, **switch)
     return hyper
 
 
@@ -35,6 +36,9 @@ CASES = [
     ("momentum-wd", "momentum_step", ("velocity",), _const(lr=0.05, momentum=0.5, weight_decay=0.01)),
     ("nesterov", "nesterov_step", ("buf",), _const(lr=0.05, momentum=0.9)),
     ("nesterov-wd", "nesterov_step", ("buf",), _const(lr=0.05, momentum=0.8, weight_decay=0.01)),
+    ("nesterov-book", "nesterov_step", ("buf",), _const(lr=0.05, momentum=0.9, pytorch_form=False)),
+    ("nesterov-book-wd", "nesterov_step", ("buf",), _const(lr=0.05, momentum=0.8, weight_decay=0.01,
+                                                            pytorch_form=False)),
     ("adagrad", "adagrad_step", ("h",), _const(lr=0.1)),
     ("adagrad-wd", "adagrad_step", ("h",), _const(lr=0.1, eps=1e-6, weight_decay=0.01)),
     ("rmsprop", "rmsprop_step", ("sq",), _const(lr=0.01)),
@@ -45,6 +49,11 @@ CASES = [
     ("amsgrad-wd", "adam_step", ("m", "v", "v_max"), _adam_hyper(0.01, 0.05)),
     ("adamw", "adamw_step", ("m", "v"), _adam_hyper(0.01, 0.1)),
     ("adamw-amsgrad", "adamw_step", ("m", "v", "v_max"), _adam_hyper(0.01, 0.1)),
+    ("adam-hat", "adam_step", ("m", "v"), _adam_hyper(0.01, eps_hat=True)),
+    ("adam-hat-wd", "adam_step", ("m", "v"), _adam_hyper(0.01, 0.05, eps_hat=True)),
+    ("amsgrad-hat", "adam_step", ("m", "v", "v_max"), _adam_hyper(0.01, eps_hat=True)),
+    ("adamw-hat", "adamw_step", ("m", "v"), _adam_hyper(0.01, 0.1, eps_hat=True)),
+    ("adamw-amsgrad-hat", "adamw_step", ("m", "v", "v_max"), _adam_hyper(0.01, 0.1, eps_hat=True)),
     ("adabound", "adabound_step", ("m", "v"), _adabound_hyper()),
     ("adabound-wd", "adabound_step", ("m", "v"), _adabound_hyper(0.01)),
 ]
@@ -179,6 +188,32 @@ def test_adam_bias_correction_first_step_is_lr_sign():
     np.testing.assert_allclose(v, 1e-3 * g * g, rtol=1e-12)
 
 
+@pytest.mark.parametrize("mod", [K, R], ids=["kernels", "reference"])
+def test_adam_eps_hat_adds_eps_to_the_uncorrected_root(mod):
+    """First step, m = (1-b1) g, v = (1-b2) g^2: PyTorch's form moves lr g / (|g| + eps), the book's / paper's
+    efficient form lr g / (|g| + eps / sqrt(1 - b2)), 32x more eps at beta2 = 0.999."""
+    g = np.array([1e-6, -3e-7, 2.0, -1e-9])
+    lr, eps = 0.01, 1e-7
+    for eps_hat, eff in ((False, eps), (True, eps / np.sqrt(1 - B2))):
+        p, m, v = np.zeros(4), np.zeros(4), np.zeros(4)
+        mod.adam_step(p, g, m, v, lr, B1, B2, eps, 1 - B1, 1 - B2, eps_hat=eps_hat)
+        np.testing.assert_allclose(p, -lr * g / (np.abs(g) + eff), rtol=1e-12)
+        np.testing.assert_allclose(m, 0.1 * g, rtol=1e-14)
+        np.testing.assert_allclose(v, (1 - B2) * g * g, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mod", [K, R], ids=["kernels", "reference"])
+def test_nesterov_book_form_written_out(mod):
+    """pytorch_form=False: p += mu^2 v - (1 + mu) lr g, then v = mu v - lr g (the velocity before the step)."""
+    rng = np.random.default_rng(8)
+    p, v = rng.standard_normal(6), rng.standard_normal(6)
+    g = rng.standard_normal(6)
+    want_p, want_v = p + 0.81 * v - 1.9 * 0.1 * g, 0.9 * v - 0.1 * g
+    mod.nesterov_step(p, g, v, 0.1, 0.9, pytorch_form=False)
+    np.testing.assert_allclose(p, want_p, rtol=1e-14)
+    np.testing.assert_allclose(v, want_v, rtol=1e-14)
+
+
 def test_adabound_rate_is_clipped_to_bounds():
     """With a huge lr, the per-element rate sits at AdaBound's upper bound final_lr * (1 + 1/(gamma*t))."""
     p = np.zeros(3)
@@ -219,6 +254,8 @@ BAD_ADAM = [
     ("bias_correction1", dict(bias_correction1=0.0), ValueError),
     ("bias_correction2", dict(bias_correction2=1.5), ValueError),
     ("weight_decay", dict(weight_decay=-1.0), ValueError),
+    ("eps_hat", dict(eps_hat=1), TypeError),
+    ("eps_hat", dict(eps_hat=None), TypeError),
 ]
 
 
@@ -241,6 +278,7 @@ BAD_OTHER = [
     ("momentum_step", dict(velocity=np.zeros((2, 2))), "velocity", ValueError),
     ("nesterov_step", dict(momentum=-0.5), "momentum", ValueError),
     ("nesterov_step", dict(buf=np.zeros(4, np.float32)), "buf", TypeError),
+    ("nesterov_step", dict(pytorch_form="yes"), "pytorch_form", TypeError),
     ("adagrad_step", dict(eps=-1e-7), "eps", ValueError),
     ("adagrad_step", dict(h=None), "h", TypeError),
     ("rmsprop_step", dict(decay_rate=1.0), "decay_rate", ValueError),
@@ -287,19 +325,19 @@ def test_read_only_param_refused():
 def _torch_cases():
     return [
         ("adam", lambda t, ps: t.optim.Adam(ps, lr=0.01, betas=(B1, B2), eps=1e-8, weight_decay=0.05),
-         "adam_step", ("m", "v"), _adam_hyper(0.01, 0.05)),
+         "adam_step", ("m", "v"), _adam_hyper(0.01, 0.05, eps_hat=False)),
         ("adam-fused", lambda t, ps: t.optim.Adam(ps, lr=0.01, betas=(B1, B2), eps=1e-8, fused=True),
-         "adam_step", ("m", "v"), _adam_hyper(0.01)),
+         "adam_step", ("m", "v"), _adam_hyper(0.01, eps_hat=False)),
         ("amsgrad", lambda t, ps: t.optim.Adam(ps, lr=0.01, betas=(B1, B2), eps=1e-8, amsgrad=True),
-         "adam_step", ("m", "v", "v_max"), _adam_hyper(0.01)),
+         "adam_step", ("m", "v", "v_max"), _adam_hyper(0.01, eps_hat=False)),
         ("adamw", lambda t, ps: t.optim.AdamW(ps, lr=0.01, betas=(B1, B2), eps=1e-8, weight_decay=0.1),
-         "adamw_step", ("m", "v"), _adam_hyper(0.01, 0.1)),
+         "adamw_step", ("m", "v"), _adam_hyper(0.01, 0.1, eps_hat=False)),
         ("sgd-wd", lambda t, ps: t.optim.SGD(ps, lr=0.1, weight_decay=0.05), "sgd_step", (),
          _const(lr=0.1, weight_decay=0.05)),
         ("momentum", lambda t, ps: t.optim.SGD(ps, lr=0.05, momentum=0.9), "momentum_step", ("velocity",),
          _const(lr=0.05, momentum=0.9)),
         ("nesterov", lambda t, ps: t.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-         "nesterov_step", ("buf",), _const(lr=0.05, momentum=0.9, weight_decay=0.01)),
+         "nesterov_step", ("buf",), _const(lr=0.05, momentum=0.9, weight_decay=0.01, pytorch_form=True)),
         ("rmsprop", lambda t, ps: t.optim.RMSprop(ps, lr=0.01, alpha=0.9, eps=1e-7), "rmsprop_step", ("sq",),
          _const(lr=0.01, decay_rate=0.9, eps=1e-7)),
         ("adagrad", lambda t, ps: t.optim.Adagrad(ps, lr=0.1, eps=1e-7), "adagrad_step", ("h",),

@@ -18,11 +18,14 @@ STEPS = 50
 CASES = {
     "sgd": [{}, {"lr": 0.1, "weight_decay": 0.01}],
     "momentum": [{}, {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.01}],
-    "nesterov": [{}, {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.01}],
+    "nesterov": [{}, {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.01}, {"pytorch_form": True},
+                 {"pytorch_form": True, "lr": 0.05, "momentum": 0.8, "weight_decay": 0.01}],
     "adagrad": [{}, {"lr": 0.1, "eps": 1e-6, "weight_decay": 0.01}],
     "rmsprop": [{}, {"lr": 0.001, "decay_rate": 0.9, "eps": 1e-6, "weight_decay": 0.01}],
     "adam": [{}, {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.01}, {"amsgrad": True},
-             {"amsgrad": True, "weight_decay": 0.1, "lr": 0.01}],
+             {"amsgrad": True, "weight_decay": 0.1, "lr": 0.01}, {"eps_hat": False},
+             {"eps_hat": False, "lr": 0.01, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.01},
+             {"eps_hat": False, "amsgrad": True}, {"eps_hat": False, "amsgrad": True, "weight_decay": 0.1, "lr": 0.01}],
     "adamw": [{}, {"lr": 0.01, "weight_decay": 0.1}, {"amsgrad": True, "weight_decay": 0.05}],
     "amsgrad": [{}, {"lr": 0.01, "beta2": 0.9, "weight_decay": 0.01}],
     "adabound": [{}, {"lr": 0.01, "final_lr": 0.05, "gamma": 0.1, "weight_decay": 0.01},
@@ -66,7 +69,7 @@ def _reference_run(name, h, params, grads):
             elif name == "momentum":
                 R.momentum_step(p, g, st["a"], h["lr"], h["momentum"], wd)
             elif name == "nesterov":
-                R.nesterov_step(p, g, st["a"], h["lr"], h["momentum"], wd)
+                R.nesterov_step(p, g, st["a"], h["lr"], h["momentum"], wd, pytorch_form=h["pytorch_form"])
             elif name == "adagrad":
                 R.adagrad_step(p, g, st["a"], h["lr"], h["eps"], wd)
             elif name == "rmsprop":
@@ -74,7 +77,8 @@ def _reference_run(name, h, params, grads):
             elif name in ("adam", "adamw", "amsgrad"):
                 step = R.adamw_step if name == "adamw" else R.adam_step
                 step(p, g, st["a"], st["b"], h["lr"], h["beta1"], h["beta2"], h["eps"], 1.0 - h["beta1"] ** t,
-                     1.0 - h["beta2"] ** t, wd, v_max=st["c"] if amsgrad else None)
+                     1.0 - h["beta2"] ** t, wd, v_max=st["c"] if amsgrad else None,
+                     eps_hat=h.get("eps_hat", False))
             elif name == "adabound":
                 R.adabound_step(p, g, st["a"], st["b"], h["lr"], h["final_lr"], h["gamma"], h["beta1"], h["beta2"],
                                 h["eps"], t, wd)
@@ -121,15 +125,27 @@ def _formula_run(name, h, params, grads):
             elif name == "momentum":  # book Momentum
                 s1[k] = h["momentum"] * s1[k] - lr * g
                 p[k] += s1[k]
-            elif name == "nesterov":  # torch.optim.SGD(nesterov=True) docs
+            elif name == "nesterov" and h["pytorch_form"]:  # torch.optim.SGD(nesterov=True) docs
                 s1[k] = h["momentum"] * s1[k] + g
                 p[k] -= lr * (g + h["momentum"] * s1[k])
+            elif name == "nesterov":  # book Nesterov (velocity form, arXiv:1212.0901)
+                mu = h["momentum"]
+                p[k] += mu * mu * s1[k] - (1 + mu) * lr * g
+                s1[k] = mu * s1[k] - lr * g
             elif name == "adagrad":  # book AdaGrad
                 s1[k] += g * g
                 p[k] -= lr * g / (np.sqrt(s1[k]) + eps)
             elif name == "rmsprop":  # book RMSprop
                 s1[k] = h["decay_rate"] * s1[k] + (1 - h["decay_rate"]) * g * g
                 p[k] -= lr * g / (np.sqrt(s1[k]) + eps)
+            elif name == "adam" and h["eps_hat"]:  # book Adam: Kingma & Ba's efficient form, eps-hat
+                b1, b2 = h["beta1"], h["beta2"]
+                s1[k] = b1 * s1[k] + (1 - b1) * g
+                s2[k] = b2 * s2[k] + (1 - b2) * g * g
+                if amsgrad:
+                    s3[k] = np.maximum(s3[k], s2[k])
+                alpha_t = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+                p[k] -= alpha_t * s1[k] / (np.sqrt(s3[k] if amsgrad else s2[k]) + eps)
             elif name in ("adam", "amsgrad", "adamw"):  # Kingma & Ba Algorithm 1 (+ Reddi et al., Loshchilov & Hutter)
                 if name == "adamw":
                     p[k] *= 1 - lr * wd
@@ -176,15 +192,27 @@ def test_adabound_clipping_is_exercised():
     assert np.max(np.abs(clipped["W1"] - loose["W1"])) > 1e-3
 
 
-def test_nesterov_is_not_the_books_arithmetic():
-    """Documented difference: the book's Nesterov class gives another trajectory (so the docstring note is real)."""
-    params, grads = _problem(np.float64, seed=2, steps=5)
-    got = _run(optim.Nesterov(), _copy(params), grads)
-    p, v = params["W1"].copy(), np.zeros(SHAPES["W1"])
-    for gd in grads:  # book common/optimizer.py Nesterov.update
-        v = 0.9 * v - 0.01 * gd["W1"]
-        p = p + 0.9 * 0.9 * v - (1 + 0.9) * 0.01 * gd["W1"]
-    assert np.max(np.abs(got["W1"] - p)) > 1e-4
+def test_adam_pytorch_form_is_not_the_books_arithmetic():
+    """The switch matters: the book's (default) Adam and PyTorch's give other trajectories (so both are tested)."""
+    params, grads = _problem(np.float64, seed=2, steps=20)
+    book = _run(optim.Adam(), _copy(params), grads)
+    torch_form = _run(optim.Adam(eps_hat=False), _copy(params), grads)
+    assert np.max(np.abs(book["W1"] - torch_form["W1"])) > 1e-5
+
+
+def test_nesterov_forms_agree_at_constant_lr_and_differ_when_lr_changes():
+    """The book's velocity form and PyTorch's buffer form are one algorithm while lr is constant (v = -lr * buf);
+    a learning rate changed between updates acts differently (the velocity keeps the old rate)."""
+    params, grads = _problem(np.float64, seed=2, steps=20)
+    book, torch_form = optim.Nesterov(), optim.Nesterov(pytorch_form=True)
+    p_book, p_torch = _run(book, _copy(params), grads[:10]), _run(torch_form, _copy(params), grads[:10])
+    for k in params:
+        np.testing.assert_allclose(p_book[k], p_torch[k], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(book.v[k], -0.01 * torch_form.buf[k], rtol=1e-12, atol=1e-16)
+    book.lr = torch_form.lr = 0.1
+    _run(book, p_book, grads[10:])
+    _run(torch_form, p_torch, grads[10:])
+    assert np.max(np.abs(p_book["W1"] - p_torch["W1"])) > 1e-3
 
 
 # -- oracle 3: torch.optim ---------------------------------------------------------------------------------------
@@ -203,7 +231,16 @@ def _torch_optimizer(torch, name, h, tensors):
                amsgrad=h["amsgrad"], foreach=False)
 
 
-TORCH_IDS = [c for c in CASE_IDS if c[0] != "adabound"]  # torch has no AdaBound
+def _pytorch_form(name, h):
+    """The case runs in PyTorch's arithmetic: the switches say so explicitly (the book's forms are the defaults)."""
+    if name == "adam":
+        return h.get("eps_hat") is False
+    if name == "nesterov":
+        return h.get("pytorch_form") is True
+    return name != "adabound"  # torch has no AdaBound
+
+
+TORCH_IDS = [c for c in CASE_IDS if _pytorch_form(c[0], CASES[c[0]][c[1]])]
 
 
 @pytest.mark.parametrize("name,case", TORCH_IDS)
@@ -258,13 +295,16 @@ def test_grads_not_modified_and_noncontiguous_param_updated_in_place(name, twin)
 def test_defaults_are_the_briefs():
     assert optim.SGD().hyperparameters == {"lr": 0.01, "eps": 1e-7, "weight_decay": 0.0}
     assert optim.Momentum().hyperparameters == {"lr": 0.01, "momentum": 0.9, "eps": 1e-7, "weight_decay": 0.0}
-    assert optim.Nesterov().hyperparameters == {"lr": 0.01, "momentum": 0.9, "eps": 1e-7, "weight_decay": 0.0}
+    assert optim.Nesterov().hyperparameters == {"lr": 0.01, "momentum": 0.9, "eps": 1e-7, "weight_decay": 0.0,
+                                                "pytorch_form": False}
     assert optim.AdaGrad().hyperparameters == {"lr": 0.01, "eps": 1e-7, "weight_decay": 0.0}
     assert optim.RMSprop().hyperparameters == {"lr": 0.01, "decay_rate": 0.99, "eps": 1e-7, "weight_decay": 0.0}
     adam = {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "amsgrad": False, "eps": 1e-7, "weight_decay": 0.0}
-    assert optim.Adam().hyperparameters == adam
+    assert optim.Adam().hyperparameters == {**adam, "eps_hat": True}
+    # not the book's classes: PyTorch's form, fixed (no eps_hat hyperparameter)
     assert optim.AdamW().hyperparameters == {**adam, "weight_decay": 0.01}
     assert optim.AMSGrad().hyperparameters == {**adam, "amsgrad": True}
+    assert optim.AdamW().eps_hat is False and optim.AMSGrad().eps_hat is False
     assert optim.AdaBound().hyperparameters == {"lr": 0.001, "final_lr": 0.1, "gamma": 1e-3, "beta1": 0.9,
                                                 "beta2": 0.999, "eps": 1e-7, "weight_decay": 0.0}
 
@@ -374,6 +414,9 @@ BAD_HYPER = [
     ("adam", {"beta1": 1.0}, ValueError, "beta1 must be"),
     ("adam", {"beta2": -0.5}, ValueError, "beta2 must be"),
     ("adam", {"amsgrad": 1}, TypeError, "amsgrad must be a bool, got int 1"),
+    ("adam", {"eps_hat": 1}, TypeError, "eps_hat must be a bool, got int 1"),
+    ("adam", {"eps_hat": "False"}, TypeError, "eps_hat must be a bool, got str 'False'"),
+    ("nesterov", {"pytorch_form": None}, TypeError, "pytorch_form must be a bool, got NoneType None"),
     ("adamw", {"weight_decay": float("nan")}, ValueError, "weight_decay must be"),
     ("amsgrad", {"lr": 0}, ValueError, "lr must be"),
     ("adabound", {"final_lr": 0.0}, ValueError, "final_lr must be a finite number > 0.0"),
@@ -397,8 +440,14 @@ def test_repr_rebuilds_the_optimizer(name):
 
 
 def test_hyperparameters_accept_numpy_scalars_and_store_python_floats():
-    opt = optim.Adam(lr=np.float32(0.5), beta1=np.float64(0.5), amsgrad=np.bool_(True))
-    assert opt.lr == 0.5 and type(opt.lr) is float and opt.amsgrad is True
+    opt = optim.Adam(lr=np.float32(0.5), beta1=np.float64(0.5), amsgrad=np.bool_(True), eps_hat=np.bool_(False))
+    assert opt.lr == 0.5 and type(opt.lr) is float and opt.amsgrad is True and opt.eps_hat is False
+
+
+@pytest.mark.parametrize("cls", [optim.AdamW, optim.AMSGrad])
+def test_eps_hat_is_not_a_switch_of_the_classes_the_book_lacks(cls):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'eps_hat'"):
+        cls(eps_hat=True)
 
 
 # -- state dicts ---------------------------------------------------------------------------------------------------
@@ -483,6 +532,40 @@ def test_load_state_dict_rejects_bad_input_and_changes_nothing():
             opt.load_state_dict(sd)
         _assert_unchanged(opt, params, snap)
     assert opt.lr == 0.01
+
+
+@pytest.mark.parametrize("name,switch,legacy", [("adam", "eps_hat", False), ("nesterov", "pytorch_form", True)])
+def test_state_dict_without_the_new_switch_loads_as_it_was_trained(name, switch, legacy):
+    """A state dict saved before eps_hat / pytorch_form existed was trained in PyTorch's form (fastnn's only form
+    then): it loads with that form, so resuming continues the same trajectory."""
+    params, grads = _problem(np.float64, seed=6, steps=8)
+    straight = _run(optim.get(name, **{switch: legacy}), _copy(params), grads)
+    first = optim.get(name, **{switch: legacy})
+    resumed = _run(first, _copy(params), grads[:3])
+    old = {k: v for k, v in first.state_dict().items() if k != f"hyper/{switch}"}
+    second = optim.get(name)  # the new default form
+    second.load_state_dict(old)
+    assert getattr(second, switch) is legacy
+    assert second.state_names == first.state_names
+    _run(second, resumed, grads[3:])
+    for k in params:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+
+
+def test_nesterov_state_names_follow_the_form():
+    params, grads = _problem(np.float64, steps=2)
+    book, torch_form = optim.Nesterov(), optim.Nesterov(pytorch_form=True)
+    _run(book, _copy(params), grads)
+    _run(torch_form, _copy(params), grads)
+    assert book.state_names == ("v",) and set(book.v) == set(SHAPES)  # the book's Nesterov.v
+    assert torch_form.state_names == ("buf",) and set(torch_form.buf) == set(SHAPES)
+    assert {k for k in book.state_dict() if k.startswith("state/")} == {f"state/v/{k}" for k in SHAPES}
+    switched = optim.Nesterov()
+    switched.load_state_dict(torch_form.state_dict())  # loading switches the form and its state
+    assert switched.pytorch_form is True and switched.state_names == ("buf",)
+    np.testing.assert_array_equal(switched.buf["W1"], torch_form.buf["W1"])
+    with pytest.raises(ValueError, match=r"every key of state_dict must be .*'state/<v>/<key>'"):
+        optim.Nesterov().load_state_dict({**torch_form.state_dict(), "hyper/pytorch_form": np.array(False)})
 
 
 def test_amsgrad_state_dict_must_say_amsgrad():
