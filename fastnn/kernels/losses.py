@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import helper, kernel
-from ..reference.losses import _ce_backward_checks, _loss_checks, _scores
+from ..reference.losses import _ce_backward_checks, _ce_forward_checks, _loss_checks, _scores
 from .activations import _exp_nonpos, _fdiv, exp_nonpos_constants
 
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss"]
@@ -93,6 +93,19 @@ def _softmax_ce(x, labels, probs, row_loss, ec, coefs):
 
 
 @kernel("loss")
+def _softmax_ce_delta(x, labels, probs, row_loss, delta, ec, coefs):
+    # the book's -log(p + delta): one scalar log per row
+    n = x.shape[0]
+    for i in prange(n):
+        _softmax_row(x, probs, i, ec, coefs)
+        row_loss[i] = -math.log(probs[i, labels[i]] + delta)
+    total = 0.0
+    for i in range(n):
+        total += row_loss[i]
+    return total
+
+
+@kernel("loss")
 def _softmax_ce_bwd(probs, labels, dx, scale, one):
     for i in prange(probs.shape[0]):
         for j in range(probs.shape[1]):
@@ -148,25 +161,30 @@ def softmax_forward(x: np.ndarray) -> np.ndarray:
     return probs
 
 
-def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray) -> tuple[np.generic, np.ndarray]:
-    """Mean softmax cross-entropy via log-sum-exp, and the softmax.
+def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
+    """Mean softmax cross-entropy (log-sum-exp, or the book's ``-log(p + delta)`` when delta > 0), and the softmax.
 
     Parameters
     ----------
     x : array_like, (N, K)
         Scores; N >= 1.
     t : array_like, int (N,) in [0, K) or one-hot (N, K)
+    delta : float, keyword-only
+        0 (exact, the default) or the book's 1e-7; >= 0, finite.
 
     Returns
     -------
     loss : 0-d NumPy scalar of x's dtype
     probs : ndarray, (N, K), x's dtype
     """
-    x, labels = _loss_checks("softmax_cross_entropy_forward", x, t, "t")
+    x, labels, delta = _ce_forward_checks(x, t, delta)
     probs = np.empty(x.shape, x.dtype)
     row_loss = np.empty(x.shape[0], x.dtype)
-    total = _softmax_ce.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(labels), probs, row_loss,
-                            *exp_nonpos_constants(x.dtype))
+    args = (np.ascontiguousarray(x), np.ascontiguousarray(labels), probs, row_loss)
+    if delta:
+        total = _softmax_ce_delta.run(x.size, *args, x.dtype.type(delta), *exp_nonpos_constants(x.dtype))
+    else:
+        total = _softmax_ce.run(x.size, *args, *exp_nonpos_constants(x.dtype))
     return x.dtype.type(total / x.shape[0]), probs
 
 

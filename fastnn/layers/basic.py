@@ -120,36 +120,84 @@ class Tanh(Layer):
         return kernels.tanh_backward(self._dout(dout, "Tanh.backward"), self.out)
 
 
+#: What the book's ``cross_entropy_error`` adds inside the log (``common/functions.py``).
+BOOK_DELTA = 1e-7
+
+
 class SoftmaxWithLoss(Layer):
-    """Softmax followed by the mean cross-entropy over the batch.
+    """Softmax followed by the mean cross-entropy over the batch; by default exactly the book's loss.
 
-    ``forward(x, t)``: scores x (N, K) with N >= 1; labels t as ints (N,) in [0, K) or one-hot (N, K). Returns
-    the loss as a 0-d numpy scalar of x's dtype. Computed by log-sum-exp, without the book's ``+ 1e-7`` inside
-    the log (the book's loss is larger by about 1e-7 / p for a true-class probability p; gradients agree).
+    ``forward(x, t)``: scores x (N, K) with N >= 1, or one sample x (K,). Labels as the book's
+    ``cross_entropy_error`` takes them: class indices (N,) or (N, 1) in [0, K), or one-hot (N, K); for one sample
+    x (K,), an index (a scalar, shape (1,) or (1, 1)) or one-hot (K,). Returns the loss as a 0-d numpy scalar of
+    x's dtype: :math:`-\\frac{1}{N}\\sum_i \\log(y_{i t_i} + 10^{-7})` with y the softmax of x, as the book (so a
+    sample's loss is capped near 16.1 however wrong the scores). ``backward(dout=1)`` returns
+    ``dout * (y - onehot(t)) / N`` (the book's ``(y - t) / N`` ignores dout; they agree for its dout=1).
 
-    Attributes: ``y`` the probabilities (N, K), ``t`` the labels as an int64 vector (N,), ``loss``.
+    Parameters
+    ----------
+    exact : bool, keyword-only
+        True: the exact cross-entropy by log-sum-exp, without the ``+ 1e-7`` (uncapped: large for confidently
+        wrong scores, and below 1e-7 when right); the gradient is the same.
+
+    Attributes: ``y`` the probabilities (x's shape), ``t`` the labels as an int64 vector (N,), ``loss``.
+
+    Notes
+    -----
+    Labels of shape (N, 1) are read as N class indices. The book's code indexes ``y[np.arange(N), t]`` with them,
+    which broadcasts to (N, N) pairs and averages the wrong entries when N > 1 (a bug fastnn does not copy; for
+    N = 1, its ``ch07/gradient_check.py`` case, both agree). For one sample with one-hot labels the book's
+    backward divides by K instead of 1; fastnn's does not.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, exact: bool = False) -> None:
         super().__init__()
+        self.exact = _validate.flag(exact, "SoftmaxWithLoss", "exact")
         self.loss = self.y = self.t = None
 
     def forward(self, x: Any, t: Any) -> np.generic:
-        x = batch(x, "SoftmaxWithLoss.forward", ndim=2)
-        if x.shape[0] == 0:
-            _validate.fail("SoftmaxWithLoss.forward", "x", "a batch of N >= 1 samples", f"shape {x.shape}")
-        self.t = _validate.labels(t, x.shape[0], x.shape[1], "SoftmaxWithLoss.forward", "t")
-        self.loss, self.y = kernels.softmax_cross_entropy_forward(x, self.t)
+        where = "SoftmaxWithLoss.forward"
+        x = batch(x, where, ndim=(1, 2))
+        scores = x.reshape(1, -1) if x.ndim == 1 else x
+        if scores.shape[0] == 0:
+            _validate.fail(where, "x", "a batch of N >= 1 samples", f"shape {x.shape}")
+        labels = _book_labels(t, x, where)
+        self.t = _validate.labels(labels, scores.shape[0], scores.shape[1], where, "t")
+        self.loss, y = kernels.softmax_cross_entropy_forward(scores, self.t, delta=0.0 if self.exact else BOOK_DELTA)
+        self.y = y.reshape(x.shape)
         return self.loss
 
     def backward(self, dout: Any = 1) -> np.ndarray:
-        """dout: the scalar gradient of the final objective w.r.t. the loss. Returns dx (N, K)."""
+        """dout: the scalar gradient of the final objective w.r.t. the loss. Returns dx of x's shape."""
         if self.y is None:
             raise RuntimeError("SoftmaxWithLoss.backward: forward must run before backward")
         if isinstance(dout, np.ndarray) and dout.ndim == 0:
             dout = dout[()]
         dout = _validate.scalar(dout, "SoftmaxWithLoss.backward", "dout")
-        return kernels.softmax_cross_entropy_backward(self.y, self.t, dout)
+        probs = self.y.reshape(-1, self.y.shape[-1])
+        return kernels.softmax_cross_entropy_backward(probs, self.t, dout).reshape(self.y.shape)
+
+
+def _book_labels(t: Any, x: np.ndarray, where: str) -> Any:
+    """The label forms of the book's ``cross_entropy_error`` brought to (N,) indices or (N, K) one-hot.
+
+    One sample x (K,): t of size K is one-hot, of size 1 an index (the book reshapes both to a row; size K wins
+    when K is 1, as the book tests ``t.size == y.size`` first). A batch x (N, K): t (N, 1) with K > 1 holds
+    indices. Anything else goes on unchanged to :func:`fastnn._validate.labels`, which checks it.
+    """
+    arr = np.asarray(t)
+    if x.ndim == 1:
+        classes = x.shape[0]
+        if arr.size == classes:
+            return arr.reshape(1, classes)
+        if arr.size == 1:
+            return arr.reshape(1)
+        _validate.fail(where, "t", f"a class index or {classes} one-hot values for one sample x of shape "
+                       f"({classes},)", f"shape {arr.shape}")
+    n, classes = x.shape
+    if arr.shape == (n, 1) and classes != 1:
+        return arr[:, 0]
+    return arr
 
 
 class Dropout(Layer):

@@ -60,30 +60,52 @@ def softmax_forward(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray) -> tuple[np.generic, np.ndarray]:
-    r"""Mean cross-entropy of softmax(x) against labels, via log-sum-exp (no ``log(p + 1e-7)``).
+def _ce_forward_checks(x, t, delta) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validation shared by softmax_cross_entropy_forward and its fused twin: scores, labels, delta >= 0."""
+    where = "softmax_cross_entropy_forward"
+    x, labels = _loss_checks(where, x, t, "t")
+    return x, labels, _validate.scalar(delta, where, "delta", ge=0.0)
+
+
+def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
+    r"""Mean cross-entropy of softmax(x) against labels: exact (log-sum-exp), or the book's ``log(p + delta)``.
+
+    With ``delta = 0`` (the default), via log-sum-exp, exact for any scores:
 
     .. math::
         L = \frac{1}{N} \sum_i \Big( m_i + \log \sum_k e^{x_{ik} - m_i} - x_{i t_i} \Big)
+
+    With ``delta > 0``, Deep Learning from Scratch's ``cross_entropy_error`` of the softmax (its ``delta`` is
+    1e-7), which caps each sample's loss at :math:`-\log \delta` (16.1 for 1e-7):
+
+    .. math::
+        L = -\frac{1}{N} \sum_i \log\big(p_{i t_i} + \delta\big), \qquad
+        p_{ij} = \frac{e^{x_{ij} - m_i}}{\sum_k e^{x_{ik} - m_i}}
 
     Parameters
     ----------
     x : array_like, (N, K)
         Scores; N >= 1.
     t : array_like, int (N,) in [0, K) or one-hot (N, K)
+    delta : float, keyword-only
+        >= 0, finite; cast to x's dtype.
 
     Returns
     -------
     loss : 0-d NumPy scalar of x's dtype
-    probs : ndarray, (N, K), x's dtype (for the backward pass)
+    probs : ndarray, (N, K), x's dtype (for the backward pass, the same for every delta)
     """
-    x, labels = _loss_checks("softmax_cross_entropy_forward", x, t, "t")
+    x, labels, delta = _ce_forward_checks(x, t, delta)
     shifted = x - x.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=1, keepdims=True)
     rows = np.arange(x.shape[0])
-    loss = np.mean(np.log(s[:, 0]) - shifted[rows, labels])
-    return x.dtype.type(loss), e / s
+    probs = e / s
+    if delta:
+        loss = -np.sum(np.log(probs[rows, labels] + x.dtype.type(delta))) / x.shape[0]
+    else:
+        loss = np.mean(np.log(s[:, 0]) - shifted[rows, labels])
+    return x.dtype.type(loss), probs
 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:

@@ -70,6 +70,47 @@ def test_cross_entropy_matches_reference(shape, labels, dtype, twin):
 
 @pytest.mark.parametrize("labels", ["int", "onehot"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_cross_entropy_with_the_books_delta(shape, labels, dtype, twin):
+    """delta > 0: Deep Learning from Scratch's -sum(log(y[arange(N), t] + delta)) / N of the softmax y."""
+    x, t = _data(shape, dtype, scale=10.0)  # large scores: some true-class probabilities far below 1e-7
+    tt = t if labels == "int" else _onehot(t, shape[1])
+    x0 = x.copy()
+    loss, probs = K.softmax_cross_entropy_forward(x, tt, delta=1e-7)
+    loss_r, probs_r = R.softmax_cross_entropy_forward(x, tt, delta=1e-7)
+    _assert_loss(loss, loss_r, dtype)
+    assert_close(probs, probs_r, dtype)
+    assert_close(probs, K.softmax_forward(x), dtype)  # the same softmax as without delta
+    y = R.softmax_forward(x.astype(np.float64))
+    book = -np.sum(np.log(y[np.arange(shape[0]), t] + 1e-7)) / shape[0]
+    assert_close(loss, dtype.type(book), dtype)
+    assert loss <= -np.log(dtype.type(1e-7)) * (1 + 1e-6)  # each sample capped at -log(delta) = 16.1
+    np.testing.assert_array_equal(x, x0)
+
+
+def test_delta_caps_a_hopeless_sample(dtype, twin):
+    x = np.array([[1e4, 0.0, -1e4], [0.0, 5.0, 1.0]], dtype)
+    t = np.array([2, 1])
+    exact, _ = K.softmax_cross_entropy_forward(x, t)
+    capped, _ = K.softmax_cross_entropy_forward(x, t, delta=1e-7)
+    p1 = 1 / (np.exp(-5.0) + 1 + np.exp(-4.0))
+    assert_close(exact, dtype.type((2e4 - np.log(p1)) / 2), dtype)
+    assert_close(capped, dtype.type((-np.log(dtype.type(1e-7)) - np.log(p1 + 1e-7)) / 2), dtype)
+    assert_close(capped, R.softmax_cross_entropy_forward(x, t, delta=1e-7)[0], dtype)
+
+
+@pytest.mark.parametrize("mod", [K, R], ids=["kernels", "reference"])
+def test_delta_bad_input(mod):
+    fn = "softmax_cross_entropy_forward"
+    x, t = np.zeros((2, 3)), np.array([0, 1])
+    for bad, exc, got in ((-1e-7, ValueError, "-1e-07"), (np.nan, ValueError, "nan"), (np.inf, ValueError, "inf"),
+                          ("1e-7", TypeError, "str '1e-7'"), (None, TypeError, "NoneType None")):
+        with pytest.raises(exc, match=rf"^{fn}: delta must be (a real number|a finite number >= 0.0), got {got}$"):
+            mod.softmax_cross_entropy_forward(x, t, delta=bad)
+    assert mod.softmax_cross_entropy_forward(x, t, delta=0)[0] == pytest.approx(np.log(3), rel=1e-15)
+
+
+@pytest.mark.parametrize("labels", ["int", "onehot"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_svm_matches_reference(shape, labels, dtype, twin):
     x, t = _data(shape, dtype, scale=0.7)
     tt = t if labels == "int" else _onehot(t, shape[1])
@@ -148,6 +189,14 @@ def test_nan_and_inf_rows(dtype, twin):
     loss, probs = K.softmax_cross_entropy_forward(x, t)
     assert np.isnan(loss) and np.isnan(loss_r)
     assert_close(probs, probs_r, dtype)
+    with np.errstate(invalid="ignore"):
+        loss_dr, _ = R.softmax_cross_entropy_forward(x, t, delta=1e-7)
+    loss_d, probs_d = K.softmax_cross_entropy_forward(x, t, delta=1e-7)
+    assert np.isnan(loss_d) and np.isnan(loss_dr)
+    assert_close(probs_d, probs_r, dtype)
+    clean = [0, 3]
+    assert_close(K.softmax_cross_entropy_forward(x[clean], t[clean], delta=1e-7)[0],
+                 R.softmax_cross_entropy_forward(x[clean], t[clean], delta=1e-7)[0], dtype)
     assert np.isnan(probs[1]).all() and np.isnan(probs[2]).all() and np.isfinite(probs[[0, 3]]).all()
     assert_close(K.softmax_forward(x), p_r, dtype)
     svm, dsvm = K.svm_loss(x, t)

@@ -72,20 +72,29 @@ leaky_relu = _elementwise(lambda: L.LeakyRelu(0.1), lambda x: R.leaky_relu_forwa
                           lambda d, x: R.leaky_relu_backward(d, x, 0.1), False)
 
 
-def softmax(dtype, rng, one_hot=False):
+def softmax(dtype, rng, one_hot=False, exact=False):
     x = _normal(rng, (6, 4), dtype, 2.0)
     labels = rng.integers(0, 4, 6)
     t = np.eye(4, dtype=dtype)[labels] if one_hot else labels
 
     def twin(dout):
-        loss, probs = R.softmax_cross_entropy_forward(x, labels)
+        # the layer's default is the book's log(y + 1e-7); exact=True is the log-softmax
+        loss, probs = R.softmax_cross_entropy_forward(x, labels, delta=0.0 if exact else 1e-7)
         return loss, R.softmax_cross_entropy_backward(probs, labels, 1.0), {}, {}
 
-    return Built(L.SoftmaxWithLoss(), {"x": x, "t": t}, None, twin)
+    return Built(L.SoftmaxWithLoss(exact=exact), {"x": x, "t": t}, None, twin)
 
 
 def softmax_onehot(dtype, rng):
     return softmax(dtype, rng, one_hot=True)
+
+
+def softmax_exact(dtype, rng):
+    return softmax(dtype, rng, exact=True)
+
+
+def softmax_exact_onehot(dtype, rng):
+    return softmax(dtype, rng, one_hot=True, exact=True)
 
 
 def dropout(dtype, rng, train=True):
@@ -212,7 +221,8 @@ avgpool_padded = _pooling(L.AvgPooling, R.avgpool2d_forward, R.avgpool2d_backwar
                           (2, 2, 5, 4), (5, 5))
 
 CASES = {name: globals()[name] for name in (
-    "affine", "affine_4d", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "softmax_onehot", "dropout",
+    "affine", "affine_4d", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "softmax_onehot", "softmax_exact",
+    "softmax_exact_onehot", "dropout",
     "dropout_infer", "batchnorm", "batchnorm_4d_channel", "batchnorm_4d_feature", "batchnorm_infer", "layernorm",
     "layernorm_4d", "groupnorm", "convolution", "convolution_strided", "maxpool", "maxpool_padded", "avgpool",
     "avgpool_padded")}
