@@ -643,10 +643,14 @@ def _with_kernels(namespace: str, fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def _fastnn_train(build: Callable[[dict[str, Any]], Any], ns: _Namespace, d: dict[str, Any]) -> Run:
+    from fastnn.layers import SoftmaxWithLoss
     from fastnn.optim import Adam
 
     net = build(d)
-    opt = Adam(lr=TRAIN_LR, eps=TRAIN_ADAM_EPS)
+    # the operation torch runs: the exact cross-entropy (F.cross_entropy) and Adam in PyTorch's form; the book's
+    # defaults (log(y + 1e-7), eps_hat) cost the same
+    net.last_layer = SoftmaxWithLoss(exact=True)
+    opt = Adam(lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, eps_hat=False)
     x, t = d["x"], d["t"]
 
     def step() -> Any:

@@ -51,7 +51,7 @@ class TwinConvNet:
         hidden = flat @ p["W2"] + p["b2"]
         act2 = ops.relu_forward(hidden)
         scores = act2 @ p["W3"] + p["b3"]
-        loss, probs = ops.softmax_cross_entropy_forward(scores, t)
+        loss, probs = ops.softmax_cross_entropy_forward(scores, t, delta=1e-7)  # SoftmaxWithLoss: the book's loss
 
         dscores = ops.softmax_cross_entropy_backward(probs, t)
         grads = {"W3": act2.T @ dscores, "b3": dscores.sum(axis=0)}
@@ -71,5 +71,5 @@ class TwinConvNet:
         bc2 = 1.0 - self.beta2 ** self.iter
         for k, param in self.params.items():
             self.ops.adam_step(param, grads[k], self.m[k], self.v[k], self.lr, self.beta1, self.beta2, self.eps,
-                               bc1, bc2)
+                               bc1, bc2, eps_hat=True)  # fastnn.optim.Adam's default, the book's form
         return loss

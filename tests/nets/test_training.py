@@ -45,7 +45,7 @@ def _simple_convnet_twin(p, x, t, stride, pad):
     hidden = flat @ p["W2"] + p["b2"]
     relu2 = R.relu_forward(hidden)
     scores = relu2 @ p["W3"] + p["b3"]
-    loss, probs = R.softmax_cross_entropy_forward(scores, t)
+    loss, probs = R.softmax_cross_entropy_forward(scores, t, delta=1e-7)  # the book's loss, the default
 
     dscores = R.softmax_cross_entropy_backward(probs, t, 1.0)
     g = {"W3": relu2.T @ dscores, "b3": dscores.sum(axis=0)}
@@ -112,7 +112,7 @@ class _ExtendTwin:
             a = R.dropout_forward(r, mask)
         last = self.hidden + 1
         scores = a @ p[f"W{last}"] + p[f"b{last}"]
-        loss, probs = R.softmax_cross_entropy_forward(scores, t)
+        loss, probs = R.softmax_cross_entropy_forward(scores, t, delta=1e-7)  # the book's loss, the default
         loss = loss + sum(0.5 * self.lam * np.sum(p[f"W{i}"] ** 2) for i in range(1, last + 1))
 
         d = R.softmax_cross_entropy_backward(probs, t, 1.0)

@@ -77,7 +77,8 @@ def _softmax(dtype, rng):
 
 
 def _softmax_ce(dtype, rng):
-    return {"x": _n(rng, (4, 5), dtype), "t": _labels(rng)}
+    # delta: the book's log(p + 1e-7), as fastnn.layers.SoftmaxWithLoss calls it by default
+    return {"x": _n(rng, (4, 5), dtype), "t": _labels(rng), "delta": 1e-7}
 
 
 def _softmax_ce_backward(dtype, rng):
@@ -205,10 +206,10 @@ CALLS: dict[str, Callable[[np.dtype, np.random.Generator], Kwargs]] = {
     "instancenorm_backward": _in_backward,
     "sgd_step": _optimizer((), lr=0.1, weight_decay=0.01),
     "momentum_step": _optimizer(("velocity",), lr=0.1, momentum=0.9, weight_decay=0.01),
-    "nesterov_step": _optimizer(("buf",), lr=0.1, momentum=0.9, weight_decay=0.01),
+    "nesterov_step": _optimizer(("buf",), lr=0.1, momentum=0.9, weight_decay=0.01, pytorch_form=False),
     "adagrad_step": _optimizer(("h",), ("h",), lr=0.1, eps=1e-7, weight_decay=0.01),
     "rmsprop_step": _optimizer(("sq",), ("sq",), lr=0.1, decay_rate=0.99, eps=1e-7, weight_decay=0.01),
-    "adam_step": _optimizer(("m", "v"), ("v",), **_ADAM),
+    "adam_step": _optimizer(("m", "v"), ("v",), **_ADAM, eps_hat=True),  # the book's form (fastnn.optim.Adam)
     "adamw_step": _optimizer(("m", "v"), ("v",), **_ADAM),
     "adabound_step": _optimizer(("m", "v"), ("v",), lr=0.01, final_lr=0.1, gamma=1e-3, beta1=0.9, beta2=0.999,
                                 eps=1e-8, step=3, weight_decay=0.01),
