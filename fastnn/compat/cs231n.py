@@ -441,9 +441,18 @@ def conv_backward_fast(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.n
     return _conv_backward("conv_backward_fast", dout, cache)
 
 
-#: cs231n's naive loops and its fast layers compute the same thing; here both are the kernel.
-conv_forward_naive = conv_forward_fast
-conv_backward_naive = conv_backward_fast
+def conv_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:
+    """cs231n's naive convolution, on the kernel: as :func:`conv_forward_fast`, but with the starter's documented
+    cache ``(x, w, b, conv_param)`` (code that unpacks it works; the backward recomputes what it needs)."""
+    out, cache = _conv_forward("conv_forward_naive", x, w, b, conv_param, tiles=False)
+    return out, cache[:4]
+
+
+def conv_backward_naive(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv_forward_naive`: (dx, dw, db)."""
+    x, w, _, conv_param = _cache(cache, "conv_backward_naive", 4)
+    stride, pad = _conv_geometry(conv_param, "conv_backward_naive")
+    return backend.conv2d_backward(dout, x, w, stride, pad)
 
 
 def conv_forward_strides(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:

@@ -157,6 +157,21 @@ def test_conv_gradients(conv_param):
         check(lambda *a: C.conv_forward_fast(*a, conv_param)[0], (x, w, b), i, g, dout)
 
 
+def test_conv_naive_cache_is_the_starters():
+    """The starter documents the naive layer's cache as (x, w, b, conv_param); code unpacks it."""
+    rng = RNG(9)
+    x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    out, cache = C.conv_forward_naive(x, w, b, CONV)
+    cx, cw, cb, cparam = cache
+    assert cx is x and cw is w and cb is b and cparam is CONV
+    dout = rng.standard_normal(out.shape)
+    for got, want in zip(C.conv_backward_naive(dout, cache), C.conv_backward_fast(dout, C.conv_forward_fast(
+            x, w, b, CONV)[1]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match=r"conv_backward_naive: cache must be the cache tuple .*length 4"):
+        C.conv_backward_naive(dout, cache + (None,))
+
+
 def test_conv_forward_matches_direct_sum():
     """cs231n's definition: zero padding, cross-correlation, H' = 1 + (H + 2 pad - HH) / stride."""
     rng = RNG(10)
@@ -300,7 +315,8 @@ def test_conv_layers_match_direct_sum(layer, xs, ws, stride, pad):
     x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
     conv_param = {"stride": stride, "pad": pad}
     out, cache = getattr(C, f"conv_forward_{layer}")(x, w, b, conv_param)
-    assert len(cache) == 5 and all(c is v for c, v in zip(cache[:4], (x, w, b, conv_param), strict=True))
+    assert len(cache) == (4 if layer == "naive" else 5)  # the naive layer: the starter's (x, w, b, conv_param)
+    assert all(c is v for c, v in zip(cache[:4], (x, w, b, conv_param), strict=True))
     dout = rng.standard_normal(out.shape)
     grads = getattr(C, f"conv_backward_{layer}")(dout, cache)
     for ours, theirs in zip((out, *grads), _conv_oracle(x, w, b, dout, stride, pad), strict=True):
