@@ -1,6 +1,6 @@
 """fastnn.compat.numpy_ml against numpy-ml's update formulas, a 30-step training twin, the API, bad input; its
-schedulers and their string / dict forms; numpy-ml's own layers trained with fastnn's optimizers (numpy-ml from the ``test`` extra; skipped
-without it)."""
+schedulers and their string / dict forms; numpy-ml's own layers trained with fastnn's optimizers (numpy-ml from
+the ``test`` extra; skipped without it)."""
 
 from __future__ import annotations
 
