@@ -59,6 +59,14 @@ def parameter(value: Any, where: str, name: str, *, ndim: int | None = None) -> 
     return value
 
 
+def bias(value: Any, size: int, dtype: np.dtype) -> Any:
+    """A bias given as a number (the book's ``Convolution(w, 0)`` in ``ch07/apply_filter.py``, which its layers
+    broadcast) as a ``(size,)`` array of ``dtype``; anything else as given, for :class:`Entry` to check."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        return np.full(size, value, dtype=dtype)
+    return value
+
+
 class Layer:
     """Base of every fastnn layer.
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate, kernels
-from ._base import Entry, Layer, batch, features
+from ._base import Entry, Layer, batch, bias, features
 from ._random import RandomSource
 
 __all__ = ["Affine", "Dropout", "LeakyRelu", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh"]
@@ -25,7 +25,8 @@ class Affine(Layer):
     Parameters
     ----------
     W : ndarray (D, M), float32 or float64
-    b : ndarray (M,), same dtype as ``W``
+    b : ndarray (M,), same dtype as ``W``, or a number (a bias of that value for every output, as the book's
+        broadcast gives)
     """
 
     W = Entry("params", ndim=2)
@@ -35,7 +36,8 @@ class Affine(Layer):
 
     def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
         super().__init__()
-        self.W, self.b = W, b
+        self.W = W
+        self.b = bias(b, self.W.shape[1], self.W.dtype)
         _validate.shape(self.b, (self.W.shape[1],), "Affine", "b")
         self.dW = self.db = None
         self.x = None  # the input flattened to (N, D)

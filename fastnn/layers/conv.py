@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate, kernels
-from ._base import Entry, Layer, batch, sliding_window
+from ._base import Entry, Layer, batch, bias, sliding_window
 
 __all__ = ["AvgPooling", "Convolution", "Pooling"]
 
@@ -23,7 +23,8 @@ class Convolution(Layer):
     Parameters
     ----------
     W : ndarray (FN, C, FH, FW), float32 or float64
-    b : ndarray (FN,), float32 or float64
+    b : ndarray (FN,), float32 or float64, or a number (a bias of that value for every filter, as the book's
+        broadcast gives; ``ch07/apply_filter.py`` passes 0)
     stride : int >= 1 or (vertical, horizontal)
     pad : int >= 0 or (vertical, horizontal), zero padding
     """
@@ -36,7 +37,8 @@ class Convolution(Layer):
     def __init__(self, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
                  pad: int | tuple[int, int] = 0) -> None:
         super().__init__()
-        self.W, self.b = W, b
+        self.W = W
+        self.b = bias(b, self.W.shape[0], self.W.dtype)
         _validate.shape(self.b, (self.W.shape[0],), "Convolution", "b")
         _validate.int_pair(stride, "Convolution", "stride", minimum=1)
         _validate.int_pair(pad, "Convolution", "pad", minimum=0)

@@ -319,3 +319,24 @@ def test_first_conv_layer_of_the_book_convnets_skips_dx_and_others_do_not():
     assert layer.backward(np.ones_like(out)) is None
     layer.need_dx = True
     assert layer.backward(np.ones_like(out)).shape == x.shape
+
+
+def test_number_bias_broadcasts_as_the_books():
+    """ch07/apply_filter.py builds ``Convolution(w, 0)`` from one trained filter and a float32 image: a number
+    bias is that value for every output, as the book's ``+ self.b`` broadcast gives (Affine alike)."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((1, 1, 5, 5))
+    img = rng.random((1, 1, 12, 10), dtype=np.float32)
+    for b in (0, 0.5, np.float32(-1.5)):
+        out = L.Convolution(w, b).forward(img)
+        expected = L.Convolution(w, np.full(1, b, dtype=np.float64)).forward(img)
+        assert out.dtype == np.float64 and out.shape == (1, 1, 8, 6)
+        np.testing.assert_array_equal(out, expected)
+    W = rng.standard_normal((4, 3)).astype(np.float32)
+    layer = L.Affine(W, 2)
+    assert layer.b.dtype == np.float32 and layer.b.shape == (3,) and (layer.b == 2).all()
+    np.testing.assert_array_equal(layer.forward(np.ones((2, 4), np.float32)), np.ones((2, 4), np.float32) @ W + 2)
+    with pytest.raises(TypeError, match="Convolution: b must be a float32 or float64 ndarray"):
+        L.Convolution(w, True)
+    with pytest.raises(TypeError, match="Affine: b must be a float32 or float64 ndarray"):
+        L.Affine(W, "0")
