@@ -225,3 +225,17 @@ def test_truncated_pickle_and_float32_net(tmp_path):
         SimpleConvNet(dtype=np.float32, seed=0).load_params(path, allow_pickle=True)
     with pytest.raises(FileNotFoundError):
         net.load_params(tmp_path / "missing.pkl", allow_pickle=True)
+
+
+def test_layers_are_read_once_a_replaced_layer_object_is_not_used():
+    """Documented difference (README, Fidelity): a net reads its layer objects when it is built. Rebinding a
+    layer's arrays later is seen (the book's load_params); putting another object into ``net.layers`` is not, where
+    the book's loop over ``self.layers.values()`` would call it."""
+    net = SimpleConvNet(input_dim=(1, 8, 8), conv_param={"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1},
+                        hidden_size=5, output_size=3)
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
+    before = net.predict(x)
+    net.layers["Affine2"].b = np.full(3, 7.0)  # rebinding an array: seen
+    np.testing.assert_allclose(net.predict(x), before + 7.0, rtol=1e-12)
+    net.layers["Relu2"] = L.Sigmoid()  # another object: not used
+    np.testing.assert_allclose(net.predict(x), before + 7.0, rtol=1e-12)
