@@ -1,0 +1,73 @@
+"""The one seam between fastnn's Python side and its numerics: :mod:`fastnn.kernels` or :mod:`fastnn.reference`.
+
+Every layer, optimizer, net, trainer and compat API calls its numerics as ``ops.<kernel>(...)``, where :data:`ops`
+holds the functions of :mod:`fastnn.kernels` (Numba) by default. :func:`using` swaps in the NumPy twins of
+:mod:`fastnn.reference` for the duration of a ``with`` block, so the same network, optimizer and Python code run on
+the reference -- what the demo's speed-up, the benchmarks' NumPy training step and the twin tests compare::
+
+    from fastnn import backend
+    with backend.using("reference"):
+        loss = net.loss(x, t)          # every kernel call inside is the NumPy twin's
+
+The switch is process-wide (every thread sees it) and is meant for measurements and tests, not for serving two
+backends at once; ``using`` blocks are serialised by a lock and nest. A call is one attribute lookup on
+:data:`ops`, as ``kernels.<name>`` was: the seam costs nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import types
+from collections.abc import Iterator
+
+from . import kernels, reference
+
+__all__ = ["BACKENDS", "current", "ops", "using"]
+
+#: The implementations by name (``"fastnn"`` and ``"numpy"`` are the benchmarks' names for the same two).
+BACKENDS: dict[str, types.ModuleType] = {"kernels": kernels, "reference": reference}
+_ALIASES = {"fastnn": "kernels", "numpy": "reference"}
+
+#: The functions every caller uses: one attribute per name in ``fastnn.kernels.__all__``.
+ops = types.SimpleNamespace()
+_state = {"current": "kernels"}
+_lock = threading.RLock()
+
+
+def _install(name: str) -> None:
+    impl = BACKENDS[name]
+    for fn in kernels.__all__:
+        setattr(ops, fn, getattr(impl, fn))
+    _state["current"] = name
+
+
+def current() -> str:
+    """The name of the installed backend: ``"kernels"`` or ``"reference"``."""
+    return _state["current"]
+
+
+@contextlib.contextmanager
+def using(name: str) -> Iterator[types.SimpleNamespace]:
+    """Run the ``with`` block on backend ``name`` (``"kernels"``/``"fastnn"`` or ``"reference"``/``"numpy"``).
+
+    Yields :data:`ops`. The previous backend is restored on exit, also after an exception.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a backend.
+    """
+    key = _ALIASES.get(name, name) if isinstance(name, str) else None
+    if key not in BACKENDS:
+        raise ValueError(f"backend.using: name must be one of 'kernels', 'reference', 'fastnn', 'numpy', got {name!r}")
+    with _lock:
+        previous = _state["current"]
+        _install(key)
+        try:
+            yield ops
+        finally:
+            _install(previous)
+
+
+_install("kernels")
