@@ -76,6 +76,22 @@ def test_rewrite_keeps_verified_integrity_and_drops_the_rest():
     assert dropped == '<script src="vendor/a.js" crossorigin="anonymous"></script>'
 
 
+def test_category_bars_patch_applies_to_asvs_page_once(tmp_path):
+    """The x-axis = parameter view gets numeric x positions and explicit ticks; a second run changes nothing; a
+    page the patch does not recognise is refused rather than published half-fixed."""
+    asv = pytest.importorskip("asv")
+    page = (pathlib.Path(asv.__file__).parent / "www" / "graphdisplay.js").read_text(encoding="utf-8")
+    (tmp_path / "graphdisplay.js").write_text(page, encoding="utf-8")
+    tool.patch_category_bars(tmp_path)
+    patched = (tmp_path / "graphdisplay.js").read_text(encoding="utf-8")
+    assert "options.xaxis.mode = 'categories'" not in patched and "options.xaxis.ticks = fastnn_ticks" in patched
+    tool.patch_category_bars(tmp_path)
+    assert (tmp_path / "graphdisplay.js").read_text(encoding="utf-8") == patched
+    (tmp_path / "graphdisplay.js").write_text("// another asv\n", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="category-axis code is not the one"):
+        tool.patch_category_bars(tmp_path)
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
@@ -188,6 +204,14 @@ def test_published_dashboard_renders_offline(tmp_path, served):
     served_paths = {p for p, _ in log}
     assert "/vendor/flot@0.8.3/jquery.flot.js" in served_paths
     assert any(p.startswith("/graphs/") and p.endswith(".json") for p in served_paths)  # the plotted data
+
+    # the side-by-side view (x-axis = impl) draws its bars, not only the labels (see patch_category_bars)
+    image = pytest.importorskip("matplotlib.image")
+    bars = tmp_path / "impl.png"
+    tool.screenshot(html_dir, f"{BENCHMARK}?x-axis=impl", bars, chromium, size="1200,700")
+    rgb = image.imread(bars)[100:, 210:, :3]  # right of the settings panel, below the header and legend
+    coloured = (rgb.max(axis=2) - rgb.min(axis=2)) > 0.15  # bar fills and borders; text and grid are grey
+    assert coloured.mean() > 0.02, f"{coloured.mean():.4f} of the plot is coloured: no bars drawn"
 
     # the publish tool's own screenshot step (how docs/dashboard.png is made) gives a PNG of the window size
     png = tmp_path / "graph.png"

@@ -5,7 +5,9 @@ stupidtable and blueimp-md5 from public CDNs, so the page is blank where those c
 ``asv publish``, then, for every ``<script src>`` and ``<link href>`` pointing at a CDN, fetches the same library
 at the same version from the npm registry (``npm pack``: a tarball, no ``node_modules``), copies the file (and,
 for stylesheets, the fonts and images they reference) into ``<html_dir>/vendor/``, and points the tag at the copy.
-Nothing third-party is committed: the libraries are fetched at publish time.
+Nothing third-party is committed: the libraries are fetched at publish time. One fix is applied to asv's own
+page script: its "x-axis = parameter" view (fastnn / numpy / torch side by side) drew labels but no bars
+(:func:`patch_category_bars`).
 
 A tag's ``integrity`` (subresource integrity) hash is kept when the npm file is byte-identical to the CDN file it
 names, and dropped when it is not: cdnjs serves its own minified builds of flot, which npm ships unminified.
@@ -224,6 +226,51 @@ def screenshot(html_dir: Path, page: str, png: Path, chromium: str = "chromium",
         server.server_close()
 
 
+#: asv 0.6's graph page, when a parameter is the x-axis: a flot ``categories`` axis with bars ordered by the
+#: orderBars plugin. orderBars measures the x range from the *raw* data, whose x values are the category labels
+#: (strings): the range is NaN, so is every bar's offset, and flot draws the axis labels but no bars. The patch
+#: hands flot numeric positions (0, 1, ... in order of first appearance) and the labels as explicit ticks, which
+#: is what the categories plugin would have computed; orderBars then has numbers to measure.
+_CATEGORY_AXIS = """                options.xaxis.mode = 'categories';
+                options.xaxis.tickLength = 0;"""
+_CATEGORY_LABELS = """                $.each(graphs, function(i, graph) {
+                    $.each(graph.data, function(j, point) {
+                        point[0] = $("<span>").text('' + point[0]).html();
+                    });
+                });"""
+_NUMERIC_AXIS = """                options.xaxis.tickLength = 0;"""
+_NUMERIC_LABELS = """                var fastnn_positions = {}, fastnn_ticks = [];  // numeric x for orderBars
+                $.each(graphs, function(i, graph) {
+                    $.each(graph.data, function(j, point) {
+                        var label = $("<span>").text('' + point[0]).html();
+                        if (!(label in fastnn_positions)) {
+                            fastnn_positions[label] = fastnn_ticks.length;
+                            fastnn_ticks.push([fastnn_ticks.length, label]);
+                        }
+                        point[0] = fastnn_positions[label];
+                    });
+                });
+                options.xaxis.ticks = fastnn_ticks;
+                options.xaxis.min = -0.5;
+                options.xaxis.max = fastnn_ticks.length - 0.5;"""
+
+
+def patch_category_bars(html_dir: Path) -> None:
+    """Make asv's parameter-on-the-x-axis view draw its bars (see :data:`_CATEGORY_AXIS`); idempotent.
+
+    Raises RuntimeError when ``graphdisplay.js`` is not the asv 0.6 code the patch was written against.
+    """
+    path = html_dir / "graphdisplay.js"
+    text = path.read_text(encoding="utf-8")
+    if "fastnn_positions" in text:
+        return
+    if text.count(_CATEGORY_AXIS) != 1 or text.count(_CATEGORY_LABELS) != 1:
+        raise RuntimeError(f"{path}: asv's category-axis code is not the one tools/publish_dashboard.py patches "
+                           "(was asv upgraded? check whether the x-axis = parameter view draws bars now)")
+    text = text.replace(_CATEGORY_AXIS, _NUMERIC_AXIS).replace(_CATEGORY_LABELS, _NUMERIC_LABELS)
+    path.write_text(text, encoding="utf-8")
+
+
 def html_dir_of(config: Path) -> Path:
     """The ``html_dir`` of an asv config, resolved as asv resolves it (from the config file's directory)."""
     from asv.config import Config  # asv is needed to publish anyway
@@ -252,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (html_dir / "index.html").is_file():
         parser.error(f"{html_dir} has no index.html: run `asv publish` first")
     vendor_html_dir(html_dir, args.npm)
+    patch_category_bars(html_dir)
     print(f"self-contained dashboard in {html_dir} (serve it: python -m http.server -d {html_dir})")
     if args.screenshot:
         if shutil.which(args.chromium) is None:
