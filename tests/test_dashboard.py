@@ -219,3 +219,41 @@ def test_published_dashboard_renders_offline(tmp_path, served):
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     assert (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) == (800, 600)
+
+
+def test_history_two_commits_in_their_own_virtualenvs(tmp_path):
+    """The README's history command (``asv run -E virtualenv:X.Y --quick A..B``, with asv.conf.json's build
+    command) builds each commit in its own environment from the package registry; the published graph of a
+    benchmark then holds one point per commit."""
+    pytest.importorskip("asv")
+    pytest.importorskip("virtualenv")
+    from asv.util import load_json
+
+    repo = tmp_path / "repo"
+    clone = subprocess.run(["git", "clone", "-q", "--no-local", str(ROOT), str(repo)], capture_output=True,
+                           text=True, check=False)
+    if clone.returncode != 0:
+        pytest.skip(f"not a git checkout to clone: {clone.stderr.strip()}")
+    ident = ["-c", "user.name=fastnn test", "-c", "user.email=test@localhost"]
+    subprocess.run(["git", *ident, "commit", "-q", "--allow-empty", "-m", "second commit"], cwd=repo, check=True)
+
+    conf = load_json(str(ROOT / "asv.conf.json"), js_comments=True)
+    conf.update(repo=str(repo), benchmark_dir=str(ROOT / "asv_bench"), env_dir=str(tmp_path / "env"),
+                results_dir=str(tmp_path / "results"), html_dir=str(tmp_path / "html"))
+    (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "asv"]
+    subprocess.run([*cmd, "machine", "--yes", "--machine", "history-test"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True, timeout=60)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    run = subprocess.run([*cmd, "run", "-E", f"virtualenv:{python}", "--quick", "--machine", "history-test",
+                          "-b", rf"^{re.escape(BENCHMARK)}\('fastnn', 'float32', 'mnist'", "HEAD~2..HEAD"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Failed to build" not in run.stdout, run.stdout[-3000:]
+    subprocess.run([*cmd, "publish"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    graphs = list((tmp_path / "html" / "graphs").glob(f"branch-main/machine-history-test/*/{BENCHMARK}.json"))
+    assert len(graphs) == 1, sorted(str(p) for p in (tmp_path / "html" / "graphs").rglob("*.json"))[:20]
+    points = json.loads(graphs[0].read_text())
+    assert len(points) == 2  # one per commit
+    assert all(isinstance(p[1][0], float) and 0 < p[1][0] < 1 for p in points), points
