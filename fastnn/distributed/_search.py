@@ -227,7 +227,8 @@ def _progress(total: int, enabled: bool, desc: str) -> Iterator[Any]:
         except ImportError:
             bar = None
         else:
-            bar = tqdm(total=total, desc=desc, unit="trial", file=sys.stderr, dynamic_ncols=True)
+            # disable=None: drawn on a terminal only, so a log or a pipe gets no carriage-return frames
+            bar = tqdm(total=total, desc=desc, unit="trial", file=sys.stderr, dynamic_ncols=True, disable=None)
     try:
         yield bar
     finally:
@@ -308,7 +309,7 @@ def run_trials(trials: Iterable[Trial], train_fn: Callable[[dict[str, Any], int,
         ``warm(data)``, run on one worker of every machine before the trials (compiles the kernels once per
         machine). Ignored in process.
     progress : bool
-        A tqdm progress bar on stderr (when tqdm is installed).
+        A tqdm progress bar on stderr when it is a terminal (and tqdm is installed).
     callback : callable, optional
         Called with each new record after it is written.
     tag : object, optional
