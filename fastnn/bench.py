@@ -24,8 +24,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import bench_cases
-from ._jit import get_num_threads, set_num_threads
+from ._jit import get_num_threads
 from .bench_cases import CASES, DTYPES, IMPLS, SIZES
+from .cli import CLIError, add_threads_argument, apply_threads
 
 
 def measure(calls: dict[str, Callable[[], Any]], repeat: int, min_time: float) -> dict[str, float]:
@@ -182,9 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None, help="timed blocks per implementation, median "
                         "reported (default 7; --quick: 3)")
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats and the mnist size only")
-    parser.add_argument("--threads", type=int, default=None, help="threads for fastnn's parallel kernels and for "
-                        "torch (default: Numba's and torch's own defaults, all cores); 1 compares single cores, "
-                        "which a loaded machine disturbs far less")
+    add_threads_argument(parser, torch=True)
     parser.add_argument("--no-triad", action="store_true", help="skip the triad bandwidth measurement")
     parser.add_argument("--list", action="store_true", help="list the cases and their shapes per size, and exit")
     parser.add_argument("--targets", action="store_true", help="measure the speed targets instead (forward+backward "
@@ -209,15 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if size in CASES[name].sizes:
                     print(f"{name:<22} {size:<6} {CASES[name].describe(size)}")
         return 0
-    if args.threads is not None:
-        try:
-            set_num_threads(args.threads)
-        except ValueError as exc:
-            parser.error(f"--threads: {exc}")
-        if bench_cases.torch_available():
-            import torch
-
-            torch.set_num_threads(args.threads)
+    try:
+        apply_threads(args.threads, torch=True)
+    except CLIError as exc:
+        parser.error(f"--threads: {exc.__cause__}")
     if args.targets:
         from . import bench_targets
 

@@ -1,13 +1,17 @@
-"""Shared test settings: tolerances per dtype, and a fixture that runs every kernel on both of its twins."""
+"""Shared test settings: tolerances per dtype, a fixture that runs every kernel on both of its twins, and one that
+runs a test on one thread."""
 
 from __future__ import annotations
 
 import os
 import pathlib
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import settings
+
+import fastnn
 
 #: Tolerances for fastnn.kernels vs fastnn.reference. The kernels reorder sums (parallel chunks, vectorised
 #: reductions), so results differ from the reference by rounding only.
@@ -30,6 +34,28 @@ def twin(request, monkeypatch):
     """Run the test once with every kernel on its serial twin and once on its parallel twin."""
     monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "1000000000000" if request.param == "serial" else "0")
     return request.param
+
+
+@pytest.fixture
+def single_thread():
+    """One thread for fastnn kernels and (when threadpoolctl is there) BLAS; the defaults again afterwards.
+
+    On a 2-core machine shared with other jobs, Numba's and OpenBLAS's default pools together oversubscribe the
+    cores (measured in tests/datasets/test_accuracy.py).
+    """
+    fastnn.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limits = None
+    else:
+        limits = threadpool_limits(limits=1, user_api="blas")
+    try:
+        yield
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+        fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])

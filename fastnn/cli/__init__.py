@@ -1,24 +1,49 @@
-"""The command line of fastnn (``python -m fastnn``): demo, chapter-6 experiments, and helpers they share."""
+"""The command line of fastnn (``python -m fastnn``): demo, chapter-6 experiments, and helpers they share.
+
+The argument helpers here serve every subcommand, ``bench`` included (:mod:`fastnn.bench` parses its own options).
+"""
 
 from __future__ import annotations
+
+import argparse
 
 
 class CLIError(Exception):
     """A failure the user can fix (data could not be downloaded, a file is corrupt ...): printed without traceback."""
 
 
-def add_threads_argument(p) -> None:
-    """``--threads N``: the option demo and experiment share."""
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for fastnn's kernels and for NumPy's BLAS (default: fastnn's and BLAS's own "
-                        "defaults, i.e. every core); 1 is often fastest on a busy machine")
+def _positive_int(text: str) -> int:
+    """An argparse ``type``: an int >= 1 (argparse names it in "invalid _positive_int value", hence the name)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
-def apply_threads(n: int | None) -> None:
-    """Use ``n`` threads in fastnn kernels and, when threadpoolctl is installed, in BLAS (np.dot).
+_THREADS_HELP = {
+    False: "threads for fastnn's kernels and for NumPy's BLAS (default: fastnn's and BLAS's own defaults, i.e. "
+           "every core); 1 is often fastest on a busy machine",
+    True: "threads for fastnn's parallel kernels, for NumPy's BLAS and for torch (default: Numba's, BLAS's and "
+          "torch's own defaults, all cores); 1 compares single cores, which a loaded machine disturbs far less",
+}
+
+
+def add_threads_argument(p: argparse.ArgumentParser, *, torch: bool = False) -> None:
+    """``--threads N``, the option every subcommand shares; ``torch``: the subcommand also runs torch (bench)."""
+    p.add_argument("--threads", type=int, default=None, help=_THREADS_HELP[torch])
+
+
+def apply_threads(n: int | None, *, torch: bool = False) -> None:
+    """Use ``n`` threads in fastnn kernels, in BLAS (np.dot) when threadpoolctl is installed, and with ``torch``
+    in torch when it is installed; ``None`` leaves every pool at its default.
 
     Both pools together oversubscribe the cores when n is not set: on a loaded 2-core machine a training step
     was measured 50x slower with the default pools than with ``--threads 1``.
+
+    Raises
+    ------
+    CLIError
+        ``n`` is out of range; its ``__cause__`` is :func:`fastnn.set_num_threads`'s ValueError.
     """
     if n is None:
         return
@@ -26,11 +51,19 @@ def apply_threads(n: int | None) -> None:
 
     from .._jit import set_num_threads
 
-    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
-        raise CLIError(f"--threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], got {n}")
-    set_num_threads(n)
+    try:
+        set_num_threads(n)
+    except ValueError as exc:
+        raise CLIError(f"--threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], got {n}") from exc
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=n, user_api="blas")
+    except ImportError:  # not a dependency of fastnn (the examples extra brings it with scikit-learn)
+        pass
+    else:
+        threadpool_limits(limits=n, user_api="blas")
+    if torch:
+        try:
+            import torch as torch_module
+        except ImportError:
+            return
+        torch_module.set_num_threads(n)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _data, add_threads_argument, apply_threads
+from . import _data, _positive_int, add_threads_argument, apply_threads
 from ._twin import TwinConvNet
 
 #: Per data set: SimpleConvNet's convolution, epochs, batch size and Adam's learning rate. The 8x8 digits get 3x3
@@ -58,13 +58,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG (no matplotlib needed)")
     add_threads_argument(p)
     p.set_defaults(run=run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def build_net(input_dim: tuple[int, int, int], preset: dict[str, Any], dtype: np.dtype, seed: int) -> Any:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from . import CLIError, _data, add_threads_argument, apply_threads
+from . import CLIError, _data, _positive_int, add_threads_argument, apply_threads
 
 NAMES = ("optimizers", "init", "activations", "batchnorm", "overfit", "hyperparam")
 
@@ -87,13 +87,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-threads", type=_positive_int, default=1,
                    help="Numba threads per worker (more: fewer, fatter workers)")
     p.set_defaults(run=run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
+from .. import _validate
 from ._optional import require
-from .mnist import _check_flag
 
 __all__ = ["load_digits"]
 
@@ -44,9 +44,9 @@ def load_digits(normalize: bool = True, flatten: bool = True, one_hot_label: boo
         scikit-learn is not installed (an ImportError saying ``pip install "fastnn[examples]"``).
     """
     where = "load_digits"
-    normalize = _check_flag(normalize, where, "normalize")
-    flatten = _check_flag(flatten, where, "flatten")
-    one_hot_label = _check_flag(one_hot_label, where, "one_hot_label")
+    normalize = _validate.flag(normalize, where, "normalize")
+    flatten = _validate.flag(flatten, where, "flatten")
+    one_hot_label = _validate.flag(one_hot_label, where, "one_hot_label")
     if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer, np.floating)) or not (
             0.0 < float(test_size) < 1.0):
         raise ValueError(f"{where}: test_size must be a fraction in (0, 1), got {test_size!r}")

@@ -28,7 +28,6 @@ import os
 import pathlib
 import pickle
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, _io, _validate
 from .idx import read_idx
 
 __all__ = ["load_mnist", "download_mnist", "default_data_dir", "mirror_urls", "DownloadError", "MNIST_FILES",
@@ -129,40 +128,28 @@ def _fetch_one(url: str, dest: pathlib.Path, md5: str, progress: bool | None) ->
 
     Raises an exception describing the failure (the temporary file is removed whatever happens).
     """
-    fd, tmp = tempfile.mkstemp(prefix="." + dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            request = urllib.request.Request(url, headers={"User-Agent": f"fastnn/{__version__}"})
-            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                digest = hashlib.md5(usedforsecurity=False)
-                received = 0
-                bar = _progress_bar(progress, total, dest.name)
-                try:
-                    while chunk := response.read(_CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
-                        if bar is not None:
-                            bar.update(len(chunk))
-                finally:
+    with _io.atomic_write(dest, suffix=".part") as out:
+        request = urllib.request.Request(url, headers={"User-Agent": f"fastnn/{__version__}"})
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            digest = hashlib.md5(usedforsecurity=False)
+            received = 0
+            bar = _progress_bar(progress, total, dest.name)
+            try:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
                     if bar is not None:
-                        bar.close()
-            if total is not None and received != total:
-                raise _Rejected(f"connection closed after {received} of {total} bytes")
-            if digest.hexdigest() != md5:
-                raise _Rejected(f"MD5 mismatch: got {digest.hexdigest()} for {received} bytes, expected {md5}")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        # BaseException too: Ctrl-C during a download must not leave a partial file behind.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+                        bar.update(len(chunk))
+            finally:
+                if bar is not None:
+                    bar.close()
+        if total is not None and received != total:
+            raise _Rejected(f"connection closed after {received} of {total} bytes")
+        if digest.hexdigest() != md5:
+            raise _Rejected(f"MD5 mismatch: got {digest.hexdigest()} for {received} bytes, expected {md5}")
 
 
 def _describe_failure(exc: BaseException) -> str:
@@ -206,12 +193,6 @@ def _local_file(data_dir: pathlib.Path, filename: str) -> pathlib.Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _check_flag(value: Any, where: str, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: {name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def _check_subsets(subsets: Any, where: str) -> tuple[str, ...]:
@@ -266,7 +247,7 @@ def _ensure_files(where: str, data_dir: Any, subsets: Any, urls: Any, progress: 
     subsets = _check_subsets(subsets, where)
     directory = _check_dir(data_dir, where)
     if progress is not None:
-        _check_flag(progress, where, "progress")
+        _validate.flag(progress, where, "progress")
     keys = [f"{s}_{kind}" for s in subsets for kind in ("img", "label")]
     paths: dict[str, pathlib.Path] = {}
     missing = []
@@ -396,11 +377,11 @@ def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool
         ``allow_pickle=True``.
     """
     where = "load_mnist"
-    normalize = _check_flag(normalize, where, "normalize")
-    flatten = _check_flag(flatten, where, "flatten")
-    one_hot_label = _check_flag(one_hot_label, where, "one_hot_label")
-    download = _check_flag(download, where, "download")
-    allow_pickle = _check_flag(allow_pickle, where, "allow_pickle")
+    normalize = _validate.flag(normalize, where, "normalize")
+    flatten = _validate.flag(flatten, where, "flatten")
+    one_hot_label = _validate.flag(one_hot_label, where, "one_hot_label")
+    download = _validate.flag(download, where, "download")
+    allow_pickle = _validate.flag(allow_pickle, where, "allow_pickle")
     subsets = _check_subsets(subsets, where)
     if pkl_file is not None:
         raw = _read_pickle(pkl_file, allow_pickle, subsets, where)

@@ -6,27 +6,12 @@ tests/datasets/test_accuracy.py); the CLI's own ``--threads`` option is tested s
 
 from __future__ import annotations
 
-import numba
 import pytest
-
-import fastnn
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    fastnn.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = None
-    else:
-        limits = threadpool_limits(limits=1, user_api="blas")
-    try:
-        yield
-    finally:
-        if limits is not None:
-            limits.restore_original_limits()
-        fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+def _one_thread(single_thread):
+    """Every CLI test on one thread: the ``single_thread`` fixture of tests/conftest.py."""
 
 
 @pytest.fixture(autouse=True)

@@ -4,44 +4,24 @@
   >= 97% after 4 epochs (320 Adam steps of 100 images); measured 97.8%.
 * scikit-learn's 8x8 digits: 1,437 training / 360 test images, >= 95% after 8 epochs; measured 98.1%.
 
-Both run with one thread for fastnn's kernels and one for BLAS (the ``single_thread`` fixture): on this 2-core
-machine shared with other jobs, Numba's and OpenBLAS's thread pools together oversubscribed the cores and the
-same MNIST run took 261 s instead of 35 s. Timing with one thread each (noisy, shared machine): MNIST 20-35 s,
-digits 2-4 s.
+Both run with one thread for fastnn's kernels and one for BLAS (the ``single_thread`` fixture of
+tests/conftest.py): on this 2-core machine shared with other jobs, Numba's and OpenBLAS's thread pools together
+oversubscribed the cores and the same MNIST run took 261 s instead of 35 s. Timing with one thread each (noisy,
+shared machine): MNIST 20-35 s, digits 2-4 s.
 """
 
 from __future__ import annotations
 
 import time
 
-import numba
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn.datasets import load_digits, load_mnist
 from fastnn.nets import SimpleConvNet
 from fastnn.trainer import Trainer
 from tests.conftest import SHARED_MNIST
 from tests.datasets.conftest import TEST_FILES, need_shared_mnist
-
-
-@pytest.fixture
-def single_thread():
-    """One thread for fastnn kernels and (when threadpoolctl is there) BLAS; the defaults again afterwards."""
-    fastnn.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = None
-    else:
-        limits = threadpool_limits(limits=1, user_api="blas")
-    try:
-        yield
-    finally:
-        if limits is not None:
-            limits.restore_original_limits()
-        fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
 def _train(x, t, xt, tt, conv_param, epochs, batch_size, lr):

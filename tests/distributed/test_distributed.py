@@ -53,24 +53,6 @@ def client():
         yield c
 
 
-@pytest.fixture
-def one_thread():
-    """In-process runs on one thread, like the workers (fastnn kernels and BLAS)."""
-    fastnn.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = None
-    else:
-        limits = threadpool_limits(limits=1, user_api="blas")
-    yield
-    if limits is not None:
-        limits.restore_original_limits()
-    import numba
-
-    fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-
-
 @pytest.fixture(scope="module")
 def reference(data):
     """The 8 trials of the small search run in this process, on one thread."""
@@ -210,7 +192,7 @@ def test_failing_trial_is_recorded_once_and_the_rest_finish(client, data, refere
     assert sorted(json.loads(line)["trial"] for line in path.read_text().splitlines()) == list(range(8))
 
 
-def test_predict_over_dask_array(client, data, one_thread):
+def test_predict_over_dask_array(client, data, single_thread):
     from fastnn.nets import MultiLayerNet
 
     x = np.concatenate([data[0], data[2]])
@@ -284,7 +266,7 @@ def test_cold_cache_compiled_by_two_workers_at_once_stays_valid(data, tmp_path):
         assert miss == 0 and hit > 0
 
 
-def test_run_experiment_on_cluster_equals_in_process(client, tmp_path, one_thread):
+def test_run_experiment_on_cluster_equals_in_process(client, tmp_path, single_thread):
     from fastnn.distributed import run_experiment
 
     there = run_experiment("batchnorm", client, epochs=2, scales=2, no_plot=True, out=str(tmp_path))

@@ -10,6 +10,8 @@ import pytest
 
 from fastnn import reference as R
 
+from ._numeric import central_differences
+
 Rim = importlib.import_module("fastnn.reference.im2col")
 
 # (N, C, H, W, FN, FH, FW, stride, pad): overlapping and non-tiling windows, padding, 1x1, per-axis pairs.
@@ -20,20 +22,6 @@ CASES = [
     (1, 2, 7, 6, 2, 2, 3, (3, 2), (2, 0)),
     (2, 3, 4, 3, 2, 1, 1, 1, 0),
 ]
-
-
-def _numeric_grad(f, a, eps=1e-6):
-    """Central differences of the scalar ``f()`` with respect to every element of ``a`` (perturbed in place)."""
-    grad = np.empty_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        plus = f()
-        a[i] = old - eps
-        minus = f()
-        a[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -51,7 +39,7 @@ def test_backward_matches_central_differences(case):
     dx, dW, db = R.conv2d_backward(dout, x, W, stride, pad)
     # The loss is linear in each argument, so central differences are exact up to rounding.
     for analytic, arg in ((dx, x), (dW, W), (db, b)):
-        np.testing.assert_allclose(analytic, _numeric_grad(loss, arg), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(analytic, central_differences(loss, arg), rtol=1e-6, atol=1e-7)
 
 
 def test_backward_reuses_forward_cache():

@@ -7,6 +7,8 @@ import pytest
 
 from fastnn.reference import pooling as R
 
+from ._numeric import central_differences
+
 # (N, C, H, W), pool_h, pool_w, stride, pad
 CASES = [
     ((2, 2, 4, 4), 2, 2, None, 0),
@@ -20,20 +22,6 @@ IDS = [f"{s}-p{ph}x{pw}-s{st}-pad{pd}" for s, ph, pw, st, pd in CASES]
 EPS = 1e-6
 
 
-def _numerical_grad(f, x):
-    """Central differences of the scalar function ``f`` at ``x``, one element at a time."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        saved = x[i]
-        x[i] = saved + EPS
-        up = f(x)
-        x[i] = saved - EPS
-        down = f(x)
-        x[i] = saved
-        grad[i] = (up - down) / (2 * EPS)
-    return grad
-
-
 def _distinct(shape, rng):
     """Values at least 0.01 apart: no ties, and a +-EPS step never changes which element is a window's max."""
     return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 + rng.uniform(-0.003, 0.003, shape)) - 1
@@ -45,7 +33,7 @@ def test_maxpool_backward_is_the_gradient(shape, ph, pw, stride, pad):
     x = _distinct(shape, rng)
     out, argmax = R.maxpool2d_forward(x, ph, pw, stride, pad)
     dout = rng.standard_normal(out.shape)
-    numerical = _numerical_grad(lambda v: np.sum(R.maxpool2d_forward(v, ph, pw, stride, pad)[0] * dout), x)
+    numerical = central_differences(lambda: np.sum(R.maxpool2d_forward(x, ph, pw, stride, pad)[0] * dout), x, EPS)
     analytic = R.maxpool2d_backward(dout, argmax, shape, ph, pw, stride, pad)
     np.testing.assert_allclose(analytic, numerical, rtol=1e-7, atol=1e-8)
     assert np.count_nonzero(analytic) > 0
@@ -57,7 +45,7 @@ def test_avgpool_backward_is_the_gradient(shape, ph, pw, stride, pad):
     x = rng.standard_normal(shape)
     out = R.avgpool2d_forward(x, ph, pw, stride, pad)
     dout = rng.standard_normal(out.shape)
-    numerical = _numerical_grad(lambda v: np.sum(R.avgpool2d_forward(v, ph, pw, stride, pad) * dout), x)
+    numerical = central_differences(lambda: np.sum(R.avgpool2d_forward(x, ph, pw, stride, pad) * dout), x, EPS)
     analytic = R.avgpool2d_backward(dout, shape, ph, pw, stride, pad)
     np.testing.assert_allclose(analytic, numerical, rtol=1e-7, atol=1e-8)
     assert np.count_nonzero(analytic) > 0
