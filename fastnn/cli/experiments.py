@@ -278,9 +278,9 @@ ACTIVATION_RUNS: list[tuple[str, str, Callable[[int], float]]] = [
 
 def _activation_run(item: dict[str, Any], seed: int, x0: np.ndarray) -> list[np.ndarray]:
     """The activations of each layer of one configuration."""
-    from .. import kernels
+    from ..backend import ops
 
-    forward = {"sigmoid": kernels.sigmoid_forward, "tanh": kernels.tanh_forward, "relu": kernels.relu_forward}
+    forward = {"sigmoid": ops.sigmoid_forward, "tanh": ops.tanh_forward, "relu": ops.relu_forward}
     node_num = x0.shape[1]
     z, per_layer = x0, []
     weights = np.random.default_rng(seed + 1)  # the same draws for every configuration

@@ -7,8 +7,8 @@ Drop-in for ``cs231n/layers.py``, ``layer_utils.py``, ``fast_layers.py`` and ``o
 Forward functions return ``(out, cache)``, backward functions take ``(dout, cache)``; parameter dicts
 (``bn_param``, ``ln_param``, ``gn_param``, ``dropout_param``, ``conv_param``, ``pool_param``) and update-rule
 ``config`` dicts have cs231n's keys and defaults. All numerics run in :mod:`fastnn.kernels` (affine products by
-:func:`fastnn.kernels.matmul`); the module attribute :data:`backend` names the kernel module, and the tests swap in
-:mod:`fastnn.reference` to build a pure-NumPy twin of every function here.
+:func:`fastnn.kernels.matmul`), called through :data:`fastnn.backend.ops`: inside
+``with fastnn.backend.using("reference"):`` every function here is its pure-NumPy twin.
 
 Differences from cs231n, all deliberate:
 
@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, kernels
+from .. import _validate
+from ..backend import ops
 
 __all__ = [
     "affine_forward", "affine_backward", "relu_forward", "relu_backward", "affine_relu_forward",
@@ -58,10 +59,6 @@ __all__ = [
     "conv_bn_relu_backward", "conv_relu_pool_forward", "conv_relu_pool_backward", "sgd", "sgd_momentum", "rmsprop",
     "adam",
 ]
-
-#: The kernel module every function computes with (:mod:`fastnn.kernels`; tests swap in :mod:`fastnn.reference`).
-backend: Any = kernels
-
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -132,7 +129,7 @@ def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndar
         _validate.fail(where, "x", f"of shape (N, d_1, ..., d_k) with d_1*...*d_k = {w.shape[0]} (w.shape[0])",
                        f"shape {x.shape}")
     _validate.shape(b, (w.shape[1],), where, "b")
-    out = backend.matmul(x.reshape(x.shape[0], w.shape[0]), w) + b
+    out = ops.matmul(x.reshape(x.shape[0], w.shape[0]), w) + b
     return out, (x, w, b)
 
 
@@ -155,18 +152,18 @@ def affine_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
     dout = _validate.float_array(dout, where, "dout", dtype=x.dtype)
     _validate.shape(dout, (x.shape[0], w.shape[1]), where, "dout")
     x2 = x.reshape(x.shape[0], w.shape[0])
-    return backend.matmul(dout, w.T).reshape(x.shape), backend.matmul(x2.T, dout), dout.sum(axis=0)
+    return ops.matmul(dout, w.T).reshape(x.shape), ops.matmul(x2.T, dout), dout.sum(axis=0)
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ReLU of any shape; cache = x."""
     x = _validate.float_array(x, "relu_forward", "x")
-    return backend.relu_forward(x), x
+    return ops.relu_forward(x), x
 
 
 def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """Gradient of ReLU; ``cache`` is the forward input."""
-    return backend.relu_backward(dout, cache)
+    return ops.relu_backward(dout, cache)
 
 
 def affine_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -200,13 +197,13 @@ def softmax_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     loss : 0-d scalar of x's float dtype
     dx : ndarray (N, C)
     """
-    loss, probs = backend.softmax_cross_entropy_forward(x, y)
-    return loss, backend.softmax_cross_entropy_backward(probs, y)
+    loss, probs = ops.softmax_cross_entropy_forward(x, y)
+    return loss, ops.softmax_cross_entropy_backward(probs, y)
 
 
 def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     """Multiclass SVM (hinge, margin 1) loss and gradient; x (N, C), y int (N,)."""
-    return backend.svm_loss(x, y)
+    return ops.svm_loss(x, y)
 
 
 # ------------------------------------------------------------------------------------------------ normalization
@@ -222,8 +219,8 @@ def _batchnorm(where: str, x, gamma, beta, bn_param, ndim: int) -> tuple[np.ndar
     running_mean = _running(bn_param, "running_mean", size, x.dtype, where, "bn_param")
     running_var = _running(bn_param, "running_var", size, x.dtype, where, "bn_param")
     if mode == "test":
-        return backend.batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps), None
-    out, mean, inv_std = backend.batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps)
+        return ops.batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps), None
+    out, mean, inv_std = ops.batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps)
     return out, (x, _validate.float_array(gamma, where, "gamma"), mean, inv_std)
 
 
@@ -256,13 +253,13 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, bn_par
 def batchnorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of 'train' mode :func:`batchnorm_forward`: (dx (N, D), dgamma (D,), dbeta (D,))."""
     x, gamma, mean, inv_std = _train_cache(cache, "batchnorm_backward", 4)
-    return backend.batchnorm_backward(dout, x, gamma, mean, inv_std)
+    return ops.batchnorm_backward(dout, x, gamma, mean, inv_std)
 
 
 def batchnorm_backward_alt(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Same as :func:`batchnorm_backward` (fastnn has one, simplified, backward formula)."""
     x, gamma, mean, inv_std = _train_cache(cache, "batchnorm_backward_alt", 4)
-    return backend.batchnorm_backward(dout, x, gamma, mean, inv_std)
+    return ops.batchnorm_backward(dout, x, gamma, mean, inv_std)
 
 
 def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, ln_param: dict) -> tuple[np.ndarray, tuple]:
@@ -277,14 +274,14 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, ln_par
     ln_param = _params(ln_param, where, "ln_param")
     eps = _validate.scalar(ln_param.get("eps", 1e-5), where, "ln_param['eps']", gt=0)
     x = _validate.float_array(x, where, "x", ndim=2)
-    out, mean, inv_std = backend.layernorm_forward(x, gamma, beta, eps)
+    out, mean, inv_std = ops.layernorm_forward(x, gamma, beta, eps)
     return out, (x, _validate.float_array(gamma, where, "gamma"), mean, inv_std)
 
 
 def layernorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`layernorm_forward`: (dx (N, D), dgamma (D,), dbeta (D,))."""
     x, gamma, mean, inv_std = _cache(cache, "layernorm_backward", 4)
-    return backend.layernorm_backward(dout, x, gamma, mean, inv_std)
+    return ops.layernorm_backward(dout, x, gamma, mean, inv_std)
 
 
 def spatial_batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
@@ -296,7 +293,7 @@ def spatial_batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray
 def spatial_batchnorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of 'train' mode :func:`spatial_batchnorm_forward`: (dx, dgamma (C,), dbeta (C,))."""
     x, gamma, mean, inv_std = _train_cache(cache, "spatial_batchnorm_backward", 4)
-    return backend.batchnorm_backward(dout, x, gamma, mean, inv_std)
+    return ops.batchnorm_backward(dout, x, gamma, mean, inv_std)
 
 
 def spatial_groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, G: int,
@@ -327,14 +324,14 @@ def spatial_groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray
     _validate.shape(gamma, (1, C, 1, 1), where, "gamma")
     _validate.shape(beta, (1, C, 1, 1), where, "beta")
     G = _validate.integer(G, where, "G", minimum=1)
-    out, mean, inv_std = backend.groupnorm_forward(x, gamma.reshape(C), beta.reshape(C), G, eps)
+    out, mean, inv_std = ops.groupnorm_forward(x, gamma.reshape(C), beta.reshape(C), G, eps)
     return out, (x, gamma.reshape(C), G, mean, inv_std)
 
 
 def spatial_groupnorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`spatial_groupnorm_forward`: (dx, dgamma (1, C, 1, 1), dbeta (1, C, 1, 1))."""
     x, gamma, G, mean, inv_std = _cache(cache, "spatial_groupnorm_backward", 5)
-    dx, dgamma, dbeta = backend.groupnorm_backward(dout, x, gamma, G, mean, inv_std)
+    dx, dgamma, dbeta = ops.groupnorm_backward(dout, x, gamma, G, mean, inv_std)
     C = x.shape[1]
     return dx, dgamma.reshape(1, C, 1, 1), dbeta.reshape(1, C, 1, 1)
 
@@ -367,8 +364,8 @@ def dropout_forward(x: np.ndarray, dropout_param: dict) -> tuple[np.ndarray, tup
     if seed is None:
         # the legacy global generator on purpose: cs231n code seeds it with np.random.seed
         seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))  # noqa: NPY002
-    mask = backend.dropout_mask(x.shape, 1.0 - p, seed)
-    return backend.dropout_forward(x, mask, 1.0 / p), (dropout_param, mask)
+    mask = ops.dropout_mask(x.shape, 1.0 - p, seed)
+    return ops.dropout_forward(x, mask, 1.0 / p), (dropout_param, mask)
 
 
 def dropout_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
@@ -377,7 +374,7 @@ def dropout_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     dropout_param, mask = _cache(cache, where, 2)
     if dropout_param["mode"] == "test":
         return _validate.float_array(dout, where, "dout")
-    return backend.dropout_backward(dout, mask, 1.0 / float(dropout_param["p"]))
+    return ops.dropout_backward(dout, mask, 1.0 / float(dropout_param["p"]))
 
 
 # ------------------------------------------------------------------------------------------------ conv, pool
@@ -404,14 +401,14 @@ def _conv_forward(where: str, x, w, b, conv_param, *, tiles: bool) -> tuple[np.n
                                f"a divisor of {names} = {span} (the im2col layer needs windows that tile the "
                                "padded input; conv_forward_strides does not)", step)
     workspace: dict = {}
-    out = backend.conv2d_forward(x, w, b, stride, pad, cache=workspace)
+    out = ops.conv2d_forward(x, w, b, stride, pad, cache=workspace)
     return out, (x, w, b, conv_param, workspace)
 
 
 def _conv_backward(where: str, dout, cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, w, _, conv_param, workspace = _cache(cache, where, 5)
     stride, pad = _conv_geometry(conv_param, where)
-    return backend.conv2d_backward(dout, x, w, stride, pad, cache=workspace)
+    return ops.conv2d_backward(dout, x, w, stride, pad, cache=workspace)
 
 
 def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:
@@ -452,7 +449,7 @@ def conv_backward_naive(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.
     """Gradients of :func:`conv_forward_naive`: (dx, dw, db)."""
     x, w, _, conv_param = _cache(cache, "conv_backward_naive", 4)
     stride, pad = _conv_geometry(conv_param, "conv_backward_naive")
-    return backend.conv2d_backward(dout, x, w, stride, pad)
+    return ops.conv2d_backward(dout, x, w, stride, pad)
 
 
 def conv_forward_strides(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:
@@ -509,13 +506,13 @@ def _reshape_applies(shape: tuple[int, ...], ph: Any, pw: Any, stride: Any) -> b
 
 
 def _reshape_forward(x: np.ndarray, size: int) -> tuple[np.ndarray, tuple]:
-    out, _ = backend.maxpool2d_forward(x, size, size, size)
+    out, _ = ops.maxpool2d_forward(x, size, size, size)
     N, C, H, W = x.shape
     return out, (x, x.reshape(N, C, H // size, size, W // size, size), out)
 
 
 def _im2col_forward(x: np.ndarray, pool_param: dict, ph: Any, pw: Any, stride: Any) -> tuple[np.ndarray, tuple]:
-    out, argmax = backend.maxpool2d_forward(x, ph, pw, stride)
+    out, argmax = ops.maxpool2d_forward(x, ph, pw, stride)
     # cs231n's x_cols_argmax: each window's row in its column, columns ordered (oh, ow, n, c); np.argmax's dtype
     cols_argmax = argmax.transpose(2, 3, 0, 1).astype(np.intp).reshape(-1)
     return out, (x, None, cols_argmax, pool_param)
@@ -605,7 +602,7 @@ def max_pool_backward_reshape(dout: np.ndarray, cache: tuple) -> np.ndarray:
     x, x_reshaped, out = _cache(cache, where, 3)
     size = x_reshaped.shape[3]
     dout = _pool_dout(dout, x, where)
-    return backend.maxpool2d_backward(dout, None, x.shape, size, size, size, ties="split", x=x)
+    return ops.maxpool2d_backward(dout, None, x.shape, size, size, size, ties="split", x=x)
 
 
 def max_pool_forward_im2col(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, tuple]:
@@ -652,7 +649,7 @@ def max_pool_backward_im2col(dout: np.ndarray, cache: tuple) -> np.ndarray:
     dout = _pool_dout(dout, x, where)
     _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
     argmax = np.reshape(cols_argmax, (g.OH, g.OW, g.N, g.C)).transpose(2, 3, 0, 1)
-    return backend.maxpool2d_backward(dout, argmax, x.shape, ph, pw, stride)
+    return ops.maxpool2d_backward(dout, argmax, x.shape, ph, pw, stride)
 
 
 def max_pool_forward_naive(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, tuple]:
@@ -663,7 +660,7 @@ def max_pool_forward_naive(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray,
     where = "max_pool_forward_naive"
     ph, pw, stride = _pool_geometry(pool_param, where)
     x = _validate.float_array(x, where, "x", ndim=4)
-    out, _ = backend.maxpool2d_forward(x, ph, pw, stride)
+    out, _ = ops.maxpool2d_forward(x, ph, pw, stride)
     return out, (x, pool_param)
 
 
@@ -676,8 +673,8 @@ def max_pool_backward_naive(dout: np.ndarray, cache: tuple) -> np.ndarray:
     x, pool_param = _cache(cache, where, 2)
     ph, pw, stride = _pool_geometry(pool_param, where)
     dout = _pool_dout(dout, x, where)
-    _, argmax = backend.maxpool2d_forward(x, ph, pw, stride)
-    return backend.maxpool2d_backward(dout, argmax, x.shape, ph, pw, stride)
+    _, argmax = ops.maxpool2d_forward(x, ph, pw, stride)
+    return ops.maxpool2d_backward(dout, argmax, x.shape, ph, pw, stride)
 
 
 def conv_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, tuple]:
@@ -785,7 +782,7 @@ def sgd(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.n
         next_w = w
     else:
         next_w = np.array(_validate.float_array(w, where, "w"), order="C")
-    backend.sgd_step(next_w, dw, lr)
+    ops.sgd_step(next_w, dw, lr)
     return next_w, config
 
 
@@ -802,7 +799,7 @@ def sgd_momentum(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> t
     momentum = _hyper(config, where, "momentum", ge=0, lt=1)
     next_w, dw = _weights(w, dw, where)
     v = _state(config, "velocity", next_w, where)
-    backend.momentum_step(next_w, dw, v, lr, momentum)
+    ops.momentum_step(next_w, dw, v, lr, momentum)
     return next_w, config
 
 
@@ -821,7 +818,7 @@ def rmsprop(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[
     eps = _hyper(config, where, "epsilon", gt=0)
     next_w, dw = _weights(w, dw, where)
     cache = _state(config, "cache", next_w, where)
-    backend.rmsprop_step(next_w, dw, cache, lr, decay_rate, eps)
+    ops.rmsprop_step(next_w, dw, cache, lr, decay_rate, eps)
     return next_w, config
 
 
@@ -849,6 +846,6 @@ def adam(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.
     next_w, dw = _weights(w, dw, where)
     m = _state(config, "m", next_w, where)
     v = _state(config, "v", next_w, where)
-    backend.adam_step(next_w, dw, m, v, lr, b1, b2, eps, 1.0 - b1**t, 1.0 - b2**t)
+    ops.adam_step(next_w, dw, m, v, lr, b1, b2, eps, 1.0 - b1**t, 1.0 - b2**t)
     config["t"] = t
     return next_w, config

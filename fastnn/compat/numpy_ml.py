@@ -9,7 +9,9 @@ Same classes, constructor arguments and defaults, ``update``/``__call__`` contra
     W = opt.update(W, dW, "W")                # a new array; W itself is not modified
 
 ``update`` returns the new parameter (a new array, as numpy-ml's ``param - update``); the update itself is one
-fused pass of :mod:`fastnn.kernels` over a copy of the parameter, and the cache arrays are updated in place.
+fused pass of :mod:`fastnn.kernels` over a copy of the parameter, and the cache arrays are updated in place. The
+kernels are called through :data:`fastnn.backend.ops`, so ``fastnn.backend.using("reference")`` runs the
+optimizers on the NumPy twins.
 
 Learning-rate schedulers: ``ConstantScheduler``, ``ExponentialScheduler``, ``NoamScheduler`` and
 ``KingScheduler`` with numpy-ml's formulas (``schedulers/schedulers.py``). ``lr_scheduler`` takes what numpy-ml's
@@ -55,14 +57,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, kernels
+from .. import _validate
+from ..backend import ops
 
 __all__ = ["OptimizerBase", "SGD", "AdaGrad", "RMSProp", "Adam", "SchedulerBase", "ConstantScheduler",
            "ExponentialScheduler", "NoamScheduler", "KingScheduler"]
-
-#: The kernel module the optimizers compute with (:mod:`fastnn.kernels`; tests swap in :mod:`fastnn.reference`).
-backend: Any = kernels
-
 
 # ------------------------------------------------------------------------------------------------ schedulers
 
@@ -512,7 +511,7 @@ class SGD(OptimizerBase):
         # momentum_step keeps v = -u (v = m v - lr g; p += v): flip the sign around it instead of a second kernel
         np.negative(u, out=u)
         try:
-            backend.momentum_step(new, g, u, lr, self.hyperparameters["momentum"])
+            ops.momentum_step(new, g, u, lr, self.hyperparameters["momentum"])
         finally:  # the cache is numpy-ml's u again, also if the step raised (it validates before writing)
             np.negative(u, out=u)
         return new
@@ -549,7 +548,7 @@ class AdaGrad(OptimizerBase):
         """The new value of ``param`` after one step (``param`` is not modified)."""
         new, g, lr = self._prepare(param, param_grad, cur_loss)
         c = self._state(self.cache, param_name, new)
-        backend.adagrad_step(new, g, c, lr, self.hyperparameters["eps"])
+        ops.adagrad_step(new, g, c, lr, self.hyperparameters["eps"])
         return new
 
 
@@ -590,7 +589,7 @@ class RMSProp(OptimizerBase):
         new, g, lr = self._prepare(param, param_grad, cur_loss)
         c = self._state(self.cache, param_name, new)
         H = self.hyperparameters
-        backend.rmsprop_step(new, g, c, lr, H["decay"], H["eps"])
+        ops.rmsprop_step(new, g, c, lr, H["decay"], H["eps"])
         return new
 
 
@@ -639,7 +638,7 @@ class Adam(OptimizerBase):
         H = self.hyperparameters
         d1, d2 = H["decay1"], H["decay2"]
         t = int(entry["t"]) + 1
-        backend.adam_step(new, g, m, v, lr, d1, d2, H["eps"], 1.0 - d1**t, 1.0 - d2**t)
+        ops.adam_step(new, g, m, v, lr, d1, d2, H["eps"], 1.0 - d1**t, 1.0 - d2**t)
         entry["t"] = t
         return new
 

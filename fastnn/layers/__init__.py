@@ -2,7 +2,8 @@
 
 ``from fastnn.layers import *`` in place of ``from common.layers import *`` runs book code unchanged. Every
 layer has ``forward``/``backward``, ``params``/``grads`` dicts (the same arrays as ``W``/``dW``, ...) and checks
-its inputs (errors name the layer and the argument).
+its inputs (errors name the layer and the argument). Numerics are called through :data:`fastnn.backend.ops`, so
+``with fastnn.backend.using("reference"):`` runs any layer on the NumPy twins.
 """
 
 from .basic import Affine, Dropout, LeakyRelu, Relu, Sigmoid, SoftmaxWithLoss, Tanh

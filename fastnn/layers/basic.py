@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, kernels
+from .. import _validate
+from ..backend import ops
 from ._base import Entry, Layer, batch, bias, features
 from ._random import RandomSource
 
@@ -51,14 +52,14 @@ class Affine(Layer):
                            "sample (W.shape[0])", f"shape {x.shape}")
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], self.W.shape[0])
-        return self._output(kernels.matmul(self.x, self.W) + self.b)
+        return self._output(ops.matmul(self.x, self.W) + self.b)
 
     def backward(self, dout: Any) -> np.ndarray:
         """dout (N, M) -> dx of the input's shape; sets dW (D, M) and db (M,)."""
         dout = self._dout(dout, "Affine.backward")
-        self.dW = kernels.matmul(self.x.T, dout)
+        self.dW = ops.matmul(self.x.T, dout)
         self.db = dout.sum(axis=0)
-        return kernels.matmul(dout, self.W.T).reshape(self.original_x_shape)
+        return ops.matmul(dout, self.W.T).reshape(self.original_x_shape)
 
 
 class Relu(Layer):
@@ -70,10 +71,10 @@ class Relu(Layer):
 
     def forward(self, x: Any) -> np.ndarray:
         self.x = batch(x, "Relu.forward")
-        return self._output(kernels.relu_forward(self.x))
+        return self._output(ops.relu_forward(self.x))
 
     def backward(self, dout: Any) -> np.ndarray:
-        return kernels.relu_backward(self._dout(dout, "Relu.backward"), self.x)
+        return ops.relu_backward(self._dout(dout, "Relu.backward"), self.x)
 
 
 class LeakyRelu(Layer):
@@ -86,10 +87,10 @@ class LeakyRelu(Layer):
 
     def forward(self, x: Any) -> np.ndarray:
         self.x = batch(x, "LeakyRelu.forward")
-        return self._output(kernels.leaky_relu_forward(self.x, self.alpha))
+        return self._output(ops.leaky_relu_forward(self.x, self.alpha))
 
     def backward(self, dout: Any) -> np.ndarray:
-        return kernels.leaky_relu_backward(self._dout(dout, "LeakyRelu.backward"), self.x, self.alpha)
+        return ops.leaky_relu_backward(self._dout(dout, "LeakyRelu.backward"), self.x, self.alpha)
 
 
 class Sigmoid(Layer):
@@ -100,11 +101,11 @@ class Sigmoid(Layer):
         self.out = None
 
     def forward(self, x: Any) -> np.ndarray:
-        self.out = kernels.sigmoid_forward(batch(x, "Sigmoid.forward"))
+        self.out = ops.sigmoid_forward(batch(x, "Sigmoid.forward"))
         return self._output(self.out)
 
     def backward(self, dout: Any) -> np.ndarray:
-        return kernels.sigmoid_backward(self._dout(dout, "Sigmoid.backward"), self.out)
+        return ops.sigmoid_backward(self._dout(dout, "Sigmoid.backward"), self.out)
 
 
 class Tanh(Layer):
@@ -115,11 +116,11 @@ class Tanh(Layer):
         self.out = None
 
     def forward(self, x: Any) -> np.ndarray:
-        self.out = kernels.tanh_forward(batch(x, "Tanh.forward"))
+        self.out = ops.tanh_forward(batch(x, "Tanh.forward"))
         return self._output(self.out)
 
     def backward(self, dout: Any) -> np.ndarray:
-        return kernels.tanh_backward(self._dout(dout, "Tanh.backward"), self.out)
+        return ops.tanh_backward(self._dout(dout, "Tanh.backward"), self.out)
 
 
 #: What the book's ``cross_entropy_error`` adds inside the log (``common/functions.py``).
@@ -165,7 +166,7 @@ class SoftmaxWithLoss(Layer):
             _validate.fail(where, "x", "a batch of N >= 1 samples", f"shape {x.shape}")
         labels = _book_labels(t, x, where)
         self.t = _validate.labels(labels, scores.shape[0], scores.shape[1], where, "t")
-        self.loss, y = kernels.softmax_cross_entropy_forward(scores, self.t, delta=0.0 if self.exact else BOOK_DELTA)
+        self.loss, y = ops.softmax_cross_entropy_forward(scores, self.t, delta=0.0 if self.exact else BOOK_DELTA)
         self.y = y.reshape(x.shape)
         return self.loss
 
@@ -177,7 +178,7 @@ class SoftmaxWithLoss(Layer):
             dout = dout[()]
         dout = _validate.scalar(dout, "SoftmaxWithLoss.backward", "dout")
         probs = self.y.reshape(-1, self.y.shape[-1])
-        return kernels.softmax_cross_entropy_backward(probs, self.t, dout).reshape(self.y.shape)
+        return ops.softmax_cross_entropy_backward(probs, self.t, dout).reshape(self.y.shape)
 
 
 def _book_labels(t: Any, x: np.ndarray, where: str) -> Any:
@@ -224,8 +225,8 @@ class Dropout(Layer):
     def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
         x = batch(x, "Dropout.forward")
         if train_flg:
-            self.mask = kernels.dropout_mask(x.shape, self.dropout_ratio, self.random.seed64())
-            return self._output(kernels.dropout_forward(x, self.mask))
+            self.mask = ops.dropout_mask(x.shape, self.dropout_ratio, self.random.seed64())
+            return self._output(ops.dropout_forward(x, self.mask))
         self.mask = None  # inference: a fixed scale, which backward then applies too
         return self._output(x * (1.0 - self.dropout_ratio))
 
@@ -233,7 +234,7 @@ class Dropout(Layer):
         dout = self._dout(dout, "Dropout.backward")
         if self.mask is None:
             return dout * (1.0 - self.dropout_ratio)
-        return kernels.dropout_backward(dout, self.mask)
+        return ops.dropout_backward(dout, self.mask)
 
     def _snapshot(self) -> Any:
         return self.random.get_state()

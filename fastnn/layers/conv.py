@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, kernels
+from .. import _validate
+from ..backend import ops
 from ._base import Entry, Layer, batch, bias, sliding_window
 
 __all__ = ["AvgPooling", "Convolution", "Pooling"]
@@ -58,13 +59,13 @@ class Convolution(Layer):
             _validate.fail("Convolution.forward", "x", f"of shape (N, {C}, H, W) (C = W.shape[1])", f"shape {x.shape}")
         sliding_window(x, FH, FW, self.stride, self.pad, "Convolution.forward", f"{FH}x{FW} filter")
         self.x = x
-        return self._output(kernels.conv2d_forward(x, self.W, self.b, self.stride, self.pad, cache=self._workspace))
+        return self._output(ops.conv2d_forward(x, self.W, self.b, self.stride, self.pad, cache=self._workspace))
 
     def backward(self, dout: Any) -> np.ndarray:
         """dout (N, FN, OH, OW) -> dx (N, C, H, W) (None when ``need_dx`` is False); sets dW (FN, C, FH, FW), db."""
         dout = self._dout(dout, "Convolution.backward")
-        dx, self.dW, self.db = kernels.conv2d_backward(dout, self.x, self.W, self.stride, self.pad,
-                                                       cache=self._workspace, need_dx=self.need_dx)
+        dx, self.dW, self.db = ops.conv2d_backward(dout, self.x, self.W, self.stride, self.pad,
+                                                   cache=self._workspace, need_dx=self.need_dx)
         return dx
 
 
@@ -109,13 +110,13 @@ class Pooling(Layer):
         sliding_window(x, self.pool_h, self.pool_w, self.stride, self.pad, "Pooling.forward",
                        f"{self.pool_h}x{self.pool_w} pool", pool=True)
         self.input_shape = x.shape
-        out, self.arg_max = kernels.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        out, self.arg_max = ops.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
         return self._output(out)
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "Pooling.backward")
-        return kernels.maxpool2d_backward(dout, self.arg_max, self.input_shape, self.pool_h, self.pool_w,
-                                          self.stride, self.pad)
+        return ops.maxpool2d_backward(dout, self.arg_max, self.input_shape, self.pool_h, self.pool_w,
+                                      self.stride, self.pad)
 
 
 class AvgPooling(Layer):
@@ -137,8 +138,8 @@ class AvgPooling(Layer):
         sliding_window(x, self.pool_h, self.pool_w, self.stride, self.pad, "AvgPooling.forward",
                        f"{self.pool_h}x{self.pool_w} pool", pool=True)
         self.input_shape = x.shape
-        return self._output(kernels.avgpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad))
+        return self._output(ops.avgpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad))
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "AvgPooling.backward")
-        return kernels.avgpool2d_backward(dout, self.input_shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        return ops.avgpool2d_backward(dout, self.input_shape, self.pool_h, self.pool_w, self.stride, self.pad)

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, kernels
+from .. import _validate
+from ..backend import ops
 from ._base import Entry, Layer, batch, features, same_shape, scale_and_shift
 
 __all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
@@ -64,11 +65,11 @@ class BatchNormalization(Layer):
                            f"shape {x.shape}")
         self.input_shape, self.x = x.shape, layout
         if train_flg:
-            out, self.mean, self.inv_std = kernels.batchnorm_forward_train(
+            out, self.mean, self.inv_std = ops.batchnorm_forward_train(
                 self.x, self.gamma, self.beta, self.running_mean, self.running_var, self.momentum, self.eps)
         else:
-            out = kernels.batchnorm_forward_infer(self.x, self.gamma, self.beta, self.running_mean,
-                                                  self.running_var, self.eps)
+            out = ops.batchnorm_forward_infer(self.x, self.gamma, self.beta, self.running_mean,
+                                              self.running_var, self.eps)
             self.mean = self.inv_std = None
         return self._output(out.reshape(self.input_shape))
 
@@ -78,8 +79,8 @@ class BatchNormalization(Layer):
         if self.mean is None:
             raise RuntimeError("BatchNormalization.backward: the forward pass must run with train_flg=True "
                                "(an inference forward keeps no batch statistics)")
-        dx, self.dgamma, self.dbeta = kernels.batchnorm_backward(dout.reshape(self.x.shape), self.x, self.gamma,
-                                                                 self.mean, self.inv_std)
+        dx, self.dgamma, self.dbeta = ops.batchnorm_backward(dout.reshape(self.x.shape), self.x, self.gamma,
+                                                             self.mean, self.inv_std)
         return dx.reshape(self.input_shape)
 
     def _layout(self, x: np.ndarray) -> np.ndarray:
@@ -141,12 +142,12 @@ class LayerNormalization(Layer):
             _validate.fail("LayerNormalization.forward", "x", f"of shape (N, *{self.gamma.shape}) (gamma's shape "
                            "per sample)", f"shape {x.shape}")
         self.x = x
-        out, self.mean, self.inv_std = kernels.layernorm_forward(x, self.gamma, self.beta, self.eps)
+        out, self.mean, self.inv_std = ops.layernorm_forward(x, self.gamma, self.beta, self.eps)
         return self._output(out)
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "LayerNormalization.backward")
-        dx, self.dgamma, self.dbeta = kernels.layernorm_backward(dout, self.x, self.gamma, self.mean, self.inv_std)
+        dx, self.dgamma, self.dbeta = ops.layernorm_backward(dout, self.x, self.gamma, self.mean, self.inv_std)
         return dx
 
 
@@ -182,11 +183,11 @@ class GroupNormalization(Layer):
             _validate.fail("GroupNormalization.forward", "x", f"of shape (N, {self.gamma.size}, H, W) (C = size of "
                            "gamma)", f"shape {x.shape}")
         self.x = x
-        out, self.mean, self.inv_std = kernels.groupnorm_forward(x, self.gamma, self.beta, self.groups, self.eps)
+        out, self.mean, self.inv_std = ops.groupnorm_forward(x, self.gamma, self.beta, self.groups, self.eps)
         return self._output(out)
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "GroupNormalization.backward")
-        dx, self.dgamma, self.dbeta = kernels.groupnorm_backward(dout, self.x, self.gamma, self.groups, self.mean,
-                                                                 self.inv_std)
+        dx, self.dgamma, self.dbeta = ops.groupnorm_backward(dout, self.x, self.gamma, self.groups, self.mean,
+                                                             self.inv_std)
         return dx

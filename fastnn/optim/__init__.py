@@ -1,7 +1,9 @@
 """Optimizers with the interface of Deep Learning from Scratch: ``optimizer.update(params, grads)`` in place.
 
 Each step is one fused Numba kernel per parameter (:mod:`fastnn.kernels`), so an update reads and writes every
-array once instead of once per NumPy expression. :func:`get` builds one by name, as the book's ``Trainer``.
+array once instead of once per NumPy expression (called through :data:`fastnn.backend.ops`, so
+``fastnn.backend.using("reference")`` swaps in the NumPy twins). :func:`get` builds one by name, as the book's
+``Trainer``.
 """
 
 from __future__ import annotations

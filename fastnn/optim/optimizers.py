@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, kernels
+from .. import _validate
+from ..backend import ops
 from ._base import Optimizer
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "AMSGrad", "AdaBound"]
@@ -43,7 +44,7 @@ class SGD(Optimizer):
 
     def _apply(self, t: int, items: _Items) -> None:
         for param, grad, _ in items:
-            kernels.sgd_step(param, grad, self.lr, weight_decay=self.weight_decay)
+            ops.sgd_step(param, grad, self.lr, weight_decay=self.weight_decay)
 
 
 class Momentum(Optimizer):
@@ -72,7 +73,7 @@ class Momentum(Optimizer):
 
     def _apply(self, t: int, items: _Items) -> None:
         for param, grad, (v,) in items:
-            kernels.momentum_step(param, grad, v, self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+            ops.momentum_step(param, grad, v, self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 class Nesterov(Optimizer):
@@ -121,8 +122,8 @@ class Nesterov(Optimizer):
 
     def _apply(self, t: int, items: _Items) -> None:
         for param, grad, (buf,) in items:
-            kernels.nesterov_step(param, grad, buf, self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                                  pytorch_form=self.pytorch_form)
+            ops.nesterov_step(param, grad, buf, self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                              pytorch_form=self.pytorch_form)
 
 
 class AdaGrad(Optimizer):
@@ -147,7 +148,7 @@ class AdaGrad(Optimizer):
 
     def _apply(self, t: int, items: _Items) -> None:
         for param, grad, (h,) in items:
-            kernels.adagrad_step(param, grad, h, self.lr, eps=self.eps, weight_decay=self.weight_decay)
+            ops.adagrad_step(param, grad, h, self.lr, eps=self.eps, weight_decay=self.weight_decay)
 
 
 class RMSprop(Optimizer):
@@ -175,8 +176,8 @@ class RMSprop(Optimizer):
 
     def _apply(self, t: int, items: _Items) -> None:
         for param, grad, (h,) in items:
-            kernels.rmsprop_step(param, grad, h, self.lr, decay_rate=self.decay_rate, eps=self.eps,
-                                 weight_decay=self.weight_decay)
+            ops.rmsprop_step(param, grad, h, self.lr, decay_rate=self.decay_rate, eps=self.eps,
+                             weight_decay=self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -232,7 +233,7 @@ class Adam(Optimizer):
     _kernel_name = "adam_step"  # AdamW shares everything but the kernel
 
     def _apply(self, t: int, items: _Items) -> None:
-        step = getattr(kernels, self._kernel_name)
+        step = getattr(ops, self._kernel_name)
         # Python floats are float64: the bias corrections are exact to double precision for every dtype.
         bc1 = 1.0 - self.beta1 ** t
         bc2 = 1.0 - self.beta2 ** t
@@ -335,5 +336,5 @@ class AdaBound(Optimizer):
 
     def _apply(self, t: int, items: _Items) -> None:
         for param, grad, (m, v) in items:
-            kernels.adabound_step(param, grad, m, v, self.lr, self.final_lr, self.gamma, self.beta1, self.beta2,
-                                  self.eps, t, weight_decay=self.weight_decay)
+            ops.adabound_step(param, grad, m, v, self.lr, self.final_lr, self.gamma, self.beta1, self.beta2,
+                              self.eps, t, weight_decay=self.weight_decay)

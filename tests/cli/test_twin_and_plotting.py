@@ -1,13 +1,15 @@
-"""The demo's NumPy baseline computes what fastnn's SimpleConvNet + Adam compute; the book's smoothing."""
+"""The demo's NumPy baseline (the same SimpleConvNet + Adam on the reference twins) computes what fastnn computes;
+the book's smoothing."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
 
-import fastnn.kernels
-import fastnn.reference
-from fastnn.cli._twin import TwinConvNet
+from fastnn import backend
+from fastnn.cli.demo import compare_speed
 from fastnn.cli.plotting import smooth_curve
 from fastnn.nets import SimpleConvNet
 from fastnn.optim import Adam
@@ -18,14 +20,14 @@ def _net(dtype):
                          hidden_size=16, output_size=10, weight_init_std="relu", dtype=dtype, seed=3)
 
 
-@pytest.mark.parametrize("ops", [fastnn.reference, fastnn.kernels], ids=["reference", "kernels"])
-def test_twin_gradient_equals_simpleconvnet(ops):
+@pytest.mark.parametrize("name", ["reference", "kernels"])
+def test_twin_gradient_equals_simpleconvnet(name):
     net = _net(np.float64)
     rng = np.random.default_rng(0)
     x = rng.random((7, 1, 10, 10))
     t = rng.integers(0, 10, 7)
-    twin = TwinConvNet(net.params, 1, 1, ops)
-    loss, grads = twin.loss_and_gradient(x, t)
+    with backend.using(name):
+        loss, grads = float(net.loss(x, t)), net.gradient(x, t)
     expected = net.gradient(x, t)
     assert loss == pytest.approx(float(net.loss(x, t)), rel=1e-12)
     assert sorted(grads) == sorted(expected)
@@ -35,7 +37,8 @@ def test_twin_gradient_equals_simpleconvnet(ops):
 
 def test_twin_training_steps_follow_fastnn_adam_float32():
     net = _net(np.float32)
-    twin = TwinConvNet(net.params, 1, 1, fastnn.reference, lr=0.003)
+    twin = copy.deepcopy(net)  # as the demo's compare_speed makes it
+    twin_optimizer = Adam(lr=0.003)
     before = {k: v.copy() for k, v in net.params.items()}
     optimizer = Adam(lr=0.003)
     rng = np.random.default_rng(1)
@@ -44,13 +47,30 @@ def test_twin_training_steps_follow_fastnn_adam_float32():
         t = rng.integers(0, 10, 8)
         fast_loss = float(net.loss(x, t))
         optimizer.update(net.params, net.gradient(x, t))
-        assert twin.step(x, t) == pytest.approx(fast_loss, rel=1e-5)
+        with backend.using("reference"):
+            twin_optimizer.update(twin.params, twin.gradient(x, t))
+        assert float(twin.last_layer.loss) == pytest.approx(fast_loss, rel=1e-5)
     for k, p in twin.params.items():
         assert p.dtype == np.float32
         np.testing.assert_allclose(p, net.params[k], rtol=1e-4, atol=1e-6, err_msg=k)
         assert not np.array_equal(p, before[k])  # they did train
     # The twin copied the parameters: the net's arrays are its own.
     assert all(twin.params[k] is not net.params[k] for k in twin.params)
+
+
+def test_compare_speed_runs_the_same_steps_on_both_backends():
+    net = _net(np.float32)
+    rng = np.random.default_rng(2)
+    x = rng.random((40, 1, 10, 10), dtype=np.float32)
+    t = rng.integers(0, 10, 40)
+    before = {k: v.copy() for k, v in net.params.items()}
+    speed = compare_speed(net, x, t, batch_size=8, steps=3, lr=0.003, seed=0)
+    assert sorted(speed) == ["fastnn_s", "max_rel_loss_diff", "numpy_s", "speedup"]
+    assert speed["fastnn_s"] > 0 and speed["numpy_s"] > 0
+    assert speed["speedup"] == pytest.approx(speed["numpy_s"] / speed["fastnn_s"])
+    assert speed["max_rel_loss_diff"] < 1e-5  # the same 4 steps: the losses agree to float32 rounding
+    assert not np.array_equal(net.params["W1"], before["W1"])  # the given net is trained further
+    assert backend.current() == "kernels"
 
 
 def test_smooth_curve_is_the_books():

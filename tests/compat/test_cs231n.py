@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import fastnn.reference
+from fastnn import backend
 from fastnn.compat import cs231n as C
 from tests.conftest import TOL, assert_close
 
@@ -618,7 +618,7 @@ def _train(params, X, y, update, steps=30):
 
 
 @pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
-def test_training_matches_reference_twin(rule, dtype, twin, monkeypatch):
+def test_training_matches_reference_twin(rule, dtype, twin):
     rng = RNG(17)
     X = rng.standard_normal((16, 3, 8, 8)).astype(dtype)
     y = rng.integers(0, 5, 16)
@@ -629,8 +629,8 @@ def test_training_matches_reference_twin(rule, dtype, twin, monkeypatch):
         return getattr(C, rule)(w, dw, config)
 
     fast, bn_fast = _train(_init(dtype), X, y, update)
-    monkeypatch.setattr(C, "backend", fastnn.reference)
-    slow, bn_slow = _train(_init(dtype), X, y, update)
+    with backend.using("reference"):
+        slow, bn_slow = _train(_init(dtype), X, y, update)
     # float32 rounding differences grow over 30 optimisation steps: 1e-4 relative is ~ 1000 ulp of the loss
     tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else TOL[dtype]
     np.testing.assert_allclose(fast, slow, **tol)

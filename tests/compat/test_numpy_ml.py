@@ -15,8 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-import fastnn.kernels as K
-import fastnn.reference
+from fastnn import backend
 from fastnn.compat import numpy_ml as M
 from tests.conftest import TOL, assert_close
 
@@ -158,7 +157,7 @@ def _train(opt, X, y, dtype, steps=30):
     rng = np.random.default_rng(1)
     p = {"W1": (0.3 * rng.standard_normal((X.shape[1], 16))).astype(dtype), "b1": np.zeros(16, dtype),
          "W2": (0.3 * rng.standard_normal((16, 4))).astype(dtype), "b2": np.zeros(4, dtype)}
-    k = M.backend  # the same backend as the optimizer: fastnn.kernels or fastnn.reference
+    k = backend.ops  # the same backend as the optimizer: fastnn.kernels, or fastnn.reference inside using()
     losses = []
     for _ in range(steps):
         a = X @ p["W1"] + p["b1"]
@@ -178,14 +177,13 @@ def _train(opt, X, y, dtype, steps=30):
 
 
 @pytest.mark.parametrize(("kind", "kw"), CASES, ids=IDS)
-def test_training_matches_reference_twin(kind, kw, dtype, twin, monkeypatch):
+def test_training_matches_reference_twin(kind, kw, dtype, twin):
     rng = np.random.default_rng(2)
     X = rng.standard_normal((64, 10)).astype(dtype)
     y = rng.integers(0, 4, 64)
-    monkeypatch.setattr(M, "backend", K)
     fast = _train(getattr(M, kind)(**kw), X, y, dtype)
-    monkeypatch.setattr(M, "backend", fastnn.reference)
-    slow = _train(getattr(M, kind)(**kw), X, y, dtype)
+    with backend.using("reference"):
+        slow = _train(getattr(M, kind)(**kw), X, y, dtype)
     tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else TOL[dtype]  # 30 steps of float32 rounding
     np.testing.assert_allclose(fast, slow, **tol)
     assert fast[-1] < 0.9 * fast[0]
