@@ -94,27 +94,6 @@ def _block(self, node):
     raise nodes.SkipNode
 
 
-# --- Docstrings that are not valid reST yet -----------------------------------------------------------------------
-# Escapes applied at build time, by object, until the docstring itself is fixed in fastnn/ (then delete the entry:
-# an entry whose text is no longer in its docstring fails the build, so none outlives its fix).
-
-DOCSTRING_FIXES: dict[str, list[tuple[str, str]]] = {
-    # "length N*C*H'*W'": a '*' starts emphasis that never ends
-    "fastnn.compat.cs231n.max_pool_forward_im2col": [("length N*C*H'*W'", "length ``N*C*H'*W'``")],
-    # "x (N, *gamma.shape)": the same
-    "fastnn.layers.LayerNormalization.forward": [("(N, *gamma.shape)", "``(N, *gamma.shape)``")],
-}
-
-
-def _fix_docstring(app, what, name, obj, options, lines):
-    for old, new in DOCSTRING_FIXES.get(name, ()):
-        text = "\n".join(lines)
-        if old not in text:
-            logger.warning("conf.py DOCSTRING_FIXES[%r]: %r is no longer in the docstring; delete the entry", name, old)
-            continue
-        lines[:] = text.replace(old, new).split("\n")
-
-
 # --- Re-exported data -----------------------------------------------------------------------------------------------
 
 
@@ -180,5 +159,4 @@ def setup(app):
     app.add_html_math_renderer("mathml", (_inline, None), (_block, None))
     app.add_directive("fastnn-help", CommandHelp)
     app.connect("autodoc-process-docstring", _imported_data_doc, priority=100)  # before numpydoc
-    app.connect("autodoc-process-docstring", _fix_docstring, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -616,7 +616,7 @@ def max_pool_forward_im2col(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray
     out : ndarray (N, C, H', W'), H' = 1 + (H - pool_height) // stride
     cache : (x, None, x_cols_argmax, pool_param)
         cs231n's layout without the column matrix, which fastnn does not build (None in its place);
-        ``x_cols_argmax`` (intp, length N*C*H'*W') is cs231n's: the row-major index of each window's first
+        ``x_cols_argmax`` (intp, length ``N*C*H'*W'``) is cs231n's: the row-major index of each window's first
         maximum, windows ordered (h', w', n, c).
 
     Raises

@@ -136,7 +136,7 @@ class LayerNormalization(Layer):
         self.x = self.mean = self.inv_std = None
 
     def forward(self, x: Any) -> np.ndarray:
-        """x (N, *gamma.shape) -> out of the same shape; mean, inv_std (N,)."""
+        """x ``(N, *gamma.shape)`` -> out of the same shape; mean, inv_std (N,)."""
         x = batch(x, "LayerNormalization.forward", min_ndim=2)
         if x.shape[1:] != self.gamma.shape:
             _validate.fail("LayerNormalization.forward", "x", f"of shape (N, *{self.gamma.shape}) (gamma's shape "
