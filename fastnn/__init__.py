@@ -15,10 +15,25 @@ import os
 # Read once when libgomp loads, at the first parallel launch; a value the user set wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from ._jit import get_num_threads, set_num_threads, threading_layer
-from .gradient import numerical_gradient
-from .trainer import Trainer, TrainResult
-
 __version__ = "0.1.0"
 __all__ = ["__version__", "get_num_threads", "set_num_threads", "threading_layer", "numerical_gradient", "Trainer",
            "TrainResult"]
+
+# Loaded on first use (PEP 562), so ``import fastnn`` costs what the interpreter needs for it and no more: Numba's
+# own import is ~0.2 s, and a command that only parses its options or prints help should not pay it.
+_LAZY = {"get_num_threads": "._jit", "set_num_threads": "._jit", "threading_layer": "._jit",
+         "numerical_gradient": ".gradient", "Trainer": ".trainer", "TrainResult": ".trainer"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
