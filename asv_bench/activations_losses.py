@@ -14,7 +14,7 @@ class ReLU(KernelBenchmark):
 
 
 class SoftmaxCrossEntropy(KernelBenchmark):
-    cases = {"forward": "softmax_ce_forward", "backward": "softmax_ce_backward"}
+    cases = {"forward": "softmax_cross_entropy_forward", "backward": "softmax_cross_entropy_backward"}
 
     def time_forward(self, *params):
         self.forward()

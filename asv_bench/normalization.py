@@ -7,7 +7,7 @@ from .common import KernelBenchmark
 
 
 class BatchNorm2d(KernelBenchmark):
-    cases = {"forward": "batchnorm2d_forward", "backward": "batchnorm2d_backward"}
+    cases = {"forward": "batchnorm_forward_train", "backward": "batchnorm_backward"}
 
     def time_forward(self, *params):
         self.forward()
