@@ -594,6 +594,8 @@ def _cases_act() -> Iterator[Case]:
     yield Case("dropout_forward", "activations_losses", drop, _act_inputs, "dropout_forward", ("x", "mask", "scale"))
     yield Case("dropout_backward", "activations_losses", drop, _act_inputs, "dropout_backward",
                ("dout", "mask", "scale"))
+    yield Case("softmax_forward", "activations_losses", LOSS_SIZES, _loss_inputs, "softmax_forward", ("x",),
+               torch=lambda d: Run(partial(_torch().softmax, _t(d["x"]), 1)))
     yield Case("softmax_cross_entropy_forward", "activations_losses", LOSS_SIZES, _loss_inputs,
                "softmax_cross_entropy_forward", ("x", "t"), variants={"book": lambda d: {"delta": BOOK_DELTA}},
                torch=lambda d: Run(partial(_torch().nn.functional.cross_entropy, _t(d["x"]),
