@@ -40,3 +40,23 @@ def claimed(*modules: types.ModuleType) -> set[str]:
     """The registry cases the KernelBenchmark classes of ``modules`` time."""
     return {name for mod in modules for _, cls in inspect.getmembers(mod, inspect.isclass)
             if issubclass(cls, KernelBenchmark) for name in cls.cases.values()}
+
+
+class _ForwardBackward(KernelBenchmark):
+    """A forward and its backward timed side by side: ``cases`` maps ``"forward"`` and ``"backward"``.
+
+    The leading underscore keeps asv from collecting this base class itself (it has no cases).
+    """
+
+    def time_forward(self, *params):
+        self.forward()
+
+    def time_backward(self, *params):
+        self.backward()
+
+
+class _ForwardBackwardMemory(_ForwardBackward):
+    """:class:`_ForwardBackward` plus the forward's peak memory (where it allocates workspaces)."""
+
+    def peakmem_forward(self, *params):
+        self.forward()
