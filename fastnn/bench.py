@@ -251,10 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cases:
         parser.error(f"--filter {args.filter!r} matches no case (cases: {', '.join(CASES)})")
     if args.list:
+        width = max(map(len, cases))
         for name in cases:
             for size in sizes:
                 if size in CASES[name].sizes:
-                    print(f"{name:<22} {size:<6} {CASES[name].describe(size)}")
+                    print(f"{name:<{width}} {size:<6} {CASES[name].describe(size)}")
         return 0
     if args.threads is not None:
         try:
