@@ -1,23 +1,11 @@
 """ReLU and softmax cross-entropy (fastnn/kernels/activations.py, losses.py)."""
 
-from .common import KernelBenchmark
+from .common import _ForwardBackward
 
 
-class ReLU(KernelBenchmark):
+class ReLU(_ForwardBackward):
     cases = {"forward": "relu_forward", "backward": "relu_backward"}
 
-    def time_forward(self, *params):
-        self.forward()
 
-    def time_backward(self, *params):
-        self.backward()
-
-
-class SoftmaxCrossEntropy(KernelBenchmark):
-    cases = {"forward": "softmax_ce_forward", "backward": "softmax_ce_backward"}
-
-    def time_forward(self, *params):
-        self.forward()
-
-    def time_backward(self, *params):
-        self.backward()
+class SoftmaxCrossEntropy(_ForwardBackward):
+    cases = {"forward": "softmax_cross_entropy_forward", "backward": "softmax_cross_entropy_backward"}

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+import types
 from typing import Any, ClassVar
 
 from fastnn.bench_cases import CASES, DTYPES, IMPLS, SIZES
@@ -12,9 +14,8 @@ class KernelBenchmark:
     """Base class: ``cases`` maps an attribute name to a registry case; ``setup`` binds each to its timed call.
 
     A subclass writes one-line benchmarks over those attributes, e.g. ``def time_forward(self, *p):
-    self.forward()``. A parameter combination that cannot run here (torch not installed, a size or dtype the
-    case does not have, a kernel not written yet) raises NotImplementedError in ``setup``, which asv reports as
-    skipped.
+    self.forward()``. A parameter combination that cannot run here (torch not installed, a size, dtype or
+    implementation the case does not have) raises NotImplementedError in ``setup``, which asv reports as skipped.
     """
 
     params: ClassVar[tuple[list[str], ...]] = (list(IMPLS), list(DTYPES), list(SIZES))
@@ -33,3 +34,29 @@ class KernelBenchmark:
             call()
             call()
             setattr(self, attr, call)
+
+
+def claimed(*modules: types.ModuleType) -> set[str]:
+    """The registry cases the KernelBenchmark classes of ``modules`` time."""
+    return {name for mod in modules for _, cls in inspect.getmembers(mod, inspect.isclass)
+            if issubclass(cls, KernelBenchmark) for name in cls.cases.values()}
+
+
+class _ForwardBackward(KernelBenchmark):
+    """A forward and its backward timed side by side: ``cases`` maps ``"forward"`` and ``"backward"``.
+
+    The leading underscore keeps asv from collecting this base class itself (it has no cases).
+    """
+
+    def time_forward(self, *params):
+        self.forward()
+
+    def time_backward(self, *params):
+        self.backward()
+
+
+class _ForwardBackwardMemory(_ForwardBackward):
+    """:class:`_ForwardBackward` plus the forward's peak memory (where it allocates workspaces)."""
+
+    def peakmem_forward(self, *params):
+        self.forward()

@@ -3,47 +3,20 @@
 BatchNorm2d normalizes per channel of (N, C, H, W) feature maps, BatchNorm1d per feature of (N, D) activations.
 """
 
-from .common import KernelBenchmark
+from .common import _ForwardBackward, _ForwardBackwardMemory
 
 
-class BatchNorm2d(KernelBenchmark):
-    cases = {"forward": "batchnorm2d_forward", "backward": "batchnorm2d_backward"}
-
-    def time_forward(self, *params):
-        self.forward()
-
-    def time_backward(self, *params):
-        self.backward()
-
-    def peakmem_forward(self, *params):
-        self.forward()
+class BatchNorm2d(_ForwardBackwardMemory):
+    cases = {"forward": "batchnorm_forward_train", "backward": "batchnorm_backward"}
 
 
-class BatchNorm1d(KernelBenchmark):
+class BatchNorm1d(_ForwardBackward):
     cases = {"forward": "batchnorm1d_forward", "backward": "batchnorm1d_backward"}
 
-    def time_forward(self, *params):
-        self.forward()
 
-    def time_backward(self, *params):
-        self.backward()
-
-
-class LayerNorm(KernelBenchmark):
+class LayerNorm(_ForwardBackward):
     cases = {"forward": "layernorm_forward", "backward": "layernorm_backward"}
 
-    def time_forward(self, *params):
-        self.forward()
 
-    def time_backward(self, *params):
-        self.backward()
-
-
-class GroupNorm(KernelBenchmark):
+class GroupNorm(_ForwardBackward):
     cases = {"forward": "groupnorm_forward", "backward": "groupnorm_backward"}
-
-    def time_forward(self, *params):
-        self.forward()
-
-    def time_backward(self, *params):
-        self.backward()

@@ -1,29 +1,11 @@
 """Max and average pooling (fastnn/kernels/pooling.py)."""
 
-from .common import KernelBenchmark
+from .common import _ForwardBackwardMemory
 
 
-class MaxPool2d(KernelBenchmark):
+class MaxPool2d(_ForwardBackwardMemory):
     cases = {"forward": "maxpool2d_forward", "backward": "maxpool2d_backward"}
 
-    def time_forward(self, *params):
-        self.forward()
 
-    def time_backward(self, *params):
-        self.backward()
-
-    def peakmem_forward(self, *params):
-        self.forward()
-
-
-class AvgPool2d(KernelBenchmark):
+class AvgPool2d(_ForwardBackwardMemory):
     cases = {"forward": "avgpool2d_forward", "backward": "avgpool2d_backward"}
-
-    def time_forward(self, *params):
-        self.forward()
-
-    def time_backward(self, *params):
-        self.backward()
-
-    def peakmem_forward(self, *params):
-        self.forward()

@@ -1,21 +1,28 @@
 """Quick side-by-side benchmark without asv: ``python -m fastnn.bench`` (or ``python -m fastnn bench``).
 
-Every case of :mod:`fastnn.bench_cases` is run for each implementation (fastnn's Numba kernels, the NumPy
+Every case of the registry :mod:`fastnn.bench_cases` is run for each implementation (fastnn's Numba kernels, the NumPy
 reference, PyTorch's CPU op when torch is installed) in the same process, interleaved repeat by repeat so that
 load from other processes hits all of them alike. Each implementation is called until compiled and warm before
 timing; a repeat times a block of calls long enough for the clock, and the table shows the median per call.
 
-The triad line is a STREAM-style bandwidth measured by :func:`fastnn.kernels._bandwidth.triad_bandwidth` (when
-present). For memory-bound cases (optimizer steps, normalization, pooling, ReLU) the ``GB/s`` column is the
-compulsory traffic of one call (each input read once, each output written once) over fastnn's time, and ``of
-triad`` its ratio to that bandwidth: near 1 means the kernel runs at memory speed.
+The triad line is a STREAM-style bandwidth measured by :func:`fastnn.kernels._bandwidth.triad_bandwidth`. For
+memory-bound cases (optimizer steps, normalization, pooling, ReLU) the ``GB/s`` column is the compulsory traffic
+of one call (each input read once, each output written once) over fastnn's time, and ``of triad`` its ratio to
+that bandwidth: near 1 means the kernel runs at memory speed.
+
+``--targets`` measures the speed targets instead: the registry's cases with a ``goal`` (a forward *and* its
+backward, a full optimizer step, a whole training step), each at its goal's size in float32, fastnn against the
+NumPy twins and PyTorch's CPU path. The optimizer and normalization rows also report achieved memory bandwidth
+against the triad, since those kernels are bandwidth-bound. Run it on a quiet machine with OpenBLAS left to pick
+its own kernels::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m fastnn.bench --targets
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import re
 import statistics
 import sys
@@ -25,8 +32,9 @@ from typing import Any
 
 from . import bench_cases
 from ._jit import get_num_threads
-from .bench_cases import CASES, DTYPES, IMPLS, SIZES
+from .bench_cases import CASES, DTYPES, IMPLS, SIZES, Case
 from .cli import CLIError, add_threads_argument, apply_threads
+from .kernels import _bandwidth
 
 
 def measure(calls: dict[str, Callable[[], Any]], repeat: int, min_time: float) -> dict[str, float]:
@@ -75,15 +83,22 @@ def _block(call: Callable[[], Any], number: int) -> float:
             gc.enable()
 
 
-def triad_bandwidth(repeats: int = 10) -> float | None:
-    """Bytes per second of a STREAM triad on this machine (best of ``repeats``), or None when fastnn does not
-    provide the kernel."""
-    try:
-        mod = importlib.import_module("fastnn.kernels._bandwidth")
-    except ImportError:
-        return None
-    fn = getattr(mod, "triad_bandwidth", None)
-    return None if fn is None else float(fn(repeats=repeats))
+def triad_bandwidth(repeats: int = 10) -> float:
+    """Bytes per second of a STREAM triad on this machine (best of ``repeats``)."""
+    return float(_bandwidth.triad_bandwidth(repeats=repeats))
+
+
+def _calls(case: Case, impls: Sequence[str], size: str, dtype: str
+           ) -> tuple[dict[str, Callable[[], Any]], dict[str, str]]:
+    """The timed call of each implementation of ``case`` on the same inputs, and why any is missing."""
+    inputs = case.inputs(size, dtype)
+    calls, missing = {}, {}
+    for impl in impls:
+        try:
+            calls[impl] = case.prepare(impl, size, dtype, inputs).call
+        except NotImplementedError as exc:
+            missing[impl] = str(exc)
+    return calls, missing
 
 
 def format_time(t: float | None) -> str:
@@ -122,16 +137,10 @@ def run(cases: Sequence[str], sizes: Sequence[str], dtypes: Sequence[str], repea
             for dtype in dtypes:
                 if dtype not in case.dtypes:
                     continue
-                inputs = case.inputs(size, dtype)
-                calls, missing = {}, {}
-                for impl in impls:
-                    try:
-                        calls[impl] = case.prepare(impl, size, dtype, inputs).call
-                    except NotImplementedError as exc:
-                        missing[impl] = str(exc)
+                calls, missing = _calls(case, impls, size, dtype)
                 times: dict[str, float | None] = dict.fromkeys(impls)
                 times.update(measure(calls, repeat, min_time) if calls else {})
-                del calls, inputs
+                del calls
                 res = {"case": name, "size": size, "dtype": dtype, "times": times, "missing": missing,
                        "bytes": case.bytes_moved(size, dtype)}
                 results.append(res)
@@ -158,6 +167,44 @@ def _row(res: dict[str, Any], impls: Sequence[str], bandwidth: float | None) -> 
             share = f"{achieved / bandwidth:.0%}"
     return [res["case"], res["size"], res["dtype"], *(format_time(t[i]) for i in impls), ratio("numpy"),
             *([ratio("torch")] if "torch" in impls else []), gbs, share]
+
+
+def run_targets(repeat: int = 7, min_time: float = 0.2) -> list[dict[str, Any]]:
+    """Measure every speed target (the cases with a ``goal``); one row per target with seconds per call of each
+    implementation."""
+    triad = triad_bandwidth()
+    rows = []
+    for case in CASES.values():
+        if case.goal is None:
+            continue
+        calls, _ = _calls(case, IMPLS, case.goal.size, "float32")
+        rows.append({"case": case.goal.title, "goal": case.goal.ratio, "triad": triad,
+                     "traffic": case.bytes_moved(case.goal.size, "float32"), **measure(calls, repeat, min_time)})
+    return rows
+
+
+def format_targets(rows: Sequence[dict[str, Any]]) -> str:
+    """The targets table as plain text."""
+
+    def ms(s: float | None) -> str:
+        return "-" if s is None else f"{s * 1e3:.2f} ms"
+
+    head = ("case", "fastnn", "NumPy ref", "torch", "ref/fastnn", "fastnn/torch", "target", "GB/s", "of triad")
+    lines = []
+    for r in rows:
+        f, n, t = r.get("fastnn"), r.get("numpy"), r.get("torch")
+        gbs = r["traffic"] / f / 1e9 if r["traffic"] and f else None
+        triad = r["triad"]
+        lines.append((r["case"], ms(f), ms(n), ms(t), f"{n / f:.1f}x" if n and f else "-",
+                      f"{f / t:.2f}" if f and t else "-", f"<= {r['goal']:.1f}",
+                      f"{gbs:.1f}" if gbs else "-",
+                      f"{gbs * 1e9 / triad:.0%}" if gbs and triad else "-"))
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+    out = [format_row(head, widths), format_row(["-" * w for w in widths], widths)]
+    out += [format_row(line, widths) for line in lines]
+    if rows and rows[0]["triad"]:
+        out.append(f"STREAM triad (Numba, both cores): {rows[0]['triad'] / 1e9:.1f} GB/s")
+    return "\n".join(out)
 
 
 def _choices(value: str, allowed: Sequence[str], what: str) -> list[str]:
@@ -187,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-triad", action="store_true", help="skip the triad bandwidth measurement")
     parser.add_argument("--list", action="store_true", help="list the cases and their shapes per size, and exit")
     parser.add_argument("--targets", action="store_true", help="measure the speed targets instead (forward+backward "
-                        "pairs, optimizer and training steps, float32, vs torch): see fastnn.bench_targets")
+                        "pairs, optimizer and training steps, float32, vs torch): the registry's cases with a goal")
     args = parser.parse_args(argv)
     try:
         sizes = _choices("mnist" if args.quick and args.size == "mnist,cifar" else args.size,
@@ -203,24 +250,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cases:
         parser.error(f"--filter {args.filter!r} matches no case (cases: {', '.join(CASES)})")
     if args.list:
+        width = max(map(len, cases))
         for name in cases:
             for size in sizes:
                 if size in CASES[name].sizes:
-                    print(f"{name:<22} {size:<6} {CASES[name].describe(size)}")
+                    print(f"{name:<{width}} {size:<6} {CASES[name].describe(size)}")
         return 0
     try:
         apply_threads(args.threads, torch=True)
     except CLIError as exc:
         parser.error(f"--threads: {exc.__cause__}")
     if args.targets:
-        from . import bench_targets
-
         print(f"{get_num_threads()} threads; median of {repeat} interleaved blocks per call, JIT warmed; float32")
-        print(bench_targets.format_rows(bench_targets.run(repeat, 0.05 if args.quick else 0.2, args.threads)))
+        print(format_targets(run_targets(repeat, 0.05 if args.quick else 0.2)))
         return 0
     bandwidth = None if args.no_triad else triad_bandwidth(3 if args.quick else 10)
-    print(f"triad bandwidth: {f'{bandwidth / 1e9:.1f} GB/s' if bandwidth else 'not measured'}"
-          f"{'' if bandwidth or args.no_triad else ' (fastnn.kernels._bandwidth.triad_bandwidth is not available)'}")
+    print(f"triad bandwidth: {f'{bandwidth / 1e9:.1f} GB/s' if bandwidth else 'not measured'}")
     print(f"median of {repeat} repeats per call, JIT warmed, {get_num_threads()} threads; "
           "ratios > 1x: fastnn is faster")
     run(cases, sizes, dtypes, repeat, 0.005 if args.quick else 0.05, bandwidth)

@@ -1,75 +1,16 @@
-"""The benchmark registry checks itself: every case's implementations agree at a tiny size, and the bench prints."""
+"""python -m fastnn.bench and the asv suite: every registry case is timed, the tables print.
+
+The registry's agreement tests (kernel vs twin vs torch) are in tests/kernels/test_registry.py."""
 
 from __future__ import annotations
 
 import re
 import time
 
-import numpy as np
 import pytest
 
-from fastnn import bench, bench_cases
+from fastnn import bench
 from fastnn.bench_cases import CASES
-
-from .conftest import TOL
-
-#: torch computes the same maths in another order (and other algorithms: convolution by its own GEMM paths)
-TORCH_TOL = {
-    np.dtype(np.float32): {"rtol": 2e-4, "atol": 2e-5},
-    np.dtype(np.float64): {"rtol": 1e-9, "atol": 1e-11},
-}
-
-
-def _outputs(case: bench_cases.Case, impl: str, dtype: np.dtype, inputs: dict) -> tuple[np.ndarray, ...]:
-    try:
-        run = case.prepare(impl, "tiny", dtype, inputs)
-    except NotImplementedError as exc:
-        pytest.skip(f"{case.name}: {exc}")
-    return run.result(run.call())
-
-
-def _snapshot(inputs: dict) -> dict:
-    return {k: v.copy() for k, v in inputs.items() if isinstance(v, np.ndarray)}
-
-
-@pytest.mark.parametrize("name", list(CASES))
-def test_fastnn_matches_numpy(name, dtype, twin):
-    case = CASES[name]
-    inputs = case.inputs("tiny", dtype)
-    before = _snapshot(inputs)
-    fast = _outputs(case, "fastnn", dtype, inputs)
-    ref = _outputs(case, "numpy", dtype, inputs)
-    assert len(fast) == len(ref) >= 1
-    for i, (a, b) in enumerate(zip(fast, ref, strict=True)):
-        assert a.shape == b.shape, f"output {i}"
-        assert a.dtype == b.dtype, f"output {i}"
-        if a.dtype.kind == "f":
-            assert a.dtype == dtype, f"output {i}"
-            np.testing.assert_allclose(a, b, **TOL[dtype], err_msg=f"output {i}")
-        else:
-            np.testing.assert_array_equal(a, b, err_msg=f"output {i}")
-    # a run must not write into the shared inputs, or later repeats (and other implementations) time other data
-    for k, v in before.items():
-        np.testing.assert_array_equal(inputs[k], v, err_msg=k)
-
-
-@pytest.mark.parametrize("name", list(CASES))
-def test_torch_is_the_same_operation(name, dtype):
-    """The torch column times the same maths: its results match the NumPy reference's leading outputs."""
-    pytest.importorskip("torch")
-    case = CASES[name]
-    if "torch" not in case.impls:
-        pytest.skip(f"{name} has no torch equivalent")
-    inputs = case.inputs("tiny", dtype)
-    before = _snapshot(inputs)
-    ref = _outputs(case, "numpy", dtype, inputs)
-    tor = _outputs(case, "torch", dtype, inputs)
-    assert 1 <= len(tor) <= len(ref)
-    for i, (a, b) in enumerate(zip(tor, ref[:len(tor)], strict=True)):
-        assert a.shape == b.shape, f"output {i}"
-        np.testing.assert_allclose(a, b, **TORCH_TOL[dtype], err_msg=f"output {i}")
-    for k, v in before.items():
-        np.testing.assert_array_equal(inputs[k], v, err_msg=k)
 
 
 def test_every_case_has_the_benchmark_sizes():
@@ -83,7 +24,7 @@ def test_every_case_has_the_benchmark_sizes():
 def test_bytes_moved_of_adam_is_seven_streams():
     # param, grad, m, v read; param, m, v written
     assert CASES["adam_step"].bytes_moved("cifar", "float32") == 7 * 10_000_000 * 4
-    assert CASES["batchnorm2d_forward"].bytes_moved("cifar", "float64") == 2 * 64 * 64 * 32 * 32 * 8
+    assert CASES["batchnorm_forward_train"].bytes_moved("cifar", "float64") == 2 * 64 * 64 * 32 * 32 * 8
 
 
 def test_measure_reports_the_median_per_call():
@@ -122,26 +63,56 @@ def test_bench_rejects_bad_options(capsys):
 
 
 def test_asv_suite_times_every_case_once():
-    """Every registry case has an asv benchmark in the module of its family, and every asv class names real cases."""
+    """Every registry case has an asv benchmark: in the module of its family when a class there names it, else in
+    asv_bench.kernels; every asv class names real cases."""
     import importlib
     import inspect
 
     from asv_bench.common import KernelBenchmark
+    from asv_bench.kernels import Kernel
 
     seen: dict[str, str] = {}
     for module in ("im2col_conv", "linalg", "pooling", "normalization", "optimizers", "activations_losses",
                    "training"):
         mod = importlib.import_module(f"asv_bench.{module}")
         for cls_name, cls in inspect.getmembers(mod, inspect.isclass):
-            if not issubclass(cls, KernelBenchmark) or cls is KernelBenchmark:
-                continue
+            if not issubclass(cls, KernelBenchmark) or cls_name.startswith("_") or cls is KernelBenchmark:
+                continue  # asv collects no class whose name starts with "_"
             for attr, case in cls.cases.items():
                 assert CASES[case].module == module, (cls_name, case)
                 assert case not in seen, (case, seen.get(case), cls_name)
                 seen[case] = cls_name
-                timed = [m for m in vars(cls) if m.startswith(("time_", "peakmem_")) and m.endswith(f"_{attr}")]
+                timed = [m for m in dir(cls) if m.startswith(("time_", "peakmem_")) and m.endswith(f"_{attr}")]
                 assert f"time_{attr}" in timed, (cls_name, attr)
+    for case in Kernel.params[0]:
+        assert case not in seen, (case, seen.get(case), "kernels.Kernel")
+        seen[case] = "kernels.Kernel"
     assert sorted(seen) == sorted(CASES)
+
+
+def test_asv_kernel_benchmark_times_a_registry_case():
+    from asv_bench.kernels import Kernel
+
+    bench_ = Kernel()
+    bench_.setup("sigmoid_forward", "fastnn", "float32", "mnist")
+    bench_.time_call()
+    with pytest.raises(NotImplementedError):
+        Kernel().setup("dropout_forward", "torch", "float32", "mnist")
+
+
+def test_targets_are_the_cases_with_a_goal(capsys):
+    goals = {name: case.goal for name, case in CASES.items() if case.goal is not None}
+    assert sorted(goals) == ["adam_step", "batchnorm1d_forward_backward", "batchnorm2d_forward_backward",
+                             "conv2d_forward_backward", "maxpool2d_forward_backward", "train_simpleconvnet"]
+    rows = [{"case": g.title, "goal": g.ratio, "traffic": CASES[n].bytes_moved(g.size, "float32"), "triad": 2e10,
+             "fastnn": 1e-3, "numpy": 1e-2, "torch": 2e-3} for n, g in goals.items()]
+    lines = bench.format_targets(rows).splitlines()
+    assert lines[0].split() == ["case", "fastnn", "NumPy", "ref", "torch", "ref/fastnn", "fastnn/torch", "target",
+                                "GB/s", "of", "triad"]
+    adam = next(line for line in lines if line.startswith("Adam step, 10M float32 params"))
+    # 7 streams of 10M float32 in 1 ms: 280 GB/s, 14x the triad
+    assert adam.split()[-5:] == ["0.50", "<=", "1.0", "280.0", "1400%"]
+    assert lines[-1] == "STREAM triad (Numba, both cores): 20.0 GB/s"
 
 
 def test_bench_lists_the_shapes(capsys):

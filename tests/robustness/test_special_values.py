@@ -16,6 +16,7 @@ import pytest
 
 import fastnn.kernels as K
 import fastnn.reference as R
+from fastnn.bench_cases import CASES
 
 from ..conftest import TOL
 from .cases import CALLS, INPLACE, arrays_of, assert_unchanged, copies, outputs
@@ -228,19 +229,14 @@ def test_layernorm_special_in_one_sample_like_torch(impl, special, fdtype, twin)
 # ---------------------------------------------------------------------------------------------------------------
 # Zero-size batches
 
-#: Kernels that return empty results for N = 0 (docs/design.md lists elementwise, conv, pooling, im2col; the
-#: others here follow the same rule), and those that raise "N must be >= 1" (a mean over the batch).
-EMPTY_OK = {"relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
-            "leaky_relu_forward", "leaky_relu_backward", "conv2d_forward", "conv2d_backward", "dropout_forward",
-            "dropout_backward", "dropout_mask", "im2col", "col2im", "softmax_forward", "batchnorm_forward_infer",
-            "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
-            "instancenorm_forward", "instancenorm_backward", "maxpool2d_forward", "maxpool2d_backward",
-            "avgpool2d_forward", "avgpool2d_backward", "matmul"}
+#: Kernels that raise "N must be >= 1" for N = 0 (a mean over the batch: docs/design.md).
 RAISES_N = {"softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss", "batchnorm_forward_train",
             "batchnorm_backward"}
 #: Optimizer steps act on parameters, which have no batch axis (a 0-size parameter is a no-op).
-NO_BATCH = {"sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step", "adamw_step",
-            "adabound_step"}
+NO_BATCH = {name for name in K.__all__ if "param" in CASES[name].args}
+#: Every other kernel returns empty results for N = 0 (docs/design.md lists elementwise, conv, pooling, im2col;
+#: the others follow the same rule, and so must a new kernel unless it is listed above).
+EMPTY_OK = set(K.__all__) - RAISES_N - NO_BATCH
 
 #: Arguments with a batch axis first, per kernel.
 _BATCHED = {"x", "dout", "out", "probs", "t", "y", "argmax", "mask", "mean", "inv_std", "a"}  # a: matmul's rows
@@ -251,18 +247,20 @@ def _empty_batch(name, kw):
     for k, v in kw.items():
         if isinstance(v, np.ndarray) and k in _BATCHED:
             kw[k] = v[:0]
-    if name in ("col2im", "maxpool2d_backward", "avgpool2d_backward"):
-        kw["input_shape"] = (0, *kw["input_shape"][1:])
-        if name == "col2im":
-            kw["col"] = kw["col"][:0]
-    if name == "dropout_mask":
-        kw["shape"] = (0, *kw["shape"][1:])
+    for k in ("input_shape", "shape"):  # col2im, the pooling backwards; dropout_mask
+        if k in kw:
+            kw[k] = (0, *kw[k][1:])
+    if "col" in kw:  # col2im: N*OH*OW rows
+        kw["col"] = kw["col"][:0]
     return kw
 
 
 def test_zero_size_tables_cover_every_kernel():
     assert EMPTY_OK | RAISES_N | NO_BATCH == set(K.__all__)
-    assert not (EMPTY_OK & RAISES_N)
+    assert RAISES_N <= set(K.__all__)
+    assert not (RAISES_N & NO_BATCH)
+    assert NO_BATCH == {"sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
+                        "adamw_step", "adabound_step"}
 
 
 @pytest.mark.parametrize("name", sorted(EMPTY_OK | RAISES_N))
