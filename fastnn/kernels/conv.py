@@ -35,10 +35,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .. import _validate
+from .. import _checks
 from .._jit import kernel
 from .._validate import WindowGeometry
-from ..reference.conv import _conv_checks
 from . import winograd
 from ._workspace import buffer as _buffer
 from ._workspace import workspace as _workspace
@@ -161,7 +160,7 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         Common dtype of x, W, b (NumPy promotion), C-contiguous; ``OH = (H + 2 pad_h - FH) // S_h + 1``.
     """
     x_arg = x
-    (x, W, b), g = _conv_checks("conv2d_forward", x, W, stride, pad, cache, b=b)
+    x, W, b, g = _checks.check_conv2d_forward("conv2d_forward", x, W, b, stride, pad, cache)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     if cache is not None:
@@ -226,8 +225,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         All C-contiguous, in the common dtype of dout, x, W.
     """
     x_arg = x
-    (x, W, dout), g = _conv_checks("conv2d_backward", x, W, stride, pad, cache, dout=dout)
-    need_dx = _validate.flag(need_dx, "conv2d_backward", "need_dx")
+    dout, x, W, g, need_dx = _checks.check_conv2d_backward("conv2d_backward", dout, x, W, stride, pad, cache,
+                                                           need_dx)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dtype = x.dtype

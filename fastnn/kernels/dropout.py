@@ -11,8 +11,9 @@ import math
 import numpy as np
 from numba import prange
 
+from .. import _checks
 from .._jit import helper, kernel
-from ..reference.dropout import GAMMA, MIX1, MIX2, _apply_checks, mask_key_threshold
+from .._splitmix import GAMMA, MIX1, MIX2
 
 __all__ = ["dropout_mask", "dropout_forward", "dropout_backward"]
 
@@ -64,7 +65,7 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
     -------
     mask : ndarray of bool, ``shape`` (identical to :func:`fastnn.reference.dropout_mask`)
     """
-    shape, key, threshold = mask_key_threshold(shape, drop_ratio, seed, "dropout_mask")
+    shape, key, threshold = _checks.check_dropout_mask("dropout_mask", shape, drop_ratio, seed)
     mask = np.empty(shape, np.bool_)
     n = math.prod(shape)
     _mask.run(n, mask.reshape(-1), np.uint64(key), np.uint64(threshold))
@@ -72,7 +73,7 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
 
 
 def _run_apply(where: str, name: str, a, mask, scale) -> np.ndarray:
-    a, mask, scale = _apply_checks(where, name, a, mask, scale)
+    a, mask, scale = _checks.check_dropout(where, name, a, mask, scale)
     out = np.empty(a.shape, a.dtype)
     t = a.dtype.type
     _apply.run(a.size, np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(mask).reshape(-1),

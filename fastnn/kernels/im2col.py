@@ -30,9 +30,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange, uintp
 
+from .. import _checks
 from .._jit import kernel
 from .._validate import WindowGeometry
-from ..reference.im2col import _col2im_checks, _im2col_checks
 from ._window import offset_span, window_span
 
 __all__ = ["col2im", "im2col"]
@@ -179,7 +179,7 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int,
     col : ndarray (N*OH*OW, C*FH*FW)
         x.dtype, C-contiguous; rows ordered (n, oh, ow), columns (c, fh, fw).
     """
-    x, g = _im2col_checks(x, filter_h, filter_w, stride, pad)
+    x, g = _checks.check_im2col("im2col", x, filter_h, filter_w, stride, pad)
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     col = np.empty((g.N * ohw, ck), dtype=x.dtype)
     if col.size:
@@ -212,7 +212,7 @@ def col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: in
     x : ndarray (N, C, H, W)
         col.dtype, C-contiguous.
     """
-    col, g = _col2im_checks(col, input_shape, filter_h, filter_w, stride, pad)
+    col, g = _checks.check_col2im("col2im", col, input_shape, filter_h, filter_w, stride, pad)
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=col.dtype)
     if not dx.size:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .. import _checks
 from .._jit import kernel
-from ..reference.linalg import _matmul_checks
 from . import _blas
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 
@@ -146,6 +146,6 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out : ndarray (M, N)
         Common dtype of a and b, C-contiguous.
     """
-    a, b = _matmul_checks("matmul", a, b)
+    a, b = _checks.check_matmul("matmul", a, b)
     out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
     return matmul_into(a, b, out)

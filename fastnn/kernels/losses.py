@@ -13,9 +13,9 @@ import math
 import numpy as np
 from numba import prange
 
+from .. import _checks
 from .._jit import helper, kernel
-from ..reference.losses import _ce_backward_checks, _ce_forward_checks, _loss_checks, _scores
-from .activations import _exp_nonpos, _fdiv, exp_nonpos_constants
+from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss"]
 
@@ -154,7 +154,7 @@ def softmax_forward(x: np.ndarray) -> np.ndarray:
     -------
     probs : ndarray, (N, K), x's float dtype (rows containing NaN or +inf are NaN)
     """
-    x = _scores(x, "softmax_forward", loss=False)
+    x = _checks.check_softmax("softmax_forward", x)
     probs = np.empty(x.shape, x.dtype)
     if x.size:
         _softmax.run(x.size, np.ascontiguousarray(x), probs, *exp_nonpos_constants(x.dtype))
@@ -177,7 +177,7 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float 
     loss : 0-d NumPy scalar of x's dtype
     probs : ndarray, (N, K), x's dtype
     """
-    x, labels, delta = _ce_forward_checks(x, t, delta)
+    x, labels, delta = _checks.check_softmax_cross_entropy("softmax_cross_entropy_forward", x, t, delta)
     probs = np.empty(x.shape, x.dtype)
     row_loss = np.empty(x.shape[0], x.dtype)
     args = (np.ascontiguousarray(x), np.ascontiguousarray(labels), probs, row_loss)
@@ -203,7 +203,8 @@ def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float
     -------
     dx : ndarray, (N, K), probs' float dtype
     """
-    probs, labels, dout = _ce_backward_checks(probs, t, dout)
+    probs, labels, dout = _checks.check_softmax_cross_entropy_backward("softmax_cross_entropy_backward", probs, t,
+                                                                      dout)
     dx = np.empty(probs.shape, probs.dtype)
     tp = probs.dtype.type
     _softmax_ce_bwd.run(probs.size, np.ascontiguousarray(probs), np.ascontiguousarray(labels), dx,
@@ -225,7 +226,7 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     loss : 0-d NumPy scalar of x's dtype
     dx : ndarray, (N, K), x's dtype
     """
-    x, labels = _loss_checks("svm_loss", x, y, "y")
+    x, labels = _checks.check_svm_loss("svm_loss", x, y)
     dx = np.empty(x.shape, x.dtype)
     row_loss = np.empty(x.shape[0], x.dtype)
     tp = x.dtype.type

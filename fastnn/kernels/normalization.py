@@ -62,19 +62,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .. import _jit
+from .. import _checks, _jit
 from .._jit import helper, kernel
-from ..reference.normalization import (
-    _batchnorm_backward_args,
-    _batchnorm_infer_args,
-    _batchnorm_train_args,
-    _groupnorm_backward_args,
-    _groupnorm_forward_args,
-    _instancenorm_backward_args,
-    _instancenorm_forward_args,
-    _layernorm_backward_args,
-    _layernorm_forward_args,
-)
 
 __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "layernorm_forward",
            "layernorm_backward", "groupnorm_forward", "groupnorm_backward", "instancenorm_forward",
@@ -801,7 +790,8 @@ def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
     mean, inv_std : ndarray (D,) or (C,)
         In the common float dtype of x, gamma and beta.
     """
-    x, gamma, beta, momentum, eps = _batchnorm_train_args(x, gamma, beta, running_mean, running_var, momentum, eps)
+    x, gamma, beta, momentum, eps = _checks.check_batchnorm_forward_train(
+        "batchnorm_forward_train", x, gamma, beta, running_mean, running_var, momentum, eps)
     x = np.ascontiguousarray(x)
     mean, var = _batch_moments(x)
     out, mean, inv_std = _batch_normalize(x, mean, var, gamma, beta, eps)
@@ -825,8 +815,8 @@ def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
     -------
     out : ndarray, x's shape, the common float dtype of all five arrays
     """
-    x, gamma, beta, running_mean, running_var, eps = _batchnorm_infer_args(x, gamma, beta, running_mean,
-                                                                           running_var, eps)
+    x, gamma, beta, running_mean, running_var, eps = _checks.check_batchnorm_forward_infer(
+        "batchnorm_forward_infer", x, gamma, beta, running_mean, running_var, eps)
     if x.size == 0:
         return np.empty(x.shape, x.dtype)
     x = np.ascontiguousarray(x)
@@ -849,7 +839,8 @@ def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     dgamma, dbeta : ndarray (D,) or (C,)
         In the common float dtype of the inputs.
     """
-    dout, x, gamma, mean, inv_std = _batchnorm_backward_args(dout, x, gamma, mean, inv_std)
+    dout, x, gamma, mean, inv_std = _checks.check_batchnorm_backward(
+        "batchnorm_backward", dout, x, gamma, mean, inv_std)
     N, C, L = _channels(x)
     mean = np.ascontiguousarray(mean)
     planes = L >= _PLANE_MIN
@@ -889,7 +880,7 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     mean, inv_std : ndarray (N,)
         In the common float dtype of x, gamma and beta.
     """
-    x, gamma, beta, eps = _layernorm_forward_args(x, gamma, beta, eps)
+    x, gamma, beta, eps = _checks.check_layernorm_forward("layernorm_forward", x, gamma, beta, eps)
     N = x.shape[0]
     if N == 0:
         return np.empty(x.shape, x.dtype), np.empty(0, x.dtype), np.empty(0, x.dtype)
@@ -912,7 +903,8 @@ def layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     dx : ndarray, x's shape
     dgamma, dbeta : ndarray of shape x.shape[1:]
     """
-    dout, x, gamma, mean, inv_std = _layernorm_backward_args(dout, x, gamma, mean, inv_std)
+    dout, x, gamma, mean, inv_std = _checks.check_layernorm_backward(
+        "layernorm_backward", dout, x, gamma, mean, inv_std)
     N = x.shape[0]
     if N == 0:
         return np.empty(x.shape, x.dtype), np.zeros(gamma.shape, x.dtype), np.zeros(gamma.shape, x.dtype)
@@ -973,7 +965,7 @@ def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups
     out : ndarray, x's shape
     mean, inv_std : ndarray (N, G)
     """
-    x, gamma, beta, groups, eps = _groupnorm_forward_args(x, gamma, beta, groups, eps)
+    x, gamma, beta, groups, eps = _checks.check_groupnorm_forward("groupnorm_forward", x, gamma, beta, groups, eps)
     return _group_forward(x, gamma, beta, groups, eps)
 
 
@@ -993,7 +985,8 @@ def groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, group
     dx : ndarray, x's shape
     dgamma, dbeta : ndarray (C,)
     """
-    dout, x, gamma, groups, mean, inv_std = _groupnorm_backward_args(dout, x, gamma, groups, mean, inv_std)
+    dout, x, gamma, groups, mean, inv_std = _checks.check_groupnorm_backward(
+        "groupnorm_backward", dout, x, gamma, groups, mean, inv_std)
     return _group_backward(dout, x, gamma, groups, mean, inv_std)
 
 
@@ -1012,7 +1005,7 @@ def instancenorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     out : ndarray, x's shape
     mean, inv_std : ndarray (N, C)
     """
-    x, gamma, beta, eps = _instancenorm_forward_args(x, gamma, beta, eps)
+    x, gamma, beta, eps = _checks.check_instancenorm_forward("instancenorm_forward", x, gamma, beta, eps)
     return _group_forward(x, gamma, beta, x.shape[1], eps)
 
 
@@ -1031,5 +1024,6 @@ def instancenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, me
     dx : ndarray, x's shape
     dgamma, dbeta : ndarray (C,)
     """
-    dout, x, gamma, mean, inv_std = _instancenorm_backward_args(dout, x, gamma, mean, inv_std)
+    dout, x, gamma, mean, inv_std = _checks.check_instancenorm_backward(
+        "instancenorm_backward", dout, x, gamma, mean, inv_std)
     return _group_backward(dout, x, gamma, x.shape[1], mean, inv_std)

@@ -22,9 +22,9 @@ import math
 import numpy as np
 from numba import prange
 
+from .. import _checks
 from .._jit import Kernel, kernel
-from ..reference.optimizers import _adabound_checks, _adam_checks, _checks, _nesterov_checks
-from .activations import _fdiv
+from ._math import _fdiv
 
 __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
            "adamw_step", "adabound_step"]
@@ -236,7 +236,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float
     weight_decay : float
         L2 coefficient >= 0.
     """
-    g, lr, weight_decay = _checks("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
+    g, lr, weight_decay = _checks.check_optimizer_step("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_sgd, param, g, (), t(lr), t(weight_decay))
 
@@ -255,8 +255,8 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr:
     lr, momentum, weight_decay : float
         lr > 0, 0 <= momentum < 1, weight_decay >= 0 (L2).
     """
-    g, lr, momentum, weight_decay = _checks("momentum_step", param, grad, {"velocity": velocity}, lr=lr,
-                                            momentum=momentum, weight_decay=weight_decay)
+    g, lr, momentum, weight_decay = _checks.check_optimizer_step("momentum_step", param, grad, {"velocity": velocity},
+                                                                 lr=lr, momentum=momentum, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_momentum, param, g, (velocity,), t(lr), t(momentum), t(weight_decay))
 
@@ -277,8 +277,8 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
     pytorch_form : bool, keyword-only
         True: ``torch.optim.SGD(nesterov=True)``; False: the book's ``Nesterov`` class.
     """
-    g, lr, momentum, weight_decay, pytorch_form = _nesterov_checks(param, grad, buf, lr, momentum, weight_decay,
-                                                                   pytorch_form)
+    g, lr, momentum, weight_decay, pytorch_form = _checks.check_nesterov_step(
+        "nesterov_step", param, grad, buf, lr, momentum, weight_decay, pytorch_form)
     t = param.dtype.type
     if pytorch_form:
         _launch(_nesterov, param, g, (buf,), t(lr), t(momentum), t(weight_decay))
@@ -301,8 +301,8 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, 
     lr, eps, weight_decay : float
         lr > 0, eps > 0, weight_decay >= 0 (L2).
     """
-    g, lr, eps, weight_decay = _checks("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
-                                       weight_decay=weight_decay)
+    g, lr, eps, weight_decay = _checks.check_optimizer_step("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
+                                                            weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_adagrad, param, g, (h,), t(lr), t(eps), t(weight_decay))
 
@@ -321,16 +321,16 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float,
     lr, decay_rate, eps, weight_decay : float
         lr > 0, 0 <= decay_rate < 1, eps > 0, weight_decay >= 0 (L2).
     """
-    g, lr, decay_rate, eps, weight_decay = _checks("rmsprop_step", param, grad, {"sq": sq}, lr=lr,
-                                                   decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
+    g, lr, decay_rate, eps, weight_decay = _checks.check_optimizer_step(
+        "rmsprop_step", param, grad, {"sq": sq}, lr=lr, decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_rmsprop, param, g, (sq,), t(lr), t(decay_rate), t(1.0 - decay_rate), t(eps), t(weight_decay))
 
 
 def _adam_family(where: str, decoupled: bool, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1,
                  bias_correction2, weight_decay, v_max, eps_hat) -> None:
-    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _adam_checks(
-        where, param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay,
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _checks.check_adam_step(
+        where, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay, v_max,
         eps_hat)
     t = param.dtype.type
     l2, decay = (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
@@ -405,8 +405,8 @@ def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndar
     weight_decay : float
         L2 coefficient >= 0.
     """
-    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _adabound_checks(
-        param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
+    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _checks.check_adabound_step(
+        "adabound_step", param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
     t = param.dtype.type
     _launch(_adabound, param, g, (m, v), t(step_size), t(lower), t(upper), t(beta1), t(1.0 - beta1), t(beta2),
             t(1.0 - beta2), t(eps), t(weight_decay))

@@ -38,9 +38,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .. import _validate, config
+from .. import _checks, _validate, config
 from .._jit import helper, kernel
-from ..reference.pooling import _backward_checks, _forward_checks, _ties_checks
 from ._window import window_span
 
 __all__ = ["avgpool2d_backward", "avgpool2d_forward", "maxpool2d_backward", "maxpool2d_forward"]
@@ -327,7 +326,7 @@ def maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
     Replaces ``sliding_window_view(np.pad(x, ..., constant_values=-inf), ...).max(-1)`` and its argmax (see
     :func:`fastnn.reference.pooling.maxpool2d_forward`).
     """
-    x, g = _forward_checks("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
+    x, g = _checks.check_pool2d("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
     out = np.empty((g.N, g.C, g.OH, g.OW), dtype=x.dtype)
     argmax = np.empty(out.shape, dtype=_validate.pool_index_dtype(g.FH * g.FW))
     if out.size == 0:
@@ -387,8 +386,8 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
         nothing, and padding never counts as a maximum.
     """
     where = "maxpool2d_backward"
-    dout, g = _backward_checks(where, dout, input_shape, pool_h, pool_w, stride, pad)
-    argmax, x = _ties_checks(where, ties, argmax, x, g)
+    dout, argmax, x, g = _checks.check_maxpool2d_backward(where, dout, argmax, input_shape, pool_h, pool_w, stride,
+                                                          pad, ties, x)
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     if dx.size == 0:
         return dx
@@ -431,7 +430,7 @@ def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
     out : ndarray (N, C, OH, OW)
         x.dtype: window sum / (FH * FW).
     """
-    x, g = _forward_checks("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
+    x, g = _checks.check_pool2d("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
     out = np.empty((g.N, g.C, g.OH, g.OW), dtype=x.dtype)
     if out.size == 0:
         return out
@@ -458,7 +457,7 @@ def avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int],
     dx : ndarray (N, C, H, W)
         dout.dtype; overlapping windows add up, the share of padded positions is dropped.
     """
-    dout, g = _backward_checks("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
+    dout, g = _checks.check_pool2d_backward("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     if dx.size == 0:
         return dx
