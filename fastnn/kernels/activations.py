@@ -1,7 +1,9 @@
 """Element-wise activations, forward and backward, as Numba kernels.
 
-Same names, signatures and results as :mod:`fastnn.reference.activations` (formulas there). Inputs of any
-shape and layout; the output is a new C-contiguous array of the input's float dtype. NaN propagates as in
+Same names, signatures and results as :mod:`fastnn.reference.activations`, whose docstrings (the contract) each
+function here carries too (see :mod:`fastnn.kernels`). Every function is one loop over the flattened input
+(copied to C order first if it is not), run by the parallel twin from ``config.PARALLEL_MIN_WORK["elementwise"]``
+elements; the output is a new C-contiguous array of the input's float dtype. NaN propagates as in
 PyTorch: every comparison is written so that a NaN input takes the branch that carries it through
 (``relu(nan) = nan``; ``relu_backward`` passes ``dout`` where ``x`` is NaN, as ``threshold_backward`` does).
 """
@@ -110,46 +112,18 @@ def _binary(body, dout: np.ndarray, a: np.ndarray, *scalars) -> np.ndarray:
 
 
 def relu_forward(x: np.ndarray) -> np.ndarray:
-    """ReLU, ``max(x, 0)`` with NaN propagated.
-
-    Parameters
-    ----------
-    x : array_like, any shape, float32 or float64 (ints promote to float64)
-
-    Returns
-    -------
-    out : ndarray, x's shape and float dtype
-    """
+    """One pass; the comparison is written so that NaN is copied through."""
     return _unary(_relu_fwd, _checks.check_activation("relu_forward", x))
 
 
 def relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Gradient of ReLU: ``dout`` where ``x > 0`` or ``x`` is NaN, else 0.
-
-    Parameters
-    ----------
-    dout : array_like, x's shape
-        Upstream gradient.
-    x : array_like
-        The forward input.
-
-    Returns
-    -------
-    dx : ndarray, x's shape, the common float dtype of dout and x
-    """
+    """One pass; the comparison is written so that NaN in ``x`` passes ``dout`` (PyTorch's ``threshold_backward``)."""
     return _binary(_relu_bwd, *_checks.check_activation_backward("relu_backward", dout, x, "x"))
 
 
 def sigmoid_forward(x: np.ndarray) -> np.ndarray:
-    """Logistic sigmoid, stable for large ``|x|`` (no overflow, exact 0 and 1 at the ends).
-
-    Parameters
-    ----------
-    x : array_like, any shape
-
-    Returns
-    -------
-    out : ndarray, x's shape and float dtype
+    """One pass. The exponential is :func:`fastnn.kernels._math._exp_nonpos` of ``-|x|``: it never overflows,
+    it vectorises (libm's scalar ``exp`` does not) and is within 1 ulp; the two branches give exact 0 and 1 at the ends.
     """
     x = _checks.check_activation("sigmoid_forward", x)
     out = np.empty(x.shape, x.dtype)
@@ -158,80 +132,25 @@ def sigmoid_forward(x: np.ndarray) -> np.ndarray:
 
 
 def sigmoid_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Gradient of the sigmoid from its output: ``dout * out * (1 - out)``.
-
-    Parameters
-    ----------
-    dout : array_like, out's shape
-    out : array_like
-        The forward output.
-
-    Returns
-    -------
-    dx : ndarray, out's shape, the common float dtype
-    """
+    """One pass."""
     return _binary(_sigmoid_bwd, *_checks.check_activation_backward("sigmoid_backward", dout, out, "out"), 1)
 
 
 def tanh_forward(x: np.ndarray) -> np.ndarray:
-    """Hyperbolic tangent.
-
-    Parameters
-    ----------
-    x : array_like, any shape
-
-    Returns
-    -------
-    out : ndarray, x's shape and float dtype
-    """
+    """One pass (libm's ``tanh`` per element)."""
     return _unary(_tanh_fwd, _checks.check_activation("tanh_forward", x))
 
 
 def tanh_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Gradient of tanh from its output: ``dout * (1 - out**2)``.
-
-    Parameters
-    ----------
-    dout : array_like, out's shape
-    out : array_like
-        The forward output.
-
-    Returns
-    -------
-    dx : ndarray, out's shape, the common float dtype
-    """
+    """One pass."""
     return _binary(_tanh_bwd, *_checks.check_activation_backward("tanh_backward", dout, out, "out"), 1)
 
 
 def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
-    """Leaky ReLU: ``x`` where ``x > 0``, else ``alpha * x`` (NaN propagates).
-
-    Parameters
-    ----------
-    x : array_like, any shape
-    alpha : float
-        Slope for non-positive inputs (finite).
-
-    Returns
-    -------
-    out : ndarray, x's shape and float dtype
-    """
+    """One pass, ``alpha`` cast to x's dtype."""
     return _unary(_leaky_fwd, *_checks.check_leaky_relu("leaky_relu_forward", x, alpha))
 
 
 def leaky_relu_backward(dout: np.ndarray, x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
-    """Gradient of leaky ReLU: ``dout`` where ``x > 0``, else ``alpha * dout`` (PyTorch's convention at NaN).
-
-    Parameters
-    ----------
-    dout : array_like, x's shape
-    x : array_like
-        The forward input.
-    alpha : float
-        The forward slope.
-
-    Returns
-    -------
-    dx : ndarray, x's shape, the common float dtype
-    """
+    """One pass, ``alpha`` cast to the arrays' dtype."""
     return _binary(_leaky_bwd, *_checks.check_leaky_relu_backward("leaky_relu_backward", dout, x, alpha))

@@ -83,7 +83,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         Keyword-only: the dict given to :func:`conv2d_forward`; its unfolded input is reused when this is the
         same ``x`` object with the same geometry.
     need_dx : bool
-        Keyword-only. False skips the input gradient and returns None for it.
+        Keyword-only. False skips the input gradient and returns None for it: what the first layer of a network
+        needs, as autograd skips inputs that need no gradient.
 
     Returns
     -------

@@ -97,9 +97,13 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
                        x: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`maxpool2d_forward`: each ``dout`` goes to its window's maximum.
 
-    ``ties="first"`` (default): to the element ``argmax`` names, the first maximum. ``ties="split"`` (cs231n's
-    ``max_pool_backward_reshape``): divided equally among the window's elements equal to its maximum, found in
-    ``x``; a NaN maximum gives NaN to every element of its window (cs231n's ``0/0``).
+    Two rules for a window holding several equal maxima:
+
+    * ``ties="first"`` (default; PyTorch, Deep Learning from Scratch, cs231n's naive and im2col layers): all of
+      the window's gradient goes to the element its ``argmax`` names, the first maximum in row-major order.
+    * ``ties="split"`` (cs231n's ``max_pool_backward_reshape``, so its ``max_pool_backward_fast`` on tiling
+      pools): the gradient is divided equally among the window's elements equal to its maximum, found again
+      in ``x``; a window whose maximum is NaN gives NaN to every one of its elements (cs231n's ``0/0``).
 
     .. math::
 
@@ -113,15 +117,17 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
     dout : ndarray (N, C, OH, OW)
         Upstream gradient, float32 or float64.
     argmax : ndarray (N, C, OH, OW) or None
-        Integer window indices in ``[0, FH*FW)`` as returned by the forward pass; None with ``ties="split"``.
+        Integer window indices in ``[0, FH*FW)`` as returned by the forward pass (any integer dtype; values are
+        checked, since the kernel scatters through them). None with ``ties="split"``, which does not use it.
     input_shape : tuple (N, C, H, W)
         Shape of the forward input.
     pool_h, pool_w, stride, pad
         As in the forward pass.
     ties : {"first", "split"}
-        Keyword-only: the rule for equal maxima.
+        Keyword-only: the rule for equal maxima, above.
     x : ndarray (N, C, H, W), optional
-        Keyword-only: the forward input, required with ``ties="split"`` and refused with "first".
+        Keyword-only: the forward input (float32 or float64), required with ``ties="split"`` and refused with
+        "first".
 
     Returns
     -------
@@ -193,7 +199,7 @@ def avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int],
     Returns
     -------
     dx : ndarray (N, C, H, W)
-        dout.dtype; the share of padded positions is dropped.
+        dout.dtype; overlapping windows add up, the share of padded positions is dropped.
     """
     dout, g = _checks.check_pool2d_backward("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
     share = dout / dout.dtype.type(g.FH * g.FW)
