@@ -235,23 +235,7 @@ def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
 
     .. math:: p \leftarrow p \, (1 - \eta \lambda), \ \text{then the Adam update of :func:`adam_step` without L2.}
 
-    Parameters
-    ----------
-    param : ndarray, float32 or float64
-        Updated in place.
-    grad : array_like, param's shape
-    m, v : ndarray, param's shape and dtype
-        First and second moments, updated in place (start from zeros).
-    lr, beta1, beta2, eps : float
-        :math:`\eta > 0`, :math:`0 \le \beta_1, \beta_2 < 1`, :math:`\epsilon > 0`.
-    bias_correction1, bias_correction2 : float
-        :math:`c_1, c_2 \in (0, 1]` for the step :math:`t \ge 1` being taken.
-    weight_decay : float
-        Decoupled decay coefficient :math:`\lambda \ge 0` (not added to the gradient).
-    v_max : ndarray or None
-        AMSGrad's running maximum of ``v``, as in :func:`adam_step`.
-    eps_hat : bool, keyword-only
-        The form of the Adam update, as in :func:`adam_step`.
+    Parameters are those of :func:`adam_step`; ``weight_decay`` (:math:`\lambda \ge 0`) is decoupled instead of L2.
     """
     g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _checks.check_adam_step(
         "adamw_step", param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay, v_max,
