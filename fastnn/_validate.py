@@ -25,7 +25,8 @@ def fail(where: str, name: str, expected: str, got: Any, exc: type[Exception] = 
     raise exc(f"{where}: {name} must be {expected}, got {got}")
 
 
-def _describe(x: Any) -> str:
+def describe(x: Any) -> str:
+    """How an unexpected value is named in an error message: an array by shape and dtype, else type and repr."""
     if isinstance(x, np.ndarray):
         return f"array of shape {x.shape} and dtype {x.dtype}"
     return f"{type(x).__name__} {x!r}"
@@ -54,7 +55,7 @@ def float_array(x: Any, where: str, name: str, *, ndim: int | tuple[int, ...] | 
     elif isinstance(x, (list, tuple, int, float, np.generic)) and not isinstance(x, (str, bytes)):
         arr = np.asarray(x)
     else:
-        fail(where, name, "a NumPy array of floats", _describe(x), TypeError)
+        fail(where, name, "a NumPy array of floats", describe(x), TypeError)
     try:
         target = float_dtype_of(arr.dtype) if dtype is None else np.dtype(dtype)
     except TypeError:
@@ -89,7 +90,7 @@ def shape(a: np.ndarray, expected: tuple[int | None, ...], where: str, name: str
 def integer(v: Any, where: str, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``v`` as a Python int (bools refused), within ``[minimum, maximum]``."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        fail(where, name, "an int", _describe(v), TypeError)
+        fail(where, name, "an int", describe(v), TypeError)
     v = int(v)
     if minimum is not None and v < minimum:
         fail(where, name, f">= {minimum}", v)
@@ -101,7 +102,7 @@ def integer(v: Any, where: str, name: str, *, minimum: int | None = None, maximu
 def flag(v: Any, where: str, name: str) -> bool:
     """A yes/no switch: a bool (or NumPy bool), as a Python bool."""
     if not isinstance(v, (bool, np.bool_)):
-        fail(where, name, "True or False", _describe(v), TypeError)
+        fail(where, name, "True or False", describe(v), TypeError)
     return bool(v)
 
 
@@ -114,7 +115,7 @@ def int_pair(v: Any, where: str, name: str, *, minimum: int) -> tuple[int, int]:
     """A size given as one int or a pair ``(vertical, horizontal)``, each at least ``minimum``."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
-            fail(where, name, "an int or a pair of ints", _describe(v), TypeError)
+            fail(where, name, "an int or a pair of ints", describe(v), TypeError)
         return (integer(v[0], where, name, minimum=minimum, maximum=MAX_SIZE),
                 integer(v[1], where, name, minimum=minimum, maximum=MAX_SIZE))
     i = integer(v, where, name, minimum=minimum, maximum=MAX_SIZE)
@@ -133,7 +134,7 @@ def scalar(v: Any, where: str, name: str, *, gt: float | None = None, ge: float 
            lt: float | None = None, le: float | None = None) -> float:
     """A finite real hyperparameter within bounds, as a Python float."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        fail(where, name, "a real number", _describe(v), TypeError)
+        fail(where, name, "a real number", describe(v), TypeError)
     f = float(v)
     if not math.isfinite(f) or (gt is not None and not f > gt) or (ge is not None and not f >= ge) or (
             lt is not None and not f < lt) or (le is not None and not f <= le):
@@ -204,7 +205,7 @@ def params_grads(params: Mapping[str, Any], grads: Mapping[str, Any], where: str
         if isinstance(p, np.ndarray):
             if p.dtype not in FLOAT_DTYPES:
                 fail(where, f"params[{k!r}]", "a float32 or float64 ndarray (updated in place) or a real number",
-                     _describe(p), TypeError)
+                     describe(p), TypeError)
             if not p.flags.writeable:
                 fail(where, f"params[{k!r}]", "writeable (it is updated in place)", "a read-only array")
             arrays[k] = p
@@ -212,14 +213,14 @@ def params_grads(params: Mapping[str, Any], grads: Mapping[str, Any], where: str
             dtype = _number_dtype(p)
             if dtype is None:
                 fail(where, f"params[{k!r}]", "a float32 or float64 ndarray (updated in place) or a real number",
-                     _describe(p), TypeError)
+                     describe(p), TypeError)
             if not isinstance(params, MutableMapping):
                 fail(where, "params", f"a mutable dict (the number params[{k!r}] is replaced)",
                      type(params).__name__, TypeError)
             try:
                 arrays[k] = np.array(p, dtype=dtype)
             except OverflowError:
-                fail(where, f"params[{k!r}]", f"representable as {dtype}", _describe(p))
+                fail(where, f"params[{k!r}]", f"representable as {dtype}", describe(p))
         g = grads[k]
         gshape = np.shape(g)
         if gshape != arrays[k].shape:
@@ -293,7 +294,7 @@ def pool_argmax(argmax: Any, expected_shape: tuple[int, ...], window_size: int, 
     check matters: compiled kernels scatter through these indices without bounds checks.
     """
     if not isinstance(argmax, np.ndarray):
-        fail(where, name, "a NumPy integer array (the argmax returned by the forward pass)", _describe(argmax),
+        fail(where, name, "a NumPy integer array (the argmax returned by the forward pass)", describe(argmax),
              TypeError)
     if argmax.dtype.kind not in "iu":
         fail(where, name, "an integer array (the argmax returned by the forward pass)", f"dtype {argmax.dtype}",
@@ -313,7 +314,7 @@ def inplace_array(a: Any, where: str, name: str, *, like: np.ndarray | None = No
     if not isinstance(a, np.ndarray) or a.dtype not in FLOAT_DTYPES:
         want = "a float32 or float64 ndarray (updated in place)" if like is None else (
             f"a {like.dtype} ndarray like param (updated in place)")
-        fail(where, name, want, _describe(a), TypeError)
+        fail(where, name, want, describe(a), TypeError)
     if like is not None and a.dtype != like.dtype:
         fail(where, name, f"of dtype {like.dtype} like param", f"dtype {a.dtype}", TypeError)
     if like is not None and a.shape != like.shape:
@@ -326,7 +327,7 @@ def inplace_array(a: Any, where: str, name: str, *, like: np.ndarray | None = No
 def bool_array(a: Any, where: str, name: str, *, shape_of: tuple[int, ...] | None = None) -> np.ndarray:
     """A boolean ndarray (a mask), optionally of a given shape."""
     if not isinstance(a, np.ndarray) or a.dtype != np.bool_:
-        fail(where, name, "a bool ndarray", _describe(a), TypeError)
+        fail(where, name, "a bool ndarray", describe(a), TypeError)
     if shape_of is not None and a.shape != tuple(shape_of):
         fail(where, name, f"of shape {tuple(shape_of)}", f"shape {a.shape}")
     return a
@@ -337,7 +338,7 @@ def shape_tuple(s: Any, where: str, name: str = "shape") -> tuple[int, ...]:
     if isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
         s = (s,)
     if not isinstance(s, (tuple, list)):
-        fail(where, name, "an int or a tuple of ints", _describe(s), TypeError)
+        fail(where, name, "an int or a tuple of ints", describe(s), TypeError)
     return tuple(integer(v, where, f"{name}[{i}]", minimum=0, maximum=MAX_SIZE) for i, v in enumerate(s))
 
 

@@ -35,10 +35,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .. import _validate
+from .. import _checks
 from .._jit import kernel
 from .._validate import WindowGeometry
-from ..reference.conv import _conv_checks
 from . import winograd
 from ._workspace import buffer as _buffer
 from ._workspace import workspace as _workspace
@@ -128,40 +127,16 @@ def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeom
 
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
                    pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
-    """Convolve NCHW input with FN filters and add a bias per filter.
+    """im2col + one OpenBLAS GEMM per chunk of samples, the bias added while moving the product into NCHW (module
+    docstring: layout and measurements); 3x3 stride-1 filters take :mod:`fastnn.kernels.winograd`, 1x1 stride-1
+    unpadded ones a batched matmul with no unfolding. ``x`` may have any strides; ``out`` is C-contiguous.
 
-    .. math::
-
-        out[n, f, i, j] = b[f] + \\sum_{c, k_h, k_w} W[f, c, k_h, k_w]\\, x_{pad}[n, c, i S_h + k_h, j S_w + k_w]
-
-    Replaces ``im2col(x) @ W.reshape(FN, -1).T + b`` followed by a transpose to NCHW (Deep Learning from
-    Scratch ``Convolution.forward``).
-
-    Parameters
-    ----------
-    x : ndarray (N, C, H, W)
-        float32 or float64 (ints/bools promote to float64); any strides.
-    W : ndarray (FN, C, FH, FW)
-        Filters.
-    b : ndarray (FN,)
-        Bias.
-    stride : int or (int, int)
-        Step between windows (vertical, horizontal), >= 1.
-    pad : int or (int, int)
-        Zeros added on each side (vertical, horizontal), >= 0.
-    cache : dict, optional
-        Keyword-only workspace owned by the caller (e.g. a layer), passed again to :func:`conv2d_backward`.
-        The whole batch's column matrix (``C*FH*FW * N*OH*OW`` elements) is kept in it, so the backward pass
-        does not unfold ``x`` again, and its scratch memory is reused from call to call. The columns are
-        used only if backward receives the same ``x`` object, unmodified, with the same geometry.
-
-    Returns
-    -------
-    out : ndarray (N, FN, OH, OW)
-        Common dtype of x, W, b (NumPy promotion), C-contiguous; ``OH = (H + 2 pad_h - FH) // S_h + 1``.
+    With ``cache``, the whole batch's column matrix (``C*FH*FW * N*OH*OW`` elements) is kept in it for the backward
+    pass, which then neither unfolds ``x`` again nor chunks (~1.5x faster), and its scratch memory is reused from
+    call to call.
     """
     x_arg = x
-    (x, W, b), g = _conv_checks("conv2d_forward", x, W, stride, pad, cache, b=b)
+    x, W, b, g = _checks.check_conv2d_forward("conv2d_forward", x, W, b, stride, pad, cache)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     if cache is not None:
@@ -190,44 +165,16 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
 def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int] = 1,
                     pad: int | tuple[int, int] = 0, *, cache: dict | None = None,
                     need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Gradients of :func:`conv2d_forward` with respect to its input, filters and bias.
+    """Per chunk of samples: ``dout`` moved to (FN, m*OH*OW) with ``db`` summed on the way, ``dW += col @ dout^T``
+    and ``dcol = W^T @ dout`` (written over the columns), folded back by col2im; 3x3 stride-1 filters take
+    :mod:`fastnn.kernels.winograd`. ``dout`` may have any strides; the results are C-contiguous.
 
-    .. math::
-
-        dW[f, c, k_h, k_w] = \\sum_{n, i, j} dout[n, f, i, j]\\, x_{pad}[n, c, i S_h + k_h, j S_w + k_w]
-
-        db[f] = \\sum_{n, i, j} dout[n, f, i, j]
-
-        dx = \\mathrm{col2im}\\big(W_{f, (c, k_h, k_w)}^T\\, dout_{f, (n, i, j)}\\big)
-
-    Parameters
-    ----------
-    dout : ndarray (N, FN, OH, OW)
-        Upstream gradient; any strides.
-    x : ndarray (N, C, H, W)
-        The forward input.
-    W : ndarray (FN, C, FH, FW)
-        The filters.
-    stride, pad
-        As in the forward pass.
-    cache : dict, optional
-        Keyword-only: the dict given to :func:`conv2d_forward`. Its column matrix is used when this is the
-        same ``x`` object (else ``x`` is unfolded again), then overwritten by the column gradient, so a second
-        backward call with this cache unfolds ``x`` itself; scratch memory is reused.
-    need_dx : bool
-        Keyword-only. False skips the input gradient (the ``W.T @ dout`` product and col2im) and returns None for
-        it: what the first layer of a network needs, as autograd skips inputs that need no gradient.
-
-    Returns
-    -------
-    dx : ndarray (N, C, H, W), or None when ``need_dx`` is False
-    dW : ndarray (FN, C, FH, FW)
-    db : ndarray (FN,)
-        All C-contiguous, in the common dtype of dout, x, W.
+    With ``cache``, the forward pass's columns are used when this is the same ``x`` object, then overwritten by the
+    column gradient, so a second backward call with the same cache unfolds ``x`` itself.
     """
     x_arg = x
-    (x, W, dout), g = _conv_checks("conv2d_backward", x, W, stride, pad, cache, dout=dout)
-    need_dx = _validate.flag(need_dx, "conv2d_backward", "need_dx")
+    dout, x, W, g, need_dx = _checks.check_conv2d_backward("conv2d_backward", dout, x, W, stride, pad, cache,
+                                                           need_dx)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dtype = x.dtype

@@ -11,8 +11,9 @@ import math
 import numpy as np
 from numba import prange
 
+from .. import _checks
 from .._jit import helper, kernel
-from ..reference.dropout import GAMMA, MIX1, MIX2, _apply_checks, mask_key_threshold
+from .._splitmix import GAMMA, MIX1, MIX2
 
 __all__ = ["dropout_mask", "dropout_forward", "dropout_backward"]
 
@@ -50,21 +51,10 @@ def _apply(a, mask, out, scale, zero, one):
 
 
 def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
-    """Boolean keep-mask, ``True`` with probability ``1 - drop_ratio``, a pure function of (seed, flat index).
-
-    Parameters
-    ----------
-    shape : int or tuple of int
-    drop_ratio : float
-        Probability of dropping an element, in [0, 1].
-    seed : int
-        In [0, 2**64).
-
-    Returns
-    -------
-    mask : ndarray of bool, ``shape`` (identical to :func:`fastnn.reference.dropout_mask`)
+    """One parallel pass hashing each flat index with the compiled SplitMix64: bit-identical to the twin's mask for
+    any thread count.
     """
-    shape, key, threshold = mask_key_threshold(shape, drop_ratio, seed, "dropout_mask")
+    shape, key, threshold = _checks.check_dropout_mask("dropout_mask", shape, drop_ratio, seed)
     mask = np.empty(shape, np.bool_)
     n = math.prod(shape)
     _mask.run(n, mask.reshape(-1), np.uint64(key), np.uint64(threshold))
@@ -72,7 +62,7 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
 
 
 def _run_apply(where: str, name: str, a, mask, scale) -> np.ndarray:
-    a, mask, scale = _apply_checks(where, name, a, mask, scale)
+    a, mask, scale = _checks.check_dropout(where, name, a, mask, scale)
     out = np.empty(a.shape, a.dtype)
     t = a.dtype.type
     _apply.run(a.size, np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(mask).reshape(-1),
@@ -81,34 +71,12 @@ def _run_apply(where: str, name: str, a, mask, scale) -> np.ndarray:
 
 
 def dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """``x * mask * scale`` (inverted dropout with ``scale = 1 / (1 - drop_ratio)``).
-
-    Parameters
-    ----------
-    x : array_like, any shape
-    mask : ndarray of bool, x's shape
-    scale : float
-        Finite.
-
-    Returns
-    -------
-    out : ndarray, x's shape and float dtype
+    """One pass over the flattened arrays into a new C-contiguous array, computing ``(x * mask) * scale`` in NumPy's
+    order, so a dropped NaN or inf gives NaN as in the twin.
     """
     return _run_apply("dropout_forward", "x", x, mask, scale)
 
 
 def dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """``dout * mask * scale``, the gradient of :func:`dropout_forward`.
-
-    Parameters
-    ----------
-    dout : array_like, any shape
-    mask : ndarray of bool, dout's shape
-    scale : float
-        The forward scale.
-
-    Returns
-    -------
-    dx : ndarray, dout's shape and float dtype
-    """
+    """One pass, as :func:`dropout_forward`."""
     return _run_apply("dropout_backward", "dout", dout, mask, scale)

@@ -30,9 +30,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange, uintp
 
+from .. import _checks
 from .._jit import kernel
 from .._validate import WindowGeometry
-from ..reference.im2col import _col2im_checks, _im2col_checks
 from ._window import offset_span, window_span
 
 __all__ = ["col2im", "im2col"]
@@ -154,32 +154,11 @@ def col2im_into(colT: np.ndarray, dx: np.ndarray, g: WindowGeometry) -> None:
 
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int, int] = 1,
            pad: int | tuple[int, int] = 0) -> np.ndarray:
-    """Unfold every sliding window of ``x`` into a row (Deep Learning from Scratch layout).
-
-    .. math::
-
-        col[(n, i, j), (c, k_h, k_w)] = x_{pad}[n, c, i S_h + k_h, j S_w + k_w]
-
-    Replaces ``fastnn.reference.im2col`` (a NumPy loop over the FH*FW window offsets); padding is never
-    materialised.
-
-    Parameters
-    ----------
-    x : ndarray (N, C, H, W)
-        float32 or float64 (ints/bools promote to float64); any strides.
-    filter_h, filter_w : int
-        Window size FH, FW.
-    stride : int or (int, int)
-        Step between windows (vertical, horizontal), >= 1.
-    pad : int or (int, int)
-        Zeros added on each side (vertical, horizontal), >= 0.
-
-    Returns
-    -------
-    col : ndarray (N*OH*OW, C*FH*FW)
-        x.dtype, C-contiguous; rows ordered (n, oh, ow), columns (c, fh, fw).
+    """Parallel over output rows ``(n, oh)`` (``_im2col_rows``, each row written front to back); padding is skipped,
+    never materialised, and ``x`` may have any strides. The result is C-contiguous. Replaces the twin's loop of
+    ``FH*FW`` strided copies of the padded input.
     """
-    x, g = _im2col_checks(x, filter_h, filter_w, stride, pad)
+    x, g = _checks.check_im2col("im2col", x, filter_h, filter_w, stride, pad)
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     col = np.empty((g.N * ohw, ck), dtype=x.dtype)
     if col.size:
@@ -189,30 +168,10 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int,
 
 def col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: int, filter_w: int,
            stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> np.ndarray:
-    """Fold rows of window elements back onto the input: the adjoint of :func:`im2col`.
-
-    .. math::
-
-        x[n, c, h, w] = \\sum_{(i, k_h):\\ i S_h + k_h - P_h = h} \\ \\sum_{(j, k_w):\\ j S_w + k_w - P_w = w}
-            col[(n, i, j), (c, k_h, k_w)]
-
-    Overlapping windows add up; entries that fall on padding are dropped.
-
-    Parameters
-    ----------
-    col : ndarray (N*OH*OW, C*FH*FW)
-        float32 or float64, laid out as :func:`im2col` returns; any strides.
-    input_shape : tuple (N, C, H, W)
-        Shape of the image the columns came from.
-    filter_h, filter_w, stride, pad
-        As in :func:`im2col`.
-
-    Returns
-    -------
-    x : ndarray (N, C, H, W)
-        col.dtype, C-contiguous.
+    """Parallel over input planes ``(n, c)``: each belongs to one thread, so overlapping windows add up without races
+    or per-thread buffers. ``col`` may have any strides; the result is C-contiguous.
     """
-    col, g = _col2im_checks(col, input_shape, filter_h, filter_w, stride, pad)
+    col, g = _checks.check_col2im("col2im", col, input_shape, filter_h, filter_w, stride, pad)
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=col.dtype)
     if not dx.size:

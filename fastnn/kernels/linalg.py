@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .. import _checks
 from .._jit import kernel
-from ..reference.linalg import _matmul_checks
 from . import _blas
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 
@@ -129,23 +129,11 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Matrix product of two 2-D arrays (what the affine layers compute).
-
-    .. math::
-
-        out[i, j] = \\sum_k a[i, k]\\, b[k, j]
-
-    Parameters
-    ----------
-    a : ndarray (M, K)
-        float32 or float64 (ints promote to float64); any strides.
-    b : ndarray (K, N)
-
-    Returns
-    -------
-    out : ndarray (M, N)
-        Common dtype of a and b, C-contiguous.
+    """Products of more than ``2**18`` multiply-adds are cut into parts (the plan is in the module docstring), each one
+    single-threaded OpenBLAS call on one of Numba's threads, so OpenBLAS's own pool never wakes; smaller ones go to
+    ``np.matmul``. The cut depends on the shapes only: the same bits with any number of threads. ``a`` and ``b`` may
+    have any strides (a transposed view is passed to BLAS as such, without a copy).
     """
-    a, b = _matmul_checks("matmul", a, b)
+    a, b = _checks.check_matmul("matmul", a, b)
     out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
     return matmul_into(a, b, out)

@@ -62,19 +62,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .. import _jit
+from .. import _checks, _jit
 from .._jit import helper, kernel
-from ..reference.normalization import (
-    _batchnorm_backward_args,
-    _batchnorm_infer_args,
-    _batchnorm_train_args,
-    _groupnorm_backward_args,
-    _groupnorm_forward_args,
-    _instancenorm_backward_args,
-    _instancenorm_forward_args,
-    _layernorm_backward_args,
-    _layernorm_forward_args,
-)
 
 __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "layernorm_forward",
            "layernorm_backward", "groupnorm_forward", "groupnorm_backward", "instancenorm_forward",
@@ -783,25 +772,11 @@ def _batch_normalize(x, mean, var, gamma, beta, eps) -> tuple[np.ndarray, np.nda
 def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
                             running_var: np.ndarray, momentum: float = 0.9,
                             eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batch normalization with batch statistics; updates the running statistics in place.
-
-    Parameters
-    ----------
-    x : array_like (N, D) or (N, C, H, W), N >= 1
-        Statistics per feature D over N, or per channel C over N, H, W.
-    gamma, beta : array_like (D,) or (C,)
-    running_mean, running_var : ndarray (D,) or (C,), float32 or float64, writeable
-        Updated in place: ``running = momentum * running + (1 - momentum) * batch`` (biased batch variance).
-    momentum : float in [0, 1]
-    eps : float > 0
-
-    Returns
-    -------
-    out : ndarray, x's shape
-    mean, inv_std : ndarray (D,) or (C,)
-        In the common float dtype of x, gamma and beta.
+    """Two kernels: per-channel moments (float64 shifted sums, merged exactly), then one scale-and-shift pass with
+    gamma, beta, mean and inv_std folded into three coefficients (module docstring: the views and measurements).
     """
-    x, gamma, beta, momentum, eps = _batchnorm_train_args(x, gamma, beta, running_mean, running_var, momentum, eps)
+    x, gamma, beta, momentum, eps = _checks.check_batchnorm_forward_train(
+        "batchnorm_forward_train", x, gamma, beta, running_mean, running_var, momentum, eps)
     x = np.ascontiguousarray(x)
     mean, var = _batch_moments(x)
     out, mean, inv_std = _batch_normalize(x, mean, var, gamma, beta, eps)
@@ -813,20 +788,9 @@ def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
 
 def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
                             running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """Batch normalization with the running statistics (inference).
-
-    Parameters
-    ----------
-    x : array_like (N, D) or (N, C, H, W)
-    gamma, beta, running_mean, running_var : array_like (D,) or (C,)
-    eps : float > 0
-
-    Returns
-    -------
-    out : ndarray, x's shape, the common float dtype of all five arrays
-    """
-    x, gamma, beta, running_mean, running_var, eps = _batchnorm_infer_args(x, gamma, beta, running_mean,
-                                                                           running_var, eps)
+    """One scale-and-shift pass, the running statistics folded into its coefficients."""
+    x, gamma, beta, running_mean, running_var, eps = _checks.check_batchnorm_forward_infer(
+        "batchnorm_forward_infer", x, gamma, beta, running_mean, running_var, eps)
     if x.size == 0:
         return np.empty(x.shape, x.dtype)
     x = np.ascontiguousarray(x)
@@ -835,21 +799,11 @@ def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
 
 def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of :func:`batchnorm_forward_train`.
-
-    Parameters
-    ----------
-    dout, x : array_like (N, D) or (N, C, H, W), N >= 1
-    gamma, mean, inv_std : array_like (D,) or (C,)
-        ``mean`` and ``inv_std`` as returned by the forward pass.
-
-    Returns
-    -------
-    dx : ndarray, x's shape
-    dgamma, dbeta : ndarray (D,) or (C,)
-        In the common float dtype of the inputs.
+    """Two kernels: the per-channel sums of ``dout`` and ``dout * (x - mean)``, then one pass
+    ``dx = dout * a + (x - mean) * v + e`` with the sums folded into a, v, e.
     """
-    dout, x, gamma, mean, inv_std = _batchnorm_backward_args(dout, x, gamma, mean, inv_std)
+    dout, x, gamma, mean, inv_std = _checks.check_batchnorm_backward(
+        "batchnorm_backward", dout, x, gamma, mean, inv_std)
     N, C, L = _channels(x)
     mean = np.ascontiguousarray(mean)
     planes = L >= _PLANE_MIN
@@ -875,21 +829,8 @@ def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
 
 def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                       eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Layer normalization: each sample over all its non-batch axes.
-
-    Parameters
-    ----------
-    x : array_like (N, ...), at least 2-D
-    gamma, beta : array_like of shape x.shape[1:]
-    eps : float > 0
-
-    Returns
-    -------
-    out : ndarray, x's shape
-    mean, inv_std : ndarray (N,)
-        In the common float dtype of x, gamma and beta.
-    """
-    x, gamma, beta, eps = _layernorm_forward_args(x, gamma, beta, eps)
+    """One fused kernel per row: statistics and normalization while the row is in cache (x read from memory once)."""
+    x, gamma, beta, eps = _checks.check_layernorm_forward("layernorm_forward", x, gamma, beta, eps)
     N = x.shape[0]
     if N == 0:
         return np.empty(x.shape, x.dtype), np.empty(0, x.dtype), np.empty(0, x.dtype)
@@ -899,20 +840,9 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
 
 def layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of :func:`layernorm_forward`.
-
-    Parameters
-    ----------
-    dout, x : array_like (N, ...)
-    gamma : array_like of shape x.shape[1:]
-    mean, inv_std : array_like (N,), as returned by the forward pass
-
-    Returns
-    -------
-    dx : ndarray, x's shape
-    dgamma, dbeta : ndarray of shape x.shape[1:]
-    """
-    dout, x, gamma, mean, inv_std = _layernorm_backward_args(dout, x, gamma, mean, inv_std)
+    """One fused kernel per row; dgamma and dbeta through per-chunk float64 buffers and a combine pass."""
+    dout, x, gamma, mean, inv_std = _checks.check_layernorm_backward(
+        "layernorm_backward", dout, x, gamma, mean, inv_std)
     N = x.shape[0]
     if N == 0:
         return np.empty(x.shape, x.dtype), np.zeros(gamma.shape, x.dtype), np.zeros(gamma.shape, x.dtype)
@@ -959,77 +889,29 @@ def _group_backward(dout, x, gamma, G, mean, inv_std):
 
 def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int,
                       eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group normalization: per sample, over each group of C/G channels and H, W.
-
-    Parameters
-    ----------
-    x : array_like (N, C, H, W)
-    gamma, beta : array_like (C,)
-    groups : int G >= 1 dividing C
-    eps : float > 0
-
-    Returns
-    -------
-    out : ndarray, x's shape
-    mean, inv_std : ndarray (N, G)
-    """
-    x, gamma, beta, groups, eps = _groupnorm_forward_args(x, gamma, beta, groups, eps)
+    """One fused kernel per (sample, group) row: x read from memory once."""
+    x, gamma, beta, groups, eps = _checks.check_groupnorm_forward("groupnorm_forward", x, gamma, beta, groups, eps)
     return _group_forward(x, gamma, beta, groups, eps)
 
 
 def groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, groups: int, mean: np.ndarray,
                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of :func:`groupnorm_forward`.
-
-    Parameters
-    ----------
-    dout, x : array_like (N, C, H, W)
-    gamma : array_like (C,)
-    groups : int G dividing C
-    mean, inv_std : array_like (N, G), as returned by the forward pass
-
-    Returns
-    -------
-    dx : ndarray, x's shape
-    dgamma, dbeta : ndarray (C,)
-    """
-    dout, x, gamma, groups, mean, inv_std = _groupnorm_backward_args(dout, x, gamma, groups, mean, inv_std)
+    """One fused kernel per (sample, group) row; dgamma and dbeta through per-row plane sums."""
+    dout, x, gamma, groups, mean, inv_std = _checks.check_groupnorm_backward(
+        "groupnorm_backward", dout, x, gamma, groups, mean, inv_std)
     return _group_backward(dout, x, gamma, groups, mean, inv_std)
 
 
 def instancenorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                          eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Instance normalization: group normalization with one channel per group.
-
-    Parameters
-    ----------
-    x : array_like (N, C, H, W)
-    gamma, beta : array_like (C,)
-    eps : float > 0
-
-    Returns
-    -------
-    out : ndarray, x's shape
-    mean, inv_std : ndarray (N, C)
-    """
-    x, gamma, beta, eps = _instancenorm_forward_args(x, gamma, beta, eps)
+    """:func:`groupnorm_forward`'s kernel with G = C."""
+    x, gamma, beta, eps = _checks.check_instancenorm_forward("instancenorm_forward", x, gamma, beta, eps)
     return _group_forward(x, gamma, beta, x.shape[1], eps)
 
 
 def instancenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
                           inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of :func:`instancenorm_forward`.
-
-    Parameters
-    ----------
-    dout, x : array_like (N, C, H, W)
-    gamma : array_like (C,)
-    mean, inv_std : array_like (N, C), as returned by the forward pass
-
-    Returns
-    -------
-    dx : ndarray, x's shape
-    dgamma, dbeta : ndarray (C,)
-    """
-    dout, x, gamma, mean, inv_std = _instancenorm_backward_args(dout, x, gamma, mean, inv_std)
+    """:func:`groupnorm_backward`'s kernel with G = C."""
+    dout, x, gamma, mean, inv_std = _checks.check_instancenorm_backward(
+        "instancenorm_backward", dout, x, gamma, mean, inv_std)
     return _group_backward(dout, x, gamma, x.shape[1], mean, inv_std)

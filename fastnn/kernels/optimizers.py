@@ -22,9 +22,9 @@ import math
 import numpy as np
 from numba import prange
 
+from .. import _checks
 from .._jit import Kernel, kernel
-from ..reference.optimizers import _adabound_checks, _adam_checks, _checks, _nesterov_checks
-from .activations import _fdiv
+from ._math import _fdiv
 
 __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
            "adamw_step", "adabound_step"]
@@ -223,62 +223,26 @@ def _launch(body: Kernel, param: np.ndarray, g: np.ndarray, states: tuple, *scal
 
 
 def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float = 0.0) -> None:
-    """Fused :func:`fastnn.reference.sgd_step`: ``param -= lr * (grad + weight_decay * param)`` in place.
-
-    Parameters
-    ----------
-    param : ndarray, float32 or float64, any shape
-        Updated in place.
-    grad : array_like, param's shape
-        Cast to param's dtype.
-    lr : float
-        Learning rate > 0.
-    weight_decay : float
-        L2 coefficient >= 0.
-    """
-    g, lr, weight_decay = _checks("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
+    """One fused pass (module docstring)."""
+    g, lr, weight_decay = _checks.check_optimizer_step("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_sgd, param, g, (), t(lr), t(weight_decay))
 
 
 def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float = 0.9,
                   weight_decay: float = 0.0) -> None:
-    """Fused :func:`fastnn.reference.momentum_step`: ``v = momentum*v - lr*g; param += v`` in place.
-
-    Parameters
-    ----------
-    param : ndarray, float32 or float64
-        Updated in place.
-    grad : array_like, param's shape
-    velocity : ndarray, param's shape and dtype
-        Updated in place.
-    lr, momentum, weight_decay : float
-        lr > 0, 0 <= momentum < 1, weight_decay >= 0 (L2).
-    """
-    g, lr, momentum, weight_decay = _checks("momentum_step", param, grad, {"velocity": velocity}, lr=lr,
-                                            momentum=momentum, weight_decay=weight_decay)
+    """One fused pass (module docstring)."""
+    g, lr, momentum, weight_decay = _checks.check_optimizer_step("momentum_step", param, grad, {"velocity": velocity},
+                                                                 lr=lr, momentum=momentum, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_momentum, param, g, (velocity,), t(lr), t(momentum), t(weight_decay))
 
 
 def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
                   weight_decay: float = 0.0, *, pytorch_form: bool = True) -> None:
-    """Fused :func:`fastnn.reference.nesterov_step` (PyTorch's Nesterov form, or the book's), in place.
-
-    Parameters
-    ----------
-    param : ndarray, float32 or float64
-        Updated in place.
-    grad : array_like, param's shape
-    buf : ndarray, param's shape and dtype
-        PyTorch's momentum buffer, or the book's velocity ``v`` with ``pytorch_form=False``; updated in place.
-    lr, momentum, weight_decay : float
-        lr > 0, 0 <= momentum < 1, weight_decay >= 0 (L2).
-    pytorch_form : bool, keyword-only
-        True: ``torch.optim.SGD(nesterov=True)``; False: the book's ``Nesterov`` class.
-    """
-    g, lr, momentum, weight_decay, pytorch_form = _nesterov_checks(param, grad, buf, lr, momentum, weight_decay,
-                                                                   pytorch_form)
+    """One fused pass (module docstring); the book's form has its own body, in the book's order of operations."""
+    g, lr, momentum, weight_decay, pytorch_form = _checks.check_nesterov_step(
+        "nesterov_step", param, grad, buf, lr, momentum, weight_decay, pytorch_form)
     t = param.dtype.type
     if pytorch_form:
         _launch(_nesterov, param, g, (buf,), t(lr), t(momentum), t(weight_decay))
@@ -289,48 +253,26 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
 
 def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, eps: float = 1e-7,
                  weight_decay: float = 0.0) -> None:
-    """Fused :func:`fastnn.reference.adagrad_step`, in place.
-
-    Parameters
-    ----------
-    param : ndarray, float32 or float64
-        Updated in place.
-    grad : array_like, param's shape
-    h : ndarray, param's shape and dtype
-        Sum of squared gradients, updated in place.
-    lr, eps, weight_decay : float
-        lr > 0, eps > 0, weight_decay >= 0 (L2).
-    """
-    g, lr, eps, weight_decay = _checks("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
-                                       weight_decay=weight_decay)
+    """One fused pass (module docstring)."""
+    g, lr, eps, weight_decay = _checks.check_optimizer_step("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
+                                                            weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_adagrad, param, g, (h,), t(lr), t(eps), t(weight_decay))
 
 
 def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float, decay_rate: float = 0.99,
                  eps: float = 1e-7, weight_decay: float = 0.0) -> None:
-    """Fused :func:`fastnn.reference.rmsprop_step`, in place.
-
-    Parameters
-    ----------
-    param : ndarray, float32 or float64
-        Updated in place.
-    grad : array_like, param's shape
-    sq : ndarray, param's shape and dtype
-        Running mean of squared gradients, updated in place.
-    lr, decay_rate, eps, weight_decay : float
-        lr > 0, 0 <= decay_rate < 1, eps > 0, weight_decay >= 0 (L2).
-    """
-    g, lr, decay_rate, eps, weight_decay = _checks("rmsprop_step", param, grad, {"sq": sq}, lr=lr,
-                                                   decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
+    """One fused pass (module docstring)."""
+    g, lr, decay_rate, eps, weight_decay = _checks.check_optimizer_step(
+        "rmsprop_step", param, grad, {"sq": sq}, lr=lr, decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
     t = param.dtype.type
     _launch(_rmsprop, param, g, (sq,), t(lr), t(decay_rate), t(1.0 - decay_rate), t(eps), t(weight_decay))
 
 
 def _adam_family(where: str, decoupled: bool, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1,
                  bias_correction2, weight_decay, v_max, eps_hat) -> None:
-    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _adam_checks(
-        where, param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay,
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _checks.check_adam_step(
+        where, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay, v_max,
         eps_hat)
     t = param.dtype.type
     l2, decay = (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
@@ -347,26 +289,10 @@ def _adam_family(where: str, decoupled: bool, param, grad, m, v, lr, beta1, beta
 def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
               beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
               v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
-    """Fused Adam / AMSGrad step (see :func:`fastnn.reference.adam_step`), in place.
-
-    Parameters
-    ----------
-    param : ndarray, float32 or float64
-        Updated in place.
-    grad : array_like, param's shape
-    m, v : ndarray, param's shape and dtype
-        First and second moments, updated in place.
-    lr, beta1, beta2, eps : float
-        lr > 0, 0 <= beta1, beta2 < 1, eps > 0.
-    bias_correction1, bias_correction2 : float
-        ``1 - beta1**t`` and ``1 - beta2**t`` for the step t being taken, in (0, 1], computed by the caller.
-    weight_decay : float
-        L2 coefficient >= 0 (added to the gradient).
-    v_max : ndarray or None
-        AMSGrad's running max of v (param's shape and dtype, updated in place); None for plain Adam.
-    eps_hat : bool, keyword-only
-        False: PyTorch's form (Algorithm 1, eps added after the bias correction). True: the paper's efficient
-        form, the book's Adam (eps added to the uncorrected root, the paper's epsilon-hat).
+    """One fused pass (module docstring): on float32 it moves 28 bytes per parameter (read p, g, m, v; write p, m,
+    v), the bandwidth floor of the update, in pure float32 arithmetic (``tests/kernels/test_codegen.py``). The
+    per-step scalars (``lr / bias_correction1``, ``1 - beta1``, ...) are computed once in float64 and cast to param's
+    dtype.
     """
     _adam_family("adam_step", False, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
                  weight_decay, v_max, eps_hat)
@@ -375,9 +301,8 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
 def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
                beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
                v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
-    """Fused AdamW step: ``param *= 1 - lr*weight_decay`` then Adam (see :func:`fastnn.reference.adamw_step`).
-
-    Parameters are those of :func:`adam_step`; weight_decay is decoupled instead of L2.
+    """One fused pass: Adam's body, with the decay factor ``1 - lr * weight_decay`` applied to ``param`` in the
+    same pass.
     """
     _adam_family("adamw_step", True, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
                  weight_decay, v_max, eps_hat)
@@ -385,28 +310,9 @@ def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
 
 def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
                   gamma: float, beta1: float, beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> None:
-    """Fused AdaBound step (see :func:`fastnn.reference.adabound_step`), in place.
-
-    Parameters
-    ----------
-    param : ndarray, float32 or float64
-        Updated in place.
-    grad : array_like, param's shape
-    m, v : ndarray, param's shape and dtype
-        Moments, updated in place.
-    lr, final_lr : float
-        Adam learning rate > 0 and final SGD rate > 0.
-    gamma : float
-        Convergence speed of the bounds, 0 < gamma < 1.
-    beta1, beta2, eps : float
-        As in :func:`adam_step`.
-    step : int
-        The step t >= 1 being taken (bias corrections and bounds are computed from it in float64).
-    weight_decay : float
-        L2 coefficient >= 0.
-    """
-    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _adabound_checks(
-        param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
+    """One fused pass; the step size and the clipping bounds are computed once per call, in float64."""
+    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _checks.check_adabound_step(
+        "adabound_step", param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
     t = param.dtype.type
     _launch(_adabound, param, g, (m, v), t(step_size), t(lower), t(upper), t(beta1), t(1.0 - beta1), t(beta2),
             t(1.0 - beta2), t(eps), t(weight_decay))

@@ -12,20 +12,13 @@ from typing import Any
 import numpy as np
 
 from .. import _validate
+from .._checks import HYPERPARAMETER_BOUNDS
 
-#: Bounds of every hyperparameter any optimizer takes (keyword arguments of :func:`fastnn._validate.scalar`).
-#: One table, so the constructor and :meth:`Optimizer.load_state_dict` accept exactly the same values.
-BOUNDS: dict[str, dict[str, float]] = {
-    "lr": {"gt": 0.0},
-    "momentum": {"ge": 0.0, "lt": 1.0},
-    "decay_rate": {"ge": 0.0, "lt": 1.0},
-    "beta1": {"ge": 0.0, "lt": 1.0},
-    "beta2": {"ge": 0.0, "lt": 1.0},
-    "eps": {"gt": 0.0},
-    "weight_decay": {"ge": 0.0},
-    "final_lr": {"gt": 0.0},  # the reference allows 0 (both bounds 0: nothing moves); a frozen net is a mistake
-    "gamma": {"gt": 0.0, "lt": 1.0},  # gamma = 0 would divide by zero in the upper bound 1 + 1/(gamma*t)
-}
+#: Bounds of every hyperparameter any optimizer takes: :data:`fastnn._checks.HYPERPARAMETER_BOUNDS`, the table the
+#: kernels check too, as floats (so messages read ``> 0.0``, as they always have). One table, so the constructor
+#: and :meth:`Optimizer.load_state_dict` accept exactly the values the steps accept.
+BOUNDS: dict[str, dict[str, float]] = {name: {k: float(v) for k, v in b.items()}
+                                       for name, b in HYPERPARAMETER_BOUNDS.items()}
 
 #: Hyperparameters that are switches rather than numbers.
 FLAGS = frozenset({"amsgrad", "eps_hat", "pytorch_form"})
@@ -212,7 +205,7 @@ class Optimizer:
                                f"'optimizer', 'iter', 'hyper/<name>' or 'state/<{'|'.join(state_names)}>/<key>'",
                                repr(k))
             if not isinstance(v, np.ndarray) or v.dtype not in _validate.FLOAT_DTYPES:
-                _validate.fail(where, f"state_dict[{k!r}]", "a float32 or float64 ndarray", _describe(v),
+                _validate.fail(where, f"state_dict[{k!r}]", "a float32 or float64 ndarray", _validate.describe(v),
                                TypeError)
             stores[name][key] = np.array(v, order="C", copy=True)
         _check_same_keys(stores, where)
@@ -228,12 +221,6 @@ class Optimizer:
         """The state arrays this optimizer keeps with hyperparameters ``hyper`` (override when they depend on
         one, as Adam's ``v_max`` on ``amsgrad``)."""
         return type(self).state_names
-
-
-def _describe(v: Any) -> str:
-    if isinstance(v, np.ndarray):
-        return f"array of shape {v.shape} and dtype {v.dtype}"
-    return f"{type(v).__name__} {v!r}"
 
 
 def _check_same_keys(stores: Mapping[str, Mapping[str, np.ndarray]], where: str) -> None:

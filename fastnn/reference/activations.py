@@ -8,21 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate
+from .. import _checks
 
 __all__ = ["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
            "leaky_relu_forward", "leaky_relu_backward"]
-
-
-def _pair(where: str, dout, a, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validation shared by the backward passes and their fused twins.
-
-    Returns dout and ``a`` (called ``name`` in messages) as float arrays of their common float dtype and one shape.
-    """
-    dout, a = _validate.float_arrays(where, dout=dout, **{name: a})
-    if dout.shape != a.shape:
-        _validate.fail(where, "dout", f"of shape {a.shape} like {name}", f"shape {dout.shape}")
-    return dout, a
 
 
 def relu_forward(x: np.ndarray) -> np.ndarray:
@@ -38,7 +27,7 @@ def relu_forward(x: np.ndarray) -> np.ndarray:
     -------
     out : ndarray, x's shape and float dtype
     """
-    x = _validate.float_array(x, "relu_forward", "x")
+    x = _checks.check_activation("relu_forward", x)
     return np.maximum(x, 0)  # np.maximum propagates nan (a comparison-based where would not)
 
 
@@ -57,7 +46,7 @@ def relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
     -------
     dx : ndarray, x's shape, the common float dtype
     """
-    dout, x = _pair("relu_backward", dout, x, "x")
+    dout, x = _checks.check_activation_backward("relu_backward", dout, x, "x")
     return np.where(x <= 0, 0, dout)
 
 
@@ -75,7 +64,7 @@ def sigmoid_forward(x: np.ndarray) -> np.ndarray:
     -------
     out : ndarray, x's shape and float dtype
     """
-    x = _validate.float_array(x, "sigmoid_forward", "x")
+    x = _checks.check_activation("sigmoid_forward", x)
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
@@ -95,7 +84,7 @@ def sigmoid_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
     -------
     dx : ndarray, out's shape, the common float dtype
     """
-    dout, out = _pair("sigmoid_backward", dout, out, "out")
+    dout, out = _checks.check_activation_backward("sigmoid_backward", dout, out, "out")
     return dout * out * (1 - out)
 
 
@@ -110,7 +99,7 @@ def tanh_forward(x: np.ndarray) -> np.ndarray:
     -------
     out : ndarray, x's shape and float dtype
     """
-    x = _validate.float_array(x, "tanh_forward", "x")
+    x = _checks.check_activation("tanh_forward", x)
     return np.tanh(x)
 
 
@@ -129,7 +118,7 @@ def tanh_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
     -------
     dx : ndarray, out's shape, the common float dtype
     """
-    dout, out = _pair("tanh_backward", dout, out, "out")
+    dout, out = _checks.check_activation_backward("tanh_backward", dout, out, "out")
     return dout * (1 - out * out)
 
 
@@ -148,8 +137,7 @@ def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
     -------
     out : ndarray, x's shape and float dtype
     """
-    alpha = _validate.scalar(alpha, "leaky_relu_forward", "alpha")
-    x = _validate.float_array(x, "leaky_relu_forward", "x")
+    x, alpha = _checks.check_leaky_relu("leaky_relu_forward", x, alpha)
     return np.where(x > 0, x, x.dtype.type(alpha) * x)
 
 
@@ -170,6 +158,5 @@ def leaky_relu_backward(dout: np.ndarray, x: np.ndarray, alpha: float = 0.01) ->
     -------
     dx : ndarray, x's shape, the common float dtype
     """
-    alpha = _validate.scalar(alpha, "leaky_relu_backward", "alpha")
-    dout, x = _pair("leaky_relu_backward", dout, x, "x")
+    dout, x, alpha = _checks.check_leaky_relu_backward("leaky_relu_backward", dout, x, alpha)
     return np.where(x > 0, dout, x.dtype.type(alpha) * dout)

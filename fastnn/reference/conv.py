@@ -10,22 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate
+from .. import _checks
 from .im2col import col2im, im2col
 
 __all__ = ["conv2d_backward", "conv2d_forward"]
-
-
-def _conv_checks(where: str, x, W, stride, pad, cache: object, **operand) -> tuple[tuple, _validate.WindowGeometry]:
-    """Validation shared by both passes and their fused twins.
-
-    :func:`fastnn._validate.conv_arrays` (``operand`` is ``b=`` or ``dout=``), then the cache; returns conv_arrays'
-    result.
-    """
-    arrays, g = _validate.conv_arrays(where, x, W, stride, pad, **operand)
-    if cache is not None and not isinstance(cache, dict):
-        _validate.fail(where, "cache", "a dict or None", type(cache).__name__, TypeError)
-    return arrays, g
 
 
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
@@ -59,7 +47,7 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         Common dtype of x, W, b (NumPy promotion); ``OH = (H + 2 pad_h - FH) // S_h + 1``, likewise OW.
     """
     x_arg = x
-    (x, W, b), g = _conv_checks("conv2d_forward", x, W, stride, pad, cache, b=b)
+    x, W, b, g = _checks.check_conv2d_forward("conv2d_forward", x, W, b, stride, pad, cache)
     FN = W.shape[0]
     col = im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))  # (N*OH*OW, C*FH*FW)
     if cache is not None:
@@ -95,7 +83,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         Keyword-only: the dict given to :func:`conv2d_forward`; its unfolded input is reused when this is the
         same ``x`` object with the same geometry.
     need_dx : bool
-        Keyword-only. False skips the input gradient and returns None for it.
+        Keyword-only. False skips the input gradient and returns None for it: what the first layer of a network
+        needs, as autograd skips inputs that need no gradient.
 
     Returns
     -------
@@ -105,8 +94,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         All in the common dtype of dout, x, W.
     """
     x_arg = x
-    (x, W, dout), g = _conv_checks("conv2d_backward", x, W, stride, pad, cache, dout=dout)
-    need_dx = _validate.flag(need_dx, "conv2d_backward", "need_dx")
+    dout, x, W, g, need_dx = _checks.check_conv2d_backward("conv2d_backward", dout, x, W, stride, pad, cache,
+                                                           need_dx)
     FN = W.shape[0]
     if cache is not None and cache.get("conv2d.ref.x") is x_arg and cache.get("conv2d.ref.key") == (g, x.dtype.str):
         col = cache["conv2d.ref.col"]

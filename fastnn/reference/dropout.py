@@ -21,32 +21,10 @@ import math
 
 import numpy as np
 
-from .. import _validate
+from .. import _checks
+from .._splitmix import GAMMA, MIX1, MIX2
 
 __all__ = ["dropout_mask", "dropout_forward", "dropout_backward"]
-
-GAMMA = 0x9E3779B97F4A7C15
-MIX1 = 0xBF58476D1CE4E5B9
-MIX2 = 0x94D049BB133111EB
-_MASK64 = (1 << 64) - 1
-
-
-def mix64_int(z: int) -> int:
-    """The SplitMix64 finaliser on one Python int (for the per-call key)."""
-    z = ((z ^ (z >> 30)) * MIX1) & _MASK64
-    z = ((z ^ (z >> 27)) * MIX2) & _MASK64
-    return z ^ (z >> 31)
-
-
-def mask_key_threshold(shape, drop_ratio, seed, where: str) -> tuple[tuple[int, ...], int, int]:
-    """Validate ``dropout_mask``'s arguments; return the shape, the stream key and the integer threshold."""
-    shape = _validate.shape_tuple(shape, where, "shape")
-    drop_ratio = _validate.scalar(drop_ratio, where, "drop_ratio", ge=0, le=1)
-    seed = _validate.integer(seed, where, "seed", minimum=0)
-    if seed > _MASK64:
-        _validate.fail(where, "seed", "an int in [0, 2**64)", seed)
-    return shape, mix64_int((seed + GAMMA) & _MASK64), math.ceil(drop_ratio * 2.0**53)
-
 
 def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
     """Boolean keep-mask, ``True`` with probability ``1 - drop_ratio``, a pure function of (seed, flat index).
@@ -64,7 +42,7 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
     -------
     mask : ndarray of bool, ``shape``
     """
-    shape, key, threshold = mask_key_threshold(shape, drop_ratio, seed, "dropout_mask")
+    shape, key, threshold = _checks.check_dropout_mask("dropout_mask", shape, drop_ratio, seed)
     n = math.prod(shape)
     z = np.uint64(key) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(GAMMA)  # wraps mod 2**64
     z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
@@ -73,15 +51,8 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
     return ((z >> np.uint64(11)) >= np.uint64(threshold)).reshape(shape)
 
 
-def _apply_checks(where: str, name: str, a, mask, scale) -> tuple[np.ndarray, np.ndarray, float]:
-    """Validation shared by the mask applications and their fused twins: ``a`` (called ``name``), mask, scale."""
-    a = _validate.float_array(a, where, name)
-    mask = _validate.bool_array(mask, where, "mask", shape_of=a.shape)
-    return a, mask, _validate.scalar(scale, where, "scale")
-
-
 def _apply(where: str, name: str, a, mask, scale) -> np.ndarray:
-    a, mask, scale = _apply_checks(where, name, a, mask, scale)
+    a, mask, scale = _checks.check_dropout(where, name, a, mask, scale)
     return a * mask * a.dtype.type(scale)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate
+from .. import _checks, _validate
 
 __all__ = ["col2im", "im2col"]
 
@@ -19,21 +19,6 @@ __all__ = ["col2im", "im2col"]
 def _offset_slices(kh: int, kw: int, g: _validate.WindowGeometry) -> tuple[slice, slice]:
     """Rows and columns of the padded input that offset ``(kh, kw)`` of the OH x OW windows visit."""
     return (slice(kh, kh + g.SH * (g.OH - 1) + 1, g.SH), slice(kw, kw + g.SW * (g.OW - 1) + 1, g.SW))
-
-
-def _im2col_checks(x, filter_h, filter_w, stride, pad) -> tuple[np.ndarray, _validate.WindowGeometry]:
-    """Validation shared by im2col and its fused twin: x as a 4-D float array, and the window geometry."""
-    x = _validate.float_array(x, "im2col", "x", ndim=4)
-    return x, _validate.window_geometry(x.shape, filter_h, filter_w, stride, pad, "im2col")
-
-
-def _col2im_checks(col, input_shape, filter_h, filter_w, stride, pad) -> tuple[np.ndarray, _validate.WindowGeometry]:
-    """Validation shared by col2im and its fused twin: col as a 2-D float array of the geometry's shape."""
-    where = "col2im"
-    col = _validate.float_array(col, where, "col", ndim=2)
-    g = _validate.window_geometry(input_shape, filter_h, filter_w, stride, pad, where, name="input_shape")
-    _validate.shape(col, (g.N * g.OH * g.OW, g.C * g.FH * g.FW), where, "col")
-    return col, g
 
 
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int, int] = 1,
@@ -63,7 +48,7 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int,
         x.dtype; ``OH = (H + 2 pad_h - FH) // S_h + 1``, likewise OW. Rows ordered (n, oh, ow), columns
         (c, fh, fw), as in Deep Learning from Scratch.
     """
-    x, g = _im2col_checks(x, filter_h, filter_w, stride, pad)
+    x, g = _checks.check_im2col("im2col", x, filter_h, filter_w, stride, pad)
     padded = np.pad(x, ((0, 0), (0, 0), (g.PH, g.PH), (g.PW, g.PW)))
     col = np.empty((g.N, g.C, g.FH, g.FW, g.OH, g.OW), dtype=x.dtype)
     for kh in range(g.FH):
@@ -99,7 +84,7 @@ def col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: in
     x : ndarray (N, C, H, W)
         col.dtype.
     """
-    col, g = _col2im_checks(col, input_shape, filter_h, filter_w, stride, pad)
+    col, g = _checks.check_col2im("col2im", col, input_shape, filter_h, filter_w, stride, pad)
     windows = col.reshape(g.N, g.OH, g.OW, g.C, g.FH, g.FW).transpose(0, 3, 4, 5, 1, 2)
     padded = np.zeros((g.N, g.C, g.H + 2 * g.PH, g.W + 2 * g.PW), dtype=col.dtype)
     for kh in range(g.FH):

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate
+from .. import _checks
 
 __all__ = ["matmul"]
-
-
-def _matmul_checks(where: str, a: object, b: object) -> tuple[np.ndarray, np.ndarray]:
-    """Both operands as 2-D floats of their common dtype with matching inner sizes."""
-    a, b = _validate.float_arrays(where, a=a, b=b)
-    for name, arr in (("a", a), ("b", b)):
-        if arr.ndim != 2:
-            _validate.fail(where, name, "a 2-D array", f"shape {arr.shape}", ValueError)
-    if a.shape[1] != b.shape[0]:
-        _validate.fail(where, "b", f"{a.shape[1]} rows (a has {a.shape[1]} columns)", f"shape {b.shape}",
-                       ValueError)
-    return a, b
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -39,5 +27,5 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out : ndarray (M, N)
         Common dtype of a and b, C-contiguous.
     """
-    a, b = _matmul_checks("matmul", a, b)
+    a, b = _checks.check_matmul("matmul", a, b)
     return np.ascontiguousarray(a @ b)

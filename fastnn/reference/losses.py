@@ -9,35 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate
+from .. import _checks
 
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss"]
-
-
-def _scores(x, where: str, *, loss: bool) -> np.ndarray:
-    """Validated (N, K) scores; a loss (a batch mean) needs N >= 1 and K >= 1."""
-    x = _validate.float_array(x, where, "x", ndim=2)
-    if loss and x.shape[0] < 1:
-        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", x.shape[0])
-    if loss and x.shape[1] < 1:
-        _validate.fail(where, "K", ">= 1 class", x.shape[1])
-    return x
-
-
-def _loss_checks(where: str, x, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validation shared by the losses and their fused twins: (N, K) scores with N, K >= 1, and their labels."""
-    x = _scores(x, where, loss=True)
-    return x, _validate.labels(labels, x.shape[0], x.shape[1], where, name)
-
-
-def _ce_backward_checks(probs, t, dout) -> tuple[np.ndarray, np.ndarray, float]:
-    """Validation shared by softmax_cross_entropy_backward and its fused twin: probs (N >= 1), labels, dout."""
-    where = "softmax_cross_entropy_backward"
-    probs = _validate.float_array(probs, where, "probs", ndim=2)
-    if probs.shape[0] < 1:
-        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", probs.shape[0])
-    labels = _validate.labels(t, probs.shape[0], probs.shape[1], where, "t")
-    return probs, labels, _validate.scalar(dout, where, "dout")
 
 
 def softmax_forward(x: np.ndarray) -> np.ndarray:
@@ -53,18 +27,11 @@ def softmax_forward(x: np.ndarray) -> np.ndarray:
     -------
     probs : ndarray, (N, K), x's float dtype (rows with a NaN or +inf are NaN)
     """
-    x = _scores(x, "softmax_forward", loss=False)
+    x = _checks.check_softmax("softmax_forward", x)
     if x.size == 0:
         return np.empty(x.shape, x.dtype)
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _ce_forward_checks(x, t, delta) -> tuple[np.ndarray, np.ndarray, float]:
-    """Validation shared by softmax_cross_entropy_forward and its fused twin: scores, labels, delta >= 0."""
-    where = "softmax_cross_entropy_forward"
-    x, labels = _loss_checks(where, x, t, "t")
-    return x, labels, _validate.scalar(delta, where, "delta", ge=0.0)
 
 
 def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
@@ -95,7 +62,7 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float 
     loss : 0-d NumPy scalar of x's dtype
     probs : ndarray, (N, K), x's dtype (for the backward pass, the same for every delta)
     """
-    x, labels, delta = _ce_forward_checks(x, t, delta)
+    x, labels, delta = _checks.check_softmax_cross_entropy("softmax_cross_entropy_forward", x, t, delta)
     shifted = x - x.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=1, keepdims=True)
@@ -125,7 +92,8 @@ def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float
     -------
     dx : ndarray, (N, K), probs' float dtype
     """
-    probs, labels, dout = _ce_backward_checks(probs, t, dout)
+    probs, labels, dout = _checks.check_softmax_cross_entropy_backward("softmax_cross_entropy_backward", probs, t,
+                                                                      dout)
     onehot = np.zeros_like(probs)
     onehot[np.arange(probs.shape[0]), labels] = 1
     return (probs - onehot) * probs.dtype.type(dout / probs.shape[0])
@@ -149,7 +117,7 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     dx : ndarray, (N, K), x's dtype: :math:`1/N` where the margin is positive, minus
         (count of positive margins)/N at the label
     """
-    x, labels = _loss_checks("svm_loss", x, y, "y")
+    x, labels = _checks.check_svm_loss("svm_loss", x, y)
     n = x.shape[0]
     rows = np.arange(n)
     margins = np.maximum(0, x - x[rows, labels][:, None] + 1)

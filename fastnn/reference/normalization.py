@@ -40,115 +40,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate
+from .. import _checks
 
 __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "layernorm_forward",
            "layernorm_backward", "groupnorm_forward", "groupnorm_backward", "instancenorm_forward",
            "instancenorm_backward"]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Argument checks, shared with fastnn.kernels.normalization so that both twins raise the same errors
-
-
-def _check_x(x: np.ndarray, where: str, ndims: tuple[int, ...] | None, min_batch: int) -> None:
-    """x has one of ``ndims`` dimensions (None: any >= 2), >= ``min_batch`` samples, no empty non-batch axis."""
-    if (x.ndim not in ndims) if ndims is not None else x.ndim < 2:
-        want = {(2, 4): "2-D (N, D) or 4-D (N, C, H, W)", (4,): "4-D (N, C, H, W)", None: "at least 2-D (N, ...)"}
-        _validate.fail(where, "x", want[ndims], f"{x.ndim}-D array of shape {x.shape}")
-    _validate.integer(x.shape[0], where, "N", minimum=min_batch)
-    for i, s in enumerate(x.shape[1:], 1):
-        _validate.integer(s, where, f"x.shape[{i}]", minimum=1)
-
-
-def _check_shapes(where: str, shape: tuple[int, ...], **arrays: np.ndarray) -> None:
-    for name, a in arrays.items():
-        _validate.shape(a, shape, where, name)
-
-
-def _batchnorm_train_args(x, gamma, beta, running_mean, running_var, momentum, eps):
-    where = "batchnorm_forward_train"
-    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
-    _check_x(x, where, (2, 4), min_batch=1)
-    C = x.shape[1]
-    _check_shapes(where, (C,), gamma=gamma, beta=beta)
-    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
-        _validate.inplace_array(r, where, name)
-        _validate.shape(r, (C,), where, name)
-    momentum = _validate.scalar(momentum, where, "momentum", ge=0.0, le=1.0)
-    eps = _validate.scalar(eps, where, "eps", gt=0.0)
-    return x, gamma, beta, momentum, eps
-
-
-def _batchnorm_infer_args(x, gamma, beta, running_mean, running_var, eps):
-    where = "batchnorm_forward_infer"
-    x, gamma, beta, running_mean, running_var = _validate.float_arrays(
-        where, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
-    _check_x(x, where, (2, 4), min_batch=0)
-    _check_shapes(where, (x.shape[1],), gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
-    eps = _validate.scalar(eps, where, "eps", gt=0.0)
-    return x, gamma, beta, running_mean, running_var, eps
-
-
-def _backward_arrays(where, ndims, min_batch, dout, x, gamma, mean, inv_std, param_shape):
-    """Checks every backward shares: types, x, dout like x, gamma of ``param_shape(x.shape)``."""
-    dout, x, gamma, mean, inv_std = _validate.float_arrays(where, dout=dout, x=x, gamma=gamma, mean=mean,
-                                                           inv_std=inv_std)
-    _check_x(x, where, ndims, min_batch)
-    _validate.shape(dout, x.shape, where, "dout")
-    _validate.shape(gamma, param_shape(x.shape), where, "gamma")
-    return dout, x, gamma, mean, inv_std
-
-
-def _batchnorm_backward_args(dout, x, gamma, mean, inv_std):
-    where = "batchnorm_backward"
-    dout, x, gamma, mean, inv_std = _backward_arrays(where, (2, 4), 1, dout, x, gamma, mean, inv_std,
-                                                     lambda s: (s[1],))
-    _check_shapes(where, (x.shape[1],), mean=mean, inv_std=inv_std)
-    return dout, x, gamma, mean, inv_std
-
-
-def _layernorm_forward_args(x, gamma, beta, eps):
-    where = "layernorm_forward"
-    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
-    _check_x(x, where, None, min_batch=0)
-    _check_shapes(where, x.shape[1:], gamma=gamma, beta=beta)
-    return x, gamma, beta, _validate.scalar(eps, where, "eps", gt=0.0)
-
-
-def _layernorm_backward_args(dout, x, gamma, mean, inv_std):
-    where = "layernorm_backward"
-    dout, x, gamma, mean, inv_std = _backward_arrays(where, None, 0, dout, x, gamma, mean, inv_std,
-                                                     lambda s: s[1:])
-    _check_shapes(where, (x.shape[0],), mean=mean, inv_std=inv_std)
-    return dout, x, gamma, mean, inv_std
-
-
-def _groupnorm_forward_args(x, gamma, beta, groups, eps, where="groupnorm_forward"):
-    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
-    _check_x(x, where, (4,), min_batch=0)
-    _check_shapes(where, (x.shape[1],), gamma=gamma, beta=beta)
-    groups = _validate.divisor(groups, x.shape[1], where, "groups", "C")
-    return x, gamma, beta, groups, _validate.scalar(eps, where, "eps", gt=0.0)
-
-
-def _groupnorm_backward_args(dout, x, gamma, groups, mean, inv_std, where="groupnorm_backward"):
-    dout, x, gamma, mean, inv_std = _backward_arrays(where, (4,), 0, dout, x, gamma, mean, inv_std,
-                                                     lambda s: (s[1],))
-    groups = _validate.divisor(groups, x.shape[1], where, "groups", "C") if groups is not None else x.shape[1]
-    _check_shapes(where, (x.shape[0], groups), mean=mean, inv_std=inv_std)
-    return dout, x, gamma, groups, mean, inv_std
-
-
-def _instancenorm_forward_args(x, gamma, beta, eps):
-    x, gamma, beta, _, eps = _groupnorm_forward_args(x, gamma, beta, 1, eps, "instancenorm_forward")
-    return x, gamma, beta, eps
-
-
-def _instancenorm_backward_args(dout, x, gamma, mean, inv_std):
-    dout, x, gamma, _, mean, inv_std = _groupnorm_backward_args(dout, x, gamma, None, mean, inv_std,
-                                                                "instancenorm_backward")
-    return dout, x, gamma, mean, inv_std
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,7 +112,8 @@ def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
         Batch mean and :math:`1/\sqrt{\sigma^2 + \epsilon}`, for :func:`batchnorm_backward`.
         All three in the common float dtype of x, gamma and beta.
     """
-    x, gamma, beta, momentum, eps = _batchnorm_train_args(x, gamma, beta, running_mean, running_var, momentum, eps)
+    x, gamma, beta, momentum, eps = _checks.check_batchnorm_forward_train(
+        "batchnorm_forward_train", x, gamma, beta, running_mean, running_var, momentum, eps)
     axes = _batch_axes(x.ndim)
     mean = x.mean(axis=axes)
     var = x.var(axis=axes)
@@ -244,8 +141,8 @@ def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
     -------
     out : ndarray, x's shape, the common float dtype of all five arrays
     """
-    x, gamma, beta, running_mean, running_var, eps = _batchnorm_infer_args(x, gamma, beta, running_mean,
-                                                                           running_var, eps)
+    x, gamma, beta, running_mean, running_var, eps = _checks.check_batchnorm_forward_infer(
+        "batchnorm_forward_infer", x, gamma, beta, running_mean, running_var, eps)
     scale = gamma / np.sqrt(running_var + eps)
     return (x - _per_channel(running_mean, x.ndim)) * _per_channel(scale, x.ndim) + _per_channel(beta, x.ndim)
 
@@ -272,7 +169,8 @@ def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     dgamma, dbeta : ndarray (D,) or (C,)
         In the common float dtype of the inputs.
     """
-    dout, x, gamma, mean, inv_std = _batchnorm_backward_args(dout, x, gamma, mean, inv_std)
+    dout, x, gamma, mean, inv_std = _checks.check_batchnorm_backward(
+        "batchnorm_backward", dout, x, gamma, mean, inv_std)
     axes = _batch_axes(x.ndim)
     xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
     dx = _input_grad(dout * _per_channel(gamma, x.ndim), xhat, _per_channel(inv_std, x.ndim), axes)
@@ -303,7 +201,7 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     mean, inv_std : ndarray (N,)
         In the common float dtype of x, gamma and beta.
     """
-    x, gamma, beta, eps = _layernorm_forward_args(x, gamma, beta, eps)
+    x, gamma, beta, eps = _checks.check_layernorm_forward("layernorm_forward", x, gamma, beta, eps)
     axes = tuple(range(1, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     inv_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
@@ -331,7 +229,8 @@ def layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     dx : ndarray, x's shape
     dgamma, dbeta : ndarray of shape x.shape[1:]
     """
-    dout, x, gamma, mean, inv_std = _layernorm_backward_args(dout, x, gamma, mean, inv_std)
+    dout, x, gamma, mean, inv_std = _checks.check_layernorm_backward(
+        "layernorm_backward", dout, x, gamma, mean, inv_std)
     axes = tuple(range(1, x.ndim))
     per_sample = (-1,) + (1,) * (x.ndim - 1)
     xhat = (x - mean.reshape(per_sample)) * inv_std.reshape(per_sample)
@@ -366,7 +265,7 @@ def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups
     out : ndarray, x's shape
     mean, inv_std : ndarray (N, G)
     """
-    x, gamma, beta, groups, eps = _groupnorm_forward_args(x, gamma, beta, groups, eps)
+    x, gamma, beta, groups, eps = _checks.check_groupnorm_forward("groupnorm_forward", x, gamma, beta, groups, eps)
     xg = x.reshape(_grouped(x.shape, groups))
     mean = xg.mean(axis=2)
     inv_std = 1 / np.sqrt(xg.var(axis=2) + eps)
@@ -397,7 +296,8 @@ def groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, group
     dx : ndarray, x's shape
     dgamma, dbeta : ndarray (C,)
     """
-    dout, x, gamma, groups, mean, inv_std = _groupnorm_backward_args(dout, x, gamma, groups, mean, inv_std)
+    dout, x, gamma, groups, mean, inv_std = _checks.check_groupnorm_backward(
+        "groupnorm_backward", dout, x, gamma, groups, mean, inv_std)
     grouped = _grouped(x.shape, groups)
     xhat = (x.reshape(grouped) - mean[:, :, None]) * inv_std[:, :, None]
     dxhat = (dout * _per_channel(gamma, 4)).reshape(grouped)
@@ -423,7 +323,7 @@ def instancenorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     out : ndarray, x's shape
     mean, inv_std : ndarray (N, C)
     """
-    x, gamma, beta, eps = _instancenorm_forward_args(x, gamma, beta, eps)
+    x, gamma, beta, eps = _checks.check_instancenorm_forward("instancenorm_forward", x, gamma, beta, eps)
     return groupnorm_forward(x, gamma, beta, x.shape[1], eps)
 
 
@@ -442,5 +342,6 @@ def instancenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, me
     dx : ndarray, x's shape
     dgamma, dbeta : ndarray (C,)
     """
-    dout, x, gamma, mean, inv_std = _instancenorm_backward_args(dout, x, gamma, mean, inv_std)
+    dout, x, gamma, mean, inv_std = _checks.check_instancenorm_backward(
+        "instancenorm_backward", dout, x, gamma, mean, inv_std)
     return groupnorm_backward(dout, x, gamma, x.shape[1], mean, inv_std)

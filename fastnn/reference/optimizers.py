@@ -13,29 +13,10 @@ import math
 
 import numpy as np
 
-from .. import _validate
+from .. import _checks
 
 __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
            "adamw_step", "adabound_step"]
-
-
-# Each hyperparameter's admissible range, by name: the one statement of the checks both twins of every step run.
-_RANGES = {
-    "lr": {"gt": 0}, "final_lr": {"gt": 0}, "eps": {"gt": 0}, "weight_decay": {"ge": 0},
-    "momentum": {"ge": 0, "lt": 1}, "decay_rate": {"ge": 0, "lt": 1}, "beta1": {"ge": 0, "lt": 1},
-    "beta2": {"ge": 0, "lt": 1}, "gamma": {"gt": 0, "lt": 1},
-    "bias_correction1": {"gt": 0, "le": 1}, "bias_correction2": {"gt": 0, "le": 1},
-}
-
-
-def _checks(where: str, param, grad, states: dict, **scalars) -> tuple:
-    """Validation shared by each step and its fused twin in :mod:`fastnn.kernels.optimizers`.
-
-    Checks the arrays, then each hyperparameter against its range in ``_RANGES``, in the order given; returns the
-    gradient cast to param's dtype followed by the checked floats.
-    """
-    g = _validate.optimizer_arrays(where, param, grad, **states)
-    return (g, *(_validate.scalar(value, where, name, **_RANGES[name]) for name, value in scalars.items()))
 
 
 def _l2(g: np.ndarray, param: np.ndarray, weight_decay: float) -> np.ndarray:
@@ -61,7 +42,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float
     weight_decay : float
         L2 coefficient :math:`\lambda \ge 0`.
     """
-    g, lr, weight_decay = _checks("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
+    g, lr, weight_decay = _checks.check_optimizer_step("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
     g = _l2(g, param, weight_decay)
     param -= param.dtype.type(lr) * g
 
@@ -84,20 +65,13 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr:
     lr, momentum, weight_decay : float
         :math:`\eta > 0`, :math:`0 \le \mu < 1`, L2 coefficient :math:`\ge 0`.
     """
-    g, lr, momentum, weight_decay = _checks("momentum_step", param, grad, {"velocity": velocity}, lr=lr,
-                                            momentum=momentum, weight_decay=weight_decay)
+    g, lr, momentum, weight_decay = _checks.check_optimizer_step("momentum_step", param, grad, {"velocity": velocity},
+                                                                 lr=lr, momentum=momentum, weight_decay=weight_decay)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     velocity *= t(momentum)
     velocity -= t(lr) * g
     param += velocity
-
-
-def _nesterov_checks(param, grad, buf, lr, momentum, weight_decay, pytorch_form) -> tuple:
-    """Validation shared by nesterov_step and its fused twin; returns the cast gradient, the floats and the flag."""
-    where = "nesterov_step"
-    checked = _checks(where, param, grad, {"buf": buf}, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    return (*checked, _validate.flag(pytorch_form, where, "pytorch_form"))
 
 
 def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
@@ -125,8 +99,8 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
     pytorch_form : bool, keyword-only
         Which of the two forms.
     """
-    g, lr, momentum, weight_decay, pytorch_form = _nesterov_checks(param, grad, buf, lr, momentum, weight_decay,
-                                                                   pytorch_form)
+    g, lr, momentum, weight_decay, pytorch_form = _checks.check_nesterov_step(
+        "nesterov_step", param, grad, buf, lr, momentum, weight_decay, pytorch_form)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     if pytorch_form:
@@ -156,8 +130,8 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, 
     lr, eps, weight_decay : float
         :math:`\eta > 0`, :math:`\epsilon > 0`, L2 coefficient :math:`\ge 0`.
     """
-    g, lr, eps, weight_decay = _checks("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
-                                       weight_decay=weight_decay)
+    g, lr, eps, weight_decay = _checks.check_optimizer_step("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
+                                                            weight_decay=weight_decay)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     h += g * g
@@ -180,22 +154,13 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float,
     lr, decay_rate, eps, weight_decay : float
         :math:`\eta > 0`, :math:`0 \le \alpha < 1`, :math:`\epsilon > 0`, L2 coefficient :math:`\ge 0`.
     """
-    g, lr, decay_rate, eps, weight_decay = _checks("rmsprop_step", param, grad, {"sq": sq}, lr=lr,
-                                                   decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
+    g, lr, decay_rate, eps, weight_decay = _checks.check_optimizer_step(
+        "rmsprop_step", param, grad, {"sq": sq}, lr=lr, decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     sq *= t(decay_rate)
     sq += t(1.0 - decay_rate) * g * g  # the book's order: ((1 - rho) * g) * g
     param -= t(lr) * g / (np.sqrt(sq) + t(eps))
-
-
-def _adam_checks(where: str, param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1,
-                 bias_correction2, weight_decay, eps_hat) -> tuple:
-    """Validation shared by adam_step and adamw_step; returns the cast gradient, the checked floats and eps_hat."""
-    states = {"m": m, "v": v} if v_max is None else {"m": m, "v": v, "v_max": v_max}
-    checked = _checks(where, param, grad, states, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                      bias_correction1=bias_correction1, bias_correction2=bias_correction2, weight_decay=weight_decay)
-    return (*checked, _validate.flag(eps_hat, where, "eps_hat"))
 
 
 def _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2, eps_hat) -> None:
@@ -256,9 +221,9 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
     eps_hat : bool, keyword-only
         Which of the two forms (see above).
     """
-    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _adam_checks(
-        "adam_step", param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
-        weight_decay, eps_hat)
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _checks.check_adam_step(
+        "adam_step", param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay, v_max,
+        eps_hat)
     g = _l2(g, param, weight_decay)
     _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2, eps_hat)
 
@@ -270,34 +235,13 @@ def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
 
     .. math:: p \leftarrow p \, (1 - \eta \lambda), \ \text{then the Adam update of :func:`adam_step` without L2.}
 
-    Parameters are those of :func:`adam_step`.
+    Parameters are those of :func:`adam_step`; ``weight_decay`` (:math:`\lambda \ge 0`) is decoupled instead of L2.
     """
-    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _adam_checks(
-        "adamw_step", param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2,
-        weight_decay, eps_hat)
+    g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _checks.check_adam_step(
+        "adamw_step", param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay, v_max,
+        eps_hat)
     param *= param.dtype.type(1.0 - lr * weight_decay)
     _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2, eps_hat)
-
-
-def _adabound_checks(param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay) -> tuple:
-    r"""Validation and per-step scalars shared by adabound_step and its fused twin.
-
-    Returns the cast gradient, the checked ``beta1, beta2, eps, weight_decay``, the step size
-    :math:`\eta \sqrt{c_2} / c_1` and AdaBound's clipping range of the per-element learning rate at step :math:`t`,
-
-    .. math:: \left[\eta^* \left(1 - \frac{1}{\gamma t + 1}\right),\ \eta^* \left(1 + \frac{1}{\gamma t}\right)\right]
-
-    all in float64.
-    """
-    where = "adabound_step"
-    g, lr, final_lr, gamma, beta1, beta2, eps = _checks(where, param, grad, {"m": m, "v": v}, lr=lr,
-                                                        final_lr=final_lr, gamma=gamma, beta1=beta1, beta2=beta2,
-                                                        eps=eps)
-    step = _validate.integer(step, where, "step", minimum=1)
-    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", **_RANGES["weight_decay"])
-    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-    lower, upper = final_lr * (1.0 - 1.0 / (gamma * step + 1.0)), final_lr * (1.0 + 1.0 / (gamma * step))
-    return g, beta1, beta2, eps, weight_decay, step_size, lower, upper
 
 
 def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
@@ -329,8 +273,8 @@ def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndar
     weight_decay : float
         L2 coefficient (added to the gradient).
     """
-    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _adabound_checks(
-        param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
+    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _checks.check_adabound_step(
+        "adabound_step", param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
     t = param.dtype.type
     g = _l2(g, param, weight_decay)
     m *= t(beta1)

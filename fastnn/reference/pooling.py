@@ -24,45 +24,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .. import _validate
+from .. import _checks, _validate
 from .._validate import WindowGeometry
 
 __all__ = ["avgpool2d_backward", "avgpool2d_forward", "maxpool2d_backward", "maxpool2d_forward"]
-
-
-def _forward_checks(where: str, x, pool_h, pool_w, stride, pad) -> tuple[np.ndarray, WindowGeometry]:
-    """Validation shared by the forward passes and their fused twins: x as a 4-D float array, and the geometry."""
-    x = _validate.float_array(x, where, "x", ndim=4)
-    return x, _validate.pool_geometry(x.shape, pool_h, pool_w, stride, pad, where)
-
-
-def _backward_checks(where: str, dout, input_shape, pool_h, pool_w, stride, pad) -> tuple[np.ndarray, WindowGeometry]:
-    """Validation shared by the backward passes and their fused twins: the geometry, then dout of the output's shape."""
-    g = _validate.pool_geometry(input_shape, pool_h, pool_w, stride, pad, where, name="input_shape")
-    dout = _validate.float_array(dout, where, "dout", ndim=4)
-    _validate.shape(dout, (g.N, g.C, g.OH, g.OW), where, "dout")
-    return dout, g
-
-
-def _ties_checks(where: str, ties, argmax, x, g: WindowGeometry) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Max-pool backward's tie rule and the argument it needs: (argmax, None) for "first", (None, x) for "split"."""
-    if not isinstance(ties, str):
-        _validate.fail(where, "ties", "'first' or 'split'", f"{type(ties).__name__}", TypeError)
-    if ties not in ("first", "split"):
-        _validate.fail(where, "ties", "'first' or 'split'", repr(ties))
-    if ties == "first":
-        if x is not None:
-            _validate.fail(where, "x", "None with ties='first' (argmax names each window's maximum)",
-                           f"{type(x).__name__}")
-        return _validate.pool_argmax(argmax, (g.N, g.C, g.OH, g.OW), g.FH * g.FW, where), None
-    if argmax is not None:
-        _validate.fail(where, "argmax", "None with ties='split' (the maxima are found in x)",
-                       f"{type(argmax).__name__}")
-    if x is None:
-        _validate.fail(where, "x", "the forward input (N, C, H, W) with ties='split'", "None")
-    x = _validate.float_array(x, where, "x", ndim=4)
-    _validate.shape(x, (g.N, g.C, g.H, g.W), where, "x")
-    return None, x
 
 
 def _windows(x: np.ndarray, g: WindowGeometry, fill: float | bool) -> np.ndarray:
@@ -115,7 +80,7 @@ def maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
         ``FH * FW - 1`` (uint8 for pools up to 16x16). First maximum on ties, first NaN if any; never padding
         unless the window holds no input (H or W is 0): then out is ``-inf`` and argmax 0.
     """
-    x, g = _forward_checks("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
+    x, g = _checks.check_pool2d("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
     windows = _windows(x, g, -np.inf)
     inside = _windows(np.ones((1, 1, g.H, g.W), dtype=bool), g, False)  # which window slots hold input
     out = windows.max(axis=-1)  # NaN propagates
@@ -132,9 +97,13 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
                        x: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`maxpool2d_forward`: each ``dout`` goes to its window's maximum.
 
-    ``ties="first"`` (default): to the element ``argmax`` names, the first maximum. ``ties="split"`` (cs231n's
-    ``max_pool_backward_reshape``): divided equally among the window's elements equal to its maximum, found in
-    ``x``; a NaN maximum gives NaN to every element of its window (cs231n's ``0/0``).
+    Two rules for a window holding several equal maxima:
+
+    * ``ties="first"`` (default; PyTorch, Deep Learning from Scratch, cs231n's naive and im2col layers): all of
+      the window's gradient goes to the element its ``argmax`` names, the first maximum in row-major order.
+    * ``ties="split"`` (cs231n's ``max_pool_backward_reshape``, so its ``max_pool_backward_fast`` on tiling
+      pools): the gradient is divided equally among the window's elements equal to its maximum, found again
+      in ``x``; a window whose maximum is NaN gives NaN to every one of its elements (cs231n's ``0/0``).
 
     .. math::
 
@@ -148,15 +117,17 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
     dout : ndarray (N, C, OH, OW)
         Upstream gradient, float32 or float64.
     argmax : ndarray (N, C, OH, OW) or None
-        Integer window indices in ``[0, FH*FW)`` as returned by the forward pass; None with ``ties="split"``.
+        Integer window indices in ``[0, FH*FW)`` as returned by the forward pass (any integer dtype; values are
+        checked, since the kernel scatters through them). None with ``ties="split"``, which does not use it.
     input_shape : tuple (N, C, H, W)
         Shape of the forward input.
     pool_h, pool_w, stride, pad
         As in the forward pass.
     ties : {"first", "split"}
-        Keyword-only: the rule for equal maxima.
+        Keyword-only: the rule for equal maxima, above.
     x : ndarray (N, C, H, W), optional
-        Keyword-only: the forward input, required with ``ties="split"`` and refused with "first".
+        Keyword-only: the forward input (float32 or float64), required with ``ties="split"`` and refused with
+        "first".
 
     Returns
     -------
@@ -165,8 +136,8 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
         nothing, and padding never counts as a maximum.
     """
     where = "maxpool2d_backward"
-    dout, g = _backward_checks(where, dout, input_shape, pool_h, pool_w, stride, pad)
-    argmax, x = _ties_checks(where, ties, argmax, x, g)
+    dout, argmax, x, g = _checks.check_maxpool2d_backward(where, dout, argmax, input_shape, pool_h, pool_w, stride,
+                                                          pad, ties, x)
     zero = np.zeros((), dtype=dout.dtype)
     if x is None:
         return _scatter_windows(lambda k: np.where(argmax == k, dout, zero), g, dout.dtype)
@@ -204,7 +175,7 @@ def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
     out : ndarray (N, C, OH, OW)
         x.dtype.
     """
-    x, g = _forward_checks("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
+    x, g = _checks.check_pool2d("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
     return _windows(x, g, 0).mean(axis=-1)
 
 
@@ -228,8 +199,8 @@ def avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int],
     Returns
     -------
     dx : ndarray (N, C, H, W)
-        dout.dtype; the share of padded positions is dropped.
+        dout.dtype; overlapping windows add up, the share of padded positions is dropped.
     """
-    dout, g = _backward_checks("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
+    dout, g = _checks.check_pool2d_backward("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
     share = dout / dout.dtype.type(g.FH * g.FW)
     return _scatter_windows(lambda k: share, g, dout.dtype)

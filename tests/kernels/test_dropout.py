@@ -11,7 +11,7 @@ import pytest
 import fastnn.kernels as K
 import fastnn.kernels.dropout as KD
 import fastnn.reference as R
-import fastnn.reference.dropout as RD
+from fastnn import _checks, _splitmix
 from tests.conftest import assert_close
 
 SEEDS = [0, 1, 12345, 2**63, 2**64 - 1]
@@ -21,8 +21,8 @@ def test_splitmix64_matches_published_vector():
     """SplitMix64 seeded with 1234567 gives Vigna's reference outputs; our key is its first output."""
     state, outs = 1234567, []
     for _ in range(3):
-        state = (state + RD.GAMMA) % 2**64
-        outs.append(RD.mix64_int(state))
+        state = (state + _splitmix.GAMMA) % 2**64
+        outs.append(_splitmix.mix64_int(state))
     assert outs == [6457827717110365317, 3203168211198807973, 9817491932198370423]
 
 
@@ -50,7 +50,7 @@ def test_mask_depends_only_on_seed_and_flat_index(twin):
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
 def test_mask_independent_of_thread_count():
-    shape, key, threshold = RD.mask_key_threshold((999_983,), 0.4, 99, "t")
+    shape, key, threshold = _checks.check_dropout_mask("t", (999_983,), 0.4, 99)
     saved = numba.get_num_threads()
     masks = []
     try:

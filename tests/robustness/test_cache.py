@@ -141,9 +141,9 @@ _fdiv = _njit(_doubled_division, error_model="numpy", fastmath=set(config.FASTMA
 
 
 def test_helper_edited_in_another_module_invalidates_its_users(tmp_path):
-    """losses' softmax inlines activations._fdiv: editing activations.py must recompile it, not reuse it."""
+    """losses' softmax inlines _math._fdiv: editing _math.py must recompile it, not reuse it."""
     losses = (_PACKAGE / "kernels" / "losses.py").read_text()
-    assert "_fdiv" in losses and "from .activations import" in losses  # the dependency this test relies on
+    assert "_fdiv" in losses and "from ._math import" in losses  # the dependency this test relies on
     site = _copy_package(tmp_path)
     cache = tmp_path / "cache"
     env = {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "NUMBA_CACHE_DIR": str(cache)}
@@ -151,7 +151,7 @@ def test_helper_edited_in_another_module_invalidates_its_users(tmp_path):
     warm = _load(tmp_path / "warm.npz")
     _assert_same(warm, _expected())
 
-    with open(site / "fastnn" / "kernels" / "activations.py", "a") as f:
+    with open(site / "fastnn" / "kernels" / "_math.py", "a") as f:
         f.write(_DOUBLED_DIVISION)
     proc = run_python(_child(tmp_path / "after.npz", site), env=env, cwd=tmp_path, timeout=300)
     stats = _stats(proc.stdout)
@@ -162,7 +162,7 @@ def test_helper_edited_in_another_module_invalidates_its_users(tmp_path):
     _assert_same(after, fresh)  # the cached build computes what the edited source computes
     np.testing.assert_allclose(fresh["softmax"], 2 * warm["softmax"], rtol=1e-6)  # the edit did change softmax
     np.testing.assert_array_equal(after["float32/maxpool"], warm["float32/maxpool"])
-    # kernels that do not import activations were not recompiled
+    # kernels that do not import _math were not recompiled
     assert any(name.startswith("fastnn.kernels.pooling.") for name in stats["hits"]), stats
     assert not any(name.startswith("fastnn.kernels.pooling.") for name in stats["misses"]), stats
     assert any(name.startswith("fastnn.kernels.losses.") for name in stats["misses"]), stats
