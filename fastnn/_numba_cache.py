@@ -6,7 +6,7 @@ every kernel and helper through it. What it adds to Numba's cache, and why:
 * No writable cache directory (read-only install, unwritable ``HOME``/``NUMBA_CACHE_DIR``): kernels are compiled
   in memory instead; import never fails.
 * Numba checks a cached kernel only against the source file that defines it. A kernel inlines helpers and
-  constants from other modules (``_exp_nonpos`` from ``activations`` in ``losses``, ``window_span`` from
+  constants from other modules (``_exp_nonpos`` from ``_math`` in ``losses``, ``window_span`` from
   ``_window`` in ``pooling``), so fastnn adds a digest of the defining module and every fastnn module it imports,
   transitively, to the freshness stamp: editing a helper recompiles its users. The index key also records
   ``NUMBA_BOUNDSCHECK``, so bounds-checked and unchecked builds never stand in for each other.
