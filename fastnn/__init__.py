@@ -21,18 +21,23 @@ __all__ = ["__version__", "get_num_threads", "set_num_threads", "threading_layer
 
 # Loaded on first use (PEP 562), so ``import fastnn`` costs what the interpreter needs for it and no more: Numba's
 # own import is ~0.2 s, and a command that only parses its options or prints help should not pay it.
-_LAZY = {"get_num_threads": "._jit", "set_num_threads": "._jit", "threading_layer": "._jit",
-         "numerical_gradient": ".gradient", "Trainer": ".trainer", "TrainResult": ".trainer"}
+_LAZY = {"get_num_threads": "_jit", "set_num_threads": "_jit", "threading_layer": "_jit",
+         "numerical_gradient": "gradient", "Trainer": "trainer", "TrainResult": "trainer"}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    home = _LAZY.get(name)
+    if home == "_jit":
+        from . import _jit as module
+    elif home == "gradient":
+        from . import gradient as module
+    elif home == "trainer":
+        from . import trainer as module
+    else:
+        raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
