@@ -25,7 +25,16 @@ _LAZY = {"get_num_threads": "_jit", "set_num_threads": "_jit", "threading_layer"
          "numerical_gradient": "gradient", "Trainer": "trainer", "TrainResult": "trainer"}
 
 
+#: Subpackages reachable as attributes (``import fastnn; fastnn.kernels.relu_forward(...)``), imported on first use.
+_SUBMODULES = frozenset({"backend", "bench", "bench_cases", "checkpoint", "cli", "compat", "config", "datasets",
+                         "distributed", "gradient", "kernels", "layers", "nets", "optim", "reference", "trainer"})
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")  # the import binds it as an attribute too
     home = _LAZY.get(name)
     if home == "_jit":
         from . import _jit as module
@@ -41,4 +50,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
