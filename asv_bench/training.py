@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 from .common import KernelBenchmark
 
@@ -74,3 +75,46 @@ class CompileTime:
         return first_step_seconds(self._dir.name)
 
     track_first_step_warm_cache.unit = "seconds"
+
+
+def process_seconds(args: list[str], cache_dir: str) -> float:
+    """Wall seconds of ``python <args>`` in a new process with Numba's cache in ``cache_dir`` (output discarded)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "FASTNN_NUMBA_CACHE": "1"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *args], env=env, capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+class FirstRun:
+    """What a new user meets, as whole processes: ``python -m fastnn demo --epochs 1`` (digits) with an empty Numba
+    cache and with the cache the first run left, and ``import fastnn`` (README and issue targets: 8 s, 1.5 s, 0.3 s)."""
+
+    timeout = 1200
+
+    def setup(self):
+        import importlib.util
+
+        if importlib.util.find_spec("sklearn") is None:
+            raise NotImplementedError("the demo's digits need scikit-learn (the examples extra)")
+        self._dir = tempfile.TemporaryDirectory(prefix="fastnn-first-run-")
+        self._demo = ["-m", "fastnn", "demo", "--epochs", "1", "--no-plot", "--out", self._dir.name]
+
+    def teardown(self):
+        self._dir.cleanup()
+
+    def track_demo_empty_cache(self):
+        return process_seconds(self._demo, os.path.join(self._dir.name, "cold"))
+
+    track_demo_empty_cache.unit = "seconds"
+
+    def track_demo_warm_cache(self):
+        cache = os.path.join(self._dir.name, "warm")
+        process_seconds(self._demo, cache)  # fills the cache
+        return process_seconds(self._demo, cache)
+
+    track_demo_warm_cache.unit = "seconds"
+
+    def track_import(self):
+        return process_seconds(["-c", "import fastnn"], os.path.join(self._dir.name, "import"))
+
+    track_import.unit = "seconds"
