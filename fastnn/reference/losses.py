@@ -63,15 +63,19 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float 
     probs : ndarray, (N, K), x's dtype (for the backward pass, the same for every delta)
     """
     x, labels, delta = _checks.check_softmax_cross_entropy("softmax_cross_entropy_forward", x, t, delta)
+    return _softmax_cross_entropy_forward(x, labels, delta=delta)
+
+
+def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float = 0.0) -> tuple:
     shifted = x - x.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=1, keepdims=True)
     rows = np.arange(x.shape[0])
     probs = e / s
     if delta:
-        loss = -np.sum(np.log(probs[rows, labels] + x.dtype.type(delta))) / x.shape[0]
+        loss = -np.sum(np.log(probs[rows, t] + x.dtype.type(delta))) / x.shape[0]
     else:
-        loss = np.mean(np.log(s[:, 0]) - shifted[rows, labels])
+        loss = np.mean(np.log(s[:, 0]) - shifted[rows, t])
     return x.dtype.type(loss), probs
 
 
@@ -92,10 +96,13 @@ def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float
     -------
     dx : ndarray, (N, K), probs' float dtype
     """
-    probs, labels, dout = _checks.check_softmax_cross_entropy_backward("softmax_cross_entropy_backward", probs, t,
-                                                                      dout)
+    return _softmax_cross_entropy_backward(*_checks.check_softmax_cross_entropy_backward(
+        "softmax_cross_entropy_backward", probs, t, dout))
+
+
+def _softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:
     onehot = np.zeros_like(probs)
-    onehot[np.arange(probs.shape[0]), labels] = 1
+    onehot[np.arange(probs.shape[0]), t] = 1
     return (probs - onehot) * probs.dtype.type(dout / probs.shape[0])
 
 
@@ -128,3 +135,8 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     dx[rows, labels] -= positive.sum(axis=1)
     dx /= n
     return x.dtype.type(loss), dx
+
+
+# The bodies without the argument check (fastnn.backend.unchecked), as in fastnn.kernels.losses.
+softmax_cross_entropy_forward.unchecked = _softmax_cross_entropy_forward
+softmax_cross_entropy_backward.unchecked = _softmax_cross_entropy_backward
