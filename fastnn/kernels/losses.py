@@ -162,7 +162,8 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float 
     return _softmax_cross_entropy_forward(x, labels, delta=delta)
 
 
-def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float = 0.0) -> tuple:
+def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *,
+                                   delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
     probs = np.empty(x.shape, x.dtype)
     row_loss = np.empty(x.shape[0], x.dtype)
     args = (np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss)

@@ -66,7 +66,8 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float 
     return _softmax_cross_entropy_forward(x, labels, delta=delta)
 
 
-def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float = 0.0) -> tuple:
+def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *,
+                                   delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
     shifted = x - x.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=1, keepdims=True)
