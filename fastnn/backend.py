@@ -14,11 +14,12 @@ backends at once; ``using`` blocks are serialised by a lock and nest. A call is 
 :data:`ops`, as ``kernels.<name>`` was: the seam costs nothing on the hot path.
 
 :data:`unchecked` is swapped with it and holds, for each name, the installed function's body without its argument
-check (its ``unchecked`` attribute, with the same signature), for a caller that has already established what
-``fastnn._checks.check_<op>`` would (a layer that checked ``x``, the common dtype, the shapes): each input is then
-checked once on its way down, while ``ops.<name>`` and the public kernels keep checking. A function without a body
-of its own, or one put in place of the package's (a monkeypatch, a recording wrapper), stands for itself there, so
-whatever replaces a kernel is what every caller reaches.
+check, for a caller that has already established what ``fastnn._checks.check_<op>`` would (a layer that checked
+``x``, the common dtype, the shapes): each input is then checked once on its way down, while ``ops.<name>`` and the
+public kernels keep checking. The convention, on both sides: the public ``<op>`` is its check followed by a call
+of ``_<op>`` in the same module, which has ``<op>``'s signature and takes its arguments as the check returns them.
+An op without such a body, or a function put in place of the package's (a monkeypatch, a recording wrapper),
+stands for itself in :data:`unchecked`, so whatever replaces a kernel is what every caller reaches.
 """
 
 from __future__ import annotations
@@ -57,16 +58,16 @@ def _install(name: str) -> None:
 
 
 def _body(fn):
-    """``fn.unchecked`` when ``fn`` is the function its module defines under its name, else ``fn`` itself.
+    """The body of public function ``fn``: ``_<name>`` of the module defining it, else ``fn`` itself.
 
-    The identity test keeps a replacement in charge: ``functools.wraps`` copies ``unchecked`` onto a wrapper, and
-    the wrapper (not the body it would bypass) is what must run.
+    Only the function a module defines has its body used: a replacement (a monkeypatch, a recording wrapper, which
+    ``functools.wraps`` dresses in the original's name and module) is what every caller must reach.
     """
-    body = getattr(fn, "unchecked", None)
+    name = getattr(fn, "__name__", "")
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
-    if body is None or getattr(module, getattr(fn, "__name__", ""), None) is not fn:
+    if getattr(module, name, None) is not fn:
         return fn
-    return body
+    return getattr(module, "_" + name, fn)
 
 
 def current() -> str:

@@ -177,13 +177,3 @@ def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
 def leaky_relu_backward(dout: np.ndarray, x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
     """One pass, ``alpha`` cast to the arrays' dtype."""
     return _binary(_leaky_bwd, *_checks.check_leaky_relu_backward("leaky_relu_backward", dout, x, alpha))
-
-
-# The bodies without the argument check, for callers that have already established what it establishes (see
-# fastnn.backend.unchecked): same signatures, arguments taken as the check would return them.
-relu_forward.unchecked = _relu_forward
-relu_backward.unchecked = _relu_backward
-sigmoid_forward.unchecked = _sigmoid_forward
-sigmoid_backward.unchecked = _sigmoid_backward
-tanh_forward.unchecked = _tanh_forward
-tanh_backward.unchecked = _tanh_backward

@@ -139,8 +139,3 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype))
-
-
-# The body without the argument check, for callers that have already established what it establishes (see
-# fastnn.backend.unchecked): the same signature, arguments as the check would return them.
-matmul.unchecked = _matmul

@@ -199,9 +199,3 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     total = _svm.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(labels), dx, row_loss, tp(0), tp(1),
                      tp(x.shape[0]))
     return tp(total / x.shape[0]), dx
-
-
-# The bodies without the argument check, for callers that have already established what it establishes (see
-# fastnn.backend.unchecked): same signatures, arguments taken as the check would return them (labels as int64).
-softmax_cross_entropy_forward.unchecked = _softmax_cross_entropy_forward
-softmax_cross_entropy_backward.unchecked = _softmax_cross_entropy_backward

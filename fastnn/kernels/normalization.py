@@ -925,9 +925,3 @@ def instancenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, me
     dout, x, gamma, mean, inv_std = _checks.check_instancenorm_backward(
         "instancenorm_backward", dout, x, gamma, mean, inv_std)
     return _group_backward(dout, x, gamma, x.shape[1], mean, inv_std)
-
-
-# The bodies without the argument check, for callers that have already established what it establishes (see
-# fastnn.backend.unchecked): same signatures, arguments taken as the check would return them.
-batchnorm_forward_train.unchecked = _batchnorm_forward_train
-batchnorm_backward.unchecked = _batchnorm_backward

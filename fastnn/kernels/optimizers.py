@@ -335,10 +335,3 @@ def _adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
                 v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
     _adam_launch(True, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay,
                  v_max, eps_hat)
-
-
-# The bodies without the argument check, for callers that have already established what it establishes (see
-# fastnn.backend.unchecked): same signatures, arguments taken as the check would return them (grad of param's
-# dtype, hyperparameters as Python floats within their bounds).
-adam_step.unchecked = _adam_step
-adamw_step.unchecked = _adamw_step

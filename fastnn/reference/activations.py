@@ -178,12 +178,3 @@ def leaky_relu_backward(dout: np.ndarray, x: np.ndarray, alpha: float = 0.01) ->
     """
     dout, x, alpha = _checks.check_leaky_relu_backward("leaky_relu_backward", dout, x, alpha)
     return np.where(x > 0, dout, x.dtype.type(alpha) * dout)
-
-
-# The bodies without the argument check (fastnn.backend.unchecked), as in fastnn.kernels.activations.
-relu_forward.unchecked = _relu_forward
-relu_backward.unchecked = _relu_backward
-sigmoid_forward.unchecked = _sigmoid_forward
-sigmoid_backward.unchecked = _sigmoid_backward
-tanh_forward.unchecked = _tanh_forward
-tanh_backward.unchecked = _tanh_backward

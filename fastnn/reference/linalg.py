@@ -32,6 +32,3 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a @ b)
-
-
-matmul.unchecked = _matmul  # the body without the check (fastnn.backend.unchecked)

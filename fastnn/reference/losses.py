@@ -136,8 +136,3 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     dx[rows, labels] -= positive.sum(axis=1)
     dx /= n
     return x.dtype.type(loss), dx
-
-
-# The bodies without the argument check (fastnn.backend.unchecked), as in fastnn.kernels.losses.
-softmax_cross_entropy_forward.unchecked = _softmax_cross_entropy_forward
-softmax_cross_entropy_backward.unchecked = _softmax_cross_entropy_backward

@@ -355,8 +355,3 @@ def instancenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, me
     dout, x, gamma, mean, inv_std = _checks.check_instancenorm_backward(
         "instancenorm_backward", dout, x, gamma, mean, inv_std)
     return groupnorm_backward(dout, x, gamma, x.shape[1], mean, inv_std)
-
-
-# The bodies without the argument check (fastnn.backend.unchecked), as in fastnn.kernels.normalization.
-batchnorm_forward_train.unchecked = _batchnorm_forward_train
-batchnorm_backward.unchecked = _batchnorm_backward

@@ -295,8 +295,3 @@ def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndar
     v += t(1.0 - beta2) * (g * g)
     rate = np.clip(t(step_size) / (np.sqrt(v) + t(eps)), t(lower), t(upper))
     param -= rate * m
-
-
-# The bodies without the argument check (fastnn.backend.unchecked), as in fastnn.kernels.optimizers.
-adam_step.unchecked = _adam_step
-adamw_step.unchecked = _adamw_step
