@@ -12,18 +12,27 @@ the reference -- what the demo's speed-up, the benchmarks' NumPy training step a
 The switch is process-wide (every thread sees it) and is meant for measurements and tests, not for serving two
 backends at once; ``using`` blocks are serialised by a lock and nest. A call is one attribute lookup on
 :data:`ops`, as ``kernels.<name>`` was: the seam costs nothing on the hot path.
+
+:data:`unchecked` is swapped with it and holds, for each name, the installed function's body without its argument
+check, for a caller that has already established what ``fastnn._checks.check_<op>`` would (a layer that checked
+``x``, the common dtype, the shapes): each input is then checked once on its way down, while ``ops.<name>`` and the
+public kernels keep checking. The convention, on both sides: the public ``<op>`` is its check followed by a call
+of ``_<op>`` in the same module, which has ``<op>``'s signature and takes its arguments as the check returns them.
+An op without such a body, or a function put in place of the package's (a monkeypatch, a recording wrapper),
+stands for itself in :data:`unchecked`, so whatever replaces a kernel is what every caller reaches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import types
 from collections.abc import Iterator
 
 from . import kernels, reference
 
-__all__ = ["BACKENDS", "current", "ops", "using"]
+__all__ = ["BACKENDS", "current", "ops", "unchecked", "using"]
 
 #: The implementations by name (``"fastnn"`` and ``"numpy"`` are the benchmarks' names for the same two).
 BACKENDS: dict[str, types.ModuleType] = {"kernels": kernels, "reference": reference}
@@ -33,6 +42,9 @@ _ALIASES = {"fastnn": "kernels", "numpy": "reference"}
 #: SimpleNamespace: CPython 3.11 specialises attribute loads on modules, and ``ops.matmul`` then costs what
 #: ``kernels.matmul`` did (measured 16 ns against 40 ns for a SimpleNamespace attribute).
 ops = types.ModuleType("fastnn.backend.ops", "The installed backend's kernel functions (see fastnn.backend).")
+#: The installed functions' bodies without their argument checks (see the module docstring); same names.
+unchecked = types.ModuleType("fastnn.backend.unchecked", "The installed backend's kernel bodies without their argument "
+                             "checks (see fastnn.backend).")
 _state = {"current": "kernels"}
 _lock = threading.RLock()
 
@@ -41,7 +53,21 @@ def _install(name: str) -> None:
     impl = BACKENDS[name]
     for fn in kernels.__all__:
         setattr(ops, fn, getattr(impl, fn))
+        setattr(unchecked, fn, _body(getattr(impl, fn)))
     _state["current"] = name
+
+
+def _body(fn):
+    """The body of public function ``fn``: ``_<name>`` of the module defining it, else ``fn`` itself.
+
+    Only the function a module defines has its body used: a replacement (a monkeypatch, a recording wrapper, which
+    ``functools.wraps`` dresses in the original's name and module) is what every caller must reach.
+    """
+    name = getattr(fn, "__name__", "")
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if getattr(module, name, None) is not fn:
+        return fn
+    return getattr(module, "_" + name, fn)
 
 
 def current() -> str:

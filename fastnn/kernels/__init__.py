@@ -1,7 +1,9 @@
 """Numba kernels: the fast implementations. Same names and signatures as :mod:`fastnn.reference`.
 
 Every public function here checks its arguments with the same :mod:`fastnn._checks` call as its twin and then
-launches a compiled loop body through :class:`fastnn._jit.Kernel`, serial or parallel by size.
+launches a compiled loop body through :class:`fastnn._jit.Kernel`, serial or parallel by size. Where the part
+after the check is a function of its own, it is ``_<op>`` with ``<op>``'s signature, on both sides:
+:data:`fastnn.backend.unchecked` hands it to layers and optimizers that have checked their inputs already.
 
 One contract per operation: the twin's docstring (parameters, returns, math) is the specification. A kernel's own
 docstring says only what it adds (how it runs, what was measured); below, each kernel's ``__doc__`` becomes the

@@ -113,19 +113,30 @@ def _binary(body, dout: np.ndarray, a: np.ndarray, *scalars) -> np.ndarray:
 
 def relu_forward(x: np.ndarray) -> np.ndarray:
     """One pass; the comparison is written so that NaN is copied through."""
-    return _unary(_relu_fwd, _checks.check_activation("relu_forward", x))
+    return _relu_forward(_checks.check_activation("relu_forward", x))
+
+
+def _relu_forward(x: np.ndarray) -> np.ndarray:
+    return _unary(_relu_fwd, x)
 
 
 def relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
     """One pass; the comparison is written so that NaN in ``x`` passes ``dout`` (PyTorch's ``threshold_backward``)."""
-    return _binary(_relu_bwd, *_checks.check_activation_backward("relu_backward", dout, x, "x"))
+    return _relu_backward(*_checks.check_activation_backward("relu_backward", dout, x, "x"))
+
+
+def _relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return _binary(_relu_bwd, dout, x)
 
 
 def sigmoid_forward(x: np.ndarray) -> np.ndarray:
     """One pass. The exponential is :func:`fastnn.kernels._math._exp_nonpos` of ``-|x|``: it never overflows,
     it vectorises (libm's scalar ``exp`` does not) and is within 1 ulp; the two branches give exact 0 and 1 at the ends.
     """
-    x = _checks.check_activation("sigmoid_forward", x)
+    return _sigmoid_forward(_checks.check_activation("sigmoid_forward", x))
+
+
+def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
     out = np.empty(x.shape, x.dtype)
     _sigmoid_fwd.run(x.size, _flat(x), out.reshape(-1), x.dtype.type(1), *exp_nonpos_constants(x.dtype))
     return out
@@ -133,17 +144,29 @@ def sigmoid_forward(x: np.ndarray) -> np.ndarray:
 
 def sigmoid_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
     """One pass."""
-    return _binary(_sigmoid_bwd, *_checks.check_activation_backward("sigmoid_backward", dout, out, "out"), 1)
+    return _sigmoid_backward(*_checks.check_activation_backward("sigmoid_backward", dout, out, "out"))
+
+
+def _sigmoid_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
+    return _binary(_sigmoid_bwd, dout, out, 1)
 
 
 def tanh_forward(x: np.ndarray) -> np.ndarray:
     """One pass (libm's ``tanh`` per element)."""
-    return _unary(_tanh_fwd, _checks.check_activation("tanh_forward", x))
+    return _tanh_forward(_checks.check_activation("tanh_forward", x))
+
+
+def _tanh_forward(x: np.ndarray) -> np.ndarray:
+    return _unary(_tanh_fwd, x)
 
 
 def tanh_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
     """One pass."""
-    return _binary(_tanh_bwd, *_checks.check_activation_backward("tanh_backward", dout, out, "out"), 1)
+    return _tanh_backward(*_checks.check_activation_backward("tanh_backward", dout, out, "out"))
+
+
+def _tanh_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
+    return _binary(_tanh_bwd, dout, out, 1)
 
 
 def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:

@@ -134,6 +134,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ``np.matmul``. The cut depends on the shapes only: the same bits with any number of threads. ``a`` and ``b`` may
     have any strides (a transposed view is passed to BLAS as such, without a copy).
     """
-    a, b = _checks.check_matmul("matmul", a, b)
-    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
-    return matmul_into(a, b, out)
+    return _matmul(*_checks.check_matmul("matmul", a, b))
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype))

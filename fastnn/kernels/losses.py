@@ -159,9 +159,14 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float 
     serial pass sums the slots in float64 for the mean.
     """
     x, labels, delta = _checks.check_softmax_cross_entropy("softmax_cross_entropy_forward", x, t, delta)
+    return _softmax_cross_entropy_forward(x, labels, delta=delta)
+
+
+def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *,
+                                   delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
     probs = np.empty(x.shape, x.dtype)
     row_loss = np.empty(x.shape[0], x.dtype)
-    args = (np.ascontiguousarray(x), np.ascontiguousarray(labels), probs, row_loss)
+    args = (np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss)
     if delta:
         total = _softmax_ce_delta.run(x.size, *args, x.dtype.type(delta), *exp_nonpos_constants(x.dtype))
     else:
@@ -171,11 +176,14 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:
     """One parallel pass over rows, writing each row of ``dx`` once."""
-    probs, labels, dout = _checks.check_softmax_cross_entropy_backward("softmax_cross_entropy_backward", probs, t,
-                                                                      dout)
+    return _softmax_cross_entropy_backward(*_checks.check_softmax_cross_entropy_backward(
+        "softmax_cross_entropy_backward", probs, t, dout))
+
+
+def _softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:
     dx = np.empty(probs.shape, probs.dtype)
     tp = probs.dtype.type
-    _softmax_ce_bwd.run(probs.size, np.ascontiguousarray(probs), np.ascontiguousarray(labels), dx,
+    _softmax_ce_bwd.run(probs.size, np.ascontiguousarray(probs), np.ascontiguousarray(t), dx,
                         tp(dout / probs.shape[0]), tp(1))
     return dx
 

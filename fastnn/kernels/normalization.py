@@ -777,6 +777,12 @@ def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
     """
     x, gamma, beta, momentum, eps = _checks.check_batchnorm_forward_train(
         "batchnorm_forward_train", x, gamma, beta, running_mean, running_var, momentum, eps)
+    return _batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps)
+
+
+def _batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                             running_var: np.ndarray, momentum: float = 0.9,
+                             eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.ascontiguousarray(x)
     mean, var = _batch_moments(x)
     out, mean, inv_std = _batch_normalize(x, mean, var, gamma, beta, eps)
@@ -802,8 +808,12 @@ def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     """Two kernels: the per-channel sums of ``dout`` and ``dout * (x - mean)``, then one pass
     ``dx = dout * a + (x - mean) * v + e`` with the sums folded into a, v, e.
     """
-    dout, x, gamma, mean, inv_std = _checks.check_batchnorm_backward(
-        "batchnorm_backward", dout, x, gamma, mean, inv_std)
+    return _batchnorm_backward(*_checks.check_batchnorm_backward("batchnorm_backward", dout, x, gamma, mean,
+                                                                 inv_std))
+
+
+def _batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     N, C, L = _channels(x)
     mean = np.ascontiguousarray(mean)
     planes = L >= _PLANE_MIN

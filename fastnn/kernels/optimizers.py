@@ -274,6 +274,11 @@ def _adam_family(where: str, decoupled: bool, param, grad, m, v, lr, beta1, beta
     g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _checks.check_adam_step(
         where, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay, v_max,
         eps_hat)
+    _adam_launch(decoupled, param, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, v_max, eps_hat)
+
+
+def _adam_launch(decoupled: bool, param, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, v_max,
+                 eps_hat) -> None:
     t = param.dtype.type
     l2, decay = (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
     states = (m, v) if v_max is None else (m, v, v_max)
@@ -316,3 +321,17 @@ def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndar
     t = param.dtype.type
     _launch(_adabound, param, g, (m, v), t(step_size), t(lower), t(upper), t(beta1), t(1.0 - beta1), t(beta2),
             t(1.0 - beta2), t(eps), t(weight_decay))
+
+
+def _adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+               beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
+               v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
+    _adam_launch(False, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay,
+                 v_max, eps_hat)
+
+
+def _adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+                beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
+                v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
+    _adam_launch(True, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay,
+                 v_max, eps_hat)

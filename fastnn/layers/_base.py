@@ -114,6 +114,12 @@ def batch(x: Any, where: str, ndim: int | tuple[int, ...] | None = None, *, min_
     return x
 
 
+def alike(dout: np.ndarray, a: np.ndarray) -> bool:
+    """``dout`` has ``a``'s dtype and shape: with both float arrays, what an element-wise backward's check
+    establishes (so the layer may call the kernel's body, :data:`fastnn.backend.unchecked`)."""
+    return dout.dtype == a.dtype and dout.shape == a.shape
+
+
 def features(x: np.ndarray) -> int:
     """Number of features per sample of a batch ``(N, ...)`` (``prod(x.shape[1:])``, also when N is 0)."""
     return math.prod(x.shape[1:])

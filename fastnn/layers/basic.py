@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from .. import _validate
-from ..backend import ops
-from ._base import Entry, Layer, batch, bias, features
+from ..backend import ops, unchecked
+from ._base import Entry, Layer, alike, batch, bias, features
 from ._random import RandomSource
 
 __all__ = ["Affine", "Dropout", "LeakyRelu", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh"]
@@ -52,14 +52,19 @@ class Affine(Layer):
                            "sample (W.shape[0])", f"shape {x.shape}")
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], self.W.shape[0])
-        return self._output(ops.matmul(self.x, self.W) + self.b)
+        # checked above: both 2-D floats, inner sizes equal; what check_matmul adds is the common dtype
+        matmul = unchecked.matmul if x.dtype == self.W.dtype else ops.matmul
+        return self._output(matmul(self.x, self.W) + self.b)
 
     def backward(self, dout: Any) -> np.ndarray:
         """dout (N, M) -> dx of the input's shape; sets dW (D, M) and db (M,)."""
         dout = self._dout(dout, "Affine.backward")
-        self.dW = ops.matmul(self.x.T, dout)
+        x, W = self.x, self.W
+        trusted = dout.dtype == x.dtype == W.dtype and W.shape == (x.shape[1], dout.shape[1])
+        matmul = unchecked.matmul if trusted else ops.matmul  # (an attribute rebound since forward: checked)
+        self.dW = matmul(x.T, dout)
         self.db = dout.sum(axis=0)
-        return ops.matmul(dout, self.W.T).reshape(self.original_x_shape)
+        return matmul(dout, W.T).reshape(self.original_x_shape)
 
 
 class Relu(Layer):
@@ -71,10 +76,11 @@ class Relu(Layer):
 
     def forward(self, x: Any) -> np.ndarray:
         self.x = batch(x, "Relu.forward")
-        return self._output(ops.relu_forward(self.x))
+        return self._output(unchecked.relu_forward(self.x))
 
     def backward(self, dout: Any) -> np.ndarray:
-        return ops.relu_backward(self._dout(dout, "Relu.backward"), self.x)
+        dout = self._dout(dout, "Relu.backward")
+        return (unchecked if alike(dout, self.x) else ops).relu_backward(dout, self.x)
 
 
 class LeakyRelu(Layer):
@@ -101,11 +107,12 @@ class Sigmoid(Layer):
         self.out = None
 
     def forward(self, x: Any) -> np.ndarray:
-        self.out = ops.sigmoid_forward(batch(x, "Sigmoid.forward"))
+        self.out = unchecked.sigmoid_forward(batch(x, "Sigmoid.forward"))
         return self._output(self.out)
 
     def backward(self, dout: Any) -> np.ndarray:
-        return ops.sigmoid_backward(self._dout(dout, "Sigmoid.backward"), self.out)
+        dout = self._dout(dout, "Sigmoid.backward")
+        return (unchecked if alike(dout, self.out) else ops).sigmoid_backward(dout, self.out)
 
 
 class Tanh(Layer):
@@ -116,11 +123,12 @@ class Tanh(Layer):
         self.out = None
 
     def forward(self, x: Any) -> np.ndarray:
-        self.out = ops.tanh_forward(batch(x, "Tanh.forward"))
+        self.out = unchecked.tanh_forward(batch(x, "Tanh.forward"))
         return self._output(self.out)
 
     def backward(self, dout: Any) -> np.ndarray:
-        return ops.tanh_backward(self._dout(dout, "Tanh.backward"), self.out)
+        dout = self._dout(dout, "Tanh.backward")
+        return (unchecked if alike(dout, self.out) else ops).tanh_backward(dout, self.out)
 
 
 #: What the book's ``cross_entropy_error`` adds inside the log (``common/functions.py``).
@@ -166,7 +174,9 @@ class SoftmaxWithLoss(Layer):
             _validate.fail(where, "x", "a batch of N >= 1 samples", f"shape {x.shape}")
         labels = _book_labels(t, x, where)
         self.t = _validate.labels(labels, scores.shape[0], scores.shape[1], where, "t")
-        self.loss, y = ops.softmax_cross_entropy_forward(scores, self.t, delta=0.0 if self.exact else BOOK_DELTA)
+        # checked above: (N, K) floats with N >= 1, labels int64 in [0, K) (so K >= 1 too), delta >= 0
+        self.loss, y = unchecked.softmax_cross_entropy_forward(scores, self.t,
+                                                               delta=0.0 if self.exact else BOOK_DELTA)
         self.y = y.reshape(x.shape)
         return self.loss
 

@@ -6,12 +6,13 @@ the normalized input from them instead of caching it as the book's ``xc``/``xn``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from .. import _validate
-from ..backend import ops
+from ..backend import ops, unchecked
 from ._base import Entry, Layer, batch, features, same_shape, scale_and_shift
 
 __all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
@@ -65,8 +66,9 @@ class BatchNormalization(Layer):
                            f"shape {x.shape}")
         self.input_shape, self.x = x.shape, layout
         if train_flg:
-            out, self.mean, self.inv_std = ops.batchnorm_forward_train(
-                self.x, self.gamma, self.beta, self.running_mean, self.running_var, self.momentum, self.eps)
+            train = unchecked.batchnorm_forward_train if self._trusted(layout) else ops.batchnorm_forward_train
+            out, self.mean, self.inv_std = train(self.x, self.gamma, self.beta, self.running_mean, self.running_var,
+                                                 self.momentum, self.eps)
         else:
             out = ops.batchnorm_forward_infer(self.x, self.gamma, self.beta, self.running_mean,
                                               self.running_var, self.eps)
@@ -79,9 +81,23 @@ class BatchNormalization(Layer):
         if self.mean is None:
             raise RuntimeError("BatchNormalization.backward: the forward pass must run with train_flg=True "
                                "(an inference forward keeps no batch statistics)")
-        dx, self.dgamma, self.dbeta = ops.batchnorm_backward(dout.reshape(self.x.shape), self.x, self.gamma,
-                                                             self.mean, self.inv_std)
+        x, gamma, mean, inv_std = self.x, self.gamma, self.mean, self.inv_std
+        trusted = (dout.dtype == x.dtype == gamma.dtype == mean.dtype == inv_std.dtype and x.size > 0
+                   and mean.shape == inv_std.shape == gamma.shape == (x.shape[1],))
+        backward = unchecked.batchnorm_backward if trusted else ops.batchnorm_backward
+        dx, self.dgamma, self.dbeta = backward(dout.reshape(x.shape), x, gamma, mean, inv_std)
         return dx.reshape(self.input_shape)
+
+    def _trusted(self, x: np.ndarray) -> bool:
+        """Whether ``batchnorm_forward_train``'s check would pass ``x`` (laid out, N >= 1, 2-D or 4-D, x.shape[1]
+        == gamma.size, as ``forward`` checked) and the layer's own arrays and numbers unchanged, so that its
+        body may run unchecked: one dtype, no empty axis, beta and the running statistics of gamma's shape and
+        writeable, momentum and eps floats in range (attributes rebound since the constructor fail this)."""
+        g, rm, rv, m, e = self.gamma, self.running_mean, self.running_var, self.momentum, self.eps
+        return (x.dtype == g.dtype == self.beta.dtype and x.size > 0
+                and self.beta.shape == rm.shape == rv.shape == g.shape
+                and rm.flags.writeable and rv.flags.writeable
+                and type(m) is float and 0.0 <= m <= 1.0 and type(e) is float and 0.0 < e < math.inf)
 
     def _layout(self, x: np.ndarray) -> np.ndarray:
         """x as the kernel takes it: (N, C, H, W) per channel, or (N, D) per feature."""

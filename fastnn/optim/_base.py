@@ -72,6 +72,19 @@ class Optimizer:
                 checked[name] = _validate.scalar(value, where, name, **BOUNDS[name])
         return checked
 
+    def _as_accepted(self) -> bool:
+        """Whether the hyperparameters are still what the constructor (or :meth:`load_state_dict`) makes of them,
+        Python floats and bools within :data:`BOUNDS`, also after a rebinding (a schedule setting ``opt.lr``). Then
+        a kernel's scalar checks would pass, and a step may call its body (:data:`fastnn.backend.unchecked`)."""
+        values = self.hyperparameters
+        if any(type(v) is not (bool if name in FLAGS else float) for name, v in values.items()):
+            return False
+        try:
+            self._check_hyper(values, type(self).__name__)
+        except (TypeError, ValueError):
+            return False
+        return True
+
     @property
     def hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters, by name (a new dict)."""
@@ -221,6 +234,13 @@ class Optimizer:
         """The state arrays this optimizer keeps with hyperparameters ``hyper`` (override when they depend on
         one, as Adam's ``v_max`` on ``amsgrad``)."""
         return type(self).state_names
+
+
+def unchecked_fits(param: np.ndarray, grad: Any, slots: tuple[np.ndarray, ...]) -> bool:
+    """Whether a step's arrays are what its kernel's check would return, given what :meth:`Optimizer.update`
+    checked (param a writeable float array, grad of its shape, state arrays of its shape and dtype): grad an
+    ndarray of param's dtype (the check would cast it) and the state arrays writeable."""
+    return type(grad) is np.ndarray and grad.dtype == param.dtype and all(s.flags.writeable for s in slots)
 
 
 def _check_same_keys(stores: Mapping[str, Mapping[str, np.ndarray]], where: str) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .. import _validate
-from ..backend import ops
-from ._base import Optimizer
+from ..backend import ops, unchecked
+from ._base import Optimizer, unchecked_fits
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "AMSGrad", "AdaBound"]
 
@@ -233,11 +233,15 @@ class Adam(Optimizer):
     _kernel_name = "adam_step"  # AdamW shares everything but the kernel
 
     def _apply(self, t: int, items: _Items) -> None:
-        step = getattr(ops, self._kernel_name)
+        checked = getattr(ops, self._kernel_name)
         # Python floats are float64: the bias corrections are exact to double precision for every dtype.
         bc1 = 1.0 - self.beta1 ** t
         bc2 = 1.0 - self.beta2 ** t
-        for param, grad, (m, v, *v_max) in items:
+        trusted = self._as_accepted() and 0.0 < bc1 <= 1.0 and 0.0 < bc2 <= 1.0 and type(self.eps_hat) is bool
+        body = getattr(unchecked, self._kernel_name) if trusted else checked
+        for param, grad, slots in items:
+            m, v, *v_max = slots
+            step = body if unchecked_fits(param, grad, slots) else checked
             step(param, grad, m, v, self.lr, self.beta1, self.beta2, self.eps, bc1, bc2,
                  weight_decay=self.weight_decay, v_max=v_max[0] if v_max else None, eps_hat=self.eps_hat)
 

@@ -27,5 +27,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out : ndarray (M, N)
         Common dtype of a and b, C-contiguous.
     """
-    a, b = _checks.check_matmul("matmul", a, b)
+    return _matmul(*_checks.check_matmul("matmul", a, b))
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a @ b)

@@ -63,15 +63,20 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float 
     probs : ndarray, (N, K), x's dtype (for the backward pass, the same for every delta)
     """
     x, labels, delta = _checks.check_softmax_cross_entropy("softmax_cross_entropy_forward", x, t, delta)
+    return _softmax_cross_entropy_forward(x, labels, delta=delta)
+
+
+def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *,
+                                   delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
     shifted = x - x.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=1, keepdims=True)
     rows = np.arange(x.shape[0])
     probs = e / s
     if delta:
-        loss = -np.sum(np.log(probs[rows, labels] + x.dtype.type(delta))) / x.shape[0]
+        loss = -np.sum(np.log(probs[rows, t] + x.dtype.type(delta))) / x.shape[0]
     else:
-        loss = np.mean(np.log(s[:, 0]) - shifted[rows, labels])
+        loss = np.mean(np.log(s[:, 0]) - shifted[rows, t])
     return x.dtype.type(loss), probs
 
 
@@ -92,10 +97,13 @@ def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float
     -------
     dx : ndarray, (N, K), probs' float dtype
     """
-    probs, labels, dout = _checks.check_softmax_cross_entropy_backward("softmax_cross_entropy_backward", probs, t,
-                                                                      dout)
+    return _softmax_cross_entropy_backward(*_checks.check_softmax_cross_entropy_backward(
+        "softmax_cross_entropy_backward", probs, t, dout))
+
+
+def _softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:
     onehot = np.zeros_like(probs)
-    onehot[np.arange(probs.shape[0]), labels] = 1
+    onehot[np.arange(probs.shape[0]), t] = 1
     return (probs - onehot) * probs.dtype.type(dout / probs.shape[0])
 
 

@@ -114,6 +114,12 @@ def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
     """
     x, gamma, beta, momentum, eps = _checks.check_batchnorm_forward_train(
         "batchnorm_forward_train", x, gamma, beta, running_mean, running_var, momentum, eps)
+    return _batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps)
+
+
+def _batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                             running_var: np.ndarray, momentum: float = 0.9,
+                             eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     axes = _batch_axes(x.ndim)
     mean = x.mean(axis=axes)
     var = x.var(axis=axes)
@@ -169,8 +175,12 @@ def batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     dgamma, dbeta : ndarray (D,) or (C,)
         In the common float dtype of the inputs.
     """
-    dout, x, gamma, mean, inv_std = _checks.check_batchnorm_backward(
-        "batchnorm_backward", dout, x, gamma, mean, inv_std)
+    return _batchnorm_backward(*_checks.check_batchnorm_backward("batchnorm_backward", dout, x, gamma, mean,
+                                                                 inv_std))
+
+
+def _batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     axes = _batch_axes(x.ndim)
     xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
     dx = _input_grad(dout * _per_channel(gamma, x.ndim), xhat, _per_channel(inv_std, x.ndim), axes)

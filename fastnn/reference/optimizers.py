@@ -224,8 +224,14 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
     g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _checks.check_adam_step(
         "adam_step", param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay, v_max,
         eps_hat)
-    g = _l2(g, param, weight_decay)
-    _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2, eps_hat)
+    _adam_step(param, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, v_max, eps_hat=eps_hat)
+
+
+def _adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+               beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
+               v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
+    _adam_update(param, _l2(grad, param, weight_decay), m, v, v_max, lr, beta1, beta2, eps, bias_correction1,
+                 bias_correction2, eps_hat)
 
 
 def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
@@ -240,8 +246,14 @@ def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
     g, lr, beta1, beta2, eps, bc1, bc2, weight_decay, eps_hat = _checks.check_adam_step(
         "adamw_step", param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay, v_max,
         eps_hat)
+    _adamw_step(param, g, m, v, lr, beta1, beta2, eps, bc1, bc2, weight_decay, v_max, eps_hat=eps_hat)
+
+
+def _adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+                beta2: float, eps: float, bias_correction1: float, bias_correction2: float, weight_decay: float = 0.0,
+                v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
     param *= param.dtype.type(1.0 - lr * weight_decay)
-    _adam_update(param, g, m, v, v_max, lr, beta1, beta2, eps, bc1, bc2, eps_hat)
+    _adam_update(param, grad, m, v, v_max, lr, beta1, beta2, eps, bias_correction1, bias_correction2, eps_hat)
 
 
 def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
