@@ -127,6 +127,10 @@ def window_output_size(size: int, window: int, stride: int, pad: int, where: str
     if window > size + 2 * pad:
         fail(where, f"{axis} window", f"<= padded input size {size + 2 * pad} (input {size} + 2*pad {pad})",
              window)
+    return _output_size(size, window, stride, pad)
+
+
+def _output_size(size: int, window: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - window) // stride + 1
 
 
@@ -264,6 +268,34 @@ def window_geometry(input_shape: Any, window_h: Any, window_w: Any, stride: Any,
     oh = window_output_size(h, fh, sh, ph, where, "vertical")
     ow = window_output_size(w, fw, sw, pw, where, "horizontal")
     return WindowGeometry(n, c, h, w, fh, fw, sh, sw, ph, pw, oh, ow)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def geometry(input_shape: tuple[int, ...], window_h: int, window_w: int, stride: Any, pad: Any) -> WindowGeometry:
+    """:func:`window_geometry` (and :func:`pool_geometry`: ``stride=None`` is the window size) without its checks.
+
+    For arguments that have passed them: the body of a sliding-window kernel computes its geometry with it, so that
+    the body has its public function's signature and a caller that checked the arguments skips the check.
+    """
+    n, c, h, w = (int(s) for s in input_shape)
+    fh, fw = int(window_h), int(window_w)
+    sh, sw = _pair((fh, fw) if stride is None else stride)
+    ph, pw = _pair(pad)
+    return WindowGeometry(n, c, h, w, fh, fw, sh, sw, ph, pw, _output_size(h, fh, sh, ph), _output_size(w, fw, sw, pw))
+
+
+def adopt_cached(cache: dict | None, key: str, held: Any, x: np.ndarray) -> None:
+    """Let the entry ``cache[key]``, when it names array ``held``, name ``x`` instead.
+
+    A convolution's public function hands its body ``x`` as the check returns it: a cast copy when the caller's
+    array had another dtype. The forward pass's columns are kept for the caller's array (which the backward pass
+    is called with again), and the backward pass looks them up for the copy its own check made.
+    """
+    if cache is not None and held is not x and cache.get(key) is held:
+        cache[key] = x
 
 
 def pool_index_dtype(window_size: int) -> np.dtype:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .. import _checks
+from .. import _checks, _validate
 from .._jit import kernel
 from .._validate import WindowGeometry
 from . import winograd
@@ -93,15 +93,11 @@ def _is_pointwise(g: WindowGeometry) -> bool:
     return g.FH == 1 and g.FW == 1 and g.SH == 1 and g.SW == 1 and g.PH == 0 and g.PW == 0
 
 
-def _cache_key(x_arg: object, g: WindowGeometry, dtype: np.dtype) -> tuple:
-    return (id(x_arg), g, dtype.str)
-
-
-def _cached_columns(cache: dict | None, x_arg: object, g: WindowGeometry, dtype: np.dtype) -> np.ndarray | None:
+def _cached_columns(cache: dict | None, x: np.ndarray, g: WindowGeometry) -> np.ndarray | None:
     """The forward pass's column matrix (CK, N*OH*OW) if ``cache`` holds it for this very ``x``, else None."""
-    if cache is None or cache.get("conv2d.x") is not x_arg:
+    if cache is None or cache.get("conv2d.x") is not x:
         return None
-    if cache.get("conv2d.key") != _cache_key(x_arg, g, dtype):
+    if cache.get("conv2d.key") != (g, x.dtype.str):
         return None
     return cache["conv2d.col"][:g.C * g.FH * g.FW * g.N * g.OH * g.OW].reshape(g.C * g.FH * g.FW, -1)
 
@@ -136,7 +132,15 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
     call to call.
     """
     x_arg = x
-    x, W, b, g = _checks.check_conv2d_forward("conv2d_forward", x, W, b, stride, pad, cache)
+    x, W, b, _ = _checks.check_conv2d_forward("conv2d_forward", x, W, b, stride, pad, cache)
+    out = _conv2d_forward(x, W, b, stride, pad, cache=cache)
+    _validate.adopt_cached(cache, "conv2d.x", x, x_arg)
+    return out
+
+
+def _conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                    pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     if cache is not None:
@@ -157,8 +161,8 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
     m = g.N if cache is not None else _chunk(g, FN)
     _unfold_multiply(x, W2, b, g, out3, m, _workspace(cache))
     if cache is not None:
-        cache["conv2d.x"] = x_arg
-        cache["conv2d.key"] = _cache_key(x_arg, g, x.dtype)
+        cache["conv2d.x"] = x
+        cache["conv2d.key"] = (g, x.dtype.str)
     return out
 
 
@@ -173,8 +177,16 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
     column gradient, so a second backward call with the same cache unfolds ``x`` itself.
     """
     x_arg = x
-    dout, x, W, g, need_dx = _checks.check_conv2d_backward("conv2d_backward", dout, x, W, stride, pad, cache,
+    dout, x, W, _, need_dx = _checks.check_conv2d_backward("conv2d_backward", dout, x, W, stride, pad, cache,
                                                            need_dx)
+    _validate.adopt_cached(cache, "conv2d.x", x_arg, x)
+    return _conv2d_backward(dout, x, W, stride, pad, cache=cache, need_dx=need_dx)
+
+
+def _conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int] = 1,
+                     pad: int | tuple[int, int] = 0, *, cache: dict | None = None,
+                     need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dtype = x.dtype
@@ -188,7 +200,7 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         return np.zeros(x.shape, dtype=dtype) if need_dx else None, np.zeros(W.shape, dtype=dtype), db
     dx = np.empty(x.shape, dtype=dtype) if need_dx else None
     dout3 = dout.reshape(g.N, FN, ohw)
-    cols = _cached_columns(cache, x_arg, g, dtype)
+    cols = _cached_columns(cache, x, g)
     if cache is not None:
         cache["conv2d.x"] = None  # the columns are overwritten below
     m = g.N if cols is not None else _chunk(g, FN)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange, uintp
 
-from .. import _checks
+from .. import _checks, _validate
 from .._jit import kernel
 from .._validate import WindowGeometry
 from ._window import offset_span, window_span
@@ -158,7 +158,13 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int,
     never materialised, and ``x`` may have any strides. The result is C-contiguous. Replaces the twin's loop of
     ``FH*FW`` strided copies of the padded input.
     """
-    x, g = _checks.check_im2col("im2col", x, filter_h, filter_w, stride, pad)
+    x, _ = _checks.check_im2col("im2col", x, filter_h, filter_w, stride, pad)
+    return _im2col(x, filter_h, filter_w, stride, pad)
+
+
+def _im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int, int] = 1,
+            pad: int | tuple[int, int] = 0) -> np.ndarray:
+    g = _validate.geometry(x.shape, filter_h, filter_w, stride, pad)
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     col = np.empty((g.N * ohw, ck), dtype=x.dtype)
     if col.size:
@@ -171,7 +177,13 @@ def col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: in
     """Parallel over input planes ``(n, c)``: each belongs to one thread, so overlapping windows add up without races
     or per-thread buffers. ``col`` may have any strides; the result is C-contiguous.
     """
-    col, g = _checks.check_col2im("col2im", col, input_shape, filter_h, filter_w, stride, pad)
+    col, _ = _checks.check_col2im("col2im", col, input_shape, filter_h, filter_w, stride, pad)
+    return _col2im(col, input_shape, filter_h, filter_w, stride, pad)
+
+
+def _col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: int, filter_w: int,
+            stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> np.ndarray:
+    g = _validate.geometry(input_shape, filter_h, filter_w, stride, pad)
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=col.dtype)
     if not dx.size:

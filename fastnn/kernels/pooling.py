@@ -304,7 +304,13 @@ def maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
 
     Replaces ``sliding_window_view(np.pad(x, ..., constant_values=-inf), ...).max(-1)`` and its argmax.
     """
-    x, g = _checks.check_pool2d("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
+    x, _ = _checks.check_pool2d("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
+    return _maxpool2d_forward(x, pool_h, pool_w, stride, pad)
+
+
+def _maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                       pad: int | tuple[int, int] = 0) -> tuple[np.ndarray, np.ndarray]:
+    g = _validate.geometry(x.shape, pool_h, pool_w, stride, pad)
     out = np.empty((g.N, g.C, g.OH, g.OW), dtype=x.dtype)
     argmax = np.empty(out.shape, dtype=_validate.pool_index_dtype(g.FH * g.FW))
     if out.size == 0:
@@ -328,8 +334,16 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
     tie rules. ``x`` may have any strides.
     """
     where = "maxpool2d_backward"
-    dout, argmax, x, g = _checks.check_maxpool2d_backward(where, dout, argmax, input_shape, pool_h, pool_w, stride,
+    dout, argmax, x, _ = _checks.check_maxpool2d_backward(where, dout, argmax, input_shape, pool_h, pool_w, stride,
                                                           pad, ties, x)
+    return _maxpool2d_backward(dout, argmax, input_shape, pool_h, pool_w, stride, pad, ties=ties, x=x)
+
+
+def _maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape: tuple[int, int, int, int],
+                        pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                        pad: int | tuple[int, int] = 0, *, ties: str = "first",
+                        x: np.ndarray | None = None) -> np.ndarray:
+    g = _validate.geometry(input_shape, pool_h, pool_w, stride, pad)
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     if dx.size == 0:
         return dx
@@ -355,7 +369,13 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
 def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
                       pad: int | tuple[int, int] = 0) -> np.ndarray:
     """Parallel over the N*C planes (module docstring); padding is skipped, not materialised."""
-    x, g = _checks.check_pool2d("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
+    x, _ = _checks.check_pool2d("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
+    return _avgpool2d_forward(x, pool_h, pool_w, stride, pad)
+
+
+def _avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                       pad: int | tuple[int, int] = 0) -> np.ndarray:
+    g = _validate.geometry(x.shape, pool_h, pool_w, stride, pad)
     out = np.empty((g.N, g.C, g.OH, g.OW), dtype=x.dtype)
     if out.size == 0:
         return out
@@ -367,7 +387,13 @@ def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
 def avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int], pool_h: int, pool_w: int,
                        stride: int | tuple[int, int] | None = None, pad: int | tuple[int, int] = 0) -> np.ndarray:
     """Parallel over the N*C planes, each owned by one iteration, so overlapping windows add up without races."""
-    dout, g = _checks.check_pool2d_backward("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
+    dout, _ = _checks.check_pool2d_backward("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
+    return _avgpool2d_backward(dout, input_shape, pool_h, pool_w, stride, pad)
+
+
+def _avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int], pool_h: int, pool_w: int,
+                        stride: int | tuple[int, int] | None = None, pad: int | tuple[int, int] = 0) -> np.ndarray:
+    g = _validate.geometry(input_shape, pool_h, pool_w, stride, pad)
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     if dx.size == 0:
         return dx

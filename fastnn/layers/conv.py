@@ -7,12 +7,13 @@ computes a wrong output size for ``pad > 0``, so no book code pads a pooling lay
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
 
 from .. import _validate
-from ..backend import ops
+from ..backend import ops, unchecked
 from ._base import Entry, Layer, batch, bias, sliding_window
 
 __all__ = ["AvgPooling", "Convolution", "Pooling"]
@@ -51,6 +52,7 @@ class Convolution(Layer):
         self._workspace: dict = {}
         #: False skips dx in backward (which then returns None): a network's first layer needs no input gradient.
         self.need_dx = True
+        self._checked: tuple = ()  # what forward checked: W's shape, stride, pad (see backward)
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "Convolution.forward", ndim=4)
@@ -58,15 +60,35 @@ class Convolution(Layer):
         if x.shape[1] != C:
             _validate.fail("Convolution.forward", "x", f"of shape (N, {C}, H, W) (C = W.shape[1])", f"shape {x.shape}")
         sliding_window(x, FH, FW, self.stride, self.pad, "Convolution.forward", f"{FH}x{FW} filter")
-        self.x = x
-        return self._output(ops.conv2d_forward(x, self.W, self.b, self.stride, self.pad, cache=self._workspace))
+        self.x, W, b = x, self.W, self.b
+        self._checked = (W.shape, self.stride, self.pad)
+        # checked above: x 4-D float with W's channels, the window fits; what check_conv2d_forward adds is the
+        # common dtype, b of shape (FN,) (b may be rebound since the constructor) and the cache a dict
+        trusted = x.dtype == W.dtype == b.dtype and b.shape == W.shape[:1] and type(self._workspace) is dict
+        conv = unchecked.conv2d_forward if trusted else ops.conv2d_forward
+        return self._output(conv(x, W, b, self.stride, self.pad, cache=self._workspace))
 
     def backward(self, dout: Any) -> np.ndarray:
         """dout (N, FN, OH, OW) -> dx (N, C, H, W) (None when ``need_dx`` is False); sets dW (FN, C, FH, FW), db."""
         dout = self._dout(dout, "Convolution.backward")
-        dx, self.dW, self.db = ops.conv2d_backward(dout, self.x, self.W, self.stride, self.pad,
-                                                   cache=self._workspace, need_dx=self.need_dx)
+        x, W = self.x, self.W
+        # forward checked x against W of this shape with this stride and pad, and dout has its output's shape
+        trusted = (dout.dtype == x.dtype == W.dtype and W.shape == self._checked[0]
+                   and _same((self.stride, self.pad), self._checked[1:])
+                   and type(self.need_dx) is bool and type(self._workspace) is dict)
+        conv = unchecked.conv2d_backward if trusted else ops.conv2d_backward
+        dx, self.dW, self.db = conv(dout, x, W, self.stride, self.pad, cache=self._workspace, need_dx=self.need_dx)
         return dx
+
+
+def _same(now: tuple, then: tuple) -> bool:
+    """Every attribute is the very object forward checked (an equality test would let ``2.0 == 2`` through)."""
+    return all(map(operator.is_, now, then))
+
+
+def _window_args(layer: Layer) -> tuple:
+    """A pooling layer's input shape and window arguments, as forward checked them and backward passes them."""
+    return layer.input_shape, layer.pool_h, layer.pool_w, layer.stride, layer.pad
 
 
 def _pool_args(where: str, pool_h: Any, pool_w: Any, stride: Any, pad: Any) -> tuple[int, int]:
@@ -104,19 +126,24 @@ class Pooling(Layer):
         self.pool_h, self.pool_w = _pool_args("Pooling", pool_h, pool_w, stride, pad)
         self.stride, self.pad = stride, pad
         self.input_shape = self.arg_max = None
+        self._checked: tuple = ()  # the argmax forward made and _window_args as forward checked them
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "Pooling.forward", ndim=4)
         sliding_window(x, self.pool_h, self.pool_w, self.stride, self.pad, "Pooling.forward",
                        f"{self.pool_h}x{self.pool_w} pool", pool=True)
         self.input_shape = x.shape
-        out, self.arg_max = ops.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        # checked above: x 4-D float, the pool's geometry: all that check_pool2d establishes
+        out, self.arg_max = unchecked.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        self._checked = (self.arg_max, *_window_args(self))
         return self._output(out)
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "Pooling.backward")
-        return ops.maxpool2d_backward(dout, self.arg_max, self.input_shape, self.pool_h, self.pool_w,
-                                      self.stride, self.pad)
+        # the argmax forward made (so its values need no scan) and the geometry it checked: nothing rebound since
+        trusted = _same((self.arg_max, *_window_args(self)), self._checked)
+        pool = unchecked.maxpool2d_backward if trusted else ops.maxpool2d_backward
+        return pool(dout, self.arg_max, self.input_shape, self.pool_h, self.pool_w, self.stride, self.pad)
 
 
 class AvgPooling(Layer):
@@ -132,14 +159,18 @@ class AvgPooling(Layer):
         self.pool_h, self.pool_w = _pool_args("AvgPooling", pool_h, pool_w, stride, pad)
         self.stride, self.pad = stride, pad
         self.input_shape = None
+        self._checked: tuple = ()  # _window_args as forward checked them
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "AvgPooling.forward", ndim=4)
         sliding_window(x, self.pool_h, self.pool_w, self.stride, self.pad, "AvgPooling.forward",
                        f"{self.pool_h}x{self.pool_w} pool", pool=True)
         self.input_shape = x.shape
-        return self._output(ops.avgpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad))
+        self._checked = _window_args(self)
+        # checked above: x 4-D float, the pool's geometry: all that check_pool2d establishes
+        return self._output(unchecked.avgpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad))
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "AvgPooling.backward")
-        return ops.avgpool2d_backward(dout, self.input_shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        pool = unchecked.avgpool2d_backward if _same(_window_args(self), self._checked) else ops.avgpool2d_backward
+        return pool(dout, self.input_shape, self.pool_h, self.pool_w, self.stride, self.pad)

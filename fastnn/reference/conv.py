@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _checks
-from .im2col import col2im, im2col
+from .. import _checks, _validate
+from .im2col import _col2im, _im2col
 
 __all__ = ["conv2d_backward", "conv2d_forward"]
 
@@ -47,11 +47,19 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tu
         Common dtype of x, W, b (NumPy promotion); ``OH = (H + 2 pad_h - FH) // S_h + 1``, likewise OW.
     """
     x_arg = x
-    x, W, b, g = _checks.check_conv2d_forward("conv2d_forward", x, W, b, stride, pad, cache)
+    x, W, b, _ = _checks.check_conv2d_forward("conv2d_forward", x, W, b, stride, pad, cache)
+    out = _conv2d_forward(x, W, b, stride, pad, cache=cache)
+    _validate.adopt_cached(cache, "conv2d.ref.x", x, x_arg)
+    return out
+
+
+def _conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                    pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
     FN = W.shape[0]
-    col = im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))  # (N*OH*OW, C*FH*FW)
+    col = _im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))  # (N*OH*OW, C*FH*FW)
     if cache is not None:
-        cache.update({"conv2d.ref.x": x_arg, "conv2d.ref.key": (g, x.dtype.str), "conv2d.ref.col": col})
+        cache.update({"conv2d.ref.x": x, "conv2d.ref.key": (g, x.dtype.str), "conv2d.ref.col": col})
     out = col @ W.reshape(FN, -1).T + b  # (N*OH*OW, FN)
     return np.ascontiguousarray(out.reshape(g.N, g.OH, g.OW, FN).transpose(0, 3, 1, 2))
 
@@ -94,18 +102,26 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int 
         All in the common dtype of dout, x, W.
     """
     x_arg = x
-    dout, x, W, g, need_dx = _checks.check_conv2d_backward("conv2d_backward", dout, x, W, stride, pad, cache,
+    dout, x, W, _, need_dx = _checks.check_conv2d_backward("conv2d_backward", dout, x, W, stride, pad, cache,
                                                            need_dx)
+    _validate.adopt_cached(cache, "conv2d.ref.x", x_arg, x)
+    return _conv2d_backward(dout, x, W, stride, pad, cache=cache, need_dx=need_dx)
+
+
+def _conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int] = 1,
+                     pad: int | tuple[int, int] = 0, *, cache: dict | None = None,
+                     need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
     FN = W.shape[0]
-    if cache is not None and cache.get("conv2d.ref.x") is x_arg and cache.get("conv2d.ref.key") == (g, x.dtype.str):
+    if cache is not None and cache.get("conv2d.ref.x") is x and cache.get("conv2d.ref.key") == (g, x.dtype.str):
         col = cache["conv2d.ref.col"]
     else:
-        col = im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))
+        col = _im2col(x, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))
     d = dout.transpose(0, 2, 3, 1).reshape(-1, FN)  # (N*OH*OW, FN), rows in im2col's order
     db = d.sum(axis=0)
     dW = (d.T @ col).reshape(W.shape)
     if not need_dx:
         return None, dW, db
     dcol = d @ W.reshape(FN, -1)
-    dx = col2im(dcol, x.shape, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))
+    dx = _col2im(dcol, x.shape, g.FH, g.FW, (g.SH, g.SW), (g.PH, g.PW))
     return dx, dW, db

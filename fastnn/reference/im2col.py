@@ -48,7 +48,13 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int,
         x.dtype; ``OH = (H + 2 pad_h - FH) // S_h + 1``, likewise OW. Rows ordered (n, oh, ow), columns
         (c, fh, fw), as in Deep Learning from Scratch.
     """
-    x, g = _checks.check_im2col("im2col", x, filter_h, filter_w, stride, pad)
+    x, _ = _checks.check_im2col("im2col", x, filter_h, filter_w, stride, pad)
+    return _im2col(x, filter_h, filter_w, stride, pad)
+
+
+def _im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int, int] = 1,
+            pad: int | tuple[int, int] = 0) -> np.ndarray:
+    g = _validate.geometry(x.shape, filter_h, filter_w, stride, pad)
     padded = np.pad(x, ((0, 0), (0, 0), (g.PH, g.PH), (g.PW, g.PW)))
     col = np.empty((g.N, g.C, g.FH, g.FW, g.OH, g.OW), dtype=x.dtype)
     for kh in range(g.FH):
@@ -84,7 +90,13 @@ def col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: in
     x : ndarray (N, C, H, W)
         col.dtype.
     """
-    col, g = _checks.check_col2im("col2im", col, input_shape, filter_h, filter_w, stride, pad)
+    col, _ = _checks.check_col2im("col2im", col, input_shape, filter_h, filter_w, stride, pad)
+    return _col2im(col, input_shape, filter_h, filter_w, stride, pad)
+
+
+def _col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: int, filter_w: int,
+            stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> np.ndarray:
+    g = _validate.geometry(input_shape, filter_h, filter_w, stride, pad)
     windows = col.reshape(g.N, g.OH, g.OW, g.C, g.FH, g.FW).transpose(0, 3, 4, 5, 1, 2)
     padded = np.zeros((g.N, g.C, g.H + 2 * g.PH, g.W + 2 * g.PW), dtype=col.dtype)
     for kh in range(g.FH):

@@ -80,7 +80,13 @@ def maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
         ``FH * FW - 1`` (uint8 for pools up to 16x16). First maximum on ties, first NaN if any; never padding
         unless the window holds no input (H or W is 0): then out is ``-inf`` and argmax 0.
     """
-    x, g = _checks.check_pool2d("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
+    x, _ = _checks.check_pool2d("maxpool2d_forward", x, pool_h, pool_w, stride, pad)
+    return _maxpool2d_forward(x, pool_h, pool_w, stride, pad)
+
+
+def _maxpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                       pad: int | tuple[int, int] = 0) -> tuple[np.ndarray, np.ndarray]:
+    g = _validate.geometry(x.shape, pool_h, pool_w, stride, pad)
     windows = _windows(x, g, -np.inf)
     inside = _windows(np.ones((1, 1, g.H, g.W), dtype=bool), g, False)  # which window slots hold input
     out = windows.max(axis=-1)  # NaN propagates
@@ -136,8 +142,16 @@ def maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape:
         nothing, and padding never counts as a maximum.
     """
     where = "maxpool2d_backward"
-    dout, argmax, x, g = _checks.check_maxpool2d_backward(where, dout, argmax, input_shape, pool_h, pool_w, stride,
+    dout, argmax, x, _ = _checks.check_maxpool2d_backward(where, dout, argmax, input_shape, pool_h, pool_w, stride,
                                                           pad, ties, x)
+    return _maxpool2d_backward(dout, argmax, input_shape, pool_h, pool_w, stride, pad, ties=ties, x=x)
+
+
+def _maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape: tuple[int, int, int, int],
+                        pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                        pad: int | tuple[int, int] = 0, *, ties: str = "first",
+                        x: np.ndarray | None = None) -> np.ndarray:
+    g = _validate.geometry(input_shape, pool_h, pool_w, stride, pad)
     zero = np.zeros((), dtype=dout.dtype)
     if x is None:
         return _scatter_windows(lambda k: np.where(argmax == k, dout, zero), g, dout.dtype)
@@ -175,7 +189,13 @@ def avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tup
     out : ndarray (N, C, OH, OW)
         x.dtype.
     """
-    x, g = _checks.check_pool2d("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
+    x, _ = _checks.check_pool2d("avgpool2d_forward", x, pool_h, pool_w, stride, pad)
+    return _avgpool2d_forward(x, pool_h, pool_w, stride, pad)
+
+
+def _avgpool2d_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int | tuple[int, int] | None = None,
+                       pad: int | tuple[int, int] = 0) -> np.ndarray:
+    g = _validate.geometry(x.shape, pool_h, pool_w, stride, pad)
     return _windows(x, g, 0).mean(axis=-1)
 
 
@@ -201,6 +221,12 @@ def avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int],
     dx : ndarray (N, C, H, W)
         dout.dtype; overlapping windows add up, the share of padded positions is dropped.
     """
-    dout, g = _checks.check_pool2d_backward("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
+    dout, _ = _checks.check_pool2d_backward("avgpool2d_backward", dout, input_shape, pool_h, pool_w, stride, pad)
+    return _avgpool2d_backward(dout, input_shape, pool_h, pool_w, stride, pad)
+
+
+def _avgpool2d_backward(dout: np.ndarray, input_shape: tuple[int, int, int, int], pool_h: int, pool_w: int,
+                        stride: int | tuple[int, int] | None = None, pad: int | tuple[int, int] = 0) -> np.ndarray:
+    g = _validate.geometry(input_shape, pool_h, pool_w, stride, pad)
     share = dout / dout.dtype.type(g.FH * g.FW)
     return _scatter_windows(lambda k: share, g, dout.dtype)
