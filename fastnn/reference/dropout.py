@@ -62,6 +62,14 @@ def _apply(a: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
     return a * mask * a.dtype.type(scale)
 
 
+def _dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    return _apply(x, mask, scale)
+
+
+def _dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    return _apply(dout, mask, scale)
+
+
 def dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
     r"""Apply a dropout mask: :math:`x \cdot \mathrm{mask} \cdot \mathrm{scale}`.
 
@@ -82,10 +90,6 @@ def dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.n
     return _apply(*_checks.check_dropout("dropout_forward", "x", x, mask, scale))
 
 
-def _dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    return _apply(x, mask, scale)
-
-
 def dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
     r"""Gradient of :func:`dropout_forward`: :math:`dout \cdot \mathrm{mask} \cdot \mathrm{scale}`.
 
@@ -101,7 +105,3 @@ def dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> 
     dx : ndarray, dout's shape and float dtype
     """
     return _apply(*_checks.check_dropout("dropout_backward", "dout", dout, mask, scale))
-
-
-def _dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    return _apply(dout, mask, scale)
