@@ -12,7 +12,6 @@ The building blocks and the message form (``<where>: <argument> must be <expecte
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -322,20 +321,15 @@ def check_adam_step(where, param, grad, m, v, lr, beta1, beta2, eps, bias_correc
 
 def check_adabound_step(where, param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step,
                         weight_decay) -> tuple:
-    r"""AdaBound; returns the cast gradient, the checked ``beta1, beta2, eps, weight_decay``, and the per-step
-    scalars in float64: the step size :math:`\eta \sqrt{c_2} / c_1` and the clipping range of the per-element
-    learning rate at step :math:`t` (the formula of :func:`fastnn.reference.adabound_step`),
-
-    .. math:: \left[\eta^* \left(1 - \frac{1}{\gamma t + 1}\right),\ \eta^* \left(1 + \frac{1}{\gamma t}\right)\right]
-    """
+    """AdaBound; returns the cast gradient and the checked ``lr, final_lr, gamma, beta1, beta2, eps, step,
+    weight_decay`` (the per-step scalars are :func:`adabound_schedule`'s)."""
     g, lr, final_lr, gamma, beta1, beta2, eps = check_optimizer_step(
         where, param, grad, {"m": m, "v": v}, lr=lr, final_lr=final_lr, gamma=gamma, beta1=beta1, beta2=beta2,
         eps=eps)
     step = _validate.integer(step, where, "step", minimum=1)
     weight_decay = _validate.scalar(weight_decay, where, "weight_decay", **HYPERPARAMETER_BOUNDS["weight_decay"])
-    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-    lower, upper = final_lr * (1.0 - 1.0 / (gamma * step + 1.0)), final_lr * (1.0 + 1.0 / (gamma * step))
-    return g, beta1, beta2, eps, weight_decay, step_size, lower, upper
+    return g, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay
+
 
 
 # ---------------------------------------------------------------------------------------------------------------

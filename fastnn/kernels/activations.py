@@ -171,9 +171,17 @@ def _tanh_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
     """One pass, ``alpha`` cast to x's dtype."""
-    return _unary(_leaky_fwd, *_checks.check_leaky_relu("leaky_relu_forward", x, alpha))
+    return _leaky_relu_forward(*_checks.check_leaky_relu("leaky_relu_forward", x, alpha))
+
+
+def _leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    return _unary(_leaky_fwd, x, alpha)
 
 
 def leaky_relu_backward(dout: np.ndarray, x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
     """One pass, ``alpha`` cast to the arrays' dtype."""
-    return _binary(_leaky_bwd, *_checks.check_leaky_relu_backward("leaky_relu_backward", dout, x, alpha))
+    return _leaky_relu_backward(*_checks.check_leaky_relu_backward("leaky_relu_backward", dout, x, alpha))
+
+
+def _leaky_relu_backward(dout: np.ndarray, x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    return _binary(_leaky_bwd, dout, x, alpha)

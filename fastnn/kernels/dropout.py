@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .. import _checks
+from .. import _checks, _splitmix
 from .._jit import helper, kernel
 from .._splitmix import GAMMA, MIX1, MIX2
 
@@ -54,15 +54,21 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
     """One parallel pass hashing each flat index with the compiled SplitMix64: bit-identical to the twin's mask for
     any thread count.
     """
-    shape, key, threshold = _checks.check_dropout_mask("dropout_mask", shape, drop_ratio, seed)
+    return _keep_mask(*_checks.check_dropout_mask("dropout_mask", shape, drop_ratio, seed))
+
+
+def _dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
+    return _keep_mask(tuple(shape), _splitmix.stream_key(seed), _splitmix.keep_threshold(drop_ratio))
+
+
+def _keep_mask(shape: tuple[int, ...], key: int, threshold: int) -> np.ndarray:
     mask = np.empty(shape, np.bool_)
     n = math.prod(shape)
     _mask.run(n, mask.reshape(-1), np.uint64(key), np.uint64(threshold))
     return mask
 
 
-def _run_apply(where: str, name: str, a, mask, scale) -> np.ndarray:
-    a, mask, scale = _checks.check_dropout(where, name, a, mask, scale)
+def _run_apply(a: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
     out = np.empty(a.shape, a.dtype)
     t = a.dtype.type
     _apply.run(a.size, np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(mask).reshape(-1),
@@ -74,9 +80,17 @@ def dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.n
     """One pass over the flattened arrays into a new C-contiguous array, computing ``(x * mask) * scale`` in NumPy's
     order, so a dropped NaN or inf gives NaN as in the twin.
     """
-    return _run_apply("dropout_forward", "x", x, mask, scale)
+    return _run_apply(*_checks.check_dropout("dropout_forward", "x", x, mask, scale))
+
+
+def _dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    return _run_apply(x, mask, scale)
 
 
 def dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """One pass, as :func:`dropout_forward`."""
-    return _run_apply("dropout_backward", "dout", dout, mask, scale)
+    return _run_apply(*_checks.check_dropout("dropout_backward", "dout", dout, mask, scale))
+
+
+def _dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    return _run_apply(dout, mask, scale)

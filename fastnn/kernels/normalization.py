@@ -795,8 +795,12 @@ def _batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
 def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
                             running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """One scale-and-shift pass, the running statistics folded into its coefficients."""
-    x, gamma, beta, running_mean, running_var, eps = _checks.check_batchnorm_forward_infer(
-        "batchnorm_forward_infer", x, gamma, beta, running_mean, running_var, eps)
+    return _batchnorm_forward_infer(*_checks.check_batchnorm_forward_infer(
+        "batchnorm_forward_infer", x, gamma, beta, running_mean, running_var, eps))
+
+
+def _batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                             running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     if x.size == 0:
         return np.empty(x.shape, x.dtype)
     x = np.ascontiguousarray(x)
@@ -840,7 +844,11 @@ def _batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean
 def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                       eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One fused kernel per row: statistics and normalization while the row is in cache (x read from memory once)."""
-    x, gamma, beta, eps = _checks.check_layernorm_forward("layernorm_forward", x, gamma, beta, eps)
+    return _layernorm_forward(*_checks.check_layernorm_forward("layernorm_forward", x, gamma, beta, eps))
+
+
+def _layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                       eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     N = x.shape[0]
     if N == 0:
         return np.empty(x.shape, x.dtype), np.empty(0, x.dtype), np.empty(0, x.dtype)
@@ -851,8 +859,12 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
 def layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One fused kernel per row; dgamma and dbeta through per-chunk float64 buffers and a combine pass."""
-    dout, x, gamma, mean, inv_std = _checks.check_layernorm_backward(
-        "layernorm_backward", dout, x, gamma, mean, inv_std)
+    return _layernorm_backward(*_checks.check_layernorm_backward("layernorm_backward", dout, x, gamma, mean,
+                                                                 inv_std))
+
+
+def _layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     N = x.shape[0]
     if N == 0:
         return np.empty(x.shape, x.dtype), np.zeros(gamma.shape, x.dtype), np.zeros(gamma.shape, x.dtype)
@@ -900,15 +912,23 @@ def _group_backward(dout, x, gamma, G, mean, inv_std):
 def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int,
                       eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One fused kernel per (sample, group) row: x read from memory once."""
-    x, gamma, beta, groups, eps = _checks.check_groupnorm_forward("groupnorm_forward", x, gamma, beta, groups, eps)
+    return _groupnorm_forward(*_checks.check_groupnorm_forward("groupnorm_forward", x, gamma, beta, groups, eps))
+
+
+def _groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int,
+                       eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _group_forward(x, gamma, beta, groups, eps)
 
 
 def groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, groups: int, mean: np.ndarray,
                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One fused kernel per (sample, group) row; dgamma and dbeta through per-row plane sums."""
-    dout, x, gamma, groups, mean, inv_std = _checks.check_groupnorm_backward(
-        "groupnorm_backward", dout, x, gamma, groups, mean, inv_std)
+    return _groupnorm_backward(*_checks.check_groupnorm_backward("groupnorm_backward", dout, x, gamma, groups, mean,
+                                                                 inv_std))
+
+
+def _groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, groups: int, mean: np.ndarray,
+                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _group_backward(dout, x, gamma, groups, mean, inv_std)
 
 

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .. import _checks
+from .. import _checks, _stepsizes
 from .._jit import Kernel, kernel
 from ._math import _fdiv
 
@@ -224,9 +224,12 @@ def _launch(body: Kernel, param: np.ndarray, g: np.ndarray, states: tuple, *scal
 
 def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float = 0.0) -> None:
     """One fused pass (module docstring)."""
-    g, lr, weight_decay = _checks.check_optimizer_step("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
+    _sgd_step(param, *_checks.check_optimizer_step("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay))
+
+
+def _sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float = 0.0) -> None:
     t = param.dtype.type
-    _launch(_sgd, param, g, (), t(lr), t(weight_decay))
+    _launch(_sgd, param, grad, (), t(lr), t(weight_decay))
 
 
 def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float = 0.9,
@@ -234,8 +237,13 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr:
     """One fused pass (module docstring)."""
     g, lr, momentum, weight_decay = _checks.check_optimizer_step("momentum_step", param, grad, {"velocity": velocity},
                                                                  lr=lr, momentum=momentum, weight_decay=weight_decay)
+    _momentum_step(param, g, velocity, lr, momentum, weight_decay)
+
+
+def _momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> None:
     t = param.dtype.type
-    _launch(_momentum, param, g, (velocity,), t(lr), t(momentum), t(weight_decay))
+    _launch(_momentum, param, grad, (velocity,), t(lr), t(momentum), t(weight_decay))
 
 
 def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
@@ -243,11 +251,16 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
     """One fused pass (module docstring); the book's form has its own body, in the book's order of operations."""
     g, lr, momentum, weight_decay, pytorch_form = _checks.check_nesterov_step(
         "nesterov_step", param, grad, buf, lr, momentum, weight_decay, pytorch_form)
+    _nesterov_step(param, g, buf, lr, momentum, weight_decay, pytorch_form=pytorch_form)
+
+
+def _nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0, *, pytorch_form: bool = True) -> None:
     t = param.dtype.type
     if pytorch_form:
-        _launch(_nesterov, param, g, (buf,), t(lr), t(momentum), t(weight_decay))
+        _launch(_nesterov, param, grad, (buf,), t(lr), t(momentum), t(weight_decay))
     else:
-        _launch(_nesterov_book, param, g, (buf,), t(lr), t(momentum), t(momentum * momentum),
+        _launch(_nesterov_book, param, grad, (buf,), t(lr), t(momentum), t(momentum * momentum),
                 t((1.0 + momentum) * lr), t(weight_decay))
 
 
@@ -256,8 +269,13 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, 
     """One fused pass (module docstring)."""
     g, lr, eps, weight_decay = _checks.check_optimizer_step("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
                                                             weight_decay=weight_decay)
+    _adagrad_step(param, g, h, lr, eps, weight_decay)
+
+
+def _adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, eps: float = 1e-7,
+                  weight_decay: float = 0.0) -> None:
     t = param.dtype.type
-    _launch(_adagrad, param, g, (h,), t(lr), t(eps), t(weight_decay))
+    _launch(_adagrad, param, grad, (h,), t(lr), t(eps), t(weight_decay))
 
 
 def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float, decay_rate: float = 0.99,
@@ -265,8 +283,13 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float,
     """One fused pass (module docstring)."""
     g, lr, decay_rate, eps, weight_decay = _checks.check_optimizer_step(
         "rmsprop_step", param, grad, {"sq": sq}, lr=lr, decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
+    _rmsprop_step(param, g, sq, lr, decay_rate, eps, weight_decay)
+
+
+def _rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float, decay_rate: float = 0.99,
+                  eps: float = 1e-7, weight_decay: float = 0.0) -> None:
     t = param.dtype.type
-    _launch(_rmsprop, param, g, (sq,), t(lr), t(decay_rate), t(1.0 - decay_rate), t(eps), t(weight_decay))
+    _launch(_rmsprop, param, grad, (sq,), t(lr), t(decay_rate), t(1.0 - decay_rate), t(eps), t(weight_decay))
 
 
 def _adam_family(where: str, decoupled: bool, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1,
@@ -316,10 +339,16 @@ def adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
 def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
                   gamma: float, beta1: float, beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> None:
     """One fused pass; the step size and the clipping bounds are computed once per call, in float64."""
-    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _checks.check_adabound_step(
-        "adabound_step", param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
+    g, *scalars = _checks.check_adabound_step("adabound_step", param, grad, m, v, lr, final_lr, gamma, beta1, beta2,
+                                              eps, step, weight_decay)
+    _adabound_step(param, g, m, v, *scalars)
+
+
+def _adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
+                   gamma: float, beta1: float, beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> None:
+    step_size, lower, upper = _stepsizes.adabound_schedule(lr, final_lr, gamma, beta1, beta2, step)
     t = param.dtype.type
-    _launch(_adabound, param, g, (m, v), t(step_size), t(lower), t(upper), t(beta1), t(1.0 - beta1), t(beta2),
+    _launch(_adabound, param, grad, (m, v), t(step_size), t(lower), t(upper), t(beta1), t(1.0 - beta1), t(beta2),
             t(1.0 - beta2), t(eps), t(weight_decay))
 
 

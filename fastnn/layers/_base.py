@@ -120,6 +120,19 @@ def alike(dout: np.ndarray, a: np.ndarray) -> bool:
     return dout.dtype == a.dtype and dout.shape == a.shape
 
 
+def arrays_of(dtype: np.dtype, *arrays: Any) -> bool:
+    """Every one of ``arrays`` is an ndarray of ``dtype``: what a kernel's check establishes of its arrays (their
+    common float dtype) when ``dtype`` is a float dtype, so that a layer may call the body."""
+    return all(type(a) is np.ndarray and a.dtype == dtype for a in arrays)
+
+
+def kept_float(v: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+    """``v`` is still what :func:`fastnn._validate.scalar` made of it, a finite Python float, and within [low, high]:
+    then a kernel's scalar check with those bounds would pass it unchanged (a value rebound since, e.g. a str or an
+    out-of-range number, fails this and goes through the check, which raises as it always did)."""
+    return type(v) is float and low <= v <= high and math.isfinite(v)
+
+
 def features(x: np.ndarray) -> int:
     """Number of features per sample of a batch ``(N, ...)`` (``prod(x.shape[1:])``, also when N is 0)."""
     return math.prod(x.shape[1:])

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _validate
 from ..backend import ops, unchecked
-from ._base import Entry, Layer, alike, batch, bias, features
+from ._base import Entry, Layer, alike, batch, bias, features, kept_float
 from ._random import RandomSource
 
 __all__ = ["Affine", "Dropout", "LeakyRelu", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh"]
@@ -93,10 +93,12 @@ class LeakyRelu(Layer):
 
     def forward(self, x: Any) -> np.ndarray:
         self.x = batch(x, "LeakyRelu.forward")
-        return self._output(ops.leaky_relu_forward(self.x, self.alpha))
+        return self._output((unchecked if kept_float(self.alpha) else ops).leaky_relu_forward(self.x, self.alpha))
 
     def backward(self, dout: Any) -> np.ndarray:
-        return ops.leaky_relu_backward(self._dout(dout, "LeakyRelu.backward"), self.x, self.alpha)
+        dout = self._dout(dout, "LeakyRelu.backward")
+        trusted = alike(dout, self.x) and kept_float(self.alpha)
+        return (unchecked if trusted else ops).leaky_relu_backward(dout, self.x, self.alpha)
 
 
 class Sigmoid(Layer):
@@ -165,6 +167,7 @@ class SoftmaxWithLoss(Layer):
         super().__init__()
         self.exact = _validate.flag(exact, "SoftmaxWithLoss", "exact")
         self.loss = self.y = self.t = None
+        self._checked = (None, None)  # (y, t) as forward made and checked them
 
     def forward(self, x: Any, t: Any) -> np.generic:
         where = "SoftmaxWithLoss.forward"
@@ -178,6 +181,7 @@ class SoftmaxWithLoss(Layer):
         self.loss, y = unchecked.softmax_cross_entropy_forward(scores, self.t,
                                                                delta=0.0 if self.exact else BOOK_DELTA)
         self.y = y.reshape(x.shape)
+        self._checked = (self.y, self.t)
         return self.loss
 
     def backward(self, dout: Any = 1) -> np.ndarray:
@@ -188,7 +192,11 @@ class SoftmaxWithLoss(Layer):
             dout = dout[()]
         dout = _validate.scalar(dout, "SoftmaxWithLoss.backward", "dout")
         probs = self.y.reshape(-1, self.y.shape[-1])
-        return ops.softmax_cross_entropy_backward(probs, self.t, dout).reshape(self.y.shape)
+        # y and t still the very arrays forward made and checked (public attributes a caller may rebind; the labels
+        # feed an unchecked scatter): what check_softmax_cross_entropy_backward establishes, dout checked above
+        y, t = self._checked
+        backward = unchecked if self.y is y and self.t is t else ops
+        return backward.softmax_cross_entropy_backward(probs, self.t, dout).reshape(self.y.shape)
 
 
 def _book_labels(t: Any, x: np.ndarray, where: str) -> Any:
@@ -235,8 +243,10 @@ class Dropout(Layer):
     def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
         x = batch(x, "Dropout.forward")
         if train_flg:
-            self.mask = ops.dropout_mask(x.shape, self.dropout_ratio, self.random.seed64())
-            return self._output(ops.dropout_forward(x, self.mask))
+            # a ratio as the constructor left it passes the mask's check; the mask made here, forward's
+            dropout = unchecked if kept_float(self.dropout_ratio, 0.0, 1.0) else ops
+            self.mask = dropout.dropout_mask(x.shape, self.dropout_ratio, self.random.seed64())
+            return self._output(dropout.dropout_forward(x, self.mask))
         self.mask = None  # inference: a fixed scale, which backward then applies too
         return self._output(x * (1.0 - self.dropout_ratio))
 
@@ -244,7 +254,9 @@ class Dropout(Layer):
         dout = self._dout(dout, "Dropout.backward")
         if self.mask is None:
             return dout * (1.0 - self.dropout_ratio)
-        return ops.dropout_backward(dout, self.mask)
+        mask = self.mask  # (a public attribute: checked when it is no longer a bool mask of dout's shape)
+        trusted = type(mask) is np.ndarray and mask.dtype == np.bool_ and mask.shape == dout.shape
+        return (unchecked if trusted else ops).dropout_backward(dout, mask)
 
     def _snapshot(self) -> Any:
         return self.random.get_state()

@@ -6,14 +6,13 @@ the normalized input from them instead of caching it as the book's ``xc``/``xn``
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from .. import _validate
 from ..backend import ops, unchecked
-from ._base import Entry, Layer, batch, features, same_shape, scale_and_shift
+from ._base import Entry, Layer, arrays_of, batch, features, kept_float, same_shape, scale_and_shift
 
 __all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
 
@@ -66,12 +65,12 @@ class BatchNormalization(Layer):
                            f"shape {x.shape}")
         self.input_shape, self.x = x.shape, layout
         if train_flg:
-            train = unchecked.batchnorm_forward_train if self._trusted(layout) else ops.batchnorm_forward_train
+            train = unchecked.batchnorm_forward_train if self._trusted(layout, True) else ops.batchnorm_forward_train
             out, self.mean, self.inv_std = train(self.x, self.gamma, self.beta, self.running_mean, self.running_var,
                                                  self.momentum, self.eps)
         else:
-            out = ops.batchnorm_forward_infer(self.x, self.gamma, self.beta, self.running_mean,
-                                              self.running_var, self.eps)
+            infer = unchecked.batchnorm_forward_infer if self._trusted(layout, False) else ops.batchnorm_forward_infer
+            out = infer(self.x, self.gamma, self.beta, self.running_mean, self.running_var, self.eps)
             self.mean = self.inv_std = None
         return self._output(out.reshape(self.input_shape))
 
@@ -88,16 +87,19 @@ class BatchNormalization(Layer):
         dx, self.dgamma, self.dbeta = backward(dout.reshape(x.shape), x, gamma, mean, inv_std)
         return dx.reshape(self.input_shape)
 
-    def _trusted(self, x: np.ndarray) -> bool:
-        """Whether ``batchnorm_forward_train``'s check would pass ``x`` (laid out, N >= 1, 2-D or 4-D, x.shape[1]
-        == gamma.size, as ``forward`` checked) and the layer's own arrays and numbers unchanged, so that its
-        body may run unchecked: one dtype, no empty axis, beta and the running statistics of gamma's shape and
-        writeable, momentum and eps floats in range (attributes rebound since the constructor fail this)."""
-        g, rm, rv, m, e = self.gamma, self.running_mean, self.running_var, self.momentum, self.eps
-        return (x.dtype == g.dtype == self.beta.dtype and x.size > 0
-                and self.beta.shape == rm.shape == rv.shape == g.shape
-                and rm.flags.writeable and rv.flags.writeable
-                and type(m) is float and 0.0 <= m <= 1.0 and type(e) is float and 0.0 < e < math.inf)
+    def _trusted(self, x: np.ndarray, train: bool) -> bool:
+        """Whether the check of ``batchnorm_forward_train`` (``train``) or ``batchnorm_forward_infer`` would pass
+        ``x`` (laid out, 2-D or 4-D, x.shape[1] == gamma.size, as ``forward`` checked) and the layer's own arrays
+        and numbers unchanged, so that its body may run unchecked: one dtype (training: x, gamma, beta; inference:
+        all five), no empty axis, beta and the running statistics of gamma's shape, eps a float > 0; training also
+        writeable running statistics and momentum in [0, 1] (attributes rebound since the constructor fail this)."""
+        g, rm, rv, e = self.gamma, self.running_mean, self.running_var, self.eps
+        if not (x.dtype == g.dtype == self.beta.dtype and x.size > 0 and kept_float(e) and e > 0.0
+                and self.beta.shape == rm.shape == rv.shape == g.shape):
+            return False
+        if train:
+            return rm.flags.writeable and rv.flags.writeable and kept_float(self.momentum, 0.0, 1.0)
+        return rm.dtype == rv.dtype == g.dtype
 
     def _layout(self, x: np.ndarray) -> np.ndarray:
         """x as the kernel takes it: (N, C, H, W) per channel, or (N, D) per feature."""
@@ -158,12 +160,20 @@ class LayerNormalization(Layer):
             _validate.fail("LayerNormalization.forward", "x", f"of shape (N, *{self.gamma.shape}) (gamma's shape "
                            "per sample)", f"shape {x.shape}")
         self.x = x
-        out, self.mean, self.inv_std = ops.layernorm_forward(x, self.gamma, self.beta, self.eps)
+        g = self.gamma  # x (N, *gamma.shape) checked above; what layernorm_forward's check adds:
+        trusted = (arrays_of(x.dtype, g, self.beta) and self.beta.shape == g.shape and g.size > 0
+                   and kept_float(self.eps) and self.eps > 0.0)
+        forward = unchecked.layernorm_forward if trusted else ops.layernorm_forward
+        out, self.mean, self.inv_std = forward(x, g, self.beta, self.eps)
         return self._output(out)
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "LayerNormalization.backward")
-        dx, self.dgamma, self.dbeta = ops.layernorm_backward(dout, self.x, self.gamma, self.mean, self.inv_std)
+        x, g, mean, inv_std = self.x, self.gamma, self.mean, self.inv_std  # (attributes rebound since: checked)
+        trusted = (arrays_of(dout.dtype, x, g, mean, inv_std) and x.ndim >= 2 and dout.shape == x.shape
+                   and g.shape == x.shape[1:] and g.size > 0 and mean.shape == inv_std.shape == x.shape[:1])
+        backward = unchecked.layernorm_backward if trusted else ops.layernorm_backward
+        dx, self.dgamma, self.dbeta = backward(dout, x, g, mean, inv_std)
         return dx
 
 
@@ -199,11 +209,24 @@ class GroupNormalization(Layer):
             _validate.fail("GroupNormalization.forward", "x", f"of shape (N, {self.gamma.size}, H, W) (C = size of "
                            "gamma)", f"shape {x.shape}")
         self.x = x
-        out, self.mean, self.inv_std = ops.groupnorm_forward(x, self.gamma, self.beta, self.groups, self.eps)
+        g = self.gamma  # x (N, gamma.size, H, W) checked above; what groupnorm_forward's check adds:
+        trusted = (arrays_of(x.dtype, g, self.beta) and self.beta.shape == g.shape and all(x.shape[1:])
+                   and self._groups_kept(x) and kept_float(self.eps) and self.eps > 0.0)
+        forward = unchecked.groupnorm_forward if trusted else ops.groupnorm_forward
+        out, self.mean, self.inv_std = forward(x, g, self.beta, self.groups, self.eps)
         return self._output(out)
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "GroupNormalization.backward")
-        dx, self.dgamma, self.dbeta = ops.groupnorm_backward(dout, self.x, self.gamma, self.groups, self.mean,
-                                                             self.inv_std)
+        x, g, mean, inv_std = self.x, self.gamma, self.mean, self.inv_std  # (attributes rebound since: checked)
+        trusted = (arrays_of(dout.dtype, x, g, mean, inv_std) and x.ndim == 4 and dout.shape == x.shape
+                   and all(x.shape[1:]) and g.shape == x.shape[1:2] and self._groups_kept(x)
+                   and mean.shape == inv_std.shape == (x.shape[0], self.groups))
+        backward = unchecked.groupnorm_backward if trusted else ops.groupnorm_backward
+        dx, self.dgamma, self.dbeta = backward(dout, x, g, self.groups, mean, inv_std)
         return dx
+
+    def _groups_kept(self, x: np.ndarray) -> bool:
+        """``groups`` still an int >= 1 dividing x's C, as the constructor left it and the kernels check it."""
+        G = self.groups
+        return type(G) is int and G >= 1 and x.shape[1] % G == 0

@@ -6,13 +6,14 @@ names its state arrays and writes :meth:`Optimizer._apply`: one fused kernel cal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .. import _validate
 from .._checks import HYPERPARAMETER_BOUNDS
+from ..backend import ops, unchecked
 
 #: Bounds of every hyperparameter any optimizer takes: :data:`fastnn._checks.HYPERPARAMETER_BOUNDS`, the table the
 #: kernels check too, as floats (so messages read ``> 0.0``, as they always have). One table, so the constructor
@@ -146,6 +147,17 @@ class Optimizer:
                 store[key] = np.zeros(param.shape, dtype=param.dtype)
             slots.append(store[key])
         return tuple(slots)
+
+    def _steps(self, name: str, items: list[tuple[np.ndarray, Any, tuple[np.ndarray, ...]]], trusted: bool = True,
+               ) -> Iterator[tuple[Callable[..., None], np.ndarray, Any, tuple[np.ndarray, ...]]]:
+        """``(step, param, grad, state arrays)`` for each of :meth:`_apply`'s items, ``step`` being kernel
+        ``name``'s body (:data:`fastnn.backend.unchecked`) where its check would pass the call unchanged: the
+        hyperparameters as accepted (:meth:`_as_accepted`), ``trusted`` (what else the step passes, e.g. its
+        bias corrections, in range) and the arrays fit (:func:`unchecked_fits`); else the checked kernel."""
+        checked = getattr(ops, name)
+        body = getattr(unchecked, name) if trusted and self._as_accepted() else checked
+        for param, grad, slots in items:
+            yield (body if unchecked_fits(param, grad, slots) else checked), param, grad, slots
 
     def _apply(self, t: int, items: list[tuple[np.ndarray, Any, tuple[np.ndarray, ...]]]) -> None:
         """Step ``t`` (1 for the first update) on ``(param, grad, state arrays)`` triples, already validated."""

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate
-from ..backend import ops, unchecked
-from ._base import Optimizer, unchecked_fits
+from ._base import Optimizer
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "AMSGrad", "AdaBound"]
 
@@ -43,8 +42,8 @@ class SGD(Optimizer):
         super().__init__(lr=lr, eps=eps, weight_decay=weight_decay)
 
     def _apply(self, t: int, items: _Items) -> None:
-        for param, grad, _ in items:
-            ops.sgd_step(param, grad, self.lr, weight_decay=self.weight_decay)
+        for step, param, grad, _ in self._steps("sgd_step", items):
+            step(param, grad, self.lr, weight_decay=self.weight_decay)
 
 
 class Momentum(Optimizer):
@@ -72,8 +71,8 @@ class Momentum(Optimizer):
         super().__init__(lr=lr, momentum=momentum, eps=eps, weight_decay=weight_decay)
 
     def _apply(self, t: int, items: _Items) -> None:
-        for param, grad, (v,) in items:
-            ops.momentum_step(param, grad, v, self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        for step, param, grad, (v,) in self._steps("momentum_step", items):
+            step(param, grad, v, self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 class Nesterov(Optimizer):
@@ -121,9 +120,9 @@ class Nesterov(Optimizer):
         return ("buf",) if hyper["pytorch_form"] else ("v",)
 
     def _apply(self, t: int, items: _Items) -> None:
-        for param, grad, (buf,) in items:
-            ops.nesterov_step(param, grad, buf, self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                              pytorch_form=self.pytorch_form)
+        for step, param, grad, (buf,) in self._steps("nesterov_step", items):
+            step(param, grad, buf, self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                 pytorch_form=self.pytorch_form)
 
 
 class AdaGrad(Optimizer):
@@ -147,8 +146,8 @@ class AdaGrad(Optimizer):
         super().__init__(lr=lr, eps=eps, weight_decay=weight_decay)
 
     def _apply(self, t: int, items: _Items) -> None:
-        for param, grad, (h,) in items:
-            ops.adagrad_step(param, grad, h, self.lr, eps=self.eps, weight_decay=self.weight_decay)
+        for step, param, grad, (h,) in self._steps("adagrad_step", items):
+            step(param, grad, h, self.lr, eps=self.eps, weight_decay=self.weight_decay)
 
 
 class RMSprop(Optimizer):
@@ -175,9 +174,8 @@ class RMSprop(Optimizer):
         super().__init__(lr=lr, decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
 
     def _apply(self, t: int, items: _Items) -> None:
-        for param, grad, (h,) in items:
-            ops.rmsprop_step(param, grad, h, self.lr, decay_rate=self.decay_rate, eps=self.eps,
-                             weight_decay=self.weight_decay)
+        for step, param, grad, (h,) in self._steps("rmsprop_step", items):
+            step(param, grad, h, self.lr, decay_rate=self.decay_rate, eps=self.eps, weight_decay=self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -233,15 +231,11 @@ class Adam(Optimizer):
     _kernel_name = "adam_step"  # AdamW shares everything but the kernel
 
     def _apply(self, t: int, items: _Items) -> None:
-        checked = getattr(ops, self._kernel_name)
         # Python floats are float64: the bias corrections are exact to double precision for every dtype.
         bc1 = 1.0 - self.beta1 ** t
         bc2 = 1.0 - self.beta2 ** t
-        trusted = self._as_accepted() and 0.0 < bc1 <= 1.0 and 0.0 < bc2 <= 1.0 and type(self.eps_hat) is bool
-        body = getattr(unchecked, self._kernel_name) if trusted else checked
-        for param, grad, slots in items:
-            m, v, *v_max = slots
-            step = body if unchecked_fits(param, grad, slots) else checked
+        trusted = 0.0 < bc1 <= 1.0 and 0.0 < bc2 <= 1.0 and type(self.eps_hat) is bool
+        for step, param, grad, (m, v, *v_max) in self._steps(self._kernel_name, items, trusted):
             step(param, grad, m, v, self.lr, self.beta1, self.beta2, self.eps, bc1, bc2,
                  weight_decay=self.weight_decay, v_max=v_max[0] if v_max else None, eps_hat=self.eps_hat)
 
@@ -339,6 +333,7 @@ class AdaBound(Optimizer):
                          weight_decay=weight_decay)
 
     def _apply(self, t: int, items: _Items) -> None:
-        for param, grad, (m, v) in items:
-            ops.adabound_step(param, grad, m, v, self.lr, self.final_lr, self.gamma, self.beta1, self.beta2,
-                              self.eps, t, weight_decay=self.weight_decay)
+        # t is iter + 1: an int >= 1 unless iter was rebound (then the check says what it always said)
+        for step, param, grad, (m, v) in self._steps("adabound_step", items, type(t) is int and t >= 1):
+            step(param, grad, m, v, self.lr, self.final_lr, self.gamma, self.beta1, self.beta2, self.eps, t,
+                 weight_decay=self.weight_decay)

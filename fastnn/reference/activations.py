@@ -155,7 +155,10 @@ def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
     -------
     out : ndarray, x's shape and float dtype
     """
-    x, alpha = _checks.check_leaky_relu("leaky_relu_forward", x, alpha)
+    return _leaky_relu_forward(*_checks.check_leaky_relu("leaky_relu_forward", x, alpha))
+
+
+def _leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
     return np.where(x > 0, x, x.dtype.type(alpha) * x)
 
 
@@ -176,5 +179,8 @@ def leaky_relu_backward(dout: np.ndarray, x: np.ndarray, alpha: float = 0.01) ->
     -------
     dx : ndarray, x's shape, the common float dtype
     """
-    dout, x, alpha = _checks.check_leaky_relu_backward("leaky_relu_backward", dout, x, alpha)
+    return _leaky_relu_backward(*_checks.check_leaky_relu_backward("leaky_relu_backward", dout, x, alpha))
+
+
+def _leaky_relu_backward(dout: np.ndarray, x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
     return np.where(x > 0, dout, x.dtype.type(alpha) * dout)

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, _splitmix
 from .._splitmix import GAMMA, MIX1, MIX2
 
 __all__ = ["dropout_mask", "dropout_forward", "dropout_backward"]
@@ -42,7 +42,14 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
     -------
     mask : ndarray of bool, ``shape``
     """
-    shape, key, threshold = _checks.check_dropout_mask("dropout_mask", shape, drop_ratio, seed)
+    return _keep_mask(*_checks.check_dropout_mask("dropout_mask", shape, drop_ratio, seed))
+
+
+def _dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
+    return _keep_mask(tuple(shape), _splitmix.stream_key(seed), _splitmix.keep_threshold(drop_ratio))
+
+
+def _keep_mask(shape: tuple[int, ...], key: int, threshold: int) -> np.ndarray:
     n = math.prod(shape)
     z = np.uint64(key) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(GAMMA)  # wraps mod 2**64
     z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
@@ -51,9 +58,16 @@ def dropout_mask(shape, drop_ratio: float, seed: int) -> np.ndarray:
     return ((z >> np.uint64(11)) >= np.uint64(threshold)).reshape(shape)
 
 
-def _apply(where: str, name: str, a, mask, scale) -> np.ndarray:
-    a, mask, scale = _checks.check_dropout(where, name, a, mask, scale)
+def _apply(a: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
     return a * mask * a.dtype.type(scale)
+
+
+def _dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    return _apply(x, mask, scale)
+
+
+def _dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    return _apply(dout, mask, scale)
 
 
 def dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -73,7 +87,7 @@ def dropout_forward(x: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.n
     -------
     out : ndarray, x's shape and float dtype
     """
-    return _apply("dropout_forward", "x", x, mask, scale)
+    return _apply(*_checks.check_dropout("dropout_forward", "x", x, mask, scale))
 
 
 def dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -90,4 +104,4 @@ def dropout_backward(dout: np.ndarray, mask: np.ndarray, scale: float = 1.0) -> 
     -------
     dx : ndarray, dout's shape and float dtype
     """
-    return _apply("dropout_backward", "dout", dout, mask, scale)
+    return _apply(*_checks.check_dropout("dropout_backward", "dout", dout, mask, scale))

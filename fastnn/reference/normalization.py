@@ -147,8 +147,12 @@ def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
     -------
     out : ndarray, x's shape, the common float dtype of all five arrays
     """
-    x, gamma, beta, running_mean, running_var, eps = _checks.check_batchnorm_forward_infer(
-        "batchnorm_forward_infer", x, gamma, beta, running_mean, running_var, eps)
+    return _batchnorm_forward_infer(*_checks.check_batchnorm_forward_infer(
+        "batchnorm_forward_infer", x, gamma, beta, running_mean, running_var, eps))
+
+
+def _batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                             running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     scale = gamma / np.sqrt(running_var + eps)
     return (x - _per_channel(running_mean, x.ndim)) * _per_channel(scale, x.ndim) + _per_channel(beta, x.ndim)
 
@@ -211,7 +215,11 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     mean, inv_std : ndarray (N,)
         In the common float dtype of x, gamma and beta.
     """
-    x, gamma, beta, eps = _checks.check_layernorm_forward("layernorm_forward", x, gamma, beta, eps)
+    return _layernorm_forward(*_checks.check_layernorm_forward("layernorm_forward", x, gamma, beta, eps))
+
+
+def _layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                       eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     axes = tuple(range(1, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     inv_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
@@ -239,8 +247,12 @@ def layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean:
     dx : ndarray, x's shape
     dgamma, dbeta : ndarray of shape x.shape[1:]
     """
-    dout, x, gamma, mean, inv_std = _checks.check_layernorm_backward(
-        "layernorm_backward", dout, x, gamma, mean, inv_std)
+    return _layernorm_backward(*_checks.check_layernorm_backward("layernorm_backward", dout, x, gamma, mean,
+                                                                 inv_std))
+
+
+def _layernorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     axes = tuple(range(1, x.ndim))
     per_sample = (-1,) + (1,) * (x.ndim - 1)
     xhat = (x - mean.reshape(per_sample)) * inv_std.reshape(per_sample)
@@ -275,7 +287,11 @@ def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups
     out : ndarray, x's shape
     mean, inv_std : ndarray (N, G)
     """
-    x, gamma, beta, groups, eps = _checks.check_groupnorm_forward("groupnorm_forward", x, gamma, beta, groups, eps)
+    return _groupnorm_forward(*_checks.check_groupnorm_forward("groupnorm_forward", x, gamma, beta, groups, eps))
+
+
+def _groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int,
+                       eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     xg = x.reshape(_grouped(x.shape, groups))
     mean = xg.mean(axis=2)
     inv_std = 1 / np.sqrt(xg.var(axis=2) + eps)
@@ -306,8 +322,12 @@ def groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, group
     dx : ndarray, x's shape
     dgamma, dbeta : ndarray (C,)
     """
-    dout, x, gamma, groups, mean, inv_std = _checks.check_groupnorm_backward(
-        "groupnorm_backward", dout, x, gamma, groups, mean, inv_std)
+    return _groupnorm_backward(*_checks.check_groupnorm_backward("groupnorm_backward", dout, x, gamma, groups, mean,
+                                                                 inv_std))
+
+
+def _groupnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, groups: int, mean: np.ndarray,
+                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     grouped = _grouped(x.shape, groups)
     xhat = (x.reshape(grouped) - mean[:, :, None]) * inv_std[:, :, None]
     dxhat = (dout * _per_channel(gamma, 4)).reshape(grouped)
@@ -334,7 +354,7 @@ def instancenorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     mean, inv_std : ndarray (N, C)
     """
     x, gamma, beta, eps = _checks.check_instancenorm_forward("instancenorm_forward", x, gamma, beta, eps)
-    return groupnorm_forward(x, gamma, beta, x.shape[1], eps)
+    return _groupnorm_forward(x, gamma, beta, x.shape[1], eps)
 
 
 def instancenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
@@ -354,4 +374,4 @@ def instancenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, me
     """
     dout, x, gamma, mean, inv_std = _checks.check_instancenorm_backward(
         "instancenorm_backward", dout, x, gamma, mean, inv_std)
-    return groupnorm_backward(dout, x, gamma, x.shape[1], mean, inv_std)
+    return _groupnorm_backward(dout, x, gamma, x.shape[1], mean, inv_std)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, _stepsizes
 
 __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
            "adamw_step", "adabound_step"]
@@ -42,8 +42,11 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float
     weight_decay : float
         L2 coefficient :math:`\lambda \ge 0`.
     """
-    g, lr, weight_decay = _checks.check_optimizer_step("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay)
-    g = _l2(g, param, weight_decay)
+    _sgd_step(param, *_checks.check_optimizer_step("sgd_step", param, grad, {}, lr=lr, weight_decay=weight_decay))
+
+
+def _sgd_step(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float = 0.0) -> None:
+    g = _l2(grad, param, weight_decay)
     param -= param.dtype.type(lr) * g
 
 
@@ -67,8 +70,13 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr:
     """
     g, lr, momentum, weight_decay = _checks.check_optimizer_step("momentum_step", param, grad, {"velocity": velocity},
                                                                  lr=lr, momentum=momentum, weight_decay=weight_decay)
+    _momentum_step(param, g, velocity, lr, momentum, weight_decay)
+
+
+def _momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> None:
     t = param.dtype.type
-    g = _l2(g, param, weight_decay)
+    g = _l2(grad, param, weight_decay)
     velocity *= t(momentum)
     velocity -= t(lr) * g
     param += velocity
@@ -101,8 +109,13 @@ def nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: floa
     """
     g, lr, momentum, weight_decay, pytorch_form = _checks.check_nesterov_step(
         "nesterov_step", param, grad, buf, lr, momentum, weight_decay, pytorch_form)
+    _nesterov_step(param, g, buf, lr, momentum, weight_decay, pytorch_form=pytorch_form)
+
+
+def _nesterov_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0, *, pytorch_form: bool = True) -> None:
     t = param.dtype.type
-    g = _l2(g, param, weight_decay)
+    g = _l2(grad, param, weight_decay)
     if pytorch_form:
         buf *= t(momentum)
         buf += g
@@ -132,8 +145,13 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, 
     """
     g, lr, eps, weight_decay = _checks.check_optimizer_step("adagrad_step", param, grad, {"h": h}, lr=lr, eps=eps,
                                                             weight_decay=weight_decay)
+    _adagrad_step(param, g, h, lr, eps, weight_decay)
+
+
+def _adagrad_step(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, eps: float = 1e-7,
+                  weight_decay: float = 0.0) -> None:
     t = param.dtype.type
-    g = _l2(g, param, weight_decay)
+    g = _l2(grad, param, weight_decay)
     h += g * g
     param -= t(lr) * g / (np.sqrt(h) + t(eps))
 
@@ -156,8 +174,13 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float,
     """
     g, lr, decay_rate, eps, weight_decay = _checks.check_optimizer_step(
         "rmsprop_step", param, grad, {"sq": sq}, lr=lr, decay_rate=decay_rate, eps=eps, weight_decay=weight_decay)
+    _rmsprop_step(param, g, sq, lr, decay_rate, eps, weight_decay)
+
+
+def _rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float, decay_rate: float = 0.99,
+                  eps: float = 1e-7, weight_decay: float = 0.0) -> None:
     t = param.dtype.type
-    g = _l2(g, param, weight_decay)
+    g = _l2(grad, param, weight_decay)
     sq *= t(decay_rate)
     sq += t(1.0 - decay_rate) * g * g  # the book's order: ((1 - rho) * g) * g
     param -= t(lr) * g / (np.sqrt(sq) + t(eps))
@@ -285,10 +308,16 @@ def adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndar
     weight_decay : float
         L2 coefficient (added to the gradient).
     """
-    g, beta1, beta2, eps, weight_decay, step_size, lower, upper = _checks.check_adabound_step(
-        "adabound_step", param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step, weight_decay)
+    g, *scalars = _checks.check_adabound_step("adabound_step", param, grad, m, v, lr, final_lr, gamma, beta1, beta2,
+                                              eps, step, weight_decay)
+    _adabound_step(param, g, m, v, *scalars)
+
+
+def _adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, final_lr: float,
+                   gamma: float, beta1: float, beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> None:
+    step_size, lower, upper = _stepsizes.adabound_schedule(lr, final_lr, gamma, beta1, beta2, step)
     t = param.dtype.type
-    g = _l2(g, param, weight_decay)
+    g = _l2(grad, param, weight_decay)
     m *= t(beta1)
     m += t(1.0 - beta1) * g
     v *= t(beta2)
