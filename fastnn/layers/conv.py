@@ -82,8 +82,14 @@ class Convolution(Layer):
 
 
 def _same(now: tuple, then: tuple) -> bool:
-    """Every attribute is the very object forward checked (an equality test would let ``2.0 == 2`` through)."""
-    return all(map(operator.is_, now, then))
+    """Every attribute is the very object forward checked (an equality test would let ``2.0 == 2`` through), and
+    none can have changed in place since: ints, tuples of them and shapes are immutable; a list stride or pad, or
+    any array, could be edited between forward and backward and then drive an unchecked loop out of bounds."""
+    return all(map(operator.is_, now, then)) and all(map(_immutable, now))
+
+
+def _immutable(v: Any) -> bool:
+    return type(v) is int or (type(v) is tuple and all(type(i) is int for i in v))
 
 
 def _window_args(layer: Layer) -> tuple:
@@ -126,7 +132,6 @@ class Pooling(Layer):
         self.pool_h, self.pool_w = _pool_args("Pooling", pool_h, pool_w, stride, pad)
         self.stride, self.pad = stride, pad
         self.input_shape = self.arg_max = None
-        self._checked: tuple = ()  # the argmax forward made and _window_args as forward checked them
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "Pooling.forward", ndim=4)
@@ -135,15 +140,14 @@ class Pooling(Layer):
         self.input_shape = x.shape
         # checked above: x 4-D float, the pool's geometry: all that check_pool2d establishes
         out, self.arg_max = unchecked.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
-        self._checked = (self.arg_max, *_window_args(self))
         return self._output(out)
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "Pooling.backward")
-        # the argmax forward made (so its values need no scan) and the geometry it checked: nothing rebound since
-        trusted = _same((self.arg_max, *_window_args(self)), self._checked)
-        pool = unchecked.maxpool2d_backward if trusted else ops.maxpool2d_backward
-        return pool(dout, self.arg_max, self.input_shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        # Checked, on purpose: arg_max is a public array a caller may edit in place, and the kernel scatters
+        # through its values; the check's scan over them is what keeps a bad index from writing out of bounds.
+        return ops.maxpool2d_backward(dout, self.arg_max, self.input_shape, self.pool_h, self.pool_w, self.stride,
+                                      self.pad)
 
 
 class AvgPooling(Layer):
