@@ -150,3 +150,21 @@ def test_arrays_and_lists_edited_in_place_are_checked_again():
     stride[0] = 2
     with pytest.raises(ValueError, match=r"conv2d_backward: dout must be of shape"):
         conv.backward(np.ones_like(out))
+
+
+def test_a_rebound_input_of_another_shape_is_checked_again():
+    """Convolution.x and Affine.x are public: rebound to another shape between forward and backward, the
+    backward takes the checked path (its usual error), never an unchecked body with mismatched sizes."""
+    from fastnn.layers import Affine
+
+    rng = np.random.default_rng(5)
+    conv = Convolution(rng.standard_normal((2, 1, 3, 3)), np.zeros(2))
+    out = conv.forward(rng.standard_normal((1, 1, 6, 6)))
+    conv.x = rng.standard_normal((1, 1, 9, 9))
+    with pytest.raises(ValueError, match=r"conv2d_backward: dout must be of shape"):
+        conv.backward(np.ones_like(out))
+    affine = Affine(rng.standard_normal((4, 3)), np.zeros(3))
+    out = affine.forward(rng.standard_normal((5, 4)))
+    affine.x = rng.standard_normal((7, 4))
+    with pytest.raises(ValueError, match=r"matmul"):
+        affine.backward(np.ones_like(out))

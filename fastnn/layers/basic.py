@@ -60,7 +60,8 @@ class Affine(Layer):
         """dout (N, M) -> dx of the input's shape; sets dW (D, M) and db (M,)."""
         dout = self._dout(dout, "Affine.backward")
         x, W = self.x, self.W
-        trusted = dout.dtype == x.dtype == W.dtype and W.shape == (x.shape[1], dout.shape[1])
+        trusted = (dout.dtype == x.dtype == W.dtype and W.shape == (x.shape[1], dout.shape[1])
+                   and x.shape[0] == dout.shape[0])  # (self.x may have been rebound since forward)
         matmul = unchecked.matmul if trusted else ops.matmul  # (an attribute rebound since forward: checked)
         self.dW = matmul(x.T, dout)
         self.db = dout.sum(axis=0)

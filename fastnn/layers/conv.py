@@ -52,7 +52,7 @@ class Convolution(Layer):
         self._workspace: dict = {}
         #: False skips dx in backward (which then returns None): a network's first layer needs no input gradient.
         self.need_dx = True
-        self._checked: tuple = ()  # what forward checked: W's shape, stride, pad (see backward)
+        self._checked: tuple = ()  # what forward checked: W's shape, stride, pad, x's shape (see backward)
 
     def forward(self, x: Any) -> np.ndarray:
         x = batch(x, "Convolution.forward", ndim=4)
@@ -61,7 +61,7 @@ class Convolution(Layer):
             _validate.fail("Convolution.forward", "x", f"of shape (N, {C}, H, W) (C = W.shape[1])", f"shape {x.shape}")
         sliding_window(x, FH, FW, self.stride, self.pad, "Convolution.forward", f"{FH}x{FW} filter")
         self.x, W, b = x, self.W, self.b
-        self._checked = (W.shape, self.stride, self.pad)
+        self._checked = (W.shape, self.stride, self.pad, x.shape)
         # checked above: x 4-D float with W's channels, the window fits; what check_conv2d_forward adds is the
         # common dtype, b of shape (FN,) (b may be rebound since the constructor) and the cache a dict
         trusted = x.dtype == W.dtype == b.dtype and b.shape == W.shape[:1] and type(self._workspace) is dict
@@ -74,7 +74,7 @@ class Convolution(Layer):
         x, W = self.x, self.W
         # forward checked x against W of this shape with this stride and pad, and dout has its output's shape
         trusted = (dout.dtype == x.dtype == W.dtype and W.shape == self._checked[0]
-                   and _same((self.stride, self.pad), self._checked[1:])
+                   and _same((self.stride, self.pad), self._checked[1:3]) and x.shape == self._checked[3]
                    and type(self.need_dx) is bool and type(self._workspace) is dict)
         conv = unchecked.conv2d_backward if trusted else ops.conv2d_backward
         dx, self.dW, self.db = conv(dout, x, W, self.stride, self.pad, cache=self._workspace, need_dx=self.need_dx)
