@@ -72,3 +72,27 @@ def assert_close(actual, expected, dtype=None, **kw):
     tol = dict(TOL[dtype])
     tol.update(kw)
     np.testing.assert_allclose(actual, expected, **tol)
+
+
+@pytest.fixture
+def counts(monkeypatch):
+    """``{check name: calls}`` for every ``fastnn._checks.check_*`` function, counted while the test runs (the
+    check-once tests: a layer path that has checked its inputs reaches none of them)."""
+    import functools
+
+    from fastnn import _checks
+
+    seen: dict[str, int] = {}
+
+    def counting(name, fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            seen[name] = seen.get(name, 0) + 1
+            return fn(*args, **kwargs)
+
+        return call
+
+    for name in dir(_checks):
+        if name.startswith("check_"):
+            monkeypatch.setattr(_checks, name, counting(name, getattr(_checks, name)))
+    return seen

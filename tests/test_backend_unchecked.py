@@ -15,7 +15,7 @@ import pytest
 
 import fastnn.kernels as K
 import fastnn.reference as R
-from fastnn import _checks, backend
+from fastnn import backend
 from fastnn.layers import (
     Affine,
     BatchNormalization,
@@ -33,25 +33,6 @@ from fastnn.optim import SGD, AdaBound, AdaGrad, Adam, AdamW, AMSGrad, Momentum,
 BACKENDS = ("kernels", "reference")
 #: The public functions with a body of their own (``_<op>`` in the module defining ``<op>``).
 WITH_BODY = sorted(name for name in K.__all__ if backend._body(getattr(K, name)) is not getattr(K, name))
-
-
-@pytest.fixture
-def counts(monkeypatch):
-    """``{check name: calls}`` for every ``fastnn._checks.check_*`` function, counted while the test runs."""
-    seen: dict[str, int] = {}
-
-    def counting(name, fn):
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            seen[name] = seen.get(name, 0) + 1
-            return fn(*args, **kwargs)
-
-        return call
-
-    for name in dir(_checks):
-        if name.startswith("check_"):
-            monkeypatch.setattr(_checks, name, counting(name, getattr(_checks, name)))
-    return seen
 
 
 def test_bodies_exist_on_both_sides_with_the_public_signature():

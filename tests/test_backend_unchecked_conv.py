@@ -8,38 +8,17 @@ The counts come from ``fastnn._checks.check_<op>`` replaced by a counting wrappe
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 
 import fastnn.kernels as K
 import fastnn.reference as R
-from fastnn import _checks, backend
+from fastnn import backend
 from fastnn.layers import AvgPooling, Convolution, Pooling
 
 BACKENDS = ("kernels", "reference")
 LAYER_CHECKS = {"check_conv2d_forward", "check_conv2d_backward", "check_pool2d", "check_pool2d_backward",
                 "check_maxpool2d_backward", "check_im2col", "check_col2im"}
-
-
-@pytest.fixture
-def counts(monkeypatch):
-    """``{check name: calls}`` for every ``fastnn._checks.check_*`` function, counted while the test runs."""
-    seen: dict[str, int] = {}
-
-    def counting(name, fn):
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            seen[name] = seen.get(name, 0) + 1
-            return fn(*args, **kwargs)
-
-        return call
-
-    for name in dir(_checks):
-        if name.startswith("check_"):
-            monkeypatch.setattr(_checks, name, counting(name, getattr(_checks, name)))
-    return seen
 
 
 def _layers(dtype):
