@@ -32,18 +32,16 @@ _SUBMODULES = frozenset({"backend", "bench", "bench_cases", "checkpoint", "cli",
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{name}")  # the import binds it as an attribute too
-    home = _LAZY.get(name)
-    if home == "_jit":
-        from . import _jit as module
-    elif home == "gradient":
-        from . import gradient as module
-    elif home == "trainer":
-        from . import trainer as module
+        home = name
+    elif name in _LAZY:
+        home = _LAZY[name]
     else:
         raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(f"{__name__}.{home}")  # binds a submodule as an attribute too
+    if home == name:
+        return module
     value = getattr(module, name)
     globals()[name] = value
     return value
