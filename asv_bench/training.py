@@ -48,9 +48,14 @@ print(time.perf_counter() - t0)
 
 def first_step_seconds(cache_dir: str) -> float:
     """Seconds a new process takes to import fastnn and run one training step with Numba's cache in ``cache_dir``."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "FASTNN_NUMBA_CACHE": "1"}
-    out = subprocess.run([sys.executable, "-c", _FIRST_STEP], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", _FIRST_STEP], env=_cache_env(cache_dir), capture_output=True,
+                         text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def _cache_env(cache_dir: str) -> dict[str, str]:
+    """This process's environment with Numba's on-disk cache in ``cache_dir`` (and fastnn's use of it on)."""
+    return {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "FASTNN_NUMBA_CACHE": "1"}
 
 
 class CompileTime:
@@ -79,9 +84,8 @@ class CompileTime:
 
 def process_seconds(args: list[str], cache_dir: str) -> float:
     """Wall seconds of ``python <args>`` in a new process with Numba's cache in ``cache_dir`` (output discarded)."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "FASTNN_NUMBA_CACHE": "1"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, *args], env=env, capture_output=True, check=True)
+    subprocess.run([sys.executable, *args], env=_cache_env(cache_dir), capture_output=True, check=True)
     return time.perf_counter() - start
 
 
