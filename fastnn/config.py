@@ -33,6 +33,8 @@ PARALLEL_MIN_WORK: dict[str, int] = {
     "window": 1 << 15,
     "normalization": 1 << 16,
     "loss": 1 << 14,
+    # a recurrent step's product (N*G*H*H multiply-adds): one parallel region per step from here
+    "recurrent": 1 << 17,
 }
 
 
