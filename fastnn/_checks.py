@@ -158,6 +158,15 @@ def check_softmax(where: str, x: Any) -> np.ndarray:
     return _scores(where, x, loss=False)
 
 
+def check_softmax_backward(where: str, dout: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax's backward pass: ``probs`` (N, K) and ``dout`` of its shape, as floats of their common dtype."""
+    dout, probs = _validate.float_arrays(where, dout=dout, probs=probs)
+    if probs.ndim != 2:
+        _validate.fail(where, "probs", "2-D", f"{probs.ndim}-D array of shape {probs.shape}")
+    _validate.shape(dout, probs.shape, where, "dout")
+    return dout, probs
+
+
 def check_svm_loss(where: str, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     """A loss over (N, K) scores with N, K >= 1, and their labels ``y`` as int64 (see
     :func:`fastnn._validate.labels`)."""

@@ -730,6 +730,18 @@ def _torch_clip(d: Inputs) -> Run:
                lambda r: (r.numpy(), *(p.grad.numpy() for p in params)))
 
 
+def _softmax_backward_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    """Softmax over the vocabulary at every position (DLFS-2's Softmax layer; its attention weights are smaller)."""
+    x = _rand(rng, (p["N"] * p["T"], p["V"]), dtype, 3.0)
+    return {"probs": reference.softmax_forward(x), "dout": _rand(rng, x.shape, dtype)}
+
+
+def _torch_softmax_backward(d: Inputs) -> Run:
+    torch = _torch()
+    probs, dout = _t(d["probs"]), _t(d["dout"])
+    return Run(partial(torch.ops.aten._softmax_backward_data, dout, probs, 1, probs.dtype))
+
+
 def _cases_sequence() -> Iterator[Case]:
     F = lambda: _torch().nn.functional  # noqa: E731
     yield Case("embedding_forward", "sequence", SEQ_SIZES, _seq_inputs, "embedding_forward", ("W", "idx"),
@@ -744,6 +756,8 @@ def _cases_sequence() -> Iterator[Case]:
                lambda p, dtype, rng: {**_seq_inputs(p, dtype, rng), "dout": 1.0},
                "time_softmax_cross_entropy_backward", ("probs", "t", "ignore_label", "dout"),
                variants={"batch": lambda d: {"average": "batch"}}, torch=partial(_torch_time_ce, backward=True))
+    yield Case("softmax_backward", "sequence", SEQ_SIZES, _softmax_backward_inputs, "softmax_backward",
+               ("dout", "probs"), torch=_torch_softmax_backward)
     yield Case("clip_grads", "sequence", SEQ_SIZES, _seq_inputs, "clip_grads", ("grads", "max_norm"),
                inplace=("grads",), torch=_torch_clip)
 

@@ -18,7 +18,7 @@ from .._jit import helper, kernel
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss",
-           "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward"]
+           "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward", "softmax_backward"]
 
 
 @helper
@@ -272,4 +272,26 @@ def _time_softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, ignor
         _time_softmax_ce_bwd.run(probs.size, np.ascontiguousarray(probs).reshape(n * steps, v),
                                  np.ascontiguousarray(t).reshape(-1), dx.reshape(n * steps, v), ignore_label,
                                  tp(dout / _validate.time_loss_divisor(t, ignore_label, average)), tp(1))
+    return dx
+
+
+@kernel("loss")
+def _softmax_bwd(dout, probs, dx):
+    for i in prange(probs.shape[0]):
+        s = probs[i, 0] * 0  # zero of the dtype
+        for j in range(probs.shape[1]):
+            s += probs[i, j] * dout[i, j]
+        for j in range(probs.shape[1]):
+            dx[i, j] = probs[i, j] * (dout[i, j] - s)
+
+
+def softmax_backward(dout: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """One parallel pass over rows: each row's dot product, then its row of ``dx``."""
+    return _softmax_backward(*_checks.check_softmax_backward("softmax_backward", dout, probs))
+
+
+def _softmax_backward(dout: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    dx = np.empty(probs.shape, probs.dtype)
+    if dx.size:
+        _softmax_bwd.run(probs.size, np.ascontiguousarray(dout), np.ascontiguousarray(probs), dx)
     return dx

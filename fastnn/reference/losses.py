@@ -12,7 +12,7 @@ import numpy as np
 from .. import _checks, _validate
 
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss",
-           "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward"]
+           "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward", "softmax_backward"]
 
 
 def softmax_forward(x: np.ndarray) -> np.ndarray:
@@ -220,3 +220,25 @@ def _time_softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, ignor
     onehot[n_idx, t_idx, t[counted]] = 1
     scale = probs.dtype.type(dout / _validate.time_loss_divisor(t, ignore_label, average))
     return np.where(counted[:, :, None], (probs - onehot) * scale, probs.dtype.type(0))
+
+
+def softmax_backward(dout: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    r"""Gradient through the row-wise softmax, from its output (Deep Learning from Scratch 2's ``Softmax.backward``).
+
+    .. math:: dx_{ij} = p_{ij} \Big( dout_{ij} - \sum_k p_{ik}\, dout_{ik} \Big)
+
+    Parameters
+    ----------
+    dout : array_like, (N, K)
+    probs : array_like, (N, K)
+        The softmax returned by :func:`softmax_forward`.
+
+    Returns
+    -------
+    dx : ndarray, (N, K), the common float dtype
+    """
+    return _softmax_backward(*_checks.check_softmax_backward("softmax_backward", dout, probs))
+
+
+def _softmax_backward(dout: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    return probs * (dout - np.sum(probs * dout, axis=1, keepdims=True))

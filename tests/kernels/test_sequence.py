@@ -285,3 +285,26 @@ def test_clip_grads_read_only_last_gradient_blocks_everything():
         K.clip_grads(grads, 0.1)
     for g, b in zip(grads, before, strict=True):
         np.testing.assert_array_equal(g, b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Softmax backward (DLFS-2's Softmax layer)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 3), (33, 129)], ids=str)
+def test_softmax_backward_matches_reference_and_torch(shape, dtype, twin):
+    probs = R.softmax_forward(_rand(shape, dtype, 0, 3.0))
+    dout = _rand(shape, dtype, 1)[:, ::-1]  # non-contiguous
+    dx = K.softmax_backward(dout, probs)
+    assert dx.dtype == dtype
+    assert_close(dx, R.softmax_backward(dout, probs), dtype)
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(_rand(shape, dtype, 0, 3.0)).requires_grad_()
+    torch.softmax(x, 1).backward(torch.from_numpy(dout.copy()))
+    assert_close(dx, x.grad.numpy(), dtype, atol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_softmax_backward_twin_gradient_by_central_differences():
+    x, dout = _rand((3, 4), np.float64), _rand((3, 4), np.float64, 1)
+    num = numerical_gradient(lambda _: float(np.sum(R.softmax_forward(x) * dout)), x)
+    np.testing.assert_allclose(R.softmax_backward(dout, R.softmax_forward(x)), num, rtol=1e-7, atol=1e-9)
