@@ -94,6 +94,27 @@ def _prev_state(h0, hs, t):
 # Loop bodies. ``bounds`` (P + 1,) cuts the H hidden units into P parts; acts/dA are (N, T, G*H) and C-contiguous.
 
 
+@helper
+def _activate(z, b, tanh, one, ec, coefs):
+    """z = sigmoid (or tanh) of z + b in place, z and b 1-D of one length: one gate block's part of a row.
+
+    Every fused pass works on 1-D slices indexed from 0: indexing a row at ``offset + j`` with offsets unknown to
+    the compiler left the loops scalar (Numba's negative-index wraparound on each access), measured ~8x slower.
+    """
+    if tanh:
+        for j in range(z.size):
+            z[j] = _tanh(z[j] + b[j], one, ec, coefs)
+    else:
+        for j in range(z.size):
+            z[j] = _sigmoid(z[j] + b[j], one, ec, coefs)
+
+
+@helper
+def _row_prev(h0, hs, n, t, lo, hi):
+    """h_{t-1}[n, lo:hi]: a slice of h0 at step 0, else of hs[n, t-1]."""
+    return h0[n, lo:hi] if t == 0 else hs[n, t - 1, lo:hi]
+
+
 @kernel("recurrent")
 def _rnn_fwd(hs, h0, Wh, b, bounds, one, ec, coefs):
     # hs holds x @ Wx on entry (N, T, H) and the states on exit
@@ -104,8 +125,7 @@ def _rnn_fwd(hs, h0, Wh, b, bounds, one, ec, coefs):
             lo, hi = bounds[p], bounds[p + 1]
             _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, lo), H, 1, _addr(hs, t * H + lo), T * H, hs.itemsize)
             for n in range(N):
-                for j in range(lo, hi):
-                    hs[n, t, j] = _tanh(hs[n, t, j] + b[j], one, ec, coefs)
+                _activate(hs[n, t, lo:hi], b[lo:hi], True, one, ec, coefs)
 
 
 @kernel("recurrent")
@@ -113,10 +133,11 @@ def _rnn_bwd(dA, dhs, dh, hs, Wh, bounds, one):
     N, T, H = hs.shape
     for t in range(T - 1, -1, -1):
         for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
             for n in range(N):
-                for j in range(bounds[p], bounds[p + 1]):
-                    h = hs[n, t, j]
-                    dA[n, t, j] = (dhs[n, t, j] + dh[n, j]) * (one - h * h)
+                da, d, dn, h = dA[n, t, lo:hi], dhs[n, t, lo:hi], dh[n, lo:hi], hs[n, t, lo:hi]
+                for j in range(hi - lo):
+                    da[j] = (d[j] + dn[j]) * (one - h[j] * h[j])
         for p in prange(bounds.size - 1):  # dh = dA_t @ Wh.T, columns lo..hi
             lo, hi = bounds[p], bounds[p + 1]
             _gemm(True, N, hi - lo, H, _addr(dA, t * H), T * H, _addr(Wh, lo * H), H, 0, _addr(dh, lo), H,
@@ -135,19 +156,18 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coef
                 _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, k * H + lo), G, 1, _addr(acts, t * G + k * H + lo),
                       T * G, acts.itemsize)
             for n in range(N):
-                for j in range(lo, hi):
-                    i = _sigmoid(acts[n, t, oi + j] + b[oi + j], one, ec, coefs)
-                    f = _sigmoid(acts[n, t, of + j] + b[of + j], one, ec, coefs)
-                    g = _tanh(acts[n, t, og + j] + b[og + j], one, ec, coefs)
-                    o = _sigmoid(acts[n, t, oo + j] + b[oo + j], one, ec, coefs)
-                    c_prev = c0[n, j] if t == 0 else cs[n, t - 1, j]
-                    c = f * c_prev + i * g
-                    acts[n, t, oi + j] = i
-                    acts[n, t, of + j] = f
-                    acts[n, t, og + j] = g
-                    acts[n, t, oo + j] = o
-                    cs[n, t, j] = c
-                    hs[n, t, j] = o * _tanh(c, one, ec, coefs)
+                a = acts[n, t]
+                i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
+                _activate(i, b[oi + lo:oi + hi], False, one, ec, coefs)
+                _activate(f, b[of + lo:of + hi], False, one, ec, coefs)
+                _activate(g, b[og + lo:og + hi], True, one, ec, coefs)
+                _activate(o, b[oo + lo:oo + hi], False, one, ec, coefs)
+                c_prev = _row_prev(c0, cs, n, t, lo, hi)
+                c_row, h_row = cs[n, t, lo:hi], hs[n, t, lo:hi]
+                for j in range(hi - lo):
+                    c = f[j] * c_prev[j] + i[j] * g[j]
+                    c_row[j] = c
+                    h_row[j] = o[j] * _tanh(c, one, ec, coefs)
 
 
 @kernel("recurrent")
@@ -157,21 +177,23 @@ def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, Wh, oi, of, og, oo, bounds, one
     H = hs.shape[2]
     for t in range(T - 1, -1, -1):
         for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
             for n in range(N):
-                for j in range(bounds[p], bounds[p + 1]):
-                    i = acts[n, t, oi + j]
-                    f = acts[n, t, of + j]
-                    g = acts[n, t, og + j]
-                    o = acts[n, t, oo + j]
-                    tc = _tanh(cs[n, t, j], one, ec, coefs)
-                    c_prev = c0[n, j] if t == 0 else cs[n, t - 1, j]
-                    d = dhs[n, t, j] + dh[n, j]
-                    ds = dc[n, j] + d * o * (one - tc * tc)
-                    dA[n, t, oi + j] = ds * g * i * (one - i)
-                    dA[n, t, of + j] = ds * c_prev * f * (one - f)
-                    dA[n, t, og + j] = ds * i * (one - g * g)
-                    dA[n, t, oo + j] = d * tc * o * (one - o)
-                    dc[n, j] = ds * f
+                a, da = acts[n, t], dA[n, t]
+                i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
+                di, df = da[oi + lo:oi + hi], da[of + lo:of + hi]
+                dg, do = da[og + lo:og + hi], da[oo + lo:oo + hi]
+                c_row, c_prev = cs[n, t, lo:hi], _row_prev(c0, cs, n, t, lo, hi)
+                d_out, dh_row, dc_row = dhs[n, t, lo:hi], dh[n, lo:hi], dc[n, lo:hi]
+                for j in range(hi - lo):
+                    tc = _tanh(c_row[j], one, ec, coefs)
+                    d = d_out[j] + dh_row[j]
+                    ds = dc_row[j] + d * o[j] * (one - tc * tc)
+                    di[j] = ds * g[j] * i[j] * (one - i[j])
+                    df[j] = ds * c_prev[j] * f[j] * (one - f[j])
+                    dg[j] = ds * i[j] * (one - g[j] * g[j])
+                    do[j] = d * tc * o[j] * (one - o[j])
+                    dc_row[j] = ds * f[j]
         for p in prange(bounds.size - 1):  # dh = dA_t @ Wh.T, columns lo..hi
             lo, hi = bounds[p], bounds[p + 1]
             _gemm(True, N, hi - lo, G, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 0, _addr(dh, lo), H,
@@ -191,23 +213,24 @@ def _gru_dlfs2_fwd(acts, hs, h0, Wh, b, rh, bounds, one, ec, coefs):
                 _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, k * H + lo), G, 1, _addr(acts, t * G + k * H + lo),
                       T * G, acts.itemsize)
             for n in range(N):
-                for j in range(lo, hi):
-                    z = _sigmoid(acts[n, t, j] + b[j], one, ec, coefs)
-                    r = _sigmoid(acts[n, t, H + j] + b[H + j], one, ec, coefs)
-                    acts[n, t, j] = z
-                    acts[n, t, H + j] = r
-                    rh[n, j] = r * (h0[n, j] if t == 0 else hs[n, t - 1, j])
+                a = acts[n, t]
+                r = a[H + lo:H + hi]
+                _activate(a[lo:hi], b[lo:hi], False, one, ec, coefs)
+                _activate(r, b[H + lo:H + hi], False, one, ec, coefs)
+                h_prev, rh_row = _row_prev(h0, hs, n, t, lo, hi), rh[n, lo:hi]
+                for j in range(hi - lo):
+                    rh_row[j] = r[j] * h_prev[j]
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             _gemm(False, N, hi - lo, H, _addr(rh, 0), H, _addr(Wh, 2 * H + lo), G, 1,
                   _addr(acts, t * G + 2 * H + lo), T * G, acts.itemsize)
             for n in range(N):
-                for j in range(lo, hi):
-                    hh = _tanh(acts[n, t, 2 * H + j] + b[2 * H + j], one, ec, coefs)
-                    acts[n, t, 2 * H + j] = hh
-                    z = acts[n, t, j]
-                    h_prev = h0[n, j] if t == 0 else hs[n, t - 1, j]
-                    hs[n, t, j] = (one - z) * h_prev + z * hh
+                a = acts[n, t]
+                z, hh = a[lo:hi], a[2 * H + lo:2 * H + hi]
+                _activate(hh, b[2 * H + lo:2 * H + hi], True, one, ec, coefs)
+                h_prev, h_row = _row_prev(h0, hs, n, t, lo, hi), hs[n, t, lo:hi]
+                for j in range(hi - lo):
+                    h_row[j] = (one - z[j]) * h_prev[j] + z[j] * hh[j]
 
 
 @kernel("recurrent")
@@ -217,26 +240,29 @@ def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
     H = hs.shape[2]
     for t in range(T - 1, -1, -1):
         for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
             for n in range(N):
-                for j in range(bounds[p], bounds[p + 1]):
-                    z = acts[n, t, j]
-                    hh = acts[n, t, 2 * H + j]
-                    h_prev = h0[n, j] if t == 0 else hs[n, t - 1, j]
-                    d = dhs[n, t, j] + dh[n, j]
-                    dcur[n, j] = d
-                    dA[n, t, 2 * H + j] = d * z * (one - hh * hh)
-                    dA[n, t, j] = d * (hh - h_prev) * z * (one - z)
+                a, da = acts[n, t], dA[n, t]
+                z, hh, dz, dhh = a[lo:hi], a[2 * H + lo:2 * H + hi], da[lo:hi], da[2 * H + lo:2 * H + hi]
+                h_prev, d_out, dh_row, dcur_row = _row_prev(h0, hs, n, t, lo, hi), dhs[n, t, lo:hi], dh[n, lo:hi], \
+                    dcur[n, lo:hi]
+                for j in range(hi - lo):
+                    d = d_out[j] + dh_row[j]
+                    dcur_row[j] = d
+                    dhh[j] = d * z[j] * (one - hh[j] * hh[j])
+                    dz[j] = d * (hh[j] - h_prev[j]) * z[j] * (one - z[j])
         for p in prange(bounds.size - 1):  # d(r h) = da^h @ Whh.T, then the reset gate and the direct terms
             lo, hi = bounds[p], bounds[p + 1]
             _gemm(True, N, hi - lo, H, _addr(dA, t * G + 2 * H), T * G, _addr(Wh, lo * G + 2 * H), G, 0,
                   _addr(drh, lo), H, dA.itemsize)
             for n in range(N):
-                for j in range(lo, hi):
-                    z = acts[n, t, j]
-                    r = acts[n, t, H + j]
-                    h_prev = h0[n, j] if t == 0 else hs[n, t - 1, j]
-                    dA[n, t, H + j] = drh[n, j] * h_prev * r * (one - r)
-                    dh[n, j] = dcur[n, j] * (one - z) + r * drh[n, j]
+                a = acts[n, t]
+                z, r, dr = a[lo:hi], a[H + lo:H + hi], dA[n, t, H + lo:H + hi]
+                h_prev, drh_row, dh_row, dcur_row = _row_prev(h0, hs, n, t, lo, hi), drh[n, lo:hi], dh[n, lo:hi], \
+                    dcur[n, lo:hi]
+                for j in range(hi - lo):
+                    dr[j] = drh_row[j] * h_prev[j] * r[j] * (one - r[j])
+                    dh_row[j] = dcur_row[j] * (one - z[j]) + r[j] * drh_row[j]
         for p in prange(bounds.size - 1):  # dh += [da^z, da^r] @ [Whz, Whr].T
             lo, hi = bounds[p], bounds[p + 1]
             _gemm(True, N, hi - lo, 2 * H, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo), H,
@@ -259,17 +285,21 @@ def _gru_torch_fwd(acts, hs, h0, Wh, b, bh, bounds, one, ec, coefs):
             _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, 2 * H + lo), G, 0, _addr(acts, t * A + 3 * H + lo),
                   T * A, acts.itemsize)
             for n in range(N):
-                for j in range(lo, hi):
-                    r = _sigmoid(acts[n, t, j] + b[j] + bh[j], one, ec, coefs)
-                    z = _sigmoid(acts[n, t, H + j] + b[H + j] + bh[H + j], one, ec, coefs)
-                    hn = acts[n, t, 3 * H + j] + bh[2 * H + j]
-                    nn = _tanh(acts[n, t, 2 * H + j] + b[2 * H + j] + r * hn, one, ec, coefs)
-                    acts[n, t, j] = r
-                    acts[n, t, H + j] = z
-                    acts[n, t, 2 * H + j] = nn
-                    acts[n, t, 3 * H + j] = hn
-                    h_prev = h0[n, j] if t == 0 else hs[n, t - 1, j]
-                    hs[n, t, j] = (one - z) * nn + z * h_prev
+                a = acts[n, t]
+                r, z, nn, hn = a[lo:hi], a[H + lo:H + hi], a[2 * H + lo:2 * H + hi], a[3 * H + lo:3 * H + hi]
+                br, bz, bn = b[lo:hi], b[H + lo:H + hi], b[2 * H + lo:2 * H + hi]
+                bhr, bhz, bhn = bh[lo:hi], bh[H + lo:H + hi], bh[2 * H + lo:2 * H + hi]
+                h_prev, h_row = _row_prev(h0, hs, n, t, lo, hi), hs[n, t, lo:hi]
+                for j in range(hi - lo):
+                    rj = _sigmoid(r[j] + br[j] + bhr[j], one, ec, coefs)
+                    zj = _sigmoid(z[j] + bz[j] + bhz[j], one, ec, coefs)
+                    hnj = hn[j] + bhn[j]
+                    nj = _tanh(nn[j] + bn[j] + rj * hnj, one, ec, coefs)
+                    r[j] = rj
+                    z[j] = zj
+                    nn[j] = nj
+                    hn[j] = hnj
+                    h_row[j] = (one - zj) * nj + zj * h_prev[j]
 
 
 @kernel("recurrent")
@@ -279,19 +309,21 @@ def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
     H = hs.shape[2]
     for t in range(T - 1, -1, -1):
         for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
             for n in range(N):
-                for j in range(bounds[p], bounds[p + 1]):
-                    r = acts[n, t, j]
-                    z = acts[n, t, H + j]
-                    nn = acts[n, t, 2 * H + j]
-                    h_prev = h0[n, j] if t == 0 else hs[n, t - 1, j]
-                    d = dhs[n, t, j] + dh[n, j]
-                    dn = d * (one - z) * (one - nn * nn)
-                    dA[n, t, 2 * H + j] = dn
-                    dA[n, t, H + j] = d * (h_prev - nn) * z * (one - z)
-                    dA[n, t, j] = dn * acts[n, t, 3 * H + j] * r * (one - r)
-                    dAn[n, t, j] = r * dn
-                    dh[n, j] = d * z
+                a, da = acts[n, t], dA[n, t]
+                r, z, nn, hn = a[lo:hi], a[H + lo:H + hi], a[2 * H + lo:2 * H + hi], a[3 * H + lo:3 * H + hi]
+                dr, dz, dnn = da[lo:hi], da[H + lo:H + hi], da[2 * H + lo:2 * H + hi]
+                h_prev, d_out, dh_row, dan = _row_prev(h0, hs, n, t, lo, hi), dhs[n, t, lo:hi], dh[n, lo:hi], \
+                    dAn[n, t, lo:hi]
+                for j in range(hi - lo):
+                    d = d_out[j] + dh_row[j]
+                    dn = d * (one - z[j]) * (one - nn[j] * nn[j])
+                    dnn[j] = dn
+                    dz[j] = d * (h_prev[j] - nn[j]) * z[j] * (one - z[j])
+                    dr[j] = dn * hn[j] * r[j] * (one - r[j])
+                    dan[j] = r[j] * dn
+                    dh_row[j] = d * z[j]
         for p in prange(bounds.size - 1):  # dh += [da^r, da^z] @ [Whr, Whz].T + (r da^n) @ Whn.T
             lo, hi = bounds[p], bounds[p + 1]
             _gemm(True, N, hi - lo, 2 * H, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo), H,
