@@ -2,8 +2,8 @@
 
 Steps: (0) read the corpus (``--data-dir``, downloaded and MD5-checked once when missing; offline from a local
 copy), split 90% / 10%; (1) compile the kernels the training uses -- first run only, shown and kept out of the
-timings, as the image demo does; (2) train :class:`fastnn.nets.CharLSTM` (one-hot characters -> LSTM -> affine ->
-softmax cross-entropy at every step) with Adam on random windows of ``--seq-len`` characters, a tqdm bar on a
+timings, as the image demo does; (2) train :class:`fastnn.nets.CharLSTM` (embedding -> LSTM -> affine -> softmax
+cross-entropy at every step) with Adam on random windows of ``--seq-len`` characters, a tqdm bar on a
 terminal, the validation loss measured ``--evals`` times; (3) report validation loss in bits per character against
 the unigram baseline; (4) time the same training steps on fastnn's kernels and on their NumPy twins
 (``fastnn.backend.using("reference")``, the image demo's :func:`~fastnn.cli.demo.compare_speed`); (5) print a few
@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"training steps (default {DEFAULTS['steps']}; batch size default {DEFAULTS['batch_size']}, "
                         f"Adam lr default {DEFAULTS['lr']})")
     g.add_argument("--hidden-size", type=_positive_int, default=128, help="LSTM state size H")
+    g.add_argument("--wordvec-size", type=_positive_int, default=32, help="character embedding size E")
     g.add_argument("--seq-len", type=_positive_int, default=64, help="characters per training window (BPTT length)")
     g.add_argument("--evals", type=_positive_int, default=6, help="validation measurements during training")
     g.add_argument("--generate", type=int, default=300, help="characters of text to generate at the end")
@@ -94,9 +95,10 @@ def run(args: argparse.Namespace) -> int:
     if valid.size <= T + 1:
         raise CLIError(f"--seq-len must be below the validation text's {valid.size - 1} characters, got {T}")
     print(f"data: Tiny Shakespeare, {train.size} training and {valid.size} validation characters, vocabulary {V}")
-    net = CharLSTM(V, H, dtype=dtype, seed=args.seed)
+    net = CharLSTM(V, H, args.wordvec_size, dtype=dtype, seed=args.seed)
     untrained = copy.deepcopy(net)
-    print(f"model: CharLSTM one-hot {V} -> LSTM {H} -> affine {V} -> softmax cross-entropy, {dtype}; "
+    print(f"model: CharLSTM embedding {V}x{args.wordvec_size} -> LSTM {H} -> affine {V} -> softmax cross-entropy, "
+          f"{dtype}; "
           f"{args.optimizer} lr {lr}, batch {batch} x {T} characters, {steps} steps")
 
     rng = np.random.default_rng(args.seed)

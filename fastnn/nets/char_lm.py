@@ -1,12 +1,11 @@
 """A character-level LSTM language model: the network of ``python -m fastnn demo --task text``.
 
-Characters come in as one-hot rows, so the LSTM's input weights ``Wx`` (V, 4H) are the embedding: row ``c`` is
-what character ``c`` adds to the four gates, the product of an embedding table (V, E) and an input projection
-(E, 4H) of DLFS-2's ``TimeEmbedding`` + ``TimeLSTM`` in one matrix (with V = 65 characters a separate E-wide
-embedding would only lower the rank). Every step: LSTM (:func:`fastnn.kernels.lstm_forward`, PyTorch's gate
-layout "ifgo"), an affine map to the V scores (:func:`fastnn.kernels.matmul`), softmax cross-entropy averaged over
-all N*T positions (:func:`fastnn.kernels.softmax_cross_entropy_forward`). All numerics go through
-:mod:`fastnn.backend`, so ``backend.using("reference")`` runs the same model on the NumPy twins.
+DLFS-2's ``Rnnlm`` for characters: ``TimeEmbedding`` -> ``TimeLSTM`` -> ``TimeAffine`` -> ``TimeSoftmaxWithLoss``
+(the loss averaged over all N*T positions), written as one small net whose every numeric step is a kernel called
+through :mod:`fastnn.backend` (:func:`~fastnn.kernels.embedding_forward`, :func:`~fastnn.kernels.lstm_forward`
+in PyTorch's gate layout "ifgo", :func:`~fastnn.kernels.matmul`,
+:func:`~fastnn.kernels.softmax_cross_entropy_forward` and their backwards), so ``backend.using("reference")``
+runs the same model on the NumPy twins.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ __all__ = ["CharLSTM"]
 
 
 class CharLSTM:
-    """One-hot characters (V) -> LSTM (H) -> affine (V) -> softmax cross-entropy at every time step.
+    """Embedding (V -> E) -> LSTM (H) -> affine (V) -> softmax cross-entropy at every time step.
 
     Parameters
     ----------
@@ -32,30 +31,36 @@ class CharLSTM:
         V, the number of distinct characters (65 for Tiny Shakespeare).
     hidden_size : int
         H, the LSTM's state size.
+    wordvec_size : int
+        E, the embedding size.
     dtype : float32 or float64
         Of every parameter, activation and gradient.
     seed : int
-        Initial weights: ``Wx`` ~ N(0, 1/V), ``Wh`` ~ N(0, 1/H), ``W`` ~ N(0, 1/H) (DLFS-2's Xavier scales), biases 0.
+        Initial weights at DLFS-2's ``Rnnlm`` scales: ``embed_W`` ~ N(0, 0.01^2), ``Wx`` ~ N(0, 1/E),
+        ``Wh`` ~ N(0, 1/H), ``W`` ~ N(0, 1/H); biases 0.
 
     Attributes
     ----------
     params : dict of str -> ndarray
-        ``Wx`` (V, 4H), ``Wh`` (H, 4H), ``b`` (4H,) of the LSTM (gate blocks i, f, g, o), ``W`` (H, V), ``b_out``
-        (V,) of the output layer.
+        ``embed_W`` (V, E); ``Wx`` (E, 4H), ``Wh`` (H, 4H), ``b`` (4H,) of the LSTM (gate blocks i, f, g, o);
+        ``W`` (H, V), ``b_out`` (V,) of the output layer.
     """
 
     LAYOUT = "ifgo"
 
-    def __init__(self, vocab_size: int, hidden_size: int = 256, *, dtype: Any = np.float32, seed: int = 0) -> None:
+    def __init__(self, vocab_size: int, hidden_size: int = 256, wordvec_size: int = 32, *, dtype: Any = np.float32,
+                 seed: int = 0) -> None:
         where = "CharLSTM"
         V = _validate.integer(vocab_size, where, "vocab_size", minimum=1)
         H = _validate.integer(hidden_size, where, "hidden_size", minimum=1)
+        E = _validate.integer(wordvec_size, where, "wordvec_size", minimum=1)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             _validate.fail(where, "dtype", "float32 or float64", str(self.dtype))
         random = RandomSource(seed, where)
         self.params = {
-            "Wx": normal(random, 1 / np.sqrt(V), (V, 4 * H), self.dtype),
+            "embed_W": normal(random, 0.01, (V, E), self.dtype),
+            "Wx": normal(random, 1 / np.sqrt(E), (E, 4 * H), self.dtype),
             "Wh": normal(random, 1 / np.sqrt(H), (H, 4 * H), self.dtype),
             "b": np.zeros(4 * H, self.dtype),
             "W": normal(random, 1 / np.sqrt(H), (H, V), self.dtype),
@@ -72,11 +77,6 @@ class CharLSTM:
             _validate.fail(where, name, f"ids in [0, {self.vocab_size})", f"values in [{ids.min()}, {ids.max()}]")
         return ids
 
-    def _one_hot(self, ids: np.ndarray) -> np.ndarray:
-        x = np.zeros((*ids.shape, self.vocab_size), self.dtype)
-        np.put_along_axis(x, ids[..., None], 1, axis=-1)
-        return x
-
     def loss(self, xs: Any, ts: Any) -> float:
         """Mean cross-entropy (nats per character) of predicting ``ts`` (N, T) from ``xs`` (N, T), both int ids;
         each sequence starts from a zero state. Keeps what :meth:`gradient` needs."""
@@ -86,26 +86,27 @@ class CharLSTM:
             _validate.fail(where, "ts", f"the shape of xs {xs.shape}", f"shape {ts.shape}")
         p = self.params
         N, T = xs.shape
-        x = self._one_hot(xs)
+        x = ops.embedding_forward(p["embed_W"], xs)
         h0 = np.zeros((N, self.hidden_size), self.dtype)
         hs, cs, acts = ops.lstm_forward(x, h0, h0, p["Wx"], p["Wh"], p["b"], layout=self.LAYOUT)
         flat = hs.reshape(N * T, self.hidden_size)
         scores = ops.matmul(flat, p["W"]) + p["b_out"]
         loss, probs = ops.softmax_cross_entropy_forward(scores, ts.reshape(-1))
-        self._cache = (x, h0, hs, cs, acts, flat, probs, ts.reshape(-1))
+        self._cache = (xs, x, h0, hs, cs, acts, flat, probs, ts.reshape(-1))
         return float(loss)
 
     def gradient(self, xs: Any, ts: Any) -> dict[str, np.ndarray]:
         """Forward (:meth:`loss`, whose value is then :attr:`last_loss`) and backward through time; gradients of
         :attr:`params` by name."""
         self.last_loss = self.loss(xs, ts)
-        x, h0, hs, cs, acts, flat, probs, labels = self._cache
+        xs, x, h0, hs, cs, acts, flat, probs, labels = self._cache
         p = self.params
         dscores = ops.softmax_cross_entropy_backward(probs, labels, 1.0)
         dhs = ops.matmul(dscores, p["W"].T).reshape(hs.shape)
-        _, _, _, dWx, dWh, db = ops.lstm_backward(dhs, None, x, h0, h0, p["Wx"], p["Wh"], hs, cs, acts,
-                                                  layout=self.LAYOUT)
-        return {"Wx": dWx, "Wh": dWh, "b": db, "W": ops.matmul(flat.T, dscores), "b_out": dscores.sum(axis=0)}
+        dx, _, _, dWx, dWh, db = ops.lstm_backward(dhs, None, x, h0, h0, p["Wx"], p["Wh"], hs, cs, acts,
+                                                   layout=self.LAYOUT)
+        return {"embed_W": ops.embedding_backward(dx, xs, self.vocab_size), "Wx": dWx, "Wh": dWh, "b": db,
+                "W": ops.matmul(flat.T, dscores), "b_out": dscores.sum(axis=0)}
 
     def generate(self, prime: Any, length: int, rng: np.random.Generator, temperature: float = 1.0) -> list[int]:
         """``length`` character ids sampled one at a time after reading the ids ``prime`` (1-D, non-empty);
@@ -116,7 +117,7 @@ class CharLSTM:
         temperature = _validate.scalar(temperature, where, "temperature", gt=0.0)
         p = self.params
         h = c = np.zeros((1, self.hidden_size), self.dtype)
-        x = self._one_hot(prime)
+        x = ops.embedding_forward(p["embed_W"], prime)
         out = []
         for _ in range(length):
             hs, cs, _ = ops.lstm_forward(x, h, c, p["Wx"], p["Wh"], p["b"], layout=self.LAYOUT)
@@ -125,5 +126,5 @@ class CharLSTM:
             probs = ops.softmax_forward(scores)[0].astype(np.float64)
             nxt = int(rng.choice(self.vocab_size, p=probs / probs.sum()))
             out.append(nxt)
-            x = self._one_hot(np.array([[nxt]]))
+            x = ops.embedding_forward(p["embed_W"], np.array([[nxt]]))
         return out

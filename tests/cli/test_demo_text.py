@@ -24,7 +24,7 @@ def test_demo_text(tmp_path, capsys, corpus_dir):
                          "--compare-steps", "2", "--generate", "120", "--out", str(tmp_path))
     assert code == 0, err
     assert "data: Tiny Shakespeare, 1003854 training and 111540 validation characters, vocabulary 65" in out
-    assert "model: CharLSTM one-hot 65 -> LSTM 32 -> affine 65" in out
+    assert "model: CharLSTM embedding 65x32 -> LSTM 32 -> affine 65" in out
     assert out.count("\n    10  ") + out.count("\n    20  ") + out.count("\n    40  ") == 3  # the eval table
     bits = number(r"validation: ([0-9.]+) bits per character", out)
     assert number(r"unigram baseline ([0-9.]+);", out) == pytest.approx(4.829, abs=1e-3)
@@ -36,8 +36,8 @@ def test_demo_text(tmp_path, capsys, corpus_dir):
     generated = out.split("generated (temperature 0.8):\n", 1)[1].split("\nparameters:", 1)[0]
     assert generated.startswith("ROMEO:\n") and len(generated) == len("ROMEO:\n") + 120
     params = load_arrays(tmp_path / "demo_text_params.npz", {
-        "Wx": ((65, 128), np.float32), "Wh": ((32, 128), np.float32), "b": ((128,), np.float32),
-        "W": ((32, 65), np.float32), "b_out": ((65,), np.float32)})
+        "embed_W": ((65, 32), np.float32), "Wx": ((32, 128), np.float32), "Wh": ((32, 128), np.float32),
+        "b": ((128,), np.float32), "W": ((32, 65), np.float32), "b_out": ((65,), np.float32)})
     assert np.all(np.isfinite(params["Wh"]))
     assert_png(tmp_path / "demo_text.png")
     assert "compiling kernels" not in err  # shown on stdout, with the rest of the demo's report
