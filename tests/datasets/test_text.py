@@ -180,3 +180,19 @@ def test_empty_file_says_to_delete_it(tmp_path):
     with pytest.raises(ValueError, match=r"load_tinyshakespeare: .*input.txt must hold the corpus, got an empty "
                                          r"file; delete it"):
         load_tinyshakespeare(data_dir=tmp_path)
+
+
+def test_download_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    pytest.importorskip("tqdm")
+    from fastnn.datasets import _fetch
+
+    assert _fetch._progress_bar(None, "input.txt") is False  # stderr captured: not a terminal
+    assert _fetch._progress_bar(False, "input.txt") is False
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = _fetch._progress_bar(None, "input.txt")
+    assert bar  # true even before pooch sets a total (a bare tqdm bar without one is not)
+    bar.total = 0  # no Content-Length: an open-ended counter
+    bar.update(100)
+    bar.reset()
+    bar.close()
+    assert "input.txt" in capsys.readouterr().err
