@@ -1,4 +1,5 @@
-"""Normalization layers: the book's BatchNormalization, plus layer and group normalization, on fastnn kernels.
+"""Normalization layers: the book's BatchNormalization, plus layer, group and instance normalization, on fastnn
+kernels.
 
 Each keeps ``x``, ``mean`` and ``inv_std`` from the forward pass for the backward pass (the kernels recompute
 the normalized input from them instead of caching it as the book's ``xc``/``xn``/``std``).
@@ -14,7 +15,7 @@ from .. import _validate
 from ..backend import ops, unchecked
 from ._base import Entry, Layer, arrays_of, batch, features, kept_float, same_shape, scale_and_shift
 
-__all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
+__all__ = ["BatchNormalization", "GroupNormalization", "InstanceNormalization", "LayerNormalization"]
 
 
 class BatchNormalization(Layer):
@@ -202,31 +203,68 @@ class GroupNormalization(Layer):
         self.dgamma = self.dbeta = None
         self.x = self.mean = self.inv_std = None
 
+    #: The kernel pair this layer calls (``<_kernel>_forward``, ``<_kernel>_backward``).
+    _kernel = "groupnorm"
+
     def forward(self, x: Any) -> np.ndarray:
         """x (N, C, H, W) -> out of the same shape; mean, inv_std (N, groups)."""
-        x = batch(x, "GroupNormalization.forward", ndim=4)
+        where = f"{type(self).__name__}.forward"
+        x = batch(x, where, ndim=4)
         if x.shape[1] != self.gamma.size:
-            _validate.fail("GroupNormalization.forward", "x", f"of shape (N, {self.gamma.size}, H, W) (C = size of "
-                           "gamma)", f"shape {x.shape}")
+            _validate.fail(where, "x", f"of shape (N, {self.gamma.size}, H, W) (C = size of gamma)",
+                           f"shape {x.shape}")
         self.x = x
-        g = self.gamma  # x (N, gamma.size, H, W) checked above; what groupnorm_forward's check adds:
+        g = self.gamma  # x (N, gamma.size, H, W) checked above; what the kernel's check adds:
         trusted = (arrays_of(x.dtype, g, self.beta) and self.beta.shape == g.shape and all(x.shape[1:])
                    and self._groups_kept(x) and kept_float(self.eps) and self.eps > 0.0)
-        forward = unchecked.groupnorm_forward if trusted else ops.groupnorm_forward
-        out, self.mean, self.inv_std = forward(x, g, self.beta, self.groups, self.eps)
+        forward = getattr(unchecked if trusted else ops, f"{self._kernel}_forward")
+        out, self.mean, self.inv_std = forward(x, g, self.beta, *self._groups_arg(), self.eps)
         return self._output(out)
 
     def backward(self, dout: Any) -> np.ndarray:
-        dout = self._dout(dout, "GroupNormalization.backward")
+        dout = self._dout(dout, f"{type(self).__name__}.backward")
         x, g, mean, inv_std = self.x, self.gamma, self.mean, self.inv_std  # (attributes rebound since: checked)
         trusted = (arrays_of(dout.dtype, x, g, mean, inv_std) and x.ndim == 4 and dout.shape == x.shape
                    and all(x.shape[1:]) and g.shape == x.shape[1:2] and self._groups_kept(x)
                    and mean.shape == inv_std.shape == (x.shape[0], self.groups))
-        backward = unchecked.groupnorm_backward if trusted else ops.groupnorm_backward
-        dx, self.dgamma, self.dbeta = backward(dout, x, g, self.groups, mean, inv_std)
+        backward = getattr(unchecked if trusted else ops, f"{self._kernel}_backward")
+        dx, self.dgamma, self.dbeta = backward(dout, x, g, *self._groups_arg(), mean, inv_std)
         return dx
+
+    def _groups_arg(self) -> tuple[int, ...]:
+        return (self.groups,)
 
     def _groups_kept(self, x: np.ndarray) -> bool:
         """``groups`` still an int >= 1 dividing x's C, as the constructor left it and the kernels check it."""
         G = self.groups
         return type(G) is int and G >= 1 and x.shape[1] % G == 0
+
+
+class InstanceNormalization(GroupNormalization):
+    """Instance normalization (Ulyanov et al. 2016, arXiv:1607.08022): each channel of each sample normalized over
+    its H*W pixels, then a per-channel scale and shift -- group normalization with one channel per group, on the
+    ``instancenorm_*`` kernels.
+
+    .. math:: y_{nc} = \\gamma_c \\, (x_{nc} - \\mu_{nc}) / \\sqrt{\\sigma_{nc}^2 + \\epsilon} + \\beta_c
+
+    Equals ``torch.nn.InstanceNorm2d(C, affine=True)`` in training mode (no running statistics are kept).
+
+    Parameters
+    ----------
+    gamma, beta : ndarray (C,), float32 or float64
+    eps : float > 0
+    """
+
+    _kernel = "instancenorm"
+
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> None:
+        Layer.__init__(self)
+        self.gamma, self.beta = gamma, beta
+        scale_and_shift(self.gamma, self.beta, "InstanceNormalization")
+        self.groups = self.gamma.size
+        self.eps = _validate.scalar(eps, "InstanceNormalization", "eps", gt=0.0)
+        self.dgamma = self.dbeta = None
+        self.x = self.mean = self.inv_std = None
+
+    def _groups_arg(self) -> tuple[int, ...]:
+        return ()

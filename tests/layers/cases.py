@@ -179,6 +179,19 @@ def groupnorm(dtype, rng):
     return Built(L.GroupNormalization(gamma, beta, 3), {"x": x}, x.shape, twin, ["gamma", "beta"])
 
 
+def instancenorm(dtype, rng):
+    x = _normal(rng, (3, 4, 2, 3), dtype, 2.0)
+    gamma, beta = _normal(rng, (4,), dtype) + dtype.type(1), _normal(rng, (4,), dtype)
+    g0, b0 = gamma.copy(), beta.copy()
+
+    def twin(dout):
+        out, mean, inv_std = R.instancenorm_forward(x, g0, b0, 1e-5)
+        dx, dgamma, dbeta = R.instancenorm_backward(dout, x, g0, mean, inv_std)
+        return out, dx, {"gamma": dgamma, "beta": dbeta}, {}
+
+    return Built(L.InstanceNormalization(gamma, beta), {"x": x}, x.shape, twin, ["gamma", "beta"])
+
+
 def convolution(dtype, rng, x_shape=(2, 3, 7, 6), w_shape=(4, 3, 3, 3), stride=1, pad=0, out_hw=(5, 4)):
     x, W, b = _normal(rng, x_shape, dtype), _normal(rng, w_shape, dtype, 0.5), _normal(rng, (w_shape[0],), dtype)
     W0, b0 = W.copy(), b.copy()
@@ -224,8 +237,8 @@ CASES = {name: globals()[name] for name in (
     "affine", "affine_4d", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "softmax_onehot", "softmax_exact",
     "softmax_exact_onehot", "dropout",
     "dropout_infer", "batchnorm", "batchnorm_4d_channel", "batchnorm_4d_feature", "batchnorm_infer", "layernorm",
-    "layernorm_4d", "groupnorm", "convolution", "convolution_strided", "maxpool", "maxpool_padded", "avgpool",
-    "avgpool_padded")}
+    "layernorm_4d", "groupnorm", "instancenorm", "convolution", "convolution_strided", "maxpool", "maxpool_padded",
+    "avgpool", "avgpool_padded")}
 
 
 def run(built: Built, dout: Any) -> tuple:
