@@ -201,39 +201,74 @@ def _shapes(where: str, shape: tuple[int, ...], **arrays: np.ndarray) -> None:
         _validate.shape(a, shape, where, name)
 
 
-def _norm_backward(where, ndims, min_batch, dout, x, gamma, mean, inv_std, param_shape):
-    """What every normalization's backward checks: types, x, dout like x, gamma of ``param_shape(x.shape)``."""
-    dout, x, gamma, mean, inv_std = _validate.float_arrays(where, dout=dout, x=x, gamma=gamma, mean=mean,
-                                                           inv_std=inv_std)
+def _norm_backward(where, ndims, min_batch, dout, x, gamma, mean, inv_std, param_shape, **extra):
+    """What every normalization's backward checks: types, x, dout like x, gamma of ``param_shape(x.shape)``.
+    Arrays in ``extra`` (batch renormalization's r, d) join the common dtype and are returned after inv_std."""
+    dout, x, gamma, mean, inv_std, *extra_arrays = _validate.float_arrays(where, dout=dout, x=x, gamma=gamma,
+                                                                          mean=mean, inv_std=inv_std, **extra)
     _norm_x(x, where, ndims, min_batch)
     _validate.shape(dout, x.shape, where, "dout")
     _validate.shape(gamma, param_shape(x.shape), where, "gamma")
-    return dout, x, gamma, mean, inv_std
+    return dout, x, gamma, mean, inv_std, *extra_arrays
+
+
+def _batch_train(where, x, gamma, beta, running):
+    """x, gamma, beta of a batch-norm training pass in their common dtype; ``running`` (name -> array): writeable
+    float arrays of shape (C,)."""
+    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
+    _norm_x(x, where, (2, 4), min_batch=1)
+    C = x.shape[1]
+    _shapes(where, (C,), gamma=gamma, beta=beta)
+    for name, r in running.items():
+        _validate.inplace_array(r, where, name)
+        _validate.shape(r, (C,), where, name)
+    return x, gamma, beta
 
 
 def check_batchnorm_forward_train(where, x, gamma, beta, running_mean, running_var, momentum, eps):
     """Returns x, gamma, beta (common float dtype), momentum in [0, 1], eps > 0; the running statistics must be
     writeable float arrays of shape (C,)."""
-    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
-    _norm_x(x, where, (2, 4), min_batch=1)
-    C = x.shape[1]
-    _shapes(where, (C,), gamma=gamma, beta=beta)
-    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
-        _validate.inplace_array(r, where, name)
-        _validate.shape(r, (C,), where, name)
+    x, gamma, beta = _batch_train(where, x, gamma, beta, {"running_mean": running_mean, "running_var": running_var})
     momentum = _validate.scalar(momentum, where, "momentum", ge=0.0, le=1.0)
     eps = _validate.scalar(eps, where, "eps", gt=0.0)
     return x, gamma, beta, momentum, eps
 
 
+def _batch_infer(where, x, **per_channel):
+    """x and the (C,) arrays of a batch-norm inference pass, in their common float dtype."""
+    x, *arrays = _validate.float_arrays(where, x=x, **per_channel)
+    _norm_x(x, where, (2, 4), min_batch=0)
+    _shapes(where, (x.shape[1],), **dict(zip(per_channel, arrays, strict=True)))
+    return x, *arrays
+
+
 def check_batchnorm_forward_infer(where, x, gamma, beta, running_mean, running_var, eps):
     """Returns the five arrays in their common float dtype and eps."""
-    x, gamma, beta, running_mean, running_var = _validate.float_arrays(
-        where, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
-    _norm_x(x, where, (2, 4), min_batch=0)
-    _shapes(where, (x.shape[1],), gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    checked = _batch_infer(where, x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    return (*checked, _validate.scalar(eps, where, "eps", gt=0.0))
+
+
+def check_batchrenorm_forward_train(where, x, gamma, beta, running_mean, running_std, rmax, dmax, momentum, eps):
+    """Returns x, gamma, beta (common float dtype), rmax >= 1, dmax >= 0, momentum in [0, 1], eps > 0; the running
+    statistics must be writeable float arrays of shape (C,)."""
+    x, gamma, beta = _batch_train(where, x, gamma, beta, {"running_mean": running_mean, "running_std": running_std})
+    rmax = _validate.scalar(rmax, where, "rmax", ge=1.0)
+    dmax = _validate.scalar(dmax, where, "dmax", ge=0.0)
+    momentum = _validate.scalar(momentum, where, "momentum", ge=0.0, le=1.0)
     eps = _validate.scalar(eps, where, "eps", gt=0.0)
-    return x, gamma, beta, running_mean, running_var, eps
+    return x, gamma, beta, rmax, dmax, momentum, eps
+
+
+def check_batchrenorm_forward_infer(where, x, gamma, beta, running_mean, running_std):
+    """Returns the five arrays in their common float dtype."""
+    return _batch_infer(where, x, gamma=gamma, beta=beta, running_mean=running_mean, running_std=running_std)
+
+
+def check_batchrenorm_backward(where, dout, x, gamma, mean, inv_std, r, d):
+    """Returns the seven arrays in their common float dtype."""
+    checked = _norm_backward(where, (2, 4), 1, dout, x, gamma, mean, inv_std, lambda s: (s[1],), r=r, d=d)
+    _shapes(where, (checked[1].shape[1],), mean=checked[3], inv_std=checked[4], r=checked[5], d=checked[6])
+    return checked
 
 
 def check_batchnorm_backward(where, dout, x, gamma, mean, inv_std):

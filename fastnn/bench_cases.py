@@ -514,6 +514,68 @@ def _cases_norm() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The normalization zoo of issue 13 (fastnn/kernels/normalization.py): instance norm as a layer's step, batch
+# renormalization. Batch renorm has no PyTorch operation to time against.
+
+RENORM_RMAX, RENORM_DMAX = 3.0, 0.25  # the paper's final rmax; a dmax that clips some channels' d at these inputs
+
+
+def _renorm_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    d = _norm_inputs("batch")(p, dtype, rng)
+    C = d["gamma"].shape[0]
+    d["running_mean"] = _rand(rng, (C,), dtype, 0.3)
+    d["running_std"] = (1 + rng.random(C)).astype(dtype)
+    d["rmax"], d["dmax"] = RENORM_RMAX, RENORM_DMAX
+    _, d["mean"], d["inv_std"], d["r"], d["d"] = reference.batchrenorm_forward_train(
+        d["x"], d["gamma"], d["beta"], d["running_mean"].copy(), d["running_std"].copy(), RENORM_RMAX, RENORM_DMAX,
+        MOMENTUM, EPS)
+    return d
+
+
+def _renorm_steps(k: types.ModuleType, d: Inputs) -> Run:
+    """A training forward then its backward, as a BatchRenormalization layer runs them."""
+    x, gamma, beta, dout = d["x"], d["gamma"], d["beta"], d["dout"]
+    rm, rs = d["running_mean"].copy(), d["running_std"].copy()  # updated in place by every call
+
+    def step() -> Any:
+        _, mean, inv_std, r, dd = k.batchrenorm_forward_train(x, gamma, beta, rm, rs, RENORM_RMAX, RENORM_DMAX,
+                                                              MOMENTUM, EPS)
+        return k.batchrenorm_backward(dout, x, gamma, mean, inv_std, r, dd)
+
+    return Run(step)
+
+
+def _instancenorm_steps(k: types.ModuleType, d: Inputs) -> Run:
+    """A forward then its backward, as an InstanceNormalization layer runs them."""
+    def step() -> Any:
+        _, mean, inv_std = k.instancenorm_forward(d["x"], d["gamma"], d["beta"], EPS)
+        return k.instancenorm_backward(d["dout"], d["x"], d["gamma"], mean, inv_std)
+
+    return Run(step)
+
+
+def _cases_norm_zoo() -> Iterator[Case]:
+    train = ("x", *_NORM_ARGS, "running_mean", "running_std", "rmax", "dmax", "momentum", "eps")
+    for layout, sizes in (("2d", {**NORM2D_SIZES, "tiny": {"shape": (4, 3, 2, 2)}}), ("1d", NORM1D_SIZES)):
+        entry = layout == "2d"
+        if entry:
+            yield Case("batchrenorm_forward_train", "normalization", sizes, _renorm_inputs,
+                       "batchrenorm_forward_train", train, inplace=("running_mean", "running_std"),
+                       traffic=_streams(2))
+            yield Case("batchrenorm_forward_infer", "normalization", sizes, _renorm_inputs,
+                       "batchrenorm_forward_infer", ("x", *_NORM_ARGS, "running_mean", "running_std"),
+                       traffic=_streams(2))
+            yield Case("batchrenorm_backward", "normalization", sizes, _renorm_inputs, "batchrenorm_backward",
+                       (*_NORM_BACKWARD, "r", "d"), traffic=_streams(3))
+        yield Case(f"batchrenorm{layout}_forward_backward", "normalization", sizes, _renorm_inputs,
+                   steps=_renorm_steps, traffic=_streams(5))
+    sizes = {k: {"shape": v["shape"]} for k, v in NORM2D_SIZES.items()}
+    yield Case("instancenorm_forward_backward", "normalization", sizes, _norm_inputs("instance"),
+               steps=_instancenorm_steps, torch=lambda d: _fwd_bwd(*_torch_norm("instance", d, True), d["dout"]),
+               traffic=_streams(5), goal=Goal("InstanceNormalization (64,64,32,32), fwd+bwd", "cifar"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Activations, dropout and losses (fastnn/kernels/activations.py, dropout.py, losses.py)
 
 ACT_SIZES = {
@@ -817,7 +879,8 @@ def _cases_training() -> Iterator[Case]:
 
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
-    for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training):
+    for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
+                  _cases_norm_zoo):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

@@ -149,6 +149,29 @@ def batchnorm_infer(dtype, rng):
     return batchnorm(dtype, rng, x_shape=(3, 4, 3, 2), param_size=4, train=False)
 
 
+def batchrenorm(dtype, rng, train=True):
+    """Per channel; the running statistics make r = rmax and d = +-dmax (clipped), so r and d stay constant under
+    the central differences of test_gradients (the gradient treats them as constants)."""
+    x = _normal(rng, (3, 4, 3, 2), dtype, 2.0) + dtype.type(0.5)
+    gamma, beta = _normal(rng, (4,), dtype) + dtype.type(1), _normal(rng, (4,), dtype)
+    start_mean = np.array([20, -20, 20, -20], dtype)
+    start_std = np.full(4, 1e-2, dtype)
+    g0, b0 = gamma.copy(), beta.copy()
+    layer = L.BatchRenormalization(gamma, beta, momentum=0.8, rmax=2.0, dmax=lambda step: 0.5,
+                                   running_mean=start_mean, running_std=start_std)
+
+    def twin(dout):
+        rm, rs = start_mean.copy(), start_std.copy()
+        if not train:
+            out = R.batchrenorm_forward_infer(x, g0, b0, rm, rs)
+            return out, None, {}, {"running_mean": rm, "running_std": rs}
+        out, mean, inv_std, r, d = R.batchrenorm_forward_train(x, g0, b0, rm, rs, 2.0, 0.5, 0.8, 1e-5)
+        dx, dgamma, dbeta = R.batchrenorm_backward(dout, x, g0, mean, inv_std, r, d)
+        return out, dx, {"gamma": dgamma, "beta": dbeta}, {"running_mean": rm, "running_std": rs}
+
+    return Built(layer, {"x": x, "train_flg": train}, x.shape, twin, ["gamma", "beta"])
+
+
 def layernorm(dtype, rng, x_shape=(4, 6)):
     x = _normal(rng, x_shape, dtype, 2.0)
     gamma, beta = _normal(rng, x_shape[1:], dtype) + dtype.type(1), _normal(rng, x_shape[1:], dtype)
@@ -236,9 +259,9 @@ avgpool_padded = _pooling(L.AvgPooling, R.avgpool2d_forward, R.avgpool2d_backwar
 CASES = {name: globals()[name] for name in (
     "affine", "affine_4d", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "softmax_onehot", "softmax_exact",
     "softmax_exact_onehot", "dropout",
-    "dropout_infer", "batchnorm", "batchnorm_4d_channel", "batchnorm_4d_feature", "batchnorm_infer", "layernorm",
-    "layernorm_4d", "groupnorm", "instancenorm", "convolution", "convolution_strided", "maxpool", "maxpool_padded",
-    "avgpool", "avgpool_padded")}
+    "dropout_infer", "batchnorm", "batchrenorm", "batchnorm_4d_channel", "batchnorm_4d_feature", "batchnorm_infer",
+    "layernorm", "layernorm_4d", "groupnorm", "instancenorm", "convolution", "convolution_strided", "maxpool",
+    "maxpool_padded", "avgpool", "avgpool_padded")}
 
 
 def run(built: Built, dout: Any) -> tuple:

@@ -50,3 +50,69 @@ def test_instancenorm_bad_input_names_the_layer():
         L.InstanceNormalization(np.ones(3), np.zeros(4))
     with pytest.raises(ValueError, match="^InstanceNormalization: eps"):
         L.InstanceNormalization(np.ones(3), np.zeros(3), eps=0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batch renormalization
+
+
+def _renorm_layer(rmax, dmax, C=3):
+    return L.BatchRenormalization(np.ones(C), np.zeros(C), momentum=0.5, rmax=rmax, dmax=dmax)
+
+
+def test_batchrenorm_schedule_takes_effect_after_warm_up():
+    """The bounds are read at every training step (the failure seen elsewhere: read once, plain batch norm
+    forever): during warm-up the layer is batch norm, after it r and d move the output."""
+    rng = np.random.default_rng(2)
+    layer = _renorm_layer(lambda t: 1.0 if t < 3 else 3.0, lambda t: 0.0 if t < 3 else 5.0)
+    bn = L.BatchNormalization(np.ones(3), np.zeros(3), momentum=0.5, running_var=np.ones(3), eps=1e-5)
+    for step in range(5):
+        # after warm-up the batches shift (std ~12, mean ~10) away from the running statistics (~4 and ~2)
+        x = rng.standard_normal((8, 3)) * 4 + 2 if step < 3 else rng.standard_normal((8, 3)) * 12 + 10
+        out, want = layer.forward(x), bn.forward(x)
+        assert int(layer.steps) == step + 1
+        if step < 3:
+            np.testing.assert_array_equal(layer.r, 1)
+            np.testing.assert_array_equal(layer.d, 0)
+            np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+        else:
+            if step == 3:  # the first step after warm-up: the running statistics are still the old ones
+                assert np.all(layer.r > 1.5) and np.all(layer.d > 0.5)
+            xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5)
+            np.testing.assert_allclose(out, xhat * layer.r + layer.d, rtol=1e-12, atol=1e-12)
+            assert np.abs(out - want).max() > 0.1  # not batch norm
+
+
+def test_batchrenorm_paper_schedule_numbers():
+    from fastnn.layers.normalization import paper_dmax, paper_rmax
+
+    assert [paper_rmax(t) for t in (0, 5000, 22500, 40000, 10**6)] == [1.0, 1.0, 2.0, 3.0, 3.0]
+    assert [paper_dmax(t) for t in (0, 5000, 15000, 25000, 10**6)] == [0.0, 0.0, 2.5, 5.0, 5.0]
+    default = L.BatchRenormalization(np.ones(2), np.zeros(2))
+    x = np.array([[0.0, 1.0], [4.0, 3.0]])
+    default.forward(x)
+    np.testing.assert_array_equal(default.r, 1)  # step 0: plain batch norm
+    resumed = L.BatchRenormalization(np.ones(2), np.zeros(2))
+    resumed.steps[...] = 40000  # e.g. loaded from a checkpoint: the schedule continues from it
+    resumed.forward(x)
+    np.testing.assert_allclose(resumed.r, [2.0, 1.0], rtol=1e-5)  # sigma_B / sigma, unclipped under rmax = 3
+    np.testing.assert_allclose(resumed.d, [2.0, 2.0], rtol=1e-5)  # (mu_B - 0) / 1, unclipped under dmax = 5
+
+
+def test_batchrenorm_inference_uses_running_mean_and_std():
+    layer = L.BatchRenormalization(np.array([2.0]), np.array([1.0]), running_mean=[3.0], running_std=[0.5])
+    np.testing.assert_allclose(layer.forward(np.array([[4.0], [2.0]]), train_flg=False), [[5.0], [-3.0]])
+    assert layer.mean is None and int(layer.steps) == 0
+
+
+def test_batchrenorm_bad_schedule_value_fails_before_anything_changes():
+    with pytest.raises(ValueError, match="^BatchRenormalization: rmax must be a finite number >= 1.0"):
+        L.BatchRenormalization(np.ones(2), np.zeros(2), rmax=0.5)
+    layer = _renorm_layer(lambda t: 2.0 if t < 1 else 0.5, 1.0)
+    x = np.arange(6.0).reshape(2, 3)
+    layer.forward(x)
+    state = layer._snapshot()
+    with pytest.raises(ValueError, match="^batchrenorm_forward_train: rmax must be a finite number >= 1.0"):
+        layer.forward(x)
+    for a, b in zip(layer._snapshot(), state, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -231,7 +231,7 @@ def test_layernorm_special_in_one_sample_like_torch(impl, special, fdtype, twin)
 
 #: Kernels that raise "N must be >= 1" for N = 0 (a mean over the batch: docs/design.md).
 RAISES_N = {"softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss", "batchnorm_forward_train",
-            "batchnorm_backward"}
+            "batchnorm_backward", "batchrenorm_forward_train", "batchrenorm_backward"}
 #: Optimizer steps act on parameters, which have no batch axis (a 0-size parameter is a no-op).
 NO_BATCH = {name for name in K.__all__ if "param" in CASES[name].args}
 #: Every other kernel returns empty results for N = 0 (docs/design.md lists elementwise, conv, pooling, im2col;
