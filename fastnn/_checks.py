@@ -28,6 +28,7 @@ HYPERPARAMETER_BOUNDS: dict[str, dict[str, int]] = {
     "momentum": {"ge": 0, "lt": 1}, "decay_rate": {"ge": 0, "lt": 1}, "beta1": {"ge": 0, "lt": 1},
     "beta2": {"ge": 0, "lt": 1}, "gamma": {"gt": 0, "lt": 1},
     "bias_correction1": {"gt": 0, "le": 1}, "bias_correction2": {"gt": 0, "le": 1},
+    "switch_eps": {"gt": 0},  # SWATS' switch threshold
 }
 
 
@@ -352,6 +353,16 @@ def check_adam_step(where, param, grad, m, v, lr, beta1, beta2, eps, bias_correc
                                    bias_correction1=bias_correction1, bias_correction2=bias_correction2,
                                    weight_decay=weight_decay)
     return (*checked, _validate.flag(eps_hat, where, "eps_hat"))
+
+
+def check_swats_adam_step(where, param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay) -> tuple:
+    """SWATS' Adam phase; returns the cast gradient and the checked ``lr, beta1, beta2, eps, step,
+    weight_decay``."""
+    g, lr, beta1, beta2, eps = check_optimizer_step(where, param, grad, {"m": m, "v": v}, lr=lr, beta1=beta1,
+                                                    beta2=beta2, eps=eps)
+    step = _validate.integer(step, where, "step", minimum=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", **HYPERPARAMETER_BOUNDS["weight_decay"])
+    return g, lr, beta1, beta2, eps, step, weight_decay
 
 
 def check_adabound_step(where, param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step,

@@ -735,6 +735,15 @@ def _cases_opt() -> Iterator[Case]:
                    goal=Goal("Adam step, 10M float32 params", "cifar") if name == "adam_step" else None)
 
 
+def _cases_swats() -> Iterator[Case]:
+    """SWATS' two phases (fastnn.optim.SWATS); PyTorch has no SWATS."""
+    yield Case("swats_adam_step", "optimizers", OPT_SIZES, _opt_inputs, "swats_adam_step",
+               ("param", "grad", "m", "v", "lr", "beta1", "beta2", "eps", "step", "weight_decay"),
+               inplace=("param", "m", "v"), traffic=_streams(7))
+    yield Case("swats_sgd_step", "optimizers", OPT_SIZES, _opt_inputs, "swats_sgd_step",
+               ("param", "grad", "buf", "lr", "beta1", "weight_decay"), inplace=("param", "buf"), traffic=_streams(5))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Whole training steps: forward, backward and an Adam update of the book's nets (fastnn.nets, fastnn.optim)
 
@@ -880,7 +889,7 @@ def _cases_training() -> Iterator[Case]:
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_norm_zoo):
+                  _cases_norm_zoo, _cases_swats):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

@@ -260,7 +260,7 @@ def test_zero_size_tables_cover_every_kernel():
     assert RAISES_N <= set(K.__all__)
     assert not (RAISES_N & NO_BATCH)
     assert NO_BATCH == {"sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
-                        "adamw_step", "adabound_step"}
+                        "adamw_step", "adabound_step", "swats_adam_step", "swats_sgd_step"}
 
 
 @pytest.mark.parametrize("name", sorted(EMPTY_OK | RAISES_N))
