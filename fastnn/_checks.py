@@ -325,6 +325,67 @@ def check_instancenorm_backward(where, dout, x, gamma, mean, inv_std):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Weight reparametrizations (weight normalization, spectral normalization)
+
+
+def _weight_dim(where: str, w: np.ndarray, dim: Any, name: str) -> int:
+    """A weight of >= 2 dimensions and the axis ``dim`` of its output units, as an index in [0, ndim)."""
+    if w.ndim < 2:
+        _validate.fail(where, name, "at least 2-D (a layer's weight)", f"{w.ndim}-D array of shape {w.shape}")
+    dim = _validate.integer(dim, where, "dim", minimum=-w.ndim, maximum=w.ndim - 1)
+    return dim % w.ndim
+
+
+def check_weightnorm_forward(where, v, g, dim):
+    """Returns v, g in their common float dtype and dim in [0, v.ndim); g of shape (v.shape[dim],)."""
+    v, g = _validate.float_arrays(where, v=v, g=g)
+    dim = _weight_dim(where, v, dim, "v")
+    _validate.shape(g, (v.shape[dim],), where, "g")
+    return v, g, dim
+
+
+def check_weightnorm_backward(where, dw, v, g, norm, dim):
+    """Returns dw, v, g, norm in their common float dtype and dim; dw like v, g and norm (v.shape[dim],)."""
+    dw, v, g, norm = _validate.float_arrays(where, dw=dw, v=v, g=g, norm=norm)
+    dim = _weight_dim(where, v, dim, "v")
+    _validate.shape(dw, v.shape, where, "dw")
+    _shapes(where, (v.shape[dim],), g=g, norm=norm)
+    return dw, v, g, norm, dim
+
+
+def _power_vectors(where: str, w: np.ndarray, u: Any, v: Any, dim: int) -> None:
+    """u (w.shape[dim],) and v (w.size / w.shape[dim],): writeable arrays of w's dtype (updated in place)."""
+    K = w.shape[dim]
+    for name, a, n in (("u", u, K), ("v", v, w.size // K if K else 0)):
+        _validate.inplace_array(a, where, name)
+        if a.dtype != w.dtype:
+            _validate.fail(where, name, f"of dtype {w.dtype} like w", f"dtype {a.dtype}", TypeError)
+        _validate.shape(a, (n,), where, name)
+
+
+def check_spectralnorm_forward(where, w, u, v, dim, n_power_iterations, eps, training):
+    """Returns w (float), dim, n_power_iterations >= 1, eps > 0 and the ``training`` flag; u, v writeable vectors
+    of w's dtype (see :func:`_power_vectors`)."""
+    w = _validate.float_array(w, where, "w")
+    dim = _weight_dim(where, w, dim, "w")
+    _power_vectors(where, w, u, v, dim)
+    n_power_iterations = _validate.integer(n_power_iterations, where, "n_power_iterations", minimum=1)
+    eps = _validate.scalar(eps, where, "eps", gt=0.0)
+    return w, dim, n_power_iterations, eps, _validate.flag(training, where, "training")
+
+
+def check_spectralnorm_backward(where, dw, w, u, v, sigma, dim):
+    """Returns dw, w, u, v in their common float dtype, sigma > 0 and dim."""
+    dw, w, u, v = _validate.float_arrays(where, dw=dw, w=w, u=u, v=v)
+    dim = _weight_dim(where, w, dim, "w")
+    _validate.shape(dw, w.shape, where, "dw")
+    K = w.shape[dim]
+    _shapes(where, (K,), u=u)
+    _shapes(where, (w.size // K if K else 0,), v=v)
+    return dw, w, u, v, _validate.scalar(sigma, where, "sigma", gt=0.0), dim
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Optimizer steps
 
 

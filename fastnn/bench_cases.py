@@ -576,6 +576,125 @@ def _cases_norm_zoo() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Weight reparametrizations (fastnn/kernels/reparam.py): weight and spectral normalization of an affine W (in, out)
+# (units on the last axis) at the matmul sizes, and as whole layer steps against torch's parametrizations
+
+REPARAM_SIZES = {k: {"shape": (p["K"], p["N"]), "M": p["M"]} for k, p in MATMUL_SIZES.items()}
+_AFFINE_DIM = -1
+
+
+def _reparam_inputs(kind: str) -> Callable[[Mapping[str, Any], np.dtype, np.random.Generator], Inputs]:
+    """The weight ``W`` (in, out), start vectors ``u0``, ``v0``, a batch for the layer steps, and the arguments of
+    the ``kind`` ("weight" or "spectral") kernels under their names (weight norm's v is the weight, spectral
+    norm's v a vector)."""
+    def make(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+        shape = tuple(p["shape"])
+        W = _rand(rng, shape, dtype, 1 / np.sqrt(shape[0]))
+        units = shape[_AFFINE_DIM]
+        u, v = _rand(rng, (units,), dtype), _rand(rng, (shape[0],), dtype)
+        d = {"W": W, "dw": _rand(rng, shape, dtype), "g": (1 + rng.random(units)).astype(dtype),
+             "u0": u / dtype.type(np.linalg.norm(u)), "v0": v / dtype.type(np.linalg.norm(v)), "dim": _AFFINE_DIM,
+             "n_power_iterations": 1, "eps": 1e-12, "training": True,
+             "x": _rand(rng, (p["M"], shape[0]), dtype), "b": _rand(rng, (units,), dtype, 0.1),
+             "dout": _rand(rng, (p["M"], units), dtype)}
+        if kind == "weight":
+            d["v"] = W
+            _, d["norm"] = reference.weightnorm_forward(W, d["g"], _AFFINE_DIM)
+        else:
+            d["w"], d["u"], d["v"] = W, d["u0"].copy(), d["v0"].copy()
+            d["sigma"] = float(reference.spectralnorm_forward(W, d["u0"].copy(), d["v0"].copy(), _AFFINE_DIM)[1])
+        return d
+
+    return make
+
+
+def _torch_weight_norm(d: Inputs, grad: bool = False) -> tuple[Callable[[], Any], tuple[Any, ...]]:
+    v, g = _t(d["W"], grad), _t(d["g"].reshape(1, -1), grad)
+    return partial(_torch()._weight_norm, v, g, 1), (v, g)
+
+
+def _torch_weight_norm_backward(d: Inputs) -> Run:
+    run = _torch_backward(*_torch_weight_norm(d, True), d["dw"])
+    return Run(run.call, lambda r: (r[0].numpy(), r[1].numpy().reshape(-1)))  # torch's g is (1, out)
+
+
+def _affine_steps(k: types.ModuleType, d: Inputs, reparam: str) -> Run:
+    """An Affine layer's forward and backward with its W reparametrized, as WeightNorm / SpectralNorm run them."""
+    x, b, dout, W, g = d["x"], d["b"], d["dout"], d["W"], d["g"]
+    u, v = d["u0"].copy(), d["v0"].copy()  # updated in place by every training step
+
+    def step() -> Any:
+        if reparam == "weight":
+            w, norm = k.weightnorm_forward(W, g, _AFFINE_DIM)
+        else:
+            w, sigma = k.spectralnorm_forward(W, u, v, _AFFINE_DIM)
+        k.matmul(x, w) + b  # the forward's output (unused here, as a training step's next layer would use it)
+        dW = k.matmul(x.T, dout)
+        dx = k.matmul(dout, w.T)
+        db = dout.sum(axis=0)
+        if reparam == "weight":
+            return (dx, *k.weightnorm_backward(dW, W, g, norm, _AFFINE_DIM), db)
+        return dx, k.spectralnorm_backward(dW, W, u, v, float(sigma), _AFFINE_DIM), db
+
+    return Run(step)
+
+
+def _torch_affine_steps(d: Inputs, reparam: str) -> Run:
+    """nn.Linear with torch's parametrization of the same weights (W transposed to torch's (out, in))."""
+    torch = _torch()
+    from torch.nn.utils import parametrizations
+
+    K, N = d["W"].shape
+    lin = torch.nn.Linear(K, N, dtype=torch.float32 if d["W"].dtype == np.float32 else torch.float64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(d["W"].T.copy()))
+        lin.bias.copy_(torch.from_numpy(d["b"]))
+    if reparam == "weight":
+        parametrizations.weight_norm(lin)
+        with torch.no_grad():
+            lin.parametrizations.weight.original0.copy_(torch.from_numpy(d["g"].reshape(-1, 1)))
+    else:
+        parametrizations.spectral_norm(lin)
+        with torch.no_grad():
+            lin.parametrizations.weight[0]._u.copy_(torch.from_numpy(d["u0"]))
+            lin.parametrizations.weight[0]._v.copy_(torch.from_numpy(d["v0"]))
+    x = _t(d["x"], True)
+    td = _t(d["dout"])
+    leaves = (x, *lin.parameters())
+
+    def step() -> None:
+        for leaf in leaves:
+            leaf.grad = None
+        lin(x).backward(td)
+
+    def result(_: Any) -> tuple[np.ndarray, ...]:
+        params = dict(lin.named_parameters())
+        if reparam == "weight":
+            return (x.grad.numpy(), params["parametrizations.weight.original1"].grad.numpy().T,
+                    params["parametrizations.weight.original0"].grad.numpy().reshape(-1), params["bias"].grad.numpy())
+        return x.grad.numpy(), params["parametrizations.weight.original"].grad.numpy().T, params["bias"].grad.numpy()
+
+    return Run(step, result)
+
+
+def _cases_reparam() -> Iterator[Case]:
+    weight, spectral = _reparam_inputs("weight"), _reparam_inputs("spectral")
+    yield Case("weightnorm_forward", "normalization", REPARAM_SIZES, weight, "weightnorm_forward", ("v", "g", "dim"),
+               torch=lambda d: Run(_torch_weight_norm(d)[0]), traffic=_streams(2))
+    yield Case("weightnorm_backward", "normalization", REPARAM_SIZES, weight, "weightnorm_backward",
+               ("dw", "v", "g", "norm", "dim"),
+               torch=_torch_weight_norm_backward, traffic=_streams(3))
+    yield Case("spectralnorm_forward", "normalization", REPARAM_SIZES, spectral, "spectralnorm_forward",
+               ("w", "u", "v", "dim", "n_power_iterations", "eps", "training"), inplace=("u", "v"))
+    yield Case("spectralnorm_backward", "normalization", REPARAM_SIZES, spectral, "spectralnorm_backward",
+               ("dw", "w", "u", "v", "sigma", "dim"))
+    for reparam, title, make in (("weight", "WeightNorm", weight), ("spectral", "SpectralNorm", spectral)):
+        yield Case(f"{reparam}norm_affine_forward_backward", "normalization", REPARAM_SIZES, make,
+                   steps=partial(_affine_steps, reparam=reparam), torch=partial(_torch_affine_steps, reparam=reparam),
+                   goal=Goal(f"{title}(Affine) (64,4096)@(4096,512), fwd+bwd", "cifar"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Activations, dropout and losses (fastnn/kernels/activations.py, dropout.py, losses.py)
 
 ACT_SIZES = {
@@ -889,7 +1008,7 @@ def _cases_training() -> Iterator[Case]:
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_norm_zoo, _cases_swats):
+                  _cases_norm_zoo, _cases_swats, _cases_reparam):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

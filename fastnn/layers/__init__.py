@@ -15,7 +15,8 @@ from .normalization import (
     InstanceNormalization,
     LayerNormalization,
 )
+from .reparam import SpectralNorm, WeightNorm
 
 __all__ = ["Affine", "AvgPooling", "BatchNormalization", "BatchRenormalization", "Convolution", "Dropout",
            "GroupNormalization", "InstanceNormalization", "LayerNormalization", "LeakyRelu", "Pooling", "Relu",
-           "Sigmoid", "SoftmaxWithLoss", "Tanh"]
+           "Sigmoid", "SoftmaxWithLoss", "SpectralNorm", "Tanh", "WeightNorm"]

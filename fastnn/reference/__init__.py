@@ -4,12 +4,12 @@ Written to be read: vectorised NumPy, no Python loops over elements, never Numba
 oracle and the benchmarks as the baseline.
 """
 
-from . import activations, conv, dropout, im2col, linalg, losses, normalization, optimizers, pooling
+from . import activations, conv, dropout, im2col, linalg, losses, normalization, optimizers, pooling, reparam
 
 # The modules' public names, gathered before the star imports below rebind ``im2col`` (the module) to
 # ``im2col`` (the function of the same name).
 __all__ = [name for mod in (activations, conv, dropout, im2col, linalg, losses, normalization, optimizers,
-                                         pooling)
+                                         pooling, reparam)
            for name in mod.__all__]
 
 from .activations import *  # noqa: E402, F403
@@ -21,3 +21,4 @@ from .losses import *  # noqa: E402, F403
 from .normalization import *  # noqa: E402, F403
 from .optimizers import *  # noqa: E402, F403
 from .pooling import *  # noqa: E402, F403
+from .reparam import *  # noqa: E402, F403

@@ -151,3 +151,153 @@ def test_batchrenorm_bad_input_writes_nothing():
             impl.batchrenorm_backward(x, x, gamma, rm, rs, np.ones(2), np.ones(3))
     np.testing.assert_array_equal(rm, rm0)
     np.testing.assert_array_equal(rs, rs0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Weight normalization and spectral normalization
+
+#: (shape, dim): affine W (in, out) per column, convolution filters, a middle axis, one unit, one input
+WEIGHTS = [((7, 5), -1), ((7, 5), 1), ((4, 3, 3, 2), 0), ((3, 4, 2), 1), ((1, 6), 0), ((6, 1), -1),
+           ((300, 3), -1), ((2, 3), 0)]
+
+
+def _weight(shape, dtype, rng, noncontig=False):
+    w = rng.standard_normal(shape).astype(dtype)
+    return np.asfortranarray(w) if noncontig else w
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "dim"), WEIGHTS, ids=str)
+def test_weightnorm_matches_twin_and_paper(shape, dim, dtype, twin):
+    rng = np.random.default_rng(sum(shape))
+    v = _weight(shape, dtype, rng, noncontig=len(shape) == 4)
+    K_ = shape[dim]
+    g = (1 + rng.random(K_)).astype(dtype)
+    dw = rng.standard_normal(shape).astype(dtype)
+    got = K.weightnorm_forward(v, g, dim)
+    want = R.weightnorm_forward(v, g, dim)
+    for a, b in zip(got, want, strict=True):
+        _close(a, b, dtype)
+    # the paper's w = g v / ||v|| per unit, unit by unit in float64
+    for k in range(K_):
+        vk = np.take(v, k, axis=dim).astype(np.float64)
+        np.testing.assert_allclose(np.take(got[0], k, axis=dim), g[k] * vk / np.sqrt((vk * vk).sum()),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12)
+    gb, wb = (impl.weightnorm_backward(dw, v, g, got[1], dim) for impl in (K, R))
+    for a, b in zip(gb, wb, strict=True):
+        _close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "dim"), WEIGHTS, ids=str)
+def test_spectralnorm_matches_twin(shape, dim, dtype, twin):
+    rng = np.random.default_rng(sum(shape) + 1)
+    w = _weight(shape, dtype, rng, noncontig=len(shape) == 4)
+    K_ = shape[dim]
+    u0 = rng.standard_normal(K_).astype(dtype)
+    v0 = rng.standard_normal(w.size // K_).astype(dtype)
+    dw = rng.standard_normal(shape).astype(dtype)
+    results = []
+    for impl in (K, R):
+        u, v = u0.copy(), v0.copy()
+        w_sn, sigma = impl.spectralnorm_forward(w, u, v, dim, 2)
+        u_eval, v_eval = u.copy(), v.copy()
+        w_eval, sigma_eval = impl.spectralnorm_forward(w, u_eval, v_eval, dim, training=False)
+        np.testing.assert_array_equal(u_eval, u)  # evaluation leaves u, v alone
+        dw_in = impl.spectralnorm_backward(dw, w, u, v, float(sigma), dim)
+        results.append((w_sn, np.asarray(sigma), u, v, w_eval, dw_in))
+    for a, b in zip(*results, strict=True):
+        _close(a, b, dtype)
+    # the power method converges to the largest singular value
+    mat = np.moveaxis(w.astype(np.float64), dim, 0).reshape(K_, -1)
+    u, v = u0.astype(np.float64), v0.astype(np.float64)
+    sigma = K.spectralnorm_forward(mat, u, v, 0, 200)[1]
+    np.testing.assert_allclose(sigma, np.linalg.svd(mat, compute_uv=False)[0], rtol=1e-6)
+
+
+def _torch_linear(torch, W, b):
+    lin = torch.nn.Linear(*W.shape).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(W.T.astype(np.float64)))
+        lin.bias.copy_(torch.from_numpy(b.astype(np.float64)))
+    return lin
+
+
+@pytest.mark.parametrize("layer", ["linear", "conv"])
+def test_weightnorm_matches_torch_parametrization(layer):
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils import parametrizations
+
+    rng = np.random.default_rng(4)
+    if layer == "linear":  # fastnn's Affine W (in, out) is the transpose of torch's (out, in)
+        W = rng.standard_normal((6, 4))
+        mod, dim, to_torch = _torch_linear(torch, W, np.zeros(4)), -1, (lambda a: a.T)
+    else:
+        W = rng.standard_normal((4, 3, 2, 2))
+        mod = torch.nn.Conv2d(3, 4, 2).double()
+        with torch.no_grad():
+            mod.weight.copy_(torch.from_numpy(W))
+        dim, to_torch = 0, (lambda a: a)
+    parametrizations.weight_norm(mod, dim=0)
+    g_t, v_t = mod.parametrizations.weight.original0, mod.parametrizations.weight.original1
+    g = g_t.detach().numpy().reshape(-1).copy()
+    w, norm = K.weightnorm_forward(W, g, dim)
+    np.testing.assert_allclose(to_torch(w), mod.weight.detach().numpy(), rtol=1e-12)
+    dw = rng.standard_normal(W.shape)
+    (mod.weight * torch.from_numpy(np.ascontiguousarray(to_torch(dw)))).sum().backward()
+    dv, dg = K.weightnorm_backward(dw, W, g, norm, dim)
+    np.testing.assert_allclose(to_torch(dv), v_t.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dg, g_t.grad.numpy().reshape(-1), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["linear", "conv"])
+def test_spectralnorm_matches_torch_in_training_and_eval(layer):
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils import parametrizations
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(5)
+    if layer == "linear":
+        W = rng.standard_normal((6, 4))
+        mod, dim, to_torch = _torch_linear(torch, W, np.zeros(4)), -1, (lambda a: a.T)
+    else:
+        W = rng.standard_normal((4, 3, 2, 2))
+        mod = torch.nn.Conv2d(3, 4, 2).double()
+        with torch.no_grad():
+            mod.weight.copy_(torch.from_numpy(W))
+        dim, to_torch = 0, (lambda a: a)
+    parametrizations.spectral_norm(mod)
+    sn = mod.parametrizations.weight[0]
+    u, v = sn._u.numpy().copy(), sn._v.numpy().copy()  # the same initial u, v (after torch's 15 warm-up steps)
+    w0 = mod.parametrizations.weight.original
+    for training in (True, True, False):
+        mod.train(training)
+        w_sn, sigma = K.spectralnorm_forward(W, u, v, dim, training=training)
+        w_t = mod.weight
+        np.testing.assert_allclose(to_torch(w_sn), w_t.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(u, sn._u.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(v, sn._v.numpy(), rtol=1e-10, atol=1e-12)
+        dw = rng.standard_normal(W.shape)
+        w0.grad = None
+        (w_t * torch.from_numpy(np.ascontiguousarray(to_torch(dw)))).sum().backward()
+        np.testing.assert_allclose(to_torch(K.spectralnorm_backward(dw, W, u, v, float(sigma), dim)),
+                                   w0.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_reparam_bad_input_writes_nothing():
+    w, u, v = np.ones((3, 4)), np.ones(3), np.ones(4)
+    for impl in (K, R):
+        with pytest.raises(ValueError, match=r"^weightnorm_forward: g must be of shape \(4,\), got shape \(3,\)$"):
+            impl.weightnorm_forward(w, np.ones(3), -1)
+        with pytest.raises(ValueError, match=r"^weightnorm_forward: v must be at least 2-D"):
+            impl.weightnorm_forward(np.ones(3), np.ones(3))
+        with pytest.raises(ValueError, match=r"^weightnorm_forward: dim must be <= 1, got 2$"):
+            impl.weightnorm_forward(w, np.ones(3), 2)
+        with pytest.raises(TypeError, match=r"^spectralnorm_forward: u must be of dtype float64 like w"):
+            impl.spectralnorm_forward(w, np.ones(3, np.float32), v)
+        with pytest.raises(ValueError, match=r"^spectralnorm_forward: n_power_iterations must be >= 1, got 0$"):
+            impl.spectralnorm_forward(w, u, v, n_power_iterations=0)
+        with pytest.raises(ValueError, match=r"^spectralnorm_backward: sigma must be a finite number > 0"):
+            impl.spectralnorm_backward(w, w, u, v, 0.0)
+    np.testing.assert_array_equal(u, 1)
+    np.testing.assert_array_equal(v, 1)

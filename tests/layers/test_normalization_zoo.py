@@ -116,3 +116,104 @@ def test_batchrenorm_bad_schedule_value_fails_before_anything_changes():
         layer.forward(x)
     for a, b in zip(layer._snapshot(), state, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# WeightNorm and SpectralNorm wrappers against torch's parametrizations of nn.Linear / nn.Conv2d
+
+
+def _pair(torch, conv, rng):
+    """A fastnn layer and the torch module with the same weights (Linear's weight is Affine's W transposed)."""
+    if conv:
+        W, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+        mod = torch.nn.Conv2d(3, 4, 3, padding=1).double()
+        layer, to_torch, x = L.Convolution(W.copy(), b.copy(), 1, 1), (lambda a: a), rng.standard_normal((2, 3, 5, 5))
+    else:
+        W, b = rng.standard_normal((6, 4)), rng.standard_normal(4)
+        mod = torch.nn.Linear(6, 4).double()
+        layer, to_torch, x = L.Affine(W.copy(), b.copy()), (lambda a: a.T), rng.standard_normal((5, 6))
+    with torch.no_grad():
+        mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(to_torch(W))))
+        mod.bias.copy_(torch.from_numpy(b))
+    return layer, mod, to_torch, x
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["Affine", "Convolution"])
+def test_weightnorm_layer_matches_torch(conv):
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils import parametrizations
+
+    rng = np.random.default_rng(8)
+    inner, mod, to_torch, x = _pair(torch, conv, rng)
+    parametrizations.weight_norm(mod)
+    layer = L.WeightNorm(inner)  # g defaults to ||v||, as torch initializes original0
+    pw = mod.parametrizations.weight
+    np.testing.assert_allclose(layer.g, pw.original0.detach().numpy().reshape(-1), rtol=1e-12)
+    xt = torch.from_numpy(x).requires_grad_()
+    dout = rng.standard_normal(layer.forward(x).shape)
+    out = layer.forward(x)
+    yt = mod(xt)
+    yt.backward(torch.from_numpy(dout))
+    dx = layer.backward(dout)
+    np.testing.assert_allclose(out, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_torch(layer.dv), pw.original1.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(layer.dg, pw.original0.grad.numpy().reshape(-1), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(layer.db, mod.bias.grad.numpy(), rtol=1e-12)
+    assert layer.params["b"] is inner.b and layer.params["v"] is not inner.W  # bias shared; W is computed
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["Affine", "Convolution"])
+def test_spectralnorm_layer_matches_torch_train_then_eval(conv):
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils import parametrizations
+
+    torch.manual_seed(1)
+    rng = np.random.default_rng(9)
+    inner, mod, to_torch, x = _pair(torch, conv, rng)
+    parametrizations.spectral_norm(mod)
+    sn = mod.parametrizations.weight[0]
+    layer = L.SpectralNorm(inner, u=sn._u.numpy(), v=sn._v.numpy())  # the same initial u (and v)
+    for train in (True, True, False):
+        mod.train(train)
+        mod.zero_grad()
+        xt = torch.from_numpy(x).requires_grad_()
+        yt = mod(xt)
+        dout = rng.standard_normal(tuple(yt.shape))
+        yt.backward(torch.from_numpy(dout))
+        out = layer.forward(x, train_flg=train)
+        dx = layer.backward(dout)
+        np.testing.assert_allclose(out, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(to_torch(layer.dW), mod.parametrizations.weight.original.grad.numpy(), rtol=1e-9,
+                                   atol=1e-12)
+        np.testing.assert_allclose(layer.u, sn._u.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(layer.v, sn._v.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["Affine", "Convolution"])
+def test_weightnorm_data_dependent_init_standardizes_the_first_batch(conv):
+    rng = np.random.default_rng(10)
+    if conv:
+        inner, x = L.Convolution(rng.standard_normal((4, 3, 3, 3)), np.ones(4), 1, 1), rng.standard_normal((8, 3, 5, 5))
+        axes = (0, 2, 3)
+    else:
+        inner, x = L.Affine(rng.standard_normal((6, 4)), np.ones(4)), rng.standard_normal((50, 6)) * 3 + 1
+        axes = (0,)
+    v0 = inner.W.copy()
+    layer = L.WeightNorm(inner, init_x=x)
+    out = layer.forward(x)
+    np.testing.assert_allclose(out.mean(axis=axes), 0, atol=1e-10)
+    np.testing.assert_allclose(out.std(axis=axes), 1, rtol=1e-8)
+    np.testing.assert_array_equal(layer.v, v0)  # the direction is kept; only g and b are set
+
+
+def test_reparam_wrappers_refuse_other_layers_and_bad_arguments():
+    with pytest.raises(TypeError, match="^WeightNorm: layer must be an Affine or a Convolution layer, got Relu"):
+        L.WeightNorm(L.Relu())
+    with pytest.raises(ValueError, match=r"^WeightNorm: g must be of shape \(4,\)"):
+        L.WeightNorm(L.Affine(np.ones((3, 4)), np.zeros(4)), g=np.ones(3))
+    with pytest.raises(ValueError, match="^SpectralNorm: n_power_iterations must be >= 1"):
+        L.SpectralNorm(L.Affine(np.ones((3, 4)), np.zeros(4)), n_power_iterations=0)
+    with pytest.raises(ValueError, match=r"^SpectralNorm: u must be of shape \(4,\)"):
+        L.SpectralNorm(L.Affine(np.ones((3, 4)), np.zeros(4)), u=np.ones(3), v=np.ones(3))

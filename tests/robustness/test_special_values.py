@@ -232,8 +232,10 @@ def test_layernorm_special_in_one_sample_like_torch(impl, special, fdtype, twin)
 #: Kernels that raise "N must be >= 1" for N = 0 (a mean over the batch: docs/design.md).
 RAISES_N = {"softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss", "batchnorm_forward_train",
             "batchnorm_backward", "batchrenorm_forward_train", "batchrenorm_backward"}
-#: Optimizer steps act on parameters, which have no batch axis (a 0-size parameter is a no-op).
-NO_BATCH = {name for name in K.__all__ if "param" in CASES[name].args}
+#: Optimizer steps act on parameters, which have no batch axis (a 0-size parameter is a no-op); so do the weight
+#: reparametrizations (weight and spectral normalization of a layer's weight).
+NO_BATCH = {name for name in K.__all__
+            if "param" in CASES[name].args or name.startswith(("weightnorm", "spectralnorm"))}
 #: Every other kernel returns empty results for N = 0 (docs/design.md lists elementwise, conv, pooling, im2col;
 #: the others follow the same rule, and so must a new kernel unless it is listed above).
 EMPTY_OK = set(K.__all__) - RAISES_N - NO_BATCH
@@ -260,7 +262,8 @@ def test_zero_size_tables_cover_every_kernel():
     assert RAISES_N <= set(K.__all__)
     assert not (RAISES_N & NO_BATCH)
     assert NO_BATCH == {"sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
-                        "adamw_step", "adabound_step", "swats_adam_step", "swats_sgd_step"}
+                        "adamw_step", "adabound_step", "swats_adam_step", "swats_sgd_step", "weightnorm_forward",
+                        "weightnorm_backward", "spectralnorm_forward", "spectralnorm_backward"}
 
 
 @pytest.mark.parametrize("name", sorted(EMPTY_OK | RAISES_N))
