@@ -220,10 +220,13 @@ def _spectralnorm_backward(dw: np.ndarray, w: np.ndarray, u: np.ndarray, v: np.n
                            dim: int = 0) -> np.ndarray:
     w2, rows = _view(w, dim)
     dw2, _ = _view(dw, dim)
-    c = float(_dots(dw2, w2, rows).sum()) / (sigma * sigma)
+    s = np.float64(sigma)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a tiny sigma: inf, as the twin's
+        c = _dots(dw2, w2, rows).sum() / s / s
+        t = dw2.dtype.type
+        inv, c = t(1.0 / s), t(c)
     u64, v64 = u.astype(np.float64), v.astype(np.float64)
     out = np.empty_like(dw2)
     x, y = (u64, v64) if rows else (v64, u64)
-    t = dw2.dtype.type
-    _outer_update.run(dw2.size, dw2, t(1.0 / sigma), t(c), x, y, out)
+    _outer_update.run(dw2.size, dw2, inv, c, x, y, out)
     return _unview(out, w.shape, dim, rows)

@@ -188,9 +188,10 @@ def spectralnorm_backward(dw: np.ndarray, w: np.ndarray, u: np.ndarray, v: np.nd
 
 def _spectralnorm_backward(dw: np.ndarray, w: np.ndarray, u: np.ndarray, v: np.ndarray, sigma: float,
                            dim: int = 0) -> np.ndarray:
-    t = dw.dtype.type
+    t, s = dw.dtype.type, np.float64(sigma)
     outer = np.moveaxis(np.outer(u, v).reshape((w.shape[dim], *_others_shape(w.shape, dim))), 0, dim)
-    return dw / t(sigma) - t((dw * w).sum() / (sigma * sigma)) * outer.astype(dw.dtype)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a tiny sigma gives inf, not an error
+        return dw * t(1.0 / s) - t((dw * w).sum(dtype=np.float64) / s / s) * outer.astype(dw.dtype)
 
 
 def _others_shape(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
