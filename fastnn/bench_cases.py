@@ -618,61 +618,92 @@ def _torch_weight_norm_backward(d: Inputs) -> Run:
     return Run(run.call, lambda r: (r[0].numpy(), r[1].numpy().reshape(-1)))  # torch's g is (1, out)
 
 
+def _reparam_step(k: types.ModuleType, reparam: str, W: np.ndarray, g: np.ndarray, u: np.ndarray, v: np.ndarray,
+                  dim: int, layer_step: Callable[[np.ndarray], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """A layer's forward and backward (``layer_step(w) -> (dx, dW, db)``) with its weight reparametrized, as
+    WeightNorm / SpectralNorm run them; returns dx, the parameters' gradients and db."""
+    if reparam == "weight":
+        w, norm = k.weightnorm_forward(W, g, dim)
+        dx, dW, db = layer_step(w)
+        return (dx, *k.weightnorm_backward(dW, W, g, norm, dim), db)
+    w, sigma = k.spectralnorm_forward(W, u, v, dim)  # u, v updated in place: a training step
+    dx, dW, db = layer_step(w)
+    return dx, k.spectralnorm_backward(dW, W, u, v, float(sigma), dim), db
+
+
 def _affine_steps(k: types.ModuleType, d: Inputs, reparam: str) -> Run:
-    """An Affine layer's forward and backward with its W reparametrized, as WeightNorm / SpectralNorm run them."""
-    x, b, dout, W, g = d["x"], d["b"], d["dout"], d["W"], d["g"]
-    u, v = d["u0"].copy(), d["v0"].copy()  # updated in place by every training step
+    x, b, dout = d["x"], d["b"], d["dout"]
+    u, v = d["u0"].copy(), d["v0"].copy()
 
-    def step() -> Any:
-        if reparam == "weight":
-            w, norm = k.weightnorm_forward(W, g, _AFFINE_DIM)
-        else:
-            w, sigma = k.spectralnorm_forward(W, u, v, _AFFINE_DIM)
+    def affine(w: np.ndarray) -> tuple[np.ndarray, ...]:
         k.matmul(x, w) + b  # the forward's output (unused here, as a training step's next layer would use it)
-        dW = k.matmul(x.T, dout)
-        dx = k.matmul(dout, w.T)
-        db = dout.sum(axis=0)
-        if reparam == "weight":
-            return (dx, *k.weightnorm_backward(dW, W, g, norm, _AFFINE_DIM), db)
-        return dx, k.spectralnorm_backward(dW, W, u, v, float(sigma), _AFFINE_DIM), db
+        return k.matmul(dout, w.T), k.matmul(x.T, dout), dout.sum(axis=0)
 
-    return Run(step)
+    return Run(lambda: _reparam_step(k, reparam, d["W"], d["g"], u, v, _AFFINE_DIM, affine))
 
 
-def _torch_affine_steps(d: Inputs, reparam: str) -> Run:
-    """nn.Linear with torch's parametrization of the same weights (W transposed to torch's (out, in))."""
+def _conv_reparam_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    d = _conv_inputs(p, dtype, rng)
+    FN = d["W"].shape[0]
+    u, v = _rand(rng, (FN,), dtype), _rand(rng, (d["W"].size // FN,), dtype)
+    return {**d, "g": (1 + rng.random(FN)).astype(dtype), "u0": u / dtype.type(np.linalg.norm(u)),
+            "v0": v / dtype.type(np.linalg.norm(v))}
+
+
+def _conv_reparam_steps(k: types.ModuleType, d: Inputs, reparam: str) -> Run:
+    x, b, dout, s, p = d["x"], d["b"], d["dout"], d["stride"], d["pad"]
+    u, v = d["u0"].copy(), d["v0"].copy()
+    ws: dict = {}
+
+    def conv(w: np.ndarray) -> tuple[np.ndarray, ...]:
+        k.conv2d_forward(x, w, b, s, p, cache=ws)
+        return k.conv2d_backward(dout, x, w, s, p, cache=ws)
+
+    return Run(lambda: _reparam_step(k, reparam, d["W"], d["g"], u, v, 0, conv))
+
+
+def _torch_reparam_steps(d: Inputs, reparam: str, conv: bool) -> Run:
+    """nn.Linear / nn.Conv2d with torch's parametrization of the same weights (Affine's W (in, out) transposed to
+    Linear's (out, in)); the result: dx, the parameters' gradients in fastnn's layout, db."""
     torch = _torch()
     from torch.nn.utils import parametrizations
 
-    K, N = d["W"].shape
-    lin = torch.nn.Linear(K, N, dtype=torch.float32 if d["W"].dtype == np.float32 else torch.float64)
-    with torch.no_grad():
-        lin.weight.copy_(torch.from_numpy(d["W"].T.copy()))
-        lin.bias.copy_(torch.from_numpy(d["b"]))
-    if reparam == "weight":
-        parametrizations.weight_norm(lin)
-        with torch.no_grad():
-            lin.parametrizations.weight.original0.copy_(torch.from_numpy(d["g"].reshape(-1, 1)))
+    tdtype = torch.float32 if d["W"].dtype == np.float32 else torch.float64
+    if conv:
+        FN, C, FH, FW = d["W"].shape
+        mod = torch.nn.Conv2d(C, FN, (FH, FW), stride=d["stride"], padding=d["pad"], dtype=tdtype)
+        W, layout = d["W"], (lambda a: a)
     else:
-        parametrizations.spectral_norm(lin)
+        mod = torch.nn.Linear(*d["W"].shape, dtype=tdtype)
+        W, layout = d["W"].T, (lambda a: a.T)
+    with torch.no_grad():
+        mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
+        mod.bias.copy_(torch.from_numpy(d["b"]))
+    if reparam == "weight":
+        parametrizations.weight_norm(mod)
         with torch.no_grad():
-            lin.parametrizations.weight[0]._u.copy_(torch.from_numpy(d["u0"]))
-            lin.parametrizations.weight[0]._v.copy_(torch.from_numpy(d["v0"]))
-    x = _t(d["x"], True)
-    td = _t(d["dout"])
-    leaves = (x, *lin.parameters())
+            mod.parametrizations.weight.original0.copy_(torch.from_numpy(d["g"]).reshape(
+                mod.parametrizations.weight.original0.shape))
+    else:
+        parametrizations.spectral_norm(mod)
+        with torch.no_grad():
+            mod.parametrizations.weight[0]._u.copy_(torch.from_numpy(d["u0"]))
+            mod.parametrizations.weight[0]._v.copy_(torch.from_numpy(d["v0"]))
+    x, td = _t(d["x"], True), _t(d["dout"])
+    leaves = (x, *mod.parameters())
 
     def step() -> None:
         for leaf in leaves:
             leaf.grad = None
-        lin(x).backward(td)
+        mod(x).backward(td)
 
     def result(_: Any) -> tuple[np.ndarray, ...]:
-        params = dict(lin.named_parameters())
+        params = dict(mod.named_parameters())
         if reparam == "weight":
-            return (x.grad.numpy(), params["parametrizations.weight.original1"].grad.numpy().T,
+            return (x.grad.numpy(), layout(params["parametrizations.weight.original1"].grad.numpy()),
                     params["parametrizations.weight.original0"].grad.numpy().reshape(-1), params["bias"].grad.numpy())
-        return x.grad.numpy(), params["parametrizations.weight.original"].grad.numpy().T, params["bias"].grad.numpy()
+        return (x.grad.numpy(), layout(params["parametrizations.weight.original"].grad.numpy()),
+                params["bias"].grad.numpy())
 
     return Run(step, result)
 
@@ -690,8 +721,13 @@ def _cases_reparam() -> Iterator[Case]:
                ("dw", "w", "u", "v", "sigma", "dim"))
     for reparam, title, make in (("weight", "WeightNorm", weight), ("spectral", "SpectralNorm", spectral)):
         yield Case(f"{reparam}norm_affine_forward_backward", "normalization", REPARAM_SIZES, make,
-                   steps=partial(_affine_steps, reparam=reparam), torch=partial(_torch_affine_steps, reparam=reparam),
+                   steps=partial(_affine_steps, reparam=reparam),
+                   torch=partial(_torch_reparam_steps, reparam=reparam, conv=False),
                    goal=Goal(f"{title}(Affine) (64,4096)@(4096,512), fwd+bwd", "cifar"))
+        yield Case(f"{reparam}norm_conv_forward_backward", "normalization", CONV_SIZES, _conv_reparam_inputs,
+                   steps=partial(_conv_reparam_steps, reparam=reparam),
+                   torch=partial(_torch_reparam_steps, reparam=reparam, conv=True),
+                   goal=Goal(f"{title}(Convolution) (64,64,32,32) 3x3, fwd+bwd", "cifar"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
