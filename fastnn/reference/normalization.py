@@ -202,16 +202,16 @@ def batchrenorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray
 
     .. math::
         \sigma_B = \sqrt{\sigma_B^2 + \epsilon}, \quad
-        r = \mathrm{clip}_{[1/r_{max},\, r_{max}]}\Big(rac{\sigma_B}{\sigma}\Big), \quad
-        d = \mathrm{clip}_{[-d_{max},\, d_{max}]}\Big(rac{\mu_B - \mu}{\sigma}\Big)
+        r = \mathrm{clip}_{[1/r_{max},\, r_{max}]}\Big(\frac{\sigma_B}{\sigma}\Big), \quad
+        d = \mathrm{clip}_{[-d_{max},\, d_{max}]}\Big(\frac{\mu_B - \mu}{\sigma}\Big)
 
-        y = \gamma\Big(rac{x - \mu_B}{\sigma_B}\,r + d\Big) + eta
+        y = \gamma\Big(\frac{x - \mu_B}{\sigma_B}\,r + d\Big) + \beta
 
         \mu \leftarrow m\,\mu + (1 - m)\,\mu_B, \qquad \sigma \leftarrow m\,\sigma + (1 - m)\,\sigma_B
 
     with :math:`\mu, \sigma` the running mean and standard deviation *before* this step's update (the paper's
     order), :math:`\sigma_B^2` the biased batch variance and m = ``momentum`` (the paper's update rate
-    :math:`lpha` is 1 - m). r and d are constants of the step: :func:`batchrenorm_backward` treats them so
+    :math:`\alpha` is 1 - m). r and d are constants of the step: :func:`batchrenorm_backward` treats them so
     (the paper's ``stop_gradient``). rmax = 1, dmax = 0 make r = 1, d = 0: plain batch normalization.
 
     Parameters
@@ -261,7 +261,7 @@ def batchrenorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray
                               running_std: np.ndarray) -> np.ndarray:
     r"""Batch renormalization at inference: the running statistics, as in batch normalization.
 
-    .. math:: y = \gamma_c rac{x - \mathrm{running\_mean}_c}{\mathrm{running\_std}_c} + eta_c
+    .. math:: y = \gamma_c \frac{x - \mathrm{running\_mean}_c}{\mathrm{running\_std}_c} + \beta_c
 
     (``running_std`` already holds :math:`\sqrt{\sigma_B^2 + \epsilon}` averages: no eps is added.)
 
@@ -291,9 +291,9 @@ def batchrenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mea
 
     .. math::
         \widehat{dx} = dout\cdot\gamma\,r, \quad
-        dx = rac{\mathrm{inv\_std}}{M}\Big(M\,\widehat{dx} - \sum\widehat{dx} - \hat x\sum\widehat{dx}\,\hat x\Big)
+        dx = \frac{\mathrm{inv\_std}}{M}\Big(M\,\widehat{dx} - \sum\widehat{dx} - \hat x\sum\widehat{dx}\,\hat x\Big)
 
-        d\gamma = \sum dout\,(\hat x\,r + d), \qquad deta = \sum dout
+        d\gamma = \sum dout\,(\hat x\,r + d), \qquad d\beta = \sum dout
 
     Parameters
     ----------
