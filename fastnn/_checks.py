@@ -28,6 +28,7 @@ HYPERPARAMETER_BOUNDS: dict[str, dict[str, int]] = {
     "momentum": {"ge": 0, "lt": 1}, "decay_rate": {"ge": 0, "lt": 1}, "beta1": {"ge": 0, "lt": 1},
     "beta2": {"ge": 0, "lt": 1}, "gamma": {"gt": 0, "lt": 1},
     "bias_correction1": {"gt": 0, "le": 1}, "bias_correction2": {"gt": 0, "le": 1},
+    "switch_eps": {"gt": 0},  # SWATS' switch threshold
 }
 
 
@@ -210,39 +211,74 @@ def _shapes(where: str, shape: tuple[int, ...], **arrays: np.ndarray) -> None:
         _validate.shape(a, shape, where, name)
 
 
-def _norm_backward(where, ndims, min_batch, dout, x, gamma, mean, inv_std, param_shape):
-    """What every normalization's backward checks: types, x, dout like x, gamma of ``param_shape(x.shape)``."""
-    dout, x, gamma, mean, inv_std = _validate.float_arrays(where, dout=dout, x=x, gamma=gamma, mean=mean,
-                                                           inv_std=inv_std)
+def _norm_backward(where, ndims, min_batch, dout, x, gamma, mean, inv_std, param_shape, **extra):
+    """What every normalization's backward checks: types, x, dout like x, gamma of ``param_shape(x.shape)``.
+    Arrays in ``extra`` (batch renormalization's r, d) join the common dtype and are returned after inv_std."""
+    dout, x, gamma, mean, inv_std, *extra_arrays = _validate.float_arrays(where, dout=dout, x=x, gamma=gamma,
+                                                                          mean=mean, inv_std=inv_std, **extra)
     _norm_x(x, where, ndims, min_batch)
     _validate.shape(dout, x.shape, where, "dout")
     _validate.shape(gamma, param_shape(x.shape), where, "gamma")
-    return dout, x, gamma, mean, inv_std
+    return dout, x, gamma, mean, inv_std, *extra_arrays
+
+
+def _batch_train(where, x, gamma, beta, running):
+    """x, gamma, beta of a batch-norm training pass in their common dtype; ``running`` (name -> array): writeable
+    float arrays of shape (C,)."""
+    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
+    _norm_x(x, where, (2, 4), min_batch=1)
+    C = x.shape[1]
+    _shapes(where, (C,), gamma=gamma, beta=beta)
+    for name, r in running.items():
+        _validate.inplace_array(r, where, name)
+        _validate.shape(r, (C,), where, name)
+    return x, gamma, beta
 
 
 def check_batchnorm_forward_train(where, x, gamma, beta, running_mean, running_var, momentum, eps):
     """Returns x, gamma, beta (common float dtype), momentum in [0, 1], eps > 0; the running statistics must be
     writeable float arrays of shape (C,)."""
-    x, gamma, beta = _validate.float_arrays(where, x=x, gamma=gamma, beta=beta)
-    _norm_x(x, where, (2, 4), min_batch=1)
-    C = x.shape[1]
-    _shapes(where, (C,), gamma=gamma, beta=beta)
-    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
-        _validate.inplace_array(r, where, name)
-        _validate.shape(r, (C,), where, name)
+    x, gamma, beta = _batch_train(where, x, gamma, beta, {"running_mean": running_mean, "running_var": running_var})
     momentum = _validate.scalar(momentum, where, "momentum", ge=0.0, le=1.0)
     eps = _validate.scalar(eps, where, "eps", gt=0.0)
     return x, gamma, beta, momentum, eps
 
 
+def _batch_infer(where, x, **per_channel):
+    """x and the (C,) arrays of a batch-norm inference pass, in their common float dtype."""
+    x, *arrays = _validate.float_arrays(where, x=x, **per_channel)
+    _norm_x(x, where, (2, 4), min_batch=0)
+    _shapes(where, (x.shape[1],), **dict(zip(per_channel, arrays, strict=True)))
+    return x, *arrays
+
+
 def check_batchnorm_forward_infer(where, x, gamma, beta, running_mean, running_var, eps):
     """Returns the five arrays in their common float dtype and eps."""
-    x, gamma, beta, running_mean, running_var = _validate.float_arrays(
-        where, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
-    _norm_x(x, where, (2, 4), min_batch=0)
-    _shapes(where, (x.shape[1],), gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    checked = _batch_infer(where, x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    return (*checked, _validate.scalar(eps, where, "eps", gt=0.0))
+
+
+def check_batchrenorm_forward_train(where, x, gamma, beta, running_mean, running_std, rmax, dmax, momentum, eps):
+    """Returns x, gamma, beta (common float dtype), rmax >= 1, dmax >= 0, momentum in [0, 1], eps > 0; the running
+    statistics must be writeable float arrays of shape (C,)."""
+    x, gamma, beta = _batch_train(where, x, gamma, beta, {"running_mean": running_mean, "running_std": running_std})
+    rmax = _validate.scalar(rmax, where, "rmax", ge=1.0)
+    dmax = _validate.scalar(dmax, where, "dmax", ge=0.0)
+    momentum = _validate.scalar(momentum, where, "momentum", ge=0.0, le=1.0)
     eps = _validate.scalar(eps, where, "eps", gt=0.0)
-    return x, gamma, beta, running_mean, running_var, eps
+    return x, gamma, beta, rmax, dmax, momentum, eps
+
+
+def check_batchrenorm_forward_infer(where, x, gamma, beta, running_mean, running_std):
+    """Returns the five arrays in their common float dtype."""
+    return _batch_infer(where, x, gamma=gamma, beta=beta, running_mean=running_mean, running_std=running_std)
+
+
+def check_batchrenorm_backward(where, dout, x, gamma, mean, inv_std, r, d):
+    """Returns the seven arrays in their common float dtype."""
+    checked = _norm_backward(where, (2, 4), 1, dout, x, gamma, mean, inv_std, lambda s: (s[1],), r=r, d=d)
+    _shapes(where, (checked[1].shape[1],), mean=checked[3], inv_std=checked[4], r=checked[5], d=checked[6])
+    return checked
 
 
 def check_batchnorm_backward(where, dout, x, gamma, mean, inv_std):
@@ -298,6 +334,67 @@ def check_instancenorm_backward(where, dout, x, gamma, mean, inv_std):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Weight reparametrizations (weight normalization, spectral normalization)
+
+
+def _weight_dim(where: str, w: np.ndarray, dim: Any, name: str) -> int:
+    """A weight of >= 2 dimensions and the axis ``dim`` of its output units, as an index in [0, ndim)."""
+    if w.ndim < 2:
+        _validate.fail(where, name, "at least 2-D (a layer's weight)", f"{w.ndim}-D array of shape {w.shape}")
+    dim = _validate.integer(dim, where, "dim", minimum=-w.ndim, maximum=w.ndim - 1)
+    return dim % w.ndim
+
+
+def check_weightnorm_forward(where, v, g, dim):
+    """Returns v, g in their common float dtype and dim in [0, v.ndim); g of shape (v.shape[dim],)."""
+    v, g = _validate.float_arrays(where, v=v, g=g)
+    dim = _weight_dim(where, v, dim, "v")
+    _validate.shape(g, (v.shape[dim],), where, "g")
+    return v, g, dim
+
+
+def check_weightnorm_backward(where, dw, v, g, norm, dim):
+    """Returns dw, v, g, norm in their common float dtype and dim; dw like v, g and norm (v.shape[dim],)."""
+    dw, v, g, norm = _validate.float_arrays(where, dw=dw, v=v, g=g, norm=norm)
+    dim = _weight_dim(where, v, dim, "v")
+    _validate.shape(dw, v.shape, where, "dw")
+    _shapes(where, (v.shape[dim],), g=g, norm=norm)
+    return dw, v, g, norm, dim
+
+
+def _power_vectors(where: str, w: np.ndarray, u: Any, v: Any, dim: int) -> None:
+    """u (w.shape[dim],) and v (w.size / w.shape[dim],): writeable arrays of w's dtype (updated in place)."""
+    K = w.shape[dim]
+    for name, a, n in (("u", u, K), ("v", v, w.size // K if K else 0)):
+        _validate.inplace_array(a, where, name)
+        if a.dtype != w.dtype:
+            _validate.fail(where, name, f"of dtype {w.dtype} like w", f"dtype {a.dtype}", TypeError)
+        _validate.shape(a, (n,), where, name)
+
+
+def check_spectralnorm_forward(where, w, u, v, dim, n_power_iterations, eps, training):
+    """Returns w (float), dim, n_power_iterations >= 1, eps > 0 and the ``training`` flag; u, v writeable vectors
+    of w's dtype (see :func:`_power_vectors`)."""
+    w = _validate.float_array(w, where, "w")
+    dim = _weight_dim(where, w, dim, "w")
+    _power_vectors(where, w, u, v, dim)
+    n_power_iterations = _validate.integer(n_power_iterations, where, "n_power_iterations", minimum=1)
+    eps = _validate.scalar(eps, where, "eps", gt=0.0)
+    return w, dim, n_power_iterations, eps, _validate.flag(training, where, "training")
+
+
+def check_spectralnorm_backward(where, dw, w, u, v, sigma, dim):
+    """Returns dw, w, u, v in their common float dtype, sigma > 0 and dim."""
+    dw, w, u, v = _validate.float_arrays(where, dw=dw, w=w, u=u, v=v)
+    dim = _weight_dim(where, w, dim, "w")
+    _validate.shape(dw, w.shape, where, "dw")
+    K = w.shape[dim]
+    _shapes(where, (K,), u=u)
+    _shapes(where, (w.size // K if K else 0,), v=v)
+    return dw, w, u, v, _validate.scalar(sigma, where, "sigma", gt=0.0), dim
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Optimizer steps
 
 
@@ -326,6 +423,16 @@ def check_adam_step(where, param, grad, m, v, lr, beta1, beta2, eps, bias_correc
                                    bias_correction1=bias_correction1, bias_correction2=bias_correction2,
                                    weight_decay=weight_decay)
     return (*checked, _validate.flag(eps_hat, where, "eps_hat"))
+
+
+def check_swats_adam_step(where, param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay) -> tuple:
+    """SWATS' Adam phase; returns the cast gradient and the checked ``lr, beta1, beta2, eps, step,
+    weight_decay``."""
+    g, lr, beta1, beta2, eps = check_optimizer_step(where, param, grad, {"m": m, "v": v}, lr=lr, beta1=beta1,
+                                                    beta2=beta2, eps=eps)
+    step = _validate.integer(step, where, "step", minimum=1)
+    weight_decay = _validate.scalar(weight_decay, where, "weight_decay", **HYPERPARAMETER_BOUNDS["weight_decay"])
+    return g, lr, beta1, beta2, eps, step, weight_decay
 
 
 def check_adabound_step(where, param, grad, m, v, lr, final_lr, gamma, beta1, beta2, eps, step,

@@ -14,5 +14,11 @@ def adabound_schedule(lr: float, final_lr: float, gamma: float, beta1: float, be
 
     .. math:: \left[\eta^* \left(1 - \frac{1}{\gamma t + 1}\right),\ \eta^* \left(1 + \frac{1}{\gamma t}\right)\right]
     """
-    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-    return step_size, final_lr * (1.0 - 1.0 / (gamma * step + 1.0)), final_lr * (1.0 + 1.0 / (gamma * step))
+    lower, upper = final_lr * (1.0 - 1.0 / (gamma * step + 1.0)), final_lr * (1.0 + 1.0 / (gamma * step))
+    return adam_step_size(lr, beta1, beta2, step), lower, upper
+
+
+def adam_step_size(lr: float, beta1: float, beta2: float, step: int) -> float:
+    r"""Adam's bias-corrected step size in the paper's efficient form, :math:`\eta \sqrt{1 - \beta_2^t} /
+    (1 - \beta_1^t)`, in float64 (AdaBound's and SWATS' Adam phase)."""
+    return lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)

@@ -514,6 +514,223 @@ def _cases_norm() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The normalization zoo of issue 13 (fastnn/kernels/normalization.py): instance norm as a layer's step, batch
+# renormalization. Batch renorm has no PyTorch operation to time against.
+
+RENORM_RMAX, RENORM_DMAX = 3.0, 0.25  # the paper's final rmax; a dmax that clips some channels' d at these inputs
+
+
+def _renorm_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    d = _norm_inputs("batch")(p, dtype, rng)
+    C = d["gamma"].shape[0]
+    d["running_mean"] = _rand(rng, (C,), dtype, 0.3)
+    d["running_std"] = (1 + rng.random(C)).astype(dtype)
+    d["rmax"], d["dmax"] = RENORM_RMAX, RENORM_DMAX
+    _, d["mean"], d["inv_std"], d["r"], d["d"] = reference.batchrenorm_forward_train(
+        d["x"], d["gamma"], d["beta"], d["running_mean"].copy(), d["running_std"].copy(), RENORM_RMAX, RENORM_DMAX,
+        MOMENTUM, EPS)
+    return d
+
+
+def _renorm_steps(k: types.ModuleType, d: Inputs) -> Run:
+    """A training forward then its backward, as a BatchRenormalization layer runs them."""
+    x, gamma, beta, dout = d["x"], d["gamma"], d["beta"], d["dout"]
+    rm, rs = d["running_mean"].copy(), d["running_std"].copy()  # updated in place by every call
+
+    def step() -> Any:
+        _, mean, inv_std, r, dd = k.batchrenorm_forward_train(x, gamma, beta, rm, rs, RENORM_RMAX, RENORM_DMAX,
+                                                              MOMENTUM, EPS)
+        return k.batchrenorm_backward(dout, x, gamma, mean, inv_std, r, dd)
+
+    return Run(step)
+
+
+def _instancenorm_steps(k: types.ModuleType, d: Inputs) -> Run:
+    """A forward then its backward, as an InstanceNormalization layer runs them."""
+    def step() -> Any:
+        _, mean, inv_std = k.instancenorm_forward(d["x"], d["gamma"], d["beta"], EPS)
+        return k.instancenorm_backward(d["dout"], d["x"], d["gamma"], mean, inv_std)
+
+    return Run(step)
+
+
+def _cases_norm_zoo() -> Iterator[Case]:
+    train = ("x", *_NORM_ARGS, "running_mean", "running_std", "rmax", "dmax", "momentum", "eps")
+    for layout, sizes in (("2d", {**NORM2D_SIZES, "tiny": {"shape": (4, 3, 2, 2)}}), ("1d", NORM1D_SIZES)):
+        entry = layout == "2d"
+        if entry:
+            yield Case("batchrenorm_forward_train", "normalization", sizes, _renorm_inputs,
+                       "batchrenorm_forward_train", train, inplace=("running_mean", "running_std"),
+                       traffic=_streams(2))
+            yield Case("batchrenorm_forward_infer", "normalization", sizes, _renorm_inputs,
+                       "batchrenorm_forward_infer", ("x", *_NORM_ARGS, "running_mean", "running_std"),
+                       traffic=_streams(2))
+            yield Case("batchrenorm_backward", "normalization", sizes, _renorm_inputs, "batchrenorm_backward",
+                       (*_NORM_BACKWARD, "r", "d"), traffic=_streams(3))
+        yield Case(f"batchrenorm{layout}_forward_backward", "normalization", sizes, _renorm_inputs,
+                   steps=_renorm_steps, traffic=_streams(5))
+    sizes = {k: {"shape": v["shape"]} for k, v in NORM2D_SIZES.items()}
+    yield Case("instancenorm_forward_backward", "normalization", sizes, _norm_inputs("instance"),
+               steps=_instancenorm_steps, torch=lambda d: _fwd_bwd(*_torch_norm("instance", d, True), d["dout"]),
+               traffic=_streams(5), goal=Goal("InstanceNormalization (64,64,32,32), fwd+bwd", "cifar"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Weight reparametrizations (fastnn/kernels/reparam.py): weight and spectral normalization of an affine W (in, out)
+# (units on the last axis) at the matmul sizes, and as whole layer steps against torch's parametrizations
+
+REPARAM_SIZES = {k: {"shape": (p["K"], p["N"]), "M": p["M"]} for k, p in MATMUL_SIZES.items()}
+_AFFINE_DIM = -1
+
+
+def _reparam_inputs(kind: str) -> Callable[[Mapping[str, Any], np.dtype, np.random.Generator], Inputs]:
+    """The weight ``W`` (in, out), start vectors ``u0``, ``v0``, a batch for the layer steps, and the arguments of
+    the ``kind`` ("weight" or "spectral") kernels under their names (weight norm's v is the weight, spectral
+    norm's v a vector)."""
+    def make(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+        shape = tuple(p["shape"])
+        W = _rand(rng, shape, dtype, 1 / np.sqrt(shape[0]))
+        units = shape[_AFFINE_DIM]
+        u, v = _rand(rng, (units,), dtype), _rand(rng, (shape[0],), dtype)
+        d = {"W": W, "dw": _rand(rng, shape, dtype), "g": (1 + rng.random(units)).astype(dtype),
+             "u0": u / dtype.type(np.linalg.norm(u)), "v0": v / dtype.type(np.linalg.norm(v)), "dim": _AFFINE_DIM,
+             "n_power_iterations": 1, "eps": 1e-12, "training": True,
+             "x": _rand(rng, (p["M"], shape[0]), dtype), "b": _rand(rng, (units,), dtype, 0.1),
+             "dout": _rand(rng, (p["M"], units), dtype)}
+        if kind == "weight":
+            d["v"] = W
+            _, d["norm"] = reference.weightnorm_forward(W, d["g"], _AFFINE_DIM)
+        else:
+            d["w"], d["u"], d["v"] = W, d["u0"].copy(), d["v0"].copy()
+            d["sigma"] = float(reference.spectralnorm_forward(W, d["u0"].copy(), d["v0"].copy(), _AFFINE_DIM)[1])
+        return d
+
+    return make
+
+
+def _torch_weight_norm(d: Inputs, grad: bool = False) -> tuple[Callable[[], Any], tuple[Any, ...]]:
+    v, g = _t(d["W"], grad), _t(d["g"].reshape(1, -1), grad)
+    return partial(_torch()._weight_norm, v, g, 1), (v, g)
+
+
+def _torch_weight_norm_backward(d: Inputs) -> Run:
+    run = _torch_backward(*_torch_weight_norm(d, True), d["dw"])
+    return Run(run.call, lambda r: (r[0].numpy(), r[1].numpy().reshape(-1)))  # torch's g is (1, out)
+
+
+def _reparam_step(k: types.ModuleType, reparam: str, W: np.ndarray, g: np.ndarray, u: np.ndarray, v: np.ndarray,
+                  dim: int, layer_step: Callable[[np.ndarray], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """A layer's forward and backward (``layer_step(w) -> (dx, dW, db)``) with its weight reparametrized, as
+    WeightNorm / SpectralNorm run them; returns dx, the parameters' gradients and db."""
+    if reparam == "weight":
+        w, norm = k.weightnorm_forward(W, g, dim)
+        dx, dW, db = layer_step(w)
+        return (dx, *k.weightnorm_backward(dW, W, g, norm, dim), db)
+    w, sigma = k.spectralnorm_forward(W, u, v, dim)  # u, v updated in place: a training step
+    dx, dW, db = layer_step(w)
+    return dx, k.spectralnorm_backward(dW, W, u, v, float(sigma), dim), db
+
+
+def _affine_steps(k: types.ModuleType, d: Inputs, reparam: str) -> Run:
+    x, b, dout = d["x"], d["b"], d["dout"]
+    u, v = d["u0"].copy(), d["v0"].copy()
+
+    def affine(w: np.ndarray) -> tuple[np.ndarray, ...]:
+        k.matmul(x, w) + b  # the forward's output (unused here, as a training step's next layer would use it)
+        return k.matmul(dout, w.T), k.matmul(x.T, dout), dout.sum(axis=0)
+
+    return Run(lambda: _reparam_step(k, reparam, d["W"], d["g"], u, v, _AFFINE_DIM, affine))
+
+
+def _conv_reparam_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    d = _conv_inputs(p, dtype, rng)
+    FN = d["W"].shape[0]
+    u, v = _rand(rng, (FN,), dtype), _rand(rng, (d["W"].size // FN,), dtype)
+    return {**d, "g": (1 + rng.random(FN)).astype(dtype), "u0": u / dtype.type(np.linalg.norm(u)),
+            "v0": v / dtype.type(np.linalg.norm(v))}
+
+
+def _conv_reparam_steps(k: types.ModuleType, d: Inputs, reparam: str) -> Run:
+    x, b, dout, s, p = d["x"], d["b"], d["dout"], d["stride"], d["pad"]
+    u, v = d["u0"].copy(), d["v0"].copy()
+    ws: dict = {}
+
+    def conv(w: np.ndarray) -> tuple[np.ndarray, ...]:
+        k.conv2d_forward(x, w, b, s, p, cache=ws)
+        return k.conv2d_backward(dout, x, w, s, p, cache=ws)
+
+    return Run(lambda: _reparam_step(k, reparam, d["W"], d["g"], u, v, 0, conv))
+
+
+def _torch_reparam_steps(d: Inputs, reparam: str, conv: bool) -> Run:
+    """nn.Linear / nn.Conv2d with torch's parametrization of the same weights (Affine's W (in, out) transposed to
+    Linear's (out, in)); the result: dx, the parameters' gradients in fastnn's layout, db."""
+    torch = _torch()
+    from torch.nn.utils import parametrizations
+
+    tdtype = torch.float32 if d["W"].dtype == np.float32 else torch.float64
+    if conv:
+        FN, C, FH, FW = d["W"].shape
+        mod = torch.nn.Conv2d(C, FN, (FH, FW), stride=d["stride"], padding=d["pad"], dtype=tdtype)
+        W, layout = d["W"], (lambda a: a)
+    else:
+        mod = torch.nn.Linear(*d["W"].shape, dtype=tdtype)
+        W, layout = d["W"].T, (lambda a: a.T)
+    with torch.no_grad():
+        mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
+        mod.bias.copy_(torch.from_numpy(d["b"]))
+    if reparam == "weight":
+        parametrizations.weight_norm(mod)
+        with torch.no_grad():
+            mod.parametrizations.weight.original0.copy_(torch.from_numpy(d["g"]).reshape(
+                mod.parametrizations.weight.original0.shape))
+    else:
+        parametrizations.spectral_norm(mod)
+        with torch.no_grad():
+            mod.parametrizations.weight[0]._u.copy_(torch.from_numpy(d["u0"]))
+            mod.parametrizations.weight[0]._v.copy_(torch.from_numpy(d["v0"]))
+    x, td = _t(d["x"], True), _t(d["dout"])
+    leaves = (x, *mod.parameters())
+
+    def step() -> None:
+        for leaf in leaves:
+            leaf.grad = None
+        mod(x).backward(td)
+
+    def result(_: Any) -> tuple[np.ndarray, ...]:
+        params = dict(mod.named_parameters())
+        if reparam == "weight":
+            return (x.grad.numpy(), layout(params["parametrizations.weight.original1"].grad.numpy()),
+                    params["parametrizations.weight.original0"].grad.numpy().reshape(-1), params["bias"].grad.numpy())
+        return (x.grad.numpy(), layout(params["parametrizations.weight.original"].grad.numpy()),
+                params["bias"].grad.numpy())
+
+    return Run(step, result)
+
+
+def _cases_reparam() -> Iterator[Case]:
+    weight, spectral = _reparam_inputs("weight"), _reparam_inputs("spectral")
+    yield Case("weightnorm_forward", "normalization", REPARAM_SIZES, weight, "weightnorm_forward", ("v", "g", "dim"),
+               torch=lambda d: Run(_torch_weight_norm(d)[0]), traffic=_streams(2))
+    yield Case("weightnorm_backward", "normalization", REPARAM_SIZES, weight, "weightnorm_backward",
+               ("dw", "v", "g", "norm", "dim"),
+               torch=_torch_weight_norm_backward, traffic=_streams(3))
+    yield Case("spectralnorm_forward", "normalization", REPARAM_SIZES, spectral, "spectralnorm_forward",
+               ("w", "u", "v", "dim", "n_power_iterations", "eps", "training"), inplace=("u", "v"))
+    yield Case("spectralnorm_backward", "normalization", REPARAM_SIZES, spectral, "spectralnorm_backward",
+               ("dw", "w", "u", "v", "sigma", "dim"))
+    for reparam, title, make in (("weight", "WeightNorm", weight), ("spectral", "SpectralNorm", spectral)):
+        yield Case(f"{reparam}norm_affine_forward_backward", "normalization", REPARAM_SIZES, make,
+                   steps=partial(_affine_steps, reparam=reparam),
+                   torch=partial(_torch_reparam_steps, reparam=reparam, conv=False),
+                   goal=Goal(f"{title}(Affine) (64,4096)@(4096,512), fwd+bwd", "cifar"))
+        yield Case(f"{reparam}norm_conv_forward_backward", "normalization", CONV_SIZES, _conv_reparam_inputs,
+                   steps=partial(_conv_reparam_steps, reparam=reparam),
+                   torch=partial(_torch_reparam_steps, reparam=reparam, conv=True),
+                   goal=Goal(f"{title}(Convolution) (64,64,32,32) 3x3, fwd+bwd", "cifar"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Activations, dropout and losses (fastnn/kernels/activations.py, dropout.py, losses.py)
 
 ACT_SIZES = {
@@ -671,6 +888,15 @@ def _cases_opt() -> Iterator[Case]:
         yield Case(name, "optimizers", OPT_SIZES, _opt_inputs, name, ("param", "grad", *state, *hyper),
                    variants=variants, inplace=inplace, torch=torch, traffic=_streams(2 * len(inplace) + 1),
                    goal=Goal("Adam step, 10M float32 params", "cifar") if name == "adam_step" else None)
+
+
+def _cases_swats() -> Iterator[Case]:
+    """SWATS' two phases (fastnn.optim.SWATS); PyTorch has no SWATS."""
+    yield Case("swats_adam_step", "optimizers", OPT_SIZES, _opt_inputs, "swats_adam_step",
+               ("param", "grad", "m", "v", "lr", "beta1", "beta2", "eps", "step", "weight_decay"),
+               inplace=("param", "m", "v"), traffic=_streams(7))
+    yield Case("swats_sgd_step", "optimizers", OPT_SIZES, _opt_inputs, "swats_sgd_step",
+               ("param", "grad", "buf", "lr", "beta1", "weight_decay"), inplace=("param", "buf"), traffic=_streams(5))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1047,7 +1273,7 @@ def _cases_recurrent() -> Iterator[Case]:
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_sequence, _cases_recurrent):
+                  _cases_sequence, _cases_recurrent, _cases_norm_zoo, _cases_swats, _cases_reparam):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

@@ -48,6 +48,10 @@ KNOWN = {
     # NaN where the reference has +-inf (or the reverse).
     "normalization non-finite": re.compile(r"(batchnorm|layernorm|groupnorm|instancenorm)_\w+: kernels and "
                                            r"reference disagree \(non-finite only\).*\[non-finite argument\]"),
+    # docs/design.md (conv.py): the Winograd 3x3 path may turn +-inf into NaN where the direct sum keeps +-inf
+    # (documented); reached by this seed once new kernels shifted which kernel each random input picks.
+    "conv non-finite": re.compile(r"conv2d_\w+: kernels and reference disagree \(non-finite only\).*"
+                                  r"\[non-finite argument\]"),
 }
 
 

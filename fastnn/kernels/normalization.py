@@ -67,7 +67,7 @@ from .._jit import helper, kernel
 
 __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "layernorm_forward",
            "layernorm_backward", "groupnorm_forward", "groupnorm_backward", "instancenorm_forward",
-           "instancenorm_backward"]
+           "instancenorm_backward", "batchrenorm_forward_train", "batchrenorm_forward_infer", "batchrenorm_backward"]
 
 #: Elements of one row tile: the unit of work of the batch-norm row kernels (32 KiB of float32), and the longest
 #: span one shift covers in the moments.
@@ -759,14 +759,21 @@ def _batch_backward_coefficients(p1, p2, gamma, inv_std, M, a, v, e, dgamma, dbe
 def _batch_normalize(x, mean, var, gamma, beta, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (mean, var float64) as one scale-and-shift
     pass; also returns the mean and inv_std in x's dtype."""
-    N, C, L = _channels(x)
+    C = x.shape[1]
     centre, scale, shift, inv_std = (np.empty(C, x.dtype) for _ in range(4))
     _batch_forward_coefficients(mean, var, gamma, beta, eps, centre, scale, shift, inv_std)
+    return _channel_scale_shift(x, centre, scale, shift), centre, inv_std
+
+
+def _channel_scale_shift(x: np.ndarray, centre: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """One pass ``(x - centre) * scale + shift`` with per-channel coefficients (C,) in x's dtype, on planes or
+    columns (module docstring)."""
+    N, C, L = _channels(x)
     if L >= _PLANE_MIN:
         out = _normalize(_flat2(x, N * C), [centre, scale, shift], columns=False)
     else:
         out = _normalize(_flat2(x, N), _per_column([centre, scale, shift], L), columns=True)
-    return out.reshape(x.shape), centre, inv_std
+    return out.reshape(x.shape)
 
 
 def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
@@ -835,6 +842,81 @@ def _batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean
     else:
         dx = _input_grad(dout2, x2, centre, *_per_column([a, v, e], L), columns=True)
     return dx.reshape(x.shape), dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batch renormalization: batch normalization with gamma * r as the scale and beta + gamma * d as the shift (r, d
+# are per-channel constants of the step), so it runs on the batch-norm kernels unchanged: the same two passes
+# forward and backward. Only (C,)-sized coefficients are computed here, in float64.
+
+
+def _renorm_affine(gamma: np.ndarray, beta: np.ndarray, r: np.ndarray, d: np.ndarray):
+    """gamma * r and beta + gamma * d (float64); where d == 0 the shift stays beta, so an infinite gamma gives
+    +-inf as the unfolded ``gamma * (xhat * r + d) + beta`` does, not inf * 0 = NaN."""
+    g = gamma.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return g * r, np.where(d == 0, beta, beta + g * d)
+
+
+def batchrenorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                              running_std: np.ndarray, rmax: float, dmax: float, momentum: float = 0.9,
+                              eps: float = 1e-5) -> tuple[np.ndarray, ...]:
+    """The batch-norm moments kernel, then its scale-and-shift pass with ``gamma * r`` and ``beta + gamma * d``
+    folded into the coefficients (formulas: :func:`fastnn.reference.batchrenorm_forward_train`)."""
+    x, gamma, beta, rmax, dmax, momentum, eps = _checks.check_batchrenorm_forward_train(
+        "batchrenorm_forward_train", x, gamma, beta, running_mean, running_std, rmax, dmax, momentum, eps)
+    return _batchrenorm_forward_train(x, gamma, beta, running_mean, running_std, rmax, dmax, momentum, eps)
+
+
+def _batchrenorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                               running_std: np.ndarray, rmax: float, dmax: float, momentum: float = 0.9,
+                               eps: float = 1e-5) -> tuple[np.ndarray, ...]:
+    x = np.ascontiguousarray(x)
+    mean, var = _batch_moments(x)
+    sigma = np.sqrt(var + eps)
+    rm, rs = running_mean.astype(np.float64), running_std.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.clip(sigma / rs, 1.0 / rmax, rmax)
+        d = np.clip((mean - rm) / rs, -dmax, dmax)
+    out, centre, inv_std = _batch_normalize(x, mean, var, *_renorm_affine(gamma, beta, r, d), eps)
+    running_mean[...] = momentum * running_mean + (1 - momentum) * centre
+    running_std[...] = momentum * running_std + (1 - momentum) * sigma.astype(x.dtype)
+    return out, centre, inv_std, r.astype(x.dtype), d.astype(x.dtype)
+
+
+def batchrenorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                              running_std: np.ndarray) -> np.ndarray:
+    """One scale-and-shift pass, the running mean and standard deviation folded into its coefficients."""
+    return _batchrenorm_forward_infer(*_checks.check_batchrenorm_forward_infer(
+        "batchrenorm_forward_infer", x, gamma, beta, running_mean, running_std))
+
+
+def _batchrenorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                               running_std: np.ndarray) -> np.ndarray:
+    if x.size == 0:
+        return np.empty(x.shape, x.dtype)
+    rm = running_mean.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = gamma.astype(np.float64) / running_std
+        centre = rm.astype(x.dtype)
+        # the centre's rounding remainder moves into the shift (as _batch_forward_coefficients), unless the scale
+        # is not finite: remainder * inf would turn a +-inf output into NaN
+        shift = np.where(np.isfinite(scale), beta - (rm - centre) * scale, beta)
+    return _channel_scale_shift(np.ascontiguousarray(x), centre, scale.astype(x.dtype), shift.astype(x.dtype))
+
+
+def batchrenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
+                         r: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`batchnorm_backward`'s two kernels with gamma * r as the scale (r, d constants of the step);
+    ``dgamma = r * sum(dout * xhat) + d * sum(dout)``."""
+    return _batchrenorm_backward(*_checks.check_batchrenorm_backward(
+        "batchrenorm_backward", dout, x, gamma, mean, inv_std, r, d))
+
+
+def _batchrenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
+                          r: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dx, dxhat_sum, dbeta = _batchnorm_backward(dout, x, gamma * r, mean, inv_std)
+    return dx, r * dxhat_sum + d * dbeta, dbeta
 
 
 # ---------------------------------------------------------------------------------------------------------------

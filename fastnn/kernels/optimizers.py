@@ -27,7 +27,7 @@ from .._jit import Kernel, kernel
 from ._math import _fdiv
 
 __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
-           "adamw_step", "adabound_step"]
+           "adamw_step", "adabound_step", "swats_adam_step", "swats_sgd_step"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -204,6 +204,48 @@ def _adabound(p, g, m, v, step_size, lower, upper, beta1, one_minus_beta1, beta2
         p[i] = pi - rate * mi
 
 
+#: Elements per work item of SWATS' Adam phase: each item owns one row of the partial-dot-product buffer, so the
+#: sums are the same whatever the thread count (a fixed split, then a serial sum of the items' partials).
+_SWATS_CHUNK = 8192
+
+
+@kernel("optimizer")
+def _swats_adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, l2, chunk, dots):
+    # The Adam step of Keskar & Socher's Algorithm 1, and in the same pass the float64 partial sums of p_k.g_k and
+    # p_k.p_k (p_k the step taken) for the switch criterion; dots (K, 2) float64, one row per chunk.
+    n = p.shape[0]
+    for k in prange(dots.shape[0]):
+        pg = 0.0
+        pp = 0.0
+        for i in range(k * chunk, min(n, (k + 1) * chunk)):
+            pi = p[i]
+            gi = g[i]
+            if l2 != 0:
+                gi = gi + l2 * pi
+            mi = beta1 * m[i] + one_minus_beta1 * gi
+            vi = beta2 * v[i] + one_minus_beta2 * (gi * gi)
+            m[i] = mi
+            v[i] = vi
+            step = -_fdiv(step_size * mi, math.sqrt(vi) + eps)
+            p[i] = pi + step
+            s64 = np.float64(step)
+            pg += s64 * np.float64(gi)
+            pp += s64 * s64
+        dots[k, 0] = pg
+        dots[k, 1] = pp
+
+
+@kernel("optimizer")
+def _swats_sgd(p, g, buf, lr_one_minus_beta1, beta1, wd):
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        if wd != 0:
+            gi = gi + wd * p[i]
+        bi = beta1 * buf[i] + gi
+        buf[i] = bi
+        p[i] = p[i] - lr_one_minus_beta1 * bi
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -364,3 +406,36 @@ def _adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
                 v_max: np.ndarray | None = None, *, eps_hat: bool = False) -> None:
     _adam_launch(True, param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2, weight_decay,
                  v_max, eps_hat)
+
+
+def swats_adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+                    beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> tuple[np.floating, np.floating]:
+    """One fused pass: the Adam update and, from the step it takes, the two dot products of the switch criterion
+    (float64 partial sums over fixed chunks, each chunk a work item, summed serially: thread-count independent)."""
+    g, *scalars = _checks.check_swats_adam_step("swats_adam_step", param, grad, m, v, lr, beta1, beta2, eps, step,
+                                                weight_decay)
+    return _swats_adam_step(param, g, m, v, *scalars)
+
+
+def _swats_adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+                     beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> tuple[np.floating, np.floating]:
+    t = param.dtype.type
+    dots = np.empty((-(-param.size // _SWATS_CHUNK), 2))
+    _launch(_swats_adam, param, grad, (m, v), t(_stepsizes.adam_step_size(lr, beta1, beta2, step)), t(beta1),
+            t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(weight_decay), _SWATS_CHUNK, dots)
+    pg, pp = dots.sum(axis=0)
+    return t(pg), t(pp)
+
+
+def swats_sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, beta1: float,
+                   weight_decay: float = 0.0) -> None:
+    """One fused pass (module docstring)."""
+    g, lr, beta1, weight_decay = _checks.check_optimizer_step("swats_sgd_step", param, grad, {"buf": buf}, lr=lr,
+                                                              beta1=beta1, weight_decay=weight_decay)
+    _swats_sgd_step(param, g, buf, lr, beta1, weight_decay)
+
+
+def _swats_sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, beta1: float,
+                    weight_decay: float = 0.0) -> None:
+    t = param.dtype.type
+    _launch(_swats_sgd, param, grad, (buf,), t(lr * (1.0 - beta1)), t(beta1), t(weight_decay))

@@ -8,7 +8,15 @@ its inputs (errors name the layer and the argument). Numerics are called through
 
 from .basic import Affine, Dropout, LeakyRelu, Relu, Sigmoid, SoftmaxWithLoss, Tanh
 from .conv import AvgPooling, Convolution, Pooling
-from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
+from .normalization import (
+    BatchNormalization,
+    BatchRenormalization,
+    GroupNormalization,
+    InstanceNormalization,
+    LayerNormalization,
+)
+from .reparam import SpectralNorm, WeightNorm
 
-__all__ = ["Affine", "AvgPooling", "BatchNormalization", "Convolution", "Dropout", "GroupNormalization",
-           "LayerNormalization", "LeakyRelu", "Pooling", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh"]
+__all__ = ["Affine", "AvgPooling", "BatchNormalization", "BatchRenormalization", "Convolution", "Dropout",
+           "GroupNormalization", "InstanceNormalization", "LayerNormalization", "LeakyRelu", "Pooling", "Relu",
+           "Sigmoid", "SoftmaxWithLoss", "SpectralNorm", "Tanh", "WeightNorm"]

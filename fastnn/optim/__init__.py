@@ -13,11 +13,12 @@ from typing import Any
 from .. import _validate
 from ._base import Optimizer
 from .optimizers import SGD, AdaBound, AdaGrad, Adam, AdamW, AMSGrad, Momentum, Nesterov, RMSprop
+from .swats import SWATS
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "AMSGrad",
-           "AdaBound", "OPTIMIZERS", "get"]
+           "AdaBound", "SWATS", "OPTIMIZERS", "get"]
 
-#: Optimizer classes by lower-case name: the six of the book's ``Trainer`` and three more.
+#: Optimizer classes by lower-case name: the six of the book's ``Trainer`` and four more.
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     "sgd": SGD,
     "momentum": Momentum,
@@ -28,6 +29,7 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "adamw": AdamW,
     "amsgrad": AMSGrad,
     "adabound": AdaBound,
+    "swats": SWATS,
 }
 
 
@@ -37,7 +39,8 @@ def get(name: str, **params: Any) -> Optimizer:
     Parameters
     ----------
     name : str
-        One of ``'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw', 'amsgrad', 'adabound'``
+        One of ``'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw', 'amsgrad', 'adabound',
+        'swats'``
         (``'SGD'``, ``'Adam'`` ... work too).
     **params
         Hyperparameters for the class (``lr=0.01`` ...).

@@ -5,24 +5,26 @@ oracle and the benchmarks as the baseline.
 """
 
 from . import (
-               activations,
-               conv,
-               dropout,
-               im2col,
-               linalg,
-               losses,
-               normalization,
-               optimizers,
-               pooling,
-               recurrent,
-               sequence,
+    activations,
+    conv,
+    dropout,
+    im2col,
+    linalg,
+    losses,
+    normalization,
+    optimizers,
+    pooling,
+    recurrent,
+    reparam,
+    sequence,
 )
 
 # The modules' public names, gathered before the star imports below rebind ``im2col`` (the module) to
 # ``im2col`` (the function of the same name).
-__all__ = [name for mod in (activations, conv, dropout, im2col, linalg, losses, normalization, optimizers,
-                                         pooling, recurrent, sequence)
-           for name in mod.__all__]
+__all__ = [name for mod in (
+    activations, conv, dropout, im2col, linalg, losses, normalization, optimizers, pooling,
+    recurrent, reparam, sequence,
+) for name in mod.__all__]
 
 from .activations import *  # noqa: E402, F403
 from .conv import *  # noqa: E402, F403
@@ -34,4 +36,5 @@ from .normalization import *  # noqa: E402, F403
 from .optimizers import *  # noqa: E402, F403
 from .pooling import *  # noqa: E402, F403
 from .recurrent import *  # noqa: E402, F403
+from .reparam import *  # noqa: E402, F403
 from .sequence import *  # noqa: E402, F403

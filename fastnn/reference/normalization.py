@@ -44,7 +44,7 @@ from .. import _checks
 
 __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "layernorm_forward",
            "layernorm_backward", "groupnorm_forward", "groupnorm_backward", "instancenorm_forward",
-           "instancenorm_backward"]
+           "instancenorm_backward", "batchrenorm_forward_train", "batchrenorm_forward_infer", "batchrenorm_backward"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -189,6 +189,134 @@ def _batchnorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean
     xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
     dx = _input_grad(dout * _per_channel(gamma, x.ndim), xhat, _per_channel(inv_std, x.ndim), axes)
     return dx, (dout * xhat).sum(axis=axes), dout.sum(axis=axes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batch renormalization (Ioffe 2017, arXiv:1702.03275, Algorithm 1)
+
+
+def batchrenorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                              running_std: np.ndarray, rmax: float, dmax: float, momentum: float = 0.9,
+                              eps: float = 1e-5) -> tuple[np.ndarray, ...]:
+    r"""Batch renormalization in training: batch statistics corrected towards the running ones by r and d.
+
+    .. math::
+        \sigma_B = \sqrt{\sigma_B^2 + \epsilon}, \quad
+        r = \mathrm{clip}_{[1/r_{max},\, r_{max}]}\Big(\frac{\sigma_B}{\sigma}\Big), \quad
+        d = \mathrm{clip}_{[-d_{max},\, d_{max}]}\Big(\frac{\mu_B - \mu}{\sigma}\Big)
+
+        y = \gamma\Big(\frac{x - \mu_B}{\sigma_B}\,r + d\Big) + \beta
+
+        \mu \leftarrow m\,\mu + (1 - m)\,\mu_B, \qquad \sigma \leftarrow m\,\sigma + (1 - m)\,\sigma_B
+
+    with :math:`\mu, \sigma` the running mean and standard deviation *before* this step's update (the paper's
+    order), :math:`\sigma_B^2` the biased batch variance and m = ``momentum`` (the paper's update rate
+    :math:`\alpha` is 1 - m). r and d are constants of the step: :func:`batchrenorm_backward` treats them so
+    (the paper's ``stop_gradient``). rmax = 1, dmax = 0 make r = 1, d = 0: plain batch normalization.
+
+    Parameters
+    ----------
+    x : array_like (N, D) or (N, C, H, W), N >= 1
+        Statistics per feature D over N, or per channel C over N, H, W.
+    gamma, beta : array_like (D,) or (C,)
+    running_mean, running_std : ndarray (D,) or (C,), float32 or float64, writeable
+        :math:`\mu, \sigma`, read for r, d and then updated in place.
+    rmax : float >= 1
+    dmax : float >= 0
+    momentum : float in [0, 1]
+        Weight of the old running value (Deep Learning from Scratch's convention).
+    eps : float > 0
+
+    Returns
+    -------
+    out : ndarray, x's shape
+    mean, inv_std : ndarray (D,) or (C,)
+        :math:`\mu_B` and :math:`1/\sigma_B`, for :func:`batchrenorm_backward`.
+    r, d : ndarray (D,) or (C,)
+        The corrections used. All five in the common float dtype of x, gamma and beta.
+    """
+    x, gamma, beta, rmax, dmax, momentum, eps = _checks.check_batchrenorm_forward_train(
+        "batchrenorm_forward_train", x, gamma, beta, running_mean, running_std, rmax, dmax, momentum, eps)
+    return _batchrenorm_forward_train(x, gamma, beta, running_mean, running_std, rmax, dmax, momentum, eps)
+
+
+def _batchrenorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                               running_std: np.ndarray, rmax: float, dmax: float, momentum: float = 0.9,
+                               eps: float = 1e-5) -> tuple[np.ndarray, ...]:
+    axes = _batch_axes(x.ndim)
+    mean = x.mean(axis=axes)
+    sigma = np.sqrt(x.var(axis=axes) + eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.clip(sigma / running_std, 1 / rmax, rmax).astype(x.dtype)
+        d = np.clip((mean - running_mean) / running_std, -dmax, dmax).astype(x.dtype)
+    xhat = (x - _per_channel(mean, x.ndim)) / _per_channel(sigma, x.ndim)
+    out = _per_channel(gamma, x.ndim) * (xhat * _per_channel(r, x.ndim) + _per_channel(d, x.ndim)) \
+        + _per_channel(beta, x.ndim)
+    running_mean[...] = momentum * running_mean + (1 - momentum) * mean
+    running_std[...] = momentum * running_std + (1 - momentum) * sigma
+    return out, mean, 1 / sigma, r, d
+
+
+def batchrenorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                              running_std: np.ndarray) -> np.ndarray:
+    r"""Batch renormalization at inference: the running statistics, as in batch normalization.
+
+    .. math:: y = \gamma_c \frac{x - \mathrm{running\_mean}_c}{\mathrm{running\_std}_c} + \beta_c
+
+    (``running_std`` already holds :math:`\sqrt{\sigma_B^2 + \epsilon}` averages: no eps is added.)
+
+    Parameters
+    ----------
+    x : array_like (N, D) or (N, C, H, W)
+    gamma, beta, running_mean, running_std : array_like (D,) or (C,)
+
+    Returns
+    -------
+    out : ndarray, x's shape, the common float dtype of all five arrays
+    """
+    return _batchrenorm_forward_infer(*_checks.check_batchrenorm_forward_infer(
+        "batchrenorm_forward_infer", x, gamma, beta, running_mean, running_std))
+
+
+def _batchrenorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                               running_std: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _per_channel(gamma, x.ndim) * (x - _per_channel(running_mean, x.ndim)) \
+            / _per_channel(running_std, x.ndim) + _per_channel(beta, x.ndim)
+
+
+def batchrenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
+                         r: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Gradients of :func:`batchrenorm_forward_train`, r and d held constant.
+
+    .. math::
+        \widehat{dx} = dout\cdot\gamma\,r, \quad
+        dx = \frac{\mathrm{inv\_std}}{M}\Big(M\,\widehat{dx} - \sum\widehat{dx} - \hat x\sum\widehat{dx}\,\hat x\Big)
+
+        d\gamma = \sum dout\,(\hat x\,r + d), \qquad d\beta = \sum dout
+
+    Parameters
+    ----------
+    dout, x : array_like (N, D) or (N, C, H, W), N >= 1
+    gamma, mean, inv_std, r, d : array_like (D,) or (C,)
+        ``mean``, ``inv_std``, ``r`` and ``d`` as returned by the forward pass.
+
+    Returns
+    -------
+    dx : ndarray, x's shape
+    dgamma, dbeta : ndarray (D,) or (C,)
+        In the common float dtype of the inputs.
+    """
+    return _batchrenorm_backward(*_checks.check_batchrenorm_backward(
+        "batchrenorm_backward", dout, x, gamma, mean, inv_std, r, d))
+
+
+def _batchrenorm_backward(dout: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
+                          r: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    axes, n = _batch_axes(x.ndim), x.ndim
+    xhat = (x - _per_channel(mean, n)) * _per_channel(inv_std, n)
+    dx = _input_grad(dout * _per_channel(gamma * r, n), xhat, _per_channel(inv_std, n), axes)
+    return dx, (dout * (xhat * _per_channel(r, n) + _per_channel(d, n))).sum(axis=axes), dout.sum(axis=axes)
 
 
 # ---------------------------------------------------------------------------------------------------------------

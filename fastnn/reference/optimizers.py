@@ -16,7 +16,7 @@ import numpy as np
 from .. import _checks, _stepsizes
 
 __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
-           "adamw_step", "adabound_step"]
+           "adamw_step", "adabound_step", "swats_adam_step", "swats_sgd_step"]
 
 
 def _l2(g: np.ndarray, param: np.ndarray, weight_decay: float) -> np.ndarray:
@@ -324,3 +324,88 @@ def _adabound_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.nda
     v += t(1.0 - beta2) * (g * g)
     rate = np.clip(t(step_size) / (np.sqrt(v) + t(eps)), t(lower), t(upper))
     param -= rate * m
+
+
+def swats_adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+                    beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> tuple[np.floating, np.floating]:
+    r"""The Adam phase of SWATS (Keskar & Socher 2017, arXiv:1712.07628, Algorithm 1), in place; returns the two
+    dot products its switch criterion needs.
+
+    .. math::
+        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \qquad a \leftarrow \beta_2 a + (1 - \beta_2) g^2 \\
+        p_k &= -\eta \frac{\sqrt{1 - \beta_2^k}}{1 - \beta_1^k} \frac{m}{\sqrt a + \epsilon}, \qquad
+        w \leftarrow w + p_k
+
+    (``v`` holds the paper's :math:`a`.) The criterion (:class:`fastnn.optim.SWATS`) uses
+    :math:`p_k^\top g_k` and :math:`p_k^\top p_k`, with :math:`g_k` the gradient the step used (plus
+    :math:`\lambda w` when ``weight_decay`` :math:`\lambda > 0`).
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    m, v : ndarray, param's shape and dtype
+        Moments, updated in place (start from zeros).
+    lr, beta1, beta2, eps : float
+        As in :func:`adam_step`.
+    step : int
+        The step :math:`k \ge 1` being taken (the bias corrections are computed from it in float64).
+    weight_decay : float
+        L2 coefficient (added to the gradient).
+
+    Returns
+    -------
+    pg, pp : param's dtype (0-d NumPy scalars)
+        :math:`p_k^\top g_k` and :math:`p_k^\top p_k`, summed in float64 and rounded once.
+    """
+    g, *scalars = _checks.check_swats_adam_step("swats_adam_step", param, grad, m, v, lr, beta1, beta2, eps, step,
+                                                weight_decay)
+    return _swats_adam_step(param, g, m, v, *scalars)
+
+
+def _swats_adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
+                     beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> tuple[np.floating, np.floating]:
+    t = param.dtype.type
+    g = _l2(grad, param, weight_decay)
+    m *= t(beta1)
+    m += t(1.0 - beta1) * g
+    v *= t(beta2)
+    v += t(1.0 - beta2) * (g * g)
+    p = -(t(_stepsizes.adam_step_size(lr, beta1, beta2, step)) * m) / (np.sqrt(v) + t(eps))
+    param += p
+    p64 = p.astype(np.float64).ravel()
+    return t(p64 @ g.astype(np.float64).ravel()), t(p64 @ p64)
+
+
+def swats_sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, beta1: float,
+                   weight_decay: float = 0.0) -> None:
+    r"""The SGD phase of SWATS (Keskar & Socher 2017, Algorithm 1), in place.
+
+    .. math:: b \leftarrow \beta_1 b + g, \qquad w \leftarrow w - (1 - \beta_1)\,\Lambda\, b
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        Updated in place.
+    grad : array_like, param's shape
+    buf : ndarray, param's shape and dtype
+        The momentum buffer :math:`b` (the paper's :math:`v`), updated in place; zeros at the switch.
+    lr : float
+        :math:`\Lambda > 0`, the learning rate SWATS learned in its Adam phase.
+    beta1 : float
+        Momentum :math:`\beta_1` (Adam's, as in the paper).
+    weight_decay : float
+        L2 coefficient (added to the gradient).
+    """
+    g, lr, beta1, weight_decay = _checks.check_optimizer_step("swats_sgd_step", param, grad, {"buf": buf}, lr=lr,
+                                                              beta1=beta1, weight_decay=weight_decay)
+    _swats_sgd_step(param, g, buf, lr, beta1, weight_decay)
+
+
+def _swats_sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, beta1: float,
+                    weight_decay: float = 0.0) -> None:
+    t = param.dtype.type
+    buf *= t(beta1)
+    buf += _l2(grad, param, weight_decay)
+    param -= t(lr * (1.0 - beta1)) * buf

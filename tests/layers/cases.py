@@ -149,6 +149,29 @@ def batchnorm_infer(dtype, rng):
     return batchnorm(dtype, rng, x_shape=(3, 4, 3, 2), param_size=4, train=False)
 
 
+def batchrenorm(dtype, rng, train=True):
+    """Per channel; the running statistics make r = rmax and d = +-dmax (clipped), so r and d stay constant under
+    the central differences of test_gradients (the gradient treats them as constants)."""
+    x = _normal(rng, (3, 4, 3, 2), dtype, 2.0) + dtype.type(0.5)
+    gamma, beta = _normal(rng, (4,), dtype) + dtype.type(1), _normal(rng, (4,), dtype)
+    start_mean = np.array([20, -20, 20, -20], dtype)
+    start_std = np.full(4, 1e-2, dtype)
+    g0, b0 = gamma.copy(), beta.copy()
+    layer = L.BatchRenormalization(gamma, beta, momentum=0.8, rmax=2.0, dmax=lambda step: 0.5,
+                                   running_mean=start_mean, running_std=start_std)
+
+    def twin(dout):
+        rm, rs = start_mean.copy(), start_std.copy()
+        if not train:
+            out = R.batchrenorm_forward_infer(x, g0, b0, rm, rs)
+            return out, None, {}, {"running_mean": rm, "running_std": rs}
+        out, mean, inv_std, r, d = R.batchrenorm_forward_train(x, g0, b0, rm, rs, 2.0, 0.5, 0.8, 1e-5)
+        dx, dgamma, dbeta = R.batchrenorm_backward(dout, x, g0, mean, inv_std, r, d)
+        return out, dx, {"gamma": dgamma, "beta": dbeta}, {"running_mean": rm, "running_std": rs}
+
+    return Built(layer, {"x": x, "train_flg": train}, x.shape, twin, ["gamma", "beta"])
+
+
 def layernorm(dtype, rng, x_shape=(4, 6)):
     x = _normal(rng, x_shape, dtype, 2.0)
     gamma, beta = _normal(rng, x_shape[1:], dtype) + dtype.type(1), _normal(rng, x_shape[1:], dtype)
@@ -177,6 +200,65 @@ def groupnorm(dtype, rng):
         return out, dx, {"gamma": dgamma, "beta": dbeta}, {}
 
     return Built(L.GroupNormalization(gamma, beta, 3), {"x": x}, x.shape, twin, ["gamma", "beta"])
+
+
+def instancenorm(dtype, rng):
+    x = _normal(rng, (3, 4, 2, 3), dtype, 2.0)
+    gamma, beta = _normal(rng, (4,), dtype) + dtype.type(1), _normal(rng, (4,), dtype)
+    g0, b0 = gamma.copy(), beta.copy()
+
+    def twin(dout):
+        out, mean, inv_std = R.instancenorm_forward(x, g0, b0, 1e-5)
+        dx, dgamma, dbeta = R.instancenorm_backward(dout, x, g0, mean, inv_std)
+        return out, dx, {"gamma": dgamma, "beta": dbeta}, {}
+
+    return Built(L.InstanceNormalization(gamma, beta), {"x": x}, x.shape, twin, ["gamma", "beta"])
+
+
+def _wrapped(kind, conv):
+    """WeightNorm / SpectralNorm of an Affine (W (in, out), units on axis -1) or a Convolution (units on axis 0);
+    the twin applies the reparametrization with the reference kernels and runs the book's layer maths."""
+    def build(dtype, rng):
+        if conv:
+            x, W = _normal(rng, (2, 3, 5, 4), dtype), _normal(rng, (4, 3, 3, 2), dtype, 0.5)
+            inner, dim, out_shape = L.Convolution(W, _normal(rng, (4,), dtype), 1, 1), 0, (2, 4, 5, 5)
+        else:
+            x, W = _normal(rng, (4, 6), dtype), _normal(rng, (6, 5), dtype)
+            inner, dim, out_shape = L.Affine(W, _normal(rng, (5,), dtype)), -1, (4, 5)
+        W0, b0 = W.copy(), inner.b.copy()
+        if kind == "weight":
+            g = (1 + rng.random(W.shape[dim])).astype(dtype)
+            layer, g0 = L.WeightNorm(inner, g=g), g.copy()
+        else:
+            layer = L.SpectralNorm(inner, seed=3)
+            u0, v0 = layer.u.copy(), layer.v.copy()
+
+        def layer_maths(w, dout):
+            if conv:
+                out = R.conv2d_forward(x, w, b0, 1, 1)
+                dx, dw, db = R.conv2d_backward(dout, x, w, 1, 1)
+                return out, dx, dw, db
+            return x @ w + b0, dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+        def twin(dout):
+            if kind == "weight":
+                w, norm = R.weightnorm_forward(W0, g0, dim)
+                out, dx, dw, db = layer_maths(w, dout)
+                dv, dg = R.weightnorm_backward(dw, W0, g0, norm, dim)
+                return out, dx, {"v": dv, "g": dg, "b": db}, {}
+            u, v = u0.copy(), v0.copy()
+            w, sigma = R.spectralnorm_forward(W0, u, v, dim, training=False)
+            out, dx, dw, db = layer_maths(w, dout)
+            return out, dx, {"W": R.spectralnorm_backward(dw, W0, u, v, float(sigma), dim), "b": db}, {"u": u, "v": v}
+
+        inputs = {"x": x} if kind == "weight" else {"x": x, "train_flg": False}
+        return Built(layer, inputs, out_shape, twin, ["v", "g", "b"] if kind == "weight" else ["W", "b"])
+
+    return build
+
+
+weightnorm_affine, weightnorm_conv = _wrapped("weight", False), _wrapped("weight", True)
+spectralnorm_affine, spectralnorm_conv = _wrapped("spectral", False), _wrapped("spectral", True)
 
 
 def convolution(dtype, rng, x_shape=(2, 3, 7, 6), w_shape=(4, 3, 3, 3), stride=1, pad=0, out_hw=(5, 4)):
@@ -223,9 +305,10 @@ avgpool_padded = _pooling(L.AvgPooling, R.avgpool2d_forward, R.avgpool2d_backwar
 CASES = {name: globals()[name] for name in (
     "affine", "affine_4d", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "softmax_onehot", "softmax_exact",
     "softmax_exact_onehot", "dropout",
-    "dropout_infer", "batchnorm", "batchnorm_4d_channel", "batchnorm_4d_feature", "batchnorm_infer", "layernorm",
-    "layernorm_4d", "groupnorm", "convolution", "convolution_strided", "maxpool", "maxpool_padded", "avgpool",
-    "avgpool_padded")}
+    "dropout_infer", "batchnorm", "batchrenorm", "batchnorm_4d_channel", "batchnorm_4d_feature", "batchnorm_infer",
+    "layernorm", "layernorm_4d", "groupnorm", "instancenorm", "convolution", "convolution_strided", "maxpool",
+    "maxpool_padded", "avgpool", "avgpool_padded", "weightnorm_affine", "weightnorm_conv", "spectralnorm_affine",
+    "spectralnorm_conv")}
 
 
 def run(built: Built, dout: Any) -> tuple:

@@ -354,6 +354,9 @@ _STEPS = {
                                 "bias_correction2": 0.01, "weight_decay": 0.1}),
     "adabound_step": (("m", "v"), {"lr": 0.01, "final_lr": 0.1, "gamma": 0.001, "beta1": 0.9, "beta2": 0.99,
                                    "eps": 1e-8, "step": 2}),
+    "swats_adam_step": (("m", "v"), {"lr": 0.01, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "step": 3,
+                                     "weight_decay": 0.1}),
+    "swats_sgd_step": (("buf",), {"lr": 0.1, "beta1": 0.9, "weight_decay": 0.01}),
 }
 
 

@@ -231,10 +231,13 @@ def test_layernorm_special_in_one_sample_like_torch(impl, special, fdtype, twin)
 
 #: Kernels that raise "N must be >= 1" for N = 0 (a mean over the batch: docs/design.md).
 RAISES_N = {"softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss", "batchnorm_forward_train",
-            "batchnorm_backward", "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward"}
+            "batchnorm_backward", "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward",
+            "batchrenorm_forward_train", "batchrenorm_backward"}
 #: Optimizer steps and gradient clipping act on parameters and their gradients, which have no batch axis (a 0-size
-#: parameter is a no-op).
-NO_BATCH = {name for name in K.__all__ if {"param", "grads"} & set(CASES[name].args)}
+#: parameter is a no-op); so do the weight reparametrizations (weight and spectral normalization of a layer's
+#: weight).
+NO_BATCH = {name for name in K.__all__
+            if {"param", "grads"} & set(CASES[name].args) or name.startswith(("weightnorm", "spectralnorm"))}
 #: Every other kernel returns empty results for N = 0 (docs/design.md lists elementwise, conv, pooling, im2col;
 #: the others follow the same rule, and so must a new kernel unless it is listed above).
 EMPTY_OK = set(K.__all__) - RAISES_N - NO_BATCH
@@ -262,7 +265,8 @@ def test_zero_size_tables_cover_every_kernel():
     assert RAISES_N <= set(K.__all__)
     assert not (RAISES_N & NO_BATCH)
     assert NO_BATCH == {"sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
-                        "adamw_step", "adabound_step", "clip_grads"}
+                        "adamw_step", "adabound_step", "clip_grads", "swats_adam_step", "swats_sgd_step",
+                        "weightnorm_forward", "weightnorm_backward", "spectralnorm_forward", "spectralnorm_backward"}
 
 
 @pytest.mark.parametrize("name", sorted(EMPTY_OK | RAISES_N))
