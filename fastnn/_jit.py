@@ -2,7 +2,9 @@
 
 Every loop body is compiled twice from one Python function: a serial twin (``parallel=False``, where ``prange``
 is a plain ``range``) and a parallel one (``parallel=True``). :meth:`Kernel.run` picks one by the size of the
-work, by the thread count the user asked for, and by what is safe in this process.
+work, by the thread count the user asked for, and by what is safe in this process. A body that already runs one
+slot of per-thread scratch per call (the Winograd convolution) is a :class:`SlotKernel` instead: compiled once,
+serial, its slots launched on Python threads -- a ``prange`` twin of such a body cost twice its compile time.
 
 Size
     Starting Numba's thread pool costs ~20 us, so small inputs run the serial twin (thresholds in
