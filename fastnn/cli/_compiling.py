@@ -130,7 +130,8 @@ def in_worker(fn: Callable[..., Any], *args: Any) -> Worker:
     """Start ``fn(*args)`` in a new process (``spawn``: a fresh interpreter, safe whatever this process's threads or
     OpenMP pool) whose only product is the kernels it compiles into the shared on-disk cache.
 
-    ``fn`` and ``args`` must be picklable (a module-level function). Nothing is started when the cache is not
+    ``fn`` and ``args`` must be picklable (a module-level function), and, as for any ``spawn`` start, the main
+    module import-safe (``python -m fastnn`` is). Nothing is started when the cache is not
     shared (:func:`cache_dir` is None), on one core, or when ``FASTNN_COMPILE_WORKERS=0``: the returned worker's
     :meth:`Worker.join` is then False at once.
     """
