@@ -8,6 +8,7 @@ Subcommands::
                                                                        batchnorm | overfit | hyperparam
                                                                        (--scheduler ADDRESS: on a Dask cluster)
     fastnn bench [...]                                                 kernel benchmarks (fastnn.bench)
+    fastnn warmup [--dtype float32,float64] [--jobs N] [--quiet]        compile every kernel into the cache
 
 Exit codes: 0 done; 1 failed (download, corrupt data ...: the message says what to do); 2 bad usage or a
 missing optional dependency (the message names the pip extra to install).
@@ -32,10 +33,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import demo, experiments
+    from .cli import demo, experiments, warmup
 
     parser = argparse.ArgumentParser(prog="fastnn", description="fastnn: fast CPU neural-network kernels.")
-    sub = parser.add_subparsers(dest="command", metavar="{demo,experiment,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,experiment,bench,warmup}")
     sub.required = True
     demo.add_arguments(sub.add_parser("demo", help="train SimpleConvNet on real digits (--task text: a char LSTM on "
                                       "Tiny Shakespeare) and show the speed-up",
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_arguments(sub.add_parser("experiment", help="reproduce a figure of the book's chapter 6",
                                              description=experiments.__doc__.split("\n\n")[0],
                                              formatter_class=_HelpFormatter))
+    warmup.add_arguments(sub.add_parser("warmup", help="compile every kernel for this machine ahead of time",
+                                        description=warmup.__doc__.split("\n\n")[0],
+                                        formatter_class=_HelpFormatter))
     sub.add_parser("bench", help="benchmark fastnn kernels against NumPy (fastnn bench --help)", add_help=False)
     return parser
 

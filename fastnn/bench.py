@@ -33,7 +33,7 @@ from typing import Any
 from . import bench_cases
 from ._jit import get_num_threads
 from .bench_cases import CASES, DTYPES, IMPLS, SIZES, Case
-from .cli import CLIError, add_threads_argument, apply_threads
+from .cli import CLIError, add_quiet_argument, add_threads_argument, apply_threads, progress_bar
 from .kernels import _bandwidth
 
 
@@ -117,9 +117,15 @@ def format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def run(cases: Sequence[str], sizes: Sequence[str], dtypes: Sequence[str], repeat: int, min_time: float,
-        bandwidth: float | None, out: Any = None) -> list[dict[str, Any]]:
-    """Time every (case, size, dtype) and print one table row each as it finishes; returns the rows as dicts."""
+        bandwidth: float | None, out: Any = None, quiet: bool = False) -> list[dict[str, Any]]:
+    """Time every (case, size, dtype) and print one table row each as it finishes; returns the rows as dicts.
+
+    On a terminal (stderr) a progress bar names the row being timed, unless ``quiet``.
+    """
     out = sys.stdout if out is None else out
+    todo = [(name, size, dtype) for name in cases for size in sizes if size in CASES[name].sizes
+            for dtype in dtypes if dtype in CASES[name].dtypes]
+    bar = progress_bar(len(todo), "timing", " rows", quiet=quiet)
     impls = [i for i in IMPLS if i != "torch" or bench_cases.torch_available()]
     header = ["case", "size", "dtype", *impls, "numpy/fastnn", *(["torch/fastnn"] if "torch" in impls else []),
               "GB/s", "of triad"]
@@ -129,22 +135,24 @@ def run(cases: Sequence[str], sizes: Sequence[str], dtypes: Sequence[str], repea
     print(format_row(header, widths), file=out)
     print(format_row(["-" * w for w in widths], widths), file=out, flush=True)
     results = []
-    for name in cases:
+    for name, size, dtype in todo:
         case = CASES[name]
-        for size in sizes:
-            if size not in case.sizes:
-                continue
-            for dtype in dtypes:
-                if dtype not in case.dtypes:
-                    continue
-                calls, missing = _calls(case, impls, size, dtype)
-                times: dict[str, float | None] = dict.fromkeys(impls)
-                times.update(measure(calls, repeat, min_time) if calls else {})
-                del calls
-                res = {"case": name, "size": size, "dtype": dtype, "times": times, "missing": missing,
-                       "bytes": case.bytes_moved(size, dtype)}
-                results.append(res)
-                print(format_row(_row(res, impls, bandwidth), widths), file=out, flush=True)
+        if bar is not None:
+            bar.set_postfix_str(f"{name} {size} {dtype}")
+        calls, missing = _calls(case, impls, size, dtype)
+        times: dict[str, float | None] = dict.fromkeys(impls)
+        times.update(measure(calls, repeat, min_time) if calls else {})
+        del calls
+        res = {"case": name, "size": size, "dtype": dtype, "times": times, "missing": missing,
+               "bytes": case.bytes_moved(size, dtype)}
+        results.append(res)
+        if bar is not None:
+            bar.clear()  # the row replaces the bar's line; the bar is drawn again below it
+        print(format_row(_row(res, impls, bandwidth), widths), file=out, flush=True)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     for res in results:
         for impl, why in res["missing"].items():
             if impl != "torch":
@@ -232,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats and the mnist size only")
     add_threads_argument(parser, torch=True)
     parser.add_argument("--no-triad", action="store_true", help="skip the triad bandwidth measurement")
+    add_quiet_argument(parser)
     parser.add_argument("--list", action="store_true", help="list the cases and their shapes per size, and exit")
     parser.add_argument("--targets", action="store_true", help="measure the speed targets instead (forward+backward "
                         "pairs, optimizer and training steps, float32, vs torch): the registry's cases with a goal")
@@ -268,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"triad bandwidth: {f'{bandwidth / 1e9:.1f} GB/s' if bandwidth else 'not measured'}")
     print(f"median of {repeat} repeats per call, JIT warmed, {get_num_threads()} threads; "
           "ratios > 1x: fastnn is faster")
-    run(cases, sizes, dtypes, repeat, 0.005 if args.quick else 0.05, bandwidth)
+    run(cases, sizes, dtypes, repeat, 0.005 if args.quick else 0.05, bandwidth, quiet=args.quiet)
     return 0
 
 

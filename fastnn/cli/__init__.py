@@ -6,6 +6,8 @@ The argument helpers here serve every subcommand, ``bench`` included (:mod:`fast
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 
 class CLIError(Exception):
@@ -67,3 +69,21 @@ def apply_threads(n: int | None, *, torch: bool = False) -> None:
         except ImportError:
             return
         torch_module.set_num_threads(n)
+
+
+def add_quiet_argument(p: argparse.ArgumentParser) -> None:
+    """``--quiet``, shared by every long-running subcommand: no progress bars or notices, only the results."""
+    p.add_argument("--quiet", action="store_true", help="no progress bar or notices (a pipe never gets a bar)")
+
+
+def progress_bar(total: int | None, desc: str, unit: str, *, quiet: bool = False, stream: Any = None) -> Any:
+    """A tqdm bar on ``stream`` (default stderr) when it is a terminal, ``quiet`` is off and tqdm is installed (the
+    ``examples`` extra); else None. Callers ``update`` and ``close`` it when it is not None."""
+    stream = sys.stderr if stream is None else stream
+    if quiet or not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False, dynamic_ncols=True)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from . import CLIError, _data, _positive_int, add_threads_argument, apply_threads
+from . import CLIError, _data, _positive_int, add_quiet_argument, add_threads_argument, apply_threads
 
 NAMES = ("optimizers", "init", "activations", "batchnorm", "overfit", "hyperparam")
 
@@ -86,6 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="LocalCluster: worker processes (default: cores // --worker-threads)")
     p.add_argument("--worker-threads", type=_positive_int, default=1,
                    help="Numba threads per worker (more: fewer, fatter workers)")
+    add_quiet_argument(p)
     p.set_defaults(run=run)
 
 
@@ -162,7 +163,7 @@ def _map(args: argparse.Namespace, task: Callable[..., Any], items: list[dict[st
 
     trials = [Trial(i, args.seed, item) for i, item in enumerate(items)]
     warm = functools.partial(_warm_items, task, items, args.seed) if args.client is not None else None
-    records = run_trials(trials, task, data=data, client=args.client, warm=warm, progress=args.client is not None,
+    records = run_trials(trials, task, data=data, client=args.client, warm=warm, progress=not args.quiet,
                          desc=args.name)
     failed = [r for r in records if r["status"] != "ok"]
     if failed:

@@ -41,10 +41,9 @@ keep taps whose windows miss it finite. NaN is never lost. :data:`fastnn.config.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .. import config
-from .._jit import Kernel, helper, kernel
+from .._jit import Kernel, helper, slot_kernel
 from .._validate import WindowGeometry
 from . import _blas
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
@@ -285,17 +284,18 @@ def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
 # ---------------------------------------------------------------------------------------------------------------
 # Kernels: a chunk of images per iteration, on the running thread's scratch.
 #
-# The scratch has one slot per thread of the launch (``Kernel.threads``), and the parallel loop runs over those
-# slots, each taking a fixed share of the chunks. ``numba.get_thread_id()`` would be simpler but is unusable here:
-# a serial twin that contains it, loaded from the on-disk cache, crashes (SIGSEGV, measured) even when the call
-# is not reached.
+# The scratch has one slot per thread of the launch (``Kernel.threads``); each body runs one slot, which takes a
+# fixed share of the chunks, and ``SlotKernel.run`` runs the slots on as many threads (see ``fastnn._jit``: that
+# spares compiling a ``prange`` twin, the costliest compilation of a first run). ``numba.get_thread_id()`` is no
+# way to find a thread's slot: a kernel that contains it, loaded from the on-disk cache, crashes (SIGSEGV,
+# measured) even when the call is not reached.
 
 
-@kernel("window")
-def _forward(x, U, b, out, V, M, PH, PW, TH, TWp, m):
-    """out (N, K, OH, OW) = conv(x (N, C, H, W), filters with transforms U (16, K, C)) + b (K,).
-
-    V (S, 16, C, w), M (S, 16, K, w) with w >= m*L: the scratch of each of S slots; slot s takes chunks s, s + S, ...
+@slot_kernel("window")
+def _forward(slot, x, U, b, out, V, M, PH, PW, TH, TWp, m):
+    """out (N, K, OH, OW) = conv(x (N, C, H, W), filters with transforms U (16, K, C)) + b (K,), slot ``slot``'s
+    share: V (S, 16, C, w), M (S, 16, K, w) with w >= m*L are the scratch of each of S slots; slot s takes chunks
+    s, s + S, ...
     """
     N, C = x.shape[0], x.shape[1]
     K = U.shape[1]
@@ -304,34 +304,34 @@ def _forward(x, U, b, out, V, M, PH, PW, TH, TWp, m):
     LE = (TH + 1) * TWp
     S = V.shape[0]
     chunks = (N + m - 1) // m
-    for slot in prange(S):
-        pe = np.zeros(2 * LE + 4, dtype=x.dtype)
-        po = np.zeros(2 * LE + 4, dtype=x.dtype)
-        E = np.empty((4, LE), dtype=x.dtype)
-        O = np.empty((4, LE), dtype=x.dtype)
-        P = np.empty((2, 4, L), dtype=x.dtype)
-        Y = np.empty((2, 2 * L), dtype=x.dtype)
-        Vs = V[slot]
-        Ms = M[slot]
-        for ch in range(slot, chunks, S):
-            n0 = ch * m
-            k = min(m, N - n0)
-            for i in range(k):
-                for c in range(C):
-                    _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
-            before = set_threads_local(1)
-            for xi in range(16):
-                _gemm(False, False, K, k * L, C, U[xi], C, Vs[xi], w, 0.0, Ms[xi], w)
-            set_threads_local(before)
-            for i in range(k):
-                for f in range(K):
-                    _output_transform(Ms, f, i * L, b[f], TH, TWp, P, Y, out[n0 + i, f])
+    pe = np.zeros(2 * LE + 4, dtype=x.dtype)
+    po = np.zeros(2 * LE + 4, dtype=x.dtype)
+    E = np.empty((4, LE), dtype=x.dtype)
+    O = np.empty((4, LE), dtype=x.dtype)
+    P = np.empty((2, 4, L), dtype=x.dtype)
+    Y = np.empty((2, 2 * L), dtype=x.dtype)
+    Vs = V[slot]
+    Ms = M[slot]
+    for ch in range(slot, chunks, S):
+        n0 = ch * m
+        k = min(m, N - n0)
+        for i in range(k):
+            for c in range(C):
+                _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
+        before = set_threads_local(1)
+        for xi in range(16):
+            _gemm(False, False, K, k * L, C, U[xi], C, Vs[xi], w, 0.0, Ms[xi], w)
+        set_threads_local(before)
+        for i in range(k):
+            for f in range(K):
+                _output_transform(Ms, f, i * L, b[f], TH, TWp, P, Y, out[n0 + i, f])
 
 
-@kernel("window")
-def _backward(x, dout, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, m, need_dx):
+@slot_kernel("window")
+def _backward(slot, x, dout, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, m, need_dx):
     """dU[g] (16, K, C) = sum of dM @ V^T over chunks g, g + G, ... (G = len(dU)); dbp (N, K) = per-plane sums
-    of dout; dx when need_dx. V, M: each slot's scratch, as in :func:`_forward`; slot s takes groups s, s + S, ...
+    of dout; dx when need_dx. Slot ``slot``'s share: V, M are each slot's scratch, as in :func:`_forward`; slot s
+    takes groups s, s + S, ...
 
     The G partial sums are fixed by the shapes, not by the thread count, so results are the same bits with any
     number of threads.
@@ -342,39 +342,38 @@ def _backward(x, dout, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, m, need_dx):
     L = TH * TWp
     LE = (TH + 1) * TWp
     chunks = (N + m - 1) // m
-    for slot in prange(S):
-        pe = np.zeros(2 * LE + 4, dtype=x.dtype)
-        po = np.zeros(2 * LE + 4, dtype=x.dtype)
-        E = np.empty((4, LE), dtype=x.dtype)
-        O = np.empty((4, LE), dtype=x.dtype)
-        D = np.zeros((2, 2 * L), dtype=x.dtype)
-        Q = np.empty((2, 4, L), dtype=x.dtype)
-        qe = np.empty(2 * LE, dtype=x.dtype)
-        qo = np.empty(2 * LE, dtype=x.dtype)
-        Vs = V[slot]
-        Ms = M[slot]
-        for g in range(slot, G, S):
-            dUg = dU[g]
-            dUg[:] = 0
-            for ch in range(g, chunks, G):
-                n0 = ch * m
-                k = min(m, N - n0)
-                for i in range(k):
-                    for f in range(K):
-                        _output_adjoint(dout[n0 + i, f], D, Q, Ms, f, i * L, TH, TWp, dbp, n0 + i)
-                    for c in range(C):
-                        _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
-                before = set_threads_local(1)
+    pe = np.zeros(2 * LE + 4, dtype=x.dtype)
+    po = np.zeros(2 * LE + 4, dtype=x.dtype)
+    E = np.empty((4, LE), dtype=x.dtype)
+    O = np.empty((4, LE), dtype=x.dtype)
+    D = np.zeros((2, 2 * L), dtype=x.dtype)
+    Q = np.empty((2, 4, L), dtype=x.dtype)
+    qe = np.empty(2 * LE, dtype=x.dtype)
+    qo = np.empty(2 * LE, dtype=x.dtype)
+    Vs = V[slot]
+    Ms = M[slot]
+    for g in range(slot, G, S):
+        dUg = dU[g]
+        dUg[:] = 0
+        for ch in range(g, chunks, G):
+            n0 = ch * m
+            k = min(m, N - n0)
+            for i in range(k):
+                for f in range(K):
+                    _output_adjoint(dout[n0 + i, f], D, Q, Ms, f, i * L, TH, TWp, dbp, n0 + i)
+                for c in range(C):
+                    _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
+            before = set_threads_local(1)
+            for xi in range(16):
+                _gemm(False, True, K, C, k * L, Ms[xi], w, Vs[xi], w, 1.0, dUg[xi], C)
+            if need_dx:
                 for xi in range(16):
-                    _gemm(False, True, K, C, k * L, Ms[xi], w, Vs[xi], w, 1.0, dUg[xi], C)
-                if need_dx:
-                    for xi in range(16):
-                        _gemm(True, False, C, k * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
-                set_threads_local(before)
-                if need_dx:
-                    for i in range(k):
-                        for c in range(C):
-                            _input_adjoint(Vs, c, i * L, PH, PW, TH, TWp, E, O, qe, qo, dx[n0 + i, c])
+                    _gemm(True, False, C, k * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
+            set_threads_local(before)
+            if need_dx:
+                for i in range(k):
+                    for c in range(C):
+                        _input_adjoint(Vs, c, i * L, PH, PW, TH, TWp, E, O, qe, qo, dx[n0 + i, c])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -386,8 +385,8 @@ def _tiles(g: WindowGeometry) -> tuple[int, int]:
 
 
 def _schedule(knl: Kernel, g: WindowGeometry, K: int, dtype: np.dtype,
-              ws: dict) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Chunk size m, work size, and each thread's scratch V (threads, 16, C, m*L), M (threads, 16, K, m*L)."""
+              ws: dict) -> tuple[int, np.ndarray, np.ndarray]:
+    """Chunk size m and each thread's scratch V (threads, 16, C, m*L), M (threads, 16, K, m*L)."""
     TH, TWp = _tiles(g)
     L = TH * TWp
     per_image = 16 * (g.C + K) * L * np.dtype(dtype).itemsize
@@ -396,7 +395,7 @@ def _schedule(knl: Kernel, g: WindowGeometry, K: int, dtype: np.dtype,
     threads = knl.threads(work)
     V = buffer(ws, "winograd.V", threads * 16 * g.C * m * L, dtype).reshape(threads, 16, g.C, m * L)
     M = buffer(ws, "winograd.M", threads * 16 * K * m * L, dtype).reshape(threads, 16, K, m * L)
-    return m, work, V, M
+    return m, V, M
 
 
 def _filter_transform(W: np.ndarray) -> np.ndarray:
@@ -411,9 +410,9 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: 
     K = W.shape[0]
     x = np.ascontiguousarray(x)
     out = np.empty((g.N, K, g.OH, g.OW), dtype=x.dtype)
-    m, work, V, M = _schedule(_forward, g, K, x.dtype, ws)
+    m, V, M = _schedule(_forward, g, K, x.dtype, ws)
     TH, TWp = _tiles(g)
-    _forward.run(work, x, _filter_transform(W), np.ascontiguousarray(b), out, V, M, g.PH, g.PW, TH, TWp, m)
+    _forward.run(len(V), x, _filter_transform(W), np.ascontiguousarray(b), out, V, M, g.PH, g.PW, TH, TWp, m)
     return out
 
 
@@ -423,13 +422,13 @@ def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, 
     K = W.shape[0]
     x = np.ascontiguousarray(x)
     dout = np.ascontiguousarray(dout)
-    m, work, V, M = _schedule(_backward, g, K, x.dtype, ws)
+    m, V, M = _schedule(_backward, g, K, x.dtype, ws)
     TH, TWp = _tiles(g)
     groups = max(1, min(-(-g.N // m), _GROUPS, _GROUP_BYTES // (16 * K * g.C * x.itemsize)))
     dU = np.empty((groups, 16, K, g.C), dtype=x.dtype)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward.run(work, x, dout, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, m, need_dx)
+    _backward.run(len(V), x, dout, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, m, need_dx)
     G = _G.astype(x.dtype)
     dW = np.ascontiguousarray(np.einsum("ai,abkc,bj->kcij", G, dU.sum(axis=0).reshape(4, 4, K, g.C), G))
     return (dx if need_dx else None), dW, dbp.sum(axis=0)

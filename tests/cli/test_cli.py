@@ -159,7 +159,7 @@ def test_console_script_and_module_entry():
     assert scripts.get("fastnn") == "fastnn.__main__:main"
     done = subprocess.run([sys.executable, "-m", "fastnn", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
-    assert "{demo,experiment,bench}" in done.stdout
+    assert "{demo,experiment,bench,warmup}" in done.stdout
 
 
 def _table_rows(out: str, first_cells: list[str]) -> dict[str, list[float]]:
