@@ -607,6 +607,110 @@ def _cases_act() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Attention, GELU, last-axis softmax, positional encoding (fastnn/kernels/attention.py)
+
+ATTN_SIZES = {
+    # S != T, d and dv not multiples of any vector width
+    "tiny": {"N": 2, "H": 2, "S": 5, "T": 7, "d": 3, "dv": 4},
+    # the issue's speed targets: causal self-attention, 8 heads of 32
+    "mnist": {"N": 64, "H": 8, "S": 64, "T": 64, "d": 32, "dv": 32},
+    "cifar": {"N": 16, "H": 8, "S": 256, "T": 256, "d": 32, "dv": 32},
+    # peak memory (asv_bench/attention.py): the materialised scores would be N*H*S*T = 8M elements
+    "long": {"N": 2, "H": 4, "S": 1024, "T": 1024, "d": 32, "dv": 32},
+}
+ATTN_DROPOUT, ATTN_SEED = 0.2, 77
+#: The keyword forms of an attention call besides the plain one (each checked against the twin).
+_ATTN_FORMS: dict[str, dict[str, Any]] = {
+    "causal": {"causal": True},
+    "bool_mask": {"mask": "bool"},
+    "additive_mask": {"mask": "additive"},
+    "dropout": {"dropout_p": ATTN_DROPOUT, "seed": ATTN_SEED},
+}
+
+
+def _attn_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    N, H, S, T = p["N"], p["H"], p["S"], p["T"]
+    q, k = _rand(rng, (N, H, S, p["d"]), dtype), _rand(rng, (N, H, T, p["d"]), dtype)
+    v, dout = _rand(rng, (N, H, T, p["dv"]), dtype), _rand(rng, (N, H, S, p["dv"]), dtype)
+    masks = {"bool": rng.random((S, T)) < 0.7,  # (S, T): broadcast over batch and heads
+             "additive": _rand(rng, (N, 1, S, T), dtype)}
+    masks["bool"][0] = False  # one fully masked row: zeros by contract
+    d = {"q": q, "k": k, "v": v, "dout": dout, "ones": np.ones_like(dout), "forms": {}}
+    if N * H * S * T > 1 << 16:  # benchmark sizes: the plain form only, without materialising the scores
+        d["out"], d["lse"] = kernels.attention_forward(q, k, v)
+        return d
+    for name, form in {"plain": {}, **_ATTN_FORMS}.items():
+        kw = {key: masks[val] if key == "mask" else val for key, val in form.items()}
+        out, lse = reference.attention_forward(q, k, v, **kw)
+        d["forms"][name] = {**kw, "out": out, "lse": lse}
+    d["out"], d["lse"] = d["forms"]["plain"]["out"], d["forms"]["plain"]["lse"]
+    return d
+
+
+def _attn_variant(name: str, backward: bool) -> Callable[[Inputs], Inputs]:
+    def kwargs(d: Inputs) -> Inputs:
+        kw = dict(d["forms"][name])
+        if not backward:
+            kw.pop("out"), kw.pop("lse")
+        return kw
+    return kwargs
+
+
+def _torch_sdpa(d: Inputs, grad: bool = False, causal: bool = False) -> tuple[Callable[[], Any], tuple[Any, ...]]:
+    F = _torch().nn.functional
+    q, k, v = _t(d["q"], grad), _t(d["k"], grad), _t(d["v"], grad)
+    return partial(F.scaled_dot_product_attention, q, k, v, is_causal=causal), (q, k, v)
+
+
+def _torch_gelu(d: Inputs) -> tuple[Callable[[], Any], tuple[Any, ...]]:
+    x = _t(d["x"], True)
+    return partial(_torch().nn.functional.gelu, x), (x,)
+
+
+def _attn_steps(k: types.ModuleType, d: Inputs) -> Run:
+    """Causal attention forward, then the backward of the sum of its outputs (dout = 1)."""
+    q, kk, v, ones = d["q"], d["k"], d["v"], d["ones"]
+
+    def step() -> Any:
+        out, lse = k.attention_forward(q, kk, v, causal=True)
+        return k.attention_backward(ones, q, kk, v, out, lse, causal=True)
+
+    return Run(step)
+
+
+def _cases_attention() -> Iterator[Case]:
+    yield Case("attention_forward", "attention", ATTN_SIZES, _attn_inputs, "attention_forward", ("q", "k", "v"),
+               variants={name: _attn_variant(name, False) for name in _ATTN_FORMS},
+               torch=lambda d: Run(_torch_sdpa(d)[0]))
+    yield Case("attention_backward", "attention", ATTN_SIZES, _attn_inputs, "attention_backward",
+               ("dout", "q", "k", "v", "out", "lse"),
+               variants={name: _attn_variant(name, True) for name in _ATTN_FORMS},
+               torch=lambda d: _torch_backward(*_torch_sdpa(d, True), d["dout"]))
+    for name, size, title in (("attention_causal_forward_backward", "mnist", "causal attention N64 h8 S64 d32"),
+                              ("attention_causal_forward_backward_long", "cifar",
+                               "causal attention N16 h8 S256 d32")):
+        yield Case(name, "attention", ATTN_SIZES, _attn_inputs, steps=_attn_steps,
+                   torch=lambda d: _fwd_bwd(*_torch_sdpa(d, True, causal=True), d["ones"]),
+                   goal=Goal(f"{title}, fwd+bwd of the sum", size))
+    tanh = {"tanh": lambda d: {"approximate": "tanh"}}
+    yield Case("gelu_forward", "attention", ACT_SIZES, _act_inputs, "gelu_forward", ("x",), variants=tanh,
+               torch=lambda d: Run(partial(_torch().nn.functional.gelu, _t(d["x"]))), traffic=_streams(2))
+    yield Case("gelu_backward", "attention", ACT_SIZES, _act_inputs, "gelu_backward", ("dout", "x"),
+               variants=tanh, torch=lambda d: _torch_backward(*_torch_gelu(d), d["dout"]), traffic=_streams(3))
+    yield Case("softmax_lastaxis_forward", "attention", ACT_SIZES, _act_inputs, "softmax_lastaxis_forward", ("x",),
+               torch=lambda d: Run(partial(_torch().softmax, _t(d["x"]), -1)), traffic=_streams(2))
+    yield Case("softmax_lastaxis_backward", "attention", ACT_SIZES, _act_inputs, "softmax_lastaxis_backward",
+               ("dout", "out"), torch=lambda d: Run(partial(_torch().ops.aten._softmax_backward_data, _t(d["dout"]),
+                                                            _t(d["out"]), -1, _torch().float32 if d["x"].dtype ==
+                                                            np.float32 else _torch().float64)),
+               traffic=_streams(3))
+    yield Case("positional_encoding", "attention", {**ACT_SIZES, "tiny": {"shape": (2, 5, 7)},
+                                                    "mnist": {"shape": (32, 128, 128)},
+                                                    "cifar": {"shape": (32, 512, 512)}},
+               _act_inputs, "positional_encoding", ("x",), traffic=_streams(2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Optimizer steps (fastnn/kernels/optimizers.py)
 
 OPT_SIZES = {
@@ -817,7 +921,8 @@ def _cases_training() -> Iterator[Case]:
 
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
-    for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training):
+    for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
+                  _cases_attention):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

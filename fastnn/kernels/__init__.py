@@ -15,15 +15,16 @@ import :mod:`fastnn.reference`: it is read here, for this text only.
 import inspect
 
 from .. import reference as _reference
-from . import activations, conv, dropout, im2col, linalg, losses, normalization, optimizers, pooling
+from . import activations, attention, conv, dropout, im2col, linalg, losses, normalization, optimizers, pooling
 
 # The modules' public names, gathered before the star imports below rebind ``im2col`` (the module) to
 # ``im2col`` (the function of the same name).
-__all__ = [name for mod in (activations, conv, dropout, im2col, linalg, losses, normalization, optimizers,
+__all__ = [name for mod in (activations, attention, conv, dropout, im2col, linalg, losses, normalization, optimizers,
                                          pooling)
            for name in mod.__all__]
 
 from .activations import *  # noqa: E402, F403
+from .attention import *  # noqa: E402, F403
 from .conv import *  # noqa: E402, F403
 from .dropout import *  # noqa: E402, F403
 from .im2col import *  # noqa: E402, F403
