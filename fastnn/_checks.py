@@ -159,6 +159,15 @@ def check_softmax(where: str, x: Any) -> np.ndarray:
     return _scores(where, x, loss=False)
 
 
+def check_softmax_backward(where: str, dout: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax's backward pass: ``probs`` (N, K) and ``dout`` of its shape, as floats of their common dtype."""
+    dout, probs = _validate.float_arrays(where, dout=dout, probs=probs)
+    if probs.ndim != 2:
+        _validate.fail(where, "probs", "2-D", f"{probs.ndim}-D array of shape {probs.shape}")
+    _validate.shape(dout, probs.shape, where, "dout")
+    return dout, probs
+
+
 def check_svm_loss(where: str, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     """A loss over (N, K) scores with N, K >= 1, and their labels ``y`` as int64 (see
     :func:`fastnn._validate.labels`)."""
@@ -464,3 +473,115 @@ def check_softmax_lastaxis(where: str, x: Any) -> np.ndarray:
 def check_positional_encoding(where: str, x: Any) -> np.ndarray:
     """Adding the sinusoidal positional encoding: x (N, S, D)."""
     return _validate.float_array(x, where, "x", ndim=3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sequences: embedding, time-distributed softmax cross-entropy, gradient clipping
+
+
+def _token_ids(idx: Any, vocab: int, where: str, name: str = "idx") -> np.ndarray:
+    """Token ids: an integer array (any shape, 0-d included) with every value in [0, vocab), as int64."""
+    if not isinstance(idx, (np.ndarray, list, tuple, int, np.integer)) or isinstance(idx, (bool, np.bool_)):
+        _validate.fail(where, name, "an integer array of token ids", _validate.describe(idx), TypeError)
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        _validate.fail(where, name, "an integer array of token ids", f"dtype {idx.dtype}", TypeError)
+    if idx.size and (idx.min() < 0 or idx.max() >= vocab):
+        _validate.fail(where, name, f"token ids in [0, {vocab})", f"values in [{idx.min()}, {idx.max()}]")
+    return idx.astype(np.int64, copy=False)
+
+
+def check_embedding_forward(where: str, W: Any, idx: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding lookup: ``W`` (V, D) as a float array, ``idx`` token ids in [0, V) as int64."""
+    W = _validate.float_array(W, where, "W", ndim=2)
+    return W, _token_ids(idx, W.shape[0], where)
+
+
+def check_embedding_backward(where: str, dout: Any, idx: Any, vocab_size: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """An embedding's weight gradient: ``vocab_size`` V >= 1, ids in [0, V), ``dout`` of shape idx.shape + (D,)."""
+    vocab_size = _validate.integer(vocab_size, where, "vocab_size", minimum=1, maximum=_validate.MAX_SIZE)
+    dout = _validate.float_array(dout, where, "dout")
+    idx = _token_ids(idx, vocab_size, where)
+    if dout.ndim != idx.ndim + 1 or dout.shape[:-1] != idx.shape:
+        _validate.fail(where, "dout", f"of shape {idx.shape} + (D,) like idx", f"shape {dout.shape}")
+    return dout, idx, vocab_size
+
+
+AVERAGES = ("valid", "batch")
+
+
+def _time_labels(t: Any, shape: tuple[int, ...], ignore_label: int, where: str) -> np.ndarray:
+    """Labels of (N, T) positions over V classes: ints in [0, V) or ``ignore_label``, or one-hot (N, T, V) (the
+    book's TimeSoftmaxWithLoss takes both); returned as int64 (N, T)."""
+    n, steps, classes = shape
+    t = np.asarray(t)
+    if t.dtype.kind not in "iuf" or t.dtype.kind == "b":
+        _validate.fail(where, "t", "integer labels (N, T) or one-hot floats (N, T, V)", f"dtype {t.dtype}", TypeError)
+    if t.ndim == 3:
+        if t.shape != shape:
+            _validate.fail(where, "t", f"one-hot of shape {shape}", f"shape {t.shape}")
+        if not np.all((t == 0) | (t == 1)) or not np.all(t.sum(axis=2) == 1):
+            _validate.fail(where, "t", "one-hot vectors (a single 1, zeros elsewhere)", "other values")
+        return np.argmax(t, axis=2).astype(np.int64)
+    if t.shape != (n, steps):
+        _validate.fail(where, "t", f"of shape {(n, steps)} (or one-hot {shape})", f"shape {t.shape}")
+    if t.dtype.kind == "f" and (not np.all(np.isfinite(t)) or not np.all(t == np.round(t))):
+        _validate.fail(where, "t", "whole-number labels", "non-integer values")
+    bad = (t != ignore_label) & ((t < 0) | (t >= classes))
+    if bad.any():
+        _validate.fail(where, "t", f"labels in [0, {classes}) or ignore_label {ignore_label}",
+                       f"{t[bad].flat[0].item()!r} at {tuple(int(i) for i in np.argwhere(bad)[0])}")
+    return t.astype(np.int64, copy=False)
+
+
+def _time_loss_options(where: str, ignore_label: Any, average: Any) -> tuple[int, str]:
+    ignore_label = _validate.integer(ignore_label, where, "ignore_label")
+    if not isinstance(average, str) or average not in AVERAGES:
+        _validate.fail(where, "average", "'valid' or 'batch'", _validate.describe(average),
+                       ValueError if isinstance(average, str) else TypeError)
+    return ignore_label, average
+
+
+def _time_count(t: np.ndarray, ignore_label: int, average: str, where: str) -> None:
+    if _validate.time_loss_divisor(t, ignore_label, average) == 0:
+        _validate.fail(where, "t", f"at least one label other than ignore_label {ignore_label} (the loss is their "
+                       "mean)", "none")
+
+
+def check_time_softmax_cross_entropy(where: str, x: Any, t: Any, ignore_label: Any,
+                                     average: Any) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """Time-distributed softmax cross-entropy's forward pass: scores (N, T, V) with N, V >= 1, labels (at least
+    one counted with ``average='valid'``), the options; returns x, int64 labels (N, T), ignore_label, average."""
+    ignore_label, average = _time_loss_options(where, ignore_label, average)
+    x = _validate.float_array(x, where, "x", ndim=3)
+    if x.shape[0] < 1:
+        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", x.shape[0])
+    if x.shape[2] < 1:
+        _validate.fail(where, "V", ">= 1 class", x.shape[2])
+    t = _time_labels(t, x.shape, ignore_label, where)
+    _time_count(t, ignore_label, average, where)
+    return x, t, ignore_label, average
+
+
+def check_time_softmax_cross_entropy_backward(where: str, probs: Any, t: Any, ignore_label: Any, dout: Any,
+                                              average: Any) -> tuple[np.ndarray, np.ndarray, int, float, str]:
+    """Its backward pass: probs (N, T, V) with N >= 1, labels as in the forward pass, a finite ``dout``, the
+    options."""
+    ignore_label, average = _time_loss_options(where, ignore_label, average)
+    probs = _validate.float_array(probs, where, "probs", ndim=3)
+    if probs.shape[0] < 1:
+        _validate.fail(where, "N", ">= 1 (a loss is a mean over the batch)", probs.shape[0])
+    t = _time_labels(t, probs.shape, ignore_label, where)
+    dout = _validate.scalar(dout, where, "dout")
+    _time_count(t, ignore_label, average, where)
+    return probs, t, ignore_label, dout, average
+
+
+def check_clip_grads(where: str, grads: Any, max_norm: Any) -> tuple[list[np.ndarray], float]:
+    """Global-norm clipping: ``grads`` a list or tuple of writeable float32/float64 arrays (scaled in place),
+    ``max_norm`` finite and >= 0."""
+    if not isinstance(grads, (list, tuple)):
+        _validate.fail(where, "grads", "a list of arrays", _validate.describe(grads), TypeError)
+    for i, g in enumerate(grads):
+        _validate.inplace_array(g, where, f"grads[{i}]")
+    return list(grads), _validate.scalar(max_norm, where, "max_norm", ge=0.0)

@@ -423,3 +423,14 @@ def divisor(v: Any, total: int, where: str, name: str, total_name: str) -> int:
     if total % v:
         fail(where, name, f"a divisor of {total_name}={total}", v)
     return v
+
+
+def time_loss_divisor(t: np.ndarray, ignore_label: int, average: str) -> int:
+    """The divisor of a time-distributed loss's sum: the positions counted (``average='valid'``, DLFS-2's
+    TimeSoftmaxWithLoss) or N (``'batch'``, cs231n's temporal_softmax_loss)."""
+    return t.shape[0] if average == "batch" else int(np.count_nonzero(t != ignore_label))
+
+
+def norm_dtype(arrays: list) -> np.dtype:
+    """The dtype of a norm over several float arrays: their common dtype (float32 for none)."""
+    return np.result_type(*arrays) if arrays else np.dtype(np.float32)

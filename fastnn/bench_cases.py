@@ -133,10 +133,10 @@ class Case:
         if self.steps is not None:
             return self.steps(ns, d)
         kw = self.kwargs(d, variant)
-        for a in self.inplace:
-            kw[a] = kw[a].copy()  # each run updates its own state
+        for a in self.inplace:  # each run updates its own state (a list of arrays: its own copies of each)
+            kw[a] = [v.copy() for v in kw[a]] if isinstance(kw[a], list) else kw[a].copy()
         state = tuple(kw[a] for a in self.inplace)
-        return Run(partial(getattr(ns, self.kernel), **kw), lambda r: (*to_numpy(r), *state))
+        return Run(partial(getattr(ns, self.kernel), **kw), lambda r: (*to_numpy(r), *to_numpy(state)))
 
     def bytes_moved(self, size: str, dtype: str | np.dtype) -> int | None:
         return None if self.traffic is None else self.traffic(self.params(size), np.dtype(dtype))
@@ -778,6 +778,95 @@ def _cases_opt() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Sequences: embedding, time-distributed softmax cross-entropy, gradient clipping (fastnn/kernels/sequence.py,
+# losses.py)
+
+SEQ_SIZES = {
+    # ids repeat (V < N*T) and some positions are ignored, as with padded sequences
+    "tiny": {"N": 2, "T": 3, "V": 5, "D": 4},
+    # Deep Learning from Scratch 2's Rnnlm on PTB (ch06 train_rnnlm.py): batch 20, 35 steps, 10000 words, D=100
+    "mnist": {"N": 20, "T": 35, "V": 10000, "D": 100},
+    # its BetterRnnlm (train_better_rnnlm.py): D=H=650
+    "cifar": {"N": 20, "T": 35, "V": 10000, "D": 650},
+}
+CLIP_MAX_NORM = 0.25  # the book's max_grad in ch06; the tiny and benchmark gradients exceed it
+
+
+def _seq_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    n, steps, v, dim = p["N"], p["T"], p["V"], p["D"]
+    idx = rng.integers(0, v, (n, steps))
+    t = rng.integers(0, v, (n, steps))
+    t[0, -1] = -1  # one ignored position (the book's ignore_label)
+    x = _rand(rng, (n, steps, v), dtype, 3.0)
+    W = _rand(rng, (v, dim), dtype, 0.01)
+    # the book's BetterRnnlm gradients: embedding, LSTM x3, affine
+    grads = [_rand(rng, (v, dim), dtype, 0.01), _rand(rng, (dim, 4 * dim), dtype, 0.1),
+             _rand(rng, (dim, 4 * dim), dtype, 0.1), _rand(rng, (4 * dim,), dtype, 0.1), _rand(rng, (v,), dtype)]
+    return {"W": W, "idx": idx, "dout": _rand(rng, (n, steps, dim), dtype), "vocab_size": v, "x": x, "t": t,
+            "probs": reference.time_softmax_cross_entropy_forward(x, t)[1], "ignore_label": -1,
+            "grads": grads, "max_norm": CLIP_MAX_NORM}
+
+
+def _torch_embedding_backward(d: Inputs) -> Run:
+    torch = _torch()
+    idx, dout = torch.from_numpy(d["idx"].reshape(-1)), _t(d["dout"].reshape(-1, d["dout"].shape[-1]))
+    shape = (d["vocab_size"], dout.shape[1])
+    return Run(lambda: torch.zeros(shape, dtype=dout.dtype).index_add_(0, idx, dout))
+
+
+def _torch_time_ce(d: Inputs, backward: bool) -> Run:
+    torch = _torch()
+    v = d["x"].shape[2]
+    x, t = _t(d["x"].reshape(-1, v), backward), torch.from_numpy(d["t"].reshape(-1))
+    if not backward:
+        return Run(partial(torch.nn.functional.cross_entropy, x, t, ignore_index=-1))
+    loss = torch.nn.functional.cross_entropy(x, t, ignore_index=-1)
+    return Run(partial(torch.autograd.grad, loss, (x,), retain_graph=True),
+               lambda r: (r[0].reshape(d["x"].shape).numpy(),))
+
+
+def _torch_clip(d: Inputs) -> Run:
+    torch = _torch()
+    params = [torch.zeros(g.shape, dtype=_t(g).dtype, requires_grad=True) for g in d["grads"]]
+    for p, g in zip(params, d["grads"], strict=True):
+        p.grad = _t(g)
+    return Run(partial(torch.nn.utils.clip_grad_norm_, params, d["max_norm"]),
+               lambda r: (r.numpy(), *(p.grad.numpy() for p in params)))
+
+
+def _softmax_backward_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    """Softmax over the vocabulary at every position (DLFS-2's Softmax layer; its attention weights are smaller)."""
+    x = _rand(rng, (p["N"] * p["T"], p["V"]), dtype, 3.0)
+    return {"probs": reference.softmax_forward(x), "dout": _rand(rng, x.shape, dtype)}
+
+
+def _torch_softmax_backward(d: Inputs) -> Run:
+    torch = _torch()
+    probs, dout = _t(d["probs"]), _t(d["dout"])
+    return Run(partial(torch.ops.aten._softmax_backward_data, dout, probs, 1, probs.dtype))
+
+
+def _cases_sequence() -> Iterator[Case]:
+    F = lambda: _torch().nn.functional  # noqa: E731
+    yield Case("embedding_forward", "sequence", SEQ_SIZES, _seq_inputs, "embedding_forward", ("W", "idx"),
+               torch=lambda d: Run(partial(F().embedding, _torch().from_numpy(d["idx"]), _t(d["W"]))),
+               traffic=lambda p, dtype: 2 * p["N"] * p["T"] * p["D"] * dtype.itemsize)
+    yield Case("embedding_backward", "sequence", SEQ_SIZES, _seq_inputs, "embedding_backward",
+               ("dout", "idx", "vocab_size"), torch=_torch_embedding_backward)
+    yield Case("time_softmax_cross_entropy_forward", "sequence", SEQ_SIZES, _seq_inputs,
+               "time_softmax_cross_entropy_forward", ("x", "t", "ignore_label"),
+               variants={"batch": lambda d: {"average": "batch"}}, torch=partial(_torch_time_ce, backward=False))
+    yield Case("time_softmax_cross_entropy_backward", "sequence", SEQ_SIZES,
+               lambda p, dtype, rng: {**_seq_inputs(p, dtype, rng), "dout": 1.0},
+               "time_softmax_cross_entropy_backward", ("probs", "t", "ignore_label", "dout"),
+               variants={"batch": lambda d: {"average": "batch"}}, torch=partial(_torch_time_ce, backward=True))
+    yield Case("softmax_backward", "sequence", SEQ_SIZES, _softmax_backward_inputs, "softmax_backward",
+               ("dout", "probs"), torch=_torch_softmax_backward)
+    yield Case("clip_grads", "sequence", SEQ_SIZES, _seq_inputs, "clip_grads", ("grads", "max_norm"),
+               inplace=("grads",), torch=_torch_clip)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Whole training steps: forward, backward and an Adam update of the book's nets (fastnn.nets, fastnn.optim)
 
 SIMPLE_CONVNET_SIZES = {
@@ -922,7 +1011,7 @@ def _cases_training() -> Iterator[Case]:
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_attention):
+                  _cases_attention, _cases_sequence):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

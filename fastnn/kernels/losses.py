@@ -13,11 +13,12 @@ import math
 import numpy as np
 from numba import prange
 
-from .. import _checks
+from .. import _checks, _validate
 from .._jit import helper, kernel
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 
-__all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss"]
+__all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss",
+           "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward", "softmax_backward"]
 
 
 @helper
@@ -199,3 +200,98 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
     total = _svm.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(labels), dx, row_loss, tp(0), tp(1),
                      tp(x.shape[0]))
     return tp(total / x.shape[0]), dx
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Time-distributed softmax cross-entropy (Deep Learning from Scratch 2's TimeSoftmaxWithLoss, cs231n's
+# temporal_softmax_loss): the rows are the N*T positions; an ignored position has loss 0 and gradient 0.
+
+
+@kernel("loss")
+def _time_softmax_ce(x, labels, probs, row_loss, ignore, ec, coefs):
+    n = x.shape[0]
+    for i in prange(n):
+        log_s, m = _softmax_row(x, probs, i, ec, coefs)
+        t = labels[i]
+        row_loss[i] = 0 if t == ignore else log_s - (x[i, t] - m)
+    total = 0.0  # float64 accumulator
+    for i in range(n):
+        total += row_loss[i]
+    return total
+
+
+@kernel("loss")
+def _time_softmax_ce_bwd(probs, labels, dx, ignore, scale, one):
+    for i in prange(probs.shape[0]):
+        t = labels[i]
+        if t == ignore:
+            for j in range(probs.shape[1]):
+                dx[i, j] = 0
+        else:
+            for j in range(probs.shape[1]):
+                dx[i, j] = probs[i, j] * scale
+            dx[i, t] = (probs[i, t] - one) * scale
+
+
+def time_softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, ignore_label: int = -1, *,
+                                       average: str = "valid") -> tuple[np.generic, np.ndarray]:
+    """The row softmax of :func:`softmax_forward` over the N*T positions, parallel over positions; each position's
+    loss (0 when ignored) goes to its own slot, summed serially in float64."""
+    x, t, ignore_label, average = _checks.check_time_softmax_cross_entropy(
+        "time_softmax_cross_entropy_forward", x, t, ignore_label, average)
+    return _time_softmax_cross_entropy_forward(x, t, ignore_label, average=average)
+
+
+def _time_softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, ignore_label: int = -1, *,
+                                        average: str = "valid") -> tuple[np.generic, np.ndarray]:
+    n, steps, v = x.shape
+    probs = np.empty(x.shape, x.dtype)
+    row_loss = np.empty(n * steps, x.dtype)
+    total = 0.0
+    if probs.size:
+        total = _time_softmax_ce.run(x.size, np.ascontiguousarray(x).reshape(n * steps, v),
+                                     np.ascontiguousarray(t).reshape(-1), probs.reshape(n * steps, v), row_loss,
+                                     ignore_label, *exp_nonpos_constants(x.dtype))
+    return x.dtype.type(total / _validate.time_loss_divisor(t, ignore_label, average)), probs
+
+
+def time_softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, ignore_label: int = -1, dout: float = 1.0,
+                                        *, average: str = "valid") -> np.ndarray:
+    """One parallel pass over positions, writing each row of ``dx`` once (zeros at ignored positions)."""
+    probs, t, ignore_label, dout, average = _checks.check_time_softmax_cross_entropy_backward(
+        "time_softmax_cross_entropy_backward", probs, t, ignore_label, dout, average)
+    return _time_softmax_cross_entropy_backward(probs, t, ignore_label, dout, average=average)
+
+
+def _time_softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, ignore_label: int = -1, dout: float = 1.0,
+                                         *, average: str = "valid") -> np.ndarray:
+    n, steps, v = probs.shape
+    dx = np.empty(probs.shape, probs.dtype)
+    if dx.size:
+        tp = probs.dtype.type
+        _time_softmax_ce_bwd.run(probs.size, np.ascontiguousarray(probs).reshape(n * steps, v),
+                                 np.ascontiguousarray(t).reshape(-1), dx.reshape(n * steps, v), ignore_label,
+                                 tp(dout / _validate.time_loss_divisor(t, ignore_label, average)), tp(1))
+    return dx
+
+
+@kernel("loss")
+def _softmax_bwd(dout, probs, dx):
+    for i in prange(probs.shape[0]):
+        s = probs[i, 0] * 0  # zero of the dtype
+        for j in range(probs.shape[1]):
+            s += probs[i, j] * dout[i, j]
+        for j in range(probs.shape[1]):
+            dx[i, j] = probs[i, j] * (dout[i, j] - s)
+
+
+def softmax_backward(dout: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """One parallel pass over rows: each row's dot product, then its row of ``dx``."""
+    return _softmax_backward(*_checks.check_softmax_backward("softmax_backward", dout, probs))
+
+
+def _softmax_backward(dout: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    dx = np.empty(probs.shape, probs.dtype)
+    if dx.size:
+        _softmax_bwd.run(probs.size, np.ascontiguousarray(dout), np.ascontiguousarray(probs), dx)
+    return dx

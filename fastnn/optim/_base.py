@@ -6,7 +6,7 @@ names its state arrays and writes :meth:`Optimizer._apply`: one fused kernel cal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,34 +96,47 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
     # -- update ------------------------------------------------------------------------------------------------
-    def update(self, params: Mapping[str, Any], grads: Mapping[str, Any]) -> None:
+    def update(self, params: Mapping[str, Any] | list[Any], grads: Mapping[str, Any] | Sequence[Any]) -> None:
         """Update every ``params[key]`` with ``grads[key]``: arrays in place, numbers by replacing them.
 
         Parameters
         ----------
-        params : dict of str -> ndarray or number
+        params : dict of str -> ndarray or number, or list of them
             Writeable float32 or float64 arrays of any shape (0-d included), updated in place (their dtype is
             kept); or real numbers (Python int or float, NumPy scalar), replaced in the dict by the updated value
             as a NumPy float64 scalar (float32 for a NumPy float32 scalar), as the book's ``params[key] -= ...``
             does. A number's state arrays are 0-d float64 (float32), as the book's ``np.zeros_like``.
-        grads : dict of str -> array_like
-            The same keys, each of its parameter's shape (a number or 0-d array for a number); cast to the
-            parameter's dtype.
+            A list (or tuple of arrays) is Deep Learning from Scratch 2's convention (``model.params``): the
+            state is kept per list position (under the keys ``'0'``, ``'1'`` ..., as DLFS-2's state lists), and
+            the positions are updated in order, so an array listed twice, or once more as a view (BetterRnnlm's
+            ``embed_W`` and ``embed_W.T`` when ``remove_duplicate`` was not applied), takes both updates, the
+            second from the first's result, each with its own state, as the book's loop does.
+        grads : dict of str -> array_like, or list of them
+            The same keys (a list or tuple of the same length for list params), each of its parameter's shape
+            (a number or 0-d array for a number); cast to the parameter's dtype.
 
         Raises
         ------
         TypeError, ValueError
-            Keys, shapes or dtypes do not fit. Everything is checked before the first parameter is touched, so
-            after an error every parameter, every state array and :attr:`iter` are as they were.
+            Keys, lengths, shapes or dtypes do not fit. Everything is checked before the first parameter is
+            touched, so after an error every parameter, every state array and :attr:`iter` are as they were.
         """
         where = f"{type(self).__name__}.update"
+        listed = _is_list(params) or _is_list(grads)
+        given = params
+        if listed:
+            params, grads = _list_params_grads(params, grads, where)
         arrays = _validate.params_grads(params, grads, where)
+        if listed:  # state keys are str, as every key of a state dict
+            grads = {str(k): grads[k] for k in arrays}
+            arrays = {str(k): p for k, p in arrays.items()}
         self._check_state(arrays, where)
         t = self.iter + 1
         self._apply(t, [(p, grads[k], self._slots(k, p)) for k, p in arrays.items()])
         for k, p in arrays.items():
-            if p is not params[k]:  # a number: its updated value replaces it
-                params[k] = p[()]  # type: ignore[index]
+            key = int(k) if listed else k
+            if p is not params[key]:  # a number: its updated value replaces it
+                given[key] = p[()]  # type: ignore[index]
         self.iter = t
 
     def _check_state(self, params: Mapping[str, np.ndarray], where: str) -> None:
@@ -246,6 +259,29 @@ class Optimizer:
         """The state arrays this optimizer keeps with hyperparameters ``hyper`` (override when they depend on
         one, as Adam's ``v_max`` on ``amsgrad``)."""
         return type(self).state_names
+
+
+def _is_list(x: Any) -> bool:
+    return isinstance(x, (list, tuple))
+
+
+def _list_params_grads(params: Any, grads: Any, where: str) -> tuple[dict[int, Any], dict[int, Any]]:
+    """DLFS-2's list convention as position-keyed dicts for :func:`fastnn._validate.params_grads` (whose messages
+    then read ``params[0]``): both lists (or tuples) of one length; a number among the params needs a list (it is
+    replaced there)."""
+    if not (_is_list(params) and _is_list(grads)):
+        _validate.fail(where, "params and grads", "both lists of arrays (DLFS-2) or both dicts (DLFS-1)",
+                       f"{type(params).__name__} and {type(grads).__name__}", TypeError)
+    if len(grads) != len(params):
+        _validate.fail(where, "grads", f"a list of the same length as params ({len(params)})",
+                       f"length {len(grads)}")
+    pmap = dict(enumerate(params))
+    if not isinstance(params, list):
+        for i, p in pmap.items():
+            if not isinstance(p, np.ndarray):
+                _validate.fail(where, "params", f"a list (the number params[{i}] is replaced)",
+                               type(params).__name__, TypeError)
+    return pmap, dict(enumerate(grads))
 
 
 def unchecked_fits(param: np.ndarray, grad: Any, slots: tuple[np.ndarray, ...]) -> bool:

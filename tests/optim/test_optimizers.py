@@ -392,7 +392,10 @@ def test_other_bad_inputs_change_nothing(name):
         opt.update(changed, grads[1])
     _assert_unchanged(opt, params, snap)
     with pytest.raises(TypeError, match="params and grads must be dicts of arrays"):
-        opt.update([params["W1"]], [grads[1]["W1"]])
+        opt.update(params["W1"], grads[1]["W1"])
+    # lists are DLFS-2's convention (tests/optim/test_lists.py), but not mixed with a dict
+    with pytest.raises(TypeError, match=r"params and grads must be both lists of arrays \(DLFS-2\) or both dicts"):
+        opt.update([params["W1"]], grads[1])
 
 
 # -- hyperparameters -----------------------------------------------------------------------------------------------

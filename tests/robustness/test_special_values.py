@@ -231,16 +231,18 @@ def test_layernorm_special_in_one_sample_like_torch(impl, special, fdtype, twin)
 
 #: Kernels that raise "N must be >= 1" for N = 0 (a mean over the batch: docs/design.md).
 RAISES_N = {"softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss", "batchnorm_forward_train",
-            "batchnorm_backward"}
-#: Optimizer steps act on parameters, which have no batch axis (a 0-size parameter is a no-op).
-NO_BATCH = {name for name in K.__all__ if "param" in CASES[name].args}
+            "batchnorm_backward", "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward"}
+#: Optimizer steps and gradient clipping act on parameters and their gradients, which have no batch axis (a 0-size
+#: parameter is a no-op).
+NO_BATCH = {name for name in K.__all__ if {"param", "grads"} & set(CASES[name].args)}
 #: Every other kernel returns empty results for N = 0 (docs/design.md lists elementwise, conv, pooling, im2col;
 #: the others follow the same rule, and so must a new kernel unless it is listed above).
 EMPTY_OK = set(K.__all__) - RAISES_N - NO_BATCH
 
 #: Arguments with a batch axis first, per kernel.
 _BATCHED = {"x", "dout", "out", "probs", "t", "y", "argmax", "mask", "mean", "inv_std", "a",  # a: matmul's rows
-            "q", "k", "v", "lse"}  # attention
+            "q", "k", "v", "lse",  # attention
+            "idx"}  # the embedding's token ids
 
 
 def _empty_batch(name, kw):
@@ -261,7 +263,7 @@ def test_zero_size_tables_cover_every_kernel():
     assert RAISES_N <= set(K.__all__)
     assert not (RAISES_N & NO_BATCH)
     assert NO_BATCH == {"sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmsprop_step", "adam_step",
-                        "adamw_step", "adabound_step"}
+                        "adamw_step", "adabound_step", "clip_grads"}
 
 
 @pytest.mark.parametrize("name", sorted(EMPTY_OK | RAISES_N))
@@ -301,12 +303,13 @@ def test_float32_in_float32_out_and_inputs_untouched(name, twin):
         if o.dtype.kind == "f":
             assert o.dtype == np.float32, o.dtype
     for k in INPLACE.get(name, ()):
-        assert kw[k].dtype == np.float32
+        for a in kw[k] if isinstance(kw[k], list) else [kw[k]]:  # clip_grads updates a list of arrays
+            assert a.dtype == np.float32
     assert_unchanged(kw, before, skip=INPLACE.get(name, ()))
 
 
 #: Arguments that are updated in place (must stay float) or are not float data.
-_NOT_PROMOTED = {"t", "y", "argmax", "mask"}
+_NOT_PROMOTED = {"t", "y", "argmax", "mask", "idx"}
 
 
 @pytest.mark.parametrize("kind", ["int64", "bool", "int8", "uint16"])

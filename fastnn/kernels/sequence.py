@@ -1,0 +1,128 @@
+"""Embedding lookup and gradient, and global-norm gradient clipping, as Numba kernels.
+
+Same names, signatures and results as :mod:`fastnn.reference.sequence` (formulas there).
+
+The embedding gradient is a scatter-add in which ids repeat (a frequent word appears many times in a batch).
+Threads split it by the embedding's *columns*: each owns a block of D and walks all ids in order, so no two
+threads ever write one element and every element sums its terms in the order of ``idx``, as ``np.add.at`` does:
+the result is deterministic, independent of the thread count, and equal to the twin's bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .. import _checks, _validate
+from .._jit import kernel
+
+__all__ = ["embedding_forward", "embedding_backward", "clip_grads"]
+
+#: Columns of D per parallel task of the embedding kernels (a 64-byte line of float32 and then some).
+_COLS = 32
+
+
+@kernel("elementwise")
+def _gather(W, idx, out):
+    d = W.shape[1]
+    for i in prange(idx.shape[0]):
+        row = idx[i]
+        for j in range(d):
+            out[i, j] = W[row, j]
+
+
+@kernel("elementwise")
+def _scatter_add(dout, idx, dW, cols):
+    n, d = dout.shape
+    for blk in prange((d + cols - 1) // cols):
+        lo = blk * cols
+        hi = min(lo + cols, d)
+        for i in range(n):
+            row = idx[i]
+            for j in range(lo, hi):
+                dW[row, j] += dout[i, j]
+
+
+@kernel("optimizer")
+def _sum_squares(g, partial, chunk):
+    # one slot of ``partial`` per chunk, summed afterwards: no reduction into shared memory from threads
+    n = g.shape[0]
+    for c in prange(partial.shape[0]):
+        acc = 0.0  # float64 accumulator
+        for i in range(c * chunk, min((c + 1) * chunk, n)):
+            v = np.float64(g[i])
+            acc += v * v
+        partial[c] = acc
+
+
+@kernel("optimizer")
+def _scale(g, rate):
+    for i in prange(g.shape[0]):
+        g[i] *= rate
+
+
+def embedding_forward(W: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Parallel over ids, each copying one row of ``W``."""
+    W, idx = _checks.check_embedding_forward("embedding_forward", W, idx)
+    return _embedding_forward(W, idx)
+
+
+def _embedding_forward(W: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    out = np.empty((*idx.shape, W.shape[1]), W.dtype)
+    if out.size:
+        flat = np.ascontiguousarray(idx).reshape(-1)
+        _gather.run(out.size, np.ascontiguousarray(W), flat, out.reshape(flat.shape[0], W.shape[1]))
+    return out
+
+
+def embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Parallel over blocks of 32 columns of D, each thread walking all ids in order (see the module docstring):
+    race-free and bit-identical to ``np.add.at``."""
+    return _embedding_backward(*_checks.check_embedding_backward("embedding_backward", dout, idx, vocab_size))
+
+
+def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> np.ndarray:
+    d = dout.shape[-1]
+    dW = np.zeros((vocab_size, d), dout.dtype)
+    if dout.size:
+        flat = np.ascontiguousarray(idx).reshape(-1)
+        _scatter_add.run(dout.size, np.ascontiguousarray(dout).reshape(flat.shape[0], d), flat, dW, _COLS)
+    return dW
+
+
+def clip_grads(grads: list, max_norm: float) -> np.generic:
+    """Two passes over each gradient: the sum of squares (in float64, per-chunk slots summed afterwards), then,
+    only when clipping, the scaling in place."""
+    return _clip_grads(*_checks.check_clip_grads("clip_grads", grads, max_norm))
+
+
+#: Elements per slot of the sum of squares.
+_CHUNK = 1 << 14
+
+
+def _flat(g: np.ndarray) -> np.ndarray | None:
+    """A 1-D view of ``g``'s memory in any order (C or Fortran contiguous, e.g. a transposed weight), else None."""
+    if g.flags.c_contiguous:
+        return g.reshape(-1)
+    if g.flags.f_contiguous:
+        return g.T.reshape(-1)
+    return None
+
+
+def _clip_grads(grads: list, max_norm: float) -> np.generic:
+    flats = [_flat(g) for g in grads]
+    total = 0.0
+    for g, f in zip(grads, flats, strict=True):
+        f = f if f is not None else np.ascontiguousarray(g).reshape(-1)
+        partial = np.empty((f.shape[0] + _CHUNK - 1) // _CHUNK)
+        _sum_squares.run(f.shape[0], f, partial, _CHUNK)
+        total += float(partial.sum())
+    total = float(np.sqrt(total))
+    rate = max_norm / (total + 1e-6)
+    if rate < 1:
+        for g, f in zip(grads, flats, strict=True):
+            c = f if f is not None else np.ascontiguousarray(g).reshape(-1)
+            _scale.run(c.shape[0], c, g.dtype.type(rate))
+            if f is None:  # a strided view: scaled as a copy, written back
+                g[...] = c.reshape(g.shape)
+    return _validate.norm_dtype(grads).type(total)
