@@ -9,6 +9,16 @@ its inputs (errors name the layer and the argument). Numerics are called through
 from .basic import Affine, Dropout, LeakyRelu, Relu, Sigmoid, SoftmaxWithLoss, Tanh
 from .conv import AvgPooling, Convolution, Pooling
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
+from .transformer import (
+                          GELU,
+                          FeedForward,
+                          MultiHeadAttention,
+                          PositionalEncoding,
+                          TransformerDecoderLayer,
+                          TransformerEncoderLayer,
+)
 
-__all__ = ["Affine", "AvgPooling", "BatchNormalization", "Convolution", "Dropout", "GroupNormalization",
-           "LayerNormalization", "LeakyRelu", "Pooling", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh"]
+__all__ = ["Affine", "AvgPooling", "BatchNormalization", "Convolution", "Dropout", "FeedForward", "GELU",
+           "GroupNormalization", "LayerNormalization", "LeakyRelu", "MultiHeadAttention", "Pooling",
+           "PositionalEncoding", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh", "TransformerDecoderLayer",
+           "TransformerEncoderLayer"]

@@ -8,5 +8,6 @@ training scripts and ``Trainer`` run unchanged; extra keyword-only ``dtype`` (fl
 from .convnets import DeepConvNet, SimpleConvNet
 from .multi_layer_net import MultiLayerNet, MultiLayerNetExtend
 from .sequential import Sequential
+from .transformer_lm import TransformerLM
 
-__all__ = ["DeepConvNet", "MultiLayerNet", "MultiLayerNetExtend", "Sequential", "SimpleConvNet"]
+__all__ = ["DeepConvNet", "MultiLayerNet", "MultiLayerNetExtend", "Sequential", "SimpleConvNet", "TransformerLM"]
