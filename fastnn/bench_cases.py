@@ -1007,11 +1007,172 @@ def _cases_training() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Transformer layers and a language-model training step (fastnn/layers/transformer.py, fastnn/nets/transformer_lm.py)
+
+MHA_SIZES = {
+    "tiny": {"N": 2, "S": 5, "E": 6, "H": 2},
+    # the attention targets' sizes with their projections: 8 heads of 32
+    "mnist": {"N": 64, "S": 64, "E": 256, "H": 8},
+    "cifar": {"N": 16, "S": 256, "E": 256, "H": 8},
+}
+LM_SIZES = {
+    "tiny": {"batch": 3, "context": 6, "vocab": 11, "E": 8, "H": 2, "layers": 2},
+    # the demo's character model (Tiny Shakespeare has 65 characters): 4 layers, 4 heads, width 128
+    "mnist": {"batch": 32, "context": 64, "vocab": 65, "E": 128, "H": 4, "layers": 4},
+    "cifar": {"batch": 32, "context": 128, "vocab": 65, "E": 128, "H": 4, "layers": 4},
+}
+
+
+def _mha_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    shape = (p["N"], p["S"], p["E"])
+    return {"x": _rand(rng, shape, dtype), "dout": _rand(rng, shape, dtype), "dtype": dtype, **p}
+
+
+def _mha_layer(d: Inputs) -> Any:
+    from .layers import MultiHeadAttention
+    return MultiHeadAttention(d["E"], d["H"], causal=True, dtype=d["dtype"], seed=0)
+
+
+def _mha_steps(ns: types.ModuleType, d: Inputs) -> Run:
+    """Causal self-attention layer forward and backward (projections included), as in training."""
+    layer, x, dout = _mha_layer(d), d["x"], d["dout"]
+
+    def step() -> Any:
+        layer.forward(x)
+        return layer.backward(dout)
+
+    return Run(_on(ns, step), lambda dx: (dx, layer.grads["W_in"], layer.grads["W_out"]))
+
+
+def _torch_mha(d: Inputs) -> Run:
+    torch = _torch()
+    layer = _mha_layer(d)
+    tdtype = torch.float32 if d["dtype"] == np.float32 else torch.float64
+    m = torch.nn.MultiheadAttention(d["E"], d["H"], batch_first=True, dtype=tdtype)
+    with torch.no_grad():
+        m.in_proj_weight.copy_(torch.from_numpy(layer.params["W_in"].T.copy()))
+        m.out_proj.weight.copy_(torch.from_numpy(layer.params["W_out"].T.copy()))
+        m.in_proj_bias.zero_(), m.out_proj.bias.zero_()
+    S = d["S"]
+    mask = torch.triu(torch.ones(S, S, dtype=torch.bool), 1)  # torch's bool mask: True forbids
+    x, dout = _t(d["x"], True), _t(d["dout"])
+
+    def step() -> Any:
+        x.grad = None
+        m.zero_grad(set_to_none=True)
+        m(x, x, x, attn_mask=mask, is_causal=True, need_weights=False)[0].backward(dout)
+
+    return Run(step, lambda _: (x.grad.numpy(), m.in_proj_weight.grad.numpy().T, m.out_proj.weight.grad.numpy().T))
+
+
+def _lm_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    shape = (p["batch"], p["context"])
+    return {"x": rng.integers(0, p["vocab"], shape), "t": rng.integers(0, p["vocab"], shape), "dtype": dtype, **p}
+
+
+def _lm(d: Inputs) -> Any:
+    from .nets import TransformerLM
+    return TransformerLM(d["vocab"], d["context"], d["E"], d["H"], d["layers"], dtype=d["dtype"], seed=0)
+
+
+#: The LM's parameters compared after a step (the first block's, the embedding, the output bias).
+_LM_COMPARED = ("embed.W", "block1.attn.W_in", "block1.ff.W2", "norm.gamma", "head.b")
+
+
+def _lm_steps(ns: types.ModuleType, d: Inputs) -> Run:
+    net = _lm(d)
+    opt = Adam(lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, eps_hat=False)
+    x, t = d["x"], d["t"]
+
+    def step() -> Any:
+        opt.update(net.params, net.gradient(x, t))
+
+    def result(_: Any) -> tuple[np.ndarray, ...]:
+        after = _on(ns, lambda: net.loss(x, t))()
+        return (np.asarray(after), *(net.params[k] for k in _LM_COMPARED))
+
+    return Run(_on(ns, step), result)
+
+
+#: A fastnn block's parameter, the torch.nn.TransformerEncoderLayer parameter it is, stored transposed or not.
+_LM_TORCH_KEYS = (("attn.W_in", "self_attn.in_proj_weight", True), ("attn.b_in", "self_attn.in_proj_bias", False),
+                  ("attn.W_out", "self_attn.out_proj.weight", True), ("attn.b_out", "self_attn.out_proj.bias", False),
+                  ("ff.W1", "linear1.weight", True), ("ff.b1", "linear1.bias", False),
+                  ("ff.W2", "linear2.weight", True), ("ff.b2", "linear2.bias", False),
+                  ("norm1.gamma", "norm1.weight", False), ("norm1.beta", "norm1.bias", False),
+                  ("norm2.gamma", "norm2.weight", False), ("norm2.beta", "norm2.bias", False))
+
+
+def _torch_lm(d: Inputs) -> Run:
+    """The same model in eager torch.nn (pre-norm TransformerEncoderLayers with a causal mask, tanh GELU, tied
+    output), started from the fastnn model's weights."""
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+    net = _lm(d)
+    p = net.params
+    tdtype = torch.float32 if d["dtype"] == np.float32 else torch.float64
+    V, E, T = d["vocab"], d["E"], d["context"]
+
+    class LM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(V, E)
+            self.blocks = nn.ModuleList(nn.TransformerEncoderLayer(
+                E, d["H"], 4 * E, dropout=0.0, activation=partial(F.gelu, approximate="tanh"), batch_first=True,
+                norm_first=True) for _ in range(d["layers"]))
+            self.norm = nn.LayerNorm(E)
+            self.head_b = nn.Parameter(torch.zeros(V))
+            pe = net.pos.forward(np.zeros((1, T, E), d["dtype"]), train_flg=False)[0]
+            self.register_buffer("pe", torch.from_numpy(pe))
+            self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(T))
+
+        def forward(self, x: Any) -> Any:
+            h = self.embed(x) + self.pe[:x.shape[1]]
+            for block in self.blocks:
+                h = block(h, src_mask=self.mask, is_causal=True)
+            return self.norm(h) @ self.embed.weight.T + self.head_b
+
+    model = LM().to(tdtype).train()
+    with torch.no_grad():
+        model.embed.weight.copy_(torch.from_numpy(p["embed.W"]))
+        model.norm.weight.copy_(torch.from_numpy(p["norm.gamma"]))
+        model.norm.bias.copy_(torch.from_numpy(p["norm.beta"]))
+        for i, block in enumerate(model.blocks, 1):
+            for ours, theirs, transposed in _LM_TORCH_KEYS:
+                a = p[f"block{i}.{ours}"]
+                theirs = block.get_parameter(theirs)
+                theirs.copy_(torch.from_numpy(a.T.copy() if transposed else a))
+    opt = torch.optim.Adam(model.parameters(), lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, fused=True)
+    x, t = torch.from_numpy(d["x"]), torch.from_numpy(d["t"])
+
+    def step() -> Any:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x).reshape(-1, V), t.reshape(-1)).backward()
+        opt.step()
+
+    def result(_: Any) -> tuple[np.ndarray, ...]:
+        with torch.no_grad():
+            after = F.cross_entropy(model(x).reshape(-1, V), t.reshape(-1)).numpy()
+        b1 = model.blocks[0]
+        return (after, model.embed.weight.detach().numpy(), b1.self_attn.in_proj_weight.detach().numpy().T,
+                b1.linear2.weight.detach().numpy().T, model.norm.weight.detach().numpy(), model.head_b.detach().numpy())
+
+    return Run(step, result)
+
+
+def _cases_transformer() -> Iterator[Case]:
+    yield Case("mha_causal_forward_backward", "transformer", MHA_SIZES, _mha_inputs, steps=_mha_steps,
+               torch=_torch_mha, goal=Goal("MultiHeadAttention layer N64 S64 E256 h8 causal, fwd+bwd", "mnist"))
+    yield Case("train_transformer_lm", "transformer", LM_SIZES, _lm_inputs, steps=_lm_steps, torch=_torch_lm,
+               goal=Goal("TransformerLM training step (4x128, 4 heads, context 128, batch 32), Adam", "cifar"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_attention, _cases_sequence):
+                  _cases_attention, _cases_sequence, _cases_transformer):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name
