@@ -3,6 +3,7 @@
 Subcommands::
 
     fastnn demo [--dataset digits|mnist|mnist-small] [--epochs N] ...   train SimpleConvNet, measure the speed-up
+    fastnn demo --task text [--data-dir DIR] [--steps N] ...           char LSTM language model on Tiny Shakespeare
     fastnn experiment NAME [...]                                       optimizers | init | activations |
                                                                        batchnorm | overfit | hyperparam
                                                                        (--scheduler ADDRESS: on a Dask cluster)
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnn", description="fastnn: fast CPU neural-network kernels.")
     sub = parser.add_subparsers(dest="command", metavar="{demo,experiment,bench}")
     sub.required = True
-    demo.add_arguments(sub.add_parser("demo", help="train SimpleConvNet on real digits and show the speed-up",
+    demo.add_arguments(sub.add_parser("demo", help="train SimpleConvNet on real digits (--task text: a char LSTM on "
+                                      "Tiny Shakespeare) and show the speed-up",
                                       description=demo.__doc__.split("\n\n")[0],
                                       formatter_class=_HelpFormatter))
     experiments.add_arguments(sub.add_parser("experiment", help="reproduce a figure of the book's chapter 6",

@@ -40,10 +40,15 @@ LEARNING_RATES = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", choices=["image", "text"], default="image",
+                   help="image: SimpleConvNet on --dataset; text: a character-level LSTM language model on Tiny "
+                        "Shakespeare (fastnn.cli.demo_text)")
     p.add_argument("--dataset", choices=list(_data.DATASETS), default="digits",
                    help="; ".join(f"{k}: {v}" for k, v in _data.DATASETS.items()))
     p.add_argument("--data-dir", default=None,
-                   help="MNIST folder (default $FASTNN_DATA/mnist, else ~/.cache/fastnn/mnist)")
+                   help="MNIST folder (default $FASTNN_DATA/mnist, else ~/.cache/fastnn/mnist); with --task text "
+                        "the folder of Tiny Shakespeare's input.txt (default $FASTNN_DATA/tinyshakespeare, else "
+                        "~/.cache/fastnn/tinyshakespeare; downloaded there once when missing)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default per data set: digits 8, "
                    "mnist 2, mnist-small 4)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="mini-batch size (default 50 for digits, "
@@ -58,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training steps timed on fastnn and on the NumPy reference (after one warm-up step)")
     p.add_argument("--out", default=".", help="folder for the PNG and the trained parameters")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG (no matplotlib needed)")
+    from . import demo_text
+
+    demo_text.add_arguments(p)
     add_threads_argument(p)
     p.set_defaults(run=run)
 
@@ -109,7 +117,7 @@ def compare_speed(net: Any, x: np.ndarray, t: np.ndarray, batch_size: int, steps
                 start = time.perf_counter()
                 optimizers[name].update(side.params, side.gradient(xb, tb))
                 elapsed = time.perf_counter() - start
-            losses[name] = float(side.last_layer.loss)  # the step's own forward, before its update
+            losses[name] = float(_last_loss(side))  # the step's own forward, before its update
             if step:  # step 0 warms caches and allocators on both sides
                 times[name].append(elapsed)
         diffs.append(abs(losses["kernels"] - losses["reference"]) / max(abs(losses["reference"]), 1e-12))
@@ -117,7 +125,16 @@ def compare_speed(net: Any, x: np.ndarray, t: np.ndarray, batch_size: int, steps
     return {"fastnn_s": fast, "numpy_s": ref, "speedup": ref / fast, "max_rel_loss_diff": max(diffs)}
 
 
+def _last_loss(net: Any) -> Any:
+    """The loss of the last ``gradient`` call: the book's nets keep it in their last layer, CharLSTM in itself."""
+    return net.last_loss if hasattr(net, "last_loss") else net.last_layer.loss
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.task == "text":
+        from . import demo_text
+
+        return demo_text.run(args)
     from ..checkpoint import save_arrays
     from ..trainer import Trainer
 

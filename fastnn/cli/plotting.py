@@ -173,3 +173,25 @@ def train_test_panels(panels: Mapping[str, tuple[Sequence[float], Sequence[float
         ax.set_title(f"{name}\n(final train {train[-1]:.3f}, test {test[-1]:.3f})", fontsize=10)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def language_model_curves(train_loss: Sequence[float], valid_at: Sequence[int], valid_loss: Sequence[float],
+                          baseline: float, path: str | os.PathLike, title: str) -> str:
+    """A language model's loss (nats per token) and perplexity against training steps: training loss per step
+    (raw and smoothed), validation loss where it was measured, and a baseline (the unigram model's) as a line."""
+    fig = _figure(11, 4.2)
+    train = np.asarray(train_loss, dtype=np.float64)
+    steps = np.arange(1, train.size + 1)
+    for ax, f, label in zip(fig.subplots(1, 2), (lambda v: v, np.exp), ("loss (nats per character)", "perplexity"),
+                            strict=True):
+        ax.plot(steps, f(train), color="tab:blue", alpha=0.25, linewidth=0.8, label="training, per batch")
+        ax.plot(steps, f(smooth_curve(train)), color="tab:blue", linewidth=1.8, label="training, smoothed")
+        ax.plot(valid_at, f(np.asarray(valid_loss, dtype=np.float64)), "o-", color="tab:orange",
+                label="validation")
+        ax.axhline(f(baseline), color="gray", linestyle="--", label="unigram baseline")
+        ax.set_xlabel("training steps")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)

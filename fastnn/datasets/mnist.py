@@ -7,12 +7,12 @@ Where the files live
     gzip-compressed (``train-images-idx3-ubyte.gz``) or not (``train-images-idx3-ubyte``).
 
 Downloading
-    Each missing file is fetched from the first mirror that serves it intact: mirrors are tried in order
-    (``urls=`` argument, else the comma-separated base URLs in ``$FASTNN_MNIST_URLS``, else
-    :data:`DEFAULT_MIRRORS`). A download streams into a hidden temporary file beside the destination, its MD5 is
-    checked against the published one, and only then is it renamed to its real name. A failed, interrupted or
-    corrupted download therefore never leaves a file that looks valid; when every mirror fails,
-    :class:`DownloadError` names the file, every URL tried with what went wrong, and what to do.
+    Each missing file is fetched, MD5-checked and put in place by :mod:`fastnn.datasets._fetch` (pooch, the
+    ``data`` extra), from the first mirror that serves it intact: mirrors are tried in order (``urls=`` argument,
+    else the comma-separated base URLs in ``$FASTNN_MNIST_URLS``, else :data:`DEFAULT_MIRRORS`). A failed,
+    interrupted or corrupted download never leaves a file that looks valid; when every mirror fails,
+    :class:`DownloadError` names the file, every URL tried with what went wrong, and what to do. Reading files
+    that are present needs no pooch and makes no request.
 
 Loading only part of MNIST
     ``subsets=("test",)`` reads (and downloads) only the two test files and returns ``((x_test, t_test),)``: one
@@ -22,20 +22,17 @@ Loading only part of MNIST
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import pathlib
 import pickle
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .. import __version__, _io, _validate
+from .. import _validate
+from . import _fetch
+from ._fetch import DownloadError
 from .idx import read_idx
 
 __all__ = ["load_mnist", "download_mnist", "default_data_dir", "mirror_urls", "DownloadError", "MNIST_FILES",
@@ -56,143 +53,20 @@ DEFAULT_MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
+_FILES = _fetch.Files("mnist", dict(MNIST_FILES.values()), __name__, "DEFAULT_MIRRORS", "FASTNN_MNIST_URLS")
 _SUBSETS = ("train", "test")
-_CHUNK = 1 << 16
-_TIMEOUT_S = 30.0
 _IMG_NDIM, _LABEL_NDIM = 3, 1  # idx3 images (N, 28, 28), idx1 labels (N,)
-
-
-class DownloadError(OSError):
-    """No mirror delivered an intact copy of a file; the message lists each URL tried and why it failed."""
-
-
-class _Rejected(ValueError):
-    """A response that arrived but is not the published file (short, or wrong MD5)."""
 
 
 def default_data_dir() -> pathlib.Path:
     """Where MNIST is kept when ``data_dir`` is not given: ``$FASTNN_DATA/mnist`` or the user cache directory."""
-    root = os.environ.get("FASTNN_DATA")
-    if root:
-        return pathlib.Path(root).expanduser() / "mnist"
-    if sys.platform == "win32":
-        base = pathlib.Path(os.environ.get("LOCALAPPDATA") or pathlib.Path.home() / "AppData" / "Local")
-        return base / "fastnn" / "Cache" / "mnist"
-    if sys.platform == "darwin":
-        return pathlib.Path.home() / "Library" / "Caches" / "fastnn" / "mnist"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = pathlib.Path(xdg) if xdg and os.path.isabs(xdg) else pathlib.Path.home() / ".cache"
-    return base / "fastnn" / "mnist"
+    return _fetch.default_data_dir("mnist")
 
 
 def mirror_urls(urls: str | Sequence[str] | None = None, where: str = "mirror_urls") -> list[str]:
     """Base URLs to try, in order: ``urls`` (a sequence, or one comma-separated str), else ``$FASTNN_MNIST_URLS``,
     else :data:`DEFAULT_MIRRORS`. Each ends with ``/`` so a file name can be appended."""
-    source = "urls"
-    if urls is None:
-        env = os.environ.get("FASTNN_MNIST_URLS")
-        urls, source = (env, "FASTNN_MNIST_URLS") if env and env.strip() else (DEFAULT_MIRRORS, "")
-    if isinstance(urls, str):
-        urls = urls.split(",")
-    if isinstance(urls, (bytes, bytearray)) or not isinstance(urls, Sequence):
-        raise TypeError(f"{where}: {source} must be a str or a sequence of str, got {type(urls).__name__}")
-    out = []
-    for u in urls:
-        if not isinstance(u, str):
-            raise TypeError(f"{where}: {source} must hold base URLs as str, got {type(u).__name__} {u!r}")
-        u = u.strip()
-        if u:
-            out.append(u if u.endswith("/") else u + "/")
-    if not out:
-        raise ValueError(f"{where}: {source} must name at least one base URL, got {urls!r}")
-    return out
-
-
-def _progress_bar(progress: bool | None, total: int | None, desc: str) -> Any:
-    """A tqdm bar, or None. ``progress=None``: only when tqdm is installed and stderr is a terminal."""
-    if progress is False:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        if progress:
-            print(f"downloading {desc} ...", file=sys.stderr, flush=True)
-        return None
-    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
-        return None
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False, file=sys.stderr)
-
-
-def _fetch_one(url: str, dest: pathlib.Path, md5: str, progress: bool | None) -> None:
-    """Stream ``url`` into a temporary file beside ``dest``; rename it to ``dest`` only if its MD5 is ``md5``.
-
-    Raises an exception describing the failure (the temporary file is removed whatever happens).
-    """
-    with _io.atomic_write(dest, suffix=".part") as out:
-        request = urllib.request.Request(url, headers={"User-Agent": f"fastnn/{__version__}"})
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            digest = hashlib.md5(usedforsecurity=False)
-            received = 0
-            bar = _progress_bar(progress, total, dest.name)
-            try:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            finally:
-                if bar is not None:
-                    bar.close()
-        if total is not None and received != total:
-            raise _Rejected(f"connection closed after {received} of {total} bytes")
-        if digest.hexdigest() != md5:
-            raise _Rejected(f"MD5 mismatch: got {digest.hexdigest()} for {received} bytes, expected {md5}")
-
-
-def _describe_failure(exc: BaseException) -> str:
-    if isinstance(exc, _Rejected):
-        return str(exc)
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return f"cannot connect: {exc.reason}"
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"connection closed after {len(exc.partial)} bytes, {exc.expected} more expected"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _download(filename: str, md5: str, data_dir: pathlib.Path, mirrors: list[str], progress: bool | None,
-              where: str) -> pathlib.Path:
-    dest = data_dir / filename
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(data_dir, os.W_OK):
-        # Checked once here, or every mirror would "fail" with the same PermissionError.
-        raise PermissionError(f"{where}: {data_dir} must be writable to download {filename} into it, got a "
-                              "read-only folder; pass data_dir= a writable folder or put the files there by hand")
-    tried = []
-    for base in mirrors:
-        url = base + filename
-        try:
-            _fetch_one(url, dest, md5, progress)
-            return dest
-        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets are OSErrors
-            tried.append(f"  {url}: {_describe_failure(exc)}")
-    raise DownloadError(
-        f"{where}: could not download {filename} (MD5 {md5}); tried:\n" + "\n".join(tried) + "\n"
-        f"Nothing was saved. Download {filename} by hand and put it in {data_dir} "
-        f"(load_mnist(data_dir=...) or $FASTNN_DATA/mnist), or pass urls=[...] / set FASTNN_MNIST_URLS to a "
-        "mirror that serves it.")
-
-
-def _local_file(data_dir: pathlib.Path, filename: str) -> pathlib.Path | None:
-    """The file put in ``data_dir`` by a download or by hand: the .gz, or the uncompressed one."""
-    for candidate in (data_dir / filename, data_dir / filename.removesuffix(".gz")):
-        if candidate.is_file():
-            return candidate
-    return None
+    return _fetch.mirror_urls(urls, _FILES.env, DEFAULT_MIRRORS, where)
 
 
 def _check_subsets(subsets: Any, where: str) -> tuple[str, ...]:
@@ -202,14 +76,6 @@ def _check_subsets(subsets: Any, where: str) -> tuple[str, ...]:
     if not subsets or len(set(subsets)) != len(subsets) or any(s not in _SUBSETS for s in subsets):
         raise ValueError(f"{where}: subsets must be a non-empty tuple of distinct 'train' / 'test', got {subsets!r}")
     return subsets
-
-
-def _check_dir(data_dir: Any, where: str) -> pathlib.Path:
-    if data_dir is None:
-        return default_data_dir()
-    if isinstance(data_dir, bytes) or not isinstance(data_dir, (str, os.PathLike)):
-        raise TypeError(f"{where}: data_dir must be a str or os.PathLike, got {type(data_dir).__name__}")
-    return pathlib.Path(data_dir).expanduser()
 
 
 def download_mnist(data_dir: str | os.PathLike | None = None, *, subsets: Sequence[str] = _SUBSETS,
@@ -245,28 +111,11 @@ def download_mnist(data_dir: str | os.PathLike | None = None, *, subsets: Sequen
 def _ensure_files(where: str, data_dir: Any, subsets: Any, urls: Any, progress: Any,
                   download: bool) -> dict[str, pathlib.Path]:
     subsets = _check_subsets(subsets, where)
-    directory = _check_dir(data_dir, where)
-    if progress is not None:
-        _validate.flag(progress, where, "progress")
     keys = [f"{s}_{kind}" for s in subsets for kind in ("img", "label")]
-    paths: dict[str, pathlib.Path] = {}
-    missing = []
-    for key in keys:
-        found = _local_file(directory, MNIST_FILES[key][0])
-        if found is None:
-            missing.append(key)
-        else:
-            paths[key] = found
-    if missing and not download:
-        names = ", ".join(MNIST_FILES[k][0] for k in missing)
-        raise FileNotFoundError(f"{where}: {names} must be in {directory} when download=False, got no such "
-                                "file; put them there by hand or call with download=True")
-    if missing:
-        mirrors = mirror_urls(urls, where)  # only now: a complete cache never needs a mirror list
-        for key in missing:
-            name, md5 = MNIST_FILES[key]
-            paths[key] = _download(name, md5, directory, mirrors, progress, where)
-    return {k: paths[k] for k in keys}
+    # A file put there by hand may also be the uncompressed one (train-images-idx3-ubyte).
+    paths = _fetch.ensure(_FILES, [MNIST_FILES[k][0] for k in keys], data_dir, urls, progress, download, where,
+                          local_names=lambda name: (name, name.removesuffix(".gz")))
+    return {k: paths[MNIST_FILES[k][0]] for k in keys}
 
 
 def _read_pair(img_path: pathlib.Path, label_path: pathlib.Path, where: str) -> tuple[np.ndarray, np.ndarray]:

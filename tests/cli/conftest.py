@@ -18,4 +18,5 @@ def _one_thread(single_thread):
 def _offline(monkeypatch, tmp_path):
     """No test reaches a public mirror or the user's cache."""
     monkeypatch.setenv("FASTNN_DATA", str(tmp_path / "fastnn_data"))
-    monkeypatch.setenv("FASTNN_MNIST_URLS", "http://127.0.0.1:9/nothing/")
+    for name in ("MNIST", "TINYSHAKESPEARE", "PTB"):
+        monkeypatch.setenv(f"FASTNN_{name}_URLS", "http://127.0.0.1:9/nothing/")

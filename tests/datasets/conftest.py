@@ -1,6 +1,6 @@
-"""A real HTTP server on 127.0.0.1, started by the tests, serving the shared MNIST files in several ways.
+"""A real HTTP server on 127.0.0.1, started by the tests, serving the shared data files in several ways.
 
-``http://127.0.0.1:<port>/<mode>/<file>`` serves ``<file>`` from the shared MNIST folder:
+``http://127.0.0.1:<port>/<mode>/<file>`` serves ``<file>`` from a folder (the shared MNIST one by default):
 ``ok`` as is; ``corrupt`` with one byte flipped (MD5 mismatch); ``halfway`` announcing the full Content-Length
 and closing the connection after half; ``nolength`` without Content-Length, closing after half. A file not
 there is a 404. Every request is counted per path.
@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import SHARED_MNIST
 
+SHARED_TINYSHAKESPEARE = SHARED_MNIST.parent / "tinyshakespeare"
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
@@ -60,8 +61,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class MirrorServer:
-    def __init__(self) -> None:
-        handler = type("Handler", (_Handler,), {"counts": collections.Counter()})
+    def __init__(self, root=SHARED_MNIST) -> None:
+        handler = type("Handler", (_Handler,), {"counts": collections.Counter(), "root": root})
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.counts = handler.counts
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -89,9 +90,26 @@ def mirror():
         server.close()
 
 
+@pytest.fixture
+def serve():
+    """``serve(folder)``: a :class:`MirrorServer` of ``folder``, closed after the test."""
+    servers = []
+
+    def start(root):
+        servers.append(MirrorServer(root))
+        return servers[-1]
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()
+
+
 @pytest.fixture(autouse=True)
 def _no_default_mirrors(monkeypatch, tmp_path):
     """Tests never reach the public mirrors or the user's cache: both are pointed somewhere harmless."""
-    monkeypatch.delenv("FASTNN_MNIST_URLS", raising=False)
     monkeypatch.setenv("FASTNN_DATA", str(tmp_path / "fastnn_data_env"))
-    monkeypatch.setattr("fastnn.datasets.mnist.DEFAULT_MIRRORS", ("http://127.0.0.1:9/unused/",))
+    for name in ("mnist", "tinyshakespeare", "ptb"):
+        monkeypatch.delenv(f"FASTNN_{name.upper()}_URLS", raising=False)
+        monkeypatch.setattr(f"fastnn.datasets.{name}.DEFAULT_MIRRORS", ("http://127.0.0.1:9/unused/",))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastnn.datasets import MNIST_FILES, DownloadError, default_data_dir, download_mnist, load_mnist, read_idx
-from fastnn.datasets import mnist as mnist_module
+from fastnn.datasets import _fetch as fetch_module
 from tests.conftest import SHARED_MNIST
 from tests.datasets.conftest import TEST_FILES, need_shared_mnist
 from tests.datasets.test_idx import idx_bytes
@@ -114,7 +114,7 @@ def test_default_data_dir_from_environment_and_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTNN_DATA", str(tmp_path / "d"))
     assert default_data_dir() == tmp_path / "d" / "mnist"
     monkeypatch.delenv("FASTNN_DATA")
-    monkeypatch.setattr(mnist_module.sys, "platform", "linux")
+    monkeypatch.setattr(fetch_module.sys, "platform", "linux")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_data_dir() == tmp_path / "xdg" / "fastnn" / "mnist"
     monkeypatch.delenv("XDG_CACHE_HOME")
@@ -138,7 +138,7 @@ def test_interrupted_download_leaves_nothing(tmp_path, mirror, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(mnist_module, "_progress_bar", lambda *a: InterruptingBar())
+    monkeypatch.setattr(fetch_module, "_progress_bar", lambda *a: InterruptingBar())
     with pytest.raises(KeyboardInterrupt):
         load_mnist(data_dir=tmp_path / "m", urls=mirror.url("ok"), subsets=("test",))
     assert _listing(tmp_path / "m") == []
@@ -285,8 +285,8 @@ def test_read_only_data_dir_is_reported_once(tmp_path, mirror, monkeypatch):
     # Tests may run as root, who can write into a chmod 555 folder: simulate the refusal instead.
     data = tmp_path / "ro"
     data.mkdir()
-    real_access = mnist_module.os.access
-    monkeypatch.setattr(mnist_module.os, "access", lambda p, mode: False if p == data else real_access(p, mode))
+    real_access = fetch_module.os.access
+    monkeypatch.setattr(fetch_module.os, "access", lambda p, mode: False if p == data else real_access(p, mode))
     with pytest.raises(PermissionError, match=r"load_mnist: .*ro must be writable to download "
                                               r"t10k-images-idx3-ubyte.gz"):
         load_mnist(data_dir=data, urls=mirror.url("ok"), subsets=("test",), progress=False)
