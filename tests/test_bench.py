@@ -18,7 +18,8 @@ def test_every_case_has_the_benchmark_sizes():
         assert {"tiny", "mnist", "cifar"} <= set(case.sizes), case.name
         assert set(case.impls) >= {"fastnn", "numpy"}, case.name
         assert case.module in {"im2col_conv", "linalg", "pooling", "normalization", "optimizers",
-                               "activations_losses", "training", "attention", "sequence", "transformer", "recurrent"}, case.name
+                               "activations_losses", "training", "attention", "sequence", "transformer",
+                               "recurrent"}, case.name
 
 
 def test_bytes_moved_of_adam_is_seven_streams():

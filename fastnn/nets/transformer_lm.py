@@ -85,6 +85,7 @@ class TransformerLM:
             self.params["head.W"] = (self.random.standard_normal((E, V)) / math.sqrt(E)).astype(dt)
         self.params["head.b"] = np.zeros(V, dt)
         self._cache: dict[str, Any] = {}
+        self.last_loss = None  # the loss of the last ``gradient`` call (before its update)
 
     def _ids(self, x: Any, where: str, name: str = "x") -> np.ndarray:
         x = np.asarray(x)
@@ -119,7 +120,7 @@ class TransformerLM:
 
     def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         """Gradients of ``loss(x, t, train_flg=True)`` under the keys of ``params``."""
-        self.loss(x, t, train_flg=True)
+        self.last_loss = self.loss(x, t, train_flg=True)
         c = self._cache
         N, T = c["x"].shape
         d = ops.softmax_cross_entropy_backward(c["probs"], c["t"], 1.0)  # (N*T, V), already / (N*T)
@@ -151,15 +152,19 @@ class TransformerLM:
                    for i in range(0, len(x), step))
         return hits / t.size
 
-    def generate(self, prompt: Any, length: int, temperature: float = 1.0, seed: Any = None) -> np.ndarray:
-        """``length`` tokens sampled after the 1-D id sequence ``prompt`` (the last ``context`` ids are seen)."""
+    def generate(self, prime: Any, length: int, rng: Any = None, temperature: float = 1.0) -> list[int]:
+        """``length`` token ids sampled one by one after the ids ``prime`` (the last ``context`` ids are seen);
+        ``rng`` a numpy Generator or a seed (CharLSTM's signature)."""
         where = "TransformerLM.generate"
-        ids = list(self._ids(np.asarray(prompt).reshape(1, -1)[:, -self.context:], where, "prompt")[0])
+        ids = [int(i) for i in np.asarray(prime).reshape(-1)]
+        self._ids(np.array([ids[-self.context:]]), where, "prime")
         length = _validate.integer(length, where, "length", minimum=0)
         temperature = _validate.scalar(temperature, where, "temperature", gt=0.0)
-        rng = np.random.default_rng(seed)
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        out = []
         for _ in range(length):
             logits = self.predict(np.array([ids[-self.context:]]))[0, -1].astype(np.float64) / temperature
             p = np.exp(logits - logits.max())
             ids.append(int(rng.choice(self.vocab_size, p=p / p.sum())))
-        return np.array(ids[-length:] if length else [], dtype=np.int64)
+            out.append(ids[-1])
+        return out
