@@ -311,54 +311,83 @@ def _attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=
 
 
 @kernel("elementwise")
-def _gelu_fwd(x, out, tanh_form, c0, c1):
-    # float64 inside (erf/tanh of libm), rounded once to the output dtype, as the twin
+def _gelu_fwd(x, out, c0):
+    # exact form: libm's erf in float64 per element, rounded once to the output dtype, as the twin
     for i in prange(x.shape[0]):
         xi = np.float64(x[i])
-        if tanh_form:
-            out[i] = 0.5 * xi * (1.0 + math.tanh(c0 * (xi + c1 * xi * xi * xi)))
-        else:
-            out[i] = 0.5 * xi * (1.0 + math.erf(xi * c0))
+        out[i] = 0.5 * xi * (1.0 + math.erf(xi * c0))
+
+
+@helper
+def _tanh_vec(u, two, one, ec, coefs):
+    """tanh(u) as (1 - e) / (1 + e) with e = exp(-2|u|) <= 1 (the vectorisable exp of _math; never overflows),
+    the sign restored; NaN stays NaN."""
+    e = _exp_nonpos(-two * abs(u), ec, coefs)
+    t = _fdiv(one - e, one + e)
+    return -t if u < 0 else t
 
 
 @kernel("elementwise")
-def _gelu_bwd(dout, x, dx, tanh_form, c0, c1, c2):
+def _gelu_tanh_fwd(x, out, half, one, two, c0, c1, ec, coefs):
+    # in x's dtype with the vectorised exp: measured 10x faster than libm's scalar tanh in float64
+    for i in prange(x.shape[0]):
+        xi = x[i]
+        out[i] = half * xi * (one + _tanh_vec(c0 * (xi + c1 * xi * xi * xi), two, one, ec, coefs))
+
+
+@kernel("elementwise")
+def _gelu_bwd(dout, x, dx, c1, c2):
     for i in prange(x.shape[0]):
         xi = np.float64(x[i])
-        if tanh_form:
-            t = math.tanh(c0 * (xi + c1 * xi * xi * xi))
-            g = 0.5 * (1.0 + t) + 0.5 * xi * (1.0 - t * t) * c0 * (1.0 + 3.0 * c1 * xi * xi)
-        else:
-            g = 0.5 * (1.0 + math.erf(xi * c1)) + xi * math.exp(-0.5 * xi * xi) * c2
-        dx[i] = g  # rounded to the dtype first, as the twin multiplies in that dtype
-        dx[i] = dout[i] * dx[i]
+        dx[i] = 0.5 * (1.0 + math.erf(xi * c1)) + xi * math.exp(-0.5 * xi * xi) * c2
+        dx[i] = dout[i] * dx[i]  # the derivative rounded to the dtype first, as the twin multiplies in it
+
+
+@kernel("elementwise")
+def _gelu_tanh_bwd(dout, x, dx, half, one, two, three, c0, c1, ec, coefs):
+    for i in prange(x.shape[0]):
+        xi = x[i]
+        t = _tanh_vec(c0 * (xi + c1 * xi * xi * xi), two, one, ec, coefs)
+        dx[i] = dout[i] * (half * (one + t) + half * xi * (one - t * t) * c0 * (one + three * c1 * xi * xi))
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+def _gelu_consts(dtype: np.dtype) -> tuple:
+    t = dtype.type
+    return (t(0.5), t(1), t(2), t(_SQRT_2_OVER_PI), t(0.044715), *exp_nonpos_constants(dtype))
 
 
 def gelu_forward(x, approximate="none"):
-    """One pass, erf / tanh of libm in float64 per element, rounded once to x's dtype (as the twin)."""
+    """One pass. Exact form: libm's erf in float64, rounded once to x's dtype; tanh form: in x's dtype, tanh from
+    the vectorised exp of :mod:`fastnn.kernels._math` (within a few ulp of libm's)."""
     return _gelu_forward(*_checks.check_gelu("gelu_forward", x, approximate))
 
 
 def _gelu_forward(x, approximate="none"):
     out = np.empty(x.shape, x.dtype)
-    tanh_form = approximate == "tanh"
-    c0, c1 = (math.sqrt(2 / math.pi), 0.044715) if tanh_form else (1 / math.sqrt(2), 0.0)
-    _gelu_fwd.run(x.size, np.ascontiguousarray(x).reshape(-1), out.reshape(-1), tanh_form, c0, c1)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    if approximate == "tanh":
+        _gelu_tanh_fwd.run(x.size, flat, out.reshape(-1), *_gelu_consts(x.dtype))
+    else:
+        _gelu_fwd.run(x.size, flat, out.reshape(-1), 1 / math.sqrt(2))
     return out
 
 
 def gelu_backward(dout, x, approximate="none"):
-    """One pass, in float64 per element as :func:`gelu_forward`."""
+    """One pass, each form computed as in :func:`gelu_forward`."""
     return _gelu_backward(*_checks.check_gelu_backward("gelu_backward", dout, x, approximate))
 
 
 def _gelu_backward(dout, x, approximate="none"):
     dx = np.empty(x.shape, x.dtype)
-    tanh_form = approximate == "tanh"
-    consts = (math.sqrt(2 / math.pi), 0.044715, 0.0) if tanh_form else (0.0, 1 / math.sqrt(2),
-                                                                           1 / math.sqrt(2 * math.pi))
-    _gelu_bwd.run(x.size, np.ascontiguousarray(dout).reshape(-1), np.ascontiguousarray(x).reshape(-1),
-                  dx.reshape(-1), tanh_form, *consts)
+    args = (x.size, np.ascontiguousarray(dout).reshape(-1), np.ascontiguousarray(x).reshape(-1), dx.reshape(-1))
+    if approximate == "tanh":
+        half, one, two, c0, c1, ec, coefs = _gelu_consts(x.dtype)
+        _gelu_tanh_bwd.run(*args, half, one, two, x.dtype.type(3), c0, c1, ec, coefs)
+    else:
+        _gelu_bwd.run(*args, 1 / math.sqrt(2), 1 / math.sqrt(2 * math.pi))
     return dx
 
 
@@ -411,12 +440,12 @@ def _softmax_lastaxis_backward(dout, out):
 def _add_pe(x, out, log_base):
     N, S, D = x.shape
     for s in prange(S):
-        for j in range(D):
+        for j in range(D):  # the table's row s, rounded to x's dtype, parked in out[0, s]
             angle = s * math.exp(-(j - j % 2) * log_base)
             out[0, s, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)
-            pe = out[0, s, j]  # rounded to x's dtype once, as the twin's table
-            for n in range(N):
-                out[n, s, j] = x[n, s, j] + pe
+        for n in range(N - 1, -1, -1):  # sample 0 last: its row holds the table until then
+            for j in range(D):
+                out[n, s, j] = x[n, s, j] + out[0, s, j]
 
 
 def positional_encoding(x):
