@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from fastnn.bench_cases import CASES, DTYPES, IMPLS, SIZES
 
-from . import activations_losses, im2col_conv, linalg, normalization, optimizers, pooling, training
+from . import (
+    activations_losses,
+    attention,
+    im2col_conv,
+    linalg,
+    normalization,
+    optimizers,
+    pooling,
+    training,
+    transformer,
+)
 from .common import KernelBenchmark, claimed
 
 
 class Kernel(KernelBenchmark):
-    params = (sorted(set(CASES) - claimed(activations_losses, im2col_conv, linalg, normalization, optimizers,
-                                          pooling, training)), list(IMPLS), list(DTYPES), list(SIZES))
+    params = (sorted(set(CASES) - claimed(activations_losses, attention, im2col_conv, linalg, normalization, optimizers,
+                                          pooling, training, transformer)), list(IMPLS), list(DTYPES), list(SIZES))
     param_names = ["case", "impl", "dtype", "size"]
 
     def setup(self, case, impl, dtype, size):

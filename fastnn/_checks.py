@@ -12,6 +12,7 @@ The building blocks and the message form (``<where>: <argument> must be <expecte
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -492,6 +493,96 @@ def check_maxpool2d_backward(where: str, dout: Any, argmax: Any, input_shape: An
     x = _validate.float_array(x, where, "x", ndim=4)
     _validate.shape(x, (g.N, g.C, g.H, g.W), where, "x")
     return dout, None, x, g
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attention, GELU, last-axis softmax, positional encoding (fastnn/kernels/attention.py)
+
+_GELU_FORMS = ("none", "tanh")
+
+
+def _attention_options(where: str, q: np.ndarray, k: np.ndarray, mask: Any, causal: Any, scale: Any,
+                       dropout_p: Any, seed: Any) -> tuple[Any, bool, float, float, int]:
+    """The mask (None, a bool array, or an additive float array in q's dtype) broadcastable to (N, H, S, T), the
+    causal flag, the scale (default 1/sqrt(d)), dropout_p in [0, 1) and the seed in [0, 2**64)."""
+    N, H, S, d = q.shape
+    T = k.shape[2]
+    if mask is not None:
+        if not isinstance(mask, np.ndarray) or not (mask.dtype == np.bool_ or mask.dtype.kind in "fiu"):
+            _validate.fail(where, "mask", "None, a bool ndarray or a float ndarray (added to the scores)",
+                           _validate.describe(mask), TypeError)
+        try:
+            if mask.ndim > 4 or np.broadcast_shapes(mask.shape, (N, H, S, T)) != (N, H, S, T):
+                raise ValueError
+        except ValueError:
+            _validate.fail(where, "mask", f"broadcastable to (N, H, S, T) = {(N, H, S, T)}", f"shape {mask.shape}")
+        if mask.dtype != np.bool_ and mask.dtype != q.dtype:
+            mask = mask.astype(q.dtype)  # a mask never promotes the computation
+    causal = _validate.flag(causal, where, "causal")
+    scale = 1.0 / math.sqrt(d) if scale is None else _validate.scalar(scale, where, "scale")
+    dropout_p = _validate.scalar(dropout_p, where, "dropout_p", ge=0.0, lt=1.0)
+    seed = _validate.integer(seed, where, "seed", minimum=0)
+    if seed > _splitmix.MASK64:
+        _validate.fail(where, "seed", "an int in [0, 2**64)", seed)
+    return mask, causal, scale, dropout_p, seed
+
+
+def _attention_qkv(where: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        if a.ndim != 4:
+            _validate.fail(where, name, "4-D (N, H, S or T, d)", f"{a.ndim}-D array of shape {a.shape}")
+    N, H, S, d = q.shape
+    _validate.integer(d, where, "d (q.shape[3])", minimum=1)
+    _validate.shape(k, (N, H, None, d), where, "k")
+    _validate.shape(v, (N, H, k.shape[2], None), where, "v")
+
+
+def check_attention_forward(where, q, k, v, mask, causal, scale, dropout_p, seed):
+    """Scaled dot-product attention's forward pass: q (N, H, S, d), k (N, H, T, d), v (N, H, T, dv) in their common
+    float dtype, then the options of :func:`_attention_options`."""
+    q, k, v = _validate.float_arrays(where, q=q, k=k, v=v)
+    _attention_qkv(where, q, k, v)
+    return (q, k, v, *_attention_options(where, q, k, mask, causal, scale, dropout_p, seed))
+
+
+def check_attention_backward(where, dout, q, k, v, out, lse, mask, causal, scale, dropout_p, seed):
+    """Attention's backward pass: dout and out (N, H, S, dv), lse (N, H, S), and what the forward checks."""
+    dout, q, k, v, out, lse = _validate.float_arrays(where, dout=dout, q=q, k=k, v=v, out=out, lse=lse)
+    _attention_qkv(where, q, k, v)
+    N, H, S, _ = q.shape
+    _validate.shape(out, (N, H, S, v.shape[3]), where, "out")
+    _validate.shape(dout, out.shape, where, "dout")
+    _validate.shape(lse, (N, H, S), where, "lse")
+    return (dout, q, k, v, out, lse, *_attention_options(where, q, k, mask, causal, scale, dropout_p, seed))
+
+
+def check_gelu(where: str, x: Any, approximate: Any) -> tuple[np.ndarray, str]:
+    """GELU's forward pass: ``approximate`` one of "none", "tanh" (PyTorch's), then ``x``."""
+    if approximate not in _GELU_FORMS or not isinstance(approximate, str):
+        _validate.fail(where, "approximate", "'none' or 'tanh'", _validate.describe(approximate))
+    return _validate.float_array(x, where, "x"), approximate
+
+
+def check_gelu_backward(where: str, dout: Any, x: Any, approximate: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """GELU's backward pass: ``approximate``, then dout and x as in :func:`check_activation_backward`."""
+    _, approximate = check_gelu(where, 0.0, approximate)
+    return (*check_activation_backward(where, dout, x, "x"), approximate)
+
+
+def check_softmax_lastaxis(where: str, x: Any) -> np.ndarray:
+    """Softmax over the last axis: x at least 1-D."""
+    x = _validate.float_array(x, where, "x")
+    if x.ndim < 1:
+        _validate.fail(where, "x", "at least 1-D", "a 0-d array")
+    return x
+
+
+def check_positional_encoding(where: str, x: Any) -> np.ndarray:
+    """Adding the sinusoidal positional encoding: x (N, S, D)."""
+    return _validate.float_array(x, where, "x", ndim=3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -824,6 +824,110 @@ def _cases_act() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Attention, GELU, last-axis softmax, positional encoding (fastnn/kernels/attention.py)
+
+ATTN_SIZES = {
+    # S != T, d and dv not multiples of any vector width
+    "tiny": {"N": 2, "H": 2, "S": 5, "T": 7, "d": 3, "dv": 4},
+    # the issue's speed targets: causal self-attention, 8 heads of 32
+    "mnist": {"N": 64, "H": 8, "S": 64, "T": 64, "d": 32, "dv": 32},
+    "cifar": {"N": 16, "H": 8, "S": 256, "T": 256, "d": 32, "dv": 32},
+    # peak memory (asv_bench/attention.py): the materialised scores would be N*H*S*T = 8M elements
+    "long": {"N": 2, "H": 4, "S": 1024, "T": 1024, "d": 32, "dv": 32},
+}
+ATTN_DROPOUT, ATTN_SEED = 0.2, 77
+#: The keyword forms of an attention call besides the plain one (each checked against the twin).
+_ATTN_FORMS: dict[str, dict[str, Any]] = {
+    "causal": {"causal": True},
+    "bool_mask": {"mask": "bool"},
+    "additive_mask": {"mask": "additive"},
+    "dropout": {"dropout_p": ATTN_DROPOUT, "seed": ATTN_SEED},
+}
+
+
+def _attn_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    N, H, S, T = p["N"], p["H"], p["S"], p["T"]
+    q, k = _rand(rng, (N, H, S, p["d"]), dtype), _rand(rng, (N, H, T, p["d"]), dtype)
+    v, dout = _rand(rng, (N, H, T, p["dv"]), dtype), _rand(rng, (N, H, S, p["dv"]), dtype)
+    masks = {"bool": rng.random((S, T)) < 0.7,  # (S, T): broadcast over batch and heads
+             "additive": _rand(rng, (N, 1, S, T), dtype)}
+    masks["bool"][0] = False  # one fully masked row: zeros by contract
+    d = {"q": q, "k": k, "v": v, "dout": dout, "ones": np.ones_like(dout), "forms": {}}
+    if N * H * S * T > 1 << 16:  # benchmark sizes: the plain form only, without materialising the scores
+        d["out"], d["lse"] = kernels.attention_forward(q, k, v)
+        return d
+    for name, form in {"plain": {}, **_ATTN_FORMS}.items():
+        kw = {key: masks[val] if key == "mask" else val for key, val in form.items()}
+        out, lse = reference.attention_forward(q, k, v, **kw)
+        d["forms"][name] = {**kw, "out": out, "lse": lse}
+    d["out"], d["lse"] = d["forms"]["plain"]["out"], d["forms"]["plain"]["lse"]
+    return d
+
+
+def _attn_variant(name: str, backward: bool) -> Callable[[Inputs], Inputs]:
+    def kwargs(d: Inputs) -> Inputs:
+        kw = dict(d["forms"][name])
+        if not backward:
+            kw.pop("out"), kw.pop("lse")
+        return kw
+    return kwargs
+
+
+def _torch_sdpa(d: Inputs, grad: bool = False, causal: bool = False) -> tuple[Callable[[], Any], tuple[Any, ...]]:
+    F = _torch().nn.functional
+    q, k, v = _t(d["q"], grad), _t(d["k"], grad), _t(d["v"], grad)
+    return partial(F.scaled_dot_product_attention, q, k, v, is_causal=causal), (q, k, v)
+
+
+def _torch_gelu(d: Inputs) -> tuple[Callable[[], Any], tuple[Any, ...]]:
+    x = _t(d["x"], True)
+    return partial(_torch().nn.functional.gelu, x), (x,)
+
+
+def _attn_steps(k: types.ModuleType, d: Inputs) -> Run:
+    """Causal attention forward, then the backward of the sum of its outputs (dout = 1)."""
+    q, kk, v, ones = d["q"], d["k"], d["v"], d["ones"]
+
+    def step() -> Any:
+        out, lse = k.attention_forward(q, kk, v, causal=True)
+        return k.attention_backward(ones, q, kk, v, out, lse, causal=True)
+
+    return Run(step)
+
+
+def _cases_attention() -> Iterator[Case]:
+    yield Case("attention_forward", "attention", ATTN_SIZES, _attn_inputs, "attention_forward", ("q", "k", "v"),
+               variants={name: _attn_variant(name, False) for name in _ATTN_FORMS},
+               torch=lambda d: Run(_torch_sdpa(d)[0]))
+    yield Case("attention_backward", "attention", ATTN_SIZES, _attn_inputs, "attention_backward",
+               ("dout", "q", "k", "v", "out", "lse"),
+               variants={name: _attn_variant(name, True) for name in _ATTN_FORMS},
+               torch=lambda d: _torch_backward(*_torch_sdpa(d, True), d["dout"]))
+    for name, size, title in (("attention_causal_forward_backward", "mnist", "causal attention N64 h8 S64 d32"),
+                              ("attention_causal_forward_backward_long", "cifar",
+                               "causal attention N16 h8 S256 d32")):
+        yield Case(name, "attention", ATTN_SIZES, _attn_inputs, steps=_attn_steps,
+                   torch=lambda d: _fwd_bwd(*_torch_sdpa(d, True, causal=True), d["ones"]),
+                   goal=Goal(f"{title}, fwd+bwd of the sum", size))
+    tanh = {"tanh": lambda d: {"approximate": "tanh"}}
+    yield Case("gelu_forward", "attention", ACT_SIZES, _act_inputs, "gelu_forward", ("x",), variants=tanh,
+               torch=lambda d: Run(partial(_torch().nn.functional.gelu, _t(d["x"]))), traffic=_streams(2))
+    yield Case("gelu_backward", "attention", ACT_SIZES, _act_inputs, "gelu_backward", ("dout", "x"),
+               variants=tanh, torch=lambda d: _torch_backward(*_torch_gelu(d), d["dout"]), traffic=_streams(3))
+    yield Case("softmax_lastaxis_forward", "attention", ACT_SIZES, _act_inputs, "softmax_lastaxis_forward", ("x",),
+               torch=lambda d: Run(partial(_torch().softmax, _t(d["x"]), -1)), traffic=_streams(2))
+    yield Case("softmax_lastaxis_backward", "attention", ACT_SIZES, _act_inputs, "softmax_lastaxis_backward",
+               ("dout", "out"), torch=lambda d: Run(partial(_torch().ops.aten._softmax_backward_data, _t(d["dout"]),
+                                                            _t(d["out"]), -1, _torch().float32 if d["x"].dtype ==
+                                                            np.float32 else _torch().float64)),
+               traffic=_streams(3))
+    yield Case("positional_encoding", "attention", {**ACT_SIZES, "tiny": {"shape": (2, 5, 7)},
+                                                    "mnist": {"shape": (32, 128, 128)},
+                                                    "cifar": {"shape": (32, 512, 512)}},
+               _act_inputs, "positional_encoding", ("x",), traffic=_streams(2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Optimizer steps (fastnn/kernels/optimizers.py)
 
 OPT_SIZES = {
@@ -1129,6 +1233,166 @@ def _cases_training() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Transformer layers and a language-model training step (fastnn/layers/transformer.py, fastnn/nets/transformer_lm.py)
+
+MHA_SIZES = {
+    "tiny": {"N": 2, "S": 5, "E": 6, "H": 2},
+    # the attention targets' sizes with their projections: 8 heads of 32
+    "mnist": {"N": 64, "S": 64, "E": 256, "H": 8},
+    "cifar": {"N": 16, "S": 256, "E": 256, "H": 8},
+}
+LM_SIZES = {
+    "tiny": {"batch": 3, "context": 6, "vocab": 11, "E": 8, "H": 2, "layers": 2},
+    # the demo's character model (Tiny Shakespeare has 65 characters): 4 layers, 4 heads, width 128
+    "mnist": {"batch": 32, "context": 64, "vocab": 65, "E": 128, "H": 4, "layers": 4},
+    "cifar": {"batch": 32, "context": 128, "vocab": 65, "E": 128, "H": 4, "layers": 4},
+}
+
+
+def _mha_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    shape = (p["N"], p["S"], p["E"])
+    return {"x": _rand(rng, shape, dtype), "dout": _rand(rng, shape, dtype), "dtype": dtype, **p}
+
+
+def _mha_layer(d: Inputs) -> Any:
+    from .layers import MultiHeadAttention
+    return MultiHeadAttention(d["E"], d["H"], causal=True, dtype=d["dtype"], seed=0)
+
+
+def _mha_steps(ns: types.ModuleType, d: Inputs) -> Run:
+    """Causal self-attention layer forward and backward (projections included), as in training."""
+    layer, x, dout = _mha_layer(d), d["x"], d["dout"]
+
+    def step() -> Any:
+        layer.forward(x)
+        return layer.backward(dout)
+
+    return Run(_on(ns, step), lambda dx: (dx, layer.grads["W_in"], layer.grads["W_out"]))
+
+
+def _torch_mha(d: Inputs) -> Run:
+    torch = _torch()
+    layer = _mha_layer(d)
+    tdtype = torch.float32 if d["dtype"] == np.float32 else torch.float64
+    m = torch.nn.MultiheadAttention(d["E"], d["H"], batch_first=True, dtype=tdtype)
+    with torch.no_grad():
+        m.in_proj_weight.copy_(torch.from_numpy(layer.params["W_in"].T.copy()))
+        m.out_proj.weight.copy_(torch.from_numpy(layer.params["W_out"].T.copy()))
+        m.in_proj_bias.zero_(), m.out_proj.bias.zero_()
+    S = d["S"]
+    mask = torch.triu(torch.ones(S, S, dtype=torch.bool), 1)  # torch's bool mask: True forbids
+    x, dout = _t(d["x"], True), _t(d["dout"])
+
+    def step() -> Any:
+        x.grad = None
+        m.zero_grad(set_to_none=True)
+        m(x, x, x, attn_mask=mask, is_causal=True, need_weights=False)[0].backward(dout)
+
+    return Run(step, lambda _: (x.grad.numpy(), m.in_proj_weight.grad.numpy().T, m.out_proj.weight.grad.numpy().T))
+
+
+def _lm_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    shape = (p["batch"], p["context"])
+    return {"x": rng.integers(0, p["vocab"], shape), "t": rng.integers(0, p["vocab"], shape), "dtype": dtype, **p}
+
+
+def _lm(d: Inputs) -> Any:
+    from .nets import TransformerLM
+    return TransformerLM(d["vocab"], d["context"], d["E"], d["H"], d["layers"], dtype=d["dtype"], seed=0)
+
+
+#: The LM's parameters compared after a step (the first block's, the embedding, the output bias).
+_LM_COMPARED = ("embed.W", "block1.attn.W_in", "block1.ff.W2", "norm.gamma", "head.b")
+
+
+def _lm_steps(ns: types.ModuleType, d: Inputs) -> Run:
+    net = _lm(d)
+    opt = Adam(lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, eps_hat=False)
+    x, t = d["x"], d["t"]
+
+    def step() -> Any:
+        opt.update(net.params, net.gradient(x, t))
+
+    def result(_: Any) -> tuple[np.ndarray, ...]:
+        after = _on(ns, lambda: net.loss(x, t))()
+        return (np.asarray(after), *(net.params[k] for k in _LM_COMPARED))
+
+    return Run(_on(ns, step), result)
+
+
+#: A fastnn block's parameter, the torch.nn.TransformerEncoderLayer parameter it is, stored transposed or not.
+_LM_TORCH_KEYS = (("attn.W_in", "self_attn.in_proj_weight", True), ("attn.b_in", "self_attn.in_proj_bias", False),
+                  ("attn.W_out", "self_attn.out_proj.weight", True), ("attn.b_out", "self_attn.out_proj.bias", False),
+                  ("ff.W1", "linear1.weight", True), ("ff.b1", "linear1.bias", False),
+                  ("ff.W2", "linear2.weight", True), ("ff.b2", "linear2.bias", False),
+                  ("norm1.gamma", "norm1.weight", False), ("norm1.beta", "norm1.bias", False),
+                  ("norm2.gamma", "norm2.weight", False), ("norm2.beta", "norm2.bias", False))
+
+
+def _torch_lm(d: Inputs) -> Run:
+    """The same model in eager torch.nn (pre-norm TransformerEncoderLayers with a causal mask, tanh GELU, tied
+    output), started from the fastnn model's weights."""
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+    net = _lm(d)
+    p = net.params
+    tdtype = torch.float32 if d["dtype"] == np.float32 else torch.float64
+    V, E, T = d["vocab"], d["E"], d["context"]
+
+    class LM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(V, E)
+            self.blocks = nn.ModuleList(nn.TransformerEncoderLayer(
+                E, d["H"], 4 * E, dropout=0.0, activation=partial(F.gelu, approximate="tanh"), batch_first=True,
+                norm_first=True) for _ in range(d["layers"]))
+            self.norm = nn.LayerNorm(E)
+            self.head_b = nn.Parameter(torch.zeros(V))
+            pe = net.pos.forward(np.zeros((1, T, E), d["dtype"]), train_flg=False)[0]
+            self.register_buffer("pe", torch.from_numpy(pe))
+            self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(T))
+
+        def forward(self, x: Any) -> Any:
+            h = self.embed(x) + self.pe[:x.shape[1]]
+            for block in self.blocks:
+                h = block(h, src_mask=self.mask, is_causal=True)
+            return self.norm(h) @ self.embed.weight.T + self.head_b
+
+    model = LM().to(tdtype).train()
+    with torch.no_grad():
+        model.embed.weight.copy_(torch.from_numpy(p["embed.W"]))
+        model.norm.weight.copy_(torch.from_numpy(p["norm.gamma"]))
+        model.norm.bias.copy_(torch.from_numpy(p["norm.beta"]))
+        for i, block in enumerate(model.blocks, 1):
+            for ours, theirs, transposed in _LM_TORCH_KEYS:
+                a = p[f"block{i}.{ours}"]
+                theirs = block.get_parameter(theirs)
+                theirs.copy_(torch.from_numpy(a.T.copy() if transposed else a))
+    opt = torch.optim.Adam(model.parameters(), lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, fused=True)
+    x, t = torch.from_numpy(d["x"]), torch.from_numpy(d["t"])
+
+    def step() -> Any:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x).reshape(-1, V), t.reshape(-1)).backward()
+        opt.step()
+
+    def result(_: Any) -> tuple[np.ndarray, ...]:
+        with torch.no_grad():
+            after = F.cross_entropy(model(x).reshape(-1, V), t.reshape(-1)).numpy()
+        b1 = model.blocks[0]
+        return (after, model.embed.weight.detach().numpy(), b1.self_attn.in_proj_weight.detach().numpy().T,
+                b1.linear2.weight.detach().numpy().T, model.norm.weight.detach().numpy(), model.head_b.detach().numpy())
+
+    return Run(step, result)
+
+
+def _cases_transformer() -> Iterator[Case]:
+    yield Case("mha_causal_forward_backward", "transformer", MHA_SIZES, _mha_inputs, steps=_mha_steps,
+               torch=_torch_mha, goal=Goal("MultiHeadAttention layer N64 S64 E256 h8 causal, fwd+bwd", "mnist"))
+    yield Case("train_transformer_lm", "transformer", LM_SIZES, _lm_inputs, steps=_lm_steps, torch=_torch_lm,
+               goal=Goal("TransformerLM training step (4x128, 4 heads, context 128, batch 32), Adam", "cifar"))
+
+
 # Recurrent networks (fastnn/kernels/recurrent.py)
 
 RNN_SIZES = {
@@ -1273,7 +1537,8 @@ def _cases_recurrent() -> Iterator[Case]:
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_sequence, _cases_recurrent, _cases_norm_zoo, _cases_swats, _cases_reparam):
+                  _cases_sequence, _cases_recurrent, _cases_norm_zoo, _cases_swats, _cases_reparam,
+                  _cases_attention, _cases_transformer):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

@@ -33,6 +33,8 @@ PARALLEL_MIN_WORK: dict[str, int] = {
     "window": 1 << 15,
     "normalization": 1 << 16,
     "loss": 1 << 14,
+    # attention: multiply-adds of one call (N*H*S*T*(d + dv)); a single 64x64 tile pair is ~5 us of BLAS work
+    "attention": 1 << 18,
     # a recurrent step's product (N*G*H*H multiply-adds): one parallel region per step from here
     "recurrent": 1 << 17,
 }

@@ -18,7 +18,8 @@ def test_every_case_has_the_benchmark_sizes():
         assert {"tiny", "mnist", "cifar"} <= set(case.sizes), case.name
         assert set(case.impls) >= {"fastnn", "numpy"}, case.name
         assert case.module in {"im2col_conv", "linalg", "pooling", "normalization", "optimizers",
-                               "activations_losses", "training", "sequence", "recurrent"}, case.name
+                               "activations_losses", "training", "attention", "sequence", "transformer",
+                               "recurrent"}, case.name
 
 
 def test_bytes_moved_of_adam_is_seven_streams():
@@ -73,7 +74,7 @@ def test_asv_suite_times_every_case_once():
 
     seen: dict[str, str] = {}
     for module in ("im2col_conv", "linalg", "pooling", "normalization", "optimizers", "activations_losses",
-                   "training"):
+                   "training", "attention", "transformer"):
         mod = importlib.import_module(f"asv_bench.{module}")
         for cls_name, cls in inspect.getmembers(mod, inspect.isclass):
             if not issubclass(cls, KernelBenchmark) or cls_name.startswith("_") or cls is KernelBenchmark:
@@ -102,11 +103,12 @@ def test_asv_kernel_benchmark_times_a_registry_case():
 
 def test_targets_are_the_cases_with_a_goal(capsys):
     goals = {name: case.goal for name, case in CASES.items() if case.goal is not None}
-    assert sorted(goals) == ["adam_step", "batchnorm1d_forward_backward", "batchnorm2d_forward_backward",
+    assert sorted(goals) == ["adam_step", "attention_causal_forward_backward", "attention_causal_forward_backward_long",
+                             "batchnorm1d_forward_backward", "batchnorm2d_forward_backward",
                              "conv2d_forward_backward", "instancenorm_forward_backward", "maxpool2d_forward_backward",
-                             "spectralnorm_affine_forward_backward", "spectralnorm_conv_forward_backward",
-                             "train_simpleconvnet", "weightnorm_affine_forward_backward",
-                             "weightnorm_conv_forward_backward"]
+                             "mha_causal_forward_backward", "spectralnorm_affine_forward_backward",
+                             "spectralnorm_conv_forward_backward", "train_simpleconvnet", "train_transformer_lm",
+                             "weightnorm_affine_forward_backward", "weightnorm_conv_forward_backward"]
     rows = [{"case": g.title, "goal": g.ratio, "traffic": CASES[n].bytes_moved(g.size, "float32"), "triad": 2e10,
              "fastnn": 1e-3, "numpy": 1e-2, "torch": 2e-3} for n, g in goals.items()]
     lines = bench.format_targets(rows).splitlines()

@@ -40,9 +40,10 @@ LEARNING_RATES = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", choices=["image", "text"], default="image",
+    p.add_argument("--task", choices=["image", "text", "transformer"], default="image",
                    help="image: SimpleConvNet on --dataset; text: a character-level LSTM language model on Tiny "
-                        "Shakespeare (fastnn.cli.demo_text)")
+                        "Shakespeare (fastnn.cli.demo_text); transformer: a character-level Transformer on it "
+                        "(fastnn.cli.demo_transformer)")
     p.add_argument("--dataset", choices=list(_data.DATASETS), default="digits",
                    help="; ".join(f"{k}: {v}" for k, v in _data.DATASETS.items()))
     p.add_argument("--data-dir", default=None,
@@ -63,9 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training steps timed on fastnn and on the NumPy reference (after one warm-up step)")
     p.add_argument("--out", default=".", help="folder for the PNG and the trained parameters")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG (no matplotlib needed)")
-    from . import demo_text
+    from . import demo_text, demo_transformer
 
     demo_text.add_arguments(p)
+    demo_transformer.add_arguments(p)
     add_threads_argument(p)
     add_quiet_argument(p)
     p.set_defaults(run=run)
@@ -168,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
         from . import demo_text
 
         return demo_text.run(args)
+    if args.task == "transformer":
+        from . import demo_transformer
+
+        return demo_transformer.run(args)
     from ..checkpoint import save_arrays
     from ..trainer import Trainer
 

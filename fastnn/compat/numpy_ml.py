@@ -61,7 +61,7 @@ from .. import _validate
 from ..backend import ops
 
 __all__ = ["OptimizerBase", "SGD", "AdaGrad", "RMSProp", "Adam", "SchedulerBase", "ConstantScheduler",
-           "ExponentialScheduler", "NoamScheduler", "KingScheduler"]
+           "ExponentialScheduler", "NoamScheduler", "KingScheduler", "DotProductAttention"]
 
 # ------------------------------------------------------------------------------------------------ schedulers
 
@@ -652,6 +652,105 @@ class Adam(OptimizerBase):
 # matplotlib): the modules defining the ABCs are watched for, and the registration runs right after they load.
 _NUMPY_ML_BASES = {"numpy_ml.neural_nets.optimizers.optimizers": ("OptimizerBase", OptimizerBase),
                    "numpy_ml.neural_nets.schedulers.schedulers": ("SchedulerBase", SchedulerBase)}
+
+
+# ------------------------------------------------------------------------------------------------ attention
+
+
+class DotProductAttention:
+    """numpy-ml's ``DotProductAttention`` layer (``neural_nets/layers/layers.py``) on fastnn's fused attention kernel.
+
+    ``Y = dropout(softmax(Q K^T / sqrt(d_k))) V`` over the last two axes: Q ``(n_ex, *, d_k)``, K ``(n_ex, *, d_k)``,
+    V ``(n_ex, *, d_v)`` with the same middle axes (2-D inputs attend across the ``n_ex`` rows, as numpy-ml's
+    ``Q @ K.T`` does). Same constructor, ``forward(Q, K, V, retain_derived=True)``, ``backward(dLdy,
+    retain_grads=True) -> (dQ, dK, dV)`` (lists when several forwards were retained), ``X``, ``derived_variables``
+    (``attention_weights``), ``hyperparameters``, ``parameters``/``gradients`` (empty), ``freeze``/``unfreeze``,
+    ``flush_gradients``, ``update`` and ``summary``.
+
+    Differences: with ``dropout_p > 0``, fastnn drops attention *weights* after the softmax (what numpy-ml's
+    docstring states), with masks from its counter-based generator seeded from NumPy's global state; numpy-ml's
+    ``Dropout(Softmax())`` wrapper zeroes *scores* before the softmax, scales the weights by ``1 / (1 - p)`` and
+    leaves the mask out of the backward pass (its gradient is not the gradient of its forward). numpy-ml also draws
+    ``np.random.rand`` of the scores' shape on every training forward even when ``p = 0``; fastnn draws one integer
+    only when ``p > 0``. ``attention_weights`` are computed by the kernel (one extra call, made only when
+    ``retain_derived``), the backward from the forward's log-sum-exp.
+    """
+
+    def __init__(self, scale: bool = True, dropout_p: float = 0, init: str = "glorot_uniform",
+                 optimizer: Any = None) -> None:
+        self.scale = _validate.flag(scale, "DotProductAttention", "scale")
+        self.dropout_p = _validate.scalar(dropout_p, "DotProductAttention", "dropout_p", ge=0.0, lt=1.0)
+        self.init, self.optimizer = init, optimizer
+        self.trainable = True
+        self.X: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.gradients: dict[str, np.ndarray] = {}
+        self.parameters: dict[str, np.ndarray] = {}
+        self.derived_variables: dict[str, list] = {"attention_weights": [], "dropout_mask": []}
+        self._saved: list[tuple] = []
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"layer": "DotProductAttention", "init": self.init, "scale": self.scale,
+                "dropout_p": self.dropout_p, "optimizer": self.optimizer}
+
+    def freeze(self) -> None:
+        self.trainable = False
+
+    def unfreeze(self) -> None:
+        self.trainable = True
+
+    def _heads(self, Q: Any, K: Any, V: Any) -> tuple[np.ndarray, ...]:
+        where = "DotProductAttention.forward"
+        Q, K, V = _validate.float_arrays(where, Q=Q, K=K, V=V)
+        for name, a in (("Q", Q), ("K", K), ("V", V)):
+            if a.ndim < 2:
+                _validate.fail(where, name, "at least 2-D (n_ex, *, d)", f"shape {a.shape}")
+        return tuple(a.reshape((-1, 1) + a.shape[-2:]) for a in (Q, K, V))
+
+    def forward(self, Q: Any, K: Any, V: Any, retain_derived: bool = True) -> np.ndarray:
+        q, k, v = self._heads(Q, K, V)
+        lead = np.shape(Q)[:-2]
+        p = self.dropout_p if self.trainable else 0.0
+        opts = {"scale": (1 / math.sqrt(q.shape[-1])) if self.scale else 1.0, "dropout_p": p,
+                "seed": int(np.random.randint(0, 2**63, dtype=np.int64)) if p > 0 else 0}  # noqa: NPY002
+        out, lse = ops.attention_forward(q, k, v, **opts)
+        if retain_derived:
+            self.X.append((Q, K, V))
+            eye = np.broadcast_to(np.eye(k.shape[2], dtype=q.dtype), (q.shape[0], 1, k.shape[2], k.shape[2]))
+            weights = ops.attention_forward(q, k, eye, scale=opts["scale"])[0]
+            self.derived_variables["attention_weights"].append(weights.reshape(lead + weights.shape[-2:]))
+            self._saved.append((q, k, v, out, lse, opts, lead))
+        return out.reshape(lead + out.shape[-2:])
+
+    def backward(self, dLdy: Any, retain_grads: bool = True) -> tuple[Any, Any, Any]:
+        if not self.trainable:
+            raise AssertionError("Layer is frozen")
+        dys = dLdy if isinstance(dLdy, list) else [dLdy]
+        dQ, dK, dV = [], [], []
+        for dy, (q, k, v, out, lse, opts, lead) in zip(dys, self._saved, strict=False):
+            dy = _validate.float_array(dy, "DotProductAttention.backward", "dLdy").reshape(out.shape)
+            dq, dk, dv = ops.attention_backward(dy, q, k, v, out, lse, **opts)
+            dQ.append(dq.reshape(lead + dq.shape[-2:]))
+            dK.append(dk.reshape(lead + dk.shape[-2:]))
+            dV.append(dv.reshape(lead + dv.shape[-2:]))
+        if len(self.X) == 1:
+            return dQ[0], dK[0], dV[0]
+        return dQ, dK, dV
+
+    def flush_gradients(self) -> None:
+        if not self.trainable:
+            raise AssertionError("Layer is frozen")
+        self.X, self._saved = [], []
+        for key in self.derived_variables:
+            self.derived_variables[key] = []
+
+    def update(self, cur_loss: Any = None) -> None:
+        """No parameters: flushes the retained inputs, as numpy-ml's ``update``."""
+        self.flush_gradients()
+
+    def summary(self) -> dict[str, Any]:
+        return {"layer": "DotProductAttention", "parameters": self.parameters,
+                "hyperparameters": self.hyperparameters}
 
 
 def _register_with_numpy_ml(module: Any) -> None:

@@ -16,7 +16,16 @@ from .normalization import (
     LayerNormalization,
 )
 from .reparam import SpectralNorm, WeightNorm
+from .transformer import (
+    GELU,
+    FeedForward,
+    MultiHeadAttention,
+    PositionalEncoding,
+    TransformerDecoderLayer,
+    TransformerEncoderLayer,
+)
 
 __all__ = ["Affine", "AvgPooling", "BatchNormalization", "BatchRenormalization", "Convolution", "Dropout",
-           "GroupNormalization", "InstanceNormalization", "LayerNormalization", "LeakyRelu", "Pooling", "Relu",
-           "Sigmoid", "SoftmaxWithLoss", "SpectralNorm", "Tanh", "WeightNorm"]
+           "FeedForward", "GELU", "GroupNormalization", "InstanceNormalization", "LayerNormalization", "LeakyRelu",
+           "MultiHeadAttention", "Pooling", "PositionalEncoding", "Relu", "Sigmoid", "SoftmaxWithLoss",
+           "SpectralNorm", "Tanh", "TransformerDecoderLayer", "TransformerEncoderLayer", "WeightNorm"]

@@ -10,5 +10,7 @@ from .char_lm import CharLSTM
 from .convnets import DeepConvNet, SimpleConvNet
 from .multi_layer_net import MultiLayerNet, MultiLayerNetExtend
 from .sequential import Sequential
+from .transformer_lm import TransformerLM
 
-__all__ = ["CharLSTM", "DeepConvNet", "MultiLayerNet", "MultiLayerNetExtend", "Sequential", "SimpleConvNet"]
+__all__ = ["CharLSTM", "DeepConvNet", "MultiLayerNet", "MultiLayerNetExtend", "Sequential", "SimpleConvNet",
+           "TransformerLM"]

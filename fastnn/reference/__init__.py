@@ -6,6 +6,7 @@ oracle and the benchmarks as the baseline.
 
 from . import (
     activations,
+    attention,
     conv,
     dropout,
     im2col,
@@ -22,11 +23,12 @@ from . import (
 # The modules' public names, gathered before the star imports below rebind ``im2col`` (the module) to
 # ``im2col`` (the function of the same name).
 __all__ = [name for mod in (
-    activations, conv, dropout, im2col, linalg, losses, normalization, optimizers, pooling,
-    recurrent, reparam, sequence,
+    activations, attention, conv, dropout, im2col, linalg, losses, normalization, optimizers,
+    pooling, recurrent, reparam, sequence,
 ) for name in mod.__all__]
 
 from .activations import *  # noqa: E402, F403
+from .attention import *  # noqa: E402, F403
 from .conv import *  # noqa: E402, F403
 from .dropout import *  # noqa: E402, F403
 from .im2col import *  # noqa: E402, F403
