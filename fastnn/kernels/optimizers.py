@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import prange
 
-from .. import _checks, _stepsizes
+from .. import _checks, _stepsizes, config
 from .._jit import Kernel, kernel
 from ._math import _fdiv
 
@@ -379,16 +379,18 @@ def _adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
 # ---------------------------------------------------------------------------------------------------------------
 # Multi-tensor steps: one launch updates many parameters (an optimizer's whole update of a net).
 #
-# A launch takes the flat views of up to _GROUP parameters, gradients and state arrays as fixed-length tuples
-# (padded with empty arrays), so there is one compiled kernel per (loop body, state count, dtype, tuple length)
-# whatever the net, and a work table of (tensor, start, stop) rows; each row runs the per-tensor body's serial
-# twin on its slices, the very code of the per-tensor step, so the two paths give identical numbers. Tuples of
-# arrays cost Numba ~0.1 us per array to unbox; a numba.typed.List costs several us per append, and per-array data
-# pointers (``a.ctypes.data``) ~2 us each (measured), which is the per-parameter overhead this path removes.
+# A launch takes the flat views of up to _GROUP parameters, gradients and state arrays as tuples of that fixed
+# length (padded with empty arrays), so there is one compiled kernel per (loop body, state count, dtype) whatever
+# the net (each compile takes ~1 s: one tuple length keeps the test suite's cold start short), and a work table
+# of (tensor, start, stop) rows; each row runs the per-tensor body's serial twin on its slices, the very code of
+# the per-tensor step, so the two paths give identical numbers. Tuples of arrays cost Numba ~0.1 us per array to
+# unbox; a numba.typed.List costs several us per append, and per-array data pointers (``a.ctypes.data``) ~2 us
+# each (measured), which is the per-parameter overhead this path removes. The rows are whole tensors: the launch
+# is serial. A tensor large enough for the parallel twin (fastnn.config.PARALLEL_MIN_WORK) gets its own parallel
+# per-tensor launch instead when parallel launches are on, which splits it evenly; a parallel multi-tensor
+# launcher (prange over rows) took minutes to compile with 32-slot tuples, measured.
 
-_GROUP = 32  # tensors per launch
-_LENGTHS = (8, _GROUP)  # tuple lengths compiled: a small net pads to 8, a larger one to 32
-_CHUNK = 4096  # elements per work row: rows of similar size, so a parallel launch splits them evenly
+_GROUP = 16  # tensors per launch: MultiLayerNetExtend's 22 parameters take two
 
 
 def _multi0(work, P, G, *scalars):
@@ -450,32 +452,34 @@ class MultiTensorPlan:
     """The flat views and the work tables of one list of parameters and their state arrays, built once and
     reused while the same arrays are updated (:meth:`run` then only flattens the gradients).
 
-    Every array must be C-contiguous and no two parameters may share memory (rows of one launch run in parallel);
-    the optimizer checks that before making a plan and keeps non-contiguous or tied parameters on the per-tensor
-    path.
+    Every array must be C-contiguous and no two parameters may share memory; the optimizer checks that before
+    making a plan and keeps non-contiguous or tied parameters on the per-tensor path.
     """
 
-    def __init__(self, params: Sequence[np.ndarray], states: Sequence[tuple[np.ndarray, ...]], threads: int) -> None:
-        self.sizes = [p.size for p in params]
+    def __init__(self, params: Sequence[np.ndarray], states: Sequence[tuple[np.ndarray, ...]]) -> None:
         self.groups = []
         for lo in range(0, len(params), _GROUP):
-            ps = params[lo:lo + _GROUP]
-            length = next(n for n in _LENGTHS if n >= len(ps))
-            pad = (np.empty(0, ps[0].dtype),) * (length - len(ps))
+            ps, sts = params[lo:lo + _GROUP], states[lo:lo + _GROUP]
+            pad = (np.empty(0, ps[0].dtype),) * (_GROUP - len(ps))
             flat = tuple(p.reshape(-1) for p in ps) + pad
-            n_states = len(states[lo])
-            flat_states = tuple(tuple(st[j].reshape(-1) for st in states[lo:lo + _GROUP]) + pad
-                                for j in range(n_states))
-            rows = [(k, s, min(s + _CHUNK, p.size)) for k, p in enumerate(ps) for s in range(0, p.size, _CHUNK)]
-            # largest rows first, dealt round-robin: Numba's prange gives each thread a contiguous block of rows
-            rows.sort(key=lambda r: r[1] - r[2])
-            rows = [r for t in range(threads) for r in rows[t::threads]]
-            work = np.array(rows, dtype=np.int64).reshape(-1, 3)
-            self.groups.append((lo, len(ps), flat, flat_states, pad, work, sum(p.size for p in ps)))
+            flat_states = tuple(tuple(st[j].reshape(-1) for st in sts) + pad for j in range(len(sts[0])))
+            # rows: every tensor, and the tensors small enough for the serial body
+            rows = np.array([(k, 0, p.size) for k, p in enumerate(ps)], dtype=np.int64).reshape(-1, 3)
+            # tensors whose own launch may run the parallel twin; they leave the serial launch when it does
+            large = [k for k, p in enumerate(ps) if p.size >= config.parallel_min_work("optimizer")]
+            small = rows[[k for k in range(len(ps)) if k not in large]]
+            self.groups.append((lo, len(ps), flat, flat_states, pad, rows, small, large))
 
     def run(self, body: Kernel, grads: Sequence[np.ndarray], scalars: tuple) -> None:
         """Launch ``body`` with ``scalars`` over every parameter, ``grads`` (C-contiguous, the parameters' shapes
         and dtype) in the parameters' order."""
-        for lo, n, flat, flat_states, pad, work, total in self.groups:
+        for lo, n, flat, flat_states, pad, rows, small, large in self.groups:
             g = tuple(x.reshape(-1) for x in grads[lo:lo + n]) + pad
-            _multi_kernel(body, len(flat_states)).run(total, work, flat, g, *flat_states, *scalars)
+            launcher = _multi_kernel(body, len(flat_states)).serial
+            if large and body.use_parallel(min(flat[k].size for k in large)):
+                for k in large:
+                    body.run(flat[k].size, flat[k], g[k], *(st[k] for st in flat_states), *scalars)
+                if len(small):
+                    launcher(small, flat, g, *flat_states, *scalars)
+            else:
+                launcher(rows, flat, g, *flat_states, *scalars)

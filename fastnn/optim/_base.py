@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import _jit, _validate
+from .. import _validate
 from .._checks import HYPERPARAMETER_BOUNDS
 from ..backend import ops, unchecked
 from ..kernels import optimizers as _kernel_steps
@@ -271,7 +271,7 @@ class Optimizer:
                 if len(cache) > 8:  # parameter sets come and go (tests, several nets): keep a few
                     cache.clear()
                 # the key's ids stay unique while the plan holds its arrays
-                plan = cache[key] = _kernel_steps.MultiTensorPlan(params, slots, _jit.get_num_threads())
+                plan = cache[key] = _kernel_steps.MultiTensorPlan(params, slots)
             plan.run(kernel_body, [c[1] for c in group], scalars)
             used.append(plan)
         return used
