@@ -599,6 +599,7 @@ def _cases_act() -> Iterator[Case]:
                torch=lambda d: Run(partial(_torch().softmax, _t(d["x"]), 1)))
     yield Case("softmax_cross_entropy_forward", "activations_losses", LOSS_SIZES, _loss_inputs,
                "softmax_cross_entropy_forward", ("x", "t"), variants={"book": lambda d: {"delta": BOOK_DELTA}},
+               goal=Goal("softmax cross-entropy forward (128, 100)", "cifar"),
                torch=lambda d: Run(partial(_torch().nn.functional.cross_entropy, _t(d["x"]),
                                            _torch().from_numpy(d["t"]))))
     yield Case("softmax_cross_entropy_backward", "activations_losses", LOSS_SIZES, _loss_inputs,
@@ -808,7 +809,8 @@ def _cases_training() -> Iterator[Case]:
     for name, sizes, build, goal in (
             ("train_simpleconvnet", SIMPLE_CONVNET_SIZES, _simple_convnet,
              Goal("SimpleConvNet training step, batch 100, Adam", "mnist")),
-            ("train_multilayer_bn", MULTILAYER_BN_SIZES, _multilayer_bn, None)):
+            ("train_multilayer_bn", MULTILAYER_BN_SIZES, _multilayer_bn,
+             Goal("MultiLayerNetExtend batch-norm training step, batch 100, Adam", "mnist", 0.8))):
         yield Case(name, "training", sizes, _train_inputs, steps=partial(_fastnn_train, build),
                    torch=partial(_torch_train, build), goal=goal)
 
