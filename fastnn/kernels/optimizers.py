@@ -383,7 +383,8 @@ def _adamw_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
 # length (padded with empty arrays), so there is one compiled kernel per (loop body, state count, dtype) whatever
 # the net (each compile takes ~1 s: one tuple length keeps the test suite's cold start short), and a work table
 # of (tensor, start, stop) rows; each row runs the per-tensor body's serial twin on its slices, the very code of
-# the per-tensor step, so the two paths give identical numbers. Tuples of arrays cost Numba ~0.1 us per array to
+# the per-tensor step, so the two paths agree to the last bit or two (LLVM may vectorise or contract the
+# inlined body differently; tests/optim/test_multi_tensor.py). Tuples of arrays cost Numba ~0.1 us per array to
 # unbox; a numba.typed.List costs several us per append, and per-array data pointers (``a.ctypes.data``) ~2 us
 # each (measured), which is the per-parameter overhead this path removes. The rows are whole tensors: the launch
 # is serial. A tensor large enough for the parallel twin (fastnn.config.PARALLEL_MIN_WORK) gets its own parallel

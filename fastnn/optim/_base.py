@@ -207,7 +207,8 @@ class Optimizer:
         When that body is fastnn's kernel (not the NumPy twin or a replacement), the items it would run on
         contiguous arrays are recorded instead and updated together after the last one, by one multi-tensor
         launch per dtype (:class:`fastnn.kernels.optimizers.MultiTensorPlan`, kept while the same arrays come):
-        the same loop bodies on the same scalars, so the same numbers, without the per-parameter call overhead.
+        the same loop bodies on the same scalars, so the same numbers (to the last bit or two), without the
+        per-parameter call overhead.
         Parameters that share memory (a tied weight listed twice or as a view) keep the per-tensor path, in order.
         """
         checked = getattr(ops, name)
