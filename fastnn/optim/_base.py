@@ -212,7 +212,10 @@ class Optimizer:
         Parameters that share memory (a tied weight listed twice or as a view) keep the per-tensor path, in order.
         """
         checked = getattr(ops, name)
-        body = getattr(unchecked, name) if trusted and self._as_accepted() else checked
+        # on the fast path the hyperparameters equal, in value and type, those of the update that made it, which
+        # went through the multi-tensor path and so was accepted
+        accepted = self._fast_grads is not None or self._as_accepted()
+        body = getattr(unchecked, name) if trusted and accepted else checked
         multi = body is not checked and body is getattr(_kernel_steps, "_" + name, None)
         if self._fast_grads is not None:  # _update_fast: every item is as the kept plan's
             if not multi:
