@@ -816,6 +816,7 @@ def _cases_act() -> Iterator[Case]:
                torch=lambda d: Run(partial(_torch().softmax, _t(d["x"]), 1)))
     yield Case("softmax_cross_entropy_forward", "activations_losses", LOSS_SIZES, _loss_inputs,
                "softmax_cross_entropy_forward", ("x", "t"), variants={"book": lambda d: {"delta": BOOK_DELTA}},
+               goal=Goal("softmax cross-entropy forward (128, 100)", "cifar"),
                torch=lambda d: Run(partial(_torch().nn.functional.cross_entropy, _t(d["x"]),
                                            _torch().from_numpy(d["t"]))))
     yield Case("softmax_cross_entropy_backward", "activations_losses", LOSS_SIZES, _loss_inputs,
@@ -1227,7 +1228,8 @@ def _cases_training() -> Iterator[Case]:
     for name, sizes, build, goal in (
             ("train_simpleconvnet", SIMPLE_CONVNET_SIZES, _simple_convnet,
              Goal("SimpleConvNet training step, batch 100, Adam", "mnist")),
-            ("train_multilayer_bn", MULTILAYER_BN_SIZES, _multilayer_bn, None)):
+            ("train_multilayer_bn", MULTILAYER_BN_SIZES, _multilayer_bn,
+             Goal("MultiLayerNetExtend batch-norm training step, batch 100, Adam", "mnist", 0.8))):
         yield Case(name, "training", sizes, _train_inputs, steps=partial(_fastnn_train, build),
                    torch=partial(_torch_train, build), goal=goal)
 
@@ -1531,6 +1533,33 @@ def _cases_recurrent() -> Iterator[Case]:
                        make[cell], steps=partial(_rnn_fwd_bwd, cell),
                        torch=partial(_torch_rnn_fwd_bwd, cell), goal=goal)
 
+# An optimizer's update of a whole small net (fastnn.optim's multi-tensor step against torch's fused Adam)
+
+
+def _fastnn_adam_net(build: Callable[[Inputs], Any], ns: types.ModuleType, d: Inputs) -> Run:
+    net = build(d)
+    grads = net.gradient(d["x"], d["t"])  # fixed gradients: the update alone is timed
+    opt = Adam(lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, eps_hat=False)  # torch's form, as the torch column
+    return Run(_on(ns, lambda: opt.update(net.params, grads)), lambda _: tuple(net.params.values()))
+
+
+def _torch_adam_net(build: Callable[[Inputs], Any], d: Inputs) -> Run:
+    """torch.optim.Adam(fused=True) over tensors holding the same parameters and gradients."""
+    torch = _torch()
+    net = build(d)
+    grads = net.gradient(d["x"], d["t"])
+    tensors = [_t(p.copy(), True) for p in net.params.values()]
+    for tensor, key in zip(tensors, net.params, strict=True):
+        tensor.grad = _t(grads[key])
+    opt = torch.optim.Adam(tensors, lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, fused=True)
+    return Run(opt.step, lambda _: tuple(t.detach().numpy() for t in tensors))
+
+
+def _cases_smallnets() -> Iterator[Case]:
+    yield Case("adam_multilayer_bn", "training", MULTILAYER_BN_SIZES, _train_inputs,
+               steps=partial(_fastnn_adam_net, _multilayer_bn), torch=partial(_torch_adam_net, _multilayer_bn),
+               goal=Goal("Adam update of all 22 parameters of MultiLayerNetExtend (batch norm)", "mnist", 0.5))
+
 
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -1538,7 +1567,7 @@ def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
                   _cases_sequence, _cases_recurrent, _cases_norm_zoo, _cases_swats, _cases_reparam,
-                  _cases_attention, _cases_transformer):
+                  _cases_attention, _cases_transformer, _cases_smallnets):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

@@ -18,11 +18,14 @@ The steps' formulas are documented (``.. math::``) in :mod:`fastnn.reference.opt
 from __future__ import annotations
 
 import math
+import threading
+import types
+from collections.abc import Sequence
 
 import numpy as np
 from numba import prange
 
-from .. import _checks, _stepsizes
+from .. import _checks, _stepsizes, config
 from .._jit import Kernel, kernel
 from ._math import _fdiv
 
@@ -254,8 +257,15 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
 
 
+_capture = threading.local()  # .plans: a list while plan_of() runs a step body, which then launches nothing
+
+
 def _launch(body: Kernel, param: np.ndarray, g: np.ndarray, states: tuple, *scalars) -> None:
     """Run ``body(param, grad, *states, *scalars)`` on flat views; write back what had to be copied."""
+    plans = getattr(_capture, "plans", None)
+    if plans is not None:
+        plans.append((body, states, scalars))
+        return
     inplace = (param, *states)
     flats = [_flat(a) for a in inplace]
     body.run(param.size, flats[0], _flat(g), *flats[1:], *scalars)
@@ -439,3 +449,112 @@ def _swats_sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: fl
                     weight_decay: float = 0.0) -> None:
     t = param.dtype.type
     _launch(_swats_sgd, param, grad, (buf,), t(lr * (1.0 - beta1)), t(beta1), t(weight_decay))
+
+# ---------------------------------------------------------------------------------------------------------------
+# Multi-tensor steps: one launch updates many parameters (an optimizer's whole update of a net).
+#
+# A launch takes the flat views of up to _GROUP parameters, gradients and state arrays as tuples of that fixed
+# length (padded with empty arrays), so there is one compiled kernel per (loop body, state count, dtype) whatever
+# the net (each compile takes ~1 s: one tuple length keeps the test suite's cold start short), and a work table
+# of (tensor, start, stop) rows; each row runs the per-tensor body's serial twin on its slices, the very code of
+# the per-tensor step, so the two paths agree to the last bit or two (LLVM may vectorise or contract the
+# inlined body differently; tests/optim/test_multi_tensor.py). Tuples of arrays cost Numba ~0.1 us per array to
+# unbox; a numba.typed.List costs several us per append, and per-array data pointers (``a.ctypes.data``) ~2 us
+# each (measured), which is the per-parameter overhead this path removes. The rows are whole tensors: the launch
+# is serial. A tensor large enough for the parallel twin (fastnn.config.PARALLEL_MIN_WORK) gets its own parallel
+# per-tensor launch instead when parallel launches are on, which splits it evenly; a parallel multi-tensor
+# launcher (prange over rows) took minutes to compile with 32-slot tuples, measured.
+
+_GROUP = 16  # tensors per launch: MultiLayerNetExtend's 22 parameters take two
+
+
+def _multi0(work, P, G, *scalars):
+    for w in prange(work.shape[0]):
+        k, s, e = work[w, 0], work[w, 1], work[w, 2]
+        _BODY(P[k][s:e], G[k][s:e], *scalars)  # noqa: F821 (a global of each compiled copy, see _multi_kernel)
+
+
+def _multi1(work, P, G, S1, *scalars):
+    for w in prange(work.shape[0]):
+        k, s, e = work[w, 0], work[w, 1], work[w, 2]
+        _BODY(P[k][s:e], G[k][s:e], S1[k][s:e], *scalars)  # noqa: F821
+
+
+def _multi2(work, P, G, S1, S2, *scalars):
+    for w in prange(work.shape[0]):
+        k, s, e = work[w, 0], work[w, 1], work[w, 2]
+        _BODY(P[k][s:e], G[k][s:e], S1[k][s:e], S2[k][s:e], *scalars)  # noqa: F821
+
+
+def _multi3(work, P, G, S1, S2, S3, *scalars):
+    for w in prange(work.shape[0]):
+        k, s, e = work[w, 0], work[w, 1], work[w, 2]
+        _BODY(P[k][s:e], G[k][s:e], S1[k][s:e], S2[k][s:e], S3[k][s:e], *scalars)  # noqa: F821
+
+
+_MULTI_TEMPLATES = (_multi0, _multi1, _multi2, _multi3)
+_multi_kernels: dict[tuple[str, int], Kernel] = {}
+
+
+def _multi_kernel(body: Kernel, n_states: int) -> Kernel:
+    """The multi-tensor launcher of ``body``: a copy of the template for ``n_states`` whose global ``_BODY`` is
+    ``body``'s serial twin, under its own name (so its on-disk cache entry is its own)."""
+    key = (body.__name__, n_states)
+    kern = _multi_kernels.get(key)
+    if kern is None:
+        template = _MULTI_TEMPLATES[n_states]
+        fn = types.FunctionType(template.__code__, {**template.__globals__, "_BODY": body.serial},
+                                f"{template.__name__}__{body.__name__}")
+        fn.__qualname__ = fn.__name__
+        fn.__module__ = template.__module__
+        kern = _multi_kernels[key] = Kernel(fn, "optimizer")
+    return kern
+
+
+def plan_of(step, param: np.ndarray, grad: np.ndarray, *args, **kwargs) -> tuple[Kernel, tuple, tuple]:
+    """``(loop body, state arrays, scalars)`` that the step body ``step`` (an unchecked ``_<name>_step`` of this
+    module, on arguments its check would return) launches for this call, without running it."""
+    _capture.plans = plans = []
+    try:
+        step(param, grad, *args, **kwargs)
+    finally:
+        _capture.plans = None
+    (plan,) = plans
+    return plan
+
+
+class MultiTensorPlan:
+    """The flat views and the work tables of one list of parameters and their state arrays, built once and
+    reused while the same arrays are updated (:meth:`run` then only flattens the gradients).
+
+    Every array must be C-contiguous and no two parameters may share memory; the optimizer checks that before
+    making a plan and keeps non-contiguous or tied parameters on the per-tensor path.
+    """
+
+    def __init__(self, params: Sequence[np.ndarray], states: Sequence[tuple[np.ndarray, ...]]) -> None:
+        self.groups = []
+        for lo in range(0, len(params), _GROUP):
+            ps, sts = params[lo:lo + _GROUP], states[lo:lo + _GROUP]
+            pad = (np.empty(0, ps[0].dtype),) * (_GROUP - len(ps))
+            flat = tuple(p.reshape(-1) for p in ps) + pad
+            flat_states = tuple(tuple(st[j].reshape(-1) for st in sts) + pad for j in range(len(sts[0])))
+            # rows: every tensor, and the tensors small enough for the serial body
+            rows = np.array([(k, 0, p.size) for k, p in enumerate(ps)], dtype=np.int64).reshape(-1, 3)
+            # tensors whose own launch may run the parallel twin; they leave the serial launch when it does
+            large = [k for k, p in enumerate(ps) if p.size >= config.parallel_min_work("optimizer")]
+            small = rows[[k for k in range(len(ps)) if k not in large]]
+            self.groups.append((lo, len(ps), flat, flat_states, pad, rows, small, large))
+
+    def run(self, body: Kernel, grads: Sequence[np.ndarray], scalars: tuple) -> None:
+        """Launch ``body`` with ``scalars`` over every parameter, ``grads`` (C-contiguous, the parameters' shapes
+        and dtype) in the parameters' order."""
+        for lo, n, flat, flat_states, pad, rows, small, large in self.groups:
+            g = tuple(x.reshape(-1) for x in grads[lo:lo + n]) + pad
+            launcher = _multi_kernel(body, len(flat_states)).serial
+            if large and body.use_parallel(min(flat[k].size for k in large)):
+                for k in large:
+                    body.run(flat[k].size, flat[k], g[k], *(st[k] for st in flat_states), *scalars)
+                if len(small):
+                    launcher(small, flat, g, *flat_states, *scalars)
+            else:
+                launcher(rows, flat, g, *flat_states, *scalars)

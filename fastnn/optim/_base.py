@@ -6,14 +6,17 @@ names its state arrays and writes :meth:`Optimizer._apply`: one fused kernel cal
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import _validate
 from .._checks import HYPERPARAMETER_BOUNDS
 from ..backend import ops, unchecked
+from ..kernels import optimizers as _kernel_steps
 
 #: Bounds of every hyperparameter any optimizer takes: :data:`fastnn._checks.HYPERPARAMETER_BOUNDS`, the table the
 #: kernels check too, as floats (so messages read ``> 0.0``, as they always have). One table, so the constructor
@@ -121,6 +124,8 @@ class Optimizer:
             Keys, lengths, shapes or dtypes do not fit. Everything is checked before the first parameter is
             touched, so after an error every parameter, every state array and :attr:`iter` are as they were.
         """
+        if self._update_fast(params, grads):
+            return
         where = f"{type(self).__name__}.update"
         listed = _is_list(params) or _is_list(grads)
         given = params
@@ -132,12 +137,43 @@ class Optimizer:
             arrays = {str(k): p for k, p in arrays.items()}
         self._check_state(arrays, where)
         t = self.iter + 1
+        self._fast = self._last_plan = None
         self._apply(t, [(p, grads[k], self._slots(k, p)) for k, p in arrays.items()])
+        numbers = False
         for k, p in arrays.items():
             key = int(k) if listed else k
             if p is not params[key]:  # a number: its updated value replaces it
                 given[key] = p[()]  # type: ignore[index]
+                numbers = True
         self.iter = t
+        if self._last_plan is not None and not numbers:
+            self._fast = _FastPath.of(self, given, arrays, self._last_plan)
+
+    #: What the last update's arrays were when all of them went through one multi-tensor plan (else None).
+    _fast: _FastPath | None = None
+    _last_plan: Any = None
+    _fast_grads: tuple[np.ndarray, ...] | None = None  # set while _update_fast runs _apply for the scalars
+    _fast_failed = False
+
+    def _update_fast(self, params: Any, grads: Any) -> bool:
+        """The update when it is the last one's again: the same parameter and state arrays, hyperparameters as
+        accepted then, gradients C-contiguous ndarrays of the parameters' shapes and dtype. Then every check of
+        the full path would pass, and this one launches the kept multi-tensor plan; else (False) nothing was
+        written and the full path runs, with its checks and messages."""
+        fast = self._fast
+        gs = None if fast is None else fast.matches(self, params, grads)
+        if gs is None:
+            return False
+        t = self.iter + 1
+        self._fast_grads, self._fast_failed = gs, False
+        try:  # _apply with the first item gives the step's scalars; _steps launches the plan on every gradient
+            self._apply(t, [(fast.params[0], gs[0], tuple(st[0] for st in fast.states))])
+        finally:
+            self._fast_grads = None
+        if self._fast_failed:  # e.g. the bias corrections out of range: the full path decides
+            return False
+        self.iter = t
+        return True
 
     def _check_state(self, params: Mapping[str, np.ndarray], where: str) -> None:
         """State kept from earlier updates (or loaded) must still fit its parameter."""
@@ -166,11 +202,83 @@ class Optimizer:
         """``(step, param, grad, state arrays)`` for each of :meth:`_apply`'s items, ``step`` being kernel
         ``name``'s body (:data:`fastnn.backend.unchecked`) where its check would pass the call unchanged: the
         hyperparameters as accepted (:meth:`_as_accepted`), ``trusted`` (what else the step passes, e.g. its
-        bias corrections, in range) and the arrays fit (:func:`unchecked_fits`); else the checked kernel."""
+        bias corrections, in range) and the arrays fit (:func:`unchecked_fits`); else the checked kernel.
+
+        When that body is fastnn's kernel (not the NumPy twin or a replacement), the items it would run on
+        contiguous arrays are recorded instead and updated together after the last one, by one multi-tensor
+        launch per dtype (:class:`fastnn.kernels.optimizers.MultiTensorPlan`, kept while the same arrays come):
+        the same loop bodies on the same scalars, so the same numbers (to the last bit or two), without the
+        per-parameter call overhead.
+        Parameters that share memory (a tied weight listed twice or as a view) keep the per-tensor path, in order.
+        """
         checked = getattr(ops, name)
-        body = getattr(unchecked, name) if trusted and self._as_accepted() else checked
+        # on the fast path the hyperparameters equal, in value and type, those of the update that made it, which
+        # went through the multi-tensor path and so was accepted
+        accepted = self._fast_grads is not None or self._as_accepted()
+        body = getattr(unchecked, name) if trusted and accepted else checked
+        multi = body is not checked and body is getattr(_kernel_steps, "_" + name, None)
+        if self._fast_grads is not None:  # _update_fast: every item is as the kept plan's
+            if not multi:
+                self._fast_failed = True
+                return
+            calls = []
+            yield lambda *args, **kwargs: calls.append((args, kwargs)), *items[0]
+            (args, kwargs), = calls
+            kernel_body, _, scalars = _kernel_steps.plan_of(body, *args, **kwargs)
+            self._fast.plan.run(kernel_body, self._fast_grads, scalars)  # type: ignore[union-attr]
+            return
+        if len(items) < 2 or not multi:
+            for param, grad, slots in items:
+                yield (body if unchecked_fits(param, grad, slots) else checked), param, grad, slots
+            return
+        calls: list[tuple[np.ndarray, np.ndarray, tuple, dict]] = []
+
+        def record(param: np.ndarray, grad: np.ndarray, *args: Any, **kwargs: Any) -> None:
+            calls.append((param, grad, args, kwargs))
+
+        together = _no_shared_memory(items)
         for param, grad, slots in items:
-            yield (body if unchecked_fits(param, grad, slots) else checked), param, grad, slots
+            if not unchecked_fits(param, grad, slots):
+                yield checked, param, grad, slots
+            elif together and _contiguous(param, grad, slots):
+                yield record, param, grad, slots
+            else:  # a transposed view, say: the per-tensor body copies it in and out
+                yield body, param, grad, slots
+        if calls:
+            plans = self._run_multi_tensor(body, calls)
+            if len(calls) == len(items) and len(plans) == 1:
+                self._last_plan = plans[0]
+
+    def _run_multi_tensor(self, body: Callable[..., None], calls: list[tuple[np.ndarray, np.ndarray, tuple, dict]],
+                          ) -> list[Any]:
+        """The recorded step calls, by one multi-tensor launch per dtype. Every call has the optimizer's
+        hyperparameters; its arrays (state arrays, positional first, then keyword, as every step takes them) are
+        what the step body launches on, which :func:`fastnn.kernels.optimizers.plan_of` confirms on the first."""
+        by_dtype: dict[np.dtype, list[tuple[np.ndarray, np.ndarray, tuple, dict]]] = {}
+        for call in calls:
+            by_dtype.setdefault(call[0].dtype, []).append(call)
+        cache = self.__dict__.setdefault("_multi_plans", {})
+        used = []
+        for group in by_dtype.values():
+            param, grad, args, kwargs = group[0]
+            kernel_body, states, scalars = _kernel_steps.plan_of(body, param, grad, *args, **kwargs)
+            slots = [tuple(a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)) for _, _, args, kwargs
+                     in group]
+            if len(states) != len(slots[0]) or any(a is not b for a, b in zip(states, slots[0], strict=False)):
+                for param, grad, args, kwargs in group:  # a step whose arrays are not its state (never so far)
+                    body(param, grad, *args, **kwargs)
+                continue
+            params = [c[0] for c in group]
+            key = tuple(map(id, params)) + tuple(id(a) for st in slots for a in st)
+            plan = cache.get(key)
+            if plan is None:
+                if len(cache) > 8:  # parameter sets come and go (tests, several nets): keep a few
+                    cache.clear()
+                # the key's ids stay unique while the plan holds its arrays
+                plan = cache[key] = _kernel_steps.MultiTensorPlan(params, slots)
+            plan.run(kernel_body, [c[1] for c in group], scalars)
+            used.append(plan)
+        return used
 
     def _apply(self, t: int, items: list[tuple[np.ndarray, Any, tuple[np.ndarray, ...]]]) -> None:
         """Step ``t`` (1 for the first update) on ``(param, grad, state arrays)`` triples, already validated."""
@@ -259,6 +367,88 @@ class Optimizer:
         """The state arrays this optimizer keeps with hyperparameters ``hyper`` (override when they depend on
         one, as Adam's ``v_max`` on ``amsgrad``)."""
         return type(self).state_names
+
+
+_writeable = attrgetter("flags.writeable")
+_c_contiguous = attrgetter("flags.c_contiguous")
+_shape = attrgetter("shape")
+_dtype = attrgetter("dtype")
+
+
+class _FastPath(NamedTuple):
+    """An update's arrays, to recognise the next update as the same one cheaply (:meth:`Optimizer._update_fast`).
+
+    Every comparison is one C-level ``map`` over the parameters: the per-parameter Python overhead this removes is
+    what made small nets slow.
+    """
+
+    kind: type
+    keys: tuple
+    params: tuple[np.ndarray, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[np.dtype, ...]
+    stores: tuple[dict, ...]
+    state_keys: tuple
+    states: tuple[tuple[np.ndarray, ...], ...]
+    hyper: tuple
+    hyper_types: tuple
+    plan: Any
+
+    @classmethod
+    def of(cls, opt: Optimizer, given: Any, arrays: Mapping[Any, np.ndarray], plan: Any) -> _FastPath | None:
+        if type(given) not in (dict, list):
+            return None
+        keys = tuple(range(len(given))) if type(given) is list else tuple(arrays)
+        params = tuple(arrays.values())
+        stores = tuple(getattr(opt, name) for name in opt.state_names)
+        hyper = tuple(map(opt.__dict__.get, opt._hyper_names))
+        return cls(type(given), keys, params, tuple(map(_shape, params)), tuple(map(_dtype, params)), stores,
+                   tuple(arrays), tuple(tuple(map(store.__getitem__, arrays)) for store in stores), hyper,
+                   tuple(map(type, hyper)), plan)
+
+    def matches(self, opt: Optimizer, params: Any, grads: Any) -> tuple[np.ndarray, ...] | None:
+        """The gradients in the parameters' order if ``update(params, grads)`` is this update again, else None."""
+        if type(params) is not self.kind or len(params) != len(self.keys) or len(grads) != len(self.keys):
+            return None
+        if self.kind is dict:
+            if type(grads) is not dict:
+                return None
+            ps, gs = tuple(map(params.get, self.keys)), tuple(map(grads.get, self.keys))
+        else:
+            if type(grads) not in (list, tuple):
+                return None
+            ps, gs = tuple(params), tuple(grads)
+        hyper = tuple(map(opt.__dict__.get, opt._hyper_names))
+        if not (all(map(operator.is_, ps, self.params)) and hyper == self.hyper
+                and tuple(map(type, hyper)) == self.hyper_types and all(map(_writeable, ps))
+                and tuple(map(_shape, ps)) == self.shapes and all(map(_ndarray, gs))
+                and tuple(map(_shape, gs)) == self.shapes and tuple(map(_dtype, gs)) == self.dtypes
+                and all(map(_c_contiguous, gs))):
+            return None
+        stores = tuple(getattr(opt, name) for name in opt.state_names)
+        if len(stores) != len(self.stores) or not all(map(operator.is_, stores, self.stores)):
+            return None
+        for store, kept in zip(stores, self.states, strict=True):
+            now = tuple(map(store.get, self.state_keys))
+            if not (all(map(operator.is_, now, kept)) and all(map(_writeable, now))):
+                return None
+        return gs
+
+
+def _ndarray(x: Any) -> bool:
+    return type(x) is np.ndarray
+
+
+def _no_shared_memory(items: list[tuple[np.ndarray, Any, tuple[np.ndarray, ...]]]) -> bool:
+    """Whether no two parameters share memory (a repeat, or a view of another or of one buffer): then the order
+    of their updates does not matter and they may be updated together. Else they keep the per-tensor path, in list
+    order, as the book's loop."""
+    owners = {id(param if param.base is None else param.base) for param, _, _ in items}
+    return len(owners) == len(items)
+
+
+def _contiguous(param: np.ndarray, grad: np.ndarray, slots: tuple[np.ndarray, ...]) -> bool:
+    return param.flags.c_contiguous and grad.flags.c_contiguous and all(s.flags.c_contiguous for s in slots)
 
 
 def _is_list(x: Any) -> bool:
