@@ -357,7 +357,7 @@ def _consts(dtype: np.dtype) -> tuple:
 def _project(x: np.ndarray, Wx: np.ndarray, out: np.ndarray) -> None:
     """out (N, T, G*H) [or its first columns] = x @ Wx for all N*T rows: one product."""
     N, T, D = x.shape
-    matmul_into(_c(x).reshape(N * T, D), Wx, out.reshape(N * T, -1)[:, :Wx.shape[1]])
+    matmul_into(_c(x).reshape(N * T, D), Wx, out.reshape(N * T, out.shape[2])[:, :Wx.shape[1]])
 
 
 def _launch(body, bounds: np.ndarray, *args) -> None:
@@ -402,7 +402,7 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b
     return _rnn_forward(*_checks.check_rnn_forward("rnn_forward", x, h0, Wx, Wh, b))
 
 
-def _rnn_forward(x, h0, Wx, Wh, b):
+def _rnn_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray) -> np.ndarray:
     N, T, _ = x.shape
     H = Wh.shape[0]
     hs = np.empty((N, T, H), x.dtype)
@@ -420,7 +420,8 @@ def rnn_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray,
     return _rnn_backward(*_checks.check_rnn_backward("rnn_backward", dhs, x, h0, Wx, Wh, hs))
 
 
-def _rnn_backward(dhs, x, h0, Wx, Wh, hs):
+def _rnn_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                 hs: np.ndarray) -> tuple[np.ndarray, ...]:
     N, T, H = hs.shape
     dh = np.zeros((N, H), hs.dtype)
     dA = np.empty((N, T, H), hs.dtype)
@@ -440,7 +441,8 @@ def lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray, 
     return _lstm_forward(*arrays, layout=layout)
 
 
-def _lstm_forward(x, h0, c0, Wx, Wh, b, *, layout="ifgo"):
+def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, *,
+                 layout: str = "ifgo") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     N, T, _ = x.shape
     H = Wh.shape[0]
     acts = np.empty((N, T, 4 * H), x.dtype)
@@ -449,7 +451,7 @@ def _lstm_forward(x, h0, c0, Wx, Wh, b, *, layout="ifgo"):
     if N == 0:
         return hs, cs, acts
     _project(x, Wx, acts)
-    offsets = [k * H for k in _checks.lstm_offsets(layout)]
+    offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
     bounds = _parts(_lstm_fwd, N, H, 4)
     _launch(_lstm_fwd, bounds, acts, hs, cs, _c(h0), _c(c0), _c(Wh), _c(b), *offsets, bounds,
             *_consts(x.dtype))
@@ -466,14 +468,16 @@ def lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h0
     return _lstm_backward(*arrays, layout=layout)
 
 
-def _lstm_backward(dhs, dc_last, x, h0, c0, Wx, Wh, hs, cs, acts, *, layout="ifgo"):
+def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h0: np.ndarray, c0: np.ndarray,
+                  Wx: np.ndarray, Wh: np.ndarray, hs: np.ndarray, cs: np.ndarray, acts: np.ndarray, *,
+                  layout: str = "ifgo") -> tuple[np.ndarray, ...]:
     N, T, H = hs.shape
     dh = np.zeros((N, H), hs.dtype)
     dc = np.zeros((N, H), hs.dtype) if dc_last is None else np.array(dc_last, dtype=hs.dtype, order="C")
     dA = np.empty((N, T, 4 * H), hs.dtype)
     hs = _c(hs)
     if N > 0:
-        offsets = [k * H for k in _checks.lstm_offsets(layout)]
+        offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
         bounds = _parts(_lstm_bwd, N, H, 4)
         _launch(_lstm_bwd, bounds, dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), _c(Wh),
                 *offsets, bounds, *_consts(hs.dtype))
@@ -489,7 +493,8 @@ def gru_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b
     return _gru_forward(*arrays, form=form)
 
 
-def _gru_forward(x, h0, Wx, Wh, b, bh=None, *, form="dlfs2"):
+def _gru_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray,
+                bh: np.ndarray | None = None, *, form: str = "dlfs2") -> tuple[np.ndarray, np.ndarray]:
     N, T, _ = x.shape
     H = Wh.shape[0]
     acts = np.empty((N, T, (3 if form == "dlfs2" else 4) * H), x.dtype)
@@ -512,7 +517,8 @@ def gru_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray,
     return _gru_backward(*arrays, form=form)
 
 
-def _gru_backward(dhs, x, h0, Wx, Wh, hs, acts, *, form="dlfs2"):
+def _gru_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, hs: np.ndarray,
+                 acts: np.ndarray, *, form: str = "dlfs2") -> tuple[np.ndarray, ...]:
     N, T, H = hs.shape
     dtype = hs.dtype
     dh = np.zeros((N, H), dtype)
