@@ -146,18 +146,21 @@ def _rnn_fwd(hs, h0, Wh, b, bounds, one, ec, coefs):
 
 @kernel("recurrent")
 def _rnn_bwd(dA, dhs, dh, hs, Wh, bounds, one):
+    # dh (N, H): zeros on entry, dh0 on exit. Step t's region first finishes what step t+1 sends back
+    # (dh = dA_{t+1} @ Wh.T, its columns lo..hi), then step t's units lo..hi: one parallel region per step
+    # (t = -1 only finishes dh0).
     N, T, H = hs.shape
-    for t in range(T - 1, -1, -1):
+    for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            for n in range(N):
-                da, d, dn, h = dA[n, t, lo:hi], dhs[n, t, lo:hi], dh[n, lo:hi], hs[n, t, lo:hi]
-                for j in range(hi - lo):
-                    da[j] = (d[j] + dn[j]) * (one - h[j] * h[j])
-        for p in prange(bounds.size - 1):  # dh = dA_t @ Wh.T, columns lo..hi
-            lo, hi = bounds[p], bounds[p + 1]
-            _gemm(True, N, hi - lo, H, _addr(dA, t * H), T * H, _addr(Wh, lo * H), H, 0, _addr(dh, lo), H,
-                  dA.itemsize)
+            if t < T - 1:
+                _gemm(True, N, hi - lo, H, _addr(dA, (t + 1) * H), T * H, _addr(Wh, lo * H), H, 0, _addr(dh, lo), H,
+                      dA.itemsize)
+            if t >= 0:
+                for n in range(N):
+                    da, d, dn, h = dA[n, t, lo:hi], dhs[n, t, lo:hi], dh[n, lo:hi], hs[n, t, lo:hi]
+                    for j in range(hi - lo):
+                        da[j] = (d[j] + dn[j]) * (one - h[j] * h[j])
 
 
 @kernel("recurrent")
@@ -187,12 +190,16 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coef
 @kernel("recurrent")
 def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, Wh, oi, of, og, oo, bounds, one, ec, coefs):
     # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
+    # one parallel region per step, as in _rnn_bwd
     N, T, G = acts.shape
     H = hs.shape[2]
-    for t in range(T - 1, -1, -1):
+    for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            for n in range(N):
+            if t < T - 1:  # dh = dA_{t+1} @ Wh.T, columns lo..hi
+                _gemm(True, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(Wh, lo * G), G, 0, _addr(dh, lo), H,
+                      dA.itemsize)
+            for n in range(N if t >= 0 else 0):
                 a, da = acts[n, t], dA[n, t]
                 i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
                 di, df = da[oi + lo:oi + hi], da[of + lo:of + hi]
@@ -208,10 +215,6 @@ def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, Wh, oi, of, og, oo, bounds, one
                     dg[j] = ds * i[j] * (one - g[j] * g[j])
                     do[j] = d * tc * o[j] * (one - o[j])
                     dc_row[j] = ds * f[j]
-        for p in prange(bounds.size - 1):  # dh = dA_t @ Wh.T, columns lo..hi
-            lo, hi = bounds[p], bounds[p + 1]
-            _gemm(True, N, hi - lo, G, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 0, _addr(dh, lo), H,
-                  dA.itemsize)
 
 
 @kernel("recurrent")
@@ -248,12 +251,16 @@ def _gru_dlfs2_fwd(acts, hs, h0, Wh, b, rh, bounds, one, ec, coefs):
 @kernel("recurrent")
 def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
     # dh (N, H) the gradient carried into step t's output (dh0 on exit); dcur, drh (N, H) scratch
+    # two parallel regions per step: d(r h) needs all of the step's da^h
     N, T, G = dA.shape
     H = hs.shape[2]
-    for t in range(T - 1, -1, -1):
+    for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            for n in range(N):
+            if t < T - 1:  # dh += [da^z, da^r]_{t+1} @ [Whz, Whr].T, columns lo..hi
+                _gemm(True, N, hi - lo, 2 * H, _addr(dA, (t + 1) * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo),
+                      H, dA.itemsize)
+            for n in range(N if t >= 0 else 0):
                 a, da = acts[n, t], dA[n, t]
                 z, hh, dz, dhh = a[lo:hi], a[2 * H + lo:2 * H + hi], da[lo:hi], da[2 * H + lo:2 * H + hi]
                 h_prev, d_out, dh_row, dcur_row = _row_prev(h0, hs, n, t, lo, hi), dhs[n, t, lo:hi], dh[n, lo:hi], \
@@ -263,6 +270,8 @@ def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
                     dcur_row[j] = d
                     dhh[j] = d * z[j] * (one - hh[j] * hh[j])
                     dz[j] = d * (hh[j] - h_prev[j]) * z[j] * (one - z[j])
+        if t < 0:
+            break
         for p in prange(bounds.size - 1):  # d(r h) = da^h @ Whh.T, then the reset gate and the direct terms
             lo, hi = bounds[p], bounds[p + 1]
             _gemm(True, N, hi - lo, H, _addr(dA, t * G + 2 * H), T * G, _addr(Wh, lo * G + 2 * H), G, 0,
@@ -275,10 +284,6 @@ def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
                 for j in range(hi - lo):
                     dr[j] = drh_row[j] * h_prev[j] * r[j] * (one - r[j])
                     dh_row[j] = dcur_row[j] * (one - z[j]) + r[j] * drh_row[j]
-        for p in prange(bounds.size - 1):  # dh += [da^z, da^r] @ [Whz, Whr].T
-            lo, hi = bounds[p], bounds[p + 1]
-            _gemm(True, N, hi - lo, 2 * H, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo), H,
-                  dA.itemsize)
 
 
 @kernel("recurrent")
@@ -315,12 +320,18 @@ def _gru_torch_fwd(acts, hs, h0, Wh, b, bh, bounds, one, ec, coefs):
 @kernel("recurrent")
 def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
     # dA (N, T, 3H) gradients of the input-side pre-activations; dAn (N, T, H) of h_{t-1} @ W_hn + b_hn
+    # one parallel region per step, as in _rnn_bwd; dh holds d * z from step t+1's pass when its products add on
     N, T, G = dA.shape
     H = hs.shape[2]
-    for t in range(T - 1, -1, -1):
+    for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            for n in range(N):
+            if t < T - 1:  # dh += [da^r, da^z]_{t+1} @ [Whr, Whz].T + (r da^n)_{t+1} @ Whn.T, columns lo..hi
+                _gemm(True, N, hi - lo, 2 * H, _addr(dA, (t + 1) * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo),
+                      H, dA.itemsize)
+                _gemm(True, N, hi - lo, H, _addr(dAn, (t + 1) * H), T * H, _addr(Wh, lo * G + 2 * H), G, 1,
+                      _addr(dh, lo), H, dA.itemsize)
+            for n in range(N if t >= 0 else 0):
                 a, da = acts[n, t], dA[n, t]
                 r, z, nn, hn = a[lo:hi], a[H + lo:H + hi], a[2 * H + lo:2 * H + hi], a[3 * H + lo:3 * H + hi]
                 dr, dz, dnn = da[lo:hi], da[H + lo:H + hi], da[2 * H + lo:2 * H + hi]
@@ -334,12 +345,6 @@ def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
                     dr[j] = dn * hn[j] * r[j] * (one - r[j])
                     dan[j] = r[j] * dn
                     dh_row[j] = d * z[j]
-        for p in prange(bounds.size - 1):  # dh += [da^r, da^z] @ [Whr, Whz].T + (r da^n) @ Whn.T
-            lo, hi = bounds[p], bounds[p + 1]
-            _gemm(True, N, hi - lo, 2 * H, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo), H,
-                  dA.itemsize)
-            _gemm(True, N, hi - lo, H, _addr(dAn, t * H), T * H, _addr(Wh, lo * G + 2 * H), G, 1, _addr(dh, lo), H,
-                  dA.itemsize)
 
 
 # ---------------------------------------------------------------------------------------------------------------
