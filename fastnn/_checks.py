@@ -604,10 +604,6 @@ def lstm_layout(layout: Any, where: str) -> str:
     return layout
 
 
-def lstm_offsets(layout: str) -> tuple[int, int, int, int]:
-    """The block index of the gates i, f, g, o in a checked ``layout``."""
-    return tuple(layout.index(g) for g in LSTM_GATES)
-
 
 def gru_form(form: Any, where: str) -> str:
     """``form`` as one of :data:`GRU_FORMS`."""
@@ -618,13 +614,13 @@ def gru_form(form: Any, where: str) -> str:
 
 
 def _recurrent(where: str, gates: int, acts_gates: int, **named: Any) -> list[np.ndarray | None]:
-    """The arrays of a recurrent pass in their common dtype, in the order given, None kept as None.
+    """The arrays of a recurrent pass in their common dtype, in the order given (``dc_last``, ``bh``: None kept).
 
     ``x`` (N, T, D) with T >= 1 and ``Wh`` (H, gates*H) fix the sizes; every other array must have its shape:
     ``h0``/``c0``/``dc_last`` (N, H), ``Wx`` (D, gates*H), ``b``/``bh`` (gates*H,), ``hs``/``cs``/``dhs``
     (N, T, H), ``acts`` (N, T, acts_gates*H).
     """
-    given = {k: v for k, v in named.items() if v is not None}
+    given = {k: v for k, v in named.items() if v is not None or k not in ("dc_last", "bh")}  # only these optional
     arrays = dict(zip(given, _validate.float_arrays(where, **given), strict=True))
     x = arrays["x"]
     if x.ndim != 3 or x.shape[1] < 1:

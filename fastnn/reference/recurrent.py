@@ -29,7 +29,7 @@ __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_
 def _projection(x: np.ndarray, Wx: np.ndarray, b: np.ndarray) -> np.ndarray:
     """x @ Wx + b for all N*T rows at once, (N, T, G*H)."""
     N, T, D = x.shape
-    return (x.reshape(N * T, D) @ Wx + b).reshape(N, T, -1)
+    return (x.reshape(N * T, D) @ Wx + b).reshape(N, T, Wx.shape[1])
 
 
 def _previous(h0: np.ndarray, hs: np.ndarray) -> np.ndarray:
@@ -42,13 +42,13 @@ def _weight_grads(x: np.ndarray, prev: np.ndarray, dA: np.ndarray, dAh: np.ndarr
     N, T, D = x.shape
     G = dA.shape[2]
     dA2 = dA.reshape(N * T, G)
-    dAh2 = dA2 if dAh is None else dAh.reshape(N * T, -1)
-    return (x.reshape(N * T, D).T @ dA2, prev.reshape(N * T, -1).T @ dAh2, dA2.sum(axis=0))
+    dAh2 = dA2 if dAh is None else dAh.reshape(N * T, dAh.shape[2])
+    return (x.reshape(N * T, D).T @ dA2, prev.reshape(N * T, prev.shape[2]).T @ dAh2, dA2.sum(axis=0))
 
 
 def _input_grad(dA: np.ndarray, Wx: np.ndarray) -> np.ndarray:
     N, T, G = dA.shape
-    return (dA.reshape(N * T, G) @ Wx.T).reshape(N, T, -1)
+    return (dA.reshape(N * T, G) @ Wx.T).reshape(N, T, Wx.shape[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b
     return _rnn_forward(*_checks.check_rnn_forward("rnn_forward", x, h0, Wx, Wh, b))
 
 
-def _rnn_forward(x, h0, Wx, Wh, b):
+def _rnn_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray) -> np.ndarray:
     hs = _projection(x, Wx, b)
     h = h0
     for t in range(x.shape[1]):
@@ -113,7 +113,8 @@ def rnn_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray,
     return _rnn_backward(*_checks.check_rnn_backward("rnn_backward", dhs, x, h0, Wx, Wh, hs))
 
 
-def _rnn_backward(dhs, x, h0, Wx, Wh, hs):
+def _rnn_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                 hs: np.ndarray) -> tuple[np.ndarray, ...]:
     N, T, H = hs.shape
     dA = np.empty_like(hs)
     dh = np.zeros((N, H), hs.dtype)
@@ -165,8 +166,9 @@ def _blocks(a: np.ndarray, offsets: tuple[int, ...], H: int) -> list[np.ndarray]
     return [a[..., k * H:(k + 1) * H] for k in offsets]
 
 
-def _lstm_forward(x, h0, c0, Wx, Wh, b, *, layout="ifgo"):
-    offsets = _checks.lstm_offsets(layout)
+def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, *,
+                 layout: str = "ifgo") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    offsets = [layout.index(g) for g in _checks.LSTM_GATES]  # blocks of i, f, g, o
     N, T, _ = x.shape
     H = Wh.shape[0]
     acts = _projection(x, Wx, b)
@@ -225,8 +227,10 @@ def lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h0
     return _lstm_backward(*arrays, layout=layout)
 
 
-def _lstm_backward(dhs, dc_last, x, h0, c0, Wx, Wh, hs, cs, acts, *, layout="ifgo"):
-    offsets = _checks.lstm_offsets(layout)
+def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h0: np.ndarray, c0: np.ndarray,
+                  Wx: np.ndarray, Wh: np.ndarray, hs: np.ndarray, cs: np.ndarray, acts: np.ndarray, *,
+                  layout: str = "ifgo") -> tuple[np.ndarray, ...]:
+    offsets = [layout.index(g) for g in _checks.LSTM_GATES]  # blocks of i, f, g, o
     N, T, H = hs.shape
     dA = np.empty_like(acts)
     dh = np.zeros((N, H), hs.dtype)
@@ -292,7 +296,8 @@ def gru_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b
     return _gru_forward(*arrays, form=form)
 
 
-def _gru_forward(x, h0, Wx, Wh, b, bh=None, *, form="dlfs2"):
+def _gru_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray,
+                bh: np.ndarray | None = None, *, form: str = "dlfs2") -> tuple[np.ndarray, np.ndarray]:
     N, T, _ = x.shape
     H = Wh.shape[0]
     ax = _projection(x, Wx, b)
@@ -361,7 +366,8 @@ def gru_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray,
     return _gru_backward(*arrays, form=form)
 
 
-def _gru_backward(dhs, x, h0, Wx, Wh, hs, acts, *, form="dlfs2"):
+def _gru_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, hs: np.ndarray,
+                 acts: np.ndarray, *, form: str = "dlfs2") -> tuple[np.ndarray, ...]:
     N, T, H = hs.shape
     prev = _previous(h0, hs)
     dA = np.empty((N, T, 3 * H), hs.dtype)

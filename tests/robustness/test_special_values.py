@@ -246,6 +246,7 @@ EMPTY_OK = set(K.__all__) - RAISES_N - NO_BATCH
 _BATCHED = {"x", "dout", "out", "probs", "t", "y", "argmax", "mask", "mean", "inv_std", "a",  # a: matmul's rows
             "q", "k", "v", "lse",  # attention
             "idx"}  # the embedding's token ids
+_BATCHED |= {"h0", "c0", "dc_last", "dhs", "hs", "cs", "acts"}  # the recurrent kernels
 
 
 def _empty_batch(name, kw):
