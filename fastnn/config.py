@@ -33,6 +33,9 @@ PARALLEL_MIN_WORK: dict[str, int] = {
     "window": 1 << 15,
     "normalization": 1 << 16,
     "loss": 1 << 14,
+    # the embedding gather and scatter-add (kernels/sequence.py): a row copy per id, bandwidth-bound; serial
+    # copies 700 rows of 100 floats in 8 us, less than a parallel launch costs
+    "embedding": 1 << 18,
 }
 
 

