@@ -730,6 +730,26 @@ def _torch_clip(d: Inputs) -> Run:
                lambda r: (r.numpy(), *(p.grad.numpy() for p in params)))
 
 
+EMBED_DOT_SIZES = {
+    "tiny": {"N": 4, "V": 5, "D": 3},
+    # DLFS-2's ch04 CBOW on PTB: batch 100, 10000 words, D=100 (one of its six EmbeddingDot layers)
+    "mnist": {"N": 100, "V": 10000, "D": 100},
+    "cifar": {"N": 1000, "V": 10000, "D": 300},
+}
+
+
+def _embed_dot_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    return {"W": _rand(rng, (p["V"], p["D"]), dtype, 0.01), "idx": rng.integers(0, p["V"], p["N"]),
+            "h": _rand(rng, (p["N"], p["D"]), dtype), "dout": _rand(rng, (p["N"],), dtype)}
+
+
+def _torch_embed_dot(d: Inputs, backward: bool) -> Run:
+    torch = _torch()
+    W, h, idx = _t(d["W"], backward), _t(d["h"], backward), torch.from_numpy(d["idx"])
+    forward = lambda: (torch.nn.functional.embedding(idx, W) * h).sum(1)  # noqa: E731
+    return _fwd_bwd(forward, (h, W), d["dout"]) if backward else Run(forward)
+
+
 def _softmax_backward_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
     """Softmax over the vocabulary at every position (DLFS-2's Softmax layer; its attention weights are smaller)."""
     x = _rand(rng, (p["N"] * p["T"], p["V"]), dtype, 3.0)
@@ -749,6 +769,10 @@ def _cases_sequence() -> Iterator[Case]:
                traffic=lambda p, dtype: 2 * p["N"] * p["T"] * p["D"] * dtype.itemsize)
     yield Case("embedding_backward", "sequence", SEQ_SIZES, _seq_inputs, "embedding_backward",
                ("dout", "idx", "vocab_size"), torch=_torch_embedding_backward)
+    yield Case("embedding_dot_forward", "sequence", EMBED_DOT_SIZES, _embed_dot_inputs, "embedding_dot_forward",
+               ("W", "idx", "h"), torch=partial(_torch_embed_dot, backward=False))
+    yield Case("embedding_dot_backward", "sequence", EMBED_DOT_SIZES, _embed_dot_inputs, "embedding_dot_backward",
+               ("dout", "W", "idx", "h"), torch=partial(_torch_embed_dot, backward=True))
     yield Case("time_softmax_cross_entropy_forward", "sequence", SEQ_SIZES, _seq_inputs,
                "time_softmax_cross_entropy_forward", ("x", "t", "ignore_label"),
                variants={"batch": lambda d: {"average": "batch"}}, torch=partial(_torch_time_ce, backward=False))

@@ -16,7 +16,7 @@ from numba import prange
 from .. import _checks, _validate
 from .._jit import helper, kernel
 
-__all__ = ["embedding_forward", "embedding_backward", "clip_grads"]
+__all__ = ["embedding_forward", "embedding_backward", "embedding_dot_forward", "embedding_dot_backward", "clip_grads"]
 
 #: Columns of D per parallel task of the embedding kernels (a 64-byte line of float32 and then some).
 _COLS = 32
@@ -41,6 +41,34 @@ def _scatter_add(dout, idx, dW, cols):
             row = idx[i]
             for j in range(lo, hi):
                 dW[row, j] += dout[i, j]
+
+
+@kernel("embedding")
+def _dot_rows(W, idx, h, out):
+    d = h.shape[1]
+    for i in prange(h.shape[0]):
+        row = idx[i]
+        acc = W[row, 0] * 0
+        for j in range(d):
+            acc += W[row, j] * h[i, j]
+        out[i] = acc
+
+
+@kernel("embedding")
+def _dot_rows_bwd(dout, W, idx, h, dh, dW, cols):
+    # dh row by row; dW by blocks of columns, each thread walking all ids in order (see _scatter_add)
+    n, d = h.shape
+    for i in prange(n):
+        row = idx[i]
+        for j in range(d):
+            dh[i, j] = dout[i] * W[row, j]
+    for blk in prange((d + cols - 1) // cols):
+        lo = blk * cols
+        hi = min(lo + cols, d)
+        for i in range(n):
+            row = idx[i]
+            for j in range(lo, hi):
+                dW[row, j] += dout[i] * h[i, j]
 
 
 @helper
@@ -114,6 +142,37 @@ def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> n
         flat = np.ascontiguousarray(idx).reshape(-1)
         _scatter_add.run(dout.size, np.ascontiguousarray(dout).reshape(flat.shape[0], d), flat, dW, _COLS)
     return dW
+
+
+def embedding_dot_forward(W: np.ndarray, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Parallel over rows, each a dot product of D; no (N, D) temporary of the gathered rows."""
+    return _embedding_dot_forward(*_checks.check_embedding_dot("embedding_dot_forward", W, idx, h))
+
+
+def _embedding_dot_forward(W: np.ndarray, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
+    out = np.empty(h.shape[0], h.dtype)
+    if h.size:
+        _dot_rows.run(h.size, np.ascontiguousarray(W), np.ascontiguousarray(idx), np.ascontiguousarray(h), out)
+    else:
+        out[...] = 0
+    return out
+
+
+def embedding_dot_backward(dout: np.ndarray, W: np.ndarray, idx: np.ndarray,
+                           h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dh parallel over rows, dW over blocks of columns as :func:`embedding_backward` (race-free and deterministic;
+    each product may be fused into its addition, so dW can differ from the twin's by one rounding)."""
+    return _embedding_dot_backward(*_checks.check_embedding_dot_backward("embedding_dot_backward", dout, W, idx, h))
+
+
+def _embedding_dot_backward(dout: np.ndarray, W: np.ndarray, idx: np.ndarray,
+                            h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dh = np.empty(h.shape, h.dtype)
+    dW = np.zeros(W.shape, W.dtype)
+    if h.size:
+        _dot_rows_bwd.run(h.size, np.ascontiguousarray(dout), np.ascontiguousarray(W), np.ascontiguousarray(idx),
+                          np.ascontiguousarray(h), dh, dW, _COLS)
+    return dh, dW
 
 
 def clip_grads(grads: list, max_norm: float) -> np.generic:

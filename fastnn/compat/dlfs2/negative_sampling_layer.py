@@ -14,14 +14,17 @@ from typing import Any
 import numpy as np
 
 from ... import _validate
+from ...backend import ops
 from .layers import Embedding, SigmoidWithLoss
 
 __all__ = ["EmbeddingDot", "UnigramSampler", "NegativeSamplingLoss"]
 
 
 class EmbeddingDot:
-    """The dot product of each hidden vector ``h[i]`` with the embedding row of ``idx[i]``: (N, D), (N,) -> (N,).
-    ``params = [W]`` and ``grads = [dW]`` are its Embedding's."""
+    """The dot product of each hidden vector ``h[i]`` with the embedding row of ``idx[i]``: (N, D), (N,) -> (N,),
+    fused in :func:`fastnn.kernels.embedding_dot_forward` (no gathered (N, D) copy). ``params = [W]`` and
+    ``grads = [dW]`` are its Embedding's (``embed``), as the book's; ``cache`` holds ``(h, idx)`` (the book keeps
+    the gathered rows instead)."""
 
     def __init__(self, W: np.ndarray) -> None:
         self.embed = Embedding(W)
@@ -30,18 +33,15 @@ class EmbeddingDot:
         self.cache = None
 
     def forward(self, h: Any, idx: Any) -> np.ndarray:
-        h = _validate.float_array(h, "EmbeddingDot.forward", "h", ndim=2)
-        target_W = self.embed.forward(idx)
-        _validate.shape(h, target_W.shape, "EmbeddingDot.forward", "h")
-        self.cache = (h, target_W)
-        return np.einsum("nd,nd->n", target_W, h)
+        out = ops.embedding_dot_forward(self.params[0], idx, h)
+        self.cache = (h, idx)
+        return out
 
     def backward(self, dout: Any) -> np.ndarray:
-        h, target_W = self.cache
-        dout = _validate.float_array(dout, "EmbeddingDot.backward", "dout", ndim=1)
-        _validate.shape(dout, (h.shape[0],), "EmbeddingDot.backward", "dout")
-        self.embed.backward(dout[:, None] * h)
-        return dout[:, None] * target_W
+        h, idx = self.cache
+        dh, dW = ops.embedding_dot_backward(dout, self.params[0], idx, h)
+        self.grads[0][...] = dW
+        return dh
 
 
 class UnigramSampler:
