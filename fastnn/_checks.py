@@ -520,3 +520,99 @@ def check_clip_grads(where: str, grads: Any, max_norm: Any) -> tuple[list[np.nda
     for i, g in enumerate(grads):
         _validate.inplace_array(g, where, f"grads[{i}]")
     return list(grads), _validate.scalar(max_norm, where, "max_norm", ge=0.0)
+# Recurrent networks (fastnn.kernels.recurrent)
+
+#: The LSTM gate orders the compat APIs use: a permutation of the letters i, f, g, o names the order of the four
+#: (H,)-blocks of Wx, Wh, b and the activations (Deep Learning from Scratch 2 "fgio", cs231n "ifog", PyTorch "ifgo").
+LSTM_GATES = "ifgo"
+#: GRU forms: "dlfs2" (blocks z, r, h; r applied to h before its product with Wh; one bias) and "torch" (blocks
+#: r, z, n; r applied to h @ W_hn + b_hn; a second, hidden bias ``bh``).
+GRU_FORMS = ("dlfs2", "torch")
+
+
+def lstm_layout(layout: Any, where: str) -> str:
+    """``layout`` checked: a permutation of "ifgo" naming the order of the gate blocks."""
+    if not isinstance(layout, str) or sorted(layout) != sorted(LSTM_GATES):
+        _validate.fail(where, "layout", "a permutation of 'ifgo' such as 'ifgo', 'ifog', 'fgio'",
+                       _validate.describe(layout), TypeError if not isinstance(layout, str) else ValueError)
+    return layout
+
+
+def lstm_offsets(layout: str) -> tuple[int, int, int, int]:
+    """The block index of the gates i, f, g, o in a checked ``layout``."""
+    return tuple(layout.index(g) for g in LSTM_GATES)
+
+
+def gru_form(form: Any, where: str) -> str:
+    """``form`` as one of :data:`GRU_FORMS`."""
+    if not isinstance(form, str) or form not in GRU_FORMS:
+        _validate.fail(where, "form", "'dlfs2' or 'torch'", _validate.describe(form),
+                       TypeError if not isinstance(form, str) else ValueError)
+    return form
+
+
+def _recurrent(where: str, gates: int, acts_gates: int, **named: Any) -> list[np.ndarray | None]:
+    """The arrays of a recurrent pass in their common dtype, in the order given, None kept as None.
+
+    ``x`` (N, T, D) with T >= 1 and ``Wh`` (H, gates*H) fix the sizes; every other array must have its shape:
+    ``h0``/``c0``/``dc_last`` (N, H), ``Wx`` (D, gates*H), ``b``/``bh`` (gates*H,), ``hs``/``cs``/``dhs``
+    (N, T, H), ``acts`` (N, T, acts_gates*H).
+    """
+    given = {k: v for k, v in named.items() if v is not None}
+    arrays = dict(zip(given, _validate.float_arrays(where, **given), strict=True))
+    x = arrays["x"]
+    if x.ndim != 3 or x.shape[1] < 1:
+        _validate.fail(where, "x", "of shape (N, T, D) with T >= 1", f"shape {x.shape}")
+    N, T, D = x.shape
+    Wh = arrays["Wh"]
+    if Wh.ndim != 2 or Wh.shape[1] != gates * Wh.shape[0] or Wh.shape[0] < 1:
+        _validate.fail(where, "Wh", f"of shape (H, {gates}*H) with H >= 1", f"shape {Wh.shape}")
+    H = Wh.shape[0]
+    shapes = {"h0": (N, H), "c0": (N, H), "dc_last": (N, H), "Wx": (D, gates * H), "b": (gates * H,),
+              "bh": (gates * H,), "hs": (N, T, H), "cs": (N, T, H), "dhs": (N, T, H), "acts": (N, T, acts_gates * H)}
+    for name, arr in arrays.items():
+        if name in shapes:
+            _validate.shape(arr, shapes[name], where, name)
+    return [arrays.get(name) for name in named]
+
+
+def check_rnn_forward(where, x, h0, Wx, Wh, b):
+    """A tanh RNN's forward pass: x, h0, Wx, Wh, b in their common dtype (shapes in :func:`_recurrent`)."""
+    return _recurrent(where, 1, 1, x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
+
+
+def check_rnn_backward(where, dhs, x, h0, Wx, Wh, hs):
+    """A tanh RNN's backward pass: dhs, x, h0, Wx, Wh, hs in their common dtype."""
+    return _recurrent(where, 1, 1, dhs=dhs, x=x, h0=h0, Wx=Wx, Wh=Wh, hs=hs)
+
+
+def check_lstm_forward(where, x, h0, c0, Wx, Wh, b, layout):
+    """An LSTM's forward pass: the arrays in their common dtype, then ``layout``."""
+    layout = lstm_layout(layout, where)
+    return (*_recurrent(where, 4, 4, x=x, h0=h0, c0=c0, Wx=Wx, Wh=Wh, b=b), layout)
+
+
+def check_lstm_backward(where, dhs, dc_last, x, h0, c0, Wx, Wh, hs, cs, acts, layout):
+    """An LSTM's backward pass: the arrays in their common dtype (``dc_last`` may be None: zero), then
+    ``layout``."""
+    layout = lstm_layout(layout, where)
+    return (*_recurrent(where, 4, 4, dhs=dhs, dc_last=dc_last, x=x, h0=h0, c0=c0, Wx=Wx, Wh=Wh, hs=hs, cs=cs,
+                        acts=acts), layout)
+
+
+def check_gru_forward(where, x, h0, Wx, Wh, b, bh, form):
+    """A GRU's forward pass: the form, then the arrays in their common dtype; ``bh`` is required by the torch
+    form and refused by the dlfs2 form."""
+    form = gru_form(form, where)
+    if (bh is None) != (form == "dlfs2"):
+        _validate.fail(where, "bh", "None with form='dlfs2' and the hidden bias (3*H,) with form='torch'",
+                       "None" if bh is None else _validate.describe(bh))
+    return (*_recurrent(where, 3, 3, x=x, h0=h0, Wx=Wx, Wh=Wh, b=b, bh=bh), form)
+
+
+def check_gru_backward(where, dhs, x, h0, Wx, Wh, hs, acts, form):
+    """A GRU's backward pass: the form, then the arrays in their common dtype (``acts`` has 3 blocks in the
+    dlfs2 form, 4 in the torch form)."""
+    form = gru_form(form, where)
+    return (*_recurrent(where, 3, 3 if form == "dlfs2" else 4, dhs=dhs, x=x, h0=h0, Wx=Wx, Wh=Wh, hs=hs,
+                        acts=acts), form)

@@ -927,11 +927,151 @@ def _cases_training() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Recurrent networks (fastnn/kernels/recurrent.py)
+
+RNN_SIZES = {
+    # H odd and below one vector's width; T and N small
+    "tiny": {"N": 2, "T": 3, "D": 4, "H": 5},
+    # Deep Learning from Scratch 2's Rnnlm (ch06) and BetterRnnlm (wordvec 650, hidden 650), batch 20, 35 steps
+    "mnist": {"N": 20, "T": 35, "D": 100, "H": 100},
+    "cifar": {"N": 20, "T": 35, "D": 650, "H": 650},
+}
+#: A character-level language model: 65 characters one-hot, 256 units, batch 64 of 100 steps.
+CHAR_RNN_SIZES = {"tiny": {"N": 1, "T": 2, "D": 3, "H": 17}, "mnist": {"N": 64, "T": 100, "D": 65, "H": 256}}
+#: Gate blocks of each cell, and the GRU form whose inputs a case's twin-computed state uses.
+_RNN_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _rnn_inputs(cell: str, p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    N, T, D, H = p["N"], p["T"], p["D"], p["H"]
+    G = _RNN_GATES[cell] * H
+    s = 1 / np.sqrt(H)  # PyTorch's initialisation scale
+    d = {"x": _rand(rng, (N, T, D), dtype), "h0": _rand(rng, (N, H), dtype, 0.5), "c0": _rand(rng, (N, H), dtype),
+         "Wx": _rand(rng, (D, G), dtype, s), "Wh": _rand(rng, (H, G), dtype, s), "b": _rand(rng, (G,), dtype, s),
+         "bh": _rand(rng, (G,), dtype, s), "dhs": _rand(rng, (N, T, H), dtype), "dc_last": _rand(rng, (N, H), dtype)}
+    if cell == "rnn":
+        d["hs"] = reference.rnn_forward(d["x"], d["h0"], d["Wx"], d["Wh"], d["b"])
+    elif cell == "lstm":
+        d["hs"], d["cs"], d["acts"] = reference.lstm_forward(d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+        for layout in ("ifog", "fgio"):  # the same weights in the other gate orders, and their forward
+            perm = [("ifgo".index(g), layout) for g in layout]
+            d[f"Wx_{layout}"], d[f"Wh_{layout}"], d[f"b_{layout}"] = (
+                np.concatenate([w[..., k * H:(k + 1) * H] for k, _ in perm], axis=-1) for w in (d["Wx"], d["Wh"],
+                                                                                              d["b"]))
+            d[f"fwd_{layout}"] = reference.lstm_forward(d["x"], d["h0"], d["c0"], d[f"Wx_{layout}"],
+                                                        d[f"Wh_{layout}"], d[f"b_{layout}"], layout=layout)
+    else:
+        d["hs"], d["acts"] = reference.gru_forward(d["x"], d["h0"], d["Wx"], d["Wh"], d["b"])
+        d["hs_torch"], d["acts_torch"] = reference.gru_forward(d["x"], d["h0"], d["Wx"], d["Wh"], d["b"], d["bh"],
+                                                               form="torch")
+    return d
+
+
+def _lstm_layout(layout: str, backward: bool) -> Callable[[Inputs], Inputs]:
+    def kw(d: Inputs) -> Inputs:
+        out = {"Wx": d[f"Wx_{layout}"], "Wh": d[f"Wh_{layout}"], "layout": layout}
+        if backward:
+            out.update(zip(("hs", "cs", "acts"), d[f"fwd_{layout}"], strict=True))
+        else:
+            out["b"] = d[f"b_{layout}"]
+        return out
+    return kw
+
+
+def _torch_rnn(cell: str, d: Inputs, form: str = "torch") -> tuple[Callable[[], Any], tuple[Any, ...]]:
+    """torch.nn.RNN/LSTM/GRU (batch first) with the inputs' weights; ``forward()`` returns (out, h_n[, c_n]) and
+    the leaves are x, h0[, c0], weight_ih, weight_hh, bias_ih[, bias_hh]."""
+    torch = _torch()
+    D, H = d["Wx"].shape[0], d["Wh"].shape[0]
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](D, H, batch_first=True)
+    module = module.to(torch.float64 if d["x"].dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        module.weight_ih_l0.copy_(_t(d["Wx"].T))
+        module.weight_hh_l0.copy_(_t(d["Wh"].T))
+        module.bias_ih_l0.copy_(_t(d["b"]))
+        module.bias_hh_l0.copy_(_t(d["bh"]) if cell == "gru" else torch.zeros(module.bias_hh_l0.shape))
+    x, h0, c0 = _t(d["x"], True), _t(d["h0"][None], True), _t(d["c0"][None], True)
+    state = (h0, c0) if cell == "lstm" else h0
+    weights = (module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0)
+    if cell == "gru":
+        weights += (module.bias_hh_l0,)
+    return partial(module, x, state), (x, h0, *((c0,) if cell == "lstm" else ()), *weights)
+
+
+def _torch_rnn_grads(leaves: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """The leaves' gradients in fastnn's order and shapes: dx, dh0[, dc0], dWx, dWh, db[, dbh]."""
+    g = [leaf.grad.numpy() for leaf in leaves]
+    k = 3 if len(leaves) == 6 and leaves[2].dim() == 3 else 2  # LSTM leaves hold c0
+    return (g[0], *(a[0] for a in g[1:k]), g[k].T, g[k + 1].T, *g[k + 2:])
+
+
+def _torch_rnn_fwd_bwd(cell: str, d: Inputs) -> Run:
+    """Forward and backward of sum(out * dhs) (the graph rebuilt each call, as in training)."""
+    forward, leaves = _torch_rnn(cell, d)
+    dhs = _t(d["dhs"])
+
+    def step() -> None:
+        for leaf in leaves:
+            leaf.grad = None
+        forward()[0].backward(dhs)
+
+    return Run(step, lambda _: _torch_rnn_grads(leaves))
+
+
+def _rnn_fwd_bwd(cell: str, k: types.ModuleType, d: Inputs) -> Run:
+    """fastnn's or the twin's forward then backward of the same loss (no gradient into the last cell state)."""
+    x, h0, c0, Wx, Wh, b, dhs = (d[a] for a in ("x", "h0", "c0", "Wx", "Wh", "b", "dhs"))
+
+    def step() -> Any:
+        if cell == "rnn":
+            return k.rnn_backward(dhs, x, h0, Wx, Wh, k.rnn_forward(x, h0, Wx, Wh, b))
+        if cell == "lstm":
+            return k.lstm_backward(dhs, None, x, h0, c0, Wx, Wh, *k.lstm_forward(x, h0, c0, Wx, Wh, b))
+        hs, acts = k.gru_forward(x, h0, Wx, Wh, b, d["bh"], form="torch")
+        return k.gru_backward(dhs, x, h0, Wx, Wh, hs, acts, form="torch")
+
+    return Run(step)
+
+
+def _cases_recurrent() -> Iterator[Case]:
+    make = {cell: partial(_rnn_inputs, cell) for cell in _RNN_GATES}
+    first = lambda r: to_numpy(r[0])  # noqa: E731 -- torch's output sequence (its final states are hs[:, -1])
+    yield Case("rnn_forward", "recurrent", RNN_SIZES, make["rnn"], "rnn_forward", ("x", "h0", "Wx", "Wh", "b"),
+               torch=lambda d: Run(_torch_rnn("rnn", d)[0], first))
+    yield Case("rnn_backward", "recurrent", RNN_SIZES, make["rnn"], "rnn_backward",
+               ("dhs", "x", "h0", "Wx", "Wh", "hs"))
+    yield Case("lstm_forward", "recurrent", RNN_SIZES, make["lstm"], "lstm_forward",
+               ("x", "h0", "c0", "Wx", "Wh", "b"),
+               variants={lay: _lstm_layout(lay, False) for lay in ("ifog", "fgio")},
+               torch=lambda d: Run(_torch_rnn("lstm", d)[0], first))
+    yield Case("lstm_backward", "recurrent", RNN_SIZES, make["lstm"], "lstm_backward",
+               ("dhs", "dc_last", "x", "h0", "c0", "Wx", "Wh", "hs", "cs", "acts"),
+               variants={"no_dc": lambda d: {"dc_last": None},
+                         **{lay: _lstm_layout(lay, True) for lay in ("ifog", "fgio")}})
+    yield Case("gru_forward", "recurrent", RNN_SIZES, make["gru"], "gru_forward", ("x", "h0", "Wx", "Wh", "b"),
+               variants={"torch": lambda d: {"bh": d["bh"], "form": "torch"}})
+    yield Case("gru_backward", "recurrent", RNN_SIZES, make["gru"], "gru_backward",
+               ("dhs", "x", "h0", "Wx", "Wh", "hs", "acts"),
+               variants={"torch": lambda d: {"hs": d["hs_torch"], "acts": d["acts_torch"], "form": "torch"}})
+    goals = {("lstm", "rnnlm"): 0.5}  # the issue's targets, as fractions of PyTorch's time
+    for cell in ("rnn", "lstm", "gru"):
+        for tag, sizes, size, title in (
+                ("rnnlm", RNN_SIZES, "mnist", "N20 T35 D100 H100 (DLFS-2 Rnnlm)"),
+                ("better_rnnlm", RNN_SIZES, "cifar", "N20 T35 D650 H650 (DLFS-2 BetterRnnlm)"),
+                ("char", CHAR_RNN_SIZES, "mnist", "N64 T100 D65 H256 (char LM)")):
+            goal = None if cell == "rnn" else Goal(f"{cell.upper()} {title}, fwd+bwd", size,
+                                                   goals.get((cell, tag), 1.0))
+            yield Case(f"{cell}_fwd_bwd_{tag}", "recurrent", {"tiny": sizes["tiny"], size: sizes[size]},
+                       make[cell], steps=partial(_rnn_fwd_bwd, cell),
+                       torch=partial(_torch_rnn_fwd_bwd, cell), goal=goal)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_sequence):
+                  _cases_sequence, _cases_recurrent):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

@@ -36,6 +36,8 @@ PARALLEL_MIN_WORK: dict[str, int] = {
     # the embedding gather and scatter-add (kernels/sequence.py): a row copy per id, bandwidth-bound; serial
     # copies 700 rows of 100 floats in 8 us, less than a parallel launch costs
     "embedding": 1 << 18,
+    # a recurrent step's product (N*G*H*H multiply-adds): one parallel region per step from here
+    "recurrent": 1 << 17,
 }
 
 

@@ -852,6 +852,145 @@ def adam(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.
 
 
 # ------------------------------------------------------------------------------------------------ rnn_layers.py:
+# vanilla RNN and LSTM, single steps and whole sequences (assignment 3)
+#
+# One whole-sequence kernel call each (fastnn.kernels.recurrent, gate blocks in cs231n's order i, f, o, g); a
+# single step is a sequence of one step. Caches are fastnn's own tuples: pass them back unchanged. Results have
+# the inputs' common float dtype (cs231n's rnn_forward/lstm_forward allocate float64 whatever the inputs).
+
+__all__ += ["rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward", "lstm_step_forward",
+            "lstm_step_backward", "lstm_forward", "lstm_backward"]
+
+#: cs231n's gate order: ``ai, af, ao, ag = np.split(a, 4, axis=1)``.
+LSTM_LAYOUT = "ifog"
+
+
+def _one_step(x: Any, where: str) -> np.ndarray:
+    """A step's input (N, D) as a sequence of one step (N, 1, D)."""
+    return _validate.float_array(x, where, "x", ndim=2)[:, None, :]
+
+
+def rnn_step_forward(x: np.ndarray, prev_h: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                     b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """One tanh RNN step: ``next_h = tanh(prev_h @ Wh + x @ Wx + b)``.
+
+    Parameters
+    ----------
+    x : array_like (N, D)
+    prev_h : array_like (N, H)
+    Wx : array_like (D, H)
+    Wh : array_like (H, H)
+    b : array_like (H,)
+
+    Returns
+    -------
+    next_h : ndarray (N, H)
+    cache : tuple for :func:`rnn_step_backward`
+    """
+    xs = _one_step(x, "rnn_step_forward")
+    hs = ops.rnn_forward(xs, prev_h, Wx, Wh, b)
+    return hs[:, 0], (xs, prev_h, Wx, Wh, hs)
+
+
+def rnn_step_backward(dnext_h: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of :func:`rnn_step_forward`: (dx (N, D), dprev_h (N, H), dWx, dWh, db)."""
+    xs, prev_h, Wx, Wh, hs = _cache(cache, "rnn_step_backward", 5)
+    dnext_h = _validate.float_array(dnext_h, "rnn_step_backward", "dnext_h", ndim=2)
+    dx, dprev_h, dWx, dWh, db = ops.rnn_backward(dnext_h[:, None], xs, prev_h, Wx, Wh, hs)
+    return dx[:, 0], dprev_h, dWx, dWh, db
+
+
+def rnn_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """A tanh RNN over whole sequences.
+
+    Parameters
+    ----------
+    x : array_like (N, T, D)
+    h0 : array_like (N, H)
+    Wx : array_like (D, H)
+    Wh : array_like (H, H)
+    b : array_like (H,)
+
+    Returns
+    -------
+    h : ndarray (N, T, H), the hidden state of every step
+    cache : tuple for :func:`rnn_backward`
+    """
+    h = ops.rnn_forward(x, h0, Wx, Wh, b)
+    return h, (x, h0, Wx, Wh, h)
+
+
+def rnn_backward(dh: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of :func:`rnn_forward` from the upstream gradients of every step's state ``dh`` (N, T, H):
+    (dx (N, T, D), dh0 (N, H), dWx, dWh, db)."""
+    x, h0, Wx, Wh, h = _cache(cache, "rnn_backward", 5)
+    return ops.rnn_backward(dh, x, h0, Wx, Wh, h)
+
+
+def lstm_step_forward(x: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                      b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """One LSTM step, gate blocks of ``a = x @ Wx + prev_h @ Wh + b`` in cs231n's order i, f, o, g.
+
+    Parameters
+    ----------
+    x : array_like (N, D)
+    prev_h, prev_c : array_like (N, H)
+    Wx : array_like (D, 4H)
+    Wh : array_like (H, 4H)
+    b : array_like (4H,)
+
+    Returns
+    -------
+    next_h, next_c : ndarray (N, H)
+    cache : tuple for :func:`lstm_step_backward`
+    """
+    xs = _one_step(x, "lstm_step_forward")
+    hs, cs, acts = ops.lstm_forward(xs, prev_h, prev_c, Wx, Wh, b, layout=LSTM_LAYOUT)
+    return hs[:, 0], cs[:, 0], (xs, prev_h, prev_c, Wx, Wh, hs, cs, acts)
+
+
+def lstm_step_backward(dnext_h: np.ndarray, dnext_c: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of :func:`lstm_step_forward`: (dx, dprev_h, dprev_c, dWx, dWh, db). ``dnext_c`` is not modified."""
+    xs, prev_h, prev_c, Wx, Wh, hs, cs, acts = _cache(cache, "lstm_step_backward", 8)
+    dnext_h = _validate.float_array(dnext_h, "lstm_step_backward", "dnext_h", ndim=2)
+    dx, dprev_h, dprev_c, dWx, dWh, db = ops.lstm_backward(dnext_h[:, None], dnext_c, xs, prev_h, prev_c, Wx, Wh,
+                                                           hs, cs, acts, layout=LSTM_LAYOUT)
+    return dx[:, 0], dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                 b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """An LSTM over whole sequences from ``h0`` and a zero initial cell state (cs231n's contract).
+
+    Parameters
+    ----------
+    x : array_like (N, T, D)
+    h0 : array_like (N, H)
+    Wx : array_like (D, 4H), gate blocks i, f, o, g
+    Wh : array_like (H, 4H)
+    b : array_like (4H,)
+
+    Returns
+    -------
+    h : ndarray (N, T, H)
+    cache : tuple for :func:`lstm_backward`
+    """
+    h0_arr = _validate.float_array(h0, "lstm_forward", "h0", ndim=2)
+    c0 = np.zeros_like(h0_arr)
+    h, cs, acts = ops.lstm_forward(x, h0_arr, c0, Wx, Wh, b, layout=LSTM_LAYOUT)
+    return h, (x, h0_arr, c0, Wx, Wh, h, cs, acts)
+
+
+def lstm_backward(dh: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of :func:`lstm_forward` from ``dh`` (N, T, H): (dx, dh0, dWx, dWh, db); no gradient flows into
+    the final cell state (it is not an output)."""
+    x, h0, c0, Wx, Wh, h, cs, acts = _cache(cache, "lstm_backward", 8)
+    dx, dh0, _, dWx, dWh, db = ops.lstm_backward(dh, None, x, h0, c0, Wx, Wh, h, cs, acts, layout=LSTM_LAYOUT)
+    return dx, dh0, dWx, dWh, db
+
+
+# ------------------------------------------------------------------------------------------------ rnn_layers.py:
 # word embedding, temporal affine, temporal softmax loss (assignment 3)
 
 __all__ += ["word_embedding_forward", "word_embedding_backward", "temporal_affine_forward",

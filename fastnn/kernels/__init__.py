@@ -15,12 +15,24 @@ import :mod:`fastnn.reference`: it is read here, for this text only.
 import inspect
 
 from .. import reference as _reference
-from . import activations, conv, dropout, im2col, linalg, losses, normalization, optimizers, pooling, sequence
+from . import (
+    activations,
+    conv,
+    dropout,
+    im2col,
+    linalg,
+    losses,
+    normalization,
+    optimizers,
+    pooling,
+    recurrent,
+    sequence,
+)
 
 # The modules' public names, gathered before the star imports below rebind ``im2col`` (the module) to
 # ``im2col`` (the function of the same name).
 __all__ = [name for mod in (activations, conv, dropout, im2col, linalg, losses, normalization, optimizers,
-                                         pooling, sequence)
+                                         pooling, recurrent, sequence)
            for name in mod.__all__]
 
 from .activations import *  # noqa: E402, F403
@@ -32,6 +44,7 @@ from .losses import *  # noqa: E402, F403
 from .normalization import *  # noqa: E402, F403
 from .optimizers import *  # noqa: E402, F403
 from .pooling import *  # noqa: E402, F403
+from .recurrent import *  # noqa: E402, F403
 from .sequence import *  # noqa: E402, F403
 
 

@@ -1,0 +1,542 @@
+"""Whole-sequence tanh RNN, LSTM and GRU, forward and backward through time, as Numba kernels.
+
+Same names, signatures and results as :mod:`fastnn.reference.recurrent` (formulas there). Built the way fast CPU
+RNNs are:
+
+* the input projection ``x @ Wx`` of all N*T rows is one product (:func:`fastnn.kernels.linalg.matmul_into`),
+  written straight into the gate workspace ``acts`` (N, T, G*H); each step adds ``h_{t-1} @ Wh`` onto its slice
+  there (BLAS ``beta = 1``) and one fused pass adds the bias and turns the pre-activations into the activated
+  gates in place, updating the cell and the state -- no temporaries per gate, no copies per step;
+* the backward runs one fused gate-gradient pass per step into a ``dA`` workspace (N, T, G*H) and the product
+  ``dA_t @ Wh.T`` that carries the gradient to the step before; after the recurrence dx, dWx and dWh are one
+  product each over all N*T rows.
+
+The whole time loop is one compiled function: a step's hidden units are cut into parts, one per Numba thread,
+each computing its columns of every gate block by single-threaded OpenBLAS calls (:mod:`fastnn.kernels._blas`,
+as :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel region per step (two or three
+where a product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the
+columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
+
+Nonlinearities use :func:`fastnn.kernels._math._exp_nonpos` (vectorisable; libm's scalar exp stops LLVM from
+vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .. import _checks
+from .._jit import helper, kernel
+from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
+from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
+from .linalg import matmul_into
+
+__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward"]
+
+#: Least hidden units per part of a step (a narrower product costs more in packing than its thread saves), and
+#: the multiple a part's width is rounded to (one AVX-512 register of float32).
+_MIN_UNITS = 64
+_ALIGN = 16
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scalar helpers and the in-kernel product
+
+
+@helper
+def _sigmoid(a, one, ec, coefs):
+    e = _exp_nonpos(-abs(a), ec, coefs)
+    s = _fdiv(one, one + e)
+    return s if a >= 0 else e * s
+
+
+@helper
+def _tanh(a, one, ec, coefs):
+    e = _exp_nonpos(-(one + one) * abs(a), ec, coefs)
+    y = _fdiv(one - e, one + e)
+    return y if a >= 0 else -y
+
+
+@helper
+def _gemm(tb, m, n, k, a, lda, b, ldb, beta, c, ldc, item):
+    """c (m, n) = a (m, k) @ op(b) + beta * c on this thread's OpenBLAS, one thread; op = transpose when ``tb``.
+
+    ``a``, ``b``, ``c`` are addresses (``arr.ctypes.data`` plus a byte offset), ``beta`` 0 or 1.
+    """
+    if m == 0 or n == 0:
+        return
+    before = set_threads_local(1)
+    if item == 4:
+        sgemm(ROW_MAJOR, NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, np.float32(1.0), a, lda, b, ldb,
+              np.float32(beta), c, ldc)
+    else:
+        dgemm(ROW_MAJOR, NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 1.0, a, lda, b, ldb, np.float64(beta), c,
+              ldc)
+    set_threads_local(before)
+
+
+@helper
+def _addr(arr, offset):
+    """Address of element ``offset`` (counted in elements of the flat buffer) of C-contiguous ``arr``."""
+    return arr.ctypes.data + np.uintp(offset * arr.itemsize)
+
+
+@helper
+def _prev_state(h0, hs, t):
+    """(address, leading dimension) of the state step t starts from: h0 (N, H) or hs[:, t-1] of hs (N, T, H)."""
+    if t == 0:
+        return _addr(h0, 0), h0.shape[1]
+    return _addr(hs, (t - 1) * hs.shape[2]), hs.shape[1] * hs.shape[2]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loop bodies. ``bounds`` (P + 1,) cuts the H hidden units into P parts; acts/dA are (N, T, G*H) and C-contiguous.
+
+
+@helper
+def _activate(z, b, tanh, one, ec, coefs):
+    """z = sigmoid (or tanh) of z + b in place, z and b 1-D of one length: one gate block's part of a row.
+
+    Every fused pass works on 1-D slices indexed from 0: indexing a row at ``offset + j`` with offsets unknown to
+    the compiler left the loops scalar (Numba's negative-index wraparound on each access), measured ~8x slower.
+    """
+    if tanh:
+        for j in range(z.size):
+            z[j] = _tanh(z[j] + b[j], one, ec, coefs)
+    else:
+        for j in range(z.size):
+            z[j] = _sigmoid(z[j] + b[j], one, ec, coefs)
+
+
+@helper
+def _row_prev(h0, hs, n, t, lo, hi):
+    """h_{t-1}[n, lo:hi]: a slice of h0 at step 0, else of hs[n, t-1]."""
+    return h0[n, lo:hi] if t == 0 else hs[n, t - 1, lo:hi]
+
+
+@kernel("recurrent")
+def _rnn_fwd(hs, h0, Wh, b, bounds, one, ec, coefs):
+    # hs holds x @ Wx on entry (N, T, H) and the states on exit
+    N, T, H = hs.shape
+    for t in range(T):
+        hp, ldh = _prev_state(h0, hs, t)
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, lo), H, 1, _addr(hs, t * H + lo), T * H, hs.itemsize)
+            for n in range(N):
+                _activate(hs[n, t, lo:hi], b[lo:hi], True, one, ec, coefs)
+
+
+@kernel("recurrent")
+def _rnn_bwd(dA, dhs, dh, hs, Wh, bounds, one):
+    N, T, H = hs.shape
+    for t in range(T - 1, -1, -1):
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            for n in range(N):
+                da, d, dn, h = dA[n, t, lo:hi], dhs[n, t, lo:hi], dh[n, lo:hi], hs[n, t, lo:hi]
+                for j in range(hi - lo):
+                    da[j] = (d[j] + dn[j]) * (one - h[j] * h[j])
+        for p in prange(bounds.size - 1):  # dh = dA_t @ Wh.T, columns lo..hi
+            lo, hi = bounds[p], bounds[p + 1]
+            _gemm(True, N, hi - lo, H, _addr(dA, t * H), T * H, _addr(Wh, lo * H), H, 0, _addr(dh, lo), H,
+                  dA.itemsize)
+
+
+@kernel("recurrent")
+def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coefs):
+    N, T, G = acts.shape
+    H = hs.shape[2]
+    for t in range(T):
+        hp, ldh = _prev_state(h0, hs, t)
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            for k in range(4):  # the part's columns of every gate block
+                _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, k * H + lo), G, 1, _addr(acts, t * G + k * H + lo),
+                      T * G, acts.itemsize)
+            for n in range(N):
+                a = acts[n, t]
+                i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
+                _activate(i, b[oi + lo:oi + hi], False, one, ec, coefs)
+                _activate(f, b[of + lo:of + hi], False, one, ec, coefs)
+                _activate(g, b[og + lo:og + hi], True, one, ec, coefs)
+                _activate(o, b[oo + lo:oo + hi], False, one, ec, coefs)
+                c_prev = _row_prev(c0, cs, n, t, lo, hi)
+                c_row, h_row = cs[n, t, lo:hi], hs[n, t, lo:hi]
+                for j in range(hi - lo):
+                    c = f[j] * c_prev[j] + i[j] * g[j]
+                    c_row[j] = c
+                    h_row[j] = o[j] * _tanh(c, one, ec, coefs)
+
+
+@kernel("recurrent")
+def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, Wh, oi, of, og, oo, bounds, one, ec, coefs):
+    # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
+    N, T, G = acts.shape
+    H = hs.shape[2]
+    for t in range(T - 1, -1, -1):
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            for n in range(N):
+                a, da = acts[n, t], dA[n, t]
+                i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
+                di, df = da[oi + lo:oi + hi], da[of + lo:of + hi]
+                dg, do = da[og + lo:og + hi], da[oo + lo:oo + hi]
+                c_row, c_prev = cs[n, t, lo:hi], _row_prev(c0, cs, n, t, lo, hi)
+                d_out, dh_row, dc_row = dhs[n, t, lo:hi], dh[n, lo:hi], dc[n, lo:hi]
+                for j in range(hi - lo):
+                    tc = _tanh(c_row[j], one, ec, coefs)
+                    d = d_out[j] + dh_row[j]
+                    ds = dc_row[j] + d * o[j] * (one - tc * tc)
+                    di[j] = ds * g[j] * i[j] * (one - i[j])
+                    df[j] = ds * c_prev[j] * f[j] * (one - f[j])
+                    dg[j] = ds * i[j] * (one - g[j] * g[j])
+                    do[j] = d * tc * o[j] * (one - o[j])
+                    dc_row[j] = ds * f[j]
+        for p in prange(bounds.size - 1):  # dh = dA_t @ Wh.T, columns lo..hi
+            lo, hi = bounds[p], bounds[p + 1]
+            _gemm(True, N, hi - lo, G, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 0, _addr(dh, lo), H,
+                  dA.itemsize)
+
+
+@kernel("recurrent")
+def _gru_dlfs2_fwd(acts, hs, h0, Wh, b, rh, bounds, one, ec, coefs):
+    # blocks z, r, h; rh (N, H) scratch for r * h_{t-1}
+    N, T, G = acts.shape
+    H = hs.shape[2]
+    for t in range(T):
+        hp, ldh = _prev_state(h0, hs, t)
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            for k in range(2):
+                _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, k * H + lo), G, 1, _addr(acts, t * G + k * H + lo),
+                      T * G, acts.itemsize)
+            for n in range(N):
+                a = acts[n, t]
+                r = a[H + lo:H + hi]
+                _activate(a[lo:hi], b[lo:hi], False, one, ec, coefs)
+                _activate(r, b[H + lo:H + hi], False, one, ec, coefs)
+                h_prev, rh_row = _row_prev(h0, hs, n, t, lo, hi), rh[n, lo:hi]
+                for j in range(hi - lo):
+                    rh_row[j] = r[j] * h_prev[j]
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            _gemm(False, N, hi - lo, H, _addr(rh, 0), H, _addr(Wh, 2 * H + lo), G, 1,
+                  _addr(acts, t * G + 2 * H + lo), T * G, acts.itemsize)
+            for n in range(N):
+                a = acts[n, t]
+                z, hh = a[lo:hi], a[2 * H + lo:2 * H + hi]
+                _activate(hh, b[2 * H + lo:2 * H + hi], True, one, ec, coefs)
+                h_prev, h_row = _row_prev(h0, hs, n, t, lo, hi), hs[n, t, lo:hi]
+                for j in range(hi - lo):
+                    h_row[j] = (one - z[j]) * h_prev[j] + z[j] * hh[j]
+
+
+@kernel("recurrent")
+def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
+    # dh (N, H) the gradient carried into step t's output (dh0 on exit); dcur, drh (N, H) scratch
+    N, T, G = dA.shape
+    H = hs.shape[2]
+    for t in range(T - 1, -1, -1):
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            for n in range(N):
+                a, da = acts[n, t], dA[n, t]
+                z, hh, dz, dhh = a[lo:hi], a[2 * H + lo:2 * H + hi], da[lo:hi], da[2 * H + lo:2 * H + hi]
+                h_prev, d_out, dh_row, dcur_row = _row_prev(h0, hs, n, t, lo, hi), dhs[n, t, lo:hi], dh[n, lo:hi], \
+                    dcur[n, lo:hi]
+                for j in range(hi - lo):
+                    d = d_out[j] + dh_row[j]
+                    dcur_row[j] = d
+                    dhh[j] = d * z[j] * (one - hh[j] * hh[j])
+                    dz[j] = d * (hh[j] - h_prev[j]) * z[j] * (one - z[j])
+        for p in prange(bounds.size - 1):  # d(r h) = da^h @ Whh.T, then the reset gate and the direct terms
+            lo, hi = bounds[p], bounds[p + 1]
+            _gemm(True, N, hi - lo, H, _addr(dA, t * G + 2 * H), T * G, _addr(Wh, lo * G + 2 * H), G, 0,
+                  _addr(drh, lo), H, dA.itemsize)
+            for n in range(N):
+                a = acts[n, t]
+                z, r, dr = a[lo:hi], a[H + lo:H + hi], dA[n, t, H + lo:H + hi]
+                h_prev, drh_row, dh_row, dcur_row = _row_prev(h0, hs, n, t, lo, hi), drh[n, lo:hi], dh[n, lo:hi], \
+                    dcur[n, lo:hi]
+                for j in range(hi - lo):
+                    dr[j] = drh_row[j] * h_prev[j] * r[j] * (one - r[j])
+                    dh_row[j] = dcur_row[j] * (one - z[j]) + r[j] * drh_row[j]
+        for p in prange(bounds.size - 1):  # dh += [da^z, da^r] @ [Whz, Whr].T
+            lo, hi = bounds[p], bounds[p + 1]
+            _gemm(True, N, hi - lo, 2 * H, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo), H,
+                  dA.itemsize)
+
+
+@kernel("recurrent")
+def _gru_torch_fwd(acts, hs, h0, Wh, b, bh, bounds, one, ec, coefs):
+    # acts (N, T, 4H): blocks r, z, n hold x @ Wx on entry; the fourth gets h_{t-1} @ W_hn + b_hn
+    N, T, A = acts.shape
+    H = hs.shape[2]
+    G = 3 * H
+    for t in range(T):
+        hp, ldh = _prev_state(h0, hs, t)
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            for k in range(2):
+                _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, k * H + lo), G, 1, _addr(acts, t * A + k * H + lo),
+                      T * A, acts.itemsize)
+            _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, 2 * H + lo), G, 0, _addr(acts, t * A + 3 * H + lo),
+                  T * A, acts.itemsize)
+            for n in range(N):
+                a = acts[n, t]
+                r, z, nn, hn = a[lo:hi], a[H + lo:H + hi], a[2 * H + lo:2 * H + hi], a[3 * H + lo:3 * H + hi]
+                br, bz, bn = b[lo:hi], b[H + lo:H + hi], b[2 * H + lo:2 * H + hi]
+                bhr, bhz, bhn = bh[lo:hi], bh[H + lo:H + hi], bh[2 * H + lo:2 * H + hi]
+                h_prev, h_row = _row_prev(h0, hs, n, t, lo, hi), hs[n, t, lo:hi]
+                for j in range(hi - lo):
+                    rj = _sigmoid(r[j] + br[j] + bhr[j], one, ec, coefs)
+                    zj = _sigmoid(z[j] + bz[j] + bhz[j], one, ec, coefs)
+                    hnj = hn[j] + bhn[j]
+                    nj = _tanh(nn[j] + bn[j] + rj * hnj, one, ec, coefs)
+                    r[j] = rj
+                    z[j] = zj
+                    nn[j] = nj
+                    hn[j] = hnj
+                    h_row[j] = (one - zj) * nj + zj * h_prev[j]
+
+
+@kernel("recurrent")
+def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
+    # dA (N, T, 3H) gradients of the input-side pre-activations; dAn (N, T, H) of h_{t-1} @ W_hn + b_hn
+    N, T, G = dA.shape
+    H = hs.shape[2]
+    for t in range(T - 1, -1, -1):
+        for p in prange(bounds.size - 1):
+            lo, hi = bounds[p], bounds[p + 1]
+            for n in range(N):
+                a, da = acts[n, t], dA[n, t]
+                r, z, nn, hn = a[lo:hi], a[H + lo:H + hi], a[2 * H + lo:2 * H + hi], a[3 * H + lo:3 * H + hi]
+                dr, dz, dnn = da[lo:hi], da[H + lo:H + hi], da[2 * H + lo:2 * H + hi]
+                h_prev, d_out, dh_row, dan = _row_prev(h0, hs, n, t, lo, hi), dhs[n, t, lo:hi], dh[n, lo:hi], \
+                    dAn[n, t, lo:hi]
+                for j in range(hi - lo):
+                    d = d_out[j] + dh_row[j]
+                    dn = d * (one - z[j]) * (one - nn[j] * nn[j])
+                    dnn[j] = dn
+                    dz[j] = d * (h_prev[j] - nn[j]) * z[j] * (one - z[j])
+                    dr[j] = dn * hn[j] * r[j] * (one - r[j])
+                    dan[j] = r[j] * dn
+                    dh_row[j] = d * z[j]
+        for p in prange(bounds.size - 1):  # dh += [da^r, da^z] @ [Whr, Whz].T + (r da^n) @ Whn.T
+            lo, hi = bounds[p], bounds[p + 1]
+            _gemm(True, N, hi - lo, 2 * H, _addr(dA, t * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo), H,
+                  dA.itemsize)
+            _gemm(True, N, hi - lo, H, _addr(dAn, t * H), T * H, _addr(Wh, lo * G + 2 * H), G, 1, _addr(dh, lo), H,
+                  dA.itemsize)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Wrappers
+
+
+def _parts(body, N: int, H: int, G: int) -> np.ndarray:
+    """Cut points of the H hidden units: one part per thread a step's product of N*G*H*H multiply-adds gets
+    (:data:`fastnn.config.PARALLEL_MIN_WORK` ``"recurrent"``), each >= _MIN_UNITS wide."""
+    threads = body.threads(N * G * H * H)
+    parts = max(1, min(threads, H // _MIN_UNITS))
+    cuts = [0] + [min(H, -(-p * H // parts // _ALIGN) * _ALIGN) for p in range(1, parts)] + [H]
+    return np.array(cuts, dtype=np.int64)
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a)
+
+
+def _consts(dtype: np.dtype) -> tuple:
+    ec, coefs = exp_nonpos_constants(dtype)
+    return dtype.type(1), ec, coefs
+
+
+def _project(x: np.ndarray, Wx: np.ndarray, out: np.ndarray) -> None:
+    """out (N, T, G*H) [or its first columns] = x @ Wx for all N*T rows: one product."""
+    N, T, D = x.shape
+    matmul_into(_c(x).reshape(N * T, D), Wx, out.reshape(N * T, -1)[:, :Wx.shape[1]])
+
+
+def _launch(body, bounds: np.ndarray, *args) -> None:
+    """Run ``body``: its parallel twin when the hidden units were cut into parts, else the serial one."""
+    if bounds.size > 2:
+        body.run(1 << 62, *args)  # _parts has weighed the work already
+    else:
+        body(*args)
+
+
+def _previous(h0: np.ndarray, hs: np.ndarray) -> np.ndarray:
+    N, T, H = hs.shape
+    prev = np.empty((N, T, H), hs.dtype)
+    prev[:, 0] = h0
+    prev[:, 1:] = hs[:, :-1]
+    return prev
+
+
+def _sum_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """sum over n, t of a[n, t]^T b[n, t]: a (N, T, P), b (N, T, Q) -> (P, Q), one product over all N*T rows."""
+    N, T, P = a.shape
+    Q = b.shape[2]
+    out = np.empty((P, Q), a.dtype) if out is None else out
+    return matmul_into(a.reshape(N * T, P).T, b.reshape(N * T, Q), out)
+
+
+def _grads_after(x: np.ndarray, prev: np.ndarray | None, dA: np.ndarray,
+                 Wx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """dx = dA @ Wx.T, dWx = x^T dA, dWh = prev^T dA (None without prev), db = sum dA."""
+    N, T, D = x.shape
+    G = dA.shape[2]
+    dA2 = dA.reshape(N * T, G)
+    dx = np.empty((N, T, D), dA.dtype)
+    matmul_into(dA2, Wx.T, dx.reshape(N * T, D))
+    dWx = _sum_tn(_c(x), dA)
+    dWh = None if prev is None else _sum_tn(prev, dA)
+    return dx, dWx, dWh, dA2.sum(axis=0)
+
+
+def rnn_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The input projection is one product into ``hs``; each step adds ``h @ Wh`` there and takes tanh in place."""
+    return _rnn_forward(*_checks.check_rnn_forward("rnn_forward", x, h0, Wx, Wh, b))
+
+
+def _rnn_forward(x, h0, Wx, Wh, b):
+    N, T, _ = x.shape
+    H = Wh.shape[0]
+    hs = np.empty((N, T, H), x.dtype)
+    if N == 0:
+        return hs
+    _project(x, Wx, hs)
+    bounds = _parts(_rnn_fwd, N, H, 1)
+    _launch(_rnn_fwd, bounds, hs, _c(h0), _c(Wh), _c(b), bounds, *_consts(x.dtype))
+    return hs
+
+
+def rnn_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                 hs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per step one fused pass and one ``dA_t @ Wh.T``; dx, dWx, dWh after the loop, one product each."""
+    return _rnn_backward(*_checks.check_rnn_backward("rnn_backward", dhs, x, h0, Wx, Wh, hs))
+
+
+def _rnn_backward(dhs, x, h0, Wx, Wh, hs):
+    N, T, H = hs.shape
+    dh = np.zeros((N, H), hs.dtype)
+    dA = np.empty((N, T, H), hs.dtype)
+    if N > 0:
+        hs = _c(hs)
+        bounds = _parts(_rnn_bwd, N, H, 1)
+        _launch(_rnn_bwd, bounds, dA, _c(dhs), dh, hs, _c(Wh), bounds, hs.dtype.type(1))
+    dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs), dA, Wx)
+    return dx, dh, dWx, dWh, db
+
+
+def lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, *,
+                 layout: str = "ifgo") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``acts`` is the one workspace: the input projection goes there, each step adds ``h @ Wh`` onto its slice
+    and one fused pass replaces the pre-activations by the activated gates and writes c and h."""
+    *arrays, layout = _checks.check_lstm_forward("lstm_forward", x, h0, c0, Wx, Wh, b, layout)
+    return _lstm_forward(*arrays, layout=layout)
+
+
+def _lstm_forward(x, h0, c0, Wx, Wh, b, *, layout="ifgo"):
+    N, T, _ = x.shape
+    H = Wh.shape[0]
+    acts = np.empty((N, T, 4 * H), x.dtype)
+    hs = np.empty((N, T, H), x.dtype)
+    cs = np.empty((N, T, H), x.dtype)
+    if N == 0:
+        return hs, cs, acts
+    _project(x, Wx, acts)
+    offsets = [k * H for k in _checks.lstm_offsets(layout)]
+    bounds = _parts(_lstm_fwd, N, H, 4)
+    _launch(_lstm_fwd, bounds, acts, hs, cs, _c(h0), _c(c0), _c(Wh), _c(b), *offsets, bounds,
+            *_consts(x.dtype))
+    return hs, cs, acts
+
+
+def lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h0: np.ndarray, c0: np.ndarray,
+                  Wx: np.ndarray, Wh: np.ndarray, hs: np.ndarray, cs: np.ndarray, acts: np.ndarray, *,
+                  layout: str = "ifgo") -> tuple[np.ndarray, ...]:
+    """Per step one fused gate-gradient pass into the ``dA`` workspace and one ``dA_t @ Wh.T``; dx, dWx, dWh
+    after the loop, one product each."""
+    *arrays, layout = _checks.check_lstm_backward("lstm_backward", dhs, dc_last, x, h0, c0, Wx, Wh, hs, cs, acts,
+                                                  layout)
+    return _lstm_backward(*arrays, layout=layout)
+
+
+def _lstm_backward(dhs, dc_last, x, h0, c0, Wx, Wh, hs, cs, acts, *, layout="ifgo"):
+    N, T, H = hs.shape
+    dh = np.zeros((N, H), hs.dtype)
+    dc = np.zeros((N, H), hs.dtype) if dc_last is None else np.array(dc_last, dtype=hs.dtype, order="C")
+    dA = np.empty((N, T, 4 * H), hs.dtype)
+    hs = _c(hs)
+    if N > 0:
+        offsets = [k * H for k in _checks.lstm_offsets(layout)]
+        bounds = _parts(_lstm_bwd, N, H, 4)
+        _launch(_lstm_bwd, bounds, dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), _c(Wh),
+                *offsets, bounds, *_consts(hs.dtype))
+    dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs), dA, Wx)
+    return dx, dh, dc, dWx, dWh, db
+
+
+def gru_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray,
+                bh: np.ndarray | None = None, *, form: str = "dlfs2") -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`lstm_forward`; the dlfs2 form needs all of a step's r before the candidate's product, so its
+    steps run two parallel regions."""
+    *arrays, form = _checks.check_gru_forward("gru_forward", x, h0, Wx, Wh, b, bh, form)
+    return _gru_forward(*arrays, form=form)
+
+
+def _gru_forward(x, h0, Wx, Wh, b, bh=None, *, form="dlfs2"):
+    N, T, _ = x.shape
+    H = Wh.shape[0]
+    acts = np.empty((N, T, (3 if form == "dlfs2" else 4) * H), x.dtype)
+    hs = np.empty((N, T, H), x.dtype)
+    if N == 0:
+        return hs, acts
+    _project(x, Wx, acts)
+    body = _gru_dlfs2_fwd if form == "dlfs2" else _gru_torch_fwd
+    bounds = _parts(body, N, H, 3)
+    extra = (np.empty((N, H), x.dtype),) if form == "dlfs2" else (_c(bh),)
+    _launch(body, bounds, acts, hs, _c(h0), _c(Wh), _c(b), *extra, bounds, *_consts(x.dtype))
+    return hs, acts
+
+
+def gru_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, hs: np.ndarray,
+                 acts: np.ndarray, *, form: str = "dlfs2") -> tuple[np.ndarray, ...]:
+    """As :func:`lstm_backward`; the torch form keeps the gradient of the candidate's hidden product (r times
+    the candidate's) in a (N, T, H) workspace of its own for dWh and dbh."""
+    *arrays, form = _checks.check_gru_backward("gru_backward", dhs, x, h0, Wx, Wh, hs, acts, form)
+    return _gru_backward(*arrays, form=form)
+
+
+def _gru_backward(dhs, x, h0, Wx, Wh, hs, acts, *, form="dlfs2"):
+    N, T, H = hs.shape
+    dtype = hs.dtype
+    dh = np.zeros((N, H), dtype)
+    dA = np.empty((N, T, 3 * H), dtype)
+    hs, acts, h0 = _c(hs), _c(acts), _c(h0)
+    prev = _previous(h0, hs)
+    if form == "dlfs2":
+        if N > 0:
+            bounds = _parts(_gru_dlfs2_bwd, N, H, 3)
+            _launch(_gru_dlfs2_bwd, bounds, dA, _c(dhs), dh, np.empty((N, H), dtype),
+                    np.empty((N, H), dtype), hs, h0, acts, _c(Wh), bounds, dtype.type(1))
+        dx, dWx, _, db = _grads_after(x, None, dA, Wx)
+        # the gates' hidden weights multiply h_{t-1}, the candidate's r * h_{t-1}
+        dWh = np.empty((H, 3 * H), dtype)
+        _sum_tn(prev, dA[..., :2 * H], dWh[:, :2 * H])
+        _sum_tn(acts[..., H:2 * H] * prev, dA[..., 2 * H:], dWh[:, 2 * H:])
+        return dx, dh, dWx, dWh, db
+    dAn = np.empty((N, T, H), dtype)
+    if N > 0:
+        bounds = _parts(_gru_torch_bwd, N, H, 3)
+        _launch(_gru_torch_bwd, bounds, dA, dAn, _c(dhs), dh, hs, h0, acts, _c(Wh), bounds, dtype.type(1))
+    dx, dWx, _, db = _grads_after(x, None, dA, Wx)
+    dWh = np.empty((H, 3 * H), dtype)
+    _sum_tn(prev, dA[..., :2 * H], dWh[:, :2 * H])
+    _sum_tn(prev, dAn, dWh[:, 2 * H:])
+    dbh = np.concatenate([db[:2 * H], dAn.reshape(N * T, H).sum(axis=0)])
+    return dx, dh, dWx, dWh, db, dbh
