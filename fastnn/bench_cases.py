@@ -1073,6 +1073,8 @@ def _cases_recurrent() -> Iterator[Case]:
 BETTER_RNNLM_SIZES = {
     # no dropout at the tiny size, so that torch's run is the same maths (its masks come from its own generator)
     "tiny": {"N": 2, "T": 3, "V": 11, "H": 6, "dropout": 0.0},
+    # the same model at Rnnlm's width (wordvec = hidden = 100)
+    "mnist": {"N": 20, "T": 35, "V": 10000, "H": 100, "dropout": 0.5},
     # ch06/train_better_rnnlm.py on PTB: batch 20, 35 steps, 10000 words, wordvec = hidden = 650, dropout 0.5
     "cifar": {"N": 20, "T": 35, "V": 10000, "H": 650, "dropout": 0.5},
 }

@@ -18,7 +18,7 @@ def test_every_case_has_the_benchmark_sizes():
         assert {"tiny", "mnist", "cifar"} <= set(case.sizes), case.name
         assert set(case.impls) >= {"fastnn", "numpy"}, case.name
         assert case.module in {"im2col_conv", "linalg", "pooling", "normalization", "optimizers",
-                               "activations_losses", "training"}, case.name
+                               "activations_losses", "training", "sequence", "recurrent"}, case.name
 
 
 def test_bytes_moved_of_adam_is_seven_streams():
@@ -103,7 +103,10 @@ def test_asv_kernel_benchmark_times_a_registry_case():
 def test_targets_are_the_cases_with_a_goal(capsys):
     goals = {name: case.goal for name, case in CASES.items() if case.goal is not None}
     assert sorted(goals) == ["adam_step", "batchnorm1d_forward_backward", "batchnorm2d_forward_backward",
-                             "conv2d_forward_backward", "maxpool2d_forward_backward", "train_simpleconvnet"]
+                             "conv2d_forward_backward", "gru_fwd_bwd_better_rnnlm", "gru_fwd_bwd_char",
+                             "gru_fwd_bwd_rnnlm", "lstm_fwd_bwd_better_rnnlm", "lstm_fwd_bwd_char",
+                             "lstm_fwd_bwd_rnnlm", "maxpool2d_forward_backward", "train_better_rnnlm",
+                             "train_simpleconvnet"]
     rows = [{"case": g.title, "goal": g.ratio, "traffic": CASES[n].bytes_moved(g.size, "float32"), "triad": 2e10,
              "fastnn": 1e-3, "numpy": 1e-2, "torch": 2e-3} for n, g in goals.items()]
     lines = bench.format_targets(rows).splitlines()
