@@ -123,3 +123,20 @@ def test_seq2seq_generate_and_decoder_state():
     out = model.generate(xs[:1], 0, 5)
     assert len(out) == 5 and all(0 <= int(c) < V for c in out)
     np.testing.assert_array_equal(h, h_copy)  # set_state never wrote into the encoder's strided output
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"max_grad": np.inf}, "max_grad must be a finite number >= 0.0"),
+                                           ({"max_grad": np.nan}, "max_grad must be a finite number"),
+                                           ({"batch_size": 0}, "batch_size must be >= 1"),
+                                           ({"time_size": 100}, r"the data must be at least one batch")])
+def test_rnnlm_trainer_refuses_bad_settings_before_training(kw, match):
+    from fastnn.compat.dlfs2.trainer import RnnlmTrainer
+
+    model = _build(Rnnlm)
+    before = [p.copy() for p in model.params]
+    corpus = np.random.default_rng(0).integers(0, V, 200)
+    args = {"max_epoch": 1, "batch_size": 2, "time_size": 5, "max_grad": 0.25, **kw}
+    with pytest.raises(ValueError, match=f"^RnnlmTrainer.fit: {match}"):
+        RnnlmTrainer(model, SGD(1.0)).fit(corpus[:-1], corpus[1:], **args)
+    for p, b in zip(model.params, before, strict=True):
+        np.testing.assert_array_equal(p, b)
