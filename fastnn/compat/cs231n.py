@@ -988,3 +988,111 @@ def lstm_backward(dh: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
     x, h0, c0, Wx, Wh, h, cs, acts = _cache(cache, "lstm_backward", 8)
     dx, dh0, _, dWx, dWh, db = ops.lstm_backward(dh, None, x, h0, c0, Wx, Wh, h, cs, acts, layout=LSTM_LAYOUT)
     return dx, dh0, dWx, dWh, db
+
+
+# ------------------------------------------------------------------------------------------------ rnn_layers.py:
+# word embedding, temporal affine, temporal softmax loss (assignment 3)
+
+__all__ += ["word_embedding_forward", "word_embedding_backward", "temporal_affine_forward",
+            "temporal_affine_backward", "temporal_softmax_loss"]
+
+
+def word_embedding_forward(x: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Word vectors of integer ids: ``out = W[x]``.
+
+    Parameters
+    ----------
+    x : int array_like (N, T), ids in [0, V) (negative ids are refused, not wrapped)
+    W : array_like (V, D)
+
+    Returns
+    -------
+    out : ndarray (N, T, D), W's float dtype
+    cache : ``(x, W)``, as cs231n's
+    """
+    W = _validate.float_array(W, "word_embedding_forward", "W", ndim=2)
+    out = ops.embedding_forward(W, x)
+    return out, (x, W)
+
+
+def word_embedding_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """Gradient of :func:`word_embedding_forward` w.r.t. ``W``: each ``dout[n, t]`` added to row ``x[n, t]``
+    (repeated ids accumulate, in the order ``np.add.at`` adds them). Returns dW (V, D) in W's dtype."""
+    x, W = _cache(cache, "word_embedding_backward", 2)
+    return ops.embedding_backward(dout, x, W.shape[0]).astype(W.dtype, copy=False)
+
+
+def temporal_affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """The affine map of every step: ``out[n, t] = x[n, t] @ w + b``.
+
+    Parameters
+    ----------
+    x : array_like (N, T, D)
+    w : array_like (D, M)
+    b : array_like (M,)
+
+    Returns
+    -------
+    out : ndarray (N, T, M)
+    cache : ``(x, w, b, out)``, as cs231n's
+    """
+    where = "temporal_affine_forward"
+    x, w, b = _validate.float_arrays(where, x=x, w=w, b=b)
+    if x.ndim != 3:
+        _validate.fail(where, "x", "3-D (N, T, D)", f"shape {x.shape}")
+    if w.ndim != 2 or w.shape[0] != x.shape[2]:
+        _validate.fail(where, "w", f"of shape ({x.shape[2]}, M)", f"shape {w.shape}")
+    _validate.shape(b, (w.shape[1],), where, "b")
+    N, T, D = x.shape
+    out = (ops.matmul(x.reshape(N * T, D), w) + b).reshape(N, T, w.shape[1])
+    return out, (x, w, b, out)
+
+
+def temporal_affine_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`temporal_affine_forward`: dx (N, T, D), dw (D, M), db (M,)."""
+    where = "temporal_affine_backward"
+    x, w, _, _ = _cache(cache, where, 4)
+    N, T, D = x.shape
+    dout = _validate.float_array(dout, where, "dout", dtype=x.dtype)
+    _validate.shape(dout, (N, T, w.shape[1]), where, "dout")
+    d2 = dout.reshape(N * T, -1)
+    return (ops.matmul(d2, w.T).reshape(N, T, D), ops.matmul(x.reshape(N * T, D).T, d2), d2.sum(axis=0))
+
+
+def temporal_softmax_loss(x: np.ndarray, y: np.ndarray, mask: np.ndarray,
+                          verbose: bool = False) -> tuple[np.generic, np.ndarray]:
+    """Softmax cross-entropy at every step where ``mask`` is True, summed over steps and averaged over the batch
+    (divided by N, not by the number of unmasked steps), and its gradient.
+
+    Parameters
+    ----------
+    x : array_like (N, T, V)
+        Scores.
+    y : int array_like (N, T), labels in [0, V)
+    mask : bool array_like (N, T)
+    verbose : bool
+        cs231n prints the gradient's flat shape.
+
+    Returns
+    -------
+    loss : 0-d scalar of x's float dtype
+    dx : ndarray (N, T, V), zero where ``mask`` is False
+    """
+    where = "temporal_softmax_loss"
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        _validate.fail(where, "mask", "a bool array (N, T)", f"dtype {mask.dtype}", TypeError)
+    y = np.asarray(y)
+    if y.shape != mask.shape:
+        _validate.fail(where, "y", f"of mask's shape {mask.shape}", f"shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        _validate.fail(where, "y", "integer labels", f"dtype {y.dtype}", TypeError)
+    if y.size and (y.min() < 0 or (np.ndim(x) == 3 and y.max() >= np.shape(x)[2])):
+        _validate.fail(where, "y", f"labels in [0, {np.shape(x)[2]})", f"values in [{y.min()}, {y.max()}]")
+    # a masked-out step is an ignored label: fastnn's kernel skips it (cs231n multiplies its log by 0)
+    t = np.where(mask, y, -1)
+    loss, probs = ops.time_softmax_cross_entropy_forward(x, t, -1, average="batch")
+    dx = ops.time_softmax_cross_entropy_backward(probs, t, -1, 1.0, average="batch")
+    if verbose:
+        print("dx_flat: ", (dx.shape[0] * dx.shape[1], dx.shape[2]))
+    return loss, dx
