@@ -103,7 +103,8 @@ def test_asv_kernel_benchmark_times_a_registry_case():
 def test_targets_are_the_cases_with_a_goal(capsys):
     goals = {name: case.goal for name, case in CASES.items() if case.goal is not None}
     assert sorted(goals) == ["adam_step", "batchnorm1d_forward_backward", "batchnorm2d_forward_backward",
-                             "conv2d_forward_backward", "maxpool2d_forward_backward", "train_simpleconvnet"]
+                             "conv2d_forward_backward", "maxpool2d_forward_backward", "train_deepconvnet",
+                             "train_simpleconvnet"]
     rows = [{"case": g.title, "goal": g.ratio, "traffic": CASES[n].bytes_moved(g.size, "float32"), "triad": 2e10,
              "fastnn": 1e-3, "numpy": 1e-2, "torch": 2e-3} for n, g in goals.items()]
     lines = bench.format_targets(rows).splitlines()

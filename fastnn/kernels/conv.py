@@ -41,10 +41,13 @@ from .._validate import WindowGeometry
 from . import winograd
 from ._workspace import buffer as _buffer
 from ._workspace import workspace as _workspace
+from .activations import _relu_backward, _relu_forward
 from .im2col import col2im_into, im2col_into
 from .linalg import matmul_into
+from .pooling import _maxpool2d_backward, _maxpool2d_forward
 
-__all__ = ["conv2d_backward", "conv2d_forward"]
+__all__ = ["conv2d_backward", "conv2d_forward", "conv2d_relu_backward", "conv2d_relu_forward",
+           "conv2d_relu_maxpool_backward", "conv2d_relu_maxpool_forward"]
 
 #: Elements of the per-chunk column buffer (``C*FH*FW * m*OH*OW``); a chunk holds at least one sample.
 _CHUNK_ELEMENTS = 1 << 23
@@ -225,3 +228,110 @@ def _conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int
         if g.C:
             col2im_into(col_view, dx[n0:n0 + k], g)
     return dx, np.ascontiguousarray(dWT.T).reshape(W.shape), db
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Convolution + ReLU (+ 2x2 max-pool): the Winograd path applies ReLU in its output transform and pools each 2x2
+# output tile as it is made (a tile is a pooling window), so the full-size output is never written; its backward
+# masks (and unpools) the output gradient while loading it into the tile transform. Other geometries run the steps
+# one after another.
+
+
+def _winograd(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad: int | tuple[int, int],
+              cache: dict | None) -> WindowGeometry | None:
+    """The geometry when the Winograd path takes this convolution (the columns in ``cache`` are then stale)."""
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
+    if not winograd.applies(g, W.shape[0], x.dtype):
+        return None
+    if cache is not None:
+        cache["conv2d.x"] = None
+    return g
+
+
+def conv2d_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                        pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
+    """3x3 stride-1 filters: ReLU inside the Winograd output transform (one write of the output); otherwise
+    :func:`conv2d_forward` then ReLU."""
+    x_arg = x
+    x, W, b, _ = _checks.check_conv2d_forward("conv2d_relu_forward", x, W, b, stride, pad, cache)
+    out = _conv2d_relu_forward(x, W, b, stride, pad, cache=cache)
+    _validate.adopt_cached(cache, "conv2d.x", x, x_arg)
+    return out
+
+
+def _conv2d_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                         pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
+    g = _winograd(x, W, stride, pad, cache)
+    if g is not None:
+        return winograd.forward(x, W, b, g, _workspace(cache), relu=True)
+    return _relu_forward(_conv2d_forward(x, W, b, stride, pad, cache=cache))
+
+
+def conv2d_relu_backward(dout: np.ndarray, out: np.ndarray, x: np.ndarray, W: np.ndarray,
+                         stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, *,
+                         cache: dict | None = None,
+                         need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """3x3 stride-1 filters: the ReLU mask applied while the output gradient is loaded into the Winograd
+    transform; otherwise ReLU's backward then :func:`conv2d_backward`."""
+    x_arg = x
+    dout, out, x, W, _, need_dx = _checks.check_conv2d_relu_backward("conv2d_relu_backward", dout, out, x, W, stride,
+                                                                     pad, cache, need_dx)
+    _validate.adopt_cached(cache, "conv2d.x", x_arg, x)
+    return _conv2d_relu_backward(dout, out, x, W, stride, pad, cache=cache, need_dx=need_dx)
+
+
+def _conv2d_relu_backward(dout: np.ndarray, out: np.ndarray, x: np.ndarray, W: np.ndarray,
+                          stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, *,
+                          cache: dict | None = None,
+                          need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    g = _winograd(x, W, stride, pad, cache)
+    if g is not None:
+        return winograd.backward(dout, x, W, g, _workspace(cache), need_dx, out=out)
+    return _conv2d_backward(_relu_backward(dout, out), x, W, stride, pad, cache=cache, need_dx=need_dx)
+
+
+def conv2d_relu_maxpool_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                                pad: int | tuple[int, int] = 0, *,
+                                cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """3x3 stride-1 filters: each 2x2 Winograd output tile, through ReLU, is pooled where it is made; only the
+    pooled output is written. Otherwise :func:`conv2d_relu_forward` then the max-pool kernel."""
+    x_arg = x
+    x, W, b, _ = _checks.check_conv2d_relu_maxpool_forward("conv2d_relu_maxpool_forward", x, W, b, stride, pad,
+                                                           cache)
+    out = _conv2d_relu_maxpool_forward(x, W, b, stride, pad, cache=cache)
+    _validate.adopt_cached(cache, "conv2d.x", x, x_arg)
+    return out
+
+
+def _conv2d_relu_maxpool_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                                 pad: int | tuple[int, int] = 0, *,
+                                 cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    g = _winograd(x, W, stride, pad, cache)
+    if g is not None:
+        return winograd.forward(x, W, b, g, _workspace(cache), relu=True, pool=True)
+    return _maxpool2d_forward(_conv2d_relu_forward(x, W, b, stride, pad, cache=cache), 2, 2, 2)
+
+
+def conv2d_relu_maxpool_backward(dout: np.ndarray, out: np.ndarray, argmax: np.ndarray, x: np.ndarray,
+                                 W: np.ndarray, stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
+                                 *, cache: dict | None = None,
+                                 need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """3x3 stride-1 filters: the pooled gradient is sent to each window's maximum and masked while it is loaded
+    into the Winograd transform (no full-size gradient is written); otherwise the steps one after another."""
+    x_arg = x
+    dout, out, argmax, x, W, g, need_dx = _checks.check_conv2d_relu_maxpool_backward(
+        "conv2d_relu_maxpool_backward", dout, out, argmax, x, W, stride, pad, cache, need_dx)
+    _validate.adopt_cached(cache, "conv2d.x", x_arg, x)
+    return _conv2d_relu_maxpool_backward(dout, out, argmax, x, W, stride, pad, cache=cache, need_dx=need_dx)
+
+
+def _conv2d_relu_maxpool_backward(dout: np.ndarray, out: np.ndarray, argmax: np.ndarray, x: np.ndarray,
+                                  W: np.ndarray, stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
+                                  *, cache: dict | None = None,
+                                  need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    g = _winograd(x, W, stride, pad, cache)
+    if g is not None:
+        return winograd.backward(dout, x, W, g, _workspace(cache), need_dx, out=out, argmax=argmax)
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
+    dconv = _maxpool2d_backward(_relu_backward(dout, out), argmax, (g.N, W.shape[0], g.OH, g.OW), 2, 2, 2)
+    return _conv2d_backward(dconv, x, W, stride, pad, cache=cache, need_dx=need_dx)
