@@ -218,13 +218,36 @@ def _pool_tiles(Y, TWp, out, argmax):
             am[px] = (2 + t_bottom) if t else (0 + t_top)
 
 
+@helper(inline=True)  # called per row: Numba's inlining keeps the row loops as fast as written in place
+def grad_row(dout, out, mode, zero, y, dst, acc):
+    """dst (OW,) = row y of a convolution's output gradient, and ``acc`` plus its elements in order: ``dout``
+    itself (mode 0), or ``dout`` where the ReLU output ``out`` is not ``<= 0`` (mode 1: the ReLU kernel's backward
+    rule). Summed by one loop for both modes, so that a fused pass and the unfused one add in the same order
+    (fastmath vectorises it; the tests check the bits).
+
+    Unpooling here too (the pooled gradient sent to each window's maximum while loading) measured slower than the
+    max-pool kernel's backward pass followed by this: its gather does not vectorise (1.3 ms more per DeepConvNet
+    layer on one core), so the fused max-pool backward unpools first.
+    """
+    OW = dst.shape[0]
+    if mode == 0:
+        src = dout[y]
+        for q in range(OW):
+            dst[q] = src[q]
+    else:
+        src = dout[y]
+        o = out[y]
+        for q in range(OW):
+            dst[q] = zero if o[q] <= 0 else src[q]
+    for q in range(OW):
+        acc += dst[q]
+    return acc
+
+
 @helper
-def _output_adjoint(dout, out, argmax, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sums, n):
-    """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane (OH, OW); sums[n, f] =
-    its sum. The plane is ``dout`` (mode 0); ``dout`` where the ReLU output ``out`` is not ``<= 0`` (mode 1: the
-    ReLU kernel's backward rule); or, mode 2, the pooled ``dout`` (OH // 2, OW // 2) sent to the window offset
-    ``argmax`` where the pooled ReLU output ``out`` is not ``<= 0``, zero elsewhere (max-pool backward, then ReLU
-    backward). The plane is summed in row-major order whatever the mode, as the unfused pass sums it.
+def _output_adjoint(dout, out, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sums, n):
+    """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane (OH, OW) (its rows by
+    :func:`grad_row` in ``mode``); sums[n, f] = its sum.
 
     ``D`` (2, 2L) must be zero outside the data, which this writes at the same places for every plane.
     """
@@ -233,27 +256,7 @@ def _output_adjoint(dout, out, argmax, mode, zero, OH, OW, D, Q, M, f, col, TH, 
     acc = zero
     for y in range(OH):  # _to_halves, and the plane's sum on the way
         off = (y // 2) * P2
-        dst = D[y % 2, off:off + OW]
-        if mode == 0:
-            src = dout[y]
-            for q in range(OW):
-                dst[q] = src[q]
-        elif mode == 1:
-            src = dout[y]
-            o = out[y]
-            for q in range(OW):
-                dst[q] = zero if o[q] <= 0 else src[q]
-        else:
-            py = y // 2
-            for q in range(OW):
-                v = zero
-                px = q // 2
-                if py < out.shape[0] and px < out.shape[1]:
-                    if argmax[py, px] == 2 * (y % 2) + q % 2 and not out[py, px] <= 0:
-                        v = dout[py, px]
-                dst[q] = v
-        for q in range(OW):  # one loop for every mode: the same summation order (fastmath may vectorise it)
-            acc += dst[q]
+        acc = grad_row(dout, out, mode, zero, y, D[y % 2, off:off + OW], acc)
     for a in range(2):  # dy A^T: row a of the tile, columns j
         da = D[a]
         q0 = Q[a, 0]
@@ -391,10 +394,10 @@ def _forward(x, U, b, out, argmax, V, M, PH, PW, TH, TWp, m, relu, pool, zero):
 
 
 @kernel("window")
-def _backward(x, dout, out, argmax, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, m, need_dx, mode, zero):
+def _backward(x, dout, out, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, m, need_dx, mode, zero):
     """dU[g] (16, K, C) = sum of dM @ V^T over chunks g, g + G, ... (G = len(dU)); dbp (N, K) = per-plane sums
-    of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU or
-    ReLU + 2x2 max-pool applied after the convolution (``mode`` 1 or 2: see :func:`_output_adjoint`). V, M: each
+    of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU applied
+    after the convolution (``mode`` 1, with its output ``out``: see :func:`grad_row`). V, M: each
     slot's scratch, as in :func:`_forward`; slot s takes groups s, s + S, ...
 
     The G partial sums are fixed by the shapes, not by the thread count, so results are the same bits with any
@@ -425,8 +428,8 @@ def _backward(x, dout, out, argmax, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, O
                 k = min(m, N - n0)
                 for i in range(k):
                     for f in range(K):
-                        _output_adjoint(dout[n0 + i, f], out[n0 + i, f], argmax[n0 + i, f], mode, zero, OH, OW, D,
-                                        Q, Ms, f, i * L, TH, TWp, dbp, n0 + i)
+                        _output_adjoint(dout[n0 + i, f], out[n0 + i, f], mode, zero, OH, OW, D, Q, Ms, f, i * L,
+                                        TH, TWp, dbp, n0 + i)
                     for c in range(C):
                         _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
                 before = set_threads_local(1)
@@ -496,24 +499,21 @@ def _no_argmax(N: int, K: int) -> np.ndarray:
 
 
 def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
-             out: np.ndarray | None = None,
-             argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+             out: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(dx or None, dW, db) for validated, same-dtype arrays; ``ws`` holds the scratch. With ``out`` (the ReLU
-    output), ``dout`` is the gradient after a ReLU; with ``out`` and ``argmax`` as well, after a ReLU and a 2x2
-    stride-2 max-pool (``dout`` and ``out`` then of the pooled shape)."""
+    output), ``dout`` is the gradient after a ReLU."""
     K = W.shape[0]
     x = np.ascontiguousarray(x)
     dout = np.ascontiguousarray(dout)
-    mode = 0 if out is None else 1 if argmax is None else 2
+    mode = 0 if out is None else 1
     out = dout if out is None else np.ascontiguousarray(out)
-    argmax = _no_argmax(g.N, K) if argmax is None else np.ascontiguousarray(argmax)
     m, work, V, M = _schedule(_backward, g, K, x.dtype, ws)
     TH, TWp = _tiles(g)
     groups = max(1, min(-(-g.N // m), _GROUPS, _GROUP_BYTES // (16 * K * g.C * x.itemsize)))
     dU = np.empty((groups, 16, K, g.C), dtype=x.dtype)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward.run(work, x, dout, out, argmax, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
+    _backward.run(work, x, dout, out, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
                   g.OW, m, need_dx, mode, x.dtype.type(0))
     G = _G.astype(x.dtype)
     dW = np.ascontiguousarray(np.einsum("ai,abkc,bj->kcij", G, dU.sum(axis=0).reshape(4, 4, K, g.C), G))
