@@ -24,6 +24,17 @@ class SimpleConvNet(KernelBenchmark):
         self.step()
 
 
+class DeepConvNet(KernelBenchmark):
+    """The book's ch08 net: (conv - relu - conv - relu - pool) x 3 of 16/32/64 3x3 filters, affine - relu - dropout -
+    affine - dropout, batch 100; torch: the same nn.Sequential with the book's dropout masks."""
+
+    cases = {"step": "train_deepconvnet"}
+    timeout = 600
+
+    def time_step(self, *params):
+        self.step()
+
+
 class MultiLayerNetExtend(KernelBenchmark):
     """Five hidden layers of 100 with batch normalization, batch 100 (the book's ch06 experiment)."""
 

@@ -90,6 +90,49 @@ def check_conv2d_backward(where: str, dout: Any, x: Any, W: Any, stride: Any, pa
     return dout, x, W, g, _validate.flag(need_dx, where, "need_dx")
 
 
+def check_conv2d_relu_maxpool_forward(where: str, x: Any, W: Any, b: Any, stride: Any, pad: Any,
+                                      cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, WindowGeometry]:
+    """:func:`check_conv2d_forward`, and a convolution output of at least 2x2 for the 2x2 pooling window."""
+    x, W, b, g = check_conv2d_forward(where, x, W, b, stride, pad, cache)
+    _pooled(where, g)
+    return x, W, b, g
+
+
+def _pooled(where: str, g: WindowGeometry) -> None:
+    if g.OH < 2 or g.OW < 2:
+        _validate.fail(where, "x", "large enough for a convolution output of at least 2x2 (the pooling window)",
+                       f"output {g.OH}x{g.OW}")
+
+
+def _relu_grad(where: str, dout: Any, out: Any, x: Any, W: Any, stride: Any, pad: Any, cache: Any, need_dx: Any,
+               pooled: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, WindowGeometry, bool]:
+    (x, W), g = _conv(where, x, W, stride, pad, cache)
+    if pooled:
+        _pooled(where, g)
+    expected = (g.N, W.shape[0], g.OH // 2, g.OW // 2) if pooled else (g.N, W.shape[0], g.OH, g.OW)
+    dout, out = _validate.float_array(dout, where, "dout"), _validate.float_array(out, where, "out")
+    _validate.shape(dout, expected, where, "dout")
+    _validate.shape(out, expected, where, "out")
+    x, W, dout, out = _validate.float_arrays(where, x=x, W=W, dout=dout, out=out)
+    return dout, out, x, W, g, _validate.flag(need_dx, where, "need_dx")
+
+
+def check_conv2d_relu_backward(where: str, dout: Any, out: Any, x: Any, W: Any, stride: Any, pad: Any, cache: Any,
+                               need_dx: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, WindowGeometry,
+                                                      bool]:
+    """Backward of a convolution followed by ReLU: x and W as :func:`check_conv2d_backward`, ``dout`` and the
+    forward result ``out`` of the output's shape (N, FN, OH, OW), all in their common dtype; ``need_dx``."""
+    return _relu_grad(where, dout, out, x, W, stride, pad, cache, need_dx, False)
+
+
+def check_conv2d_relu_maxpool_backward(where: str, dout: Any, out: Any, argmax: Any, x: Any, W: Any, stride: Any,
+                                       pad: Any, cache: Any, need_dx: Any) -> tuple:
+    """As :func:`check_conv2d_relu_backward` with the pooled shape (N, FN, OH // 2, OW // 2) for ``dout``, ``out``
+    and the forward's ``argmax`` (window offsets in [0, 4)). Returns dout, out, argmax, x, W, geometry, need_dx."""
+    dout, out, x, W, g, need_dx = _relu_grad(where, dout, out, x, W, stride, pad, cache, need_dx, True)
+    return dout, out, _validate.pool_argmax(argmax, dout.shape, 4, where), x, W, g, need_dx
+
+
 def check_im2col(where: str, x: Any, filter_h: Any, filter_w: Any, stride: Any,
                  pad: Any) -> tuple[np.ndarray, WindowGeometry]:
     """im2col: ``x`` as a 4-D float array, and the window geometry."""

@@ -45,7 +45,7 @@ import numpy as np
 
 from . import backend, kernels, reference
 from .layers import SoftmaxWithLoss
-from .nets import MultiLayerNetExtend, SimpleConvNet
+from .nets import DeepConvNet, MultiLayerNetExtend, SimpleConvNet
 from .optim import Adam
 
 IMPLS = ("fastnn", "numpy", "torch")
@@ -309,6 +309,52 @@ def _cases_conv() -> Iterator[Case]:
     yield Case("conv2d_forward_backward", "im2col_conv", CONV_SIZES, _conv_inputs, steps=_conv_steps,
                torch=lambda d: _fwd_bwd(*_torch_conv(d, True), d["dout"]),
                goal=Goal("conv 3x3 pad 1, N64 C64 32x32, 64 filters, fwd+bwd", "cifar"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Convolution + ReLU (+ 2x2 max-pool), the fused runs of the book's conv nets (fastnn/kernels/conv.py)
+
+CONV_RELU_SIZES = {
+    # odd output (7x9): the last row and column are in no pooling window
+    "tiny": {"N": 2, "C": 3, "H": 7, "W": 9, "FN": 4, "FH": 3, "FW": 3, "stride": 1, "pad": 1},
+    # DeepConvNet's second convolution on an MNIST batch (Winograd path)
+    "mnist": {"N": 100, "C": 16, "H": 28, "W": 28, "FN": 16, "FH": 3, "FW": 3, "stride": 1, "pad": 1},
+    # SimpleConvNet's convolution on a CIFAR batch (im2col path)
+    "cifar": {"N": 100, "C": 3, "H": 32, "W": 32, "FN": 30, "FH": 5, "FW": 5, "stride": 1, "pad": 0},
+}
+
+
+def _conv_relu_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator, pool: bool = False
+                      ) -> Inputs:
+    """The convolution's inputs, and the forward's results ``out`` (and ``argmax``) with a ``dout`` of their shape."""
+    d = _conv_inputs(p, dtype, rng)
+    if pool:
+        d["out"], d["argmax"] = reference.conv2d_relu_maxpool_forward(d["x"], d["W"], d["b"], d["stride"], d["pad"])
+    else:
+        d["out"] = reference.conv2d_relu_forward(d["x"], d["W"], d["b"], d["stride"], d["pad"])
+    d["dout"] = _rand(rng, d["out"].shape, dtype)
+    return d
+
+
+def _torch_conv_relu(d: Inputs, grad: bool = False, pool: bool = False) -> tuple[Callable[[], Any], tuple[Any, ...]]:
+    F = _torch().nn.functional
+    conv, leaves = _torch_conv(d, grad)
+    if pool:
+        return lambda: F.max_pool2d(F.relu(conv()), 2, 2), leaves
+    return lambda: F.relu(conv()), leaves
+
+
+def _cases_conv_relu() -> Iterator[Case]:
+    conv = ("x", "W", "b", "stride", "pad")
+    grad = ("x", "W", "stride", "pad")
+    for pool, stem in ((False, "conv2d_relu"), (True, "conv2d_relu_maxpool")):
+        make = partial(_conv_relu_inputs, pool=pool)
+        yield Case(f"{stem}_forward", "im2col_conv", CONV_RELU_SIZES, make, f"{stem}_forward", conv,
+                   torch=lambda d, pool=pool: Run(_torch_conv_relu(d, pool=pool)[0]))
+        yield Case(f"{stem}_backward", "im2col_conv", CONV_RELU_SIZES, make, f"{stem}_backward",
+                   ("dout", "out", *(("argmax",) if pool else ()), *grad),
+                   variants={"no_dx": lambda d: {"need_dx": False}},
+                   torch=lambda d, pool=pool: _torch_backward(*_torch_conv_relu(d, True, pool), d["dout"]))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1127,6 +1173,17 @@ SIMPLE_CONVNET_SIZES = {
     # the same net on CIFAR-10 images
     "cifar": {"batch": 100, "input_dim": (3, 32, 32), "filter_num": 30, "filter_size": 5, "hidden": 100},
 }
+DEEP_CONVNET_SIZES = {
+    # 8x8 keeps every stage (the pad-2 conv makes 4x4 into 6x6, pooled to 3x3, then to 1x1). Adam's eps is
+    # larger here only: a tiny batch leaves many filter taps with an exactly zero gradient (dead ReLUs, taps
+    # that only meet padding), which the Winograd kernels compute as float32 rounding noise (~1e-9) and which
+    # eps=1e-7 would turn into steps of lr/20; the timed sizes use TRAIN_ADAM_EPS
+    "tiny": {"batch": 3, "input_dim": (1, 8, 8), "hidden": 6, "adam_eps": 1e-3},
+    # the book's ch08 DeepConvNet on MNIST
+    "mnist": {"batch": 100, "input_dim": (1, 28, 28), "hidden": 50},
+    # the same net on CIFAR-10 images
+    "cifar": {"batch": 100, "input_dim": (3, 32, 32), "hidden": 50},
+}
 MULTILAYER_BN_SIZES = {
     "tiny": {"batch": 7, "input_size": 12, "hidden": (6, 5)},
     # the book's ch06 batch-normalization experiment: five hidden layers of 100 on MNIST
@@ -1145,6 +1202,10 @@ def _train_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generato
 def _simple_convnet(d: Inputs) -> Any:
     conv = {"filter_num": d["filter_num"], "filter_size": d["filter_size"], "pad": 0, "stride": 1}
     return SimpleConvNet(d["input_dim"], conv, d["hidden"], CLASSES, 0.01, dtype=d["dtype"], seed=0)
+
+
+def _deep_convnet(d: Inputs) -> Any:
+    return DeepConvNet(d["input_dim"], hidden_size=d["hidden"], output_size=CLASSES, dtype=d["dtype"], seed=0)
 
 
 def _multilayer_bn(d: Inputs) -> Any:
@@ -1173,7 +1234,7 @@ def _fastnn_train(build: Callable[[Inputs], Any], ns: types.ModuleType, d: Input
     # the operation torch runs: the exact cross-entropy (F.cross_entropy) and Adam in PyTorch's form; the book's
     # defaults (log(y + 1e-7), eps_hat) cost the same
     net.last_layer = SoftmaxWithLoss(exact=True)
-    opt = Adam(lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, eps_hat=False)
+    opt = Adam(lr=TRAIN_LR, eps=d.get("adam_eps", TRAIN_ADAM_EPS), eps_hat=False)
     x, t = d["x"], d["t"]
 
     def step() -> Any:
@@ -1208,11 +1269,7 @@ def _torch_train(build: Callable[[Inputs], Any], d: Inputs) -> Run:
     # fastnn key -> (torch parameter, stored transposed): Affine's W is (in, out), Linear's weight (out, in)
     keys: dict[str, tuple[Any, bool]] = {}
     if "input_dim" in d:
-        conv = nn.Conv2d(d["input_dim"][0], d["filter_num"], d["filter_size"])
-        fc1, fc2 = nn.Linear(*p["W2"].shape), nn.Linear(*p["W3"].shape)
-        layers = [conv, nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), fc1, nn.ReLU(), fc2]
-        keys = {"W1": (conv.weight, False), "b1": (conv.bias, False), "W2": (fc1.weight, True),
-                "b2": (fc1.bias, False), "W3": (fc2.weight, True), "b3": (fc2.bias, False)}
+        layers, keys = _torch_convnet(net)
     else:
         n_affine = len(d["hidden"]) + 1
         for i in range(1, n_affine + 1):
@@ -1228,7 +1285,7 @@ def _torch_train(build: Callable[[Inputs], Any], d: Inputs) -> Run:
     with torch.no_grad():
         for key, (param, transposed) in keys.items():
             param.copy_(torch.from_numpy(p[key].T.copy() if transposed else p[key]))
-    opt = torch.optim.Adam(model.parameters(), lr=TRAIN_LR, eps=TRAIN_ADAM_EPS, fused=True)
+    opt = torch.optim.Adam(model.parameters(), lr=TRAIN_LR, eps=d.get("adam_eps", TRAIN_ADAM_EPS), fused=True)
     x, t = _t(d["x"]), torch.from_numpy(d["t"])
 
     def step() -> Any:
@@ -1248,10 +1305,58 @@ def _torch_train(build: Callable[[Inputs], Any], d: Inputs) -> Run:
     return Run(step, result)
 
 
+def _torch_convnet(net: Any) -> tuple[list[Any], dict[str, tuple[Any, bool]]]:
+    """torch.nn modules for a conv net's layers in order, and fastnn key -> (torch parameter, stored transposed).
+
+    Dropout is the book's (not inverted: the kept elements are not rescaled), with the very masks the fastnn net
+    draws: the modules hold a twin of the net's Dropout layers, whose seed streams start where the net's do.
+    """
+    torch = _torch()
+    nn = torch.nn
+    from .layers import Affine, Convolution, Dropout, Pooling, Relu
+
+    class BookDropout(nn.Module):
+        def __init__(self, layer: Dropout) -> None:
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x: Any) -> Any:
+            if not self.training:
+                return x * (1.0 - self.layer.dropout_ratio)
+            mask = kernels.dropout_mask(tuple(x.shape), self.layer.dropout_ratio, self.layer.random.seed64())
+            return x * torch.from_numpy(mask)
+
+    owner = {id(layer): key[1:] for key, (layer, name) in net._param_index.items() if name == "W"}
+    layers: list[Any] = []
+    keys: dict[str, tuple[Any, bool]] = {}
+    for layer in net._layer_list:
+        if isinstance(layer, Convolution):
+            FN, C, FH, FW = layer.W.shape
+            m = nn.Conv2d(C, FN, (FH, FW), layer.stride, layer.pad)
+            layers.append(m)
+        elif isinstance(layer, Affine):
+            m = nn.Linear(*layer.W.shape)
+            layers += [nn.Flatten(), m]
+        elif isinstance(layer, Relu):
+            layers.append(nn.ReLU())
+        elif isinstance(layer, Pooling):
+            layers.append(nn.MaxPool2d((layer.pool_h, layer.pool_w), layer.stride, layer.pad))
+        elif isinstance(layer, Dropout):
+            layers.append(BookDropout(layer))
+        else:
+            raise NotImplementedError(f"no torch module for {type(layer).__name__}")
+        if isinstance(layer, (Convolution, Affine)):
+            i = owner[id(layer)]
+            keys[f"W{i}"], keys[f"b{i}"] = (m.weight, isinstance(layer, Affine)), (m.bias, False)
+    return layers, keys
+
+
 def _cases_training() -> Iterator[Case]:
     for name, sizes, build, goal in (
             ("train_simpleconvnet", SIMPLE_CONVNET_SIZES, _simple_convnet,
-             Goal("SimpleConvNet training step, batch 100, Adam", "mnist")),
+             Goal("SimpleConvNet training step, batch 100, Adam, CIFAR size", "cifar", 0.7)),
+            ("train_deepconvnet", DEEP_CONVNET_SIZES, _deep_convnet,
+             Goal("DeepConvNet training step, batch 100, Adam", "mnist", 0.7)),
             ("train_multilayer_bn", MULTILAYER_BN_SIZES, _multilayer_bn,
              Goal("MultiLayerNetExtend batch-norm training step, batch 100, Adam", "mnist", 0.8))):
         yield Case(name, "training", sizes, _train_inputs, steps=partial(_fastnn_train, build),
@@ -1709,8 +1814,8 @@ def _cases_dlfs2_training() -> Iterator[Case]:
 
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
-    for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_sequence, _cases_recurrent, _cases_norm_zoo, _cases_swats, _cases_reparam,
+    for group in (_cases_conv, _cases_conv_relu, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt,
+                  _cases_training, _cases_sequence, _cases_recurrent, _cases_norm_zoo, _cases_swats, _cases_reparam,
                   _cases_attention, _cases_transformer, _cases_smallnets, _cases_dlfs2_training):
         for case in group():
             assert case.name not in cases, case.name

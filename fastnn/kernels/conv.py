@@ -36,18 +36,28 @@ import numpy as np
 from numba import prange
 
 from .. import _checks, _validate
-from .._jit import kernel
+from .._jit import Kernel, helper, kernel
 from .._validate import WindowGeometry
-from . import winograd
+from . import _blas, winograd
+from ._blas import set_threads_local
 from ._workspace import buffer as _buffer
 from ._workspace import workspace as _workspace
-from .im2col import col2im_into, im2col_into
+from .activations import _relu_backward, _relu_forward
+from .im2col import col2im_into, fold_plane, im2col_into, unfold_plane
 from .linalg import matmul_into
+from .pooling import _beats, _maxpool2d_backward, _maxpool2d_forward
+from .winograd import _gemm, grad_row
 
-__all__ = ["conv2d_backward", "conv2d_forward"]
+__all__ = ["conv2d_backward", "conv2d_forward", "conv2d_relu_backward", "conv2d_relu_forward",
+           "conv2d_relu_maxpool_backward", "conv2d_relu_maxpool_forward"]
 
 #: Elements of the per-chunk column buffer (``C*FH*FW * m*OH*OW``); a chunk holds at least one sample.
 _CHUNK_ELEMENTS = 1 << 23
+
+#: Bytes of one image's columns and product (``(C*FH*FW + FN) * OH*OW`` elements) up to which a convolution runs
+#: as a per-thread pipeline (:func:`_pipe_forward`): small images and few channels, the book's conv nets. Larger
+#: ones keep the batch-wide GEMMs above.
+_PIPELINE_BYTES = 1 << 20
 
 
 @kernel("window")
@@ -121,6 +131,193 @@ def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeom
         _bias_to_nchw.run(tmp.size, tmp.reshape(FN, k, ohw), b, out3[n0:n0 + k])
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The per-thread pipeline for small convolutions: each thread takes chunks of images and runs, on its own scratch
+# that stays in its cache, im2col -> one single-threaded OpenBLAS GEMM -> the epilogue into the output (bias, and
+# the fused ReLU and 2x2 max-pool); backward: the output gradient (ReLU-masked) -> im2col again -> dW and dcol
+# GEMMs -> col2im. The column matrix never goes to memory (SimpleConvNet's on a CIFAR batch is 24 MB). The filter
+# gradient is summed in a fixed number of partial sums over fixed sets of chunks, so results are the same bits with
+# any number of threads (as :mod:`fastnn.kernels.winograd`).
+
+
+@helper
+def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax):
+    """out = src (OH*OW,) + bias, through ReLU when ``relu`` (the ReLU kernel's test), then when ``pool`` its 2x2
+    stride-2 max-pool with the max-pool kernel's tournament (out and argmax (OH // 2, OW // 2)); else out (OH, OW).
+    """
+    if not pool:
+        for oh in range(OH):
+            row = out[oh]
+            for ow in range(OW):
+                v = src[oh * OW + ow] + bias
+                row[ow] = zero if relu and v < 0 else v
+        return
+    POH, POW = out.shape
+    for py in range(POH):
+        o = out[py]
+        am = argmax[py]
+        top = 2 * py * OW
+        for px in range(POW):
+            a = src[top + 2 * px] + bias
+            b = src[top + 2 * px + 1] + bias
+            c = src[top + OW + 2 * px] + bias
+            d = src[top + OW + 2 * px + 1] + bias
+            if relu:
+                a = zero if a < 0 else a
+                b = zero if b < 0 else b
+                c = zero if c < 0 else c
+                d = zero if d < 0 else d
+            t_top = _beats(b, a)
+            m_top = b if t_top else a
+            t_bottom = _beats(d, c)
+            m_bottom = d if t_bottom else c
+            t = _beats(m_bottom, m_top)
+            o[px] = m_bottom if t else m_top
+            am[px] = (2 + t_bottom) if t else (0 + t_top)
+
+
+@kernel("window")
+def _pipe_forward(x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW, OH, OW, m, relu, pool, zero):
+    """out = conv(x (N, C, H, W), W2 (FN, C*FH*FW)) + b, with the epilogue's ReLU and pooling; col (S, CK, w) and
+    tmp (S, FN, w), w >= m*OH*OW: the scratch of each of S slots; slot s takes chunks s, s + S, ..."""
+    N, C = x.shape[0], x.shape[1]
+    FN, CK = W2.shape
+    S, w = col.shape[0], col.shape[2]
+    P = OH * OW
+    K = FH * FW
+    chunks = (N + m - 1) // m
+    for slot in prange(S):
+        cs = col[slot]
+        ts = tmp[slot]
+        for ch in range(slot, chunks, S):
+            n0 = ch * m
+            k = min(m, N - n0)
+            for i in range(k):
+                for c in range(C):
+                    unfold_plane(x[n0 + i, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
+                                 OH, OW)
+            before = set_threads_local(1)
+            _gemm(False, False, FN, k * P, CK, W2, CK, cs, w, 0.0, ts, w)
+            set_threads_local(before)
+            for i in range(k):
+                for f in range(FN):
+                    _epilogue(ts[f, i * P:(i + 1) * P], b[f], relu, pool, zero, OH, OW, out[n0 + i, f],
+                              argmax[n0 + i, f])
+
+
+@kernel("window")
+def _pipe_backward(x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, PW, OH, OW, m, need_dx, mode,
+                   zero):
+    """dWg[g] (FN, CK) = sum of dT @ col^T over chunks g, g + G, ... (G = len(dWg)); dbp (N, FN) = per-plane sums of
+    the output gradient (:func:`fastnn.kernels.winograd.grad_row` in ``mode``); dx when need_dx. col, dT: each
+    slot's scratch, as in :func:`_pipe_forward`; slot s takes groups s, s + S, ..."""
+    N, C = x.shape[0], x.shape[1]
+    FN, CK = W2.shape
+    G, S, w = dWg.shape[0], col.shape[0], col.shape[2]
+    P = OH * OW
+    K = FH * FW
+    chunks = (N + m - 1) // m
+    for slot in prange(S):
+        cs = col[slot]
+        ds = dT[slot]
+        for g in range(slot, G, S):
+            dWg[g][:] = 0
+            for ch in range(g, chunks, G):
+                n0 = ch * m
+                k = min(m, N - n0)
+                for i in range(k):
+                    n = n0 + i
+                    for f in range(FN):
+                        acc = zero
+                        plane = ds[f, i * P:(i + 1) * P]
+                        for y in range(OH):
+                            acc = grad_row(dout[n, f], out[n, f], mode, zero, y, plane[y * OW:(y + 1) * OW], acc)
+                        dbp[n, f] = acc
+                    for c in range(C):
+                        unfold_plane(x[n, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
+                                     OH, OW)
+                before = set_threads_local(1)
+                _gemm(False, True, FN, CK, k * P, ds, w, cs, w, 1.0, dWg[g], CK)
+                if need_dx:
+                    _gemm(True, False, CK, k * P, FN, W2, CK, ds, w, 0.0, cs, w)
+                set_threads_local(before)
+                if need_dx:
+                    for i in range(k):
+                        for c in range(C):
+                            fold_plane(cs[c * K:(c + 1) * K, i * P:(i + 1) * P], dx[n0 + i, c], FH, FW, SH, SW, PH,
+                                       PW, OH, OW)
+
+
+def _pipelined(g: WindowGeometry, FN: int, dtype: np.dtype) -> bool:
+    """Whether the per-thread pipeline takes this convolution: BLAS callable, nothing empty, one image's scratch
+    within ``_PIPELINE_BYTES``."""
+    ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
+    return (_blas.AVAILABLE and g.N > 0 and ck > 0 and FN > 0 and ohw > 0 and dtype in (np.float32, np.float64)
+            and (ck + FN) * ohw * np.dtype(dtype).itemsize <= _PIPELINE_BYTES)
+
+
+def _pipe_schedule(knl: Kernel, g: WindowGeometry, FN: int, dtype: np.dtype,
+                   ws: dict) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Images per chunk m, work size, and each thread's scratch col (S, CK, m*OH*OW), tmp (S, FN, m*OH*OW)."""
+    ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
+    work = g.N * (ck + FN) * ohw
+    threads = knl.threads(work)
+    m = max(1, min(-(-g.N // threads), winograd._SLOT_BYTES // ((ck + FN) * ohw * np.dtype(dtype).itemsize)))
+    col = _buffer(ws, "conv2d.pipe.col", threads * ck * m * ohw, dtype).reshape(threads, ck, m * ohw)
+    tmp = _buffer(ws, "conv2d.pipe.fnp", threads * FN * m * ohw, dtype).reshape(threads, FN, m * ohw)
+    return m, work, col, tmp
+
+
+def _pipe_conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict, *,
+                       relu: bool = False, pool: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """As :func:`fastnn.kernels.winograd.forward`, by the pipeline."""
+    FN = W.shape[0]
+    x = np.ascontiguousarray(x)
+    if pool:
+        out = np.empty((g.N, FN, g.OH // 2, g.OW // 2), dtype=x.dtype)
+        argmax = np.empty(out.shape, dtype=np.uint8)
+    else:
+        out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
+        argmax = winograd._no_argmax(g.N, FN)
+    m, work, col, tmp = _pipe_schedule(_pipe_forward, g, FN, x.dtype, ws)
+    _pipe_forward.run(work, x, np.ascontiguousarray(W.reshape(FN, -1)), np.ascontiguousarray(b), out, argmax, col,
+                      tmp, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, m, relu, pool, x.dtype.type(0))
+    return (out, argmax) if pool else out
+
+
+def _fast_path(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad: int | tuple[int, int],
+               cache: dict | None) -> tuple[tuple | None, WindowGeometry]:
+    """The (forward, backward) pair of the path that fuses ReLU and pooling for this convolution -- Winograd, else
+    the pipeline -- or None; and the geometry. When there is one, the columns a ``cache`` holds are stale."""
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
+    if winograd.applies(g, W.shape[0], x.dtype):
+        path = winograd.forward, winograd.backward
+    elif _pipelined(g, W.shape[0], x.dtype):
+        path = _pipe_conv_forward, _pipe_conv_backward
+    else:
+        return None, g
+    if cache is not None:
+        cache["conv2d.x"] = None
+    return path, g
+
+
+def _pipe_conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
+                        out: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """As :func:`fastnn.kernels.winograd.backward`, by the pipeline."""
+    FN = W.shape[0]
+    x, dout = np.ascontiguousarray(x), np.ascontiguousarray(dout)
+    mode = 0 if out is None else 1
+    out = dout if out is None else np.ascontiguousarray(out)
+    m, work, col, dT = _pipe_schedule(_pipe_backward, g, FN, x.dtype, ws)
+    groups = max(1, min(-(-g.N // m), winograd._GROUPS))
+    dWg = np.empty((groups, FN, g.C * g.FH * g.FW), dtype=x.dtype)
+    dbp = np.empty((g.N, FN), dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    _pipe_backward.run(work, x, dout, out, np.ascontiguousarray(W.reshape(FN, -1)), dWg, dbp, dx, col, dT,
+                       g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, m, need_dx, mode, x.dtype.type(0))
+    return (dx if need_dx else None), dWg.sum(axis=0).reshape(W.shape), dbp.sum(axis=0)
+
+
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
                    pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
     """im2col + one OpenBLAS GEMM per chunk of samples, the bias added while moving the product into NCHW (module
@@ -145,8 +342,9 @@ def _conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | t
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     if cache is not None:
         cache["conv2d.x"] = None  # whatever happens below, older columns no longer match
-    if winograd.applies(g, FN, x.dtype):
-        return winograd.forward(x, W, b, g, _workspace(cache))
+    path, _ = _fast_path(x, W, stride, pad, cache)
+    if path is not None:
+        return path[0](x, W, b, g, _workspace(cache))
     out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
     if not out.size:
         return out
@@ -190,10 +388,9 @@ def _conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int
     FN = W.shape[0]
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     dtype = x.dtype
-    if winograd.applies(g, FN, dtype):
-        if cache is not None:
-            cache["conv2d.x"] = None
-        return winograd.backward(dout, x, W, g, _workspace(cache), need_dx)
+    path, _ = _fast_path(x, W, stride, pad, cache)
+    if path is not None:
+        return path[1](dout, x, W, g, _workspace(cache), need_dx)
     dWT = np.zeros((ck, FN), dtype=dtype)
     db = np.zeros(FN, dtype=dtype)
     if not (g.N and FN):
@@ -225,3 +422,96 @@ def _conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int
         if g.C:
             col2im_into(col_view, dx[n0:n0 + k], g)
     return dx, np.ascontiguousarray(dWT.T).reshape(W.shape), db
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Convolution + ReLU (+ 2x2 max-pool): the Winograd path and the pipeline apply ReLU in their output pass and pool
+# each 2x2 window as it is made, so the full-size output is never written; their backward applies the ReLU mask
+# while loading the output gradient. Other geometries run the steps one after another.
+
+
+def conv2d_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                        pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
+    """3x3 stride-1 filters: ReLU inside the Winograd output transform (one write of the output); otherwise
+    :func:`conv2d_forward` then ReLU."""
+    x_arg = x
+    x, W, b, _ = _checks.check_conv2d_forward("conv2d_relu_forward", x, W, b, stride, pad, cache)
+    out = _conv2d_relu_forward(x, W, b, stride, pad, cache=cache)
+    _validate.adopt_cached(cache, "conv2d.x", x, x_arg)
+    return out
+
+
+def _conv2d_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                         pad: int | tuple[int, int] = 0, *, cache: dict | None = None) -> np.ndarray:
+    path, g = _fast_path(x, W, stride, pad, cache)
+    if path is not None:
+        return path[0](x, W, b, g, _workspace(cache), relu=True)
+    return _relu_forward(_conv2d_forward(x, W, b, stride, pad, cache=cache))
+
+
+def conv2d_relu_backward(dout: np.ndarray, out: np.ndarray, x: np.ndarray, W: np.ndarray,
+                         stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, *,
+                         cache: dict | None = None,
+                         need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """3x3 stride-1 filters: the ReLU mask applied while the output gradient is loaded into the Winograd
+    transform; otherwise ReLU's backward then :func:`conv2d_backward`."""
+    x_arg = x
+    dout, out, x, W, _, need_dx = _checks.check_conv2d_relu_backward("conv2d_relu_backward", dout, out, x, W, stride,
+                                                                     pad, cache, need_dx)
+    _validate.adopt_cached(cache, "conv2d.x", x_arg, x)
+    return _conv2d_relu_backward(dout, out, x, W, stride, pad, cache=cache, need_dx=need_dx)
+
+
+def _conv2d_relu_backward(dout: np.ndarray, out: np.ndarray, x: np.ndarray, W: np.ndarray,
+                          stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, *,
+                          cache: dict | None = None,
+                          need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    path, g = _fast_path(x, W, stride, pad, cache)
+    if path is not None:
+        return path[1](dout, x, W, g, _workspace(cache), need_dx, out=out)
+    return _conv2d_backward(_relu_backward(dout, out), x, W, stride, pad, cache=cache, need_dx=need_dx)
+
+
+def conv2d_relu_maxpool_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                                pad: int | tuple[int, int] = 0, *,
+                                cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """3x3 stride-1 filters: each 2x2 Winograd output tile, through ReLU, is pooled where it is made; only the
+    pooled output is written. Otherwise :func:`conv2d_relu_forward` then the max-pool kernel."""
+    x_arg = x
+    x, W, b, _ = _checks.check_conv2d_relu_maxpool_forward("conv2d_relu_maxpool_forward", x, W, b, stride, pad,
+                                                           cache)
+    out = _conv2d_relu_maxpool_forward(x, W, b, stride, pad, cache=cache)
+    _validate.adopt_cached(cache, "conv2d.x", x, x_arg)
+    return out
+
+
+def _conv2d_relu_maxpool_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
+                                 pad: int | tuple[int, int] = 0, *,
+                                 cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    path, g = _fast_path(x, W, stride, pad, cache)
+    if path is not None:
+        return path[0](x, W, b, g, _workspace(cache), relu=True, pool=True)
+    return _maxpool2d_forward(_conv2d_relu_forward(x, W, b, stride, pad, cache=cache), 2, 2, 2)
+
+
+def conv2d_relu_maxpool_backward(dout: np.ndarray, out: np.ndarray, argmax: np.ndarray, x: np.ndarray,
+                                 W: np.ndarray, stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
+                                 *, cache: dict | None = None,
+                                 need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The ReLU mask applied to the pooled gradient (a quarter of the full-size pass), the max-pool kernel's
+    backward, then :func:`conv2d_backward` (unpooling inside the Winograd load measured slower: see
+    :func:`fastnn.kernels.winograd.grad_row`)."""
+    x_arg = x
+    dout, out, argmax, x, W, g, need_dx = _checks.check_conv2d_relu_maxpool_backward(
+        "conv2d_relu_maxpool_backward", dout, out, argmax, x, W, stride, pad, cache, need_dx)
+    _validate.adopt_cached(cache, "conv2d.x", x_arg, x)
+    return _conv2d_relu_maxpool_backward(dout, out, argmax, x, W, stride, pad, cache=cache, need_dx=need_dx)
+
+
+def _conv2d_relu_maxpool_backward(dout: np.ndarray, out: np.ndarray, argmax: np.ndarray, x: np.ndarray,
+                                  W: np.ndarray, stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
+                                  *, cache: dict | None = None,
+                                  need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
+    dconv = _maxpool2d_backward(_relu_backward(dout, out), argmax, (g.N, W.shape[0], g.OH, g.OW), 2, 2, 2)
+    return _conv2d_backward(dconv, x, W, stride, pad, cache=cache, need_dx=need_dx)

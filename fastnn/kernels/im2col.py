@@ -31,11 +31,68 @@ import numpy as np
 from numba import prange, uintp
 
 from .. import _checks, _validate
-from .._jit import kernel
+from .._jit import helper, kernel
 from .._validate import WindowGeometry
 from ._window import offset_span, window_span
 
 __all__ = ["col2im", "im2col"]
+
+
+@helper
+def unfold_plane(xp, crows, FH, FW, SH, SW, PH, PW, OH, OW):
+    """crows[(kh, kw), (oh, ow)] = the zero-padded plane xp (H, W) at (oh*SH + kh - PH, ow*SW + kw - PW): one
+    input plane's FH*FW rows of the column matrix; ``crows`` (FH*FW, OH*OW) may have any strides."""
+    H, W = xp.shape
+    for kh in range(FH):
+        for kw in range(FW):
+            crow = crows[kh * FW + kw]
+            ow0, ow1 = offset_span(kw, SW, PW, W, OW)
+            shift = kw - PW
+            for oh in range(OH):
+                start, k0, k1 = window_span(oh, SH, PH, FH, H)
+                base = oh * OW
+                # Indices are cast to unsigned: they are never negative here, and Numba then skips its
+                # negative-index wraparound, which otherwise blocks vectorisation (measured 3.5x on copies).
+                if kh < k0 or kh >= k1:
+                    for ow in range(OW):
+                        crow[uintp(base + ow)] = 0
+                    continue
+                xrow = xp[start + kh]
+                for ow in range(ow0):
+                    crow[uintp(base + ow)] = 0
+                if SW == 1:
+                    for ow in range(ow0, ow1):
+                        crow[uintp(base + ow)] = xrow[uintp(ow + shift)]
+                else:
+                    for ow in range(ow0, ow1):
+                        crow[uintp(base + ow)] = xrow[uintp(ow * SW + shift)]
+                for ow in range(ow1, OW):
+                    crow[uintp(base + ow)] = 0
+
+
+@helper
+def fold_plane(crows, plane, FH, FW, SH, SW, PH, PW, OH, OW):
+    """plane (H, W) = the sum over windows of crows[(kh, kw), (oh, ow)] at their input positions: the adjoint of
+    :func:`unfold_plane` (plane fully overwritten)."""
+    H, W = plane.shape
+    plane[:] = 0
+    for kh in range(FH):
+        for kw in range(FW):
+            crow = crows[kh * FW + kw]
+            ow0, ow1 = offset_span(kw, SW, PW, W, OW)
+            shift = kw - PW
+            for oh in range(OH):
+                start, k0, k1 = window_span(oh, SH, PH, FH, H)
+                if kh < k0 or kh >= k1:
+                    continue
+                xrow = plane[start + kh]
+                base = oh * OW
+                if SW == 1:
+                    for ow in range(ow0, ow1):
+                        xrow[uintp(ow + shift)] += crow[uintp(base + ow)]
+                else:
+                    for ow in range(ow0, ow1):
+                        xrow[uintp(ow * SW + shift)] += crow[uintp(base + ow)]
 
 
 @kernel("window")
@@ -44,35 +101,12 @@ def _im2col_planes(x, colT, FH, FW, SH, SW, PH, PW, OH, OW):
 
     x (N, C, H, W), colT (N, C*FH*FW, OH*OW), any strides.
     """
-    N, C, H, W = x.shape
+    N, C = x.shape[0], x.shape[1]
+    K = FH * FW
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        for kh in range(FH):
-            for kw in range(FW):
-                crow = colT[n, (c * FH + kh) * FW + kw]
-                ow0, ow1 = offset_span(kw, SW, PW, W, OW)
-                shift = kw - PW
-                for oh in range(OH):
-                    start, k0, k1 = window_span(oh, SH, PH, FH, H)
-                    base = oh * OW
-                    # Indices are cast to unsigned: they are never negative here, and Numba then skips its
-                    # negative-index wraparound, which otherwise blocks vectorisation (measured 3.5x on copies).
-                    if kh < k0 or kh >= k1:
-                        for ow in range(OW):
-                            crow[uintp(base + ow)] = 0
-                        continue
-                    xrow = x[n, c, start + kh]
-                    for ow in range(ow0):
-                        crow[uintp(base + ow)] = 0
-                    if SW == 1:
-                        for ow in range(ow0, ow1):
-                            crow[uintp(base + ow)] = xrow[uintp(ow + shift)]
-                    else:
-                        for ow in range(ow0, ow1):
-                            crow[uintp(base + ow)] = xrow[uintp(ow * SW + shift)]
-                    for ow in range(ow1, OW):
-                        crow[uintp(base + ow)] = 0
+        unfold_plane(x[n, c], colT[n, c * K:(c + 1) * K], FH, FW, SH, SW, PH, PW, OH, OW)
 
 
 @kernel("window")
@@ -115,29 +149,12 @@ def _col2im_planes(colT, dx, FH, FW, SH, SW, PH, PW, OH, OW):
 
     colT (N, C*FH*FW, OH*OW), dx (N, C, H, W) fully overwritten; any strides.
     """
-    N, C, H, W = dx.shape
+    N, C = dx.shape[0], dx.shape[1]
+    K = FH * FW
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        plane = dx[n, c]
-        plane[:] = 0
-        for kh in range(FH):
-            for kw in range(FW):
-                crow = colT[n, (c * FH + kh) * FW + kw]
-                ow0, ow1 = offset_span(kw, SW, PW, W, OW)
-                shift = kw - PW
-                for oh in range(OH):
-                    start, k0, k1 = window_span(oh, SH, PH, FH, H)
-                    if kh < k0 or kh >= k1:
-                        continue
-                    xrow = plane[start + kh]
-                    base = oh * OW
-                    if SW == 1:
-                        for ow in range(ow0, ow1):
-                            xrow[uintp(ow + shift)] += crow[uintp(base + ow)]
-                    else:
-                        for ow in range(ow0, ow1):
-                            xrow[uintp(ow * SW + shift)] += crow[uintp(base + ow)]
+        fold_plane(colT[n, c * K:(c + 1) * K], dx[n, c], FH, FW, SH, SW, PH, PW, OH, OW)
 
 
 def im2col_into(x: np.ndarray, colT: np.ndarray, g: WindowGeometry) -> None:

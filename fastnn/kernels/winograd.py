@@ -48,6 +48,7 @@ from .._validate import WindowGeometry
 from . import _blas
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 from ._workspace import buffer
+from .pooling import _beats
 
 __all__ = ["applies", "backward", "forward"]
 
@@ -149,8 +150,11 @@ def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
 
 
 @helper
-def _output_transform(M, f, col, bias, TH, TWp, P, Y, out):
-    """out (OH, OW) = A^T m_t A + bias for the tiles m_t = M[:, f, col + t]; P (2, 4, L), Y (2, 2L) scratch."""
+def _output_tiles(M, f, col, bias, relu, zero, TH, TWp, P, Y):
+    """Y (2, 2L) = the even and odd output rows of the tiles A^T m_t A + bias (m_t = M[:, f, col + t]), each
+    through ReLU when ``relu`` (``max(y, 0)``, NaN kept: the test is ``y < 0``, as the ReLU kernel's);
+    P (2, 4, L) scratch. Read Y as an output plane with :func:`_from_halves`, or pool it with :func:`_pool_tiles`.
+    """
     L = TH * TWp
     for j in range(4):  # A^T m: output row a of every tile, column j of the transform
         m0 = M[j, f, col:col + L]
@@ -170,33 +174,88 @@ def _output_transform(M, f, col, bias, TH, TWp, P, Y, out):
         q2 = P[a, 2]
         q3 = P[a, 3]
         ya = Y[a]
-        for t in range(L):
-            a1 = q1[t]
-            a2 = q2[t]
-            ya[2 * t] = q0[t] + a1 + a2 + bias
-            ya[2 * t + 1] = a1 - a2 - q3[t] + bias
-    _from_halves(Y[0], Y[1], 0, 0, TWp, out)
+        if relu:
+            for t in range(L):
+                a1 = q1[t]
+                a2 = q2[t]
+                y0 = q0[t] + a1 + a2 + bias
+                y1 = a1 - a2 - q3[t] + bias
+                ya[2 * t] = zero if y0 < 0 else y0
+                ya[2 * t + 1] = zero if y1 < 0 else y1
+        else:
+            for t in range(L):
+                a1 = q1[t]
+                a2 = q2[t]
+                ya[2 * t] = q0[t] + a1 + a2 + bias
+                ya[2 * t + 1] = a1 - a2 - q3[t] + bias
 
 
 @helper
-def _output_adjoint(dout, D, Q, M, f, col, TH, TWp, sums, n):
-    """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane; sums[n, f] = its sum.
+def _pool_tiles(Y, TWp, out, argmax):
+    """out (OH // 2, OW // 2) = 2x2 stride-2 max-pool of the output plane held in Y (as :func:`_output_tiles`
+    leaves it), argmax the window offsets: each window is one 2x2 tile. The rule of the max-pool kernel (first
+    maximum, first NaN; :func:`fastnn.kernels.pooling._beats`) by the same tournament, so values and indices are
+    the ones pooling the written plane would give."""
+    POH, POW = out.shape
+    P2 = 2 * TWp
+    for py in range(POH):
+        top = Y[0, py * P2:py * P2 + 2 * POW]
+        bottom = Y[1, py * P2:py * P2 + 2 * POW]
+        o = out[py]
+        am = argmax[py]
+        for px in range(POW):
+            a = top[2 * px]
+            b = top[2 * px + 1]
+            c = bottom[2 * px]
+            d = bottom[2 * px + 1]
+            t_top = _beats(b, a)
+            m_top = b if t_top else a
+            t_bottom = _beats(d, c)
+            m_bottom = d if t_bottom else c
+            t = _beats(m_bottom, m_top)
+            o[px] = m_bottom if t else m_top
+            am[px] = (2 + t_bottom) if t else (0 + t_top)
+
+
+@helper(inline=True)  # called per row: Numba's inlining keeps the row loops as fast as written in place
+def grad_row(dout, out, mode, zero, y, dst, acc):
+    """dst (OW,) = row y of a convolution's output gradient, and ``acc`` plus its elements in order: ``dout``
+    itself (mode 0), or ``dout`` where the ReLU output ``out`` is not ``<= 0`` (mode 1: the ReLU kernel's backward
+    rule). Summed by one loop for both modes, so that a fused pass and the unfused one add in the same order
+    (fastmath vectorises it; the tests check the bits).
+
+    Unpooling here too (the pooled gradient sent to each window's maximum while loading) measured slower than the
+    max-pool kernel's backward pass followed by this: its gather does not vectorise (1.3 ms more per DeepConvNet
+    layer on one core), so the fused max-pool backward unpools first.
+    """
+    OW = dst.shape[0]
+    if mode == 0:
+        src = dout[y]
+        for q in range(OW):
+            dst[q] = src[q]
+    else:
+        src = dout[y]
+        o = out[y]
+        for q in range(OW):
+            dst[q] = zero if o[q] <= 0 else src[q]
+    for q in range(OW):
+        acc += dst[q]
+    return acc
+
+
+@helper
+def _output_adjoint(dout, out, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sums, n):
+    """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane (OH, OW) (its rows by
+    :func:`grad_row` in ``mode``); sums[n, f] = its sum.
 
     ``D`` (2, 2L) must be zero outside the data, which this writes at the same places for every plane.
     """
-    OH, OW = dout.shape
     L = TH * TWp
     P2 = 2 * TWp
-    sums[n, f] = 0
-    acc = sums[n, f]  # a zero of the array's type
+    acc = zero
     for y in range(OH):  # _to_halves, and the plane's sum on the way
         off = (y // 2) * P2
-        dst = D[y % 2, off:off + OW]
-        src = dout[y]
-        for q in range(OW):
-            v = src[q]
-            dst[q] = v
-            acc += v
+        acc = grad_row(dout, out, mode, zero, y, D[y % 2, off:off + OW], acc)
     for a in range(2):  # dy A^T: row a of the tile, columns j
         da = D[a]
         q0 = Q[a, 0]
@@ -292,10 +351,12 @@ def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
 
 
 @slot_kernel("window")
-def _forward(slot, x, U, b, out, V, M, PH, PW, TH, TWp, m):
-    """out (N, K, OH, OW) = conv(x (N, C, H, W), filters with transforms U (16, K, C)) + b (K,), slot ``slot``'s
-    share: V (S, 16, C, w), M (S, 16, K, w) with w >= m*L are the scratch of each of S slots; slot s takes chunks
-    s, s + S, ...
+def _forward(slot, x, U, b, out, argmax, V, M, PH, PW, TH, TWp, m, relu, pool, zero):
+    """out (N, K, OH, OW) = conv(x (N, C, H, W), filters with transforms U (16, K, C)) + b (K,), through ReLU
+    when ``relu``; with ``pool``, out (N, K, OH // 2, OW // 2) and argmax are its 2x2 stride-2 max-pool instead
+    (the full-size output is never written).
+
+    V (S, 16, C, w), M (S, 16, K, w) with w >= m*L: the scratch of each of S slots; slot s takes chunks s, s + S, ...
     """
     N, C = x.shape[0], x.shape[1]
     K = U.shape[1]
@@ -324,14 +385,19 @@ def _forward(slot, x, U, b, out, V, M, PH, PW, TH, TWp, m):
         set_threads_local(before)
         for i in range(k):
             for f in range(K):
-                _output_transform(Ms, f, i * L, b[f], TH, TWp, P, Y, out[n0 + i, f])
+                _output_tiles(Ms, f, i * L, b[f], relu, zero, TH, TWp, P, Y)
+                if pool:
+                    _pool_tiles(Y, TWp, out[n0 + i, f], argmax[n0 + i, f])
+                else:
+                    _from_halves(Y[0], Y[1], 0, 0, TWp, out[n0 + i, f])
 
 
 @slot_kernel("window")
-def _backward(slot, x, dout, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, m, need_dx):
+def _backward(slot, x, dout, out, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, m, need_dx, mode, zero):
     """dU[g] (16, K, C) = sum of dM @ V^T over chunks g, g + G, ... (G = len(dU)); dbp (N, K) = per-plane sums
-    of dout; dx when need_dx. Slot ``slot``'s share: V, M are each slot's scratch, as in :func:`_forward`; slot s
-    takes groups s, s + S, ...
+    of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU applied
+    after the convolution (``mode`` 1, with its output ``out``: see :func:`grad_row`). V, M: each
+    slot's scratch, as in :func:`_forward`; slot s takes groups s, s + S, ...
 
     The G partial sums are fixed by the shapes, not by the thread count, so results are the same bits with any
     number of threads.
@@ -360,7 +426,8 @@ def _backward(slot, x, dout, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, m, need_dx):
             k = min(m, N - n0)
             for i in range(k):
                 for f in range(K):
-                    _output_adjoint(dout[n0 + i, f], D, Q, Ms, f, i * L, TH, TWp, dbp, n0 + i)
+                    _output_adjoint(dout[n0 + i, f], out[n0 + i, f], mode, zero, OH, OW, D, Q, Ms, f, i * L,
+                                    TH, TWp, dbp, n0 + i)
                 for c in range(C):
                     _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
             before = set_threads_local(1)
@@ -405,30 +472,47 @@ def _filter_transform(W: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(U.reshape(16, W.shape[0], W.shape[1]))
 
 
-def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict) -> np.ndarray:
-    """Convolution output (N, K, OH, OW) for validated, same-dtype arrays; ``ws`` holds the scratch."""
+def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict, *, relu: bool = False,
+            pool: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Convolution output (N, K, OH, OW) for validated, same-dtype arrays; ``ws`` holds the scratch. ``relu``:
+    through ReLU; ``pool`` (with ``relu``): ``(out, argmax)`` of the 2x2 stride-2 max-pool of that instead."""
     K = W.shape[0]
     x = np.ascontiguousarray(x)
-    out = np.empty((g.N, K, g.OH, g.OW), dtype=x.dtype)
+    if pool:
+        out = np.empty((g.N, K, g.OH // 2, g.OW // 2), dtype=x.dtype)
+        argmax = np.empty(out.shape, dtype=np.uint8)
+    else:
+        out = np.empty((g.N, K, g.OH, g.OW), dtype=x.dtype)
+        argmax = _no_argmax(g.N, K)
     m, V, M = _schedule(_forward, g, K, x.dtype, ws)
     TH, TWp = _tiles(g)
-    _forward.run(len(V), x, _filter_transform(W), np.ascontiguousarray(b), out, V, M, g.PH, g.PW, TH, TWp, m)
-    return out
+    _forward.run(len(V), x, _filter_transform(W), np.ascontiguousarray(b), out, argmax, V, M, g.PH, g.PW, TH, TWp,
+                 m, relu, pool, x.dtype.type(0))
+    return (out, argmax) if pool else out
 
 
-def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict,
-             need_dx: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """(dx or None, dW, db) for validated, same-dtype arrays; ``ws`` holds the scratch."""
+def _no_argmax(N: int, K: int) -> np.ndarray:
+    """The kernels' argmax argument when there is no pooling: never read, but indexed per plane."""
+    return np.zeros((N, K, 1, 1), dtype=np.uint8)
+
+
+def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
+             out: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(dx or None, dW, db) for validated, same-dtype arrays; ``ws`` holds the scratch. With ``out`` (the ReLU
+    output), ``dout`` is the gradient after a ReLU."""
     K = W.shape[0]
     x = np.ascontiguousarray(x)
     dout = np.ascontiguousarray(dout)
+    mode = 0 if out is None else 1
+    out = dout if out is None else np.ascontiguousarray(out)
     m, V, M = _schedule(_backward, g, K, x.dtype, ws)
     TH, TWp = _tiles(g)
     groups = max(1, min(-(-g.N // m), _GROUPS, _GROUP_BYTES // (16 * K * g.C * x.itemsize)))
     dU = np.empty((groups, 16, K, g.C), dtype=x.dtype)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward.run(len(V), x, dout, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, m, need_dx)
+    _backward.run(len(V), x, dout, out, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
+                  g.OW, m, need_dx, mode, x.dtype.type(0))
     G = _G.astype(x.dtype)
     dW = np.ascontiguousarray(np.einsum("ai,abkc,bj->kcij", G, dU.sum(axis=0).reshape(4, 4, K, g.C), G))
     return (dx if need_dx else None), dW, dbp.sum(axis=0)

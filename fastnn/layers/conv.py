@@ -15,8 +15,9 @@ import numpy as np
 from .. import _validate
 from ..backend import ops, unchecked
 from ._base import Entry, Layer, batch, bias, sliding_window
+from .basic import Relu
 
-__all__ = ["AvgPooling", "Convolution", "Pooling"]
+__all__ = ["AvgPooling", "Convolution", "Pooling", "fuse_runs"]
 
 
 class Convolution(Layer):
@@ -55,6 +56,12 @@ class Convolution(Layer):
         self._checked: tuple = ()  # what forward checked: W's shape, stride, pad, x's shape (see backward)
 
     def forward(self, x: Any) -> np.ndarray:
+        x, conv = self._prepare(x, "conv2d_forward")
+        return self._output(conv(x, self.W, self.b, self.stride, self.pad, cache=self._workspace))
+
+    def _prepare(self, x: Any, kernel: str) -> tuple[np.ndarray, Any]:
+        """forward's checks of ``x``; returns it with ``kernel`` (a forward taking conv2d_forward's arguments), the
+        body without its check when these checks established what it would (:data:`fastnn.backend.unchecked`)."""
         x = batch(x, "Convolution.forward", ndim=4)
         FN, C, FH, FW = self.W.shape
         if x.shape[1] != C:
@@ -65,8 +72,7 @@ class Convolution(Layer):
         # checked above: x 4-D float with W's channels, the window fits; what check_conv2d_forward adds is the
         # common dtype, b of shape (FN,) (b may be rebound since the constructor) and the cache a dict
         trusted = x.dtype == W.dtype == b.dtype and b.shape == W.shape[:1] and type(self._workspace) is dict
-        conv = unchecked.conv2d_forward if trusted else ops.conv2d_forward
-        return self._output(conv(x, W, b, self.stride, self.pad, cache=self._workspace))
+        return x, getattr(unchecked if trusted else ops, kernel)
 
     def backward(self, dout: Any) -> np.ndarray:
         """dout (N, FN, OH, OW) -> dx (N, C, H, W) (None when ``need_dx`` is False); sets dW (FN, C, FH, FW), db."""
@@ -178,3 +184,104 @@ class AvgPooling(Layer):
         dout = self._dout(dout, "AvgPooling.backward")
         pool = unchecked.avgpool2d_backward if _same(_window_args(self), self._checked) else ops.avgpool2d_backward
         return pool(dout, self.input_shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fused runs: a net hands a Convolution followed by a Relu (and a 2x2 stride-2 Pooling) to one kernel call
+# (fastnn.kernels.conv2d_relu_forward, conv2d_relu_maxpool_forward and their backward passes); the layers keep
+# their own forward and backward for every other use.
+
+
+class ConvReluRun(Layer):
+    """Convolution -> Relu (-> Pooling(2, 2, stride=2)) run by one fused kernel per pass, as a net sees it.
+
+    forward/backward take and give what the run's first layer takes and its last layer gives. The layers' state is
+    kept as their own passes keep it where it exists: the Convolution's ``x``, ``dW``, ``db`` and workspace, the
+    Pooling's ``input_shape`` and ``arg_max``. The Relu's input is never made (it is the full-size convolution
+    output, which the fused kernels do not write), so the Relu layer alone cannot run ``backward`` after a fused
+    forward (it raises, as before any forward). When a pass does not fit the fused kernel (the pooling window
+    changed, or a convolution output smaller than 2x2), the layers run one after another, as without fusion.
+    """
+
+    def __init__(self, conv: Convolution, relu: Relu, pool: Pooling | None = None) -> None:
+        super().__init__()
+        self.conv, self.relu, self.pool = conv, relu, pool
+        self._fused = False
+        self._out = self._argmax = None
+
+    def _fits(self, x: np.ndarray) -> bool:
+        """Whether this forward can be the fused kernel's: the pooling (if any) is 2x2 stride 2 unpadded and the
+        convolution output it pools is at least 2x2 (otherwise the layers run, and raise, as without fusion)."""
+        if self.pool is None:
+            return True
+        if not _fusable_pool(self.pool):
+            return False
+        try:
+            OH, OW = _conv_hw(self.conv, x)
+        except (TypeError, ValueError):  # a bad convolution: its own forward raises the error
+            return False
+        return OH >= 2 and OW >= 2
+
+    def forward(self, x: Any) -> np.ndarray:
+        conv, relu, pool = self.conv, self.relu, self.pool
+        x = batch(x, "Convolution.forward", ndim=4)
+        self._fused = self._fits(x)
+        if not self._fused:
+            out = relu.forward(conv.forward(x))
+            return out if pool is None else pool.forward(out)
+        x, kernel = conv._prepare(x, "conv2d_relu_forward" if pool is None else "conv2d_relu_maxpool_forward")
+        out = kernel(x, conv.W, conv.b, conv.stride, conv.pad, cache=conv._workspace)
+        FN, OH, OW = conv.W.shape[0], *_conv_hw(conv, x)
+        conv._out_shape = (x.shape[0], FN, OH, OW)
+        relu.x, relu._out_shape = None, None  # never made: see the class docstring
+        if pool is None:
+            self._out, self._argmax = out, None
+        else:
+            self._out, self._argmax = out
+            pool.input_shape, pool.arg_max = conv._out_shape, self._argmax
+            pool._output(self._out)
+        return self._output(self._out)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        conv, last = self.conv, self.pool or self.relu
+        if not self._fused:
+            if self.pool is not None:
+                dout = self.pool.backward(dout)
+            return conv.backward(self.relu.backward(dout))
+        dout = self._dout(dout, f"{type(last).__name__}.backward")
+        # checked kernels: the argmax is also the Pooling's public arg_max, which a caller may edit in place
+        if self.pool is None:
+            dx, conv.dW, conv.db = ops.conv2d_relu_backward(dout, self._out, conv.x, conv.W, conv.stride, conv.pad,
+                                                            cache=conv._workspace, need_dx=conv.need_dx)
+        else:
+            dx, conv.dW, conv.db = ops.conv2d_relu_maxpool_backward(
+                dout, self._out, self._argmax, conv.x, conv.W, conv.stride, conv.pad, cache=conv._workspace,
+                need_dx=conv.need_dx)
+        return dx
+
+
+def _fusable_pool(pool: Any) -> bool:
+    """A Pooling layer that is the fused kernels' 2x2 stride-2 unpadded max-pool."""
+    return (type(pool) is Pooling and pool.pool_h == pool.pool_w == 2 and pool.stride in (2, (2, 2))
+            and pool.pad in (0, (0, 0)) and _immutable(pool.stride) and _immutable(pool.pad))
+
+
+def _conv_hw(conv: Convolution, x: np.ndarray) -> tuple[int, int]:
+    g = _validate.geometry(x.shape, conv.W.shape[2], conv.W.shape[3], conv.stride, conv.pad)
+    return g.OH, g.OW
+
+
+def fuse_runs(layers: list) -> list:
+    """``layers`` with each Convolution -> Relu (-> 2x2 stride-2 Pooling) run replaced by one :class:`ConvReluRun`
+    (exact types: a subclass may change what its passes do)."""
+    out, i = [], 0
+    while i < len(layers):
+        run = layers[i:i + 3]
+        if len(run) >= 2 and type(run[0]) is Convolution and type(run[1]) is Relu:
+            pool = run[2] if len(run) == 3 and _fusable_pool(run[2]) else None
+            out.append(ConvReluRun(run[0], run[1], pool))
+            i += 2 if pool is None else 3
+        else:
+            out.append(layers[i])
+            i += 1
+    return out

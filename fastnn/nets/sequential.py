@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _validate, checkpoint
 from ..gradient import numerical_gradient as _numerical_gradient
+from ..layers.conv import ConvReluRun, fuse_runs
 
 __all__ = ["Sequential"]
 
@@ -53,6 +54,11 @@ class Sequential:
     dtype : float32 or float64, optional, keyword-only
         When given, inputs are cast to it before the first layer (a float32 net then stays float32 on float64
         data). None: inputs go in as given (NumPy promotion in each layer).
+    fuse : bool, keyword-only, default True
+        Run each Convolution -> Relu (-> 2x2 stride-2 Pooling) sequence as one fused kernel call per pass
+        (:class:`fastnn.layers.conv.ConvReluRun`): the same results without the full-size intermediate
+        passes. Kept as the attribute ``fuse``, which may be switched off and on between passes (not between
+        a forward and its backward).
 
     Attributes
     ----------
@@ -64,7 +70,7 @@ class Sequential:
     """
 
     def __init__(self, layers: Sequence | Mapping, loss_layer: Any, *, weight_decay_lambda: float = 0.0,
-                 dtype: Any = None) -> None:
+                 dtype: Any = None, fuse: bool = True) -> None:
         where = type(self).__name__
         if isinstance(layers, Mapping):
             self._layer_list = list(layers.values())
@@ -82,6 +88,11 @@ class Sequential:
         self.weight_decay_lambda = _validate.scalar(weight_decay_lambda, where, "weight_decay_lambda", ge=0.0)
         self.dtype = None if dtype is None else float_dtype(dtype, where)
         self._train_flg = [_takes_train_flg(layer) for layer in self._layer_list]
+        self.fuse = _validate.flag(fuse, where, "fuse")
+        self._plans = {False: list(zip(self._layer_list, self._train_flg, strict=True))}
+        self._plans[True] = [(step, not isinstance(step, ConvReluRun) and _takes_train_flg(step))
+                             for step in fuse_runs(self._layer_list)]
+        self._plan = self._plans[self.fuse]
         self._param_index = _numbered(self._layer_list, "params")
         self._buffer_index = _numbered(self._layer_list, "buffers")
         self.params = {key: layer.params[name] for key, (layer, name) in self._param_index.items()}
@@ -94,8 +105,9 @@ class Sequential:
     def predict(self, x: Any, train_flg: bool = False) -> np.ndarray:
         """Scores (N, K) for x; ``train_flg`` is passed to the layers that take it (dropout, batch norm)."""
         x = self._input(x, "predict")
-        for layer, takes_flag in zip(self._layer_list, self._train_flg, strict=True):
-            x = layer.forward(x, train_flg) if takes_flag else layer.forward(x)
+        self._plan = self._plans[bool(self.fuse)]  # the steps the next backward walks
+        for step, takes_flag in self._plan:
+            x = step.forward(x, train_flg) if takes_flag else step.forward(x)
         return x
 
     def loss(self, x: Any, t: Any, train_flg: bool = False) -> Any:
@@ -135,8 +147,8 @@ class Sequential:
         """
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
-        for layer in reversed(self._layer_list):
-            dout = layer.backward(dout)
+        for step, _ in reversed(self._plan):
+            dout = step.backward(dout)
         grads = {}
         for key, (layer, name) in self._param_index.items():
             grad = layer.grads[name]

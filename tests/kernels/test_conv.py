@@ -94,6 +94,7 @@ def test_batch_chunks(chunk, stride, monkeypatch, twin):
     want_out = R.conv2d_forward(x, W, b, stride, pad)
     want_grads = R.conv2d_backward(dout, x, W, stride, pad)
     monkeypatch.setattr(kconv, "_CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(kconv, "_PIPELINE_BYTES", 0)
     close(K.conv2d_forward(x, W, b, stride, pad), want_out, np.float64)
     for g, w in zip(K.conv2d_backward(dout, x, W, stride, pad), want_grads, strict=True):
         close(g, w, np.float64)
@@ -127,7 +128,8 @@ def test_cache_gives_uncached_results(case, dtype, twin):
             close(g, w, xs.dtype)
 
 
-def test_cache_holds_the_columns():
+def test_cache_holds_the_columns(monkeypatch):
+    monkeypatch.setattr(kconv, "_PIPELINE_BYTES", 0)  # the batch-wide path (small convolutions take the pipeline)
     x, W, b, dout, stride, pad = _problem(CASES[2], np.float64)
     cache = {}
     K.conv2d_forward(x, W, b, stride, pad, cache=cache)
@@ -289,3 +291,19 @@ def test_need_dx_must_be_a_bool(impl):
     x = np.zeros((1, 1, 3, 3))
     with pytest.raises(TypeError, match=r"^conv2d_backward: need_dx must be True or False, got str 'no'"):
         impl.conv2d_backward(np.zeros((1, 1, 3, 3)), x, np.zeros((1, 1, 1, 1)), need_dx="no")
+
+
+@pytest.mark.parametrize("slot_bytes", [1, 2_000, 1 << 21])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[11]], ids=[IDS[0], IDS[3], IDS[11]])
+def test_pipeline_chunks_and_batch_wide_path_agree(case, slot_bytes, monkeypatch, twin):
+    """The per-thread pipeline (one image per chunk, a few, the whole batch) against the twin and against the
+    batch-wide GEMM path; the same bits with one or more threads' share of chunks."""
+    x, W, b, dout, stride, pad = _problem(case, np.float64)
+    monkeypatch.setattr(kconv.winograd, "_SLOT_BYTES", slot_bytes)
+    got = (K.conv2d_forward(x, W, b, stride, pad), *K.conv2d_backward(dout, x, W, stride, pad))
+    monkeypatch.setattr(kconv, "_PIPELINE_BYTES", 0)
+    old = (K.conv2d_forward(x, W, b, stride, pad), *K.conv2d_backward(dout, x, W, stride, pad))
+    want = (R.conv2d_forward(x, W, b, stride, pad), *R.conv2d_backward(dout, x, W, stride, pad))
+    for g, o, w in zip(got, old, want, strict=True):
+        close(g, w, np.float64)
+        close(g, o, np.float64)
