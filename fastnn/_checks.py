@@ -608,6 +608,29 @@ def check_embedding_backward(where: str, dout: Any, idx: Any, vocab_size: Any) -
     return dout, idx, vocab_size
 
 
+def check_embedding_dot(where: str, W: Any, idx: Any, h: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The dot product of embedding rows with hidden vectors: ``W`` (V, D) and ``h`` (N, D) as floats of their
+    common dtype, ``idx`` N token ids in [0, V)."""
+    W, h = _validate.float_arrays(where, W=W, h=h)
+    if W.ndim != 2:
+        _validate.fail(where, "W", "2-D (V, D)", f"{W.ndim}-D array of shape {W.shape}")
+    if h.ndim != 2 or h.shape[1] != W.shape[1]:
+        _validate.fail(where, "h", f"of shape (N, {W.shape[1]})", f"shape {h.shape}")
+    idx = _token_ids(idx, W.shape[0], where)
+    if idx.shape != (h.shape[0],):
+        _validate.fail(where, "idx", f"of shape ({h.shape[0]},) like h's rows", f"shape {idx.shape}")
+    return W, idx, h
+
+
+def check_embedding_dot_backward(where: str, dout: Any, W: Any, idx: Any,
+                                 h: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Its backward pass: as :func:`check_embedding_dot`, and ``dout`` (N,) in the common dtype."""
+    dout, W, h = _validate.float_arrays(where, dout=dout, W=W, h=h)
+    W, idx, h = check_embedding_dot(where, W, idx, h)
+    _validate.shape(dout, (h.shape[0],), where, "dout")
+    return dout, W, idx, h
+
+
 AVERAGES = ("valid", "batch")
 
 

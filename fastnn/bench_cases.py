@@ -834,6 +834,26 @@ def _torch_clip(d: Inputs) -> Run:
                lambda r: (r.numpy(), *(p.grad.numpy() for p in params)))
 
 
+EMBED_DOT_SIZES = {
+    "tiny": {"N": 4, "V": 5, "D": 3},
+    # DLFS-2's ch04 CBOW on PTB: batch 100, 10000 words, D=100 (one of its six EmbeddingDot layers)
+    "mnist": {"N": 100, "V": 10000, "D": 100},
+    "cifar": {"N": 1000, "V": 10000, "D": 300},
+}
+
+
+def _embed_dot_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    return {"W": _rand(rng, (p["V"], p["D"]), dtype, 0.01), "idx": rng.integers(0, p["V"], p["N"]),
+            "h": _rand(rng, (p["N"], p["D"]), dtype), "dout": _rand(rng, (p["N"],), dtype)}
+
+
+def _torch_embed_dot(d: Inputs, backward: bool) -> Run:
+    torch = _torch()
+    W, h, idx = _t(d["W"], backward), _t(d["h"], backward), torch.from_numpy(d["idx"])
+    forward = lambda: (torch.nn.functional.embedding(idx, W) * h).sum(1)  # noqa: E731
+    return _fwd_bwd(forward, (h, W), d["dout"]) if backward else Run(forward)
+
+
 def _softmax_backward_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
     """Softmax over the vocabulary at every position (DLFS-2's Softmax layer; its attention weights are smaller)."""
     x = _rand(rng, (p["N"] * p["T"], p["V"]), dtype, 3.0)
@@ -853,6 +873,10 @@ def _cases_sequence() -> Iterator[Case]:
                traffic=lambda p, dtype: 2 * p["N"] * p["T"] * p["D"] * dtype.itemsize)
     yield Case("embedding_backward", "sequence", SEQ_SIZES, _seq_inputs, "embedding_backward",
                ("dout", "idx", "vocab_size"), torch=_torch_embedding_backward)
+    yield Case("embedding_dot_forward", "sequence", EMBED_DOT_SIZES, _embed_dot_inputs, "embedding_dot_forward",
+               ("W", "idx", "h"), torch=partial(_torch_embed_dot, backward=False))
+    yield Case("embedding_dot_backward", "sequence", EMBED_DOT_SIZES, _embed_dot_inputs, "embedding_dot_backward",
+               ("dout", "W", "idx", "h"), torch=partial(_torch_embed_dot, backward=True))
     yield Case("time_softmax_cross_entropy_forward", "sequence", SEQ_SIZES, _seq_inputs,
                "time_softmax_cross_entropy_forward", ("x", "t", "ignore_label"),
                variants={"batch": lambda d: {"average": "batch"}}, torch=partial(_torch_time_ce, backward=False))
@@ -1307,11 +1331,127 @@ def _cases_recurrent() -> Iterator[Case]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Deep Learning from Scratch 2's BetterRnnlm, one training step (fastnn.compat.dlfs2): forward, backward,
+# remove_duplicate (the tied embedding), clip_grads, SGD
+
+BETTER_RNNLM_SIZES = {
+    # no dropout at the tiny size, so that torch's run is the same maths (its masks come from its own generator)
+    "tiny": {"N": 2, "T": 3, "V": 11, "H": 6, "dropout": 0.0},
+    # the same model at Rnnlm's width (wordvec = hidden = 100)
+    "mnist": {"N": 20, "T": 35, "V": 10000, "H": 100, "dropout": 0.5},
+    # ch06/train_better_rnnlm.py on PTB: batch 20, 35 steps, 10000 words, wordvec = hidden = 650, dropout 0.5
+    "cifar": {"N": 20, "T": 35, "V": 10000, "H": 650, "dropout": 0.5},
+}
+BOOK_LR, BOOK_MAX_GRAD = 20.0, 0.25  # train_better_rnnlm.py's
+
+
+def _better_rnnlm_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    return {"xs": rng.integers(0, p["V"], (p["N"], p["T"])), "ts": rng.integers(0, p["V"], (p["N"], p["T"])), **p}
+
+
+def _better_rnnlm(d: Inputs) -> Any:
+    """The book's model with weights drawn from a seeded global generator (whose state is put back afterwards)."""
+    from .compat.dlfs2.better_rnnlm import BetterRnnlm
+
+    state = np.random.get_state()  # noqa: NPY002 -- the book's models draw from the global generator
+    np.random.seed(SEED)  # noqa: NPY002
+    try:
+        return BetterRnnlm(d["V"], d["H"], d["H"], d["dropout"])
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
+def _dlfs2_train(ns: types.ModuleType, d: Inputs) -> Run:
+    from .compat.dlfs2.optimizer import SGD
+    from .compat.dlfs2.trainer import remove_duplicate
+    from .compat.dlfs2.util import clip_grads
+
+    model, opt = _better_rnnlm(d), SGD(BOOK_LR)
+    merged: list[Any] = []
+
+    def step() -> Any:
+        loss = model.forward(d["xs"], d["ts"])
+        model.backward()
+        params, grads = remove_duplicate(model.params, model.grads)
+        clip_grads(grads, BOOK_MAX_GRAD)
+        opt.update(params, grads)
+        merged[:] = params
+        return loss
+
+    return Run(_on(ns, step), lambda loss: (np.asarray(loss, np.float32), *merged))
+
+
+def _book_lstm_to_torch(w: np.ndarray, H: int) -> np.ndarray:
+    """The book's gate blocks f, g, i, o (last axis) in torch's order i, f, g, o."""
+    return np.concatenate([w[..., "fgio".index(g) * H:("fgio".index(g) + 1) * H] for g in "ifgo"], axis=-1)
+
+
+def _torch_lstm_to_book(w: np.ndarray, H: int) -> np.ndarray:
+    return np.concatenate([w[..., "ifgo".index(g) * H:("ifgo".index(g) + 1) * H] for g in "fgio"], axis=-1)
+
+
+def _torch_dlfs2_train(d: Inputs) -> Run:
+    """BetterRnnlm in torch.nn (eager): embedding, dropout, two stateful LSTMs, the tied output layer, cross-entropy,
+    clip_grad_norm_ and SGD, from the fastnn model's initial weights (the LSTMs' second bias frozen at zero: the
+    book's LSTM has one bias)."""
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+    book = _better_rnnlm(d)
+    V, H = d["V"], d["H"]
+    emb, fc = nn.Embedding(V, H), nn.Linear(H, V)
+    fc.weight = emb.weight  # weight tying
+    lstms = [nn.LSTM(H, H, batch_first=True) for _ in range(2)]
+    drop = nn.Dropout(d["dropout"])
+    with torch.no_grad():
+        emb.weight.copy_(torch.from_numpy(book.params[0]))
+        for lstm, (Wx, Wh, b) in zip(lstms, (book.params[1:4], book.params[4:7]), strict=True):
+            lstm.weight_ih_l0.copy_(torch.from_numpy(_book_lstm_to_torch(Wx, H).T.copy()))
+            lstm.weight_hh_l0.copy_(torch.from_numpy(_book_lstm_to_torch(Wh, H).T.copy()))
+            lstm.bias_ih_l0.copy_(torch.from_numpy(_book_lstm_to_torch(b, H)))
+            lstm.bias_hh_l0.zero_()
+            lstm.bias_hh_l0.requires_grad_(False)
+        fc.bias.zero_()
+    params = [emb.weight, *(p for lstm in lstms for p in (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0)),
+              fc.bias]
+    opt = torch.optim.SGD(params, lr=BOOK_LR)
+    xs, ts = torch.from_numpy(d["xs"]), torch.from_numpy(d["ts"]).reshape(-1)
+    states: list[Any] = [None, None]
+
+    def step() -> Any:
+        opt.zero_grad(set_to_none=True)
+        out = drop(emb(xs))
+        for i, lstm in enumerate(lstms):
+            out, state = lstm(out, states[i])
+            states[i] = tuple(s.detach() for s in state)  # stateful: carried, not backpropagated into
+            out = drop(out)
+        loss = F.cross_entropy(fc(out).reshape(-1, V), ts)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, BOOK_MAX_GRAD)
+        opt.step()
+        return loss
+
+    def result(loss: Any) -> tuple[np.ndarray, ...]:
+        w = [p.detach().numpy() for p in params]
+        lstm = [(_torch_lstm_to_book(w[i].T, H), _torch_lstm_to_book(w[i + 1].T, H), _torch_lstm_to_book(w[i + 2], H))
+                for i in (1, 4)]
+        return (loss.detach().numpy(), w[0], *lstm[0], *lstm[1], w[7])
+
+    return Run(step, result)
+
+
+def _cases_dlfs2_training() -> Iterator[Case]:
+    yield Case("train_better_rnnlm", "training", BETTER_RNNLM_SIZES, _better_rnnlm_inputs, steps=_dlfs2_train,
+               torch=_torch_dlfs2_train, dtypes=("float32",),  # the book's models are float32 ('f')
+               goal=Goal("DLFS-2 BetterRnnlm training step (V10000, N20 T35, D=H=650, tied, SGD + clipping)",
+                         "cifar"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 def _all_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (_cases_conv, _cases_linalg, _cases_pool, _cases_norm, _cases_act, _cases_opt, _cases_training,
-                  _cases_attention, _cases_sequence, _cases_transformer, _cases_recurrent):
+                  _cases_attention, _cases_sequence, _cases_transformer, _cases_recurrent, _cases_dlfs2_training):
         for case in group():
             assert case.name not in cases, case.name
             assert (case.kernel is None) != (case.steps is None), case.name

@@ -105,8 +105,10 @@ def test_targets_are_the_cases_with_a_goal(capsys):
     goals = {name: case.goal for name, case in CASES.items() if case.goal is not None}
     assert sorted(goals) == ["adam_step", "attention_causal_forward_backward", "attention_causal_forward_backward_long",
                              "batchnorm1d_forward_backward", "batchnorm2d_forward_backward",
-                             "conv2d_forward_backward", "maxpool2d_forward_backward", "mha_causal_forward_backward",
-                             "train_simpleconvnet", "train_transformer_lm"]
+                             "conv2d_forward_backward", "gru_fwd_bwd_better_rnnlm", "gru_fwd_bwd_char",
+                             "gru_fwd_bwd_rnnlm", "lstm_fwd_bwd_better_rnnlm", "lstm_fwd_bwd_char",
+                             "lstm_fwd_bwd_rnnlm", "maxpool2d_forward_backward", "mha_causal_forward_backward",
+                             "train_better_rnnlm", "train_simpleconvnet", "train_transformer_lm"]
     rows = [{"case": g.title, "goal": g.ratio, "traffic": CASES[n].bytes_moved(g.size, "float32"), "triad": 2e10,
              "fastnn": 1e-3, "numpy": 1e-2, "torch": 2e-3} for n, g in goals.items()]
     lines = bench.format_targets(rows).splitlines()

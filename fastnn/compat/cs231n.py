@@ -849,3 +849,250 @@ def adam(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.
     ops.adam_step(next_w, dw, m, v, lr, b1, b2, eps, 1.0 - b1**t, 1.0 - b2**t)
     config["t"] = t
     return next_w, config
+
+
+# ------------------------------------------------------------------------------------------------ rnn_layers.py:
+# vanilla RNN and LSTM, single steps and whole sequences (assignment 3)
+#
+# One whole-sequence kernel call each (fastnn.kernels.recurrent, gate blocks in cs231n's order i, f, o, g); a
+# single step is a sequence of one step. Caches are fastnn's own tuples: pass them back unchanged. Results have
+# the inputs' common float dtype (cs231n's rnn_forward/lstm_forward allocate float64 whatever the inputs).
+
+__all__ += ["rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward", "lstm_step_forward",
+            "lstm_step_backward", "lstm_forward", "lstm_backward"]
+
+#: cs231n's gate order: ``ai, af, ao, ag = np.split(a, 4, axis=1)``.
+LSTM_LAYOUT = "ifog"
+
+
+def _one_step(x: Any, where: str) -> np.ndarray:
+    """A step's input (N, D) as a sequence of one step (N, 1, D)."""
+    return _validate.float_array(x, where, "x", ndim=2)[:, None, :]
+
+
+def rnn_step_forward(x: np.ndarray, prev_h: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                     b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """One tanh RNN step: ``next_h = tanh(prev_h @ Wh + x @ Wx + b)``.
+
+    Parameters
+    ----------
+    x : array_like (N, D)
+    prev_h : array_like (N, H)
+    Wx : array_like (D, H)
+    Wh : array_like (H, H)
+    b : array_like (H,)
+
+    Returns
+    -------
+    next_h : ndarray (N, H)
+    cache : tuple for :func:`rnn_step_backward`
+    """
+    xs = _one_step(x, "rnn_step_forward")
+    hs = ops.rnn_forward(xs, prev_h, Wx, Wh, b)
+    return hs[:, 0], (xs, prev_h, Wx, Wh, hs)
+
+
+def rnn_step_backward(dnext_h: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of :func:`rnn_step_forward`: (dx (N, D), dprev_h (N, H), dWx, dWh, db)."""
+    xs, prev_h, Wx, Wh, hs = _cache(cache, "rnn_step_backward", 5)
+    dnext_h = _validate.float_array(dnext_h, "rnn_step_backward", "dnext_h", ndim=2)
+    dx, dprev_h, dWx, dWh, db = ops.rnn_backward(dnext_h[:, None], xs, prev_h, Wx, Wh, hs)
+    return dx[:, 0], dprev_h, dWx, dWh, db
+
+
+def rnn_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """A tanh RNN over whole sequences.
+
+    Parameters
+    ----------
+    x : array_like (N, T, D)
+    h0 : array_like (N, H)
+    Wx : array_like (D, H)
+    Wh : array_like (H, H)
+    b : array_like (H,)
+
+    Returns
+    -------
+    h : ndarray (N, T, H), the hidden state of every step
+    cache : tuple for :func:`rnn_backward`
+    """
+    h = ops.rnn_forward(x, h0, Wx, Wh, b)
+    return h, (x, h0, Wx, Wh, h)
+
+
+def rnn_backward(dh: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of :func:`rnn_forward` from the upstream gradients of every step's state ``dh`` (N, T, H):
+    (dx (N, T, D), dh0 (N, H), dWx, dWh, db)."""
+    x, h0, Wx, Wh, h = _cache(cache, "rnn_backward", 5)
+    return ops.rnn_backward(dh, x, h0, Wx, Wh, h)
+
+
+def lstm_step_forward(x: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                      b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """One LSTM step, gate blocks of ``a = x @ Wx + prev_h @ Wh + b`` in cs231n's order i, f, o, g.
+
+    Parameters
+    ----------
+    x : array_like (N, D)
+    prev_h, prev_c : array_like (N, H)
+    Wx : array_like (D, 4H)
+    Wh : array_like (H, 4H)
+    b : array_like (4H,)
+
+    Returns
+    -------
+    next_h, next_c : ndarray (N, H)
+    cache : tuple for :func:`lstm_step_backward`
+    """
+    xs = _one_step(x, "lstm_step_forward")
+    hs, cs, acts = ops.lstm_forward(xs, prev_h, prev_c, Wx, Wh, b, layout=LSTM_LAYOUT)
+    return hs[:, 0], cs[:, 0], (xs, prev_h, prev_c, Wx, Wh, hs, cs, acts)
+
+
+def lstm_step_backward(dnext_h: np.ndarray, dnext_c: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of :func:`lstm_step_forward`: (dx, dprev_h, dprev_c, dWx, dWh, db). ``dnext_c`` is not modified."""
+    xs, prev_h, prev_c, Wx, Wh, hs, cs, acts = _cache(cache, "lstm_step_backward", 8)
+    dnext_h = _validate.float_array(dnext_h, "lstm_step_backward", "dnext_h", ndim=2)
+    dx, dprev_h, dprev_c, dWx, dWh, db = ops.lstm_backward(dnext_h[:, None], dnext_c, xs, prev_h, prev_c, Wx, Wh,
+                                                           hs, cs, acts, layout=LSTM_LAYOUT)
+    return dx[:, 0], dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_forward(x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray,
+                 b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """An LSTM over whole sequences from ``h0`` and a zero initial cell state (cs231n's contract).
+
+    Parameters
+    ----------
+    x : array_like (N, T, D)
+    h0 : array_like (N, H)
+    Wx : array_like (D, 4H), gate blocks i, f, o, g
+    Wh : array_like (H, 4H)
+    b : array_like (4H,)
+
+    Returns
+    -------
+    h : ndarray (N, T, H)
+    cache : tuple for :func:`lstm_backward`
+    """
+    h0_arr = _validate.float_array(h0, "lstm_forward", "h0", ndim=2)
+    c0 = np.zeros_like(h0_arr)
+    h, cs, acts = ops.lstm_forward(x, h0_arr, c0, Wx, Wh, b, layout=LSTM_LAYOUT)
+    return h, (x, h0_arr, c0, Wx, Wh, h, cs, acts)
+
+
+def lstm_backward(dh: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+    """Gradients of :func:`lstm_forward` from ``dh`` (N, T, H): (dx, dh0, dWx, dWh, db); no gradient flows into
+    the final cell state (it is not an output)."""
+    x, h0, c0, Wx, Wh, h, cs, acts = _cache(cache, "lstm_backward", 8)
+    dx, dh0, _, dWx, dWh, db = ops.lstm_backward(dh, None, x, h0, c0, Wx, Wh, h, cs, acts, layout=LSTM_LAYOUT)
+    return dx, dh0, dWx, dWh, db
+
+
+# ------------------------------------------------------------------------------------------------ rnn_layers.py:
+# word embedding, temporal affine, temporal softmax loss (assignment 3)
+
+__all__ += ["word_embedding_forward", "word_embedding_backward", "temporal_affine_forward",
+            "temporal_affine_backward", "temporal_softmax_loss"]
+
+
+def word_embedding_forward(x: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Word vectors of integer ids: ``out = W[x]``.
+
+    Parameters
+    ----------
+    x : int array_like (N, T), ids in [0, V) (negative ids are refused, not wrapped)
+    W : array_like (V, D)
+
+    Returns
+    -------
+    out : ndarray (N, T, D), W's float dtype
+    cache : ``(x, W)``, as cs231n's
+    """
+    W = _validate.float_array(W, "word_embedding_forward", "W", ndim=2)
+    out = ops.embedding_forward(W, x)
+    return out, (x, W)
+
+
+def word_embedding_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """Gradient of :func:`word_embedding_forward` w.r.t. ``W``: each ``dout[n, t]`` added to row ``x[n, t]``
+    (repeated ids accumulate, in the order ``np.add.at`` adds them). Returns dW (V, D) in W's dtype."""
+    x, W = _cache(cache, "word_embedding_backward", 2)
+    return ops.embedding_backward(dout, x, W.shape[0]).astype(W.dtype, copy=False)
+
+
+def temporal_affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """The affine map of every step: ``out[n, t] = x[n, t] @ w + b``.
+
+    Parameters
+    ----------
+    x : array_like (N, T, D)
+    w : array_like (D, M)
+    b : array_like (M,)
+
+    Returns
+    -------
+    out : ndarray (N, T, M)
+    cache : ``(x, w, b, out)``, as cs231n's
+    """
+    where = "temporal_affine_forward"
+    x, w, b = _validate.float_arrays(where, x=x, w=w, b=b)
+    if x.ndim != 3:
+        _validate.fail(where, "x", "3-D (N, T, D)", f"shape {x.shape}")
+    if w.ndim != 2 or w.shape[0] != x.shape[2]:
+        _validate.fail(where, "w", f"of shape ({x.shape[2]}, M)", f"shape {w.shape}")
+    _validate.shape(b, (w.shape[1],), where, "b")
+    N, T, D = x.shape
+    out = (ops.matmul(x.reshape(N * T, D), w) + b).reshape(N, T, w.shape[1])
+    return out, (x, w, b, out)
+
+
+def temporal_affine_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`temporal_affine_forward`: dx (N, T, D), dw (D, M), db (M,)."""
+    where = "temporal_affine_backward"
+    x, w, _, _ = _cache(cache, where, 4)
+    N, T, D = x.shape
+    dout = _validate.float_array(dout, where, "dout", dtype=x.dtype)
+    _validate.shape(dout, (N, T, w.shape[1]), where, "dout")
+    d2 = dout.reshape(N * T, -1)
+    return (ops.matmul(d2, w.T).reshape(N, T, D), ops.matmul(x.reshape(N * T, D).T, d2), d2.sum(axis=0))
+
+
+def temporal_softmax_loss(x: np.ndarray, y: np.ndarray, mask: np.ndarray,
+                          verbose: bool = False) -> tuple[np.generic, np.ndarray]:
+    """Softmax cross-entropy at every step where ``mask`` is True, summed over steps and averaged over the batch
+    (divided by N, not by the number of unmasked steps), and its gradient.
+
+    Parameters
+    ----------
+    x : array_like (N, T, V)
+        Scores.
+    y : int array_like (N, T), labels in [0, V)
+    mask : bool array_like (N, T)
+    verbose : bool
+        cs231n prints the gradient's flat shape.
+
+    Returns
+    -------
+    loss : 0-d scalar of x's float dtype
+    dx : ndarray (N, T, V), zero where ``mask`` is False
+    """
+    where = "temporal_softmax_loss"
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        _validate.fail(where, "mask", "a bool array (N, T)", f"dtype {mask.dtype}", TypeError)
+    y = np.asarray(y)
+    if y.shape != mask.shape:
+        _validate.fail(where, "y", f"of mask's shape {mask.shape}", f"shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        _validate.fail(where, "y", "integer labels", f"dtype {y.dtype}", TypeError)
+    if y.size and (y.min() < 0 or (np.ndim(x) == 3 and y.max() >= np.shape(x)[2])):
+        _validate.fail(where, "y", f"labels in [0, {np.shape(x)[2]})", f"values in [{y.min()}, {y.max()}]")
+    # a masked-out step is an ignored label: fastnn's kernel skips it (cs231n multiplies its log by 0)
+    t = np.where(mask, y, -1)
+    loss, probs = ops.time_softmax_cross_entropy_forward(x, t, -1, average="batch")
+    dx = ops.time_softmax_cross_entropy_backward(probs, t, -1, 1.0, average="batch")
+    if verbose:
+        print("dx_flat: ", (dx.shape[0] * dx.shape[1], dx.shape[2]))
+    return loss, dx

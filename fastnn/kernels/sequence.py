@@ -14,15 +14,15 @@ import numpy as np
 from numba import prange
 
 from .. import _checks, _validate
-from .._jit import kernel
+from .._jit import helper, kernel
 
-__all__ = ["embedding_forward", "embedding_backward", "clip_grads"]
+__all__ = ["embedding_forward", "embedding_backward", "embedding_dot_forward", "embedding_dot_backward", "clip_grads"]
 
 #: Columns of D per parallel task of the embedding kernels (a 64-byte line of float32 and then some).
 _COLS = 32
 
 
-@kernel("elementwise")
+@kernel("embedding")
 def _gather(W, idx, out):
     d = W.shape[1]
     for i in prange(idx.shape[0]):
@@ -31,7 +31,7 @@ def _gather(W, idx, out):
             out[i, j] = W[row, j]
 
 
-@kernel("elementwise")
+@kernel("embedding")
 def _scatter_add(dout, idx, dW, cols):
     n, d = dout.shape
     for blk in prange((d + cols - 1) // cols):
@@ -43,16 +43,70 @@ def _scatter_add(dout, idx, dW, cols):
                 dW[row, j] += dout[i, j]
 
 
+@kernel("embedding")
+def _dot_rows(W, idx, h, out):
+    d = h.shape[1]
+    for i in prange(h.shape[0]):
+        row = idx[i]
+        acc = W[row, 0] * 0
+        for j in range(d):
+            acc += W[row, j] * h[i, j]
+        out[i] = acc
+
+
+@kernel("embedding")
+def _dot_rows_bwd(dout, W, idx, h, dh, dW, cols):
+    # dh row by row; dW by blocks of columns, each thread walking all ids in order (see _scatter_add)
+    n, d = h.shape
+    for i in prange(n):
+        row = idx[i]
+        for j in range(d):
+            dh[i, j] = dout[i] * W[row, j]
+    for blk in prange((d + cols - 1) // cols):
+        lo = blk * cols
+        hi = min(lo + cols, d)
+        for i in range(n):
+            row = idx[i]
+            for j in range(lo, hi):
+                dW[row, j] += dout[i] * h[i, j]
+
+
+@helper
+def _sum_squares_range(g, lo, hi):
+    """Sum of ``g[lo:hi]**2`` in float64, with eight running sums: one sum converting float32 to float64 stayed a
+    scalar chain (3.7 ms per million elements measured), eight vectorise (1.0 ms, memory speed)."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    i = lo
+    while i + 8 <= hi:
+        v = np.float64(g[i])
+        a0 += v * v
+        v = np.float64(g[i + 1])
+        a1 += v * v
+        v = np.float64(g[i + 2])
+        a2 += v * v
+        v = np.float64(g[i + 3])
+        a3 += v * v
+        v = np.float64(g[i + 4])
+        a4 += v * v
+        v = np.float64(g[i + 5])
+        a5 += v * v
+        v = np.float64(g[i + 6])
+        a6 += v * v
+        v = np.float64(g[i + 7])
+        a7 += v * v
+        i += 8
+    for j in range(i, hi):
+        v = np.float64(g[j])
+        a0 += v * v
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
 @kernel("optimizer")
 def _sum_squares(g, partial, chunk):
     # one slot of ``partial`` per chunk, summed afterwards: no reduction into shared memory from threads
     n = g.shape[0]
     for c in prange(partial.shape[0]):
-        acc = 0.0  # float64 accumulator
-        for i in range(c * chunk, min((c + 1) * chunk, n)):
-            v = np.float64(g[i])
-            acc += v * v
-        partial[c] = acc
+        partial[c] = _sum_squares_range(g, c * chunk, min((c + 1) * chunk, n))
 
 
 @kernel("optimizer")
@@ -88,6 +142,37 @@ def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> n
         flat = np.ascontiguousarray(idx).reshape(-1)
         _scatter_add.run(dout.size, np.ascontiguousarray(dout).reshape(flat.shape[0], d), flat, dW, _COLS)
     return dW
+
+
+def embedding_dot_forward(W: np.ndarray, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Parallel over rows, each a dot product of D; no (N, D) temporary of the gathered rows."""
+    return _embedding_dot_forward(*_checks.check_embedding_dot("embedding_dot_forward", W, idx, h))
+
+
+def _embedding_dot_forward(W: np.ndarray, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
+    out = np.empty(h.shape[0], h.dtype)
+    if h.size:
+        _dot_rows.run(h.size, np.ascontiguousarray(W), np.ascontiguousarray(idx), np.ascontiguousarray(h), out)
+    else:
+        out[...] = 0
+    return out
+
+
+def embedding_dot_backward(dout: np.ndarray, W: np.ndarray, idx: np.ndarray,
+                           h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dh parallel over rows, dW over blocks of columns as :func:`embedding_backward` (race-free and deterministic;
+    each product may be fused into its addition, so dW can differ from the twin's by one rounding)."""
+    return _embedding_dot_backward(*_checks.check_embedding_dot_backward("embedding_dot_backward", dout, W, idx, h))
+
+
+def _embedding_dot_backward(dout: np.ndarray, W: np.ndarray, idx: np.ndarray,
+                            h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dh = np.empty(h.shape, h.dtype)
+    dW = np.zeros(W.shape, W.dtype)
+    if h.size:
+        _dot_rows_bwd.run(h.size, np.ascontiguousarray(dout), np.ascontiguousarray(W), np.ascontiguousarray(idx),
+                          np.ascontiguousarray(h), dh, dW, _COLS)
+    return dh, dW
 
 
 def clip_grads(grads: list, max_norm: float) -> np.generic:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _checks, _validate
 
-__all__ = ["embedding_forward", "embedding_backward", "clip_grads"]
+__all__ = ["embedding_forward", "embedding_backward", "embedding_dot_forward", "embedding_dot_backward", "clip_grads"]
 
 
 def embedding_forward(W: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -62,6 +62,57 @@ def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> n
     dW = np.zeros((vocab_size, dout.shape[-1]), dout.dtype)
     np.add.at(dW, idx.reshape(-1), dout.reshape(-1, dout.shape[-1]))
     return dW
+
+
+def embedding_dot_forward(W: np.ndarray, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
+    r"""The dot product of each hidden vector with the embedding row of its id (Deep Learning from Scratch 2's
+    ``EmbeddingDot``, the score of word2vec's negative sampling).
+
+    .. math:: out_n = \sum_d W_{idx_n, d}\, h_{n, d}
+
+    Parameters
+    ----------
+    W : array_like, (V, D)
+    idx : int array_like, (N,), ids in [0, V)
+    h : array_like, (N, D)
+
+    Returns
+    -------
+    out : ndarray, (N,), the common float dtype of W and h
+    """
+    return _embedding_dot_forward(*_checks.check_embedding_dot("embedding_dot_forward", W, idx, h))
+
+
+def _embedding_dot_forward(W: np.ndarray, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
+    return np.sum(W[idx] * h, axis=1)
+
+
+def embedding_dot_backward(dout: np.ndarray, W: np.ndarray, idx: np.ndarray,
+                           h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Gradients of :func:`embedding_dot_forward`: with respect to ``h``, and to ``W`` (the rows
+    :math:`dout_n h_n` added at their ids in the order of ``idx``, as ``np.add.at``).
+
+    .. math:: dh_{n, d} = dout_n\, W_{idx_n, d}, \qquad dW_{v, d} = \sum_{n:\ idx_n = v} dout_n\, h_{n, d}
+
+    Parameters
+    ----------
+    dout : array_like, (N,)
+    W, idx, h
+        As in the forward pass.
+
+    Returns
+    -------
+    dh : ndarray, (N, D)
+    dW : ndarray, (V, D); rows of ids that do not occur are zero
+    """
+    return _embedding_dot_backward(*_checks.check_embedding_dot_backward("embedding_dot_backward", dout, W, idx, h))
+
+
+def _embedding_dot_backward(dout: np.ndarray, W: np.ndarray, idx: np.ndarray,
+                            h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dW = np.zeros(W.shape, W.dtype)
+    np.add.at(dW, idx, dout[:, None] * h)
+    return dout[:, None] * W[idx], dW
 
 
 def clip_grads(grads: list, max_norm: float) -> np.generic:

@@ -297,3 +297,37 @@ def test_save_and_load_params_keep_the_books_semantics(tmp_path):
     np.testing.assert_array_equal(m.params[1], (saved[1].astype(np.float16) * 2).astype("f"))
     with pytest.raises(OSError, match="No file"):
         m.load_params(str(tmp_path / "missing.pkl"))
+
+
+def test_negative_sampling_matches_the_book(book):  # noqa: F811
+    bns = book("ch04.negative_sampling_layer")
+    from fastnn.compat.dlfs2 import negative_sampling_layer as NS
+
+    corpus = np.array([0, 1, 2, 3, 4, 1, 2, 1, 5, 6, 0, 3, 1])
+    W, h, target = _r(7, 4, scale=0.1), _r(5, 4, seed=1), np.array([1, 2, 3, 0, 6])
+    ref, new = bns.NegativeSamplingLoss(W.copy(), corpus, 0.75, 3), NS.NegativeSamplingLoss(W.copy(), corpus, 0.75, 3)
+    np.testing.assert_array_equal(new.sampler.word_p, ref.sampler.word_p)  # the same p: the same draws
+    np.random.seed(5)  # noqa: NPY002 -- the book draws from the global generator
+    samples = ref.sampler.get_negative_sample(target)
+    np.random.seed(5)  # noqa: NPY002
+    np.testing.assert_array_equal(new.sampler.get_negative_sample(target), samples)
+    np.random.seed(6)  # noqa: NPY002
+    loss_ref = ref.forward(h, target)
+    np.random.seed(6)  # noqa: NPY002
+    _close(new.forward(h, target), loss_ref)
+    _close(new.backward(), ref.backward())
+    assert len(new.params) == 4 and all(p is new.params[0] for p in new.params)  # W once per EmbeddingDot
+    for g, gr in zip(new.grads, ref.grads, strict=True):
+        _close(g, gr)
+
+
+def test_unigram_sampler_refuses_what_the_book_cannot_draw():
+    from fastnn.compat.dlfs2.negative_sampling_layer import UnigramSampler
+
+    with pytest.raises(ValueError, match="sample_size must be < the 3 distinct ids"):
+        UnigramSampler(np.array([0, 1, 2, 1]), 0.75, 3)
+    s = UnigramSampler(np.array([0, 1, 2, 1]), 0.75, 2)
+    with pytest.raises(ValueError, match=r"target must be a 1-D array of ids in \[0, 3\)"):
+        s.get_negative_sample(np.array([3]))
+    rows = s.get_negative_sample(np.array([0, 1, 2]))
+    assert rows.dtype == np.int32 and all(t not in r for t, r in zip([0, 1, 2], rows, strict=True))

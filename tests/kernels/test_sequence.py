@@ -308,3 +308,53 @@ def test_softmax_backward_twin_gradient_by_central_differences():
     x, dout = _rand((3, 4), np.float64), _rand((3, 4), np.float64, 1)
     num = numerical_gradient(lambda _: float(np.sum(R.softmax_forward(x) * dout)), x)
     np.testing.assert_allclose(R.softmax_backward(dout, R.softmax_forward(x)), num, rtol=1e-7, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Embedding dot product (DLFS-2's EmbeddingDot)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 3, 1), (7, 4, 33), (40, 6, 17)], ids=str)
+def test_embedding_dot_matches_reference_and_torch(shape, dtype, twin):
+    n, v, d = shape
+    W, h = _rand((v, d), dtype), _rand((n, 2 * d), dtype, 1)[:, ::2]  # h non-contiguous
+    idx, dout = _ids((n,), v, 2), _rand((n,), dtype, 3)
+    out = K.embedding_dot_forward(W, idx, h)
+    assert out.dtype == dtype and out.shape == (n,)
+    assert_close(out, R.embedding_dot_forward(W, idx, h), dtype)
+    dh, dW = K.embedding_dot_backward(dout, W, idx, h)
+    dh_r, dW_r = R.embedding_dot_backward(dout, W, idx, h)
+    assert_close(dh, dh_r, dtype)
+    assert_close(dW, dW_r, dtype)  # the same order; the kernel may fuse the multiply-add (one rounding less)
+    torch = pytest.importorskip("torch")
+    tW, th = torch.from_numpy(W.copy()).requires_grad_(), torch.from_numpy(h.copy()).requires_grad_()
+    tout = (torch.nn.functional.embedding(torch.from_numpy(idx), tW) * th).sum(1)
+    tout.backward(torch.from_numpy(dout))
+    assert_close(out, tout.detach().numpy(), dtype)
+    assert_close(dh, th.grad.numpy(), dtype)
+    assert_close(dW, tW.grad.numpy(), dtype)
+
+
+def test_embedding_dot_twin_gradients_by_central_differences():
+    W, h, idx = _rand((4, 3), np.float64), _rand((5, 3), np.float64, 1), np.array([0, 3, 3, 1, 0])
+    dout = _rand((5,), np.float64, 2)
+    dh, dW = R.embedding_dot_backward(dout, W, idx, h)
+
+    def f(_):
+        return float(np.sum(R.embedding_dot_forward(W, idx, h) * dout))
+
+    np.testing.assert_allclose(dW, numerical_gradient(f, W), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(dh, numerical_gradient(f, h), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
+def test_embedding_dot_bad_input(impl):
+    W, h = np.ones((4, 3)), np.ones((2, 3))
+    with pytest.raises(ValueError, match=r"^embedding_dot_forward: idx must be token ids in \[0, 4\)"):
+        impl.embedding_dot_forward(W, np.array([0, 4]), h)
+    with pytest.raises(ValueError, match=r"^embedding_dot_forward: idx must be of shape \(2,\)"):
+        impl.embedding_dot_forward(W, np.array([0, 1, 2]), h)
+    with pytest.raises(ValueError, match=r"^embedding_dot_forward: h must be of shape \(N, 3\)"):
+        impl.embedding_dot_forward(W, np.array([0, 1]), np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"^embedding_dot_backward: dout must be of shape \(2,\)"):
+        impl.embedding_dot_backward(np.ones(3), W, np.array([0, 1]), h)

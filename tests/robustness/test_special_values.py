@@ -242,7 +242,7 @@ EMPTY_OK = set(K.__all__) - RAISES_N - NO_BATCH
 #: Arguments with a batch axis first, per kernel.
 _BATCHED = {"x", "dout", "out", "probs", "t", "y", "argmax", "mask", "mean", "inv_std", "a",  # a: matmul's rows
             "q", "k", "v", "lse",  # attention
-            "idx"}  # the embedding's token ids
+            "idx", "h"}  # the embedding's token ids, embedding_dot's hidden vectors
 
 
 def _empty_batch(name, kw):

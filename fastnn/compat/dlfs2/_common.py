@@ -44,3 +44,20 @@ def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, grads: list[
         grads[1][...] = db
     return dx
 
+
+
+def book_weight(rows: int, cols: int, divisor: float) -> np.ndarray:
+    """The book's initial weight ``(np.random.randn(rows, cols) / divisor).astype('f')``: drawn from NumPy's global
+    generator in the book's order, so a seeded script starts from the book's weights bit for bit."""
+    return (np.random.randn(rows, cols) / divisor).astype('f')  # noqa: NPY002 -- the book's draws
+
+
+def collect(*layers: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The book's ``params += layer.params; grads += layer.grads`` over ``layers``: the layers' own arrays, collected
+    once (the layers write into these gradient arrays, so the lists stay current)."""
+    params: list[np.ndarray] = []
+    grads: list[np.ndarray] = []
+    for layer in layers:
+        params += layer.params
+        grads += layer.grads
+    return params, grads

@@ -22,18 +22,14 @@ import numpy as np
 from ... import _validate
 from ...backend import ops
 from ._common import affine, affine_backward, params_and_grads, sequences
+from ._recurrent import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN  # noqa: F401
+from ._recurrent import __all__ as _recurrent_all
 from .layers import *  # noqa: F403 -- the book's time_layers.py re-exports its layers.py
 from .layers import __all__ as _layers_all
 from .layers import sigmoid_with_loss_backward, sigmoid_with_loss_forward
 
-_TIME = ["TimeEmbedding", "TimeAffine", "TimeSoftmaxWithLoss", "TimeDropout", "TimeSigmoidWithLoss"]
-try:  # the recurrent layers (fastnn.compat.dlfs2._recurrent)
-    from ._recurrent import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN  # noqa: F401
-    _RECURRENT = ["RNN", "TimeRNN", "LSTM", "TimeLSTM", "GRU", "TimeGRU", "TimeBiLSTM"]
-except ImportError:  # pragma: no cover -- until that module is merged
-    _RECURRENT = []
-
-__all__ = [*_layers_all, *_TIME, *_RECURRENT]
+__all__ = [*_layers_all, "TimeEmbedding", "TimeAffine", "TimeSoftmaxWithLoss", "TimeDropout", "TimeSigmoidWithLoss",
+           *_recurrent_all]
 
 
 class TimeEmbedding:

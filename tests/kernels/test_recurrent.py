@@ -1,0 +1,257 @@
+"""Recurrent kernels (fastnn.kernels.recurrent) against their NumPy twins, and both against PyTorch.
+
+The registry (tests/kernels/test_registry.py) covers the tiny size of every entry and variant; here: awkward
+shapes (T=1, N=1, H odd, H cut into parts across threads), every LSTM layout and both GRU forms, non-contiguous
+inputs, the final-cell gradient, the LSTM layouts and both GRU forms against torch with the weights permuted, and
+bad input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn.kernels as K
+import fastnn.reference as R
+
+from ..conftest import assert_close
+
+#: (N, T, D, H): batch 1, one step, H odd and below a vector's width, H over two parts of 64 units (the parallel
+#: twin then cuts every step), D = 1.
+SHAPES = [(1, 1, 3, 5), (3, 4, 1, 7), (2, 3, 5, 130), (4, 2, 6, 33)]
+LAYOUTS = ("ifgo", "ifog", "fgio", "oigf")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _inputs(cell, shape, dtype, seed=0, noncontig=False):
+    N, T, D, H = shape
+    rng = np.random.default_rng(seed)
+    G = GATES[cell] * H
+
+    def r(*s, scale=1.0):
+        a = (rng.standard_normal(s) * scale).astype(dtype)
+        if noncontig:  # a strided view of a larger array, with the same values
+            big = np.zeros(tuple(2 * n for n in s), dtype)
+            big[tuple(slice(None, None, 2) for _ in s)] = a
+            a = big[tuple(slice(None, None, 2) for _ in s)]
+            assert not a.flags.c_contiguous or a.size <= 1
+        return a
+
+    return {"x": r(N, T, D), "h0": r(N, H, scale=0.5), "c0": r(N, H), "Wx": r(D, G, scale=0.4),
+            "Wh": r(H, G, scale=0.4), "b": r(G, scale=0.3), "bh": r(G, scale=0.3), "dhs": r(N, T, H),
+            "dc_last": r(N, H)}
+
+
+def _snapshot(d):
+    return {k: v.copy() for k, v in d.items()}
+
+
+def _same(fast, ref, dtype):
+    assert len(fast) == len(ref)
+    for a, b in zip(fast, ref, strict=True):
+        assert a.shape == b.shape
+        assert_close(a, b, dtype, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                     atol=1e-5 if dtype == np.float32 else 1e-11)
+
+
+def _untouched(d, before):
+    for k, v in before.items():
+        np.testing.assert_array_equal(d[k], v, err_msg=k)
+
+
+@pytest.mark.parametrize("noncontig", [False, True], ids=["contig", "strided"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_rnn_matches_twin(shape, dtype, twin, noncontig):
+    d = _inputs("rnn", shape, dtype, noncontig=noncontig)
+    before = _snapshot(d)
+    args = (d["x"], d["h0"], d["Wx"], d["Wh"], d["b"])
+    hs = K.rnn_forward(*args)
+    ref = R.rnn_forward(*args)
+    _same((hs,), (ref,), dtype)
+    _same(K.rnn_backward(d["dhs"], *args[:4], ref), R.rnn_backward(d["dhs"], *args[:4], ref), dtype)
+    _untouched(d, before)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_lstm_matches_twin(shape, layout, dtype, twin):
+    d = _inputs("lstm", shape, dtype, noncontig=layout == "oigf")
+    before = _snapshot(d)
+    args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+    fast = K.lstm_forward(*args, layout=layout)
+    ref = R.lstm_forward(*args, layout=layout)
+    _same(fast, ref, dtype)
+    for dc in (d["dc_last"], None):
+        _same(K.lstm_backward(d["dhs"], dc, *args[:5], *ref, layout=layout),
+              R.lstm_backward(d["dhs"], dc, *args[:5], *ref, layout=layout), dtype)
+    _untouched(d, before)
+
+
+@pytest.mark.parametrize("form", ["dlfs2", "torch"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_gru_matches_twin(shape, form, dtype, twin):
+    d = _inputs("gru", shape, dtype, noncontig=shape[3] == 33)
+    before = _snapshot(d)
+    args = (d["x"], d["h0"], d["Wx"], d["Wh"], d["b"])
+    bh = d["bh"] if form == "torch" else None
+    fast = K.gru_forward(*args, bh, form=form)
+    ref = R.gru_forward(*args, bh, form=form)
+    _same(fast, ref, dtype)
+    back = K.gru_backward(d["dhs"], *args[:4], *ref, form=form)
+    assert len(back) == (6 if form == "torch" else 5)
+    _same(back, R.gru_backward(d["dhs"], *args[:4], *ref, form=form), dtype)
+    _untouched(d, before)
+
+
+def test_empty_batch():
+    d = _inputs("lstm", (0, 3, 4, 5), np.float32)
+    hs, cs, acts = K.lstm_forward(d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+    assert hs.shape == cs.shape == (0, 3, 5) and acts.shape == (0, 3, 20)
+    dx, dh0, dc0, dWx, dWh, db = K.lstm_backward(d["dhs"], None, d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], hs, cs,
+                                                 acts)
+    assert dx.shape == (0, 3, 4) and dh0.shape == dc0.shape == (0, 5)
+    assert not dWx.any() and not dWh.any() and not db.any() and dWx.dtype == np.float32
+
+
+def test_final_state_is_last_step():
+    """The final state is hs[:, -1]: running two halves, the second from the first's final state, is one run."""
+    d = _inputs("lstm", (2, 6, 3, 7), np.float64)
+    a = (d["Wx"], d["Wh"], d["b"])
+    hs, cs, _ = K.lstm_forward(d["x"], d["h0"], d["c0"], *a)
+    h1, c1, _ = K.lstm_forward(d["x"][:, :3], d["h0"], d["c0"], *a)
+    h2, c2, _ = K.lstm_forward(d["x"][:, 3:], h1[:, -1], c1[:, -1], *a)
+    np.testing.assert_allclose(np.concatenate([h1, h2], axis=1), hs, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(np.concatenate([c1, c2], axis=1), cs, rtol=1e-13, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Against PyTorch, with the weights permuted to its layout
+
+
+def _to_torch_layout(w, layout, H):
+    """The blocks of ``w`` (..., 4H) in ``layout``'s order, reordered to torch's i, f, g, o."""
+    return np.concatenate([w[..., layout.index(g) * H:(layout.index(g) + 1) * H] for g in "ifgo"], axis=-1)
+
+
+@pytest.mark.parametrize("layout", ["ifog", "fgio", "ifgo"])
+def test_lstm_matches_torch(layout):
+    torch = pytest.importorskip("torch")
+    N, T, D, H = 3, 4, 5, 7
+    d = _inputs("lstm", (N, T, D, H), np.float64, seed=3)
+    hs, cs, acts = K.lstm_forward(d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"], layout=layout)
+    grads = K.lstm_backward(d["dhs"], d["dc_last"], d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], hs, cs, acts,
+                            layout=layout)
+    lstm = torch.nn.LSTM(D, H, batch_first=True).double()
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(torch.from_numpy(_to_torch_layout(d["Wx"], layout, H).T.copy()))
+        lstm.weight_hh_l0.copy_(torch.from_numpy(_to_torch_layout(d["Wh"], layout, H).T.copy()))
+        lstm.bias_ih_l0.copy_(torch.from_numpy(_to_torch_layout(d["b"], layout, H)))
+        lstm.bias_hh_l0.zero_()
+    x = torch.tensor(d["x"], requires_grad=True)
+    h0 = torch.tensor(d["h0"][None], requires_grad=True)
+    c0 = torch.tensor(d["c0"][None], requires_grad=True)
+    out, (_, cn) = lstm(x, (h0, c0))
+    ((out * torch.from_numpy(d["dhs"])).sum() + (cn[0] * torch.from_numpy(d["dc_last"])).sum()).backward()
+    tol = {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(hs, out.detach().numpy(), **tol)
+    np.testing.assert_allclose(cs[:, -1], cn[0].detach().numpy(), **tol)
+    dx, dh0, dc0, dWx, dWh, db = grads
+    np.testing.assert_allclose(dx, x.grad.numpy(), **tol)
+    np.testing.assert_allclose(dh0, h0.grad[0].numpy(), **tol)
+    np.testing.assert_allclose(dc0, c0.grad[0].numpy(), **tol)
+    np.testing.assert_allclose(_to_torch_layout(dWx, layout, H).T, lstm.weight_ih_l0.grad.numpy(), **tol)
+    np.testing.assert_allclose(_to_torch_layout(dWh, layout, H).T, lstm.weight_hh_l0.grad.numpy(), **tol)
+    np.testing.assert_allclose(_to_torch_layout(db, layout, H), lstm.bias_ih_l0.grad.numpy(), **tol)
+
+
+def test_gru_torch_form_matches_torch():
+    torch = pytest.importorskip("torch")
+    N, T, D, H = 2, 5, 3, 6
+    d = _inputs("gru", (N, T, D, H), np.float64, seed=4)
+    hs, acts = K.gru_forward(d["x"], d["h0"], d["Wx"], d["Wh"], d["b"], d["bh"], form="torch")
+    grads = K.gru_backward(d["dhs"], d["x"], d["h0"], d["Wx"], d["Wh"], hs, acts, form="torch")
+    gru = torch.nn.GRU(D, H, batch_first=True).double()
+    with torch.no_grad():
+        for name, a in (("weight_ih_l0", d["Wx"].T), ("weight_hh_l0", d["Wh"].T), ("bias_ih_l0", d["b"]),
+                        ("bias_hh_l0", d["bh"])):
+            getattr(gru, name).copy_(torch.from_numpy(a.copy()))
+    x = torch.tensor(d["x"], requires_grad=True)
+    h0 = torch.tensor(d["h0"][None], requires_grad=True)
+    out, _ = gru(x, h0)
+    (out * torch.from_numpy(d["dhs"])).sum().backward()
+    tol = {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(hs, out.detach().numpy(), **tol)
+    expected = (x.grad, h0.grad[0], gru.weight_ih_l0.grad.T, gru.weight_hh_l0.grad.T, gru.bias_ih_l0.grad,
+                gru.bias_hh_l0.grad)
+    for got, want in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(got, want.numpy(), **tol)
+
+
+def test_gru_dlfs2_form_is_not_torch_form():
+    """The two forms differ (where r is applied, which block is z): the form argument is not decorative."""
+    d = _inputs("gru", (2, 3, 4, 5), np.float64)
+    a = (d["x"], d["h0"], d["Wx"], d["Wh"], d["b"])
+    dlfs2 = K.gru_forward(*a)[0]
+    torch_form = K.gru_forward(*a, np.zeros_like(d["b"]), form="torch")[0]
+    assert np.abs(dlfs2 - torch_form).max() > 1e-3
+
+
+def test_gru_dlfs2_step_formula():
+    """One step of the dlfs2 form written out from Deep Learning from Scratch 2's GRU.forward."""
+    d = _inputs("gru", (3, 1, 4, 5), np.float64, seed=7)
+    x, h, Wx, Wh, b = d["x"][:, 0], d["h0"], d["Wx"], d["Wh"], d["b"]
+    H = 5
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    z = sig(x @ Wx[:, :H] + h @ Wh[:, :H] + b[:H])
+    r = sig(x @ Wx[:, H:2 * H] + h @ Wh[:, H:2 * H] + b[H:2 * H])
+    hh = np.tanh(x @ Wx[:, 2 * H:] + (r * h) @ Wh[:, 2 * H:] + b[2 * H:])
+    expected = (1 - z) * h + z * hh
+    np.testing.assert_allclose(K.gru_forward(d["x"], h, Wx, Wh, b)[0][:, 0], expected, rtol=1e-13, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input: same errors from kernel and twin, raised before any work
+
+
+@pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
+def test_bad_input(impl):
+    d = _inputs("lstm", (2, 3, 4, 5), np.float32)
+    a = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+    with pytest.raises(ValueError, match=r"lstm_forward: layout must be a permutation of 'ifgo'"):
+        impl.lstm_forward(*a, layout="ifgg")
+    with pytest.raises(TypeError, match=r"lstm_forward: layout"):
+        impl.lstm_forward(*a, layout=None)
+    with pytest.raises(ValueError, match=r"lstm_forward: Wh must be of shape \(H, 4\*H\)"):
+        impl.lstm_forward(*a[:4], d["Wh"][:, :-1], d["b"])
+    with pytest.raises(ValueError, match=r"lstm_forward: Wx must be of shape \(4, 20\)"):
+        impl.lstm_forward(d["x"], d["h0"], d["c0"], d["Wx"][:3], d["Wh"], d["b"])
+    with pytest.raises(ValueError, match=r"lstm_forward: h0 must be of shape \(2, 5\)"):
+        impl.lstm_forward(d["x"], d["h0"][:1], *a[2:])
+    with pytest.raises(ValueError, match=r"lstm_forward: x must be of shape \(N, T, D\) with T >= 1"):
+        impl.lstm_forward(d["x"][:, :0], *a[1:])
+    with pytest.raises(ValueError, match=r"lstm_backward: dc_last must be of shape \(2, 5\)"):
+        impl.lstm_backward(d["dhs"], d["dc_last"].T, *a[:5], *R.lstm_forward(*a))
+    g = _inputs("gru", (2, 3, 4, 5), np.float32)
+    ga = (g["x"], g["h0"], g["Wx"], g["Wh"], g["b"])
+    with pytest.raises(ValueError, match=r"gru_forward: bh must be None with form='dlfs2'"):
+        impl.gru_forward(*ga, g["bh"])
+    with pytest.raises(ValueError, match=r"gru_forward: bh must be None"):
+        impl.gru_forward(*ga, form="torch")
+    with pytest.raises(ValueError, match=r"gru_forward: form must be 'dlfs2' or 'torch'"):
+        impl.gru_forward(*ga, form="pytorch")
+    hs, acts = R.gru_forward(*ga)
+    with pytest.raises(ValueError, match=r"gru_backward: acts must be of shape \(2, 3, 20\)"):
+        impl.gru_backward(g["dhs"], *ga[:4], hs, acts, form="torch")
+    with pytest.raises(TypeError, match=r"rnn_forward: x must be a NumPy array"):
+        impl.rnn_forward("x", d["h0"], d["Wx"][:, :5], d["Wh"][:, :5], d["b"][:5])
+
+
+def test_dtype_promotion():
+    d = _inputs("rnn", (2, 3, 4, 5), np.float32)
+    hs = K.rnn_forward(d["x"], d["h0"].astype(np.float64), d["Wx"], d["Wh"], d["b"])
+    assert hs.dtype == np.float64
+    hs = K.rnn_forward(d["x"], d["h0"], d["Wx"], d["Wh"], d["b"])
+    assert hs.dtype == np.float32
