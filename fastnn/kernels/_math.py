@@ -76,7 +76,10 @@ def exp_nonpos_constants(dtype: np.dtype) -> tuple:
     return _EXP[np.dtype(dtype)]
 
 
-@helper(fastmath=False)  # strict IEEE: reassociation would undo the exact two-part subtraction of k*ln2
+# Contraction only: reassociation would undo the two-part subtraction of k*ln2, but fused multiply-adds keep it
+# (k * ln2_hi is exact, so fma(-k, ln2_hi, x) is the same number) and make Horner's rule half as many
+# instructions. Measured on a (128, 100) softmax-like pass: float32 10.3 -> 8.4 us, float64 25 -> 17 us.
+@helper(fastmath=frozenset({"contract"}))
 def _exp_nonpos(x, ec, coefs):
     """``exp(x)`` for ``x <= 0``, ``-inf`` (gives 0) or NaN (gives NaN); ``ec, coefs`` from exp_nonpos_constants.
 
