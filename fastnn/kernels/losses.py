@@ -20,7 +20,7 @@ from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss"]
 
 
-@helper
+@helper(inline=True)
 def _row_max(x, i):
     """Max of row ``i``; a NaN in the row may or may not be returned (the exp pass makes such a row NaN anyway).
 
@@ -56,9 +56,12 @@ def _row_max(x, i):
     return m0
 
 
-@helper
+@helper(inline=True)
 def _softmax_row(x, probs, i, ec, coefs):
     """Write softmax(x[i]) to probs[i]; return log of the shifted sum of exponentials and the row max.
+
+    Inlined in Numba's IR (measured: called as a function, the (128, 100) float32 loss kernel took 16.5 us, inlined
+    ~13 us).
 
     A NaN anywhere in the row, or a +inf (inf - inf), makes the whole row NaN, as in the reference.
     """
