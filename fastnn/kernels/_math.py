@@ -52,6 +52,40 @@ def _pow2i(typingctx, k):
 
     return k(k), codegen
 
+# ---------------------------------------------------------------------------------------------------------------
+# Floats as integers of the same order, for max reductions LLVM vectorises: a float compare-select reduction is
+# only vectorised with ``nnan`` (which fastnn does not use), an integer max always is.
+
+def _ordered_codegen(to_int: bool):
+    def codegen(context, builder, signature, args):
+        (ty,) = signature.args
+        bits = ty.bitwidth
+        ity = llvm_ir.IntType(bits)
+        b = builder.bitcast(args[0], ity) if to_int else args[0]
+        # negative floats (sign bit set) order backwards as integers: flip their magnitude bits (an involution)
+        sign = builder.ashr(b, llvm_ir.Constant(ity, bits - 1))  # all ones for a negative float, else 0
+        flip = builder.and_(sign, llvm_ir.Constant(ity, (1 << (bits - 1)) - 1))
+        key = builder.xor(b, flip)
+        return key if to_int else builder.bitcast(key, context.get_value_type(signature.return_type))
+    return codegen
+
+
+@intrinsic
+def _ordered_int(typingctx, f):
+    """A signed integer of ``f``'s width that orders as the float does (-inf < ... < -0.0 < 0.0 < ... < +inf; a NaN
+    with the sign bit clear above +inf, with it set below -inf)."""
+    if not isinstance(f, types.Float):
+        return None
+    return (types.int32 if f.bitwidth == 32 else types.int64)(f), _ordered_codegen(True)
+
+
+@intrinsic
+def _ordered_float(typingctx, k):
+    """The inverse of :func:`_ordered_int`."""
+    if not isinstance(k, types.Integer) or k.bitwidth not in (32, 64):
+        return None
+    return (types.float32 if k.bitwidth == 32 else types.float64)(k), _ordered_codegen(False)
+
 
 def _exp_constants(dtype: np.dtype) -> tuple[tuple, tuple]:
     """Constants of :func:`_exp_nonpos` in ``dtype``, and the Taylor coefficients, highest degree first."""
@@ -76,7 +110,10 @@ def exp_nonpos_constants(dtype: np.dtype) -> tuple:
     return _EXP[np.dtype(dtype)]
 
 
-@helper(fastmath=False)  # strict IEEE: reassociation would undo the exact two-part subtraction of k*ln2
+# Contraction only: reassociation would undo the two-part subtraction of k*ln2, but fused multiply-adds keep it
+# (k * ln2_hi is exact, so fma(-k, ln2_hi, x) is the same number) and make Horner's rule half as many
+# instructions. Measured on a (128, 100) softmax-like pass: float32 10.3 -> 8.4 us, float64 25 -> 17 us.
+@helper(fastmath=frozenset({"contract"}))
 def _exp_nonpos(x, ec, coefs):
     """``exp(x)`` for ``x <= 0``, ``-inf`` (gives 0) or NaN (gives NaN); ``ec, coefs`` from exp_nonpos_constants.
 
