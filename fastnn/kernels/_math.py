@@ -92,13 +92,15 @@ def _exp_constants(dtype: np.dtype) -> tuple[tuple, tuple]:
     if dtype == np.float32:
         # Cephes expf's split of ln2: the high part has 9 bits, so k * hi is exact for |k| < 2**15.
         # Degree 7: truncation error 0.347^8/8! = 5e-9, a tenth of float32's ulp.
-        ln2_hi, ln2_lo, kmax, degree = 0.693359375, -2.12194440e-4, 151, 7
+        ln2_hi, ln2_lo, kmax, degree, kover = 0.693359375, -2.12194440e-4, 151, 7, 254
     else:
         # fdlibm's split: the high part ends in 21 zero bits. Degree 13: 0.347^14/14! = 4e-18.
-        ln2_hi, ln2_lo, kmax, degree = 6.93147180369123816490e-01, 1.90821492927058770002e-10, 1076, 13
+        ln2_hi, ln2_lo, kmax, degree, kover = 6.93147180369123816490e-01, 1.90821492927058770002e-10, 1076, 13, 2046
     t = dtype.type
     underflow = math.log(2.0) * -(kmax - 1)  # below this e^x rounds to 0 in dtype
-    consts = (t(1 / math.log(2.0)), t(ln2_hi), t(ln2_lo), t(underflow), t(0.5), t(0), t(-kmax))
+    # kover: 2^kover overflows as two normal powers, so a positive x (past the fast path's domain) still gets
+    # e^x, up to inf
+    consts = (t(1 / math.log(2.0)), t(ln2_hi), t(ln2_lo), t(underflow), t(0.5), t(0), t(-kmax), t(kover))
     return consts, tuple(t(1 / math.factorial(i)) for i in range(degree, -1, -1))
 
 
@@ -116,14 +118,16 @@ def exp_nonpos_constants(dtype: np.dtype) -> tuple:
 @helper(fastmath=frozenset({"contract"}))
 def _exp_nonpos(x, ec, coefs):
     """``exp(x)`` for ``x <= 0``, ``-inf`` (gives 0) or NaN (gives NaN); ``ec, coefs`` from exp_nonpos_constants.
+    Made and measured for ``x <= 0``; a positive x (attention's backward given an ``lse`` below a score) gets
+    ``exp(x)`` too, to the same accuracy, and inf past overflow.
 
     (Two flat tuples: Numba's parallel launcher does not accept a tuple of tuples as an argument.)
     """
     k = np.floor(x * ec[0] + ec[4])
     if not k >= ec[6]:  # far below underflow, or nan: any k in range (the result is replaced, or nan anyway)
         k = ec[6]
-    if k > ec[5]:  # never for x <= 0; keeps the exponent bits valid whatever x is
-        k = ec[5]
+    if k > ec[7]:  # never for x <= 0; keeps the exponent bits valid whatever x is
+        k = ec[7]
     r = (x - k * ec[1]) - k * ec[2]
     p = coefs[0]
     for c in coefs[1:]:  # Horner; the tuple's length is a compile-time constant, so this unrolls
