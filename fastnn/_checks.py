@@ -620,6 +620,15 @@ def check_softmax_lastaxis(where: str, x: Any) -> np.ndarray:
     return x
 
 
+def check_softmax_lastaxis_backward(where: str, dout: Any, out: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Its backward pass: ``dout`` and the forward's ``out`` as in :func:`check_activation_backward`, at least 1-D
+    as the forward's x."""
+    dout, out = check_activation_backward(where, dout, out, "out")
+    if out.ndim < 1:
+        _validate.fail(where, "out", "at least 1-D", "a 0-d array")
+    return dout, out
+
+
 def check_positional_encoding(where: str, x: Any) -> np.ndarray:
     """Adding the sinusoidal positional encoding: x (N, S, D)."""
     return _validate.float_array(x, where, "x", ndim=3)

@@ -162,7 +162,7 @@ def one_input(data: bytes) -> None:
     tags = _tags(kw)
     outcomes = []
     for impl in (K, R):
-        args = {k: (v.copy() if isinstance(v, np.ndarray) and v.flags.writeable else v) for k, v in kw.items()}
+        args = {k: _fresh(v) for k, v in kw.items()}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -204,6 +204,16 @@ def one_input(data: bytes) -> None:
         except AssertionError as e:
             raise AssertionError(f"{name}: kernels and reference disagree{_how(got, want)}{tags}\n{kw!r:.3000}\n"
                                  f"{e}") from None
+
+
+def _fresh(v):
+    """A copy of an argument a kernel may update in place (an array, or a list of them: clip_grads), so both
+    twins see the same inputs; read-only arrays stay as they are (they test the refusal)."""
+    if isinstance(v, np.ndarray) and v.flags.writeable:
+        return v.copy()
+    if isinstance(v, list):
+        return [_fresh(a) for a in v]
+    return v
 
 
 def _tags(kw: dict) -> str:

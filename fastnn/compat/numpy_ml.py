@@ -61,7 +61,8 @@ from .. import _validate
 from ..backend import ops
 
 __all__ = ["OptimizerBase", "SGD", "AdaGrad", "RMSProp", "Adam", "SchedulerBase", "ConstantScheduler",
-           "ExponentialScheduler", "NoamScheduler", "KingScheduler", "DotProductAttention"]
+           "ExponentialScheduler", "NoamScheduler", "KingScheduler", "DotProductAttention",
+           "MultiHeadedAttentionModule"]
 
 # ------------------------------------------------------------------------------------------------ schedulers
 
@@ -750,6 +751,235 @@ class DotProductAttention:
 
     def summary(self) -> dict[str, Any]:
         return {"layer": "DotProductAttention", "parameters": self.parameters,
+                "hyperparameters": self.hyperparameters}
+
+
+_UNIFORM_INITS = {"glorot_uniform": lambda n_in, n_out: math.sqrt(6 / (n_in + n_out)),  # gain 1 (affine)
+                  "he_uniform": lambda n_in, n_out: math.sqrt(6 / n_in)}
+
+
+class _Projection:
+    """numpy-ml's ``Dropout(FullyConnected(n_out, act_fn="Affine(slope=1, intercept=0)"), p)`` as used by
+    :class:`MultiHeadedAttentionModule`: ``Y = (mask * X) @ W + b`` scaled by ``1 / (1 - p)``, ``mask = rand >= p``
+    drawn from NumPy's global generator on every training forward (also when ``p = 0``, as numpy-ml), ``W`` (n_in,
+    n_out) drawn at the first forward, ``b`` (1, n_out) zeros; gradients accumulate until ``update``."""
+
+    def __init__(self, n_out: int, init: str, optimizer: Any, p: float) -> None:
+        self.n_out, self.init, self.p, self.n_in = n_out, init, p, None
+        self.optimizer = SGD() if optimizer is None else optimizer
+        self.trainable = True
+        self.parameters: dict[str, Any] = {"W": None, "b": None}
+        self.gradients: dict[str, Any] = {}
+        self.derived_variables: dict[str, list] = {"Z": [], "dropout_mask": []}
+        self.X: list[np.ndarray] = []
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        keep = None
+        if self.trainable:  # numpy-ml's draw comes before the weights' (they are drawn at the first forward)
+            keep = np.random.rand(*X.shape) >= self.p  # noqa: NPY002 -- numpy-ml's draws
+        if self.parameters["W"] is None:
+            self.n_in = X.shape[1]
+            b = _UNIFORM_INITS[self.init](self.n_in, self.n_out)
+            W = np.random.uniform(-b, b, size=(self.n_in, self.n_out))  # noqa: NPY002 -- numpy-ml's draws
+            self.parameters = {"W": W, "b": np.zeros((1, self.n_out))}
+            self.gradients = {"W": np.zeros_like(W), "b": np.zeros((1, self.n_out))}
+        scale = 1.0 / (1.0 - self.p) if self.trainable else 1.0
+        Xm = X if keep is None or self.p == 0 else ops.dropout_forward(X, keep, 1.0)
+        Z = ops.matmul(Xm, self.parameters["W"]) + self.parameters["b"]
+        if not self.X:  # numpy-ml's backward pairs one gradient with the first retained input
+            self.X.append(Xm)
+            self.derived_variables["Z"].append(Z)
+            self.derived_variables["dropout_mask"].append(keep if keep is not None else np.ones(X.shape, bool))
+        return Z if scale == 1.0 else Z * scale
+
+    def backward(self, dLdy: np.ndarray) -> np.ndarray:
+        keep = self.derived_variables["dropout_mask"][0]
+        dz = dLdy if self.p == 0 else dLdy * (1.0 / (1.0 - self.p))
+        dW = ops.matmul(self.X[0].T, dz)
+        dX = ops.matmul(dz, self.parameters["W"].T)
+        self.gradients["W"] += dW
+        self.gradients["b"] += dz.sum(axis=0, keepdims=True)
+        return dX if self.p == 0 else ops.dropout_forward(dX, keep, 1.0)  # the mask numpy-ml forgets
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"layer": "FullyConnected", "init": self.init, "n_in": self.n_in, "n_out": self.n_out,
+                "act_fn": "Affine(slope=1, intercept=0)", "wrapper": "Dropout", "p": self.p,
+                "optimizer": {"cache": getattr(self.optimizer, "cache", None),
+                              "hyperparameters": getattr(self.optimizer, "hyperparameters", None)}}
+
+    def update(self, cur_loss: Any = None) -> None:
+        if not self.trainable:
+            raise AssertionError("Layer is frozen")
+        self.optimizer.step()
+        for k, g in self.gradients.items():
+            self.parameters[k] = self.optimizer(self.parameters[k], g, k, cur_loss)
+        self.flush_gradients()
+
+    def flush_gradients(self) -> None:
+        self.X = []
+        self.derived_variables = {"Z": [], "dropout_mask": []}
+        self.gradients = {k: np.zeros_like(g) for k, g in self.gradients.items()}
+
+
+class MultiHeadedAttentionModule:
+    """numpy-ml's ``MultiHeadedAttentionModule`` (``neural_nets/modules/modules.py``) on fastnn kernels.
+
+    ``Y = concat_h(attention(Q W_h^Q, K W_h^K, V W_h^V)) W^O``: four affine projections of width ``kqv_dim`` (the
+    inputs' last size, fixed at the first forward; ``latent_dim = kqv_dim / n_heads`` per head) around
+    :class:`DotProductAttention` (scaled), each projection numpy-ml's ``Dropout(FullyConnected)`` pair (weights
+    ``glorot_uniform`` from NumPy's global generator in numpy-ml's order, biases zero, float64). Same constructor,
+    ``forward(Q, K, V)``, ``backward(dLdy) -> (dQ, dK, dV)``, ``projections``, ``attention``, ``kqv_dim``,
+    ``latent_dim``, ``parameters``/``gradients``/``derived_variables``/``hyperparameters`` (nested under
+    ``"components"``), ``update``, ``freeze``/``unfreeze``, ``flush_gradients`` and ``summary``.
+
+    numpy-ml runs only on inputs (n_ex, kqv_dim): each example is one position, so every attention weight is 1 and
+    the output is (n_ex, 1, kqv_dim). fastnn gives the same numbers there, and also takes sequences Q (n_ex, S, d),
+    K and V (n_ex, T, d), attended per example and head (numpy-ml raises on them: its projections read ``n_in``
+    from ``X.shape[1]`` and it reshapes to (n_ex, kqv_dim)); the output is then (n_ex, S, d).
+
+    Differences: the projections' dropout backward applies the mask (numpy-ml's wrapper only rescales, and scales
+    the caller's gradient array in place); the attention's dropout is :class:`DotProductAttention`'s (weights
+    dropped after the softmax); ``init`` is one of "glorot_uniform" (the default) and "he_uniform"; bad arguments
+    raise ValueError naming the module where numpy-ml asserts or fails later.
+    """
+
+    def __init__(self, n_heads: int = 8, dropout_p: float = 0, init: str = "glorot_uniform",
+                 optimizer: Any = None) -> None:
+        where = "MultiHeadedAttentionModule"
+        self.n_heads = _validate.integer(n_heads, where, "n_heads", minimum=1)
+        self.dropout_p = _validate.scalar(dropout_p, where, "dropout_p", ge=0.0, lt=1.0)
+        if init not in _UNIFORM_INITS:
+            _validate.fail(where, "init", "'glorot_uniform' or 'he_uniform'", _validate.describe(init))
+        self.init, self.optimizer = init, optimizer
+        self.kqv_dim = None
+        self.latent_dim = None
+        self.projections: dict[str, _Projection] = {}
+        self.is_initialized = False
+        self.trainable = True
+        self.X: list = []
+        self._dv: dict[str, Any] = {}
+        self._q_ndim = 2
+
+    def _init_params(self) -> None:
+        if self.kqv_dim % self.n_heads:
+            _validate.fail("MultiHeadedAttentionModule.forward", "Q", f"a last size divisible by n_heads = "
+                           f"{self.n_heads}", f"kqv_dim = {self.kqv_dim}")
+        self.latent_dim = self.kqv_dim // self.n_heads
+        self.attention = DotProductAttention(scale=True, dropout_p=self.dropout_p)
+        self.projections = {k: _Projection(self.kqv_dim, self.init, self.optimizer, self.dropout_p)
+                            for k in ("Q", "K", "V", "O")}
+        self.is_initialized = True
+
+    def _inputs(self, Q: Any, K: Any, V: Any) -> tuple[np.ndarray, ...]:
+        where = "MultiHeadedAttentionModule.forward"
+        Q, K, V = _validate.float_arrays(where, Q=Q, K=K, V=V)
+        d = self.kqv_dim if self.is_initialized else Q.shape[-1] if Q.ndim else 0
+        for name, a in (("Q", Q), ("K", K), ("V", V)):
+            if a.ndim not in (2, 3) or a.shape[-1] != d or a.shape[0] != Q.shape[0]:
+                _validate.fail(where, name, f"(n_ex, {d}) or (n_ex, length, {d}) with n_ex = {Q.shape[0]}",
+                               f"shape {a.shape}")
+        if K.ndim != V.ndim or K.shape != V.shape or Q.ndim != K.ndim:
+            _validate.fail(where, "V", f"the shape of K {K.shape} (and Q's number of axes)", f"shape {V.shape}")
+        return Q, K, V
+
+    def forward(self, Q: Any, K: Any, V: Any) -> np.ndarray:
+        """Q (n_ex, d) -> (n_ex, 1, d) as numpy-ml; Q (n_ex, S, d), K and V (n_ex, T, d) -> (n_ex, S, d)."""
+        Q, K, V = self._inputs(Q, K, V)
+        if not self.is_initialized:
+            self.kqv_dim = Q.shape[-1]
+            self._init_params()
+        n_ex, d, h = Q.shape[0], self.kqv_dim, self.n_heads
+        self._q_ndim = Q.ndim
+        for k, x in zip("QKV", (Q, K, V), strict=True):
+            proj = self.projections[k].forward(x.reshape(-1, d))
+            self._dv[f"{k}_proj"] = proj.reshape(n_ex, -1, h, self.latent_dim).swapaxes(1, 2)
+        attn_out = self.attention.forward(self._dv["Q_proj"], self._dv["K_proj"], self._dv["V_proj"])
+        if self.trainable and self.dropout_p == 0:
+            # numpy-ml's attention draws a dropout mask of the scores' shape even when p = 0 (fastnn's
+            # DotProductAttention does not): drawn here so that the O projection's weights are numpy-ml's
+            np.random.rand(n_ex, h, self._dv["Q_proj"].shape[2], self._dv["K_proj"].shape[2])  # noqa: NPY002
+        self._dv["attention_weights"] = self.attention.derived_variables["attention_weights"]
+        attn_out = attn_out.swapaxes(1, 2).reshape(-1, d)
+        self._dv["attention_out"] = attn_out.reshape(n_ex, -1, d)
+        return self.projections["O"].forward(attn_out).reshape(n_ex, -1, d)
+
+    def backward(self, dLdy: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """dLdy (n_ex, S, d) (or (n_ex, d) when S = 1) -> dQ, dK, dV in the inputs' shapes."""
+        if not self.trainable:
+            raise AssertionError("Layer is frozen")
+        n_ex, h, S, lat = self._dv["Q_proj"].shape
+        d = self.kqv_dim
+        dLdy = _validate.float_array(dLdy, "MultiHeadedAttentionModule.backward", "dLdy")
+        if dLdy.size != n_ex * S * d or dLdy.shape[0] != n_ex:
+            _validate.fail("MultiHeadedAttentionModule.backward", "dLdy", f"{n_ex * S * d} values in "
+                           f"(n_ex, S, d) = {(n_ex, S, d)}", f"shape {dLdy.shape}")
+        dX = self.projections["O"].backward(dLdy.reshape(n_ex * S, d)).reshape(n_ex, S, h, lat).swapaxes(1, 2)
+        dq, dk, dv = self.attention.backward(dX)
+        self._dv.update(dQ_proj=dq, dK_proj=dk, dV_proj=dv)
+        out = []
+        for k, g in zip("QKV", (dq, dk, dv), strict=True):
+            dx = self.projections[k].backward(g.swapaxes(1, 2).reshape(-1, d))
+            out.append(dx if self._q_ndim == 2 else dx.reshape(n_ex, -1, d))  # numpy-ml's (n_ex, d)
+        return tuple(out)
+
+    @property
+    def derived_variables(self) -> dict[str, Any]:
+        dv = {"Q_proj": None, "K_proj": None, "V_proj": None,
+              "components": {**{k: self.projections[k].derived_variables for k in self.projections},
+                             "attention": self.attention.derived_variables}}
+        dv.update(self._dv)
+        return dv
+
+    @property
+    def gradients(self) -> dict[str, Any]:
+        return {"components": {**{k: self.projections[k].gradients for k in self.projections},
+                               "attention": self.attention.gradients}}
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"components": {**{k: self.projections[k].parameters for k in self.projections},
+                               "attention": self.attention.parameters}}
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"layer": "MultiHeadedAttentionModule", "init": self.init, "kqv_dim": self.kqv_dim,
+                "latent_dim": self.latent_dim, "n_heads": self.n_heads, "dropout_p": self.dropout_p,
+                "component_ids": ["attention", "Q", "K", "V", "O"],
+                "components": {**{k: self.projections[k].hyperparameters for k in self.projections},
+                               "attention": self.attention.hyperparameters}}
+
+    @property
+    def components(self) -> list[Any]:
+        return [self.attention, *self.projections.values()] if self.is_initialized else []
+
+    def freeze(self) -> None:
+        self.trainable = False
+        for c in self.components:
+            c.trainable = False
+
+    def unfreeze(self) -> None:
+        self.trainable = True
+        for c in self.components:
+            c.trainable = True
+
+    def update(self, cur_loss: Any = None) -> None:
+        """Each projection's optimizer step on its accumulated gradients, then the gradients flushed."""
+        if not self.trainable:
+            raise AssertionError("Layer is frozen")
+        for c in self.components:
+            c.update(cur_loss)
+        self.flush_gradients()
+
+    def flush_gradients(self) -> None:
+        if not self.trainable:
+            raise AssertionError("Layer is frozen")
+        self.X, self._dv = [], {}
+        for c in self.components:
+            c.flush_gradients()
+
+    def summary(self) -> dict[str, Any]:
+        return {"parameters": self.parameters, "layer": "MultiHeadedAttentionModule",
                 "hyperparameters": self.hyperparameters}
 
 

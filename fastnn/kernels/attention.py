@@ -425,8 +425,7 @@ def _softmax_lastaxis_forward(x):
 
 def softmax_lastaxis_backward(dout, out):
     """One pass per row: the row's ``sum(dout * out)``, then ``out * (dout - sum)``."""
-    return _softmax_lastaxis_backward(*_checks.check_activation_backward("softmax_lastaxis_backward", dout, out,
-                                                                         "out"))
+    return _softmax_lastaxis_backward(*_checks.check_softmax_lastaxis_backward("softmax_lastaxis_backward", dout, out))
 
 
 def _softmax_lastaxis_backward(dout, out):

@@ -15,51 +15,33 @@ from numba import prange
 
 from .. import _checks, _validate
 from .._jit import helper, kernel
-from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
+from ._math import _exp_nonpos, _fdiv, _ordered_float, _ordered_int, exp_nonpos_constants
 
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss",
            "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward", "softmax_backward"]
 
 
-@helper
+@helper(inline=True)
 def _row_max(x, i):
     """Max of row ``i``; a NaN in the row may or may not be returned (the exp pass makes such a row NaN anyway).
 
-    Eight independent running maxima: a single one is a chain of dependent compare-selects (3.7 ns per element
-    measured), and LLVM does not vectorise a NaN-aware max reduction without ``nnan``; eight run at 1.2 ns.
+    A max over the floats' order-preserving integers (:func:`fastnn.kernels._math._ordered_int`), which LLVM
+    vectorises; a float compare-select chain is not vectorised without ``nnan``. Measured on (128, 100): float32
+    1.2 us, against 2.4 us for eight interleaved float maxima (and 3.7 ns per element for one).
     """
-    k = x.shape[1]
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x[i, 0]
-    j = 0
-    while j + 8 <= k:
-        a = x[i, j]
-        m0 = a if a > m0 else m0
-        a = x[i, j + 1]
-        m1 = a if a > m1 else m1
-        a = x[i, j + 2]
-        m2 = a if a > m2 else m2
-        a = x[i, j + 3]
-        m3 = a if a > m3 else m3
-        a = x[i, j + 4]
-        m4 = a if a > m4 else m4
-        a = x[i, j + 5]
-        m5 = a if a > m5 else m5
-        a = x[i, j + 6]
-        m6 = a if a > m6 else m6
-        a = x[i, j + 7]
-        m7 = a if a > m7 else m7
-        j += 8
-    for jj in range(j, k):
-        a = x[i, jj]
-        m0 = a if a > m0 else m0
-    for a in (m1, m2, m3, m4, m5, m6, m7):
-        m0 = a if a > m0 else m0
-    return m0
+    m = _ordered_int(x[i, 0])
+    for j in range(1, x.shape[1]):
+        k = _ordered_int(x[i, j])
+        m = k if k > m else m
+    return _ordered_float(m)
 
 
-@helper
+@helper(inline=True)
 def _softmax_row(x, probs, i, ec, coefs):
     """Write softmax(x[i]) to probs[i]; return log of the shifted sum of exponentials and the row max.
+
+    Inlined in Numba's IR (measured: called as a function, the (128, 100) float32 loss kernel took 16.5 us, inlined
+    ~13 us).
 
     A NaN anywhere in the row, or a +inf (inf - inf), makes the whole row NaN, as in the reference.
     """
@@ -145,8 +127,8 @@ def _svm(x, labels, dx, row_loss, zero, one, nf):
 
 
 def softmax_forward(x: np.ndarray) -> np.ndarray:
-    """Parallel over rows. Each row: its maximum with eight running maxima (1.2 ns per element measured, against
-    3.7 ns for one), the exponentials with the vectorised :func:`fastnn.kernels._math._exp_nonpos`, one division pass.
+    """Parallel over rows. Each row: its maximum as a vectorised integer max (see ``_row_max``), the exponentials
+    with the vectorised :func:`fastnn.kernels._math._exp_nonpos`, one division pass.
     """
     x = _checks.check_softmax("softmax_forward", x)
     probs = np.empty(x.shape, x.dtype)

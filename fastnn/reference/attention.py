@@ -253,8 +253,7 @@ def softmax_lastaxis_backward(dout, out):
     -------
     dx : ndarray, out's shape, the common float dtype
     """
-    return _softmax_lastaxis_backward(*_checks.check_activation_backward("softmax_lastaxis_backward", dout, out,
-                                                                         "out"))
+    return _softmax_lastaxis_backward(*_checks.check_softmax_lastaxis_backward("softmax_lastaxis_backward", dout, out))
 
 
 def _softmax_lastaxis_backward(dout, out):
@@ -283,6 +282,6 @@ def positional_encoding(x):
 def _positional_encoding(x):
     S, D = x.shape[1], x.shape[2]
     j = np.arange(D)
-    angle = np.arange(S)[:, None] * np.exp(-(j - j % 2) * (math.log(10000.0) / D))[None, :]
+    angle = np.arange(S)[:, None] * np.exp(-(j - j % 2) * (math.log(10000.0) / max(D, 1)))[None, :]  # D=0: empty
     pe = np.where(j % 2 == 0, np.sin(angle), np.cos(angle)).astype(x.dtype)
     return x + pe

@@ -36,7 +36,7 @@ def book(tmp_path_factory):
     else:  # a bare git directory: export the tree
         root = tmp_path_factory.mktemp("dlfs2")
         data = subprocess.run(["git", f"--git-dir={src}", "archive", "HEAD", "common", "ch04", "ch05", "ch06",
-                               "ch07", "dataset"], check=True, capture_output=True).stdout
+                               "ch07", "ch08", "dataset"], check=True, capture_output=True).stdout
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             tar.extractall(root, filter="data")
     saved = {k: v for k, v in sys.modules.items() if k == "common" or k.startswith("common.")}

@@ -205,3 +205,13 @@ def test_exp_nonpos_accuracy(dtype, twin):
     res = np.empty_like(special)
     A._exp_nonpos_array.run(special.size, special, res, *A.exp_nonpos_constants(dtype))
     np.testing.assert_array_equal(res, [np.nan, 0, 1, 1, 0, 1])
+    # positive x (attention's backward given an lse below a score): e^x to the same accuracy, inf past overflow
+    top = np.log(np.finfo(dtype).max)
+    pos = np.linspace(0, top * 0.999, 10_001).astype(dtype)
+    got = np.empty_like(pos)
+    A._exp_nonpos_array.run(pos.size, pos, got, *A.exp_nonpos_constants(dtype))
+    exact = np.exp(pos.astype(np.longdouble))
+    assert (np.abs(got - exact) / exact).max() < np.finfo(dtype).eps
+    over = np.array([top * 1.001, 1e30, np.inf], dtype)
+    A._exp_nonpos_array.run(over.size, over, res[:3], *A.exp_nonpos_constants(dtype))
+    np.testing.assert_array_equal(res[:3], [np.inf] * 3)

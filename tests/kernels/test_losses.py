@@ -204,6 +204,24 @@ def test_nan_and_inf_rows(dtype, twin):
     assert_close(dsvm, dsvm_r, dtype)
 
 
+
+def test_row_max_sign_cases(dtype, twin):
+    """The row max runs on the floats' order-preserving integers: negative rows, signed zeros, -inf entries, and a
+    NaN with its sign bit set (below -inf as an integer) or clear (above +inf) give the reference's rows."""
+    x = np.array([[-3.0, -0.0, -1e-30, -7.0, -2.0, -5.0, -1.0, -4.0, -6.0],
+                  [-np.inf, -1.0, -np.inf, -2.0, -3.0, -4.0, -5.0, -6.0, -9.0],
+                  [0.0, -0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0, -0.0],
+                  [1.0, 2.0, -np.nan, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+                  [1.0, 2.0, np.nan, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]], dtype)
+    assert np.signbit(x[3, 2]) and not np.signbit(x[4, 2])
+    with np.errstate(invalid="ignore"):
+        want = R.softmax_forward(x)
+    got = K.softmax_forward(x)
+    assert_close(got, want, dtype)
+    assert np.isnan(got[3:]).all() and np.isfinite(got[:3]).all()
+    assert_close(K.softmax_cross_entropy_forward(x[:3], np.array([1, 1, 0]))[0],
+                 R.softmax_cross_entropy_forward(x[:3], np.array([1, 1, 0]))[0], dtype)
+
 def test_cross_entropy_matches_torch(dtype):
     torch = pytest.importorskip("torch")
     x, t = _data((64, 17), dtype)

@@ -19,6 +19,8 @@ book                                   fastnn
 ``ch06/better_rnnlm.py``               :mod:`fastnn.compat.dlfs2.better_rnnlm`
 ``ch07/seq2seq.py``                    :mod:`fastnn.compat.dlfs2.seq2seq`
 ``ch07/peeky_seq2seq.py``              :mod:`fastnn.compat.dlfs2.peeky_seq2seq`
+``ch08/attention_layer.py``            :mod:`fastnn.compat.dlfs2.attention_layer`
+``ch08/attention_seq2seq.py``          :mod:`fastnn.compat.dlfs2.attention_seq2seq`
 =====================================  ===============================================================
 
 so ``from common.time_layers import *`` becomes ``from fastnn.compat.dlfs2.time_layers import *`` and
