@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,18 +69,57 @@ def evaluate(net: Any, valid: np.ndarray, starts: np.ndarray, T: int, batch: int
 
 
 def run(args: argparse.Namespace) -> int:
+    def build(V: int, T: int, dtype: np.dtype, lr: float, batch: int, steps: int) -> tuple[Any, str]:
+        from ..nets.char_lm import CharLSTM
+
+        H = args.hidden_size
+        net = CharLSTM(V, H, args.wordvec_size, dtype=dtype, seed=args.seed)
+        return net, (f"CharLSTM embedding {V}x{args.wordvec_size} -> LSTM {H} -> affine {V} -> softmax "
+                     f"cross-entropy, {dtype}; {args.optimizer} lr {lr}, batch {batch} x {T} characters, "
+                     f"{steps} steps")
+
+    return run_language_model(args, DEFAULTS, build, stem="demo_text", name=f"CharLSTM (H {args.hidden_size})",
+                              ms_digits=2)
+
+
+def run_language_model(args: argparse.Namespace, defaults: dict[str, Any],
+                       build: Callable[[int, int, np.dtype, float, int, int], tuple[Any, str]], *, stem: str,
+                       name: str, ms_digits: int) -> int:
+    """The language-model demos' driver (``--task text`` and ``--task transformer``): steps (0)-(6) of this
+    module's docstring for the net that ``build`` makes.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``fastnn demo`` options.
+    defaults : dict
+        The task's ``steps``, ``batch_size`` and ``lr``, for the options left at None.
+    build : callable
+        ``build(V, T, dtype, lr, batch, steps)`` returns the untrained net (``params``, ``gradient``,
+        ``last_loss``, ``loss``, ``generate``) and its description for the ``model:`` line.
+    stem : str
+        File names in ``--out``: ``<stem>_params.npz`` and ``<stem>.png``.
+    name : str
+        The model in the plot's title.
+    ms_digits : int
+        Decimals of the milliseconds on the ``speed`` line.
+
+    Returns
+    -------
+    int
+        The exit code, 0.
+    """
     from ..checkpoint import save_arrays
     from ..datasets import DownloadError, load_tinyshakespeare
-    from ..nets.char_lm import CharLSTM
     from ..optim import get
     from .demo import _want_bar, compare_speed
 
     wall_start = time.perf_counter()
     apply_threads(args.threads)
-    steps = args.steps or DEFAULTS["steps"]
-    batch = args.batch_size or DEFAULTS["batch_size"]
-    lr = args.lr if args.lr is not None else DEFAULTS["lr"]
-    T, H, dtype = args.seq_len, args.hidden_size, np.dtype(args.dtype)
+    steps = args.steps or defaults["steps"]
+    batch = args.batch_size or defaults["batch_size"]
+    lr = args.lr if args.lr is not None else defaults["lr"]
+    T, dtype = args.seq_len, np.dtype(args.dtype)
     if not args.no_plot:
         from ..datasets._optional import require
 
@@ -95,11 +135,9 @@ def run(args: argparse.Namespace) -> int:
     if valid.size <= T + 1:
         raise CLIError(f"--seq-len must be below the validation text's {valid.size - 1} characters, got {T}")
     print(f"data: Tiny Shakespeare, {train.size} training and {valid.size} validation characters, vocabulary {V}")
-    net = CharLSTM(V, H, args.wordvec_size, dtype=dtype, seed=args.seed)
+    net, description = build(V, T, dtype, lr, batch, steps)
     untrained = copy.deepcopy(net)
-    print(f"model: CharLSTM embedding {V}x{args.wordvec_size} -> LSTM {H} -> affine {V} -> softmax cross-entropy, "
-          f"{dtype}; "
-          f"{args.optimizer} lr {lr}, batch {batch} x {T} characters, {steps} steps")
+    print(f"model: {description}")
 
     rng = np.random.default_rng(args.seed)
     eval_starts = np.random.default_rng(args.seed + 2).integers(0, valid.size - T - 1, max(batch, 64))
@@ -130,13 +168,13 @@ def run(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             optimizer.update(net.params, net.gradient(xb, tb))
             train_s += time.perf_counter() - start
-            train_loss.append(net.last_loss)
+            train_loss.append(float(net.last_loss))
             if step % eval_every == 0 or step == steps:
                 valid_at.append(step)
                 valid_loss.append(evaluate(net, valid, eval_starts, T, batch))
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{net.last_loss:.3f}", valid=f"{valid_loss[-1]:.3f}" if valid_loss else "-")
+                bar.set_postfix(loss=f"{train_loss[-1]:.3f}", valid=f"{valid_loss[-1]:.3f}" if valid_loss else "-")
     if bar is not None:
         bar.close()
     baseline = unigram_bits(train, valid, V)
@@ -155,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     pool = windows(train, rng.integers(0, train.size - T - 1, 8 * batch), T)
     speed = compare_speed(untrained, *pool, batch, args.compare_steps, lr, args.seed)
     print(f"speed (one Adam training step, batch {batch} x {T}, median of {args.compare_steps}): "
-          f"fastnn {1e3 * speed['fastnn_s']:.2f} ms, NumPy reference {1e3 * speed['numpy_s']:.2f} ms")
+          f"fastnn {1e3 * speed['fastnn_s']:.{ms_digits}f} ms, "
+          f"NumPy reference {1e3 * speed['numpy_s']:.{ms_digits}f} ms")
     print(f"speed-up: {speed['speedup']:.1f}x (largest relative loss difference on the same steps: "
           f"{speed['max_rel_loss_diff']:.1e})")
 
@@ -164,15 +203,15 @@ def run(args: argparse.Namespace) -> int:
         ids = net.generate(prime, args.generate, np.random.default_rng(args.seed), temperature=0.8)
         print("generated (temperature 0.8):")
         print(PRIME + "".join(id_to_char[i] for i in ids))
-    params_path = os.path.join(args.out, "demo_text_params.npz")
+    params_path = os.path.join(args.out, f"{stem}_params.npz")
     save_arrays(params_path, net.params)
     print(f"parameters: {params_path}")
     if not args.no_plot:
         from .plotting import language_model_curves
 
-        png = os.path.join(args.out, "demo_text.png")
+        png = os.path.join(args.out, f"{stem}.png")
         language_model_curves(train_loss, valid_at, valid_loss, baseline * math.log(2), png,
-                              f"CharLSTM (H {H}) on Tiny Shakespeare ({dtype}, {args.optimizer}, fastnn)")
+                              f"{name} on Tiny Shakespeare ({dtype}, {args.optimizer}, fastnn)")
         print(f"plot: {png}")
     print(f"wall time: {time.perf_counter() - wall_start:.2f} s")
     return 0
