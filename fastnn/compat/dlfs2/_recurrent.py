@@ -152,112 +152,105 @@ class GRU:
 # Whole sequences
 
 
-class TimeRNN:
-    """T tanh RNN steps over xs (N, T, D) -> hs (N, T, H); ``stateful`` carries ``h`` across calls."""
+class _TimeLayer:
+    """What the book's time layers share: ``params``/``grads`` ``[Wx, Wh, b]``, the carried states named in
+    ``_states`` (``h``, and ``c`` for the LSTM), ``stateful``, ``set_state``/``reset_state``, and the bookkeeping
+    either side of the kernel call (subclasses write ``forward``/``backward`` around it)."""
+
+    _states: tuple[str, ...] = ("h",)
 
     def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, stateful: bool = False) -> None:
-        self.params, self.grads = _params("TimeRNN", Wx, Wh, b)
+        self.params, self.grads = _params(type(self).__name__, Wx, Wh, b)
         self.layers = None
-        self.h, self.dh = None, None
+        for name in self._states:
+            setattr(self, name, None)
+        self.dh = None
         self.stateful = stateful
         self.cache = None
 
+    def _start(self, xs: Any, where: str) -> tuple[np.ndarray, ...]:
+        """``xs`` checked (N, T, D), then the initial states (N, H) in ``_states`` order (see :func:`_state`)."""
+        xs = _sequences(xs, where)
+        N, H = xs.shape[0], self.params[1].shape[0]
+        return (xs, *(_state(self, name, N, H, where) for name in self._states))
+
+    def _carry(self, *seqs: np.ndarray) -> np.ndarray:
+        """Keep the last step of each state sequence (hs, then cs) as a float32 copy; return hs as float32."""
+        for name, seq in zip(self._states, seqs, strict=True):
+            setattr(self, name, seq[:, -1].astype("f"))
+        return seqs[0].astype("f", copy=False)
+
+    def _backward_done(self, dxs: np.ndarray, dh: np.ndarray, grads: list[np.ndarray]) -> np.ndarray:
+        """Write dWx, dWh, db into ``grads``, keep ``dh`` (the gradient into the initial h); dxs as float32."""
+        _write(self.grads, grads)
+        self.dh = dh
+        return dxs.astype("f", copy=False)
+
+    def set_state(self, h: np.ndarray) -> None:
+        self.h = h
+
+    def reset_state(self) -> None:
+        for name in self._states:
+            setattr(self, name, None)
+
+
+class TimeRNN(_TimeLayer):
+    """T tanh RNN steps over xs (N, T, D) -> hs (N, T, H); ``stateful`` carries ``h`` across calls."""
+
     def forward(self, xs: np.ndarray) -> np.ndarray:
         Wx, Wh, b = self.params
-        xs = _sequences(xs, "TimeRNN.forward")
-        h0 = _state(self, "h", xs.shape[0], Wh.shape[0], "TimeRNN.forward")
+        xs, h0 = self._start(xs, "TimeRNN.forward")
         hs = ops.rnn_forward(xs, h0, Wx, Wh, b)
         self.cache = (xs, h0, hs)
-        self.h = hs[:, -1].astype("f")
-        return hs.astype("f", copy=False)
+        return self._carry(hs)
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
         """dxs (N, T, D) float32; dWx, dWh, db written into ``grads``; ``dh`` the gradient into the initial state."""
         Wx, Wh, _ = self.params
         xs, h0, hs = self.cache
         dxs, dh, *grads = ops.rnn_backward(dhs, xs, h0, Wx, Wh, hs)
-        _write(self.grads, grads)
-        self.dh = dh
-        return dxs.astype("f", copy=False)
-
-    def set_state(self, h: np.ndarray) -> None:
-        self.h = h
-
-    def reset_state(self) -> None:
-        self.h = None
+        return self._backward_done(dxs, dh, grads)
 
 
-class TimeLSTM:
+class TimeLSTM(_TimeLayer):
     """T LSTM steps (gate order f, g, i, o) over xs (N, T, D) -> hs (N, T, H); ``stateful`` carries ``h`` and
     ``c`` across calls."""
 
-    def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, stateful: bool = False) -> None:
-        self.params, self.grads = _params("TimeLSTM", Wx, Wh, b)
-        self.layers = None
-        self.h, self.c = None, None
-        self.dh = None
-        self.stateful = stateful
-        self.cache = None
+    _states = ("h", "c")
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
         Wx, Wh, b = self.params
-        xs = _sequences(xs, "TimeLSTM.forward")
-        N, H = xs.shape[0], Wh.shape[0]
-        h0 = _state(self, "h", N, H, "TimeLSTM.forward")
-        c0 = _state(self, "c", N, H, "TimeLSTM.forward")
+        xs, h0, c0 = self._start(xs, "TimeLSTM.forward")
         hs, cs, acts = ops.lstm_forward(xs, h0, c0, Wx, Wh, b, layout=LSTM_LAYOUT)
         self.cache = (xs, h0, c0, hs, cs, acts)
-        self.h, self.c = hs[:, -1].astype("f"), cs[:, -1].astype("f")
-        return hs.astype("f", copy=False)
+        return self._carry(hs, cs)
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
         """dxs (N, T, D) float32; dWx, dWh, db written into ``grads``; ``dh`` the gradient into the initial h."""
         Wx, Wh, _ = self.params
         xs, h0, c0, hs, cs, acts = self.cache
         dxs, dh, _, *grads = ops.lstm_backward(dhs, None, xs, h0, c0, Wx, Wh, hs, cs, acts, layout=LSTM_LAYOUT)
-        _write(self.grads, grads)
-        self.dh = dh
-        return dxs.astype("f", copy=False)
+        return self._backward_done(dxs, dh, grads)
 
     def set_state(self, h: np.ndarray, c: np.ndarray | None = None) -> None:
         self.h, self.c = h, c
 
-    def reset_state(self) -> None:
-        self.h, self.c = None, None
 
-
-class TimeGRU:
+class TimeGRU(_TimeLayer):
     """T GRU steps in the book's form over xs (N, T, D) -> hs (N, T, H); ``stateful`` carries ``h``."""
-
-    def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, stateful: bool = False) -> None:
-        self.params, self.grads = _params("TimeGRU", Wx, Wh, b)
-        self.layers = None
-        self.h, self.dh = None, None
-        self.stateful = stateful
-        self.cache = None
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
         Wx, Wh, b = self.params
-        xs = _sequences(xs, "TimeGRU.forward")
-        h0 = _state(self, "h", xs.shape[0], Wh.shape[0], "TimeGRU.forward")
+        xs, h0 = self._start(xs, "TimeGRU.forward")
         hs, acts = ops.gru_forward(xs, h0, Wx, Wh, b, form=GRU_FORM)
         self.cache = (xs, h0, hs, acts)
-        self.h = hs[:, -1].astype("f")
-        return hs.astype("f", copy=False)
+        return self._carry(hs)
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
         Wx, Wh, _ = self.params
         xs, h0, hs, acts = self.cache
         dxs, dh, *grads = ops.gru_backward(dhs, xs, h0, Wx, Wh, hs, acts, form=GRU_FORM)
-        _write(self.grads, grads)
-        self.dh = dh
-        return dxs.astype("f", copy=False)
-
-    def set_state(self, h: np.ndarray) -> None:
-        self.h = h
-
-    def reset_state(self) -> None:
-        self.h = None
+        return self._backward_done(dxs, dh, grads)
 
 
 class TimeBiLSTM:
