@@ -4,13 +4,10 @@ the ``test`` extra; skipped without it)."""
 
 from __future__ import annotations
 
-import collections
-import collections.abc
 import math
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import numpy as np
 import pytest
@@ -451,26 +448,6 @@ def test_registration_with_numpy_ml_abcs(tmp_path, numpy_ml_first):
         """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
-
-
-@pytest.fixture(scope="module")
-def nml():
-    """numpy-ml's neural_nets package (PyPI's 0.1.2, installed by the ``test`` extra), or skip.
-
-    numpy-ml, at 0.1.2 and at its GitHub head alike, does ``from collections import Hashable``, which Python 3.10
-    removed; the fixture lends ``collections`` that one alias for the import and takes it back afterwards.
-    """
-    added = not hasattr(collections, "Hashable")
-    if added:
-        collections.Hashable = collections.abc.Hashable
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # its rl_models warn that gym is missing
-            return pytest.importorskip("numpy_ml.neural_nets", exc_type=ImportError,
-                                       reason="numpy-ml is not installed (pip install numpy-ml)")
-    finally:
-        if added:
-            del collections.Hashable
 
 
 def _builds_from_dicts(nml) -> bool:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-import collections.abc
-
 import numpy as np
 import pytest
 
@@ -12,13 +9,8 @@ from fastnn.compat.numpy_ml import DotProductAttention
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    # numpy-ml 0.1.2 imports collections.Hashable, gone since Python 3.10: the alias lets it import here
-    if not hasattr(collections, "Hashable"):
-        collections.Hashable = collections.abc.Hashable
-    pytest.importorskip("numpy_ml")
-    from numpy_ml.neural_nets.layers import DotProductAttention as Upstream
-    return Upstream
+def upstream(nml):
+    return nml.layers.DotProductAttention
 
 
 @pytest.mark.parametrize("scale", [True, False])

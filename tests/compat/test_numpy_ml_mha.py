@@ -3,9 +3,6 @@ containers), and on sequences (which numpy-ml cannot run) against the formula.""
 
 from __future__ import annotations
 
-import collections
-import collections.abc
-
 import numpy as np
 import pytest
 
@@ -13,13 +10,8 @@ from fastnn.compat.numpy_ml import MultiHeadedAttentionModule
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    # numpy-ml 0.1.2 imports collections.Hashable, gone since Python 3.10: the alias lets it import here
-    if not hasattr(collections, "Hashable"):
-        collections.Hashable = collections.abc.Hashable
-    pytest.importorskip("numpy_ml")
-    from numpy_ml.neural_nets.modules import MultiHeadedAttentionModule as Upstream
-    return Upstream
+def upstream(nml):
+    return nml.modules.MultiHeadedAttentionModule
 
 
 def _pair(upstream, n_heads, seed=3):
