@@ -11,6 +11,7 @@ positive and the data long enough for one batch), and ``plot`` imports matplotli
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,30 @@ def _step(model: Any, optimizer: Any, batch: tuple[Any, Any], max_grad: float | 
     return loss
 
 
+def _train(trainer: Any, epoch: Callable[[], Iterable[tuple[Any, Any]]], max_epoch: int, max_iters: int,
+           max_grad: float | None, eval_interval: int | None, label: str, measure: Callable[[Any], Any],
+           values: list[float]) -> None:
+    """The book's training loop, shared by both trainers: ``max_epoch`` passes over the batches ``epoch()``
+    yields (``max_iters`` of them), one :func:`_step` each; every ``eval_interval`` iterations the mean loss since
+    the last report goes through ``measure`` (the loss itself, or its exp: the perplexity), is printed as the
+    book prints it under ``label`` and appended to ``values``."""
+    total_loss = 0
+    loss_count = 0
+    start_time = time.time()
+    for _ in range(max_epoch):
+        for iters, batch in enumerate(epoch()):
+            total_loss += _step(trainer.model, trainer.optimizer, batch, max_grad)
+            loss_count += 1
+            if eval_interval is not None and iters % eval_interval == 0:
+                value = measure(total_loss / loss_count)
+                elapsed_time = time.time() - start_time
+                print(f'| epoch {trainer.current_epoch + 1} |  iter {iters + 1} / {max_iters} | '
+                      f'time {int(elapsed_time)}[s] | {label} {value:.2f}')
+                values.append(float(value))
+                total_loss, loss_count = 0, 0
+        trainer.current_epoch += 1
+
+
 class Trainer:
     """Mini-batch training of ``model`` (``forward(x, t)`` returning the loss, ``backward()``, ``params``,
     ``grads``) with ``optimizer``; the average loss every ``eval_interval`` iterations goes to ``loss_list``."""
@@ -60,27 +85,16 @@ class Trainer:
         _check_fit("Trainer.fit", data_size, batch_size, max_epoch, max_grad, eval_interval)
         max_iters = data_size // batch_size
         self.eval_interval = eval_interval
-        model, optimizer = self.model, self.optimizer
-        total_loss = 0
-        loss_count = 0
-        start_time = time.time()
-        for _ in range(max_epoch):
+
+        def epoch() -> Iterator[tuple[Any, Any]]:
+            nonlocal x, t
             idx = np.random.permutation(np.arange(data_size))  # noqa: NPY002 -- the book's draws
             x = x[idx]
             t = t[idx]
             for iters in range(max_iters):
-                batch_x = x[iters * batch_size:(iters + 1) * batch_size]
-                batch_t = t[iters * batch_size:(iters + 1) * batch_size]
-                total_loss += _step(model, optimizer, (batch_x, batch_t), max_grad)
-                loss_count += 1
-                if eval_interval is not None and iters % eval_interval == 0:
-                    avg_loss = total_loss / loss_count
-                    elapsed_time = time.time() - start_time
-                    print(f'| epoch {self.current_epoch + 1} |  iter {iters + 1} / {max_iters} | '
-                          f'time {int(elapsed_time)}[s] | loss {avg_loss:.2f}')
-                    self.loss_list.append(float(avg_loss))
-                    total_loss, loss_count = 0, 0
-            self.current_epoch += 1
+                yield x[iters * batch_size:(iters + 1) * batch_size], t[iters * batch_size:(iters + 1) * batch_size]
+
+        _train(self, epoch, max_epoch, max_iters, max_grad, eval_interval, 'loss', float, self.loss_list)
 
     def plot(self, ylim: Any = None) -> None:
         _plot(self.loss_list, self.eval_interval, 'loss', ylim)
@@ -120,22 +134,11 @@ class RnnlmTrainer:
         self.time_idx = 0
         self.ppl_list = []
         self.eval_interval = eval_interval
-        model, optimizer = self.model, self.optimizer
-        total_loss = 0
-        loss_count = 0
-        start_time = time.time()
-        for _ in range(max_epoch):
-            for iters in range(max_iters):
-                total_loss += _step(model, optimizer, self.get_batch(xs, ts, batch_size, time_size), max_grad)
-                loss_count += 1
-                if eval_interval is not None and iters % eval_interval == 0:
-                    ppl = np.exp(total_loss / loss_count)
-                    elapsed_time = time.time() - start_time
-                    print(f'| epoch {self.current_epoch + 1} |  iter {iters + 1} / {max_iters} | '
-                          f'time {int(elapsed_time)}[s] | perplexity {ppl:.2f}')
-                    self.ppl_list.append(float(ppl))
-                    total_loss, loss_count = 0, 0
-            self.current_epoch += 1
+
+        def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            return (self.get_batch(xs, ts, batch_size, time_size) for _ in range(max_iters))
+
+        _train(self, epoch, max_epoch, max_iters, max_grad, eval_interval, 'perplexity', np.exp, self.ppl_list)
 
     def plot(self, ylim: Any = None) -> None:
         _plot(self.ppl_list, self.eval_interval, 'perplexity', ylim)
