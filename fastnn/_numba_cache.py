@@ -212,3 +212,14 @@ def _source_path(name: str) -> pathlib.Path | None:
     if origin is None or not origin.endswith(".py"):
         return None
     return pathlib.Path(origin)
+
+
+def cache_dir() -> str | None:
+    """Where compiled kernels are cached for every process (Numba's ``NUMBA_CACHE_DIR``, else ``__pycache__``
+    beside fastnn's sources when writable, else a per-user directory); None when fastnn's on-disk cache is off or
+    no cache directory is writable (kernels are then compiled in memory, per process)."""
+    if not config.CACHE:
+        return None
+    from .kernels.activations import _relu_fwd  # one kernel's cache: every module's lives beside it
+
+    return getattr(getattr(_relu_fwd.serial, "_cache", None), "_cache_path", None)

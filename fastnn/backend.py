@@ -28,11 +28,11 @@ import contextlib
 import sys
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from . import kernels, reference
 
-__all__ = ["BACKENDS", "current", "ops", "unchecked", "using"]
+__all__ = ["BACKENDS", "current", "multi_tensor", "ops", "rewire_for_good", "unchecked", "using"]
 
 #: The implementations by name (``"fastnn"`` and ``"numpy"`` are the benchmarks' names for the same two).
 BACKENDS: dict[str, types.ModuleType] = {"kernels": kernels, "reference": reference}
@@ -45,16 +45,32 @@ ops = types.ModuleType("fastnn.backend.ops", "The installed backend's kernel fun
 #: The installed functions' bodies without their argument checks (see the module docstring); same names.
 unchecked = types.ModuleType("fastnn.backend.unchecked", "The installed backend's kernel bodies without their argument "
                              "checks (see fastnn.backend).")
+#: fastnn's multi-tensor launcher (:class:`fastnn.kernels.optimizers.MultiTensorPlan`, ``plan_of``): optimizers run
+#: their step bodies through it only where ``unchecked.<step>`` is fastnn's own kernel body (so never on the twins).
+multi_tensor = kernels.optimizers
+
 _state = {"current": "kernels"}
 _lock = threading.RLock()
 
 
 def _install(name: str) -> None:
-    impl = BACKENDS[name]
-    for fn in kernels.__all__:
+    _set(BACKENDS[name], kernels.__all__)
+    _state["current"] = name
+
+
+def _set(impl: types.ModuleType, names: Iterable[str]) -> None:
+    for fn in names:
         setattr(ops, fn, getattr(impl, fn))
         setattr(unchecked, fn, _body(getattr(impl, fn)))
-    _state["current"] = name
+
+
+def rewire_for_good(name: str, which: Callable[[str], bool]) -> None:
+    """Install backend ``name``'s functions for the kernels ``which(kernel_name)`` selects, for the rest of the
+    process (not undone; :func:`current` is unchanged). For a process that exists only to compile a subset of the
+    kernels: the demo's compile worker runs a training step with the forward ops on the twins, so that only the
+    backward pass's kernels compile there."""
+    with _lock:
+        _set(BACKENDS[_ALIASES.get(name, name)], [fn for fn in kernels.__all__ if which(fn)])
 
 
 def _body(fn):

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._numba_cache import cache_dir
+
 __all__ = ["Compiled", "Worker", "cache_dir", "in_worker", "watch"]
 
 NOTICE = "compiling kernels for this machine (first run only; later runs load them from the cache)"
@@ -92,19 +94,6 @@ def _bar(stream: Any) -> Any:
 
     print(NOTICE, file=stream, flush=True)
     return progress_bar(None, "compiling", " kernels", stream=stream)
-
-
-def cache_dir() -> str | None:
-    """Where compiled kernels are cached for every process (Numba's ``NUMBA_CACHE_DIR``, else ``__pycache__``
-    beside fastnn's sources when writable, else a per-user directory); None when fastnn's on-disk cache is off or
-    no cache directory is writable (kernels are then compiled in memory, per process)."""
-    from .. import config
-
-    if not config.CACHE:
-        return None
-    from ..kernels.activations import _relu_fwd  # one kernel's cache: every module's lives beside it
-
-    return getattr(getattr(_relu_fwd.serial, "_cache", None), "_cache_path", None)
 
 
 class Worker:

@@ -15,8 +15,7 @@ import numpy as np
 
 from .. import _validate
 from .._checks import HYPERPARAMETER_BOUNDS
-from ..backend import ops, unchecked
-from ..kernels import optimizers as _kernel_steps
+from ..backend import multi_tensor, ops, unchecked
 
 #: Bounds of every hyperparameter any optimizer takes: :data:`fastnn._checks.HYPERPARAMETER_BOUNDS`, the table the
 #: kernels check too, as floats (so messages read ``> 0.0``, as they always have). One table, so the constructor
@@ -216,7 +215,7 @@ class Optimizer:
         # went through the multi-tensor path and so was accepted
         accepted = self._fast_grads is not None or self._as_accepted()
         body = getattr(unchecked, name) if trusted and accepted else checked
-        multi = body is not checked and body is getattr(_kernel_steps, "_" + name, None)
+        multi = body is not checked and body is getattr(multi_tensor, "_" + name, None)
         if self._fast_grads is not None:  # _update_fast: every item is as the kept plan's
             if not multi:
                 self._fast_failed = True
@@ -224,7 +223,7 @@ class Optimizer:
             calls = []
             yield lambda *args, **kwargs: calls.append((args, kwargs)), *items[0]
             (args, kwargs), = calls
-            kernel_body, _, scalars = _kernel_steps.plan_of(body, *args, **kwargs)
+            kernel_body, _, scalars = multi_tensor.plan_of(body, *args, **kwargs)
             self._fast.plan.run(kernel_body, self._fast_grads, scalars)  # type: ignore[union-attr]
             return
         if len(items) < 2 or not multi:
@@ -261,7 +260,7 @@ class Optimizer:
         used = []
         for group in by_dtype.values():
             param, grad, args, kwargs = group[0]
-            kernel_body, states, scalars = _kernel_steps.plan_of(body, param, grad, *args, **kwargs)
+            kernel_body, states, scalars = multi_tensor.plan_of(body, param, grad, *args, **kwargs)
             slots = [tuple(a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)) for _, _, args, kwargs
                      in group]
             if len(states) != len(slots[0]) or any(a is not b for a, b in zip(states, slots[0], strict=False)):
@@ -275,7 +274,7 @@ class Optimizer:
                 if len(cache) > 8:  # parameter sets come and go (tests, several nets): keep a few
                     cache.clear()
                 # the key's ids stay unique while the plan holds its arrays
-                plan = cache[key] = _kernel_steps.MultiTensorPlan(params, slots)
+                plan = cache[key] = multi_tensor.MultiTensorPlan(params, slots)
             plan.run(kernel_body, [c[1] for c in group], scalars)
             used.append(plan)
         return used
