@@ -36,7 +36,7 @@ import numpy as np
 from numba import prange
 
 from .. import _checks, _validate
-from .._jit import Kernel, helper, kernel
+from .._jit import Kernel, helper, kernel, slot_kernel
 from .._validate import WindowGeometry
 from . import _blas, winograd
 from ._blas import set_threads_local
@@ -176,8 +176,8 @@ def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax):
             am[px] = (2 + t_bottom) if t else (0 + t_top)
 
 
-@kernel("window")
-def _pipe_forward(x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW, OH, OW, m, relu, pool, zero):
+@slot_kernel("window")
+def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW, OH, OW, m, relu, pool, zero):
     """out = conv(x (N, C, H, W), W2 (FN, C*FH*FW)) + b, with the epilogue's ReLU and pooling; col (S, CK, w) and
     tmp (S, FN, w), w >= m*OH*OW: the scratch of each of S slots; slot s takes chunks s, s + S, ..."""
     N, C = x.shape[0], x.shape[1]
@@ -186,27 +186,26 @@ def _pipe_forward(x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW, OH, O
     P = OH * OW
     K = FH * FW
     chunks = (N + m - 1) // m
-    for slot in prange(S):
-        cs = col[slot]
-        ts = tmp[slot]
-        for ch in range(slot, chunks, S):
-            n0 = ch * m
-            k = min(m, N - n0)
-            for i in range(k):
-                for c in range(C):
-                    unfold_plane(x[n0 + i, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
-                                 OH, OW)
-            before = set_threads_local(1)
-            _gemm(False, False, FN, k * P, CK, W2, CK, cs, w, 0.0, ts, w)
-            set_threads_local(before)
-            for i in range(k):
-                for f in range(FN):
-                    _epilogue(ts[f, i * P:(i + 1) * P], b[f], relu, pool, zero, OH, OW, out[n0 + i, f],
-                              argmax[n0 + i, f])
+    cs = col[slot]
+    ts = tmp[slot]
+    for ch in range(slot, chunks, S):
+        n0 = ch * m
+        k = min(m, N - n0)
+        for i in range(k):
+            for c in range(C):
+                unfold_plane(x[n0 + i, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
+                             OH, OW)
+        before = set_threads_local(1)
+        _gemm(False, False, FN, k * P, CK, W2, CK, cs, w, 0.0, ts, w)
+        set_threads_local(before)
+        for i in range(k):
+            for f in range(FN):
+                _epilogue(ts[f, i * P:(i + 1) * P], b[f], relu, pool, zero, OH, OW, out[n0 + i, f],
+                          argmax[n0 + i, f])
 
 
-@kernel("window")
-def _pipe_backward(x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, PW, OH, OW, m, need_dx, mode,
+@slot_kernel("window")
+def _pipe_backward(slot, x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, PW, OH, OW, m, need_dx, mode,
                    zero):
     """dWg[g] (FN, CK) = sum of dT @ col^T over chunks g, g + G, ... (G = len(dWg)); dbp (N, FN) = per-plane sums of
     the output gradient (:func:`fastnn.kernels.winograd.grad_row` in ``mode``); dx when need_dx. col, dT: each
@@ -217,35 +216,34 @@ def _pipe_backward(x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, 
     P = OH * OW
     K = FH * FW
     chunks = (N + m - 1) // m
-    for slot in prange(S):
-        cs = col[slot]
-        ds = dT[slot]
-        for g in range(slot, G, S):
-            dWg[g][:] = 0
-            for ch in range(g, chunks, G):
-                n0 = ch * m
-                k = min(m, N - n0)
+    cs = col[slot]
+    ds = dT[slot]
+    for g in range(slot, G, S):
+        dWg[g][:] = 0
+        for ch in range(g, chunks, G):
+            n0 = ch * m
+            k = min(m, N - n0)
+            for i in range(k):
+                n = n0 + i
+                for f in range(FN):
+                    acc = zero
+                    plane = ds[f, i * P:(i + 1) * P]
+                    for y in range(OH):
+                        acc = grad_row(dout[n, f], out[n, f], mode, zero, y, plane[y * OW:(y + 1) * OW], acc)
+                    dbp[n, f] = acc
+                for c in range(C):
+                    unfold_plane(x[n, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
+                                 OH, OW)
+            before = set_threads_local(1)
+            _gemm(False, True, FN, CK, k * P, ds, w, cs, w, 1.0, dWg[g], CK)
+            if need_dx:
+                _gemm(True, False, CK, k * P, FN, W2, CK, ds, w, 0.0, cs, w)
+            set_threads_local(before)
+            if need_dx:
                 for i in range(k):
-                    n = n0 + i
-                    for f in range(FN):
-                        acc = zero
-                        plane = ds[f, i * P:(i + 1) * P]
-                        for y in range(OH):
-                            acc = grad_row(dout[n, f], out[n, f], mode, zero, y, plane[y * OW:(y + 1) * OW], acc)
-                        dbp[n, f] = acc
                     for c in range(C):
-                        unfold_plane(x[n, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
-                                     OH, OW)
-                before = set_threads_local(1)
-                _gemm(False, True, FN, CK, k * P, ds, w, cs, w, 1.0, dWg[g], CK)
-                if need_dx:
-                    _gemm(True, False, CK, k * P, FN, W2, CK, ds, w, 0.0, cs, w)
-                set_threads_local(before)
-                if need_dx:
-                    for i in range(k):
-                        for c in range(C):
-                            fold_plane(cs[c * K:(c + 1) * K, i * P:(i + 1) * P], dx[n0 + i, c], FH, FW, SH, SW, PH,
-                                       PW, OH, OW)
+                        fold_plane(cs[c * K:(c + 1) * K, i * P:(i + 1) * P], dx[n0 + i, c], FH, FW, SH, SW, PH,
+                                   PW, OH, OW)
 
 
 def _pipelined(g: WindowGeometry, FN: int, dtype: np.dtype) -> bool:
@@ -257,15 +255,16 @@ def _pipelined(g: WindowGeometry, FN: int, dtype: np.dtype) -> bool:
 
 
 def _pipe_schedule(knl: Kernel, g: WindowGeometry, FN: int, dtype: np.dtype,
-                   ws: dict) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Images per chunk m, work size, and each thread's scratch col (S, CK, m*OH*OW), tmp (S, FN, m*OH*OW)."""
+                   ws: dict) -> tuple[int, np.ndarray, np.ndarray]:
+    """Images per chunk m and each thread's scratch col (S, CK, m*OH*OW), tmp (S, FN, m*OH*OW); one slot (run by
+    :class:`fastnn._jit.SlotKernel`, as the Winograd bodies: no ``prange`` twin to compile) per thread."""
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     work = g.N * (ck + FN) * ohw
     threads = knl.threads(work)
     m = max(1, min(-(-g.N // threads), winograd._SLOT_BYTES // ((ck + FN) * ohw * np.dtype(dtype).itemsize)))
     col = _buffer(ws, "conv2d.pipe.col", threads * ck * m * ohw, dtype).reshape(threads, ck, m * ohw)
     tmp = _buffer(ws, "conv2d.pipe.fnp", threads * FN * m * ohw, dtype).reshape(threads, FN, m * ohw)
-    return m, work, col, tmp
+    return m, col, tmp
 
 
 def _pipe_conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict, *,
@@ -279,8 +278,8 @@ def _pipe_conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeo
     else:
         out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
         argmax = winograd._no_argmax(g.N, FN)
-    m, work, col, tmp = _pipe_schedule(_pipe_forward, g, FN, x.dtype, ws)
-    _pipe_forward.run(work, x, np.ascontiguousarray(W.reshape(FN, -1)), np.ascontiguousarray(b), out, argmax, col,
+    m, col, tmp = _pipe_schedule(_pipe_forward, g, FN, x.dtype, ws)
+    _pipe_forward.run(len(col), x, np.ascontiguousarray(W.reshape(FN, -1)), np.ascontiguousarray(b), out, argmax, col,
                       tmp, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, m, relu, pool, x.dtype.type(0))
     return (out, argmax) if pool else out
 
@@ -308,12 +307,12 @@ def _pipe_conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: Windo
     x, dout = np.ascontiguousarray(x), np.ascontiguousarray(dout)
     mode = 0 if out is None else 1
     out = dout if out is None else np.ascontiguousarray(out)
-    m, work, col, dT = _pipe_schedule(_pipe_backward, g, FN, x.dtype, ws)
+    m, col, dT = _pipe_schedule(_pipe_backward, g, FN, x.dtype, ws)
     groups = max(1, min(-(-g.N // m), winograd._GROUPS))
     dWg = np.empty((groups, FN, g.C * g.FH * g.FW), dtype=x.dtype)
     dbp = np.empty((g.N, FN), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _pipe_backward.run(work, x, dout, out, np.ascontiguousarray(W.reshape(FN, -1)), dWg, dbp, dx, col, dT,
+    _pipe_backward.run(len(col), x, dout, out, np.ascontiguousarray(W.reshape(FN, -1)), dWg, dbp, dx, col, dT,
                        g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, m, need_dx, mode, x.dtype.type(0))
     return (dx if need_dx else None), dWg.sum(axis=0).reshape(W.shape), dbp.sum(axis=0)
 
