@@ -406,6 +406,32 @@ def check_weightnorm_backward(where, dw, v, g, norm, dim):
     return dw, v, g, norm, dim
 
 
+def _weightnorm_affine(where: str, x: np.ndarray, v: np.ndarray) -> None:
+    """x (N, in) and the affine weight v (in, out)."""
+    for name, a, what in (("x", x, "(N, in)"), ("v", v, "(in, out)")):
+        if a.ndim != 2:
+            _validate.fail(where, name, f"a 2-D array {what}", f"shape {a.shape}")
+    _validate.shape(x, (None, v.shape[0]), where, "x")
+
+
+def check_weightnorm_affine_forward(where, x, v, g, b):
+    """Returns x (N, in), v (in, out), g and b (out,) in their common float dtype."""
+    x, v, g, b = _validate.float_arrays(where, x=x, v=v, g=g, b=b)
+    _weightnorm_affine(where, x, v)
+    _shapes(where, (v.shape[1],), g=g, b=b)
+    return x, v, g, b
+
+
+def check_weightnorm_affine_backward(where, dout, x, v, g, norm, t):
+    """Returns dout (N, out), x (N, in), v (in, out), g, norm (out,) and the forward's t (N, out) in their common
+    float dtype."""
+    dout, x, v, g, norm, t = _validate.float_arrays(where, dout=dout, x=x, v=v, g=g, norm=norm, t=t)
+    _weightnorm_affine(where, x, v)
+    _shapes(where, (x.shape[0], v.shape[1]), dout=dout, t=t)
+    _shapes(where, (v.shape[1],), g=g, norm=norm)
+    return dout, x, v, g, norm, t
+
+
 def _power_vectors(where: str, w: np.ndarray, u: Any, v: Any, dim: int) -> None:
     """u (w.shape[dim],) and v (w.size / w.shape[dim],): writeable arrays of w's dtype (updated in place)."""
     K = w.shape[dim]

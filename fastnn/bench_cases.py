@@ -646,6 +646,7 @@ def _reparam_inputs(kind: str) -> Callable[[Mapping[str, Any], np.dtype, np.rand
         if kind == "weight":
             d["v"] = W
             _, d["norm"] = reference.weightnorm_forward(W, d["g"], _AFFINE_DIM)
+            d["t"] = d["x"] @ W
         else:
             d["w"], d["u"], d["v"] = W, d["u0"].copy(), d["v0"].copy()
             d["sigma"] = float(reference.spectralnorm_forward(W, d["u0"].copy(), d["v0"].copy(), _AFFINE_DIM)[1])
@@ -679,6 +680,12 @@ def _reparam_step(k: types.ModuleType, reparam: str, W: np.ndarray, g: np.ndarra
 
 def _affine_steps(k: types.ModuleType, d: Inputs, reparam: str) -> Run:
     x, b, dout = d["x"], d["b"], d["dout"]
+    if reparam == "weight":  # as WeightNorm(Affine) runs it: one kernel each way, w never formed
+        def weight_step() -> tuple[np.ndarray, ...]:
+            _, t, norm = k.weightnorm_affine_forward(x, d["W"], d["g"], b)
+            return k.weightnorm_affine_backward(dout, x, d["W"], d["g"], norm, t)
+
+        return Run(weight_step)
     u, v = d["u0"].copy(), d["v0"].copy()
 
     def affine(w: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -761,6 +768,10 @@ def _cases_reparam() -> Iterator[Case]:
     yield Case("weightnorm_backward", "normalization", REPARAM_SIZES, weight, "weightnorm_backward",
                ("dw", "v", "g", "norm", "dim"),
                torch=_torch_weight_norm_backward, traffic=_streams(3))
+    yield Case("weightnorm_affine_forward", "normalization", REPARAM_SIZES, weight, "weightnorm_affine_forward",
+               ("x", "v", "g", "b"))
+    yield Case("weightnorm_affine_backward", "normalization", REPARAM_SIZES, weight, "weightnorm_affine_backward",
+               ("dout", "x", "v", "g", "norm", "t"))
     yield Case("spectralnorm_forward", "normalization", REPARAM_SIZES, spectral, "spectralnorm_forward",
                ("w", "u", "v", "dim", "n_power_iterations", "eps", "training"), inplace=("u", "v"))
     yield Case("spectralnorm_backward", "normalization", REPARAM_SIZES, spectral, "spectralnorm_backward",

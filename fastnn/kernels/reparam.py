@@ -17,8 +17,10 @@ from numba import prange
 
 from .. import _checks
 from .._jit import kernel
+from .linalg import _matmul
 
-__all__ = ["weightnorm_forward", "weightnorm_backward", "spectralnorm_forward", "spectralnorm_backward"]
+__all__ = ["weightnorm_forward", "weightnorm_backward", "weightnorm_affine_forward", "weightnorm_affine_backward",
+           "spectralnorm_forward", "spectralnorm_backward"]
 
 #: Rows per work item of the column sums (32 KiB of float32 rows of 32 columns; enough items for two threads at
 #: the affine weights of the benchmarks).
@@ -161,6 +163,45 @@ def _weightnorm_backward(dw: np.ndarray, v: np.ndarray, g: np.ndarray, norm: np.
         dg = _dots(dw2, v2, rows) / n
         dv2 = _axpby(dw2, g / n, v2, -g * dg / (n * n), rows)
     return _unview(dv2, v.shape, dim, rows), dg.astype(v.dtype)
+
+
+def weightnorm_affine_forward(x: np.ndarray, v: np.ndarray, g: np.ndarray,
+                              b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over v for the norms and one GEMM with v itself: w is never formed (each unit's scale is applied
+    to the (N, out) product, which is far smaller than w)."""
+    return _weightnorm_affine_forward(*_checks.check_weightnorm_affine_forward("weightnorm_affine_forward",
+                                                                               x, v, g, b))
+
+
+def _weightnorm_affine_forward(x: np.ndarray, v: np.ndarray, g: np.ndarray,
+                               b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    norm = np.sqrt(_dots(v, v, False))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = (g / norm).astype(v.dtype)
+    t = _matmul(x, v)
+    out = t * scale
+    out += b
+    return out, t, norm.astype(v.dtype)
+
+
+def weightnorm_affine_backward(dout: np.ndarray, x: np.ndarray, v: np.ndarray, g: np.ndarray, norm: np.ndarray,
+                               t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two GEMMs and one pass over v (``dv = (x.T @ dout) * s + v * c``); the sums ``dw . v`` come from the
+    (N, out) arrays dout and t instead of a pass over the weights."""
+    return _weightnorm_affine_backward(*_checks.check_weightnorm_affine_backward(
+        "weightnorm_affine_backward", dout, x, v, g, norm, t))
+
+
+def _weightnorm_affine_backward(dout: np.ndarray, x: np.ndarray, v: np.ndarray, g: np.ndarray, norm: np.ndarray,
+                                t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n = norm.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = g / n
+        dg = np.einsum("nk,nk->k", dout, t, dtype=np.float64) / n
+        c = -g * dg / (n * n)
+    dx = _matmul(dout * scale.astype(v.dtype), v.T)
+    dv = _axpby(_matmul(x.T, dout), scale, v, c, False)
+    return dx, dv, dg.astype(v.dtype), dout.sum(axis=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

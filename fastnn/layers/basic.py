@@ -44,14 +44,19 @@ class Affine(Layer):
         self.x = None  # the input flattened to (N, D)
         self.original_x_shape = None
 
-    def forward(self, x: Any) -> np.ndarray:
-        """x (N, ...) with prod(...) == D -> out (N, M)."""
-        x = batch(x, "Affine.forward", min_ndim=2)
+    def flat_input(self, x: Any, where: str) -> np.ndarray:
+        """Check ``x`` (N, ...) against W's D inputs, remember its shape and keep it flattened (N, D) as ``self.x``."""
+        x = batch(x, where, min_ndim=2)
         if features(x) != self.W.shape[0]:
-            _validate.fail("Affine.forward", "x", f"of shape (N, ...) with {self.W.shape[0]} features per "
-                           "sample (W.shape[0])", f"shape {x.shape}")
+            _validate.fail(where, "x", f"of shape (N, ...) with {self.W.shape[0]} features per sample (W.shape[0])",
+                           f"shape {x.shape}")
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], self.W.shape[0])
+        return self.x
+
+    def forward(self, x: Any) -> np.ndarray:
+        """x (N, ...) with prod(...) == D -> out (N, M)."""
+        self.flat_input(x, "Affine.forward")
         # checked above: both 2-D floats, inner sizes equal; what check_matmul adds is the common dtype
         matmul = unchecked.matmul if x.dtype == self.W.dtype else ops.matmul
         return self._output(matmul(self.x, self.W) + self.b)

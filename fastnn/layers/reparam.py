@@ -71,7 +71,10 @@ class WeightNorm(_Wrapper):
     Parameters
     ----------
     layer : Affine or Convolution
-        Its W becomes v (the same array, updated in place by optimizers); its bias is shared.
+        Its W becomes v (the same array, updated in place by optimizers); its bias is shared. An Affine keeps v as
+        its W: the wrapper runs the product itself through one kernel that never forms w
+        (:func:`~fastnn.kernels.weightnorm_affine_forward`). A Convolution's W is set to the computed w at every
+        forward. :attr:`weight` gives w for either.
     g : ndarray (units,), optional
         Default: :math:`\\lVert v_k \\rVert`, so the wrapped layer starts computing what it did (PyTorch's
         initialization).
@@ -100,7 +103,7 @@ class WeightNorm(_Wrapper):
         self.g = g
         _validate.shape(self.g, (units,), "WeightNorm", "g")
         self.dv = self.dg = None
-        self.norm = None
+        self.norm = self._t = None
         if init_x is not None:
             self.initialize(init_x)
 
@@ -109,17 +112,32 @@ class WeightNorm(_Wrapper):
         unit_w = ops.weightnorm_forward(self.v, np.ones_like(self.g), self.dim)[0]
         self.b[...] = 0
         t = self._run(x, unit_w)  # (N, units) or (N, units, OH, OW): batch-norm statistics per unit
+        self.layer.W = self.v
         C = t.shape[1]
         _, mean, inv_std = ops.batchnorm_forward_train(t, np.ones(C, t.dtype), np.zeros(C, t.dtype),
                                                        np.zeros(C, t.dtype), np.ones(C, t.dtype), 1.0, 1e-12)
         self.g[...] = inv_std
         self.b[...] = -mean * inv_std
 
+    @property
+    def weight(self) -> np.ndarray:
+        """The normalized weight w that the current v and g give (a new array)."""
+        return ops.weightnorm_forward(self.v, self.g, self.dim)[0]
+
     def forward(self, x: Any) -> np.ndarray:
+        if isinstance(self.layer, Affine):  # w is never formed: the unit scales apply to x @ v (the kernel's doc)
+            x = self.layer.flat_input(x, "WeightNorm.forward")
+            out, self._t, self.norm = ops.weightnorm_affine_forward(x, self.v, self.g, self.b)
+            return self._output(out)
         w, self.norm = ops.weightnorm_forward(self.v, self.g, self.dim)
         return self._run(x, w)
 
     def backward(self, dout: Any) -> np.ndarray:
+        if isinstance(self.layer, Affine):
+            dout = self._dout(dout, "WeightNorm.backward")
+            dx, self.dv, self.dg, self.db = ops.weightnorm_affine_backward(dout, self.layer.x, self.v, self.g,
+                                                                           self.norm, self._t)
+            return dx.reshape(self.layer.original_x_shape)
         dx, dw = self._back(dout)
         self.dv, self.dg = ops.weightnorm_backward(dw, self.v, self.g, self.norm, self.dim)
         return dx

@@ -18,7 +18,8 @@ import numpy as np
 
 from .. import _checks
 
-__all__ = ["weightnorm_forward", "weightnorm_backward", "spectralnorm_forward", "spectralnorm_backward"]
+__all__ = ["weightnorm_forward", "weightnorm_backward", "weightnorm_affine_forward", "weightnorm_affine_backward",
+           "spectralnorm_forward", "spectralnorm_backward"]
 
 
 def _others(ndim: int, dim: int) -> tuple[int, ...]:
@@ -96,6 +97,85 @@ def _weightnorm_backward(dw: np.ndarray, v: np.ndarray, g: np.ndarray, norm: np.
         dg = (dw * v).sum(axis=_others(v.ndim, dim)) / norm
         dv = _unit(g / norm, v.ndim, dim) * dw - _unit(g * dg / (norm * norm), v.ndim, dim) * v
     return dv, dg
+
+
+def weightnorm_affine_forward(x: np.ndarray, v: np.ndarray, g: np.ndarray,
+                              b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""An affine layer whose weight (in, out) is weight-normalized over its columns: ``x @ w + b`` with
+    ``w = weightnorm_forward(v, g, dim=-1)[0]``, computed without forming w. Each unit's scale
+    :math:`s_k = g_k / \lVert v_k \rVert` multiplies column k of :math:`t = x v`:
+
+    .. math:: out_{nk} = t_{nk}\, s_k + b_k
+
+    (the same number as :math:`(x w)_{nk}` up to rounding).
+
+    Parameters
+    ----------
+    x : array_like (N, in)
+    v : array_like (in, out)
+        The direction parameters (the Affine layer's W).
+    g : array_like (out,)
+    b : array_like (out,)
+
+    Returns
+    -------
+    out : ndarray (N, out)
+    t : ndarray (N, out)
+        ``x @ v``, for :func:`weightnorm_affine_backward`.
+    norm : ndarray (out,)
+        The column norms of v. All in the common float dtype of the inputs.
+    """
+    return _weightnorm_affine_forward(*_checks.check_weightnorm_affine_forward("weightnorm_affine_forward",
+                                                                               x, v, g, b))
+
+
+def _weightnorm_affine_forward(x: np.ndarray, v: np.ndarray, g: np.ndarray,
+                               b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    norm = np.sqrt((v * v).sum(axis=0))
+    t = x @ v
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return t * (g / norm) + b, t, norm
+
+
+def weightnorm_affine_backward(dout: np.ndarray, x: np.ndarray, v: np.ndarray, g: np.ndarray, norm: np.ndarray,
+                               t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    r"""Gradients of :func:`weightnorm_affine_forward`: :func:`weightnorm_backward` applied to the affine layer's
+    ``dw = x.T @ dout``, with :math:`\sum_i dw_{ik} v_{ik} = \sum_n dout_{nk}\, t_{nk}` taken from the small
+    (N, out) arrays:
+
+    .. math::
+        dx = (dout\, \mathrm{diag}(s))\, v^\top, \quad
+        dg_k = \frac{\sum_n dout_{nk} t_{nk}}{\lVert v_k \rVert}, \quad
+        dv = (x^\top dout)\, \mathrm{diag}(s) - v\, \mathrm{diag}(g_k\, dg_k / \lVert v_k \rVert^2),
+        \quad db = \sum_n dout_n
+
+    Parameters
+    ----------
+    dout : array_like (N, out)
+    x, v, g
+        As given to the forward pass.
+    norm, t
+        As returned by it.
+
+    Returns
+    -------
+    dx : ndarray (N, in)
+    dv : ndarray (in, out)
+    dg : ndarray (out,)
+    db : ndarray (out,)
+        In the common float dtype of the inputs.
+    """
+    return _weightnorm_affine_backward(*_checks.check_weightnorm_affine_backward(
+        "weightnorm_affine_backward", dout, x, v, g, norm, t))
+
+
+def _weightnorm_affine_backward(dout: np.ndarray, x: np.ndarray, v: np.ndarray, g: np.ndarray, norm: np.ndarray,
+                                t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = g / norm
+        dg = (dout * t).sum(axis=0) / norm
+        dv = (x.T @ dout) * scale - v * (g * dg / (norm * norm))
+    return (dout * scale) @ v.T, dv, dg, dout.sum(axis=0)
 
 
 def _matrix(w: np.ndarray, dim: int) -> np.ndarray:

@@ -188,6 +188,51 @@ def test_weightnorm_matches_twin_and_paper(shape, dim, dtype, twin):
         _close(a, b, dtype)
 
 
+#: (N, in, out): batch 1, one input, one unit, odd sizes, and a weight tall enough for the kernels' chunked sums
+AFFINE_WN = [(5, 7, 3), (1, 4, 6), (3, 1, 2), (4, 5, 1), (2, 300, 3), (70, 600, 40)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", AFFINE_WN, ids=str)
+def test_weightnorm_affine_matches_twin_and_the_formed_weight(sizes, dtype, twin):
+    N, D, M = sizes
+    rng = np.random.default_rng(N * D + M)
+    x = rng.standard_normal((D, N)).astype(dtype).T  # a transposed view: not C-contiguous
+    v = rng.standard_normal((D, M)).astype(dtype)
+    g, b = (1 + rng.random(M)).astype(dtype), rng.standard_normal(M).astype(dtype)
+    dout = rng.standard_normal((N, M)).astype(dtype)
+    kept = [a.copy() for a in (x, v, g, b, dout)]
+    got, want = K.weightnorm_affine_forward(x, v, g, b), R.weightnorm_affine_forward(x, v, g, b)
+    for a, e in zip(got, want, strict=True):
+        _close(a, e, dtype)
+    # the same numbers as forming w = weightnorm_forward(v, g, -1) and running the affine layer on it (float64)
+    x64, v64, g64, d64 = (a.astype(np.float64) for a in (x, v, g, dout))
+    w, norm = R.weightnorm_forward(v64, g64, -1)
+    dv, dg = R.weightnorm_backward(x64.T @ d64, v64, g64, norm, -1)
+    # dv is a difference of two terms that cancel exactly with one input (D = 1): compare on the terms' scale
+    scales = (None, None, float(np.abs(x64.T @ d64 * (g64 / norm)).max()), None, None)
+    back = [impl.weightnorm_affine_backward(dout, x, v, g, got[2], got[1]) for impl in (K, R)]
+    for a, e, scale in zip(*back, scales[1:], strict=True):
+        _close(a, e, dtype, scale)
+    for a, e, scale in zip((*got[:1], *back[0]), (x64 @ w + b, d64 @ w.T, dv, dg, d64.sum(axis=0)), scales,
+                           strict=True):
+        _close(a, e.astype(dtype), dtype, scale)
+    for a, k in zip((x, v, g, b, dout), kept, strict=True):
+        np.testing.assert_array_equal(a, k)  # inputs untouched
+
+
+def test_weightnorm_affine_bad_input():
+    x, v, g = np.ones((2, 3)), np.ones((3, 4)), np.ones(4)
+    for impl in (K, R):
+        with pytest.raises(ValueError, match=r"^weightnorm_affine_forward: x must be of shape \(any, 3\), got shape "
+                                             r"\(2, 4\)$"):
+            impl.weightnorm_affine_forward(np.ones((2, 4)), v, g, g)
+        with pytest.raises(ValueError, match=r"^weightnorm_affine_forward: v must be a 2-D array \(in, out\)"):
+            impl.weightnorm_affine_forward(x, np.ones((3, 4, 1)), g, g)
+        with pytest.raises(ValueError, match=r"^weightnorm_affine_backward: t must be of shape \(2, 4\)"):
+            impl.weightnorm_affine_backward(np.ones((2, 4)), x, v, g, g, np.ones((2, 3)))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("shape", "dim"), WEIGHTS, ids=str)
 def test_spectralnorm_matches_twin(shape, dim, dtype, twin):

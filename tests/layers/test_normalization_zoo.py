@@ -160,7 +160,10 @@ def test_weightnorm_layer_matches_torch(conv):
     np.testing.assert_allclose(to_torch(layer.dv), pw.original1.grad.numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(layer.dg, pw.original0.grad.numpy().reshape(-1), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(layer.db, mod.bias.grad.numpy(), rtol=1e-12)
-    assert layer.params["b"] is inner.b and layer.params["v"] is not inner.W  # bias shared; W is computed
+    np.testing.assert_allclose(to_torch(layer.weight), mod.weight.detach().numpy(), rtol=1e-12)
+    assert layer.params["b"] is inner.b
+    # an Affine's W stays v (the product never forms w); a Convolution's W is the computed weight
+    assert (layer.params["v"] is inner.W) != conv
 
 
 @pytest.mark.parametrize("conv", [False, True], ids=["Affine", "Convolution"])

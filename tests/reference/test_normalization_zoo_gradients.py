@@ -49,6 +49,20 @@ def test_weightnorm_backward_is_the_gradient(shape, dim):
     assert np.abs(dv).max() > 1e-3
 
 
+def test_weightnorm_affine_backward_is_the_gradient():
+    rng = np.random.default_rng(16)
+    x, v = rng.standard_normal((3, 4)), rng.standard_normal((4, 5))
+    g, b = 1 + rng.random(5), rng.standard_normal(5)
+    weights = rng.standard_normal((3, 5))
+    _, t, norm = R.weightnorm_affine_forward(x, v, g, b)
+    grads = R.weightnorm_affine_backward(weights, x, v, g, norm, t)
+    for analytic, wrt in zip(grads, (x, v, g, b), strict=True):
+        numerical = central_differences(lambda: float(np.sum(R.weightnorm_affine_forward(x, v, g, b)[0] * weights)),
+                                        wrt)
+        np.testing.assert_allclose(analytic, numerical, rtol=1e-6, atol=1e-8)
+        assert np.abs(analytic).max() > 1e-3
+
+
 @pytest.mark.parametrize(("shape", "dim"), [((4, 3), -1), ((3, 2, 2, 2), 0), ((2, 3, 2), 1)], ids=str)
 def test_spectralnorm_backward_is_the_gradient_with_u_v_constant(shape, dim):
     """Evaluation mode: u and v are not updated, so sigma = u^T W v is exactly the forward's function of W."""
