@@ -54,6 +54,7 @@ from . import config
 from ._numba_cache import njit as _njit  # also imported under this name by kernels/activations.py
 
 _THREAD_SAFE_LAYERS = frozenset({"omp", "tbb"})
+_no_override = config.no_min_work_override
 
 _launch_lock = threading.RLock()
 _layer: str | None = None  # Numba's threading layer, once its thread pool has started
@@ -133,7 +134,8 @@ class Kernel:
 
     def run(self, work: int, *args: Any) -> Any:
         """Run the kernel on ``args``; ``work`` is the number of elements it touches."""
-        if not self.use_parallel(work):
+        # use_parallel's test with the cheap comparison first: most launches of a small net's step are serial
+        if (work < config.PARALLEL_MIN_WORK[self.family] and _no_override()) or not self.use_parallel(work):
             return self.serial(*args)
         return _launch_parallel(self.parallel, args)
 

@@ -1703,6 +1703,10 @@ def _cases_smallnets() -> Iterator[Case]:
     yield Case("adam_multilayer_bn", "training", MULTILAYER_BN_SIZES, _train_inputs,
                steps=partial(_fastnn_adam_net, _multilayer_bn), torch=partial(_torch_adam_net, _multilayer_bn),
                goal=Goal("Adam update of all 22 parameters of MultiLayerNetExtend (batch norm)", "mnist", 0.5))
+    # train_multilayer_bn again, for its CIFAR-size target row (a Goal has one size)
+    yield Case("train_multilayer_bn_cifar", "training", MULTILAYER_BN_SIZES, _train_inputs,
+               steps=partial(_fastnn_train, _multilayer_bn), torch=partial(_torch_train, _multilayer_bn),
+               goal=Goal("MultiLayerNetExtend batch-norm training step, batch 100, Adam, CIFAR size", "cifar", 0.8))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -110,6 +110,7 @@ def test_targets_are_the_cases_with_a_goal(capsys):
         "conv2d_forward_backward", "instancenorm_forward_backward", "maxpool2d_forward_backward",
         "mha_causal_forward_backward", "softmax_cross_entropy_forward", "spectralnorm_affine_forward_backward",
         "spectralnorm_conv_forward_backward", "train_better_rnnlm", "train_deepconvnet", "train_multilayer_bn",
+        "train_multilayer_bn_cifar",
         "train_simpleconvnet", "train_transformer_lm", "weightnorm_affine_forward_backward",
         "weightnorm_conv_forward_backward", *recurrent])
     rows = [{"case": g.title, "goal": g.ratio, "traffic": CASES[n].bytes_moved(g.size, "float32"), "triad": 2e10,

@@ -756,6 +756,28 @@ def _batch_backward_coefficients(p1, p2, gamma, inv_std, M, a, v, e, dgamma, dbe
         dbeta[c] = s1
 
 
+@helper(fastmath=False)
+def _running_update(running_mean, running_stat, mean, stat, stat_x, m_mean, m_stat, rest):
+    """Per channel, with every product and sum rounded as NumPy's expressions (no fused multiply-add)."""
+    for c in range(mean.shape[0]):
+        stat_x[c] = stat[c]  # the float64 statistic rounded to x's dtype first, as stat.astype(x.dtype)
+        running_mean[c] = m_mean * running_mean[c] + rest * mean[c]
+        running_stat[c] = m_stat * running_stat[c] + rest * stat_x[c]
+
+
+def _update_running(running_mean: np.ndarray, running_stat: np.ndarray, mean: np.ndarray, stat: np.ndarray,
+                    momentum: float) -> None:
+    """``running_mean[...] = momentum * running_mean + (1 - momentum) * mean`` and the same for ``running_stat``
+    with ``stat.astype(mean.dtype)``, to the bit, as one compiled call instead of nine NumPy ones (~5 us less per
+    batch-norm layer and step; ``momentum`` a Python float, so each product is in its array's dtype).
+
+    mean (C,) in x's dtype, stat (C,) float64; the running arrays (C,) of any float dtype, updated in place.
+    """
+    _running_update(running_mean, running_stat, mean, stat, np.empty(mean.shape, mean.dtype),
+                    running_mean.dtype.type(momentum), running_stat.dtype.type(momentum),
+                    mean.dtype.type(1 - momentum))
+
+
 def _batch_normalize(x, mean, var, gamma, beta, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (mean, var float64) as one scale-and-shift
     pass; also returns the mean and inv_std in x's dtype."""
@@ -793,9 +815,7 @@ def _batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     x = np.ascontiguousarray(x)
     mean, var = _batch_moments(x)
     out, mean, inv_std = _batch_normalize(x, mean, var, gamma, beta, eps)
-    var = var.astype(x.dtype)
-    running_mean[...] = momentum * running_mean + (1 - momentum) * mean
-    running_var[...] = momentum * running_var + (1 - momentum) * var
+    _update_running(running_mean, running_var, mean, var, momentum)
     return out, mean, inv_std
 
 
@@ -879,8 +899,7 @@ def _batchrenorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarra
         r = np.clip(sigma / rs, 1.0 / rmax, rmax)
         d = np.clip((mean - rm) / rs, -dmax, dmax)
     out, centre, inv_std = _batch_normalize(x, mean, var, *_renorm_affine(gamma, beta, r, d), eps)
-    running_mean[...] = momentum * running_mean + (1 - momentum) * centre
-    running_std[...] = momentum * running_std + (1 - momentum) * sigma.astype(x.dtype)
+    _update_running(running_mean, running_std, centre, sigma, momentum)
     return out, centre, inv_std, r.astype(x.dtype), d.astype(x.dtype)
 
 

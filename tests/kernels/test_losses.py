@@ -295,3 +295,16 @@ def test_backward_bad_input(mod):
         mod.softmax_cross_entropy_backward(p.astype(np.complex64), np.array([0, 1]))
     with pytest.raises(ValueError, match="softmax_forward: x must be 2-D"):
         mod.softmax_forward(np.zeros((2, 3, 4)))
+
+
+@pytest.mark.parametrize("code", ["<i1", "<i2", ">i4", "<i8", ">i8", "<u2", ">u8"])
+def test_labels_out_of_range_refused_in_every_integer_dtype(code):
+    """The range check views signed labels as unsigned (a negative one becomes huge): every width and byte order
+    refuses -1 and K, and accepts 0 and K - 1, with the same message."""
+    x = np.zeros((3, 4), np.float32)
+    ok = np.array([0, 3, 1], dtype=code)
+    assert np.isclose(K.softmax_cross_entropy_forward(x, ok)[0], np.log(4))
+    bad = [[0, 4, 1]] + ([[0, -1, 1]] if np.dtype(code).kind == "i" else [])
+    for values in bad:
+        with pytest.raises(ValueError, match=r"softmax_cross_entropy_forward.*t.*labels in \[0, 4\)"):
+            K.softmax_cross_entropy_forward(x, np.array(values, dtype=code))

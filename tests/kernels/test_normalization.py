@@ -572,3 +572,21 @@ def _forward_call(fname, M, **over):
 def test_forward_bad_input(M, fname, over, exc, msg):
     with pytest.raises(exc, match=f"^{fname}: " + re.escape(msg)):
         _forward_call(fname, M, **over)
+
+
+@pytest.mark.parametrize("running_dtype", [np.float32, np.float64])
+def test_running_statistics_update_is_numpys_expression_to_the_bit(running_dtype):
+    """The compiled running-statistics update rounds as ``momentum * running + (1 - momentum) * stat`` does in
+    NumPy (each product in its array's dtype, no fused multiply-add), also at inf and NaN, momentum 0 and 1."""
+    from fastnn.kernels.normalization import _update_running
+
+    rng = np.random.default_rng(1)
+    for momentum in (0.9, 0.37, 0.0, 1.0):
+        mean, stat = rng.standard_normal(9).astype(np.float32), rng.random(9) * 3
+        mean[0], stat[1] = np.inf, np.nan
+        rm, rv = rng.standard_normal(9).astype(running_dtype), rng.random(9).astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            em, ev = momentum * rm + (1 - momentum) * mean, momentum * rv + (1 - momentum) * stat.astype(np.float32)
+        _update_running(rm, rv, mean, stat, momentum)
+        np.testing.assert_array_equal(rm, em.astype(running_dtype))
+        np.testing.assert_array_equal(rv, ev)

@@ -186,3 +186,22 @@ def test_plan_rows_and_large_tensors():
     assert n == 4 and len(flat) == 16 and len(pad) == 12
     assert rows.tolist() == [[0, 0, 40000], [1, 0, 1], [2, 0, 4096], [3, 0, 0]]
     assert large == [0] and small.tolist() == rows[1:].tolist()
+
+
+def test_read_only_gradients_after_writeable_ones_take_the_kept_launcher():
+    """The launcher's entry point is looked up at a plan's first launch; later gradients that are read-only (a
+    different Numba type, the same machine representation) run through it with the same numbers as the per-tensor
+    path, and the parameters are updated."""
+    params, grads = _problem(np.float32, seed=3)
+    want, _ = _per_tensor("adam", {}, params, grads)
+    opt = optim.get("adam")
+    got = {k: p.copy() for k, p in params.items()}
+    for i, g in enumerate(grads):
+        if i:
+            for a in g.values():
+                a.flags.writeable = False
+        opt.update(got, g)
+    assert opt._fast is not None and opt._fast.plan._entries  # the fast path and the kept entry point were used
+    for k in params:
+        _assert_same(got[k], want[k], k)
+        assert not np.array_equal(got[k], params[k])
