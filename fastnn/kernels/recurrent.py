@@ -27,7 +27,7 @@ import numpy as np
 from numba import prange
 
 from .. import _checks
-from .._jit import helper, kernel
+from .._jit import helper, kernel, run_on_slots
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from .linalg import matmul_into
@@ -38,6 +38,10 @@ __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_
 #: the multiple a part's width is rounded to (one AVX-512 register of float32).
 _MIN_UNITS = 64
 _ALIGN = 16
+#: Least batch rows per part when the batch is cut instead (see _row_parts), and the most bytes of Wh for it:
+#: every part then multiplies by all of Wh each step, which should stay in its core's L2 (2 MiB here).
+_MIN_ROWS = 8
+_ROWS_MAX_WH = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,7 +167,7 @@ def _rnn_bwd(dA, dhs, dh, hs, WhT, bounds, one):
                         da[j] = (d[j] + dn[j]) * (one - h[j] * h[j])
 
 
-@kernel("recurrent")
+@kernel("recurrent", nogil=True)
 def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coefs):
     N, T, G = acts.shape
     H = hs.shape[2]
@@ -187,7 +191,7 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coef
                     h_row[j] = o[j] * _tanh(c, one, ec, coefs)
 
 
-@kernel("recurrent")
+@kernel("recurrent", nogil=True)
 def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, oi, of, og, oo, bounds, one, ec, coefs):
     # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
     # one parallel region per step, as in _rnn_bwd
@@ -360,6 +364,28 @@ def _parts(body, N: int, H: int, G: int) -> np.ndarray:
     return np.array(cuts, dtype=np.int64)
 
 
+def _row_parts(N: int, Wh: np.ndarray) -> np.ndarray:
+    """Cut points of the batch when its rows are run as independent parts, else [0, N].
+
+    A sequence's rows never meet in the recurrence, so each part runs the whole time loop for its rows on a
+    thread of its own, with no synchronisation per step: the alternative to cutting the hidden units (one
+    parallel region per step, ~20 us each) when Wh is small enough to stay in each core's cache (DLFS-2's Rnnlm,
+    a char LM). The cut depends on the shapes only, never on the thread count, and a row's numbers are the same
+    in any part: results do not depend on the number of threads.
+    """
+    parts = 2 if N >= 2 * _MIN_ROWS and Wh.nbytes <= _ROWS_MAX_WH else 1
+    return np.array([p * N // parts for p in range(parts + 1)], dtype=np.int64)
+
+
+def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...]) -> None:
+    """Run the serial twin of ``body`` once per row part, on the part's rows of each ``batched`` argument
+    (concurrently on the slot pool when ``work`` is worth a parallel launch); ``args`` cut the hidden units
+    into one part."""
+    parts = [[a[r0:r1] if cut else a for a, cut in zip(args, batched, strict=True)]
+             for r0, r1 in zip(rows[:-1], rows[1:], strict=True)]
+    run_on_slots([lambda part=part: body.serial(*part) for part in parts], body.use_parallel(work))
+
+
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
@@ -474,9 +500,13 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
         return hs, cs, acts
     _project(x, Wx, acts)
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
-    bounds = _parts(_lstm_fwd, N, H, 4)
-    _launch(_lstm_fwd, bounds, acts, hs, cs, _c(h0), _c(c0), _c(Wh), _c(b), *offsets, bounds,
-            *_consts(x.dtype))
+    rows = _row_parts(N, Wh)
+    bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+    args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), _c(b), *offsets, bounds, *_consts(x.dtype))
+    if rows.size == 2:
+        _launch(_lstm_fwd, bounds, *args)
+    else:
+        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, args, (True,) * 5 + (False,) * (len(args) - 5))
     return hs, cs, acts
 
 
@@ -500,9 +530,14 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
     hs = _c(hs)
     if N > 0:
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
-        bounds = _parts(_lstm_bwd, N, H, 4)
-        _launch(_lstm_bwd, bounds, dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), _transposed(Wh),
-                *offsets, bounds, *_consts(hs.dtype))
+        rows = _row_parts(N, Wh)
+        bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+        args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), _transposed(Wh), *offsets, bounds,
+                *_consts(hs.dtype))
+        if rows.size == 2:
+            _launch(_lstm_bwd, bounds, *args)
+        else:
+            _launch_rows(_lstm_bwd, rows, N * 4 * H * H, args, (True,) * 8 + (False,) * (len(args) - 8))
     dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs), dA, Wx)
     return dx, dh, dc, dWx, dWh, db
 
