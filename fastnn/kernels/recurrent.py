@@ -16,6 +16,8 @@ each computing its columns of every gate block by single-threaded OpenBLAS calls
 as :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel region per step (two or three
 where a product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the
 columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
+The LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the
+recurrence, so each part runs every step for its rows with no synchronisation per step.
 
 Nonlinearities use :func:`fastnn.kernels._math._exp_nonpos` (vectorisable; libm's scalar exp stops LLVM from
 vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|).
