@@ -103,15 +103,19 @@ class Kernel:
         Key into :data:`fastnn.config.PARALLEL_MIN_WORK`.
     fastmath
         Flag subset (default :data:`fastnn.config.FASTMATH`) or ``False``.
+    nogil
+        Compile the serial twin releasing the GIL, for callers that run it on several Python threads at once
+        (each on its own part of the data; see :func:`run_on_slots`).
     """
 
-    def __init__(self, fn: Callable, family: str, fastmath: frozenset[str] | bool = config.FASTMATH) -> None:
+    def __init__(self, fn: Callable, family: str, fastmath: frozenset[str] | bool = config.FASTMATH,
+                 nogil: bool = False) -> None:
         if family not in config.PARALLEL_MIN_WORK:
             raise ValueError(f"unknown kernel family {family!r}")
         flags = set(fastmath) if isinstance(fastmath, frozenset) else fastmath
         self.py_func = fn
         self.family = family
-        self.serial = _njit(_renamed(fn, "__serial"), parallel=False, fastmath=flags)
+        self.serial = _njit(_renamed(fn, "__serial"), parallel=False, fastmath=flags, nogil=nogil)
         self.parallel = _njit(fn, parallel=True, fastmath=flags)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
@@ -197,6 +201,20 @@ def _slot_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _pool
 
 
+def run_on_slots(calls: list[Callable[[], Any]], concurrent: bool) -> None:
+    """Run zero-argument ``calls`` (each a nogil compiled body on its own part of the data): calls 1.. on the
+    slot pool and call 0 on the calling thread when ``concurrent``, else one after the other here."""
+    if not concurrent or len(calls) == 1:
+        for call in calls:
+            call()
+        return
+    pool = _slot_pool()
+    futures = [pool.submit(call) for call in calls[1:]]
+    calls[0]()
+    for f in futures:
+        f.result()  # re-raises a slot's exception here
+
+
 def slot_kernel(family: str, fastmath: frozenset[str] | bool = config.FASTMATH) -> Callable[[Callable], SlotKernel]:
     """Decorator form of :class:`SlotKernel`."""
     return lambda fn: SlotKernel(fn, family, fastmath)
@@ -225,9 +243,10 @@ def _launch_parallel(dispatcher: Callable, args: tuple) -> Any:
         return result
 
 
-def kernel(family: str, fastmath: frozenset[str] | bool = config.FASTMATH) -> Callable[[Callable], Kernel]:
+def kernel(family: str, fastmath: frozenset[str] | bool = config.FASTMATH,
+           nogil: bool = False) -> Callable[[Callable], Kernel]:
     """Decorator form of :class:`Kernel`."""
-    return lambda fn: Kernel(fn, family, fastmath)
+    return lambda fn: Kernel(fn, family, fastmath, nogil)
 
 
 def threading_layer() -> str | None:

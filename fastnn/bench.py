@@ -177,13 +177,13 @@ def _row(res: dict[str, Any], impls: Sequence[str], bandwidth: float | None) -> 
             *([ratio("torch")] if "torch" in impls else []), gbs, share]
 
 
-def run_targets(repeat: int = 7, min_time: float = 0.2) -> list[dict[str, Any]]:
-    """Measure every speed target (the cases with a ``goal``); one row per target with seconds per call of each
-    implementation."""
+def run_targets(repeat: int = 7, min_time: float = 0.2, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Measure every speed target (the cases with a ``goal``; of those named in ``names`` when given); one row per
+    target with seconds per call of each implementation."""
     triad = triad_bandwidth()
     rows = []
     for case in CASES.values():
-        if case.goal is None:
+        if case.goal is None or (names is not None and case.name not in names):
             continue
         calls, _ = _calls(case, IMPLS, case.goal.size, "float32")
         rows.append({"case": case.goal.title, "goal": case.goal.ratio, "triad": triad,
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--threads: {exc.__cause__}")
     if args.targets:
         print(f"{get_num_threads()} threads; median of {repeat} interleaved blocks per call, JIT warmed; float32")
-        print(format_targets(run_targets(repeat, 0.05 if args.quick else 0.2)))
+        print(format_targets(run_targets(repeat, 0.05 if args.quick else 0.2, cases)))
         return 0
     bandwidth = None if args.no_triad else triad_bandwidth(3 if args.quick else 10)
     print(f"triad bandwidth: {f'{bandwidth / 1e9:.1f} GB/s' if bandwidth else 'not measured'}")

@@ -16,6 +16,8 @@ each computing its columns of every gate block by single-threaded OpenBLAS calls
 as :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel region per step (two or three
 where a product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the
 columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
+The LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the
+recurrence, so each part runs every step for its rows with no synchronisation per step.
 
 Nonlinearities use :func:`fastnn.kernels._math._exp_nonpos` (vectorisable; libm's scalar exp stops LLVM from
 vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|).
@@ -27,7 +29,7 @@ import numpy as np
 from numba import prange
 
 from .. import _checks
-from .._jit import helper, kernel
+from .._jit import helper, kernel, run_on_slots
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from .linalg import matmul_into
@@ -38,6 +40,10 @@ __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_
 #: the multiple a part's width is rounded to (one AVX-512 register of float32).
 _MIN_UNITS = 64
 _ALIGN = 16
+#: Least batch rows per part when the batch is cut instead (see _row_parts), and the most bytes of Wh for it:
+#: every part then multiplies by all of Wh each step, which should stay in its core's L2 (2 MiB here).
+_MIN_ROWS = 8
+_ROWS_MAX_WH = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,16 +151,16 @@ def _rnn_fwd(hs, h0, Wh, b, bounds, one, ec, coefs):
 
 
 @kernel("recurrent")
-def _rnn_bwd(dA, dhs, dh, hs, Wh, bounds, one):
+def _rnn_bwd(dA, dhs, dh, hs, WhT, bounds, one):
     # dh (N, H): zeros on entry, dh0 on exit. Step t's region first finishes what step t+1 sends back
     # (dh = dA_{t+1} @ Wh.T, its columns lo..hi), then step t's units lo..hi: one parallel region per step
-    # (t = -1 only finishes dh0).
+    # (t = -1 only finishes dh0). WhT is Wh.T stored row-major (see _transposed).
     N, T, H = hs.shape
     for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if t < T - 1:
-                _gemm(True, N, hi - lo, H, _addr(dA, (t + 1) * H), T * H, _addr(Wh, lo * H), H, 0, _addr(dh, lo), H,
+                _gemm(False, N, hi - lo, H, _addr(dA, (t + 1) * H), T * H, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
                       dA.itemsize)
             if t >= 0:
                 for n in range(N):
@@ -163,7 +169,7 @@ def _rnn_bwd(dA, dhs, dh, hs, Wh, bounds, one):
                         da[j] = (d[j] + dn[j]) * (one - h[j] * h[j])
 
 
-@kernel("recurrent")
+@kernel("recurrent", nogil=True)
 def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coefs):
     N, T, G = acts.shape
     H = hs.shape[2]
@@ -187,8 +193,8 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coef
                     h_row[j] = o[j] * _tanh(c, one, ec, coefs)
 
 
-@kernel("recurrent")
-def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, Wh, oi, of, og, oo, bounds, one, ec, coefs):
+@kernel("recurrent", nogil=True)
+def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, oi, of, og, oo, bounds, one, ec, coefs):
     # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
     # one parallel region per step, as in _rnn_bwd
     N, T, G = acts.shape
@@ -197,7 +203,7 @@ def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, Wh, oi, of, og, oo, bounds, one
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if t < T - 1:  # dh = dA_{t+1} @ Wh.T, columns lo..hi
-                _gemm(True, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(Wh, lo * G), G, 0, _addr(dh, lo), H,
+                _gemm(False, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
                       dA.itemsize)
             for n in range(N if t >= 0 else 0):
                 a, da = acts[n, t], dA[n, t]
@@ -360,8 +366,37 @@ def _parts(body, N: int, H: int, G: int) -> np.ndarray:
     return np.array(cuts, dtype=np.int64)
 
 
+def _row_parts(N: int, Wh: np.ndarray) -> np.ndarray:
+    """Cut points of the batch when its rows are run as independent parts, else [0, N].
+
+    A sequence's rows never meet in the recurrence, so each part runs the whole time loop for its rows on a
+    thread of its own, with no synchronisation per step: the alternative to cutting the hidden units (one
+    parallel region per step, ~20 us each) when Wh is small enough to stay in each core's cache (DLFS-2's Rnnlm,
+    a char LM). The cut depends on the shapes only, never on the thread count, and a row's numbers are the same
+    in any part: results do not depend on the number of threads.
+    """
+    parts = 2 if N >= 2 * _MIN_ROWS and Wh.nbytes <= _ROWS_MAX_WH else 1
+    return np.array([p * N // parts for p in range(parts + 1)], dtype=np.int64)
+
+
+def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...]) -> None:
+    """Run the serial twin of ``body`` once per row part, on the part's rows of each ``batched`` argument
+    (concurrently on the slot pool when ``work`` is worth a parallel launch); ``args`` cut the hidden units
+    into one part."""
+    parts = [[a[r0:r1] if cut else a for a, cut in zip(args, batched, strict=True)]
+             for r0, r1 in zip(rows[:-1], rows[1:], strict=True)]
+    run_on_slots([lambda part=part: body.serial(*part) for part in parts], body.use_parallel(work))
+
+
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
+
+
+def _transposed(Wh: np.ndarray) -> np.ndarray:
+    """Wh.T stored row-major, for the backward's per-step ``dA_t @ Wh.T``: OpenBLAS multiplies by a stored
+    matrix ~2x faster than by a transposed one at these shapes (measured 20x400x100 and 20x2600x650, one
+    thread), which pays for the one copy many times over."""
+    return np.ascontiguousarray(Wh.T)
 
 
 def _consts(dtype: np.dtype) -> tuple:
@@ -443,7 +478,7 @@ def _rnn_backward(dhs: np.ndarray, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray
     if N > 0:
         hs = _c(hs)
         bounds = _parts(_rnn_bwd, N, H, 1)
-        _launch(_rnn_bwd, bounds, dA, _c(dhs), dh, hs, _c(Wh), bounds, hs.dtype.type(1))
+        _launch(_rnn_bwd, bounds, dA, _c(dhs), dh, hs, _transposed(Wh), bounds, hs.dtype.type(1))
     dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs), dA, Wx)
     return dx, dh, dWx, dWh, db
 
@@ -467,9 +502,13 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
         return hs, cs, acts
     _project(x, Wx, acts)
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
-    bounds = _parts(_lstm_fwd, N, H, 4)
-    _launch(_lstm_fwd, bounds, acts, hs, cs, _c(h0), _c(c0), _c(Wh), _c(b), *offsets, bounds,
-            *_consts(x.dtype))
+    rows = _row_parts(N, Wh)
+    bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+    args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), _c(b), *offsets, bounds, *_consts(x.dtype))
+    if rows.size == 2:
+        _launch(_lstm_fwd, bounds, *args)
+    else:
+        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, args, (True,) * 5 + (False,) * (len(args) - 5))
     return hs, cs, acts
 
 
@@ -493,9 +532,14 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
     hs = _c(hs)
     if N > 0:
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
-        bounds = _parts(_lstm_bwd, N, H, 4)
-        _launch(_lstm_bwd, bounds, dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), _c(Wh),
-                *offsets, bounds, *_consts(hs.dtype))
+        rows = _row_parts(N, Wh)
+        bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+        args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), _transposed(Wh), *offsets, bounds,
+                *_consts(hs.dtype))
+        if rows.size == 2:
+            _launch(_lstm_bwd, bounds, *args)
+        else:
+            _launch_rows(_lstm_bwd, rows, N * 4 * H * H, args, (True,) * 8 + (False,) * (len(args) - 8))
     dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs), dA, Wx)
     return dx, dh, dc, dWx, dWh, db
 

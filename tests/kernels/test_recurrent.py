@@ -87,6 +87,21 @@ def test_lstm_matches_twin(shape, layout, dtype, twin):
     _untouched(d, before)
 
 
+@pytest.mark.parametrize("layout", ["ifgo", "fgio"])
+def test_lstm_batch_cut_matches_twin(layout, dtype, twin):
+    """A batch of 18 with a small Wh runs as two parts of 9 rows, each over all steps (concurrently under the
+    parallel twin): the twin's numbers."""
+    shape = (18, 2, 3, 45)
+    d = _inputs("lstm", shape, dtype)
+    args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+    assert K.recurrent._row_parts(18, d["Wh"]).tolist() == [0, 9, 18]
+    fast = K.lstm_forward(*args, layout=layout)
+    ref = R.lstm_forward(*args, layout=layout)
+    _same(fast, ref, dtype)
+    back = K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout)
+    _same(back, R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout), dtype)
+
+
 @pytest.mark.parametrize("form", ["dlfs2", "torch"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_gru_matches_twin(shape, form, dtype, twin):
