@@ -171,9 +171,6 @@ def run(args: argparse.Namespace) -> int:
         from . import demo_transformer
 
         return demo_transformer.run(args)
-    from ..checkpoint import save_arrays
-    from ..trainer import Trainer
-
     wall_start = time.perf_counter()
     apply_threads(args.threads)
     preset = PRESETS[args.dataset]
@@ -189,6 +186,22 @@ def run(args: argparse.Namespace) -> int:
 
         require("matplotlib", "fastnn demo's plot (or pass --no-plot)")  # fail before training, not after
     os.makedirs(args.out, exist_ok=True)
+    drawer = None
+    if not args.no_plot:
+        from .plotting import Drawer
+
+        drawer = Drawer.start()  # imports matplotlib on the other core meanwhile
+    try:
+        return _run_image(args, drawer, wall_start, epochs, batch_size, lr, dtype, preset)
+    finally:
+        if drawer is not None:
+            drawer.close()
+
+
+def _run_image(args: argparse.Namespace, drawer: Any, wall_start: float, epochs: int, batch_size: int, lr: float,
+               dtype: np.dtype, preset: dict[str, Any]) -> int:
+    from ..checkpoint import save_arrays
+    from ..trainer import Trainer
 
     (x_train, t_train), (x_test, t_test) = _data.load(args.dataset, flatten=False, dtype=dtype, seed=args.seed,
                                                       data_dir=args.data_dir)
@@ -236,14 +249,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"final train accuracy: {result.train_acc:.4f}")
     print(f"final test accuracy: {result.test_acc:.4f}")
     print(f"parameters: {params_path}")
-    if not args.no_plot:
-        from .plotting import training_curves
-
-        png = os.path.join(args.out, f"demo_{args.dataset}.png")
-        training_curves(trainer.train_loss_list, trainer.train_acc_list + [result.train_acc],
-                        trainer.test_acc_list + [result.test_acc], png,
-                        f"SimpleConvNet on {args.dataset} ({dtype}, {args.optimizer}, fastnn)",
-                        trainer.iter_per_epoch)
+    if drawer is not None:
+        png = drawer.draw("training_curves", list(trainer.train_loss_list),
+                          trainer.train_acc_list + [result.train_acc], trainer.test_acc_list + [result.test_acc],
+                          os.path.join(args.out, f"demo_{args.dataset}.png"),
+                          f"SimpleConvNet on {args.dataset} ({dtype}, {args.optimizer}, fastnn)",
+                          trainer.iter_per_epoch)
         print(f"plot: {png}")
     print(f"wall time: {time.perf_counter() - wall_start:.2f} s")
     return 0

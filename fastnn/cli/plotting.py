@@ -195,3 +195,74 @@ def language_model_curves(train_loss: Sequence[float], valid_at: Sequence[int], 
         ax.legend()
     fig.suptitle(title)
     return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Drawing in a helper process
+
+
+class Drawer:
+    """Draws a figure of this module in a helper process that imports matplotlib while the caller starts up.
+
+    Importing matplotlib and warming its fonts cost ~0.4 s, a quarter of a warm ``fastnn demo``; the demo's own start
+    (NumPy, Numba, its kernels from the cache) runs on one core, so :meth:`start` begins that import in a second
+    interpreter on the other one, which then waits -- idle, not disturbing the timed training -- for the one figure
+    :meth:`draw` sends it. Any failure of the helper (no matplotlib, a killed process) makes :meth:`draw` draw in
+    this process instead, with this process's errors.
+    """
+
+    def __init__(self, process: Any) -> None:
+        self._process = process
+
+    @classmethod
+    def start(cls) -> Drawer:
+        """Start the helper (nothing is started when it cannot be: :meth:`draw` then draws here)."""
+        import subprocess
+        import sys
+
+        try:
+            process = subprocess.Popen([sys.executable, "-c", "from fastnn.cli.plotting import _serve; _serve()"],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError:
+            process = None
+        return cls(process)
+
+    def draw(self, name: str, *args: Any) -> str:
+        """``name(*args)`` (a figure function of this module, returning the PNG's path), drawn by the helper."""
+        import pickle
+
+        process, self._process = self._process, None
+        if process is not None:
+            try:
+                out, _ = process.communicate(pickle.dumps((name, args)), timeout=120)
+                if process.returncode == 0 and out:
+                    return out.decode().strip()
+            except Exception:  # noqa: BLE001 (whatever went wrong there, draw here)
+                process.kill()
+                process.wait()
+        return globals()[name](*args)
+
+    def close(self) -> None:
+        """Stop the helper if :meth:`draw` was not called (it exits by itself when this process ends too)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
+
+def _serve() -> None:
+    """The helper of :class:`Drawer`: import matplotlib, draw the one figure read from stdin, print its path."""
+    import pickle
+    import sys
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    warm = Figure(figsize=(2, 2), dpi=20)
+    warm.subplots().set_title("warm")
+    FigureCanvasAgg(warm).draw()  # what savefig runs first: fonts, text layout, the Agg renderer
+    request = sys.stdin.buffer.read()
+    if not request:  # the parent ended without drawing
+        return
+    name, args = pickle.loads(request)
+    print(globals()[name](*args), flush=True)

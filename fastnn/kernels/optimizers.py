@@ -466,7 +466,10 @@ def _swats_sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: fl
 # per-tensor launch instead when parallel launches are on, which splits it evenly; a parallel multi-tensor
 # launcher (prange over rows) took minutes to compile with 32-slot tuples, measured.
 
-_GROUP = 16  # tensors per launch: MultiLayerNetExtend's 22 parameters take two
+#: Tensors per launch: SimpleConvNet's 6 parameters take one, MultiLayerNetExtend's 22 three. The launcher's compile
+#: time grows with the tuples' length: an Adam step's first call cost 1.9 s of CPU with 16 slots, 1.47 s with 8,
+#: 1.3 s with 4 (import included, fresh cache, float32); fewer padded slots also unbox fewer arrays per launch.
+_GROUP = 8
 
 
 def _multi0(work, P, G, *scalars):

@@ -10,7 +10,7 @@ import pytest
 
 from fastnn import backend
 from fastnn.cli.demo import compare_speed
-from fastnn.cli.plotting import smooth_curve
+from fastnn.cli.plotting import Drawer, smooth_curve
 from fastnn.nets import SimpleConvNet
 from fastnn.optim import Adam
 
@@ -83,3 +83,22 @@ def test_smooth_curve_is_the_books():
     assert smooth_curve(x).shape == x.shape
     np.testing.assert_allclose(smooth_curve(np.full(30, 2.5)), np.full(30, 2.5))
     np.testing.assert_array_equal(smooth_curve([1.0, 2.0, 3.0]), [1.0, 2.0, 3.0])  # too short: unchanged
+
+
+def test_drawer_draws_in_its_helper_and_here_when_the_helper_is_gone(tmp_path):
+    pytest.importorskip("matplotlib")
+    from .test_cli import assert_png
+
+    curves = ([2.0, 1.5, 1.2, 0.9] * 5, [0.2, 0.9], [0.25, 0.85])
+    drawer = Drawer.start()
+    helper = drawer._process
+    assert drawer.draw("training_curves", *curves, str(tmp_path / "a.png"), "helper", 4) == str(tmp_path / "a.png")
+    assert helper.returncode == 0 and drawer._process is None  # the helper drew it and exited
+    dead = Drawer.start()
+    dead._process.kill()
+    assert dead.draw("training_curves", *curves, str(tmp_path / "b.png"), "here", 4) == str(tmp_path / "b.png")
+    for name in ("a.png", "b.png"):
+        assert_png(tmp_path / name)
+    idle = Drawer.start()
+    idle.close()  # not drawing stops the helper
+    assert idle._process is None
