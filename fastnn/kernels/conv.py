@@ -46,7 +46,7 @@ from .activations import _relu_backward, _relu_forward
 from .im2col import col2im_into, fold_plane, im2col_into, unfold_plane
 from .linalg import matmul_into
 from .pooling import _beats, _maxpool2d_backward, _maxpool2d_forward
-from .winograd import _gemm, grad_row
+from .winograd import _gemm, chunk_span, chunking, grad_row
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv2d_relu_backward", "conv2d_relu_forward",
            "conv2d_relu_maxpool_backward", "conv2d_relu_maxpool_forward"]
@@ -177,20 +177,20 @@ def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax):
 
 
 @slot_kernel("window")
-def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW, OH, OW, m, relu, pool, zero):
+def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW, OH, OW, chunks, relu, pool,
+                  zero):
     """out = conv(x (N, C, H, W), W2 (FN, C*FH*FW)) + b, with the epilogue's ReLU and pooling; col (S, CK, w) and
-    tmp (S, FN, w), w >= m*OH*OW: the scratch of each of S slots; slot s takes chunks s, s + S, ..."""
+    tmp (S, FN, w), w >= m*OH*OW (m: the largest of the chunks, by :func:`~fastnn.kernels.winograd.chunk_span`):
+    the scratch of each of S slots; slot s takes chunks s, s + S, ..."""
     N, C = x.shape[0], x.shape[1]
     FN, CK = W2.shape
     S, w = col.shape[0], col.shape[2]
     P = OH * OW
     K = FH * FW
-    chunks = (N + m - 1) // m
     cs = col[slot]
     ts = tmp[slot]
     for ch in range(slot, chunks, S):
-        n0 = ch * m
-        k = min(m, N - n0)
+        n0, k = chunk_span(ch, chunks, N)
         for i in range(k):
             for c in range(C):
                 unfold_plane(x[n0 + i, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
@@ -205,8 +205,8 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
 
 
 @slot_kernel("window")
-def _pipe_backward(slot, x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, PW, OH, OW, m, need_dx, mode,
-                   zero):
+def _pipe_backward(slot, x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, PW, OH, OW, chunks, need_dx,
+                   mode, zero):
     """dWg[g] (FN, CK) = sum of dT @ col^T over chunks g, g + G, ... (G = len(dWg)); dbp (N, FN) = per-plane sums of
     the output gradient (:func:`fastnn.kernels.winograd.grad_row` in ``mode``); dx when need_dx. col, dT: each
     slot's scratch, as in :func:`_pipe_forward`; slot s takes groups s, s + S, ..."""
@@ -215,14 +215,12 @@ def _pipe_backward(slot, x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW
     G, S, w = dWg.shape[0], col.shape[0], col.shape[2]
     P = OH * OW
     K = FH * FW
-    chunks = (N + m - 1) // m
     cs = col[slot]
     ds = dT[slot]
     for g in range(slot, G, S):
         dWg[g][:] = 0
         for ch in range(g, chunks, G):
-            n0 = ch * m
-            k = min(m, N - n0)
+            n0, k = chunk_span(ch, chunks, N)
             for i in range(k):
                 n = n0 + i
                 for f in range(FN):
@@ -256,15 +254,17 @@ def _pipelined(g: WindowGeometry, FN: int, dtype: np.dtype) -> bool:
 
 def _pipe_schedule(knl: Kernel, g: WindowGeometry, FN: int, dtype: np.dtype,
                    ws: dict) -> tuple[int, np.ndarray, np.ndarray]:
-    """Images per chunk m and each thread's scratch col (S, CK, m*OH*OW), tmp (S, FN, m*OH*OW); one slot (run by
-    :class:`fastnn._jit.SlotKernel`, as the Winograd bodies: no ``prange`` twin to compile) per thread."""
+    """Number of chunks (:func:`fastnn.kernels.winograd.chunking`: at least two, so two threads share even a small
+    batch) and each thread's scratch col (S, CK, m*OH*OW), tmp (S, FN, m*OH*OW) for chunks of at most m images; one
+    slot (run by :class:`fastnn._jit.SlotKernel`, as the Winograd bodies: no ``prange`` twin to compile) per
+    thread."""
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     work = g.N * (ck + FN) * ohw
     threads = knl.threads(work)
-    m = max(1, min(-(-g.N // threads), winograd._SLOT_BYTES // ((ck + FN) * ohw * np.dtype(dtype).itemsize)))
+    chunks, m = chunking(g.N, max(1, min(g.N, winograd._SLOT_BYTES // ((ck + FN) * ohw * np.dtype(dtype).itemsize))))
     col = _buffer(ws, "conv2d.pipe.col", threads * ck * m * ohw, dtype).reshape(threads, ck, m * ohw)
     tmp = _buffer(ws, "conv2d.pipe.fnp", threads * FN * m * ohw, dtype).reshape(threads, FN, m * ohw)
-    return m, col, tmp
+    return chunks, col, tmp
 
 
 def _pipe_conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict, *,
@@ -278,9 +278,9 @@ def _pipe_conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeo
     else:
         out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
         argmax = winograd._no_argmax(g.N, FN)
-    m, col, tmp = _pipe_schedule(_pipe_forward, g, FN, x.dtype, ws)
+    chunks, col, tmp = _pipe_schedule(_pipe_forward, g, FN, x.dtype, ws)
     _pipe_forward.run(len(col), x, np.ascontiguousarray(W.reshape(FN, -1)), np.ascontiguousarray(b), out, argmax, col,
-                      tmp, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, m, relu, pool, x.dtype.type(0))
+                      tmp, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, chunks, relu, pool, x.dtype.type(0))
     return (out, argmax) if pool else out
 
 
@@ -307,13 +307,13 @@ def _pipe_conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: Windo
     x, dout = np.ascontiguousarray(x), np.ascontiguousarray(dout)
     mode = 0 if out is None else 1
     out = dout if out is None else np.ascontiguousarray(out)
-    m, col, dT = _pipe_schedule(_pipe_backward, g, FN, x.dtype, ws)
-    groups = max(1, min(-(-g.N // m), winograd._GROUPS))
+    chunks, col, dT = _pipe_schedule(_pipe_backward, g, FN, x.dtype, ws)
+    groups = max(1, min(chunks, winograd._GROUPS))
     dWg = np.empty((groups, FN, g.C * g.FH * g.FW), dtype=x.dtype)
     dbp = np.empty((g.N, FN), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     _pipe_backward.run(len(col), x, dout, out, np.ascontiguousarray(W.reshape(FN, -1)), dWg, dbp, dx, col, dT,
-                       g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, m, need_dx, mode, x.dtype.type(0))
+                       g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, chunks, need_dx, mode, x.dtype.type(0))
     return (dx if need_dx else None), dWg.sum(axis=0).reshape(W.shape), dbp.sum(axis=0)
 
 

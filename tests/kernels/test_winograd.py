@@ -91,10 +91,25 @@ def test_float32_error_is_at_the_level_of_the_direct_sum(spy):
         assert np.abs(g - w).max() <= max(2 * np.abs(d - w).max(), 1e-6 * scale)
 
 
-@pytest.mark.parametrize("slot_bytes", [1, 40_000])
+def test_chunking_is_even_and_balanced():
+    """N images in an even number of chunks (N of one image when N is odd and smaller) whose sizes differ by at
+    most one, none larger than asked, covering 0 .. N - 1 in order."""
+    for N in range(1, 30):
+        for m in range(1, N + 2):
+            chunks, largest = winograd.chunking(N, m)
+            spans = [winograd.chunk_span.py_func(ch, chunks, N) for ch in range(chunks)]
+            assert chunks % 2 == 0 or chunks == N
+            assert [n0 for n0, _ in spans] == list(np.cumsum([0] + [k for _, k in spans])[:-1])
+            assert sum(k for _, k in spans) == N
+            assert max(k for _, k in spans) == largest <= m
+            assert min(k for _, k in spans) >= max(1, largest - 1)
+
+
+@pytest.mark.parametrize("slot_bytes", [1, 40_000, 120_000])
 @pytest.mark.parametrize("groups", [1, 3, 8])
 def test_chunks_and_groups(slot_bytes, groups, twin, monkeypatch, spy):
-    """One image per chunk or a few; one, three (uneven) or eight partial sums of dW: all the same result."""
+    """One image per chunk, or chunks of 3 and 4 images; one, three (uneven) or eight partial sums of dW: all the
+    same result."""
     monkeypatch.setattr(winograd, "_SLOT_BYTES", slot_bytes)
     monkeypatch.setattr(winograd, "_GROUPS", groups)
     x, W, b, dout, pad = _problem((7, 3, 9, 10, 4, 1), np.float64)
