@@ -239,6 +239,27 @@ def _attn_bwd(dout, q, k, v, out, lse, bias, bmask, dq, dk, dvv, use_bias, use_b
         set_threads_local(before)
 
 
+def _rows_unit(a):
+    """``a`` itself when its last axis has unit stride (what the BLAS calls and row loops need), else a copy.
+
+    A layer's (N, H, S, d) heads are a transposed view of its (N, S, H, d) projection; its rows of d are
+    contiguous, so the kernels read it in place instead of copying the whole of q, k and v first.
+    """
+    item = a.itemsize
+    if a.size and a.strides[-1] == item and a.strides[-2] >= a.shape[-1] * item and a.strides[-2] % item == 0:
+        return a
+    # a fresh C array: np.ascontiguousarray keeps odd strides on axes of length 1, which BLAS would refuse as lda
+    return np.array(a, order="C", copy=True)
+
+
+def _empty_like_order(a, shape):
+    """An empty 4-D array of ``shape`` (which differs from ``a``'s at most in the last axis) with ``a``'s axis
+    order in memory (``np.empty_like(a, order="K")``'s rule): when ``a`` is a layer's (N, S, H, d) memory viewed as
+    (N, H, S, d), the result is too, and the layer merges its heads back without a transposed copy."""
+    order = sorted(range(3), key=lambda i: -a.strides[i]) + [3]
+    return np.empty([shape[i] for i in order], a.dtype).transpose(np.argsort(order))
+
+
 def _mask_views(mask, shape, dtype):
     """(additive float view, bool view, use_bias, use_bmask), both broadcast to ``shape`` without copying."""
     bias = np.broadcast_to(np.zeros(1, dtype).reshape(1, 1, 1, 1), shape)
@@ -269,8 +290,8 @@ def _attention_forward(q, k, v, mask=None, causal=False, scale=None, dropout_p=0
     T = k.shape[2]
     scale = 1 / math.sqrt(d) if scale is None else scale
     dt = q.dtype
-    q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
-    out = np.empty((N, H, S, v.shape[3]), dt)
+    q, k, v = (_rows_unit(a) for a in (q, k, v))
+    out = _empty_like_order(q, (N, H, S, v.shape[3]))
     lse = np.empty((N, H, S), dt)
     if out.size == 0 and lse.size == 0:
         return out, lse
@@ -293,10 +314,9 @@ def _attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=
     T = k.shape[2]
     scale = 1 / math.sqrt(d) if scale is None else scale
     dt = q.dtype
-    dout, q, k, v, out, lse = (np.ascontiguousarray(a) for a in (dout, q, k, v, out, lse))
-    dq = np.empty(q.shape, dt)
-    dk = np.empty(k.shape, dt)
-    dv = np.empty(v.shape, dt)
+    dout, q, k, v, out = (_rows_unit(a) for a in (dout, q, k, v, out))
+    lse = np.ascontiguousarray(lse)
+    dq, dk, dv = (_empty_like_order(a, a.shape) for a in (q, k, v))
     if N * H == 0:
         return dq, dk, dv
     bias, bmask, use_bias, use_bmask = _mask_views(mask, (N, H, S, T), dt)
