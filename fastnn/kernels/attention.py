@@ -29,7 +29,7 @@ from . import _blas
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from .dropout import _GAMMA, _ONE, _S11, _mix64
-from .losses import _softmax_row
+from .losses import _row_max, _softmax_row
 
 __all__ = ["attention_forward", "attention_backward", "gelu_forward", "gelu_backward", "softmax_lastaxis_forward",
            "softmax_lastaxis_backward", "positional_encoding"]
@@ -75,6 +75,13 @@ def _mm(a, ta, b, tb, c, alpha, beta, use_blas):
 
 
 @helper
+def _tile(buf, bq, bk):
+    """A C-contiguous (bq, bk) tile in the flat scratch ``buf``: rows of known unit stride, so the loops over a
+    row vectorise (a ``[:bq, :bk]`` slice of a 2-D buffer has a run-time layout)."""
+    return buf[:bq * bk].reshape((bq, bk))
+
+
+@helper
 def _keep(key, threshold, index):
     """Whether the dropout mask keeps flat element ``index`` (the formula of fastnn.reference.dropout)."""
     return (_mix64(key + (np.uint64(index) + _ONE) * _GAMMA) >> _S11) >= threshold
@@ -114,7 +121,7 @@ def _attn_fwd(q, k, v, bias, bmask, out, lse, use_bias, use_bmask, causal, scale
         h = (it // nqb) % H
         i0 = (it % nqb) * BLOCK_Q
         bq = min(S, i0 + BLOCK_Q) - i0
-        tile = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
+        tile = np.empty(BLOCK_Q * BLOCK_K, q.dtype)
         acc = np.zeros((bq, dv), q.dtype)
         m = np.full(bq, neg_inf, q.dtype)
         ssum = np.zeros(bq, q.dtype)
@@ -122,14 +129,14 @@ def _attn_fwd(q, k, v, bias, bmask, out, lse, use_bias, use_bmask, causal, scale
         kend = min(T, i0 + bq) if causal else T
         for j0 in range(0, kend, BLOCK_K):
             bk = min(kend, j0 + BLOCK_K) - j0
-            st = tile[:bq, :bk]
+            st = _tile(tile, bq, bk)
             _mm(qb, False, k[n, h, j0:j0 + bk], True, st, scale, zero, use_blas)
             _prepare_tile(st, n, h, i0, j0, bq, bk, bias, bmask, use_bias, use_bmask, causal, neg_inf)
             for i in range(bq):
-                mi = m[i]
-                for j in range(bk):
-                    x = st[i, j]
-                    mi = x if x > mi else mi
+                # the row's max as a vectorised integer max; a NaN it may return is not taken (the exp makes
+                # the row NaN), and a row without a number above -inf is scanned for NaN below
+                rm = _row_max(st, i)
+                mi = rm if rm > m[i] else m[i]
                 if mi == neg_inf:  # nothing attended yet in this row (or only NaN scores, which must show)
                     bad = zero
                     for j in range(bk):
@@ -183,9 +190,9 @@ def _attn_bwd(dout, q, k, v, out, lse, bias, bmask, dq, dk, dvv, use_bias, use_b
         before = set_threads_local(1)
         n = it // H
         h = it % H
-        p = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
-        pz = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
-        dp = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
+        p = np.empty(BLOCK_Q * BLOCK_K, q.dtype)
+        pz = np.empty(BLOCK_Q * BLOCK_K, q.dtype)
+        dp = np.empty(BLOCK_Q * BLOCK_K, q.dtype)
         drow = np.empty(BLOCK_Q, q.dtype)
         dk[n, h] = zero
         dvv[n, h] = zero
@@ -203,9 +210,9 @@ def _attn_bwd(dout, q, k, v, out, lse, bias, bmask, dq, dk, dvv, use_bias, use_b
             kend = min(T, i0 + bq) if causal else T
             for j0 in range(0, kend, BLOCK_K):
                 bk = min(kend, j0 + BLOCK_K) - j0
-                pt = p[:bq, :bk]
-                pzt = pz[:bq, :bk] if dropout else pt
-                dpt = dp[:bq, :bk]
+                pt = _tile(p, bq, bk)
+                pzt = _tile(pz, bq, bk) if dropout else pt
+                dpt = _tile(dp, bq, bk)
                 kb = k[n, h, j0:j0 + bk]
                 vb = v[n, h, j0:j0 + bk]
                 _mm(qb, False, kb, True, pt, scale, zero, use_blas)
