@@ -287,7 +287,12 @@ def _dropout_args(dropout_p, seed, dtype):
 
 
 def attention_forward(q, k, v, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0):
-    """Tiled and fused (module docstring): memory O(N H S (d + dv)) besides the mask, whatever T is."""
+    """Tiled and fused (module docstring): memory O(N H S (d + dv)) besides the mask, whatever T is.
+
+    q, k and v are read in place when their last axis has unit stride (a layer's heads, an (N, S, H, d) projection
+    viewed as (N, H, S, d), are not copied); ``out`` has q's memory order (``np.empty_like(q, order="K")``'s rule),
+    so such a layer merges the heads back with a reshape, not a copy. The values are the twin's either way.
+    """
     return _attention_forward(*_checks.check_attention_forward("attention_forward", q, k, v, mask, causal, scale,
                                                                dropout_p, seed))
 
@@ -311,7 +316,8 @@ def _attention_forward(q, k, v, mask=None, causal=False, scale=None, dropout_p=0
 
 def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0):
     """Recomputes each tile's weights from ``lse`` (five BLAS products per tile pair, causal tiles above the
-    diagonal skipped); parallel over (batch, head), each iteration owning its head's dk and dv."""
+    diagonal skipped); parallel over (batch, head), each iteration owning its head's dk and dv. Inputs are read in
+    place as in :func:`attention_forward`; dq, dk and dv have the memory order of q, k and v."""
     return _attention_backward(*_checks.check_attention_backward("attention_backward", dout, q, k, v, out, lse,
                                                                  mask, causal, scale, dropout_p, seed))
 
