@@ -29,7 +29,7 @@ from . import _blas
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from .dropout import _GAMMA, _ONE, _S11, _mix64
-from .losses import _softmax_row
+from .losses import _row_max, _softmax_row
 
 __all__ = ["attention_forward", "attention_backward", "gelu_forward", "gelu_backward", "softmax_lastaxis_forward",
            "softmax_lastaxis_backward", "positional_encoding"]
@@ -75,6 +75,13 @@ def _mm(a, ta, b, tb, c, alpha, beta, use_blas):
 
 
 @helper
+def _tile(buf, bq, bk):
+    """A C-contiguous (bq, bk) tile in the flat scratch ``buf``: rows of known unit stride, so the loops over a
+    row vectorise (a ``[:bq, :bk]`` slice of a 2-D buffer has a run-time layout)."""
+    return buf[:bq * bk].reshape((bq, bk))
+
+
+@helper
 def _keep(key, threshold, index):
     """Whether the dropout mask keeps flat element ``index`` (the formula of fastnn.reference.dropout)."""
     return (_mix64(key + (np.uint64(index) + _ONE) * _GAMMA) >> _S11) >= threshold
@@ -114,7 +121,7 @@ def _attn_fwd(q, k, v, bias, bmask, out, lse, use_bias, use_bmask, causal, scale
         h = (it // nqb) % H
         i0 = (it % nqb) * BLOCK_Q
         bq = min(S, i0 + BLOCK_Q) - i0
-        tile = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
+        tile = np.empty(BLOCK_Q * BLOCK_K, q.dtype)
         acc = np.zeros((bq, dv), q.dtype)
         m = np.full(bq, neg_inf, q.dtype)
         ssum = np.zeros(bq, q.dtype)
@@ -122,14 +129,14 @@ def _attn_fwd(q, k, v, bias, bmask, out, lse, use_bias, use_bmask, causal, scale
         kend = min(T, i0 + bq) if causal else T
         for j0 in range(0, kend, BLOCK_K):
             bk = min(kend, j0 + BLOCK_K) - j0
-            st = tile[:bq, :bk]
+            st = _tile(tile, bq, bk)
             _mm(qb, False, k[n, h, j0:j0 + bk], True, st, scale, zero, use_blas)
             _prepare_tile(st, n, h, i0, j0, bq, bk, bias, bmask, use_bias, use_bmask, causal, neg_inf)
             for i in range(bq):
-                mi = m[i]
-                for j in range(bk):
-                    x = st[i, j]
-                    mi = x if x > mi else mi
+                # the row's max as a vectorised integer max; a NaN it may return is not taken (the exp makes
+                # the row NaN), and a row without a number above -inf is scanned for NaN below
+                rm = _row_max(st, i)
+                mi = rm if rm > m[i] else m[i]
                 if mi == neg_inf:  # nothing attended yet in this row (or only NaN scores, which must show)
                     bad = zero
                     for j in range(bk):
@@ -183,9 +190,9 @@ def _attn_bwd(dout, q, k, v, out, lse, bias, bmask, dq, dk, dvv, use_bias, use_b
         before = set_threads_local(1)
         n = it // H
         h = it % H
-        p = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
-        pz = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
-        dp = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
+        p = np.empty(BLOCK_Q * BLOCK_K, q.dtype)
+        pz = np.empty(BLOCK_Q * BLOCK_K, q.dtype)
+        dp = np.empty(BLOCK_Q * BLOCK_K, q.dtype)
         drow = np.empty(BLOCK_Q, q.dtype)
         dk[n, h] = zero
         dvv[n, h] = zero
@@ -203,9 +210,9 @@ def _attn_bwd(dout, q, k, v, out, lse, bias, bmask, dq, dk, dvv, use_bias, use_b
             kend = min(T, i0 + bq) if causal else T
             for j0 in range(0, kend, BLOCK_K):
                 bk = min(kend, j0 + BLOCK_K) - j0
-                pt = p[:bq, :bk]
-                pzt = pz[:bq, :bk] if dropout else pt
-                dpt = dp[:bq, :bk]
+                pt = _tile(p, bq, bk)
+                pzt = _tile(pz, bq, bk) if dropout else pt
+                dpt = _tile(dp, bq, bk)
                 kb = k[n, h, j0:j0 + bk]
                 vb = v[n, h, j0:j0 + bk]
                 _mm(qb, False, kb, True, pt, scale, zero, use_blas)
@@ -239,6 +246,27 @@ def _attn_bwd(dout, q, k, v, out, lse, bias, bmask, dq, dk, dvv, use_bias, use_b
         set_threads_local(before)
 
 
+def _rows_unit(a):
+    """``a`` itself when its last axis has unit stride (what the BLAS calls and row loops need), else a copy.
+
+    A layer's (N, H, S, d) heads are a transposed view of its (N, S, H, d) projection; its rows of d are
+    contiguous, so the kernels read it in place instead of copying the whole of q, k and v first.
+    """
+    item = a.itemsize
+    if a.size and a.strides[-1] == item and a.strides[-2] >= a.shape[-1] * item and a.strides[-2] % item == 0:
+        return a
+    # a fresh C array: np.ascontiguousarray keeps odd strides on axes of length 1, which BLAS would refuse as lda
+    return np.array(a, order="C", copy=True)
+
+
+def _empty_like_order(a, shape):
+    """An empty 4-D array of ``shape`` (which differs from ``a``'s at most in the last axis) with ``a``'s axis
+    order in memory (``np.empty_like(a, order="K")``'s rule): when ``a`` is a layer's (N, S, H, d) memory viewed as
+    (N, H, S, d), the result is too, and the layer merges its heads back without a transposed copy."""
+    order = sorted(range(3), key=lambda i: -a.strides[i]) + [3]
+    return np.empty([shape[i] for i in order], a.dtype).transpose(np.argsort(order))
+
+
 def _mask_views(mask, shape, dtype):
     """(additive float view, bool view, use_bias, use_bmask), both broadcast to ``shape`` without copying."""
     bias = np.broadcast_to(np.zeros(1, dtype).reshape(1, 1, 1, 1), shape)
@@ -259,7 +287,12 @@ def _dropout_args(dropout_p, seed, dtype):
 
 
 def attention_forward(q, k, v, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0):
-    """Tiled and fused (module docstring): memory O(N H S (d + dv)) besides the mask, whatever T is."""
+    """Tiled and fused (module docstring): memory O(N H S (d + dv)) besides the mask, whatever T is.
+
+    q, k and v are read in place when their last axis has unit stride (a layer's heads, an (N, S, H, d) projection
+    viewed as (N, H, S, d), are not copied); ``out`` has q's memory order (``np.empty_like(q, order="K")``'s rule),
+    so such a layer merges the heads back with a reshape, not a copy. The values are the twin's either way.
+    """
     return _attention_forward(*_checks.check_attention_forward("attention_forward", q, k, v, mask, causal, scale,
                                                                dropout_p, seed))
 
@@ -269,8 +302,8 @@ def _attention_forward(q, k, v, mask=None, causal=False, scale=None, dropout_p=0
     T = k.shape[2]
     scale = 1 / math.sqrt(d) if scale is None else scale
     dt = q.dtype
-    q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
-    out = np.empty((N, H, S, v.shape[3]), dt)
+    q, k, v = (_rows_unit(a) for a in (q, k, v))
+    out = _empty_like_order(q, (N, H, S, v.shape[3]))
     lse = np.empty((N, H, S), dt)
     if out.size == 0 and lse.size == 0:
         return out, lse
@@ -283,7 +316,8 @@ def _attention_forward(q, k, v, mask=None, causal=False, scale=None, dropout_p=0
 
 def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0):
     """Recomputes each tile's weights from ``lse`` (five BLAS products per tile pair, causal tiles above the
-    diagonal skipped); parallel over (batch, head), each iteration owning its head's dk and dv."""
+    diagonal skipped); parallel over (batch, head), each iteration owning its head's dk and dv. Inputs are read in
+    place as in :func:`attention_forward`; dq, dk and dv have the memory order of q, k and v."""
     return _attention_backward(*_checks.check_attention_backward("attention_backward", dout, q, k, v, out, lse,
                                                                  mask, causal, scale, dropout_p, seed))
 
@@ -293,10 +327,9 @@ def _attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=
     T = k.shape[2]
     scale = 1 / math.sqrt(d) if scale is None else scale
     dt = q.dtype
-    dout, q, k, v, out, lse = (np.ascontiguousarray(a) for a in (dout, q, k, v, out, lse))
-    dq = np.empty(q.shape, dt)
-    dk = np.empty(k.shape, dt)
-    dv = np.empty(v.shape, dt)
+    dout, q, k, v, out = (_rows_unit(a) for a in (dout, q, k, v, out))
+    lse = np.ascontiguousarray(lse)
+    dq, dk, dv = (_empty_like_order(a, a.shape) for a in (q, k, v))
     if N * H == 0:
         return dq, dk, dv
     bias, bmask, use_bias, use_bmask = _mask_views(mask, (N, H, S, T), dt)

@@ -49,6 +49,20 @@ def _weight(random: RandomSource, fan_in: int, fan_out: int, dtype: np.dtype) ->
     return (random.standard_normal((fan_in, fan_out)) / math.sqrt(fan_in)).astype(dtype)
 
 
+def _affine(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``x @ W + b``, the bias added into the product's own fresh array (a new (N*S, F) array costs its page
+    faults again; the sum is the same number either way)."""
+    out = ops.matmul(x, W)
+    out += b
+    return out
+
+
+def _add_into(fresh: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``fresh + other``, written into ``fresh`` (an array this layer made and keeps no other reference to)."""
+    fresh += other
+    return fresh
+
+
 def _tokens(x: Any, where: str, width: int, name: str = "x") -> np.ndarray:
     x = batch(x, where, ndim=3) if name == "x" else _validate.float_array(x, where, name, ndim=3)
     if x.shape[2] != width:
@@ -188,7 +202,7 @@ class MultiHeadAttention(Layer):
         W, b = self.params["W_in"], self.params["b_in"]
         x2 = x.reshape(N * S, E)
         if key is None and value is None:
-            qkv = ops.matmul(x2, W) + b
+            qkv = _affine(x2, W, b)
             q, k, v = (self._heads(qkv[:, i * E:(i + 1) * E], N, S) for i in range(3))
             sources = None
         else:
@@ -200,16 +214,16 @@ class MultiHeadAttention(Layer):
                 _validate.fail(where, "value", f"of shape ({N}, T, {E}) like key {key.shape}", f"shape {value.shape}")
             T = key.shape[1]
             sources = (x2, key.reshape(N * T, E), value.reshape(N * T, E))
-            q, k, v = (self._heads(ops.matmul(s, W[:, i * E:(i + 1) * E]) + b[i * E:(i + 1) * E], N, L)
+            q, k, v = (self._heads(_affine(s, W[:, i * E:(i + 1) * E], b[i * E:(i + 1) * E]), N, L)
                        for i, (s, L) in enumerate(zip(sources, (S, T, T), strict=True)))
         p = self.dropout if train_flg else 0.0
         seed = self.random.seed64() if p > 0 else 0
         opts = {"mask": attn_mask, "causal": self.causal, "dropout_p": p, "seed": seed}
-        out, lse = ops.attention_forward(q, k, v, **opts)
-        ctx = out.transpose(0, 2, 1, 3).reshape(N * S, E)
+        out, lse = ops.attention_forward(q, k, v, **opts)  # out keeps q's (N, S, H, d) memory order
+        ctx = out.transpose(0, 2, 1, 3).reshape(N * S, E)  # so merging the heads is a view, not a copy
         self._cache = {"x2": x2, "sources": sources, "q": q, "k": k, "v": v, "out": out, "lse": lse, "ctx": ctx,
                        "opts": opts, "shape": (N, S)}
-        return self._output((ops.matmul(ctx, self.params["W_out"]) + self.params["b_out"]).reshape(N, S, E))
+        return self._output(_affine(ctx, self.params["W_out"], self.params["b_out"]).reshape(N, S, E))
 
     def backward(self, dout: Any) -> Any:
         dout = self._dout(dout, "MultiHeadAttention.backward")
@@ -221,17 +235,15 @@ class MultiHeadAttention(Layer):
         self.grads["b_out"] = d2.sum(axis=0)
         dctx = self._heads(ops.matmul(d2, self.params["W_out"].T), N, S)
         dq, dk, dv = ops.attention_backward(dctx, c["q"], c["k"], c["v"], c["out"], c["lse"], **c["opts"])
+        # the gradients keep q, k and v's (N, S, H, d) memory order: (N*S, E) views once the heads are merged
+        dq, dk, dv = (g.transpose(0, 2, 1, 3).reshape(-1, E) for g in (dq, dk, dv))
         if c["sources"] is None:  # self-attention: one (N*S, 3E) gradient of the fused projection
-            dqkv = np.empty((N, S, 3, E), dq.dtype)
-            for i, g in enumerate((dq, dk, dv)):
-                dqkv[:, :, i] = g.transpose(0, 2, 1, 3).reshape(N, S, E)
-            dqkv = dqkv.reshape(N * S, 3 * E)
+            dqkv = np.concatenate((dq, dk, dv), axis=1)
             self.grads["W_in"] = ops.matmul(c["x2"].T, dqkv)
             self.grads["b_in"] = dqkv.sum(axis=0)
             return ops.matmul(dqkv, W_in.T).reshape(N, S, E)
         dW, db, dx = np.empty_like(W_in), np.empty_like(self.params["b_in"]), []
-        for i, (g, s) in enumerate(zip((dq, dk, dv), c["sources"], strict=True)):
-            g2 = g.transpose(0, 2, 1, 3).reshape(s.shape[0], E)
+        for i, (g2, s) in enumerate(zip((dq, dk, dv), c["sources"], strict=True)):
             dW[:, i * E:(i + 1) * E] = ops.matmul(s.T, g2)
             db[i * E:(i + 1) * E] = g2.sum(axis=0)
             dx.append(ops.matmul(g2, W_in[:, i * E:(i + 1) * E].T).reshape(N, -1, E))
@@ -265,9 +277,9 @@ class FeedForward(Layer):
         x = _tokens(x, "FeedForward.forward", self.embed_dim)
         N, S, E = x.shape
         self.x2 = x.reshape(N * S, E)
-        a = ops.matmul(self.x2, self.params["W1"]) + self.params["b1"]
+        a = _affine(self.x2, self.params["W1"], self.params["b1"])
         self.h = self.drop.forward(self.gelu.forward(a), train_flg)
-        return self._output((ops.matmul(self.h, self.params["W2"]) + self.params["b2"]).reshape(N, S, E))
+        return self._output(_affine(self.h, self.params["W2"], self.params["b2"]).reshape(N, S, E))
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "FeedForward.backward")
@@ -312,8 +324,8 @@ class _Block(_Composite):
         """Sub-block ``i`` (1-based) with its residual connection and norm, pre- or post-norm."""
         norm, drop = getattr(self, f"norm{i}"), self.drops[i - 1]
         if self.norm_first:
-            return x + drop.forward(sub(norm.forward(x)), train_flg)
-        return norm.forward(x + drop.forward(sub(x), train_flg))
+            return _add_into(drop.forward(sub(norm.forward(x)), train_flg), x)
+        return norm.forward(_add_into(drop.forward(sub(x), train_flg), x))
 
     def _residual_backward(self, i: int, dy: np.ndarray, sub_backward) -> tuple[np.ndarray, Any]:
         """(gradient into the block's input, whatever else ``sub_backward`` returns) for sub-block ``i``."""
@@ -321,11 +333,11 @@ class _Block(_Composite):
         if self.norm_first:
             g = sub_backward(drop.backward(dy))
             extra = g[1:] if isinstance(g, tuple) else ()
-            return dy + norm.backward(g[0] if isinstance(g, tuple) else g), extra
+            return _add_into(norm.backward(g[0] if isinstance(g, tuple) else g), dy), extra
         dz = norm.backward(dy)
         g = sub_backward(drop.backward(dz))
         extra = g[1:] if isinstance(g, tuple) else ()
-        return dz + (g[0] if isinstance(g, tuple) else g), extra
+        return _add_into(g[0] if isinstance(g, tuple) else g, dz), extra
 
 
 class TransformerEncoderLayer(_Block):

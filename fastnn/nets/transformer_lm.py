@@ -106,7 +106,9 @@ class TransformerLM:
         h2 = h.reshape(N * T, self.embed_dim)
         W = self.params["embed.W"].T if self.tie_weights else self.params["head.W"]
         self._cache = {"x": x, "h2": h2}
-        return (ops.matmul(h2, W) + self.params["head.b"]).reshape(N, T, self.vocab_size)
+        logits = ops.matmul(h2, W)
+        logits += self.params["head.b"]  # into the product's fresh array (no second (N*T, V) array)
+        return logits.reshape(N, T, self.vocab_size)
 
     def loss(self, x: Any, t: Any, train_flg: bool = False) -> Any:
         """Mean cross-entropy over all N*T predictions (a 0-d array of the model's dtype)."""
