@@ -543,5 +543,7 @@ def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, 
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     _backward.run(len(V), x, dout, out, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
                   g.OW, chunks, need_dx, mode, x.dtype.type(0))
-    dW = _filter_adjoint(dU.sum(axis=0).reshape(4, 4, K, g.C))
-    return (dx if need_dx else None), dW, dbp.sum(axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
+        dW = _filter_adjoint(dU.sum(axis=0).reshape(4, 4, K, g.C))
+        db = dbp.sum(axis=0)
+    return (dx if need_dx else None), dW, db
