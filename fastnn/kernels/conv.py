@@ -45,7 +45,7 @@ from ._workspace import workspace as _workspace
 from .activations import _relu_backward, _relu_forward
 from .im2col import col2im_into, fold_plane, im2col_into, unfold_plane
 from .linalg import matmul_into
-from .pooling import _beats, _maxpool2d_backward, _maxpool2d_forward
+from .pooling import _max4, _maxpool2d_backward, _maxpool2d_forward
 from .winograd import _gemm, chunk_span, chunking, grad_row
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv2d_relu_backward", "conv2d_relu_forward",
@@ -167,13 +167,7 @@ def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax):
                 b = zero if b < 0 else b
                 c = zero if c < 0 else c
                 d = zero if d < 0 else d
-            t_top = _beats(b, a)
-            m_top = b if t_top else a
-            t_bottom = _beats(d, c)
-            m_bottom = d if t_bottom else c
-            t = _beats(m_bottom, m_top)
-            o[px] = m_bottom if t else m_top
-            am[px] = (2 + t_bottom) if t else (0 + t_top)
+            o[px], am[px] = _max4(a, b, c, d)
 
 
 @slot_kernel("window")

@@ -56,6 +56,19 @@ def _beats(v, best):
     return (not (v <= best)) & (best == best)
 
 
+@helper
+def _max4(a, b, c, d):
+    """The maximum of a 2x2 window ``a b / c d`` by :func:`_beats`' rule and its row-major position 0-3 (the
+    argmax code every 2x2 pooling here stores)."""
+    t_top = _beats(b, a)
+    m_top = b if t_top else a
+    t_bottom = _beats(d, c)
+    m_bottom = d if t_bottom else c
+    if _beats(m_bottom, m_top):
+        return m_bottom, 2 + t_bottom
+    return m_top, 0 + t_top
+
+
 @kernel("window")
 def _maxpool_forward(x, out, argmax, FH, FW, SH, SW, PH, PW, neg_inf):
     """General max-pool over planes: x (P, H, W) -> out, argmax (P, OH, OW)."""
@@ -97,17 +110,7 @@ def _maxpool_forward_2x2(x, out, argmax):
             o = out[p, oh]
             am = argmax[p, oh]
             for ow in range(OW):
-                a = top[2 * ow]
-                b = top[2 * ow + 1]
-                c = bottom[2 * ow]
-                d = bottom[2 * ow + 1]
-                t_top = _beats(b, a)
-                m_top = b if t_top else a
-                t_bottom = _beats(d, c)
-                m_bottom = d if t_bottom else c
-                t = _beats(m_bottom, m_top)
-                o[ow] = m_bottom if t else m_top
-                am[ow] = (2 + t_bottom) if t else (0 + t_top)
+                o[ow], am[ow] = _max4(top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1])
 
 
 @kernel("window")
@@ -227,9 +230,7 @@ def _maxpool_backward_split_2x2(dout, x, dx, zero, one, nan):
                 b = x_top[2 * ow + 1]
                 c = x_bottom[2 * ow]
                 d = x_bottom[2 * ow + 1]
-                m_top = b if _beats(b, a) else a
-                m_bottom = d if _beats(d, c) else c
-                m = m_bottom if _beats(m_bottom, m_top) else m_top
+                m = _max4(a, b, c, d)[0]
                 hit_a, hit_b, hit_c, hit_d = a == m, b == m, c == m, d == m
                 count = ((one if hit_a else zero) + (one if hit_b else zero) + (one if hit_c else zero)
                          + (one if hit_d else zero))

@@ -49,7 +49,7 @@ from .._validate import WindowGeometry
 from . import _blas
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 from ._workspace import buffer
-from .pooling import _beats
+from .pooling import _max4
 
 __all__ = ["applies", "backward", "forward"]
 
@@ -210,17 +210,7 @@ def _pool_tiles(Y, TWp, out, argmax):
         o = out[py]
         am = argmax[py]
         for px in range(POW):
-            a = top[2 * px]
-            b = top[2 * px + 1]
-            c = bottom[2 * px]
-            d = bottom[2 * px + 1]
-            t_top = _beats(b, a)
-            m_top = b if t_top else a
-            t_bottom = _beats(d, c)
-            m_bottom = d if t_bottom else c
-            t = _beats(m_bottom, m_top)
-            o[px] = m_bottom if t else m_top
-            am[px] = (2 + t_bottom) if t else (0 + t_top)
+            o[px], am[px] = _max4(top[2 * px], top[2 * px + 1], bottom[2 * px], bottom[2 * px + 1])
 
 
 @helper(inline=True)  # called per row: Numba's inlining keeps the row loops as fast as written in place
