@@ -120,20 +120,20 @@ def test_long_commands_take_quiet(argv):
 
 
 def test_compile_backward_compiles_the_backward_half_only(tmp_path):
-    """The demo's worker: forward ops on the NumPy twins, so its cache holds the backward and optimizer kernels
-    and no forward one."""
+    """The demo's worker: forward ops on the NumPy twins, so its cache holds the backward kernels and no forward
+    one (the optimizer's update compiles in the demo's own process)."""
     script = """
 import numpy as np
 from fastnn.cli.demo import compile_backward
 from fastnn.nets import MultiLayerNet
 net = MultiLayerNet(input_size=6, hidden_size_list=[5], output_size=3, dtype="float32")
 x = np.ones((4, 6), np.float32)
-compile_backward(net, x, np.array([0, 1, 2, 0]), "sgd", 0.1)
+compile_backward(net, x, np.array([0, 1, 2, 0]))
 """
     cache = tmp_path / "cache"
     done = subprocess.run([sys.executable, "-c", script], env=_env(cache), capture_output=True, text=True,
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     index = {os.path.basename(p).split("-")[0] for p in glob.glob(str(cache / "**" / "*.nbi"), recursive=True)}
-    assert {"activations._relu_bwd__serial", "losses._softmax_ce_bwd__serial", "optimizers._sgd__serial"} <= index
-    assert not {n for n in index if "fwd" in n or "_softmax_ce__" in n or "delta" in n}, index
+    assert {"activations._relu_bwd__serial", "losses._softmax_ce_bwd__serial"} <= index
+    assert not {n for n in index if "fwd" in n or "_softmax_ce__" in n or "delta" in n or "optimizers" in n}, index
