@@ -54,7 +54,6 @@ from . import config
 from ._numba_cache import njit as _njit  # also imported under this name by kernels/activations.py
 
 _THREAD_SAFE_LAYERS = frozenset({"omp", "tbb"})
-_no_override = config.no_min_work_override
 
 _launch_lock = threading.RLock()
 _layer: str | None = None  # Numba's threading layer, once its thread pool has started
@@ -122,11 +121,11 @@ class Kernel:
 
     def use_parallel(self, work: int) -> bool:
         """Whether a call touching ``work`` elements runs the parallel twin."""
-        return (
-            _parallel_allowed
+        return (  # the threshold first: most launches of a small net's step are serial
+            work >= config.parallel_min_work(self.family)
+            and _parallel_allowed
             and _num_threads != 1
             and numba.config.NUMBA_NUM_THREADS > 1
-            and work >= config.parallel_min_work(self.family)
         )
 
     def threads(self, work: int) -> int:
@@ -138,8 +137,7 @@ class Kernel:
 
     def run(self, work: int, *args: Any) -> Any:
         """Run the kernel on ``args``; ``work`` is the number of elements it touches."""
-        # use_parallel's test with the cheap comparison first: most launches of a small net's step are serial
-        if (work < config.PARALLEL_MIN_WORK[self.family] and _no_override()) or not self.use_parallel(work):
+        if not self.use_parallel(work):
             return self.serial(*args)
         return _launch_parallel(self.parallel, args)
 

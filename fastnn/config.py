@@ -64,11 +64,6 @@ def _env_reader(name: str):
 _min_work_override = _env_reader("FASTNN_PARALLEL_MIN_WORK")
 
 
-def no_min_work_override() -> bool:
-    """Whether ``FASTNN_PARALLEL_MIN_WORK`` is unset (every family's own threshold applies)."""
-    return _min_work_override() is None
-
-
 def parallel_min_work(family: str) -> int:
     """Threshold for ``family``; ``FASTNN_PARALLEL_MIN_WORK`` overrides every family (0: always parallel)."""
     override = _min_work_override()

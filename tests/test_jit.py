@@ -45,16 +45,14 @@ def test_slots_run_on_other_threads_and_errors_reach_the_caller():
 
 def test_min_work_override_is_read_at_every_launch(monkeypatch):
     """FASTNN_PARALLEL_MIN_WORK set or removed at run time (as tests and ``fastnn warmup`` do) takes effect at
-    once, through the fast environment read, and in Kernel.run's shortcut."""
+    once, through the fast environment read, in Kernel.use_parallel (which Kernel.run asks at every launch)."""
     from fastnn import config
 
     kern = _jit.Kernel(lambda a: a, "loss")
     monkeypatch.delenv("FASTNN_PARALLEL_MIN_WORK", raising=False)
     assert config.parallel_min_work("loss") == config.PARALLEL_MIN_WORK["loss"]
-    assert config.no_min_work_override()
     monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "3")
     assert config.parallel_min_work("loss") == 3
-    assert not config.no_min_work_override()
     assert kern.use_parallel(3) == kern.use_parallel(config.PARALLEL_MIN_WORK["loss"])
     monkeypatch.delenv("FASTNN_PARALLEL_MIN_WORK")
     assert config.parallel_min_work("optimizer") == config.PARALLEL_MIN_WORK["optimizer"]
