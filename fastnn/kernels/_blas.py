@@ -23,7 +23,9 @@ import llvmlite.binding as llb
 import numpy as np
 from numba import types
 
-__all__ = ["AVAILABLE", "COL_MAJOR", "NO_TRANS", "ROW_MAJOR", "TRANS", "dgemm", "set_threads_local", "sgemm"]
+from .._jit import helper
+
+__all__ = ["AVAILABLE", "COL_MAJOR", "NO_TRANS", "ROW_MAJOR", "TRANS", "dgemm", "gemm", "set_threads_local", "sgemm"]
 
 ROW_MAJOR, COL_MAJOR = 101, 102
 NO_TRANS, TRANS = 111, 112
@@ -63,3 +65,20 @@ sgemm = _gemm_type(_SGEMM, types.float32)
 dgemm = _gemm_type(_DGEMM, types.float64)
 #: Threads OpenBLAS uses for calls from the calling thread; returns the previous setting.
 set_threads_local = types.ExternalFunction(_THREADS_LOCAL, _i32(_i32))
+
+
+@helper
+def gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, item):
+    """c (m, n) = op(a) @ op(b) + beta * c on this thread's OpenBLAS with one thread (op = transpose when ``ta`` /
+    ``tb``); ``a``, ``b``, ``c`` are addresses (``arr.ctypes.data`` plus a byte offset), ``beta`` 0 or 1, ``item``
+    the element size (4: float32, else float64). Nothing is called for an empty c."""
+    if m == 0 or n == 0:
+        return
+    before = set_threads_local(1)
+    if item == 4:
+        sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, np.float32(1.0), a, lda,
+              b, ldb, np.float32(beta), c, ldc)
+    else:
+        dgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 1.0, a, lda, b, ldb,
+              np.float64(beta), c, ldc)
+    set_threads_local(before)

@@ -22,7 +22,7 @@ from numba import prange
 from .. import _checks
 from .._jit import kernel
 from . import _blas
-from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
+from ._blas import gemm
 
 __all__ = ["matmul"]
 
@@ -69,15 +69,7 @@ def _gemm_parts(a, b, c, ta, tb, lda, ldb, ldc, split, bounds, partial):
         a0 = a.ctypes.data + np.uintp(oa)
         b0 = b.ctypes.data + np.uintp(ob)
         c0 = (partial[p].ctypes.data if split == 2 else c.ctypes.data) + np.uintp(oc)
-        before = set_threads_local(1)
-        if m > 0 and n > 0:
-            if item == 4:
-                sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, np.float32(1.0),
-                      a0, lda, b0, ldb, np.float32(0.0), c0, N if split == 2 else ldc)
-            else:
-                dgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 1.0,
-                      a0, lda, b0, ldb, 0.0, c0, N if split == 2 else ldc)
-        set_threads_local(before)
+        gemm(ta, tb, m, n, k, a0, lda, b0, ldb, 0, c0, N if split == 2 else ldc, item)
 
 
 def _blas_view(x: np.ndarray) -> tuple[np.ndarray, bool, int]:

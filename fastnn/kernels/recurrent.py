@@ -30,7 +30,7 @@ from numba import prange
 
 from .. import _checks
 from .._jit import helper, kernel, run_on_slots
-from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
+from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from .linalg import matmul_into
 
@@ -65,24 +65,6 @@ def _tanh(a, one, ec, coefs):
 
 
 @helper
-def _gemm(tb, m, n, k, a, lda, b, ldb, beta, c, ldc, item):
-    """c (m, n) = a (m, k) @ op(b) + beta * c on this thread's OpenBLAS, one thread; op = transpose when ``tb``.
-
-    ``a``, ``b``, ``c`` are addresses (``arr.ctypes.data`` plus a byte offset), ``beta`` 0 or 1.
-    """
-    if m == 0 or n == 0:
-        return
-    before = set_threads_local(1)
-    if item == 4:
-        sgemm(ROW_MAJOR, NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, np.float32(1.0), a, lda, b, ldb,
-              np.float32(beta), c, ldc)
-    else:
-        dgemm(ROW_MAJOR, NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 1.0, a, lda, b, ldb, np.float64(beta), c,
-              ldc)
-    set_threads_local(before)
-
-
-@helper
 def _gemm_blocks(N, H, lo, hi, blocks, hp, ldh, Wh, ldw, acts, at, lda):
     """acts[:, t, k*H+lo : k*H+hi] += h_prev @ Wh[:, k*H+lo : k*H+hi] for the first ``blocks`` gate blocks k.
 
@@ -91,11 +73,11 @@ def _gemm_blocks(N, H, lo, hi, blocks, hp, ldh, Wh, ldw, acts, at, lda):
     N=20, H=100), else one per block.
     """
     if hi - lo == H:
-        _gemm(False, N, blocks * H, H, hp, ldh, _addr(Wh, 0), ldw, 1, _addr(acts, at), lda, acts.itemsize)
+        gemm(False, False, N, blocks * H, H, hp, ldh, _addr(Wh, 0), ldw, 1, _addr(acts, at), lda, acts.itemsize)
     else:
         for k in range(blocks):
-            _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, k * H + lo), ldw, 1, _addr(acts, at + k * H + lo), lda,
-                  acts.itemsize)
+            gemm(False, False, N, hi - lo, H, hp, ldh, _addr(Wh, k * H + lo), ldw, 1, _addr(acts, at + k * H + lo), lda,
+                 acts.itemsize)
 
 
 @helper
@@ -145,7 +127,7 @@ def _rnn_fwd(hs, h0, Wh, b, bounds, one, ec, coefs):
         hp, ldh = _prev_state(h0, hs, t)
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, lo), H, 1, _addr(hs, t * H + lo), T * H, hs.itemsize)
+            gemm(False, False, N, hi - lo, H, hp, ldh, _addr(Wh, lo), H, 1, _addr(hs, t * H + lo), T * H, hs.itemsize)
             for n in range(N):
                 _activate(hs[n, t, lo:hi], b[lo:hi], True, one, ec, coefs)
 
@@ -160,8 +142,8 @@ def _rnn_bwd(dA, dhs, dh, hs, WhT, bounds, one):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if t < T - 1:
-                _gemm(False, N, hi - lo, H, _addr(dA, (t + 1) * H), T * H, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
-                      dA.itemsize)
+                gemm(False, False, N, hi - lo, H, _addr(dA, (t + 1) * H), T * H, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
+                     dA.itemsize)
             if t >= 0:
                 for n in range(N):
                     da, d, dn, h = dA[n, t, lo:hi], dhs[n, t, lo:hi], dh[n, lo:hi], hs[n, t, lo:hi]
@@ -203,8 +185,8 @@ def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, oi, of, og, oo, bounds, on
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if t < T - 1:  # dh = dA_{t+1} @ Wh.T, columns lo..hi
-                _gemm(False, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
-                      dA.itemsize)
+                gemm(False, False, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
+                     dA.itemsize)
             for n in range(N if t >= 0 else 0):
                 a, da = acts[n, t], dA[n, t]
                 i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
@@ -243,8 +225,8 @@ def _gru_dlfs2_fwd(acts, hs, h0, Wh, b, rh, bounds, one, ec, coefs):
                     rh_row[j] = r[j] * h_prev[j]
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            _gemm(False, N, hi - lo, H, _addr(rh, 0), H, _addr(Wh, 2 * H + lo), G, 1,
-                  _addr(acts, t * G + 2 * H + lo), T * G, acts.itemsize)
+            gemm(False, False, N, hi - lo, H, _addr(rh, 0), H, _addr(Wh, 2 * H + lo), G, 1,
+                 _addr(acts, t * G + 2 * H + lo), T * G, acts.itemsize)
             for n in range(N):
                 a = acts[n, t]
                 z, hh = a[lo:hi], a[2 * H + lo:2 * H + hi]
@@ -264,8 +246,8 @@ def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if t < T - 1:  # dh += [da^z, da^r]_{t+1} @ [Whz, Whr].T, columns lo..hi
-                _gemm(True, N, hi - lo, 2 * H, _addr(dA, (t + 1) * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo),
-                      H, dA.itemsize)
+                gemm(False, True, N, hi - lo, 2 * H, _addr(dA, (t + 1) * G), T * G, _addr(Wh, lo * G), G, 1,
+                     _addr(dh, lo), H, dA.itemsize)
             for n in range(N if t >= 0 else 0):
                 a, da = acts[n, t], dA[n, t]
                 z, hh, dz, dhh = a[lo:hi], a[2 * H + lo:2 * H + hi], da[lo:hi], da[2 * H + lo:2 * H + hi]
@@ -280,8 +262,8 @@ def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
             break
         for p in prange(bounds.size - 1):  # d(r h) = da^h @ Whh.T, then the reset gate and the direct terms
             lo, hi = bounds[p], bounds[p + 1]
-            _gemm(True, N, hi - lo, H, _addr(dA, t * G + 2 * H), T * G, _addr(Wh, lo * G + 2 * H), G, 0,
-                  _addr(drh, lo), H, dA.itemsize)
+            gemm(False, True, N, hi - lo, H, _addr(dA, t * G + 2 * H), T * G, _addr(Wh, lo * G + 2 * H), G, 0,
+                 _addr(drh, lo), H, dA.itemsize)
             for n in range(N):
                 a = acts[n, t]
                 z, r, dr = a[lo:hi], a[H + lo:H + hi], dA[n, t, H + lo:H + hi]
@@ -303,8 +285,8 @@ def _gru_torch_fwd(acts, hs, h0, Wh, b, bh, bounds, one, ec, coefs):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             _gemm_blocks(N, H, lo, hi, 2, hp, ldh, Wh, G, acts, t * A, T * A)
-            _gemm(False, N, hi - lo, H, hp, ldh, _addr(Wh, 2 * H + lo), G, 0, _addr(acts, t * A + 3 * H + lo),
-                  T * A, acts.itemsize)
+            gemm(False, False, N, hi - lo, H, hp, ldh, _addr(Wh, 2 * H + lo), G, 0, _addr(acts, t * A + 3 * H + lo),
+                 T * A, acts.itemsize)
             for n in range(N):
                 a = acts[n, t]
                 r, z, nn, hn = a[lo:hi], a[H + lo:H + hi], a[2 * H + lo:2 * H + hi], a[3 * H + lo:3 * H + hi]
@@ -333,10 +315,10 @@ def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if t < T - 1:  # dh += [da^r, da^z]_{t+1} @ [Whr, Whz].T + (r da^n)_{t+1} @ Whn.T, columns lo..hi
-                _gemm(True, N, hi - lo, 2 * H, _addr(dA, (t + 1) * G), T * G, _addr(Wh, lo * G), G, 1, _addr(dh, lo),
-                      H, dA.itemsize)
-                _gemm(True, N, hi - lo, H, _addr(dAn, (t + 1) * H), T * H, _addr(Wh, lo * G + 2 * H), G, 1,
-                      _addr(dh, lo), H, dA.itemsize)
+                gemm(False, True, N, hi - lo, 2 * H, _addr(dA, (t + 1) * G), T * G, _addr(Wh, lo * G), G, 1,
+                     _addr(dh, lo), H, dA.itemsize)
+                gemm(False, True, N, hi - lo, H, _addr(dAn, (t + 1) * H), T * H, _addr(Wh, lo * G + 2 * H), G, 1,
+                     _addr(dh, lo), H, dA.itemsize)
             for n in range(N if t >= 0 else 0):
                 a, da = acts[n, t], dA[n, t]
                 r, z, nn, hn = a[lo:hi], a[H + lo:H + hi], a[2 * H + lo:2 * H + hi], a[3 * H + lo:3 * H + hi]

@@ -18,7 +18,7 @@ from numba import prange
 from .. import _checks
 from .._jit import kernel
 from . import _blas
-from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
+from ._blas import gemm
 from .linalg import _SMALL, _blas_view, _matmul
 
 __all__ = ["weightnorm_forward", "weightnorm_backward", "weightnorm_affine_forward", "weightnorm_affine_backward",
@@ -105,15 +105,8 @@ def _gemm_axpby_rows(a, ta, lda, b, tb, ldb, K, s, v, c, bounds, out):
         lo = bounds[p]
         hi = bounds[p + 1]
         a0 = a.ctypes.data + np.uintp(lo * item if ta else lo * lda * item)
-        c0 = out.ctypes.data + np.uintp(lo * N * item)
-        before = set_threads_local(1)
-        if item == 4:
-            sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, hi - lo, N, K, np.float32(1.0),
-                  a0, lda, b.ctypes.data, ldb, np.float32(0.0), c0, N)
-        else:
-            dgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, hi - lo, N, K, 1.0,
-                  a0, lda, b.ctypes.data, ldb, 0.0, c0, N)
-        set_threads_local(before)
+        gemm(ta, tb, hi - lo, N, K, a0, lda, b.ctypes.data, ldb, 0, out.ctypes.data + np.uintp(lo * N * item), N,
+             item)
         for i in range(lo, hi):
             oi, vi = out[i], v[i]
             for j in range(N):
