@@ -266,12 +266,7 @@ def _pipe_conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeo
     """As :func:`fastnn.kernels.winograd.forward`, by the pipeline."""
     FN = W.shape[0]
     x = np.ascontiguousarray(x)
-    if pool:
-        out = np.empty((g.N, FN, g.OH // 2, g.OW // 2), dtype=x.dtype)
-        argmax = np.empty(out.shape, dtype=np.uint8)
-    else:
-        out = np.empty((g.N, FN, g.OH, g.OW), dtype=x.dtype)
-        argmax = winograd._no_argmax(g.N, FN)
+    out, argmax = winograd.outputs(g, FN, x.dtype, pool)
     chunks, col, tmp = _pipe_schedule(_pipe_forward, g, FN, x.dtype, ws)
     _pipe_forward.run(len(col), x, np.ascontiguousarray(W.reshape(FN, -1)), np.ascontiguousarray(b), out, argmax, col,
                       tmp, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, chunks, relu, pool, x.dtype.type(0))

@@ -47,7 +47,7 @@ from .. import config
 from .._jit import Kernel, helper, slot_kernel
 from .._validate import WindowGeometry
 from . import _blas
-from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
+from ._blas import gemm, set_threads_local
 from ._workspace import buffer
 from .pooling import _max4
 
@@ -340,15 +340,9 @@ def chunk_span(ch, chunks, N):
 
 @helper
 def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    """c = op(a) @ op(b) + beta * c, row-major, through OpenBLAS (float32 or float64 by c's type)."""
-    ta = TRANS if trans_a else NO_TRANS
-    tb = TRANS if trans_b else NO_TRANS
-    if c.itemsize == 4:
-        sgemm(ROW_MAJOR, ta, tb, m, n, k, np.float32(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
-              np.float32(beta), c.ctypes.data, ldc)
-    else:
-        dgemm(ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, np.float64(beta),
-              c.ctypes.data, ldc)
+    """c = op(a) @ op(b) + beta * c, row-major, through OpenBLAS (float32 or float64 by c's type): :func:`gemm` on
+    the arrays' addresses."""
+    gemm(trans_a, trans_b, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc, c.itemsize)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -498,12 +492,7 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: 
     through ReLU; ``pool`` (with ``relu``): ``(out, argmax)`` of the 2x2 stride-2 max-pool of that instead."""
     K = W.shape[0]
     x = np.ascontiguousarray(x)
-    if pool:
-        out = np.empty((g.N, K, g.OH // 2, g.OW // 2), dtype=x.dtype)
-        argmax = np.empty(out.shape, dtype=np.uint8)
-    else:
-        out = np.empty((g.N, K, g.OH, g.OW), dtype=x.dtype)
-        argmax = _no_argmax(g.N, K)
+    out, argmax = outputs(g, K, x.dtype, pool)
     chunks, V, M = _schedule(_forward, g, K, x.dtype, ws)
     TH, TWp = _tiles(g)
     _forward.run(len(V), x, _filter_transform(W), np.ascontiguousarray(b), out, argmax, V, M, g.PH, g.PW, TH, TWp,
@@ -511,9 +500,13 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: 
     return (out, argmax) if pool else out
 
 
-def _no_argmax(N: int, K: int) -> np.ndarray:
-    """The kernels' argmax argument when there is no pooling: never read, but indexed per plane."""
-    return np.zeros((N, K, 1, 1), dtype=np.uint8)
+def outputs(g: WindowGeometry, K: int, dtype: np.dtype, pool: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The fused forward kernels' out and argmax: (N, K, OH // 2, OW // 2) each when ``pool``, else the
+    convolution's (N, K, OH, OW) and an argmax that is never read but indexed per plane."""
+    if pool:
+        out = np.empty((g.N, K, g.OH // 2, g.OW // 2), dtype=dtype)
+        return out, np.empty(out.shape, dtype=np.uint8)
+    return np.empty((g.N, K, g.OH, g.OW), dtype=dtype), np.zeros((g.N, K, 1, 1), dtype=np.uint8)
 
 
 def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
