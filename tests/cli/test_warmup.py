@@ -11,14 +11,15 @@ import sys
 
 import pytest
 
+from fastnn import _compiling
 from fastnn.__main__ import main
 from fastnn.bench_cases import CASES
-from fastnn.cli import _compiling, progress_bar, warmup
+from fastnn.cli import progress_bar, warmup
 
 _COUNT = """
 import numpy as np
 from fastnn import kernels
-from fastnn.cli import _compiling
+from fastnn import _compiling
 with _compiling.watch() as done:
     for shape in [(2, 3, 4, 5), (100, 30, 24, 24)]:  # the registry's tiny and mnist sizes: serial and parallel twins
         x = np.ones(shape, np.float32)
@@ -124,7 +125,7 @@ def test_compile_backward_compiles_the_backward_half_only(tmp_path):
     one (the optimizer's update compiles in the demo's own process)."""
     script = """
 import numpy as np
-from fastnn.cli.demo import compile_backward
+from fastnn._compiling import compile_backward
 from fastnn.nets import MultiLayerNet
 net = MultiLayerNet(input_size=6, hidden_size_list=[5], output_size=3, dtype="float32")
 x = np.ones((4, 6), np.float32)
