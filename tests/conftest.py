@@ -23,6 +23,10 @@ TOL = {
 #: Real MNIST files shared beside the project (absent outside this workplace: tests that need them skip).
 SHARED_MNIST = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
+# No compile worker processes (fastnn._compiling) unless a test asks for one: a net's first gradient on a cold cache
+# would otherwise start one, and which test meets a cold cache depends on the order the tests run in.
+os.environ.setdefault("FASTNN_COMPILE_WORKERS", "0")
+
 # Hypothesis: a bounded number of examples in CI, many more for a long local run (FASTNN_FUZZ_EXAMPLES=5000).
 settings.register_profile("ci", max_examples=int(os.environ.get("FASTNN_FUZZ_EXAMPLES", "60")), deadline=None,
                           derandomize=False, print_blob=True)

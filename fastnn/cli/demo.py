@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _compiling, _data, _positive_int, add_quiet_argument, add_threads_argument, apply_threads
+from .. import _compiling
+from . import _data, _positive_int, add_quiet_argument, add_threads_argument, apply_threads
 
 #: Per data set: SimpleConvNet's convolution, epochs, batch size and Adam's learning rate. The 8x8 digits get 3x3
 #: filters with padding (a 5x5 filter would leave a 4x4 map, 2x2 after pooling); MNIST gets the book's
@@ -87,11 +88,11 @@ def warm_up(net: Any, x: np.ndarray, t: np.ndarray, x_test: np.ndarray, t_test: 
     (or loaded from the cache) here, outside the timed training, and ``net`` itself is untouched.
 
     On a first run the work is shared with a second process: it compiles the backward pass
-    (:func:`compile_backward`) while this one compiles the forward pass, the evaluation and the optimizer's update
-    (on a copy of the parameters and zero gradients); the step then loads the worker's kernels from the on-disk
-    cache. The halves cost about the same (measured on the project machine, quiet: the worker's backward ~5 s, the
-    forward ~3.6 s plus the optimizer ~1.5 s here; with the optimizer in the worker, the worker took 7.3 s while this
-    process waited). Returns whether a worker compiled its half.
+    (:func:`fastnn._compiling.compile_backward`) while this one compiles the forward pass, the evaluation and the
+    optimizer's update (on a copy of the parameters and zero gradients); the step then loads the worker's kernels
+    from the on-disk cache. The halves cost about the same (measured on the project machine, quiet: the worker's
+    backward ~5 s, the forward ~3.6 s plus the optimizer ~1.5 s here; with the optimizer in the worker, the worker
+    took 7.3 s while this process waited). Returns whether a worker compiled its half.
     """
     from ..optim import get
 
@@ -100,7 +101,7 @@ def warm_up(net: Any, x: np.ndarray, t: np.ndarray, x_test: np.ndarray, t_test: 
     worker: list[_compiling.Worker] = []  # started at the first compilation: a warm run starts none
 
     def share() -> None:
-        worker.append(_compiling.in_worker(compile_backward, twin, xb, tb))
+        worker.append(_compiling.in_worker(_compiling.compile_backward, twin, xb, tb))
 
     with _compiling.watch(on_first=share):
         twin.loss(xb, tb, train_flg=True)
@@ -110,18 +111,6 @@ def warm_up(net: Any, x: np.ndarray, t: np.ndarray, x_test: np.ndarray, t_test: 
     shared = any([w.join() for w in worker])
     get(optimizer, lr=lr).update(twin.params, twin.gradient(xb, tb))
     return shared
-
-
-def compile_backward(net: Any, x: np.ndarray, t: np.ndarray) -> None:
-    """The gradient of ``net`` with its forward ops on the NumPy twins: only the backward pass's kernels are
-    compiled (in a worker process, see :func:`warm_up`).
-
-    The twins take and return what the kernels do, so the layers' caches feed the backward kernels as usual.
-    """
-    from .. import backend
-
-    backend.rewire_for_good("reference", lambda name: "forward" in name)  # this process only compiles
-    net.gradient(x, t)
 
 
 def compare_speed(net: Any, x: np.ndarray, t: np.ndarray, batch_size: int, steps: int, lr: float,

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from . import CLIError, _compiling, _positive_int, apply_threads
+from .. import _compiling
+from . import CLIError, _positive_int, apply_threads
 
 #: The text task's defaults (the options left at None take these).
 DEFAULTS = {"steps": 300, "batch_size": 32, "lr": 0.003}

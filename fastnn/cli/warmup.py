@@ -18,7 +18,8 @@ import re
 import time
 from typing import Any
 
-from . import CLIError, _compiling, _positive_int, add_quiet_argument, progress_bar
+from .. import _compiling
+from . import CLIError, _positive_int, add_quiet_argument, progress_bar
 
 #: The registry sizes run: between them every code path of the layers (see the module docstring).
 SIZES = ("tiny", "mnist")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, checkpoint
+from .. import _compiling, _validate, checkpoint
 from ..gradient import numerical_gradient as _numerical_gradient
 from ..layers.conv import ConvReluRun, fuse_runs
 
@@ -68,6 +68,9 @@ class Sequential:
     buffers : dict of str to ndarray
         Non-trained state under the same numbering (``running_mean1``, ``running_var1``, ...).
     """
+
+    #: Until the first :meth:`gradient`: it then shares a cold cache's compilation with a worker process.
+    _first_gradient = True
 
     def __init__(self, layers: Sequence | Mapping, loss_layer: Any, *, weight_decay_lambda: float = 0.0,
                  dtype: Any = None, fuse: bool = True) -> None:
@@ -145,7 +148,11 @@ class Sequential:
 
         Without weight decay these are the layers' own gradient arrays (``grads['W1'] is layers[...].dW``).
         """
-        self.loss(x, t, train_flg=True)
+        if self._first_gradient:  # a cold cache's compilation is shared with a worker process (see _compiling)
+            self._first_gradient = False
+            _compiling.first_gradient(self, lambda: self.loss(x, t, train_flg=True), x, t)
+        else:
+            self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
         for step, _ in reversed(self._plan):
             dout = step.backward(dout)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import _validate
+from .. import _compiling, _validate
 from .._checks import HYPERPARAMETER_BOUNDS
 from ..backend import multi_tensor, ops, unchecked
 
@@ -61,6 +61,7 @@ class Optimizer:
         self.iter = 0
         for name in self.state_names:
             setattr(self, name, {})
+        _compiling.fresh_optimizers.add(self)  # a net's first gradient on a cold cache compiles its first step
 
     # -- hyperparameters ---------------------------------------------------------------------------------------
     def _check_hyper(self, hyper: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -1,0 +1,240 @@
+"""fastnn._compiling: compilations are counted as Numba does them, and the demo keeps them out of its timings."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+from fastnn import _compiling
+from fastnn.nets import MultiLayerNet
+
+
+def test_counts_compilations_not_cache_loads_or_calls():
+    @numba.njit(cache=False)
+    def helper(v):
+        return v + 1.0
+
+    @numba.njit(cache=False)
+    def kernel(a):
+        return helper(a[0])  # compiles helper inside kernel's compilation: one kernel, counted once
+
+    stream = io.StringIO()
+    with _compiling.watch(show=True, stream=stream) as done:
+        kernel(np.ones(3))
+        kernel(np.ones(3))  # compiled already: not counted
+    assert done.count == 1 and done.seconds > 0
+    assert stream.getvalue() == _compiling.NOTICE + "\n"  # not a terminal: the notice, no bar
+    with _compiling.watch(show=True, stream=stream) as again:
+        kernel(np.ones(4))
+    assert again.count == 0 and again.seconds == 0.0 and stream.getvalue() == _compiling.NOTICE + "\n"
+    with _compiling.watch() as float32:
+        kernel(np.ones(3, np.float32))  # a new signature is a new compilation
+    assert float32.count == 1
+
+
+def test_listener_removed_after_an_error():
+    with pytest.raises(RuntimeError), _compiling.watch() as done:
+        raise RuntimeError
+
+    @numba.njit(cache=False)
+    def f(x):
+        return x * 2
+
+    f(1.0)
+    assert done.count == 0
+
+
+def test_first_demo_run_says_it_compiles_and_times_training_without_it(tmp_path):
+    """A fresh process with an empty Numba cache: the notice, the compiled count, and a training time that is
+    a small part of the wall time; a second run loads everything from the cache."""
+    pytest.importorskip("sklearn")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "fastnn", "demo", "--epochs", "1", "--compare-steps", "1", "--no-plot",
+           "--out", str(tmp_path), "--threads", "1"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    assert _compiling.NOTICE in out
+    compiled = re.search(r"kernels: (\d+) compiled in ([0-9.]+) s", out)
+    assert compiled and int(compiled[1]) >= 1, out  # the others may come from the compile worker's cache entries
+    training = float(re.search(r"training: \d+ steps in ([0-9.]+) s", out)[1])
+    wall = float(re.search(r"wall time: ([0-9.]+) s", out)[1])
+    assert training < float(compiled[2]) < wall  # compilation is reported, and not inside the training time
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "kernels: loaded from the on-disk cache" in second.stdout and _compiling.NOTICE not in second.stdout
+
+
+# -- the compile worker a net's first gradient starts on a cold cache ----------------------------------------------
+
+
+def _cold() -> None:
+    """Compile a new function: stands for a forward that meets a cold cache (a compilation event)."""
+    numba.njit(cache=False)(lambda v: v + 1)(1)
+
+
+class _ColdNet(MultiLayerNet):
+    """A net whose forward always compiles something, as on a cold cache (module level: it pickles)."""
+
+    def loss(self, x, t, train_flg=False):
+        _cold()
+        return super().loss(x, t, train_flg)
+
+
+def _net(cls=MultiLayerNet):
+    return cls(input_size=6, hidden_size_list=[5], output_size=3, dtype="float32", seed=0)
+
+
+def _batch():
+    return np.random.default_rng(1).random((4, 6), dtype=np.float32), np.array([0, 1, 2, 0])
+
+
+@pytest.fixture
+def sharing(monkeypatch):
+    """Workers allowed (tests/conftest.py turns them off), and ``in_worker`` recording what it is asked to run."""
+    monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
+    monkeypatch.delenv(_compiling.IN_WORKER, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    started = []
+
+    def record(fn, *args):
+        started.append((fn, args))
+        return _compiling.Worker(None)
+
+    monkeypatch.setattr(_compiling, "in_worker", record)
+    return started
+
+
+def test_first_gradient_starts_a_worker_only_on_a_cold_cache(sharing):
+    x, t = _batch()
+    warm = _net()
+    warm.gradient(x, t)
+    warm.gradient(x, t)  # compiled in this process already: nothing to share
+    assert sharing == []
+    cold = _net(_ColdNet)
+    cold.gradient(x, t)
+    assert len(sharing) == 1 and sharing[0][0] is _compiling._load_and_compile_backward
+    cold.gradient(x, t)  # the first gradient only
+    assert len(sharing) == 1
+
+
+@pytest.mark.parametrize("off", ["FASTNN_COMPILE_WORKERS", _compiling.IN_WORKER, "one core"])
+def test_no_worker_when_turned_off_inside_a_worker_or_on_one_core(off, monkeypatch):
+    monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
+    monkeypatch.delenv(_compiling.IN_WORKER, raising=False)
+    if off == "one core":
+        monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    else:
+        monkeypatch.setenv(off, "0" if off == "FASTNN_COMPILE_WORKERS" else "1")
+
+    def never(*args, **kwargs):
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(subprocess, "Popen", never)
+    assert _compiling.sharing() is False
+    assert _compiling.in_worker(print, "never run").join() is False
+    x, t = _batch()
+    _net(_ColdNet).gradient(x, t)
+
+
+def test_a_failing_worker_leaves_the_gradient_to_this_process(monkeypatch):
+    """A real worker process that fails (here: exits with status 3 at once): join reports it, the backward is then
+    compiled here, and the gradient is the one computed without any worker."""
+    monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
+    monkeypatch.delenv(_compiling.IN_WORKER, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    if _compiling.cache_dir() is None:
+        pytest.skip("no on-disk cache: workers are off")
+    joined = []
+    real_join = _compiling.Worker.join
+
+    def join(self, timeout=None):
+        joined.append(real_join(self, timeout))
+        return joined[-1]
+
+    monkeypatch.setattr(_compiling.Worker, "join", join)
+    monkeypatch.setattr(_compiling, "_load_and_compile_backward", sys.exit)  # pickled by reference: sys.exit(blob)
+    x, t = _batch()
+    net, alone = _net(_ColdNet), _net()
+    grads = net.gradient(x, t)
+    assert joined == [False]
+    monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "0")
+    expected = alone.gradient(x, t)
+    assert grads.keys() == expected.keys()
+    for key in grads:
+        np.testing.assert_array_equal(grads[key], expected[key])
+
+
+def test_fresh_optimizers_step_is_compiled_beside_the_worker_on_copies(sharing):
+    """While the worker compiles the backward, this process compiles the first step of each optimizer built and not
+    yet used -- on copies: the optimizer's state and the net's parameters are untouched."""
+    from fastnn.optim import SGD, Adam
+
+    used = SGD()
+    used.iter = 1  # an optimizer that has stepped already is left alone
+    fresh = Adam()
+    calls = []
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as mp:
+        mp.setattr(Adam, "update", lambda self, params, grads: calls.append((self, params, grads)))
+        mp.setattr(SGD, "update", lambda self, params, grads: calls.append((self, params, grads)))
+        mp.setattr(_compiling, "in_worker", lambda fn, *args: _compiling.Worker(subprocess.Popen(
+            [sys.executable, "-c", "pass"])))
+        net = _net(_ColdNet)
+        before = {k: v.copy() for k, v in net.params.items()}
+        x, t = _batch()
+        net.gradient(x, t)
+    assert len(calls) == 1
+    optimizer, params, grads = calls[0]
+    assert type(optimizer) is Adam and optimizer is not fresh and fresh.iter == 0 and fresh.m == {}
+    assert params.keys() == net.params.keys() and all(params[k] is not net.params[k] for k in params)
+    assert all(not g.any() and g.dtype == np.float32 for g in grads.values())
+    for key, value in before.items():
+        np.testing.assert_array_equal(net.params[key], value)
+
+
+def test_a_cold_step_shares_its_compilation_with_a_worker(tmp_path):
+    """A fresh process, empty cache: the worker compiles the backward kernels (this process loads them), the
+    gradient agrees with the NumPy twins; a second process on the now warm cache compiles nothing, starts no
+    worker."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: no worker")
+    script = """
+import numpy as np
+from numba.core import event
+from fastnn import _compiling, backend
+from fastnn.nets import MultiLayerNet
+started, compiled = [], []
+real = _compiling.in_worker
+_compiling.in_worker = lambda *a: started.append(1) or real(*a)
+class Names(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__name__)
+    def on_end(self, ev):
+        pass
+net = MultiLayerNet(input_size=6, hidden_size_list=[5], output_size=3, dtype="float32", seed=0)
+x = np.random.default_rng(1).random((4, 6), dtype=np.float32); t = np.array([0, 1, 2, 0])
+with event.install_listener("numba:compile", Names()):
+    grads = net.gradient(x, t)
+with backend.using("reference"):
+    expected = MultiLayerNet(input_size=6, hidden_size_list=[5], output_size=3, dtype="float32",
+                             seed=0).gradient(x, t)
+assert all(np.allclose(grads[k], expected[k], rtol=2e-5, atol=2e-6) for k in grads)
+print(len(started), sorted(set(compiled)))
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FASTNN_COMPILE_WORKERS": "1"}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
+                           check=False) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+    started, compiled = runs[0].stdout.split(" ", 1)
+    assert started == "1" and "_relu_fwd__serial" in compiled
+    assert "bwd" not in compiled  # the backward's kernels: compiled by the worker, loaded here
+    assert runs[1].stdout.strip() == "0 []"
