@@ -25,3 +25,10 @@ class ColumnSum(KernelBenchmark):
 
     def time_bias_gradient(self, *params):
         self.bias_gradient()
+
+
+class AddInto(KernelBenchmark):
+    cases = {"residual": "add_into"}
+
+    def time_residual(self, *params):
+        self.residual()

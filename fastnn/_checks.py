@@ -177,6 +177,16 @@ def check_column_sum(where: str, a: Any) -> tuple[np.ndarray]:
     return (_validate.float_array(a, where, "a", ndim=2),)
 
 
+def check_add_into(where: str, a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An in-place sum: ``a`` a writeable float ndarray, ``b`` a float array of a's shape, cast to a's dtype."""
+    a = _validate.inplace_array(a, where, "a")
+    b = _validate.float_array(b, where, "b")
+    b = b if b.dtype == a.dtype else b.astype(a.dtype)
+    if b.shape != a.shape:
+        _validate.fail(where, "b", f"of shape {a.shape} like a", f"shape {b.shape}")
+    return a, b
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Dropout
 

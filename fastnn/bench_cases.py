@@ -383,6 +383,11 @@ def _matmul_bias_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Ge
     return {**_matmul_inputs(p, dtype, rng), "bias": _rand(rng, (p["N"],), dtype)}
 
 
+def _add_into_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    shape = (p["M"], p["N"])  # a block's output and its input, summed by the residual connection
+    return {"a": _rand(rng, shape, dtype), "b": _rand(rng, shape, dtype)}
+
+
 def _column_sum_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
     return {"a": _rand(rng, (p["M"], p["N"]), dtype)}  # an output gradient, summed into a bias gradient
 
@@ -392,6 +397,9 @@ def _cases_linalg() -> Iterator[Case]:
                torch=lambda d: Run(partial(_torch().mm, _t(d["a"]), _t(d["b"]))))
     yield Case("matmul_bias", "linalg", AFFINE_SIZES, _matmul_bias_inputs, "matmul_bias", ("a", "b", "bias"),
                torch=lambda d: Run(partial(_torch().addmm, _t(d["bias"]), _t(d["a"]), _t(d["b"]))))
+    yield Case("add_into", "linalg", AFFINE_SIZES, _add_into_inputs, "add_into", ("a", "b"), inplace=("a",),
+               torch=lambda d: Run(partial(_torch().Tensor.add_, _t(d["a"].copy()), _t(d["b"]))),
+               traffic=lambda p, dtype: 3 * p["M"] * p["N"] * np.dtype(dtype).itemsize)
     yield Case("column_sum", "linalg", AFFINE_SIZES, _column_sum_inputs, "column_sum", ("a",),
                torch=lambda d: Run(partial(_torch().sum, _t(d["a"]), 0)),
                traffic=lambda p, dtype: (p["M"] + 1) * p["N"] * np.dtype(dtype).itemsize)

@@ -24,7 +24,7 @@ from .._jit import kernel
 from . import _blas
 from ._blas import gemm
 
-__all__ = ["column_sum", "matmul", "matmul_bias"]
+__all__ = ["add_into", "column_sum", "matmul", "matmul_bias"]
 
 #: Parts a product is cut into (fewer when it is small): twice the two cores here, few enough that each part is a
 #: large product. Measured (CPU time, one thread, the Transformer's (4096, E) products, E = 128..512): 8 parts cost
@@ -194,3 +194,23 @@ def _column_sum(a: np.ndarray) -> np.ndarray:
     partial = np.empty(((M + _SUM_BLOCK - 1) // _SUM_BLOCK, N), a.dtype)
     _column_blocks.run(a.size, a, partial)
     return partial.sum(axis=0) if len(partial) > 1 else partial[0]
+
+
+@kernel("elementwise")
+def _add_flat(a, b):
+    for i in prange(a.shape[0]):
+        a[i] += b[i]
+
+
+def add_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One parallel pass over C-contiguous arrays that do not overlap (numpy's in-place add, on one core,
+    otherwise). A residual connection's sum, written into an array the caller owns."""
+    return _add_into(*_checks.check_add_into("add_into", a, b))
+
+
+def _add_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.flags.c_contiguous and b.flags.c_contiguous and not np.may_share_memory(a, b):
+        _add_flat.run(a.size, a.reshape(-1), b.reshape(-1))
+    else:
+        np.add(a, b, out=a)
+    return a

@@ -56,8 +56,7 @@ def _affine(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _add_into(fresh: np.ndarray, other: np.ndarray) -> np.ndarray:
     """``fresh + other``, written into ``fresh`` (an array this layer made and keeps no other reference to)."""
-    fresh += other
-    return fresh
+    return ops.add_into(fresh, other)
 
 
 def _tokens(x: Any, where: str, width: int, name: str = "x") -> np.ndarray:

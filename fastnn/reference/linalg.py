@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _checks
 
-__all__ = ["column_sum", "matmul", "matmul_bias"]
+__all__ = ["add_into", "column_sum", "matmul", "matmul_bias"]
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -82,3 +82,30 @@ def column_sum(a: np.ndarray) -> np.ndarray:
 
 def _column_sum(a: np.ndarray) -> np.ndarray:
     return a.sum(axis=0)
+
+
+def add_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a += b`` in place (a residual connection's sum into an array the caller owns).
+
+    .. math::
+
+        a[i] \\leftarrow a[i] + b[i]
+
+    Parameters
+    ----------
+    a : ndarray, any shape
+        float32 or float64, writeable; updated in place.
+    b : array_like, a's shape
+        Cast to a's dtype first (ints and the other float type included); may overlap a.
+
+    Returns
+    -------
+    a : ndarray
+        The same array, updated.
+    """
+    return _add_into(*_checks.check_add_into("add_into", a, b))
+
+
+def _add_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    np.add(a, b, out=a)
+    return a

@@ -190,3 +190,41 @@ def test_column_sum_same_bits_with_one_or_two_threads(shape, monkeypatch):
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("shape", [(1,), (3, 1, 5), (4096, 128), (257, 3, 3)], ids=str)
+def test_add_into_matches_reference(shape, dtype, twin):
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    want = R.add_into(a.copy(), b)
+    got = K.add_into(a, b)
+    assert got is a and got.dtype == dtype
+    np.testing.assert_array_equal(got, want)  # one rounding per element, as numpy's
+
+
+def test_add_into_strides_overlap_and_casts():
+    base = np.arange(24.0).reshape(4, 6)
+    a = base.copy()
+    np.testing.assert_array_equal(K.add_into(a[:, ::2], a[:, 1::2]), base[:, ::2] + base[:, 1::2])
+    a = base.copy()
+    K.add_into(a[:, 1:], a[:, :-1])  # overlapping: numpy's buffered result
+    want = base.copy()
+    np.add(want[:, 1:], want[:, :-1], out=want[:, 1:])
+    np.testing.assert_array_equal(a, want)
+    a32 = np.ones(3, np.float32)
+    assert K.add_into(a32, np.arange(3)) is a32 and a32.dtype == np.float32
+    np.testing.assert_array_equal(a32, [1, 2, 3])
+
+
+@pytest.mark.parametrize(("a", "b", "exc", "match"), [
+    (np.ones(3, int), np.ones(3), TypeError, r"add_into: a must be a float32 or float64 ndarray \(updated in place\)"),
+    (np.ones(3).view(), np.ones(4), ValueError, r"add_into: b must be of shape \(3,\) like a, got shape \(4,\)"),
+    (np.broadcast_to(np.ones(1), (3,)), np.ones(3), ValueError, r"add_into: a must be writeable"),
+    (np.ones(3), np.array(["x", "y", "z"]), TypeError, r"add_into: b must be a real numeric array"),
+])
+def test_add_into_bad_input(a, b, exc, match):
+    for impl in (K, R):
+        before = np.array(a)
+        with pytest.raises(exc, match=match):
+            impl.add_into(a, b)
+        np.testing.assert_array_equal(a, before)
