@@ -161,6 +161,32 @@ def check_matmul(where: str, a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def check_matmul_bias(where: str, a: Any, b: Any, bias: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A matrix product plus a bias row: :func:`check_matmul`'s operands and a bias of b's column count, all three
+    of their common dtype."""
+    a, b, bias = _validate.float_arrays(where, a=a, b=b, bias=bias)
+    a, b = check_matmul(where, a, b)
+    if bias.shape != (b.shape[1],):
+        _validate.fail(where, "bias", f"of shape ({b.shape[1]},) (b has {b.shape[1]} columns)",
+                       f"shape {bias.shape}", ValueError)
+    return a, b, bias
+
+
+def check_column_sum(where: str, a: Any) -> tuple[np.ndarray]:
+    """Sums over the rows of a 2-D float array (float32 or float64; ints promote to float64)."""
+    return (_validate.float_array(a, where, "a", ndim=2),)
+
+
+def check_add_into(where: str, a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An in-place sum: ``a`` a writeable float ndarray, ``b`` a float array of a's shape, cast to a's dtype."""
+    a = _validate.inplace_array(a, where, "a")
+    b = _validate.float_array(b, where, "b")
+    b = b if b.dtype == a.dtype else b.astype(a.dtype)
+    if b.shape != a.shape:
+        _validate.fail(where, "b", f"of shape {a.shape} like a", f"shape {b.shape}")
+    return a, b
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Dropout
 
@@ -614,15 +640,31 @@ def check_attention_forward(where, q, k, v, mask, causal, scale, dropout_p, seed
     return (q, k, v, *_attention_options(where, q, k, mask, causal, scale, dropout_p, seed))
 
 
-def check_attention_backward(where, dout, q, k, v, out, lse, mask, causal, scale, dropout_p, seed):
-    """Attention's backward pass: dout and out (N, H, S, dv), lse (N, H, S), and what the forward checks."""
+def check_attention_backward(where, dout, q, k, v, out, lse, mask, causal, scale, dropout_p, seed, into):
+    """Attention's backward pass: dout and out (N, H, S, dv), lse (N, H, S), what the forward checks, and ``into``:
+    None or three writable arrays of q's, k's and v's shapes in the computation's dtype, overlapping no input."""
     dout, q, k, v, out, lse = _validate.float_arrays(where, dout=dout, q=q, k=k, v=v, out=out, lse=lse)
     _attention_qkv(where, q, k, v)
     N, H, S, _ = q.shape
     _validate.shape(out, (N, H, S, v.shape[3]), where, "out")
     _validate.shape(dout, out.shape, where, "dout")
     _validate.shape(lse, (N, H, S), where, "lse")
-    return (dout, q, k, v, out, lse, *_attention_options(where, q, k, mask, causal, scale, dropout_p, seed))
+    options = _attention_options(where, q, k, mask, causal, scale, dropout_p, seed)
+    if into is not None:
+        if not isinstance(into, (tuple, list)) or len(into) != 3:
+            _validate.fail(where, "into", "None or a tuple of three arrays (dq, dk, dv)", _validate.describe(into),
+                           TypeError)
+        inputs = (dout, q, k, v, out, lse) if options[0] is None else (dout, q, k, v, out, lse, options[0])
+        for name, g, like in zip(("into[0]", "into[1]", "into[2]"), into, (q, k, v), strict=True):
+            if not isinstance(g, np.ndarray) or g.dtype != q.dtype or not g.flags.writeable:
+                _validate.fail(where, name, f"a writable {q.dtype} ndarray", _validate.describe(g), TypeError)
+            _validate.shape(g, like.shape, where, name)
+            if any(np.may_share_memory(g, a) for a in inputs):
+                _validate.fail(where, name, "memory of its own (it overlaps an input)", "an overlapping array")
+        if any(np.shares_memory(a, b) for a, b in ((into[0], into[1]), (into[0], into[2]), (into[1], into[2]))):
+            _validate.fail(where, "into", "three arrays that do not overlap each other", "overlapping arrays")
+        into = tuple(into)
+    return (dout, q, k, v, out, lse, *options, into)
 
 
 def check_gelu(where: str, x: Any, approximate: Any) -> tuple[np.ndarray, str]:

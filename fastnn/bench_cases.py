@@ -373,9 +373,36 @@ def _matmul_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generat
     return {"a": _rand(rng, (p["M"], p["K"]), dtype), "b": _rand(rng, (p["K"], p["N"]), dtype)}
 
 
+#: An affine layer's forward and bias gradient: the book's MNIST MLP layer, the TransformerLM's fused (4096, 128) @
+#: (128, 384) query-key-value projection (batch 32 of 128 tokens).
+AFFINE_SIZES = {"tiny": {"M": 5, "K": 3, "N": 7}, "mnist": {"M": 100, "K": 784, "N": 100},
+                "cifar": {"M": 4096, "K": 128, "N": 384}}
+
+
+def _matmul_bias_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    return {**_matmul_inputs(p, dtype, rng), "bias": _rand(rng, (p["N"],), dtype)}
+
+
+def _add_into_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    shape = (p["M"], p["N"])  # a block's output and its input, summed by the residual connection
+    return {"a": _rand(rng, shape, dtype), "b": _rand(rng, shape, dtype)}
+
+
+def _column_sum_inputs(p: Mapping[str, Any], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    return {"a": _rand(rng, (p["M"], p["N"]), dtype)}  # an output gradient, summed into a bias gradient
+
+
 def _cases_linalg() -> Iterator[Case]:
     yield Case("matmul", "linalg", MATMUL_SIZES, _matmul_inputs, "matmul", ("a", "b"),
                torch=lambda d: Run(partial(_torch().mm, _t(d["a"]), _t(d["b"]))))
+    yield Case("matmul_bias", "linalg", AFFINE_SIZES, _matmul_bias_inputs, "matmul_bias", ("a", "b", "bias"),
+               torch=lambda d: Run(partial(_torch().addmm, _t(d["bias"]), _t(d["a"]), _t(d["b"]))))
+    yield Case("add_into", "linalg", AFFINE_SIZES, _add_into_inputs, "add_into", ("a", "b"), inplace=("a",),
+               torch=lambda d: Run(partial(_torch().Tensor.add_, _t(d["a"].copy()), _t(d["b"]))),
+               traffic=lambda p, dtype: 3 * p["M"] * p["N"] * np.dtype(dtype).itemsize)
+    yield Case("column_sum", "linalg", AFFINE_SIZES, _column_sum_inputs, "column_sum", ("a",),
+               torch=lambda d: Run(partial(_torch().sum, _t(d["a"]), 0)),
+               traffic=lambda p, dtype: (p["M"] + 1) * p["N"] * np.dtype(dtype).itemsize)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -246,14 +246,20 @@ def _attn_bwd(dout, q, k, v, out, lse, bias, bmask, dq, dk, dvv, use_bias, use_b
         set_threads_local(before)
 
 
+def _unit_rows(a):
+    """Whether BLAS can address ``a``'s rows in place: unit stride along the last axis, rows apart by a whole
+    number of elements, at least a row's length."""
+    item = a.itemsize
+    return a.strides[-1] == item and a.strides[-2] >= a.shape[-1] * item and a.strides[-2] % item == 0
+
+
 def _rows_unit(a):
     """``a`` itself when its last axis has unit stride (what the BLAS calls and row loops need), else a copy.
 
     A layer's (N, H, S, d) heads are a transposed view of its (N, S, H, d) projection; its rows of d are
     contiguous, so the kernels read it in place instead of copying the whole of q, k and v first.
     """
-    item = a.itemsize
-    if a.size and a.strides[-1] == item and a.strides[-2] >= a.shape[-1] * item and a.strides[-2] % item == 0:
+    if a.size and _unit_rows(a):
         return a
     # a fresh C array: np.ascontiguousarray keeps odd strides on axes of length 1, which BLAS would refuse as lda
     return np.array(a, order="C", copy=True)
@@ -314,29 +320,44 @@ def _attention_forward(q, k, v, mask=None, causal=False, scale=None, dropout_p=0
     return out, lse
 
 
-def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0):
+def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0,
+                       into=None):
     """Recomputes each tile's weights from ``lse`` (five BLAS products per tile pair, causal tiles above the
     diagonal skipped); parallel over (batch, head), each iteration owning its head's dk and dv. Inputs are read in
     place as in :func:`attention_forward`; dq, dk and dv have the memory order of q, k and v."""
     return _attention_backward(*_checks.check_attention_backward("attention_backward", dout, q, k, v, out, lse,
-                                                                 mask, causal, scale, dropout_p, seed))
+                                                                 mask, causal, scale, dropout_p, seed, into))
 
 
-def _attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0):
+def _attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0,
+                        into=None):
     N, H, S, d = q.shape
     T = k.shape[2]
     scale = 1 / math.sqrt(d) if scale is None else scale
     dt = q.dtype
     dout, q, k, v, out = (_rows_unit(a) for a in (dout, q, k, v, out))
     lse = np.ascontiguousarray(lse)
-    dq, dk, dv = (_empty_like_order(a, a.shape) for a in (q, k, v))
+    if into is None:
+        dq, dk, dv = (_empty_like_order(a, a.shape) for a in (q, k, v))
+    else:  # written in place where BLAS can address the rows (unit last stride), else through a copy
+        dq, dk, dv = (g if g.size == 0 or _unit_rows(g) else _empty_like_order(g, g.shape) for g in into)
     if N * H == 0:
-        return dq, dk, dv
+        return _written(into, (dq, dk, dv))
     bias, bmask, use_bias, use_bmask = _mask_views(mask, (N, H, S, T), dt)
     _attn_bwd.run(N * H * S * max(T, 1) * (d + v.shape[3]), dout, q, k, v, out, lse, bias, bmask, dq, dk, dv,
                   use_bias, use_bmask, causal, dt.type(scale), *_dropout_args(dropout_p, seed, dt), dt.type(-np.inf),
                   *exp_nonpos_constants(dt), _USE_BLAS)
-    return dq, dk, dv
+    return _written(into, (dq, dk, dv))
+
+
+def _written(into, grads):
+    """``grads`` as the caller's ``into`` arrays (copied there where they were computed apart), or as they are."""
+    if into is None:
+        return grads
+    for target, g in zip(into, grads, strict=True):
+        if g is not target:
+            target[...] = g
+    return into
 
 
 # ---------------------------------------------------------------------------------------------------------------

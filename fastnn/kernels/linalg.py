@@ -19,13 +19,14 @@ of an affine layer's ``x.T @ dout``), into a power of two of parts so that two o
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from .. import _checks
-from .._jit import slot_kernel
+from .._jit import kernel, slot_kernel
 from . import _blas
 from ._blas import gemm
 
-__all__ = ["matmul"]
+__all__ = ["add_into", "column_sum", "matmul", "matmul_bias"]
 
 #: Parts a product is cut into (fewer when it is small): twice the two cores here, few enough that each part is a
 #: large product. Measured (CPU time, one thread, the Transformer's (4096, E) products, E = 128..512): 8 parts cost
@@ -41,12 +42,14 @@ _SMALL = 1 << 18
 
 
 @slot_kernel("window")
-def _gemm_parts(slot, slots, a, b, c, ta, tb, lda, ldb, ldc, split, bounds, partial):
-    """Parts ``slot``, ``slot + slots``, ... of c (M, N) = op(a) @ op(b): ``split`` 0 cuts rows of c, 1 columns, 2
-    the reduction.
+def _gemm_parts(slot, slots, a, b, c, ta, tb, lda, ldb, ldc, split, bounds, partial, bias, use_bias):
+    """Parts ``slot``, ``slot + slots``, ... of c (M, N) = op(a) @ op(b) (+ bias on every row when ``use_bias``):
+    ``split`` 0 cuts rows of c, 1 columns, 2 the reduction.
 
     ``a``/``b`` are the operands' storage (op = transpose when ``ta``/``tb``), ``bounds`` (P + 1,) the cut
-    points, ``partial`` (P, M, N) the per-part products when split == 2 (else unused).
+    points, ``partial`` (P, M, N) the per-part products when split == 2 (else unused). The bias is written into
+    the part's share of c first (of ``partial[0]`` when the reduction is cut) and the product added to it by
+    BLAS (beta 1): the output is written once, by the thread that made it, not passed over again.
     """
     M, N = c.shape[0], c.shape[1]
     K = a.shape[0] if ta else a.shape[1]
@@ -71,7 +74,15 @@ def _gemm_parts(slot, slots, a, b, c, ta, tb, lda, ldb, ldc, split, bounds, part
         a0 = a.ctypes.data + np.uintp(oa)
         b0 = b.ctypes.data + np.uintp(ob)
         c0 = (partial[p].ctypes.data if split == 2 else c.ctypes.data) + np.uintp(oc)
-        gemm(ta, tb, m, n, k, a0, lda, b0, ldb, 0, c0, N if split == 2 else ldc, item)
+        beta = 0
+        if use_bias and (split != 2 or p == 0):
+            beta = 1
+            target = partial[0] if split == 2 else c
+            r0, r1, j0, j1 = (lo, hi, 0, N) if split == 0 else (0, M, lo, hi) if split == 1 else (0, M, 0, N)
+            for i in range(r0, r1):
+                for j in range(j0, j1):
+                    target[i, j] = bias[j]
+        gemm(ta, tb, m, n, k, a0, lda, b0, ldb, beta, c0, N if split == 2 else ldc, item)
 
 
 def _blas_view(x: np.ndarray) -> tuple[np.ndarray, bool, int]:
@@ -97,15 +108,19 @@ def _plan(M: int, N: int, K: int) -> tuple[int, np.ndarray]:
     return split, np.array([p * size // parts for p in range(parts + 1)], dtype=np.int64)
 
 
-def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = a @ b for validated 2-D arrays of one dtype; ``out`` (M, N) has unit column stride."""
+def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """out = a @ b (+ bias on every row) for validated 2-D arrays of one dtype; ``out`` (M, N) has unit column
+    stride, ``bias`` is (N,) of the same dtype."""
     M, K = a.shape
     N = b.shape[1]
     if (not _blas.AVAILABLE or out.dtype not in (np.float32, np.float64) or M == 0 or N == 0
             or M * N * K <= _SMALL):
-        return np.matmul(a, b, out=out)
+        np.matmul(a, b, out=out)
+        if bias is not None:
+            out += bias
+        return out
     if K == 0:
-        out[...] = 0
+        out[...] = 0 if bias is None else bias
         return out
     assert out.strides[1] == out.itemsize and out.shape == (M, N)
     split, bounds = _plan(M, N, K)
@@ -113,7 +128,8 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     sb, tb, ldb = _blas_view(b)
     parts = bounds.size - 1
     partial = np.empty((parts, M, N) if split == 2 else (1, 1, 1), dtype=out.dtype)
-    args = (sa, sb, out, ta, tb, lda, ldb, out.strides[0] // out.itemsize, split, bounds, partial)
+    args = (sa, sb, out, ta, tb, lda, ldb, out.strides[0] // out.itemsize, split, bounds, partial,
+            out[0] if bias is None else bias, bias is not None)
     # every part on this thread for one part or a small product (a launch on the slot threads would cost more)
     threads = min(parts, _gemm_parts.threads(M * N * K // 8))
     _gemm_parts.run(threads, threads, *args)
@@ -133,3 +149,71 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype))
+
+
+def matmul_bias(a: np.ndarray, b: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """:func:`matmul`'s parts, each writing the bias into its share of the output before BLAS adds the product
+    to it: no second pass over the output (which an ``a @ b + bias`` makes, single-threaded in numpy)."""
+    return _matmul_bias(*_checks.check_matmul_bias("matmul_bias", a, b, bias))
+
+
+def _matmul_bias(a: np.ndarray, b: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype), bias)
+
+
+#: Rows one partial sum covers (blocked summation: the rounding error grows with the number of blocks, not of
+#: rows, as numpy's pairwise sum keeps it small; the blocks are fixed by the shape, so the bits do not depend on
+#: the thread count).
+_SUM_BLOCK = 256
+
+
+@slot_kernel("window")
+def _column_blocks(slot, slots, a, partial):
+    """partial[b] (N,) = the sum of rows b*_SUM_BLOCK.. of ``a`` (M, N), each row added whole (unit stride), for
+    blocks ``slot``, ``slot + slots``, ..."""
+    M, N = a.shape
+    for blk in range(slot, partial.shape[0], slots):
+        r0 = blk * _SUM_BLOCK
+        acc = partial[blk]
+        for j in range(N):
+            acc[j] = a[r0, j]
+        for i in range(r0 + 1, min(M, r0 + _SUM_BLOCK)):
+            for j in range(N):
+                acc[j] += a[i, j]
+
+
+def column_sum(a: np.ndarray) -> np.ndarray:
+    """Parallel over blocks of 256 rows, each summed into a partial row, the partial rows then added in order
+    (the split depends on the shape only: the same bits with any number of threads). A layer's bias gradient,
+    which ``dout.sum(axis=0)`` computes on one core."""
+    return _column_sum(*_checks.check_column_sum("column_sum", a))
+
+
+def _column_sum(a: np.ndarray) -> np.ndarray:
+    M, N = a.shape
+    if M == 0 or N == 0:
+        return np.zeros(N, a.dtype)
+    partial = np.empty(((M + _SUM_BLOCK - 1) // _SUM_BLOCK, N), a.dtype)
+    threads = min(len(partial), _column_blocks.threads(a.size))
+    _column_blocks.run(threads, threads, a, partial)
+    return partial.sum(axis=0) if len(partial) > 1 else partial[0]
+
+
+@kernel("elementwise", nogil=True)
+def _add_flat(a, b):
+    for i in prange(a.shape[0]):
+        a[i] += b[i]
+
+
+def add_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One parallel pass over C-contiguous arrays that do not overlap (numpy's in-place add, on one core,
+    otherwise). A residual connection's sum, written into an array the caller owns."""
+    return _add_into(*_checks.check_add_into("add_into", a, b))
+
+
+def _add_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.flags.c_contiguous and b.flags.c_contiguous and not np.may_share_memory(a, b):
+        _add_flat.run_sliced((a.reshape(-1), b.reshape(-1)), ())
+    else:
+        np.add(a, b, out=a)
+    return a

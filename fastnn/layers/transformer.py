@@ -50,17 +50,13 @@ def _weight(random: RandomSource, fan_in: int, fan_out: int, dtype: np.dtype) ->
 
 
 def _affine(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``x @ W + b``, the bias added into the product's own fresh array (a new (N*S, F) array costs its page
-    faults again; the sum is the same number either way)."""
-    out = ops.matmul(x, W)
-    out += b
-    return out
+    """``x @ W + b`` (the bias written by the threads that make the product, not added in a pass of its own)."""
+    return ops.matmul_bias(x, W, b)
 
 
 def _add_into(fresh: np.ndarray, other: np.ndarray) -> np.ndarray:
     """``fresh + other``, written into ``fresh`` (an array this layer made and keeps no other reference to)."""
-    fresh += other
-    return fresh
+    return ops.add_into(fresh, other)
 
 
 def _tokens(x: Any, where: str, width: int, name: str = "x") -> np.ndarray:
@@ -232,20 +228,22 @@ class MultiHeadAttention(Layer):
         W_in = self.params["W_in"]
         d2 = dout.reshape(N * S, E)
         self.grads["W_out"] = ops.matmul(c["ctx"].T, d2)
-        self.grads["b_out"] = d2.sum(axis=0)
+        self.grads["b_out"] = ops.column_sum(d2)
         dctx = self._heads(ops.matmul(d2, self.params["W_out"].T), N, S)
+        if c["sources"] is None:  # self-attention: one (N*S, 3E) gradient of the fused projection, written by
+            dqkv = np.empty((N * S, 3 * E), W_in.dtype)  # the kernel in place, its thirds as q, k and v are
+            into = tuple(self._heads(dqkv[:, i * E:(i + 1) * E], N, S) for i in range(3))
+            ops.attention_backward(dctx, c["q"], c["k"], c["v"], c["out"], c["lse"], **c["opts"], into=into)
+            self.grads["W_in"] = ops.matmul(c["x2"].T, dqkv)
+            self.grads["b_in"] = ops.column_sum(dqkv)
+            return ops.matmul(dqkv, W_in.T).reshape(N, S, E)
         dq, dk, dv = ops.attention_backward(dctx, c["q"], c["k"], c["v"], c["out"], c["lse"], **c["opts"])
         # the gradients keep q, k and v's (N, S, H, d) memory order: (N*S, E) views once the heads are merged
         dq, dk, dv = (g.transpose(0, 2, 1, 3).reshape(-1, E) for g in (dq, dk, dv))
-        if c["sources"] is None:  # self-attention: one (N*S, 3E) gradient of the fused projection
-            dqkv = np.concatenate((dq, dk, dv), axis=1)
-            self.grads["W_in"] = ops.matmul(c["x2"].T, dqkv)
-            self.grads["b_in"] = dqkv.sum(axis=0)
-            return ops.matmul(dqkv, W_in.T).reshape(N, S, E)
         dW, db, dx = np.empty_like(W_in), np.empty_like(self.params["b_in"]), []
         for i, (g2, s) in enumerate(zip((dq, dk, dv), c["sources"], strict=True)):
             dW[:, i * E:(i + 1) * E] = ops.matmul(s.T, g2)
-            db[i * E:(i + 1) * E] = g2.sum(axis=0)
+            db[i * E:(i + 1) * E] = ops.column_sum(g2)
             dx.append(ops.matmul(g2, W_in[:, i * E:(i + 1) * E].T).reshape(N, -1, E))
         self.grads["W_in"], self.grads["b_in"] = dW, db
         return tuple(dx)
@@ -284,9 +282,9 @@ class FeedForward(Layer):
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "FeedForward.backward")
         d2 = dout.reshape(-1, self.embed_dim)
-        self.grads["W2"], self.grads["b2"] = ops.matmul(self.h.T, d2), d2.sum(axis=0)
+        self.grads["W2"], self.grads["b2"] = ops.matmul(self.h.T, d2), ops.column_sum(d2)
         da = self.gelu.backward(self.drop.backward(ops.matmul(d2, self.params["W2"].T)))
-        self.grads["W1"], self.grads["b1"] = ops.matmul(self.x2.T, da), da.sum(axis=0)
+        self.grads["W1"], self.grads["b1"] = ops.matmul(self.x2.T, da), ops.column_sum(da)
         return ops.matmul(da, self.params["W1"].T).reshape(dout.shape)
 
 

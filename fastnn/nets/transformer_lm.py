@@ -106,8 +106,7 @@ class TransformerLM:
         h2 = h.reshape(N * T, self.embed_dim)
         W = self.params["embed.W"].T if self.tie_weights else self.params["head.W"]
         self._cache = {"x": x, "h2": h2}
-        logits = ops.matmul(h2, W)
-        logits += self.params["head.b"]  # into the product's fresh array (no second (N*T, V) array)
+        logits = ops.matmul_bias(h2, W, self.params["head.b"])
         return logits.reshape(N, T, self.vocab_size)
 
     def loss(self, x: Any, t: Any, train_flg: bool = False) -> Any:
@@ -126,7 +125,7 @@ class TransformerLM:
         c = self._cache
         N, T = c["x"].shape
         d = ops.softmax_cross_entropy_backward(c["probs"], c["t"], 1.0)  # (N*T, V), already / (N*T)
-        grads: dict[str, np.ndarray] = {"head.b": d.sum(axis=0)}
+        grads: dict[str, np.ndarray] = {"head.b": ops.column_sum(d)}
         if self.tie_weights:
             dW_out = ops.matmul(d.T, c["h2"])  # (V, E): the transposed use of the embedding
             dh = ops.matmul(d, self.params["embed.W"])

@@ -108,7 +108,8 @@ def _attention_forward(q, k, v, mask=None, causal=False, scale=None, dropout_p=0
     return np.where(np.isneginf(lse)[..., None], 0, out).astype(q.dtype), lse
 
 
-def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0):
+def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0,
+                       into=None):
     r"""Gradients of :func:`attention_forward`, from its inputs, ``out`` and ``lse`` (the weights are recomputed).
 
     .. math:: dv = (P \circ Z)^T dout, \quad dP = (dout\, v^T) \circ Z, \quad
@@ -124,19 +125,24 @@ def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=N
         The forward's output.
     lse : array_like (N, H, S)
         The forward's log-sum-exp.
+    into : None or tuple of three ndarrays
+        Where to write dq, dk and dv (writable, of q's, k's and v's shapes, in the computation's dtype, any strides,
+        overlapping no input; e.g. the three thirds of one (N, S, 3, H, d) array, the gradient of a fused
+        query-key-value projection). None: new arrays.
 
     Returns
     -------
     dq : ndarray (N, H, S, d)
     dk : ndarray (N, H, T, d)
     dv : ndarray (N, H, T, dv)
-        In the common float dtype; rows that attended nothing get zero dq.
+        In the common float dtype (the arrays of ``into`` when given); rows that attended nothing get zero dq.
     """
     return _attention_backward(*_checks.check_attention_backward("attention_backward", dout, q, k, v, out, lse,
-                                                                 mask, causal, scale, dropout_p, seed))
+                                                                 mask, causal, scale, dropout_p, seed, into))
 
 
-def _attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0):
+def _attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, dropout_p=0.0, seed=0,
+                        into=None):
     scale = 1 / math.sqrt(q.shape[3]) if scale is None else scale
     p = _weights(_scores(q, k, mask, causal, scale), lse)
     z = _keep(p.shape, dropout_p, seed, q.dtype)
@@ -146,7 +152,12 @@ def _attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=
         dp = dp * z
     ds = p * (dp - (dout * out).sum(axis=-1, keepdims=True))
     t = q.dtype.type(scale)
-    return (ds @ k) * t, (np.swapaxes(ds, -1, -2) @ q) * t, dv
+    grads = ((ds @ k) * t, (np.swapaxes(ds, -1, -2) @ q) * t, dv)
+    if into is None:
+        return grads
+    for target, g in zip(into, grads, strict=True):
+        target[...] = g
+    return into
 
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)

@@ -60,6 +60,47 @@ def test_kernel_matches_twin(shape, causal, mask, dtype, twin):
         assert all(a.transpose(0, 2, 1, 3).flags.c_contiguous for a in (out, *grads))
 
 
+@pytest.mark.parametrize("impl", [K, R], ids=["kernel", "twin"])
+@pytest.mark.parametrize("layout", ["fused projection", "strided"])
+def test_backward_writes_into_given_arrays(impl, layout, dtype, twin):
+    """``into``: the gradients land in the caller's arrays (the thirds of one (N, S, 3, H, d) buffer, as a layer's
+    fused projection; or views BLAS cannot address in place, written through a copy), which are returned."""
+    N, H, S, d = 2, 3, 70, 5
+    q, k, v, dout, _ = _qkv((N, H, S, S, d, d), dtype, noncontiguous=True)
+    out, lse = impl.attention_forward(q, k, v, causal=True)
+    want = impl.attention_backward(dout, q, k, v, out, lse, causal=True)
+    if layout == "fused projection":
+        buf = np.full((N, S, 3, H, d), np.nan, dtype)
+        into = tuple(buf[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    else:
+        buf = np.full((N, H, S, 2 * d), np.nan, dtype)
+        into = (buf[..., ::2], buf[..., 1::2], np.full((N, H, S, d), np.nan, dtype))
+    got = impl.attention_backward(dout, q, k, v, out, lse, causal=True, into=into)
+    assert all(g is t for g, t in zip(got, into, strict=True))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert not np.isnan(buf).any()
+
+
+def test_backward_into_is_checked_before_anything_is_written():
+    q, k, v, dout, _ = _qkv((1, 2, 4, 6, 3, 3), np.float32)
+    out, lse = K.attention_forward(q, k, v)
+    fresh = [np.full(a.shape, 7, np.float32) for a in (q, k, v)]
+    bad = [
+        (fresh[:2], r"into must be None or a tuple of three arrays"),
+        ((fresh[0], fresh[1], fresh[1][:, :, :5]), r"into\[2\] must be of shape"),
+        ((fresh[0].astype(np.float64), fresh[1], fresh[2]), r"into\[0\] must be a writable float32 ndarray"),
+        ((fresh[0], np.broadcast_to(fresh[1][:1], fresh[1].shape), fresh[2]), r"into\[1\] must be a writable"),
+        ((fresh[0], k, fresh[2]), r"into\[1\] must be memory of its own \(it overlaps an input\)"),
+        ((fresh[0], fresh[1], fresh[1]), r"into must be three arrays that do not overlap each other"),
+    ]
+    for impl in (K, R):
+        for into, match in bad:
+            with pytest.raises((ValueError, TypeError), match=f"^attention_backward: {match}"):
+                impl.attention_backward(dout, q, k, v, out, lse, into=into)
+            assert all((a == 7).all() for a in fresh)
+
+
 def test_dropout_masks_the_weights_reproducibly(twin):
     """With v the identity the output is the dropped weights: zeros where the counter-based mask drops, the
     softmax weights / (1 - p) elsewhere; the same call gives the same bits."""

@@ -1,4 +1,5 @@
-"""matmul: the threaded BLAS product against its reference twin, on both Numba twins."""
+"""matmul, matmul_bias and column_sum: the threaded BLAS product (with its bias) and the blocked column sums
+against their reference twins, on both Numba twins."""
 
 from __future__ import annotations
 
@@ -112,3 +113,118 @@ def test_without_the_bundled_blas(shape, monkeypatch):
     a, b = _pair(shape, np.float64)
     close(K.matmul(a, b), R.matmul(a, b), np.float64)
     assert calls == []
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])
+def test_matmul_bias_matches_reference(shape, dtype, twin):
+    """Every cut (rows, columns, the reduction: the bias goes into the first part's partial product) and the
+    small products numpy makes; the bias broadcast along the rows."""
+    a, b = _pair(shape, dtype)
+    bias = np.random.default_rng(2).standard_normal(shape[2]).astype(dtype)
+    before = a.copy(), b.copy(), bias.copy()
+    got = K.matmul_bias(a, b, bias)
+    assert got.dtype == dtype and got.flags.c_contiguous and got.shape == (shape[0], shape[2])
+    close(got, R.matmul_bias(a, b, bias), dtype)
+    close(got, K.matmul(a, b) + bias, dtype)
+    for arr, old in zip((a, b, bias), before, strict=True):
+        np.testing.assert_array_equal(arr, old)
+
+
+def test_matmul_bias_strides_promotion_and_empty():
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((300, 260)).astype(np.float32)
+    a, b, bias = big[:120, :90].T, big[100:220, 10:250:2], big[5, ::2][:120]  # transposed, strided
+    close(K.matmul_bias(a, b, bias), np.asarray(a) @ b + bias, np.float32)
+    assert K.matmul_bias(np.ones((3, 4), np.float32), np.ones((4, 2), np.float32), np.ones(2)).dtype == np.float64
+    np.testing.assert_array_equal(K.matmul_bias(np.ones((3, 0)), np.ones((0, 2)), np.array([1.0, 2.0])),
+                                  np.tile([1.0, 2.0], (3, 1)))
+    assert K.matmul_bias(np.ones((0, 4)), np.ones((4, 2)), np.ones(2)).shape == (0, 2)
+
+
+@pytest.mark.parametrize(("bias", "match"), [
+    (np.ones(3), r"matmul_bias: bias must be of shape \(2,\) \(b has 2 columns\), got shape \(3,\)"),
+    (np.ones((1, 2)), r"matmul_bias: bias must be of shape \(2,\)"),
+    ("b", r"matmul_bias: bias must be a NumPy array of floats"),
+])
+def test_matmul_bias_bad_input(bias, match):
+    for impl in (K, R):
+        with pytest.raises((ValueError, TypeError), match=match):
+            impl.matmul_bias(np.ones((4, 3)), np.ones((3, 2)), bias)
+        with pytest.raises(ValueError, match=r"matmul_bias: b must be 3 rows"):
+            impl.matmul_bias(np.ones((4, 3)), np.ones((2, 2)), np.ones(2))
+
+
+# (M, N): one element, a row, a column, rows not a multiple of the 256-row block, the Transformer's bias gradients
+SUM_SHAPES = [(1, 1), (1, 9), (700, 1), (257, 3), (513, 65), (4096, 384)]
+
+
+@pytest.mark.parametrize("shape", SUM_SHAPES, ids=str)
+def test_column_sum_matches_reference(shape, dtype, twin):
+    a = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    got = K.column_sum(a)
+    assert got.dtype == dtype and got.shape == (shape[1],)
+    close(got, R.column_sum(a), dtype)
+    close(K.column_sum(a[::-1, ::2]), R.column_sum(a[::-1, ::2]), dtype)  # any strides
+
+
+def test_column_sum_edges_and_bad_input():
+    np.testing.assert_array_equal(K.column_sum(np.ones((0, 3), np.float32)), np.zeros(3, np.float32))
+    assert K.column_sum(np.ones((4, 0))).shape == (0,)
+    assert K.column_sum(np.arange(6).reshape(3, 2)).dtype == np.float64
+    np.testing.assert_array_equal(K.column_sum(np.arange(6).reshape(3, 2)), [6.0, 9.0])
+    for impl in (K, R):
+        with pytest.raises(ValueError, match=r"^column_sum: a must be 2-D"):
+            impl.column_sum(np.ones(3))
+
+
+@pytest.mark.parametrize("shape", [(4096, 384), (513, 65)], ids=str)
+def test_column_sum_same_bits_with_one_or_two_threads(shape, monkeypatch):
+    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
+    monkeypatch.setattr(_jit, "_num_threads", None)
+    a = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    try:
+        numba.set_num_threads(1)
+        one = K.column_sum(a)
+        numba.set_num_threads(2)
+        two = K.column_sum(a)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("shape", [(1,), (3, 1, 5), (4096, 128), (257, 3, 3)], ids=str)
+def test_add_into_matches_reference(shape, dtype, twin):
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    want = R.add_into(a.copy(), b)
+    got = K.add_into(a, b)
+    assert got is a and got.dtype == dtype
+    np.testing.assert_array_equal(got, want)  # one rounding per element, as numpy's
+
+
+def test_add_into_strides_overlap_and_casts():
+    base = np.arange(24.0).reshape(4, 6)
+    a = base.copy()
+    np.testing.assert_array_equal(K.add_into(a[:, ::2], a[:, 1::2]), base[:, ::2] + base[:, 1::2])
+    a = base.copy()
+    K.add_into(a[:, 1:], a[:, :-1])  # overlapping: numpy's buffered result
+    want = base.copy()
+    np.add(want[:, 1:], want[:, :-1], out=want[:, 1:])
+    np.testing.assert_array_equal(a, want)
+    a32 = np.ones(3, np.float32)
+    assert K.add_into(a32, np.arange(3)) is a32 and a32.dtype == np.float32
+    np.testing.assert_array_equal(a32, [1, 2, 3])
+
+
+@pytest.mark.parametrize(("a", "b", "exc", "match"), [
+    (np.ones(3, int), np.ones(3), TypeError, r"add_into: a must be a float32 or float64 ndarray \(updated in place\)"),
+    (np.ones(3).view(), np.ones(4), ValueError, r"add_into: b must be of shape \(3,\) like a, got shape \(4,\)"),
+    (np.broadcast_to(np.ones(1), (3,)), np.ones(3), ValueError, r"add_into: a must be writeable"),
+    (np.ones(3), np.array(["x", "y", "z"]), TypeError, r"add_into: b must be a real numeric array"),
+])
+def test_add_into_bad_input(a, b, exc, match):
+    for impl in (K, R):
+        before = np.array(a)
+        with pytest.raises(exc, match=match):
+            impl.add_into(a, b)
+        np.testing.assert_array_equal(a, before)

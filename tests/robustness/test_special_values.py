@@ -249,7 +249,8 @@ _BATCHED = {"x", "dout", "out", "probs", "t", "y", "argmax", "mask", "mean", "in
             "idx", "h"}  # the embedding's token ids, embedding_dot's hidden vectors
 _BATCHED |= {"h0", "c0", "dc_last", "dhs", "hs", "cs", "acts"}  # the recurrent kernels
 #: Kernels whose argument names mean something else than in the table above (weight normalization's v is a weight).
-_BATCHED_OWN = {"weightnorm_affine_forward": {"x"}, "weightnorm_affine_backward": {"dout", "x", "t"}}
+_BATCHED_OWN = {"weightnorm_affine_forward": {"x"}, "weightnorm_affine_backward": {"dout", "x", "t"},
+                "add_into": {"a", "b"}}
 #: Results computed from the weights alone, the same with any batch (the column norms of v), by output position.
 _UNBATCHED_OUT = {"weightnorm_affine_forward": {2}}
 
