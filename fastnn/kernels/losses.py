@@ -15,7 +15,7 @@ from numba import prange
 
 from .. import _checks, _validate
 from .._jit import helper, kernel
-from ._math import _exp_nonpos, _exp_normal, _fdiv, _ordered_float, _ordered_int, exp_nonpos_constants
+from ._math import _exp_nonpos, _exp_normal, _fdiv, _ordered_float, _ordered_int, exp_tables
 
 __all__ = ["softmax_forward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "svm_loss",
            "time_softmax_cross_entropy_forward", "time_softmax_cross_entropy_backward", "softmax_backward"]
@@ -78,13 +78,15 @@ def _softmax_row(x, probs, i, ec, coefs):
 
 
 @kernel("loss")
-def _softmax(x, probs, ec, coefs):
+def _softmax(x, probs):
+    ec, coefs = exp_tables(x)
     for i in prange(x.shape[0]):
         _softmax_row(x, probs, i, ec, coefs)
 
 
 @kernel("loss")
-def _softmax_ce(x, labels, probs, row_loss, ec, coefs):
+def _softmax_ce(x, labels, probs, row_loss):
+    ec, coefs = exp_tables(x)
     n = x.shape[0]
     for i in prange(n):
         log_s, m = _softmax_row(x, probs, i, ec, coefs)
@@ -96,8 +98,9 @@ def _softmax_ce(x, labels, probs, row_loss, ec, coefs):
 
 
 @kernel("loss")
-def _softmax_ce_delta(x, labels, probs, row_loss, delta, ec, coefs):
+def _softmax_ce_delta(x, labels, probs, row_loss, delta):
     # the book's -log(p + delta): one scalar log per row
+    ec, coefs = exp_tables(x)
     n = x.shape[0]
     for i in prange(n):
         _softmax_row(x, probs, i, ec, coefs)
@@ -154,7 +157,7 @@ def softmax_forward(x: np.ndarray) -> np.ndarray:
     x = _checks.check_softmax("softmax_forward", x)
     probs = np.empty(x.shape, x.dtype)
     if x.size:
-        _softmax.run(x.size, np.ascontiguousarray(x), probs, *exp_nonpos_constants(x.dtype))
+        _softmax.run(x.size, np.ascontiguousarray(x), probs)
     return probs
 
 
@@ -172,9 +175,9 @@ def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *,
     row_loss = np.empty(x.shape[0], x.dtype)
     args = (np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss)
     if delta:
-        total = _softmax_ce_delta.run(x.size, *args, x.dtype.type(delta), *exp_nonpos_constants(x.dtype))
+        total = _softmax_ce_delta.run(x.size, *args, x.dtype.type(delta))
     else:
-        total = _softmax_ce.run(x.size, *args, *exp_nonpos_constants(x.dtype))
+        total = _softmax_ce.run(x.size, *args)
     return x.dtype.type(total / x.shape[0]), probs
 
 
@@ -211,7 +214,8 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[np.generic, np.ndarray]:
 
 
 @kernel("loss")
-def _time_softmax_ce(x, labels, probs, row_loss, ignore, ec, coefs):
+def _time_softmax_ce(x, labels, probs, row_loss, ignore):
+    ec, coefs = exp_tables(x)
     n = x.shape[0]
     for i in prange(n):
         log_s, m = _softmax_row(x, probs, i, ec, coefs)
@@ -254,7 +258,7 @@ def _time_softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, ignore_lab
     if probs.size:
         total = _time_softmax_ce.run(x.size, np.ascontiguousarray(x).reshape(n * steps, v),
                                      np.ascontiguousarray(t).reshape(-1), probs.reshape(n * steps, v), row_loss,
-                                     ignore_label, *exp_nonpos_constants(x.dtype))
+                                     ignore_label)
     return x.dtype.type(total / _validate.time_loss_divisor(t, ignore_label, average)), probs
 
 
