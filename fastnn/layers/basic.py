@@ -43,6 +43,9 @@ class Affine(Layer):
         self.dW = self.db = None
         self.x = None  # the input flattened to (N, D)
         self.original_x_shape = None
+        #: False skips dx in backward (which then returns None): a network's first layer needs no input gradient
+        #: (as Convolution.need_dx). Its product is the step's largest after dW's at the first layer's width.
+        self.need_dx = True
 
     def flat_input(self, x: Any, where: str) -> np.ndarray:
         """Check ``x`` (N, ...) against W's D inputs, remember its shape and keep it flattened (N, D) as ``self.x``."""
@@ -61,8 +64,8 @@ class Affine(Layer):
         matmul = unchecked.matmul if x.dtype == self.W.dtype else ops.matmul
         return self._output(matmul(self.x, self.W) + self.b)
 
-    def backward(self, dout: Any) -> np.ndarray:
-        """dout (N, M) -> dx of the input's shape; sets dW (D, M) and db (M,)."""
+    def backward(self, dout: Any) -> np.ndarray | None:
+        """dout (N, M) -> dx of the input's shape (None when ``need_dx`` is False); sets dW (D, M) and db (M,)."""
         dout = self._dout(dout, "Affine.backward")
         x, W = self.x, self.W
         trusted = (dout.dtype == x.dtype == W.dtype and W.shape == (x.shape[1], dout.shape[1])
@@ -70,6 +73,8 @@ class Affine(Layer):
         matmul = unchecked.matmul if trusted else ops.matmul  # (an attribute rebound since forward: checked)
         self.dW = matmul(x.T, dout)
         self.db = dout.sum(axis=0)
+        if not self.need_dx:
+            return None
         return matmul(dout, W.T).reshape(self.original_x_shape)
 
 

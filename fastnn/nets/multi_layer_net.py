@@ -67,6 +67,7 @@ class MultiLayerNet(Sequential):
             layers[f"Activation_function{idx}"] = activation_layer()
             if use_dropout:
                 layers[f"Dropout{idx}"] = Dropout(dropout_ration, seed=random.generator)
+        layers["Affine1"].need_dx = False  # gradient() never uses the input's gradient
         super().__init__(layers, SoftmaxWithLoss(), weight_decay_lambda=weight_decay_lambda, dtype=dtype)
         # The book's params order: every W, b (made before the layers), then gamma1, beta1, ... (made with the
         # batch-norm layers); gradient() keeps the layer order W1, b1, gamma1, beta1, W2, ... as the book's.

@@ -188,6 +188,20 @@ def test_leaky_alpha_bad(mod):
         mod.leaky_relu_backward(np.ones(3), np.ones(3), "0.1")
 
 
+def test_exp_normal_is_exp_nonpos(dtype):
+    """softmax's fast exp (normal results only) gives the general exp's numbers bit for bit on its whole range,
+    its end included (its error bound is then test_exp_nonpos_accuracy's)."""
+    from fastnn.kernels import _math as A
+
+    ec, coefs = A.exp_nonpos_constants(dtype)
+    x = np.concatenate([np.linspace(ec[9], 0, 200_001), -np.logspace(-30, 0, 301), [ec[9], -0.0]]).astype(dtype)
+    fast, general = np.empty_like(x), np.empty_like(x)
+    A._exp_normal_array(x, fast, ec, coefs)
+    A._exp_nonpos_array(x, general, ec, coefs)
+    np.testing.assert_array_equal(fast, general)
+    assert fast.min() >= np.finfo(dtype).tiny  # the range's results are normal
+
+
 def test_exp_nonpos_accuracy(dtype, twin):
     """The vectorised exp behind sigmoid and softmax: < 1 ulp (normal results) against float64/long-double exp."""
     from fastnn.kernels import _math as A

@@ -222,6 +222,22 @@ def test_row_max_sign_cases(dtype, twin):
     assert_close(K.softmax_cross_entropy_forward(x[:3], np.array([1, 1, 0]))[0],
                  R.softmax_cross_entropy_forward(x[:3], np.array([1, 1, 0]))[0], dtype)
 
+def test_softmax_rows_either_side_of_fast_exp(dtype, twin):
+    """Rows whose spread (max - min) is just inside and just past the fast exp's range (exp(-124 ln 2) in float32,
+    exp(-1020 ln 2) in float64) and one with subnormal exponentials, each vs the twin, in one batch."""
+    from fastnn.kernels._math import exp_nonpos_constants
+
+    edge = -float(exp_nonpos_constants(dtype)[0][9])
+    x = np.zeros((4, 7), dtype)
+    x[0, 1], x[1, 1], x[2, 1], x[3, 1] = -edge * 0.999, -edge * 1.001, -edge * 1.04, 1.0
+    x[:, 3] = -0.5
+    t = np.array([1, 1, 3, 0])
+    for kernel_out, twin_out in zip(K.softmax_cross_entropy_forward(x, t), R.softmax_cross_entropy_forward(x, t),
+                                    strict=True):
+        assert_close(kernel_out, twin_out, dtype, atol=0)
+    assert K.softmax_forward(x)[2, 1] > 0  # a subnormal probability, as np.exp gives
+
+
 def test_cross_entropy_matches_torch(dtype):
     torch = pytest.importorskip("torch")
     x, t = _data((64, 17), dtype)

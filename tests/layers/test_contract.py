@@ -321,6 +321,26 @@ def test_first_conv_layer_of_the_book_convnets_skips_dx_and_others_do_not():
     assert layer.backward(np.ones_like(out)).shape == x.shape
 
 
+def test_first_affine_of_the_multilayer_nets_skips_dx_with_the_same_grads():
+    """MultiLayerNet(Extend)'s first Affine computes no input gradient; dW and db are those of a layer that does."""
+    from fastnn.layers import Affine
+    from fastnn.nets import MultiLayerNet, MultiLayerNetExtend
+
+    for net in (MultiLayerNet(6, [4, 3], 2, seed=0), MultiLayerNetExtend(6, [4], 2, use_batchnorm=True, seed=0)):
+        affines = [layer for layer in net.layers.values() if isinstance(layer, Affine)]
+        assert [a.need_dx for a in affines] == [False] + [True] * (len(affines) - 1)
+    rng = np.random.default_rng(0)
+    W, b, x = rng.standard_normal((6, 4)), rng.standard_normal(4), rng.standard_normal((3, 2, 3))
+    dout = rng.standard_normal((3, 4))
+    full, skip = Affine(W, b), Affine(W, b)
+    skip.need_dx = False
+    for layer in (full, skip):
+        layer.forward(x)
+    assert full.backward(dout).shape == x.shape and skip.backward(dout) is None
+    np.testing.assert_array_equal(skip.dW, full.dW)
+    np.testing.assert_array_equal(skip.db, full.db)
+
+
 def test_number_bias_broadcasts_as_the_books():
     """ch07/apply_filter.py builds ``Convolution(w, 0)`` from one trained filter and a float32 image: a number
     bias is that value for every output, as the book's ``+ self.b`` broadcast gives (Affine alike)."""
