@@ -50,8 +50,9 @@ def _gemm_parts(slot, slots, a, b, c, ta, tb, lda, ldb, ldc, split, bounds, part
 
     ``a``/``b`` are the operands' storage (op = transpose when ``ta``/``tb``), ``bounds`` (P + 1,) the cut
     points, ``partial`` (P, M, N) the per-part products when split == 2 (else unused). The bias is written into
-    the part's share of c first (of ``partial[0]`` when the reduction is cut) and the product added to it by
-    BLAS (beta 1): the output is written once, by the thread that made it, not passed over again.
+    the part's share of c first and the product added to it by BLAS (beta 1): the output is written once, by the
+    thread that made it, not passed over again, and holds the bits of the product plus the bias (a cut reduction,
+    whose outputs are small, adds its bias to the summed parts).
     """
     M, N = c.shape[0], c.shape[1]
     K = a.shape[0] if ta else a.shape[1]
@@ -77,13 +78,12 @@ def _gemm_parts(slot, slots, a, b, c, ta, tb, lda, ldb, ldc, split, bounds, part
         b0 = b.ctypes.data + np.uintp(ob)
         c0 = (partial[p].ctypes.data if split == 2 else c.ctypes.data) + np.uintp(oc)
         beta = 0
-        if use_bias and (split != 2 or p == 0):
+        if use_bias and split != 2:  # (a cut reduction gets its bias after the partial products are summed)
             beta = 1
-            target = partial[0] if split == 2 else c
-            r0, r1, j0, j1 = (lo, hi, 0, N) if split == 0 else (0, M, lo, hi) if split == 1 else (0, M, 0, N)
+            r0, r1, j0, j1 = (lo, hi, 0, N) if split == 0 else (0, M, lo, hi)
             for i in range(r0, r1):
                 for j in range(j0, j1):
-                    target[i, j] = bias[j]
+                    c[i, j] = bias[j]
         gemm(ta, tb, m, n, k, a0, lda, b0, ldb, beta, c0, N if split == 2 else ldc, item)
 
 
@@ -142,6 +142,8 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray 
     _gemm_parts.run(threads, threads, *args)
     if split == 2:
         np.sum(partial, axis=0, out=out)
+        if bias is not None:
+            out += bias
     return out
 
 
@@ -160,7 +162,8 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def matmul_bias(a: np.ndarray, b: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """:func:`matmul`'s parts, each writing the bias into its share of the output before BLAS adds the product
-    to it: no second pass over the output (which an ``a @ b + bias`` makes, single-threaded in numpy)."""
+    to it: no second pass over the output (which an ``a @ b + bias`` makes, single-threaded in numpy). The same
+    bits as ``matmul(a, b) + bias``."""
     return _matmul_bias(*_checks.check_matmul_bias("matmul_bias", a, b, bias))
 
 
