@@ -141,21 +141,6 @@ class Kernel:
             return self.serial(*args)
         return _launch_parallel(self.parallel, args)
 
-    def run_sliced(self, arrays: tuple, scalars: tuple) -> None:
-        """Run an elementwise body ``fn(*arrays, *scalars)`` (1-D arrays of one length, element i of each touched by
-        iteration i only) on contiguous slices of ``arrays``: one slice per thread, each the serial twin on a thread
-        of the slot pool (:func:`run_on_slots`; the serial twin must be compiled ``nogil``), or the whole on this
-        thread below the size threshold. The parallel twin is never compiled: for the optimizer steps it took
-        0.35-0.5 s to compile against 0.1 s of the serial one (Adam, float32, cold cache), the same launch cost."""
-        n = arrays[0].shape[0]
-        slots = self.threads(n)
-        if slots == 1:
-            self.serial(*arrays, *scalars)
-            return
-        cuts = [s * n // slots for s in range(slots + 1)]
-        run_on_slots([lambda lo=lo, hi=hi: self.serial(*(a[lo:hi] for a in arrays), *scalars)
-                      for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)], True)
-
     def __call__(self, *args: Any) -> Any:
         """Run the serial twin (for tests and for callers that are already parallel)."""
         return self.serial(*args)

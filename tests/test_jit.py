@@ -57,26 +57,3 @@ def test_min_work_override_is_read_at_every_launch(monkeypatch):
     monkeypatch.delenv("FASTNN_PARALLEL_MIN_WORK")
     assert config.parallel_min_work("optimizer") == config.PARALLEL_MIN_WORK["optimizer"]
     assert not kern.use_parallel(3)
-
-
-def test_run_sliced_runs_the_serial_body_on_one_slice_per_thread(monkeypatch):
-    """Kernel.run_sliced: above the threshold, contiguous slices covering every element once, one per thread, on
-    the slot threads; below it, the whole on this thread. The parallel twin is never compiled."""
-
-    def body(x, out, k):
-        out[:] += k * x  # plain Python stands in for the serial twin: the slicing is under test
-
-    knl = _jit.Kernel(lambda x, out, k: None, "elementwise", nogil=True)
-    knl.serial = body
-    launches = []
-    real = _jit.run_on_slots
-    monkeypatch.setattr(_jit, "run_on_slots", lambda calls, concurrent: launches.append(len(calls)) or real(
-        calls, concurrent))
-    monkeypatch.setattr(knl, "threads", lambda work: 3 if work >= 10 else 1)
-    for n, slices in [(11, [3]), (4, [])]:
-        x, out = np.arange(n, dtype=np.float32), np.ones(n, np.float32)
-        launches.clear()
-        knl.run_sliced((x, out), (np.float32(2),))
-        np.testing.assert_array_equal(out, 1 + 2 * x)  # each element once
-        assert launches == slices
-    assert knl.parallel.signatures == []

@@ -2,12 +2,10 @@
 
 Same names, signatures and results as :mod:`fastnn.reference.activations`, whose docstrings (the contract) each
 function here carries too (see :mod:`fastnn.kernels`). Every function is one loop over the flattened input
-(copied to C order first if it is not), run on one slice per thread from ``config.PARALLEL_MIN_WORK["elementwise"]``
-elements (:meth:`fastnn._jit.Kernel.run_sliced`: the serial body on fastnn's slot threads; a ``prange`` twin cost
-0.27-0.35 s more to compile for ``relu_backward``, float32, for the same launch); the output is a new C-contiguous
-array of the input's float dtype. NaN propagates as in PyTorch: every comparison is written so that a NaN input
-takes the branch that carries it through (``relu(nan) = nan``; ``relu_backward`` passes ``dout`` where ``x`` is
-NaN, as ``threshold_backward`` does).
+(copied to C order first if it is not), run by the parallel twin from ``config.PARALLEL_MIN_WORK["elementwise"]``
+elements; the output is a new C-contiguous array of the input's float dtype. NaN propagates as in
+PyTorch: every comparison is written so that a NaN input takes the branch that carries it through
+(``relu(nan) = nan``; ``relu_backward`` passes ``dout`` where ``x`` is NaN, as ``threshold_backward`` does).
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ __all__ = ["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward
            "leaky_relu_forward", "leaky_relu_backward"]
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _relu_fwd(x, out):
     for i in prange(x.shape[0]):
         xi = x[i]
@@ -35,7 +33,7 @@ def _relu_fwd(x, out):
             out[i] = xi
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _relu_bwd(dout, x, dx):
     for i in prange(x.shape[0]):
         if x[i] <= 0:  # false for nan: the gradient passes, as PyTorch's threshold_backward
@@ -44,7 +42,7 @@ def _relu_bwd(dout, x, dx):
             dx[i] = dout[i]
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _sigmoid_fwd(x, out, one, ec, coefs):
     for i in prange(x.shape[0]):
         xi = x[i]
@@ -56,27 +54,27 @@ def _sigmoid_fwd(x, out, one, ec, coefs):
             out[i] = _fdiv(e, one + e)
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _sigmoid_bwd(dout, out, dx, one):
     for i in prange(out.shape[0]):
         o = out[i]
         dx[i] = dout[i] * o * (one - o)
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _tanh_fwd(x, out):
     for i in prange(x.shape[0]):
         out[i] = math.tanh(x[i])
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _tanh_bwd(dout, out, dx, one):
     for i in prange(out.shape[0]):
         o = out[i]
         dx[i] = dout[i] * (one - o * o)
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _leaky_fwd(x, out, alpha):
     for i in prange(x.shape[0]):
         xi = x[i]
@@ -86,7 +84,7 @@ def _leaky_fwd(x, out, alpha):
             out[i] = alpha * xi
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _leaky_bwd(dout, x, dx, alpha):
     for i in prange(x.shape[0]):
         if x[i] > 0:
@@ -102,14 +100,14 @@ def _flat(a: np.ndarray) -> np.ndarray:
 def _unary(body, x: np.ndarray, *scalars) -> np.ndarray:
     """Run ``body`` on checked ``x`` into a new array of its shape and dtype."""
     out = np.empty(x.shape, x.dtype)
-    body.run_sliced((_flat(x), out.reshape(-1)), tuple(x.dtype.type(s) for s in scalars))
+    body.run(x.size, _flat(x), out.reshape(-1), *(x.dtype.type(s) for s in scalars))
     return out
 
 
 def _binary(body, dout: np.ndarray, a: np.ndarray, *scalars) -> np.ndarray:
     """Run ``body`` on checked ``dout`` and forward array ``a`` into a new array of their shape and dtype."""
     dx = np.empty(a.shape, a.dtype)
-    body.run_sliced((_flat(dout), _flat(a), dx.reshape(-1)), tuple(a.dtype.type(s) for s in scalars))
+    body.run(a.size, _flat(dout), _flat(a), dx.reshape(-1), *(a.dtype.type(s) for s in scalars))
     return dx
 
 
@@ -140,7 +138,7 @@ def sigmoid_forward(x: np.ndarray) -> np.ndarray:
 
 def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
     out = np.empty(x.shape, x.dtype)
-    _sigmoid_fwd.run_sliced((_flat(x), out.reshape(-1)), (x.dtype.type(1), *exp_nonpos_constants(x.dtype)))
+    _sigmoid_fwd.run(x.size, _flat(x), out.reshape(-1), x.dtype.type(1), *exp_nonpos_constants(x.dtype))
     return out
 
 

@@ -4,9 +4,7 @@ Why not ``np.matmul``: numpy hands a product to OpenBLAS's own thread pool, whos
 while after it returns. A Numba kernel launched right after (the ReLU after an affine layer, the bias pass after
 a convolution's GEMM) then shares the two cores with them, and measured up to twice as slow; a training step with
 ``OPENBLAS_NUM_THREADS=1`` ran faster than with OpenBLAS's threads. Here the parts of a product run on Numba's
-threads (:mod:`fastnn.kernels._blas`), so only one pool is ever awake: one part per slot of
-:class:`fastnn._jit.SlotKernel` (fastnn's Python threads, which sleep between launches), not a ``prange`` over the
-parts, whose parallel twin took 0.8-1.1 s to compile against 0.3 s for the serial body (float32, cold cache).
+threads (:mod:`fastnn.kernels._blas`), so only one pool is ever awake.
 
 The split is fixed by the shapes, never by the thread count, so results are the same bits with any number of
 threads. Each part is one BLAS call that packs its own share of the operands, so every way of cutting costs
@@ -24,7 +22,7 @@ import numpy as np
 from numba import prange
 
 from .. import _checks
-from .._jit import kernel, slot_kernel
+from .._jit import kernel
 from . import _blas
 from ._blas import gemm
 
@@ -43,10 +41,10 @@ _MIN_REDUCTION = 256
 _SMALL = 1 << 18
 
 
-@slot_kernel("window")
-def _gemm_parts(slot, slots, a, b, c, ta, tb, lda, ldb, ldc, split, bounds, partial, bias, use_bias):
-    """Parts ``slot``, ``slot + slots``, ... of c (M, N) = op(a) @ op(b) (+ bias on every row when ``use_bias``):
-    ``split`` 0 cuts rows of c, 1 columns, 2 the reduction.
+@kernel("window")
+def _gemm_parts(a, b, c, ta, tb, lda, ldb, ldc, split, bounds, partial, bias, use_bias):
+    """c (M, N) = op(a) @ op(b) (+ bias on every row when ``use_bias``), or its parts: ``split`` 0 cuts rows of
+    c, 1 columns, 2 the reduction.
 
     ``a``/``b`` are the operands' storage (op = transpose when ``ta``/``tb``), ``bounds`` (P + 1,) the cut
     points, ``partial`` (P, M, N) the per-part products when split == 2 (else unused). The bias is written into
@@ -57,7 +55,7 @@ def _gemm_parts(slot, slots, a, b, c, ta, tb, lda, ldb, ldc, split, bounds, part
     M, N = c.shape[0], c.shape[1]
     K = a.shape[0] if ta else a.shape[1]
     item = c.itemsize
-    for p in range(slot, bounds.size - 1, slots):
+    for p in prange(bounds.size - 1):
         lo = bounds[p]
         hi = bounds[p + 1]
         m, n, k = M, N, K
@@ -137,9 +135,10 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray 
     partial = np.empty((parts, M, N) if split == 2 else (1, 1, 1), dtype=out.dtype)
     args = (sa, sb, out, ta, tb, lda, ldb, out.strides[0] // out.itemsize, split, bounds, partial,
             out[0] if bias is None else bias, bias is not None)
-    # every part on this thread for one part or a small product (a launch on the slot threads would cost more)
-    threads = min(parts, _gemm_parts.threads(M * N * K // 8))
-    _gemm_parts.run(threads, threads, *args)
+    if parts > 1:
+        _gemm_parts.run(M * N * K // 8, *args)
+    else:  # the serial twin: a parallel launch of one part would only add its start-up cost
+        _gemm_parts(*args)
     if split == 2:
         np.sum(partial, axis=0, out=out)
         if bias is not None:
@@ -177,12 +176,11 @@ def _matmul_bias(a: np.ndarray, b: np.ndarray, bias: np.ndarray) -> np.ndarray:
 _SUM_BLOCK = 256
 
 
-@slot_kernel("window")
-def _column_blocks(slot, slots, a, partial):
-    """partial[b] (N,) = the sum of rows b*_SUM_BLOCK.. of ``a`` (M, N), each row added whole (unit stride), for
-    blocks ``slot``, ``slot + slots``, ..."""
+@kernel("window")
+def _column_blocks(a, partial):
+    """partial[b] (N,) = the sum of rows b*_SUM_BLOCK.. of ``a`` (M, N), each row added whole (unit stride)."""
     M, N = a.shape
-    for blk in range(slot, partial.shape[0], slots):
+    for blk in prange(partial.shape[0]):
         r0 = blk * _SUM_BLOCK
         acc = partial[blk]
         for j in range(N):
@@ -204,12 +202,11 @@ def _column_sum(a: np.ndarray) -> np.ndarray:
     if M == 0 or N == 0:
         return np.zeros(N, a.dtype)
     partial = np.empty(((M + _SUM_BLOCK - 1) // _SUM_BLOCK, N), a.dtype)
-    threads = min(len(partial), _column_blocks.threads(a.size))
-    _column_blocks.run(threads, threads, a, partial)
+    _column_blocks.run(a.size, a, partial)
     return partial.sum(axis=0) if len(partial) > 1 else partial[0]
 
 
-@kernel("elementwise", nogil=True)
+@kernel("elementwise")
 def _add_flat(a, b):
     for i in prange(a.shape[0]):
         a[i] += b[i]
@@ -223,7 +220,7 @@ def add_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _add_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.flags.c_contiguous and b.flags.c_contiguous and not np.may_share_memory(a, b):
-        _add_flat.run_sliced((a.reshape(-1), b.reshape(-1)), ())
+        _add_flat.run(a.size, a.reshape(-1), b.reshape(-1))
     else:
         np.add(a, b, out=a)
     return a

@@ -40,7 +40,7 @@ __all__ = ["sgd_step", "momentum_step", "nesterov_step", "adagrad_step", "rmspro
 # keep ``0 * inf = nan`` out of the update when weight decay is off, as PyTorch does.
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _sgd(p, g, lr, wd):
     for i in prange(p.shape[0]):
         gi = g[i]
@@ -49,7 +49,7 @@ def _sgd(p, g, lr, wd):
         p[i] = p[i] - lr * gi
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _momentum(p, g, vel, lr, mu, wd):
     for i in prange(p.shape[0]):
         gi = g[i]
@@ -60,7 +60,7 @@ def _momentum(p, g, vel, lr, mu, wd):
         p[i] = p[i] + vi
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _nesterov(p, g, buf, lr, mu, wd):
     for i in prange(p.shape[0]):
         gi = g[i]
@@ -71,7 +71,7 @@ def _nesterov(p, g, buf, lr, mu, wd):
         p[i] = p[i] - lr * (gi + mu * bi)
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _nesterov_book(p, g, vel, lr, mu, mu_sq, lr_one_plus_mu, wd):
     # The book's order: p += mu*mu*v; p -= (1+mu)*lr*g; v = mu*v - lr*g (v is the velocity before this step).
     for i in prange(p.shape[0]):
@@ -85,7 +85,7 @@ def _nesterov_book(p, g, vel, lr, mu, mu_sq, lr_one_plus_mu, wd):
         vel[i] = mu * vi - lr * gi
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _adagrad(p, g, h, lr, eps, wd):
     for i in prange(p.shape[0]):
         gi = g[i]
@@ -96,7 +96,7 @@ def _adagrad(p, g, h, lr, eps, wd):
         p[i] = p[i] - _fdiv(lr * gi, math.sqrt(hi) + eps)
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _rmsprop(p, g, sq, lr, alpha, one_minus_alpha, eps, wd):
     for i in prange(p.shape[0]):
         gi = g[i]
@@ -107,7 +107,7 @@ def _rmsprop(p, g, sq, lr, alpha, one_minus_alpha, eps, wd):
         p[i] = p[i] - _fdiv(lr * gi, math.sqrt(si) + eps)
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bc2_sqrt, l2, decay):
     # ``decay`` is 1 - lr*wd for AdamW and exactly 1 for Adam (x * 1 == x, also for inf and nan).
     for i in prange(p.shape[0]):
@@ -123,7 +123,7 @@ def _adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
         p[i] = pi - _fdiv(step_size * mi, _fdiv(math.sqrt(vi), bc2_sqrt) + eps)
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _adam_amsgrad(p, g, m, v, v_max, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bc2_sqrt, l2,
                   decay):
     for i in prange(p.shape[0]):
@@ -150,7 +150,7 @@ def _adam_amsgrad(p, g, m, v, v_max, step_size, beta1, one_minus_beta1, beta2, o
 # agree with it to rounding.
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _adam_hat(p, g, m, v, step_size, one_minus_beta1, one_minus_beta2, eps, l2, decay):
     for i in prange(p.shape[0]):
         pi = p[i]
@@ -167,7 +167,7 @@ def _adam_hat(p, g, m, v, step_size, one_minus_beta1, one_minus_beta2, eps, l2, 
         p[i] = pi - _fdiv(step_size * mi, math.sqrt(vi) + eps)
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _adam_hat_amsgrad(p, g, m, v, v_max, step_size, one_minus_beta1, one_minus_beta2, eps, l2, decay):
     for i in prange(p.shape[0]):
         pi = p[i]
@@ -188,7 +188,7 @@ def _adam_hat_amsgrad(p, g, m, v, v_max, step_size, one_minus_beta1, one_minus_b
         p[i] = pi - _fdiv(step_size * mi, math.sqrt(vm) + eps)
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _adabound(p, g, m, v, step_size, lower, upper, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, l2):
     for i in prange(p.shape[0]):
         pi = p[i]
@@ -239,7 +239,7 @@ def _swats_adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_
         dots[k, 1] = pp
 
 
-@kernel("optimizer", nogil=True)
+@kernel("optimizer")
 def _swats_sgd(p, g, buf, lr_one_minus_beta1, beta1, wd):
     for i in prange(p.shape[0]):
         gi = g[i]
@@ -262,18 +262,14 @@ _capture = threading.local()  # .plans: a list while plan_of() runs a step body,
 
 
 def _launch(body: Kernel, param: np.ndarray, g: np.ndarray, states: tuple, *scalars) -> None:
-    """Run ``body(param, grad, *states, *scalars)`` on flat views; write back what had to be copied. Elementwise
-    bodies (all but SWATS's Adam step, which sums per chunk) run on slices (:meth:`fastnn._jit.Kernel.run_sliced`)."""
+    """Run ``body(param, grad, *states, *scalars)`` on flat views; write back what had to be copied."""
     plans = getattr(_capture, "plans", None)
     if plans is not None:
         plans.append((body, states, scalars))
         return
     inplace = (param, *states)
     flats = [_flat(a) for a in inplace]
-    if body is _swats_adam:
-        body.run(param.size, flats[0], _flat(g), *flats[1:], *scalars)
-    else:
-        body.run_sliced((flats[0], _flat(g), *flats[1:]), scalars)
+    body.run(param.size, flats[0], _flat(g), *flats[1:], *scalars)
     for a, f in zip(inplace, flats, strict=True):
         if not a.flags.c_contiguous:
             a[...] = f.reshape(a.shape)
@@ -466,9 +462,9 @@ def _swats_sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: fl
 # inlined body differently; tests/optim/test_multi_tensor.py). Tuples of arrays cost Numba ~0.1 us per array to
 # unbox; a numba.typed.List costs several us per append, and per-array data pointers (``a.ctypes.data``) ~2 us
 # each (measured), which is the per-parameter overhead this path removes. The rows are whole tensors: the launch
-# is serial. A tensor large enough for a parallel launch (fastnn.config.PARALLEL_MIN_WORK) gets its own per-tensor
-# launch on slices instead when parallel launches are on (Kernel.run_sliced), which splits it evenly; a parallel
-# multi-tensor launcher (prange over rows) took minutes to compile with 32-slot tuples, measured.
+# is serial. A tensor large enough for the parallel twin (fastnn.config.PARALLEL_MIN_WORK) gets its own parallel
+# per-tensor launch instead when parallel launches are on, which splits it evenly; a parallel multi-tensor
+# launcher (prange over rows) took minutes to compile with 32-slot tuples, measured.
 
 #: Tensors per launch: SimpleConvNet's 6 parameters take one, MultiLayerNetExtend's 22 three. The launcher's compile
 #: time grows with the tuples' length: an Adam step's first call cost 1.9 s of CPU with 16 slots, 1.47 s with 8,
@@ -583,7 +579,7 @@ class MultiTensorPlan:
             work = rows
             if large and body.use_parallel(min(flat[k].size for k in large)):
                 for k in large:
-                    body.run_sliced((flat[k], g[k], *(st[k] for st in flat_states)), scalars)
+                    body.run(flat[k].size, flat[k], g[k], *(st[k] for st in flat_states), *scalars)
                 work = small
             if len(work):
                 args = (work, flat, g, *flat_states, scalars)  # the entry point takes *scalars as one tuple

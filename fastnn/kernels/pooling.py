@@ -39,7 +39,7 @@ import numpy as np
 from numba import prange
 
 from .. import _checks, _validate, config
-from .._jit import helper, kernel, slot_kernel
+from .._jit import helper, kernel
 from ._window import window_span
 
 __all__ = ["avgpool2d_backward", "avgpool2d_forward", "maxpool2d_backward", "maxpool2d_forward"]
@@ -135,20 +135,17 @@ def _maxpool_backward(dout, argmax, dx, FH, FW, SH, SW, PH, PW):
                     dx[p, h0 + kh, w0 + kw] += dout[p, oh, ow]
 
 
-@slot_kernel("window")
-def _maxpool_backward_2x2(slot, slots, dout, argmax, dx, zero):
+@kernel("window")
+def _maxpool_backward_2x2(dout, argmax, dx, zero):
     """2x2 windows, stride 2, no padding: every dx element written once (gradient or zero), no zero-fill pass.
-    Slot ``slot`` of ``slots`` takes its contiguous share of the planes.
 
     The inner loop runs along the input row (2*OW contiguous stores per row) rather than along the output row:
     twice the trip count, which lets LLVM vectorise rows as short as 24 (MNIST): 1.7 ms against 4.6 ms for a
-    loop over output columns writing four interleaved elements (N64 C64 32x32 float32, serial). A slot kernel
-    (:class:`fastnn._jit.SlotKernel`), not a ``prange``: the parallel twin took 1.0-1.6 s to compile against
-    0.2 s for the serial body (float32, cold cache), the largest compile of a MNIST SimpleConvNet's backward.
+    loop over output columns writing four interleaved elements (N64 C64 32x32 float32, serial).
     """
     P, H, W = dx.shape
     OH, OW = dout.shape[1], dout.shape[2]
-    for p in range(slot * P // slots, (slot + 1) * P // slots):
+    for p in prange(P):
         for oh in range(OH):
             top = dx[p, 2 * oh]
             bottom = dx[p, 2 * oh + 1]
@@ -364,8 +361,7 @@ def _maxpool2d_backward(dout: np.ndarray, argmax: np.ndarray | None, input_shape
         return dx
     work = dx.size + dout.size
     if _is_2x2_stride_2(g):
-        slots = _maxpool_backward_2x2.threads(work)
-        _maxpool_backward_2x2.run(slots, slots, dp, _planes(argmax), _planes(dx), dout.dtype.type(0))
+        _maxpool_backward_2x2.run(work, dp, _planes(argmax), _planes(dx), dout.dtype.type(0))
     else:
         _maxpool_backward.run(work, dp, _planes(argmax), _planes(dx), g.FH, g.FW, g.SH, g.SW, g.PH, g.PW)
     return dx
