@@ -1,4 +1,4 @@
-"""Matrix products (fastnn/kernels/linalg.py): the affine layers' GEMMs, with the bias, and their bias gradients."""
+"""Matrix products (fastnn/kernels/linalg.py): the affine layers' GEMMs, with the bias, and the layers' glue."""
 
 from .common import KernelBenchmark
 
@@ -13,22 +13,17 @@ class MatMul(KernelBenchmark):
         self.product()
 
 
-class MatMulBias(KernelBenchmark):
-    cases = {"affine": "matmul_bias"}
+class AffineGlue(KernelBenchmark):
+    """What a layer does around its GEMMs, at the same sizes: the product with its bias, the bias gradient, a
+    residual connection's sum."""
+
+    cases = {"affine": "matmul_bias", "bias_gradient": "column_sum", "residual": "add_into"}
 
     def time_affine(self, *params):
         self.affine()
 
-
-class ColumnSum(KernelBenchmark):
-    cases = {"bias_gradient": "column_sum"}
-
     def time_bias_gradient(self, *params):
         self.bias_gradient()
-
-
-class AddInto(KernelBenchmark):
-    cases = {"residual": "add_into"}
 
     def time_residual(self, *params):
         self.residual()
