@@ -49,16 +49,6 @@ def _weight(random: RandomSource, fan_in: int, fan_out: int, dtype: np.dtype) ->
     return (random.standard_normal((fan_in, fan_out)) / math.sqrt(fan_in)).astype(dtype)
 
 
-def _affine(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``x @ W + b`` (the bias written by the threads that make the product, not added in a pass of its own)."""
-    return ops.matmul_bias(x, W, b)
-
-
-def _add_into(fresh: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """``fresh + other``, written into ``fresh`` (an array this layer made and keeps no other reference to)."""
-    return ops.add_into(fresh, other)
-
-
 def _tokens(x: Any, where: str, width: int, name: str = "x") -> np.ndarray:
     x = batch(x, where, ndim=3) if name == "x" else _validate.float_array(x, where, name, ndim=3)
     if x.shape[2] != width:
@@ -198,7 +188,7 @@ class MultiHeadAttention(Layer):
         W, b = self.params["W_in"], self.params["b_in"]
         x2 = x.reshape(N * S, E)
         if key is None and value is None:
-            qkv = _affine(x2, W, b)
+            qkv = ops.matmul_bias(x2, W, b)
             q, k, v = (self._heads(qkv[:, i * E:(i + 1) * E], N, S) for i in range(3))
             sources = None
         else:
@@ -210,7 +200,7 @@ class MultiHeadAttention(Layer):
                 _validate.fail(where, "value", f"of shape ({N}, T, {E}) like key {key.shape}", f"shape {value.shape}")
             T = key.shape[1]
             sources = (x2, key.reshape(N * T, E), value.reshape(N * T, E))
-            q, k, v = (self._heads(_affine(s, W[:, i * E:(i + 1) * E], b[i * E:(i + 1) * E]), N, L)
+            q, k, v = (self._heads(ops.matmul_bias(s, W[:, i * E:(i + 1) * E], b[i * E:(i + 1) * E]), N, L)
                        for i, (s, L) in enumerate(zip(sources, (S, T, T), strict=True)))
         p = self.dropout if train_flg else 0.0
         seed = self.random.seed64() if p > 0 else 0
@@ -219,7 +209,7 @@ class MultiHeadAttention(Layer):
         ctx = out.transpose(0, 2, 1, 3).reshape(N * S, E)  # so merging the heads is a view, not a copy
         self._cache = {"x2": x2, "sources": sources, "q": q, "k": k, "v": v, "out": out, "lse": lse, "ctx": ctx,
                        "opts": opts, "shape": (N, S)}
-        return self._output(_affine(ctx, self.params["W_out"], self.params["b_out"]).reshape(N, S, E))
+        return self._output(ops.matmul_bias(ctx, self.params["W_out"], self.params["b_out"]).reshape(N, S, E))
 
     def backward(self, dout: Any) -> Any:
         dout = self._dout(dout, "MultiHeadAttention.backward")
@@ -275,9 +265,9 @@ class FeedForward(Layer):
         x = _tokens(x, "FeedForward.forward", self.embed_dim)
         N, S, E = x.shape
         self.x2 = x.reshape(N * S, E)
-        a = _affine(self.x2, self.params["W1"], self.params["b1"])
+        a = ops.matmul_bias(self.x2, self.params["W1"], self.params["b1"])
         self.h = self.drop.forward(self.gelu.forward(a), train_flg)
-        return self._output(_affine(self.h, self.params["W2"], self.params["b2"]).reshape(N, S, E))
+        return self._output(ops.matmul_bias(self.h, self.params["W2"], self.params["b2"]).reshape(N, S, E))
 
     def backward(self, dout: Any) -> np.ndarray:
         dout = self._dout(dout, "FeedForward.backward")
@@ -319,11 +309,15 @@ class _Block(_Composite):
         return E, p, dt, rng
 
     def _residual(self, i: int, x: np.ndarray, sub, train_flg: bool) -> np.ndarray:
-        """Sub-block ``i`` (1-based) with its residual connection and norm, pre- or post-norm."""
+        """Sub-block ``i`` (1-based) with its residual connection and norm, pre- or post-norm.
+
+        The residual sums here and in :meth:`_residual_backward` are written into their first operand, an array the
+        sub-block, its dropout or its norm has just made and keeps no reference to.
+        """
         norm, drop = getattr(self, f"norm{i}"), self.drops[i - 1]
         if self.norm_first:
-            return _add_into(drop.forward(sub(norm.forward(x)), train_flg), x)
-        return norm.forward(_add_into(drop.forward(sub(x), train_flg), x))
+            return ops.add_into(drop.forward(sub(norm.forward(x)), train_flg), x)
+        return norm.forward(ops.add_into(drop.forward(sub(x), train_flg), x))
 
     def _residual_backward(self, i: int, dy: np.ndarray, sub_backward) -> tuple[np.ndarray, Any]:
         """(gradient into the block's input, whatever else ``sub_backward`` returns) for sub-block ``i``."""
@@ -331,11 +325,11 @@ class _Block(_Composite):
         if self.norm_first:
             g = sub_backward(drop.backward(dy))
             extra = g[1:] if isinstance(g, tuple) else ()
-            return _add_into(norm.backward(g[0] if isinstance(g, tuple) else g), dy), extra
+            return ops.add_into(norm.backward(g[0] if isinstance(g, tuple) else g), dy), extra
         dz = norm.backward(dy)
         g = sub_backward(drop.backward(dz))
         extra = g[1:] if isinstance(g, tuple) else ()
-        return _add_into(g[0] if isinstance(g, tuple) else g, dz), extra
+        return ops.add_into(g[0] if isinstance(g, tuple) else g, dz), extra
 
 
 class TransformerEncoderLayer(_Block):
