@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import numba
 import numpy as np
@@ -102,6 +104,7 @@ def sharing(monkeypatch):
     monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
     monkeypatch.delenv(_compiling.IN_WORKER, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_compiling, "can_fork", lambda: False)  # the new-process path, which in_worker stands for
     started = []
 
     def record(fn, *args):
@@ -123,7 +126,7 @@ def test_first_gradient_starts_a_worker_only_on_a_cold_cache(sharing, monkeypatc
     assert sharing == []
     cold = _net(_ColdNet)
     cold.gradient(x, t)
-    assert len(sharing) == 1 and sharing[0][0] is _compiling._load_and_compile_backward
+    assert len(sharing) == 1 and sharing[0][0] is _compiling.compile_backward
     cold.gradient(x, t)  # the first gradient only
     assert len(sharing) == 1
 
@@ -141,15 +144,18 @@ def test_no_worker_when_turned_off_inside_a_worker_or_on_one_core(off, monkeypat
         raise AssertionError("a process was started")
 
     monkeypatch.setattr(subprocess, "Popen", never)
+    monkeypatch.setattr(os, "fork", never)
     assert _compiling.sharing() is False
     assert _compiling.in_worker(print, "never run").join() is False
     x, t = _batch()
     _net(_ColdNet).gradient(x, t)
 
 
-def test_a_failing_worker_leaves_the_gradient_to_this_process(monkeypatch):
-    """A real worker process that fails (here: exits with status 3 at once): join reports it, the backward is then
-    compiled here, and the gradient is the one computed without any worker."""
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_failing_worker_leaves_the_gradient_to_this_process(fork, monkeypatch):
+    """A real worker process, forked or new, that fails at once (sys.exit called with the net): join reports it,
+    the backward is then compiled here, and the gradient is the one computed without any worker."""
+    monkeypatch.setattr(_compiling, "can_fork", lambda: fork)  # the copy fails before running any kernel
     monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
     monkeypatch.delenv(_compiling.IN_WORKER, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -163,7 +169,7 @@ def test_a_failing_worker_leaves_the_gradient_to_this_process(monkeypatch):
         return joined[-1]
 
     monkeypatch.setattr(_compiling.Worker, "join", join)
-    monkeypatch.setattr(_compiling, "_load_and_compile_backward", sys.exit)  # pickled by reference: sys.exit(blob)
+    monkeypatch.setattr(_compiling, "compile_backward", sys.exit)  # pickled by reference: sys.exit(net, x, t)
     x, t = _batch()
     net, alone = _net(_ColdNet), _net()
     grads = net.gradient(x, t)
@@ -203,20 +209,23 @@ def test_fresh_optimizers_step_is_compiled_beside_the_worker_on_copies(sharing):
         np.testing.assert_array_equal(net.params[key], value)
 
 
-def test_a_cold_step_shares_its_compilation_with_a_worker(tmp_path):
-    """A fresh process, empty cache: the worker compiles the backward kernels (this process loads them), the
-    gradient agrees with the NumPy twins; a second process on the now warm cache compiles nothing, starts no
-    worker."""
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_cold_step_shares_its_compilation_with_a_worker(fork, tmp_path):
+    """A fresh process, empty cache: the worker (a forked copy, or a new process where forking is not allowed)
+    compiles the backward kernels (this process loads them), the gradient agrees with the NumPy twins; a second
+    process on the now warm cache compiles nothing, starts no worker."""
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one core: no worker")
-    script = """
+    script = f"""
 import numpy as np
 from numba.core import event
 from fastnn import _compiling, backend
 from fastnn.nets import MultiLayerNet
+if not {fork}:
+    _compiling.can_fork = lambda: False
 started, compiled = [], []
-real = _compiling.in_worker
-_compiling.in_worker = lambda *a: started.append(1) or real(*a)
+real = _compiling.Standby.start
+_compiling.Standby.start = lambda self: started.append("fork" if self._forked else "new") or real(self)
 class Names(event.Listener):
     def on_start(self, ev):
         compiled.append(ev.data["dispatcher"].py_func.__name__)
@@ -230,7 +239,7 @@ with backend.using("reference"):
     expected = MultiLayerNet(input_size=6, hidden_size_list=[5], output_size=3, dtype="float32",
                              seed=0).gradient(x, t)
 assert all(np.allclose(grads[k], expected[k], rtol=2e-5, atol=2e-6) for k in grads)
-print(len(started), sorted(set(compiled)))
+print(",".join(started) or "none", sorted(set(compiled)))
 """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FASTNN_COMPILE_WORKERS": "1"}
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
@@ -238,6 +247,63 @@ print(len(started), sorted(set(compiled)))
     for run in runs:
         assert run.returncode == 0, run.stderr[-3000:]
     started, compiled = runs[0].stdout.split(" ", 1)
-    assert started == "1" and "_relu_fwd__serial" in compiled
+    assert started == ("fork" if fork else "new") and "_relu_fwd__serial" in compiled
     assert "bwd" not in compiled  # the backward's kernels: compiled by the worker, loaded here
-    assert runs[1].stdout.strip() == "0 []"
+    assert runs[1].stdout.strip() == "none []"
+
+
+def _touch(path):
+    """What a standby runs in these tests: leaves a mark (module level: a new process imports it)."""
+    with open(path, "w") as f:
+        f.write("ran")
+
+
+@pytest.fixture
+def forking(monkeypatch):
+    """Workers allowed and forking allowed here (the copies below run no kernel, so the pytest process's
+    thread pools do not matter to them)."""
+    monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
+    monkeypatch.delenv(_compiling.IN_WORKER, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    if _compiling.cache_dir() is None or not hasattr(os, "fork"):
+        pytest.skip("no on-disk cache or no fork: no standby copy")
+    monkeypatch.setattr(_compiling, "can_fork", lambda: True)
+
+
+def test_a_standby_copy_runs_only_when_started(forking, tmp_path):
+    mark = tmp_path / "mark"
+    sent_away = _compiling.Standby(_touch, str(mark))
+    assert sent_away._forked is not None
+    pid = sent_away._forked.pid
+    sent_away.cancel()  # the copy exits without running, and has been waited for (no zombie left)
+    assert not mark.exists() and sent_away._forked.returncode == 0 and pid not in _compiling._standing
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, 0)
+    started = _compiling.Standby(_touch, str(mark))
+    assert started.start().join(60) is True and mark.read_text() == "ran"
+    started.cancel()  # after start: nothing to send away
+
+
+def test_a_standby_that_hangs_is_stopped_at_the_timeout(forking):
+    worker = _compiling.Standby(time.sleep, 60).start()
+    t0 = time.perf_counter()
+    assert worker.join(0.2) is False and time.perf_counter() - t0 < 30
+
+
+def test_no_fork_beside_another_thread_or_a_started_thread_pool(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(_compiling, "_standing", [])
+    from fastnn import _jit
+
+    monkeypatch.setattr(_jit, "threading_layer", lambda: None)
+    assert _compiling.can_fork() is (threading.active_count() == 1)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _compiling.can_fork() is False
+    finally:
+        stop.set()
+        other.join()
+    monkeypatch.setattr(_jit, "threading_layer", lambda: "omp")
+    assert _compiling.can_fork() is False

@@ -87,29 +87,25 @@ def warm_up(net: Any, x: np.ndarray, t: np.ndarray, x_test: np.ndarray, t_test: 
     """One training step and one evaluation chunk of a copy of ``net``: every kernel the training runs is compiled
     (or loaded from the cache) here, outside the timed training, and ``net`` itself is untouched.
 
-    On a first run the work is shared with a second process: it compiles the backward pass
-    (:func:`fastnn._compiling.compile_backward`) while this one compiles the forward pass, the evaluation and the
-    optimizer's update (on a copy of the parameters and zero gradients); the step then loads the worker's kernels
-    from the on-disk cache. The halves cost about the same (measured on the project machine, quiet: the worker's
-    backward ~5 s, the forward ~3.6 s plus the optimizer ~1.5 s here; with the optimizer in the worker, the worker
-    took 7.3 s while this process waited). Returns whether a worker compiled its half.
+    On a first run the work is shared with a second process (:func:`fastnn._compiling.first_gradient`): it compiles
+    the backward pass while this one compiles the forward pass, the evaluation and the optimizer's update (on a copy
+    of the parameters and zero gradients); the step then loads the worker's kernels from the on-disk cache. The
+    halves cost about the same (measured on the project machine, quiet: the worker's backward ~5 s, the forward
+    ~3.6 s plus the optimizer ~1.5 s here; with the optimizer in the worker, the worker took 7.3 s while this
+    process waited). Returns whether a worker compiled its part.
     """
     from ..optim import get
 
     twin = copy.deepcopy(net)
     xb, tb = x[:batch_size], t[:batch_size]
-    worker: list[_compiling.Worker] = []  # started at the first compilation: a warm run starts none
+    step = get(optimizer, lr=lr)  # built first: the first gradient compiles a fresh optimizer's step on copies
 
-    def share() -> None:
-        worker.append(_compiling.in_worker(_compiling.compile_backward, twin, xb, tb))
-
-    with _compiling.watch(on_first=share):
+    def forward() -> None:
         twin.loss(xb, tb, train_flg=True)
         twin.accuracy(x_test[:100], t_test[:100])  # the Trainer's evaluation chunks (accuracy's batch_size=100)
-        params = copy.deepcopy(twin.params)
-        get(optimizer, lr=lr).update(params, {key: np.zeros_like(value) for key, value in params.items()})
-    shared = any([w.join() for w in worker])
-    get(optimizer, lr=lr).update(twin.params, twin.gradient(xb, tb))
+
+    shared = _compiling.first_gradient(twin, forward, xb, tb)
+    step.update(twin.params, twin.gradient(xb, tb))
     return shared
 
 
