@@ -67,11 +67,22 @@ dgemm = _gemm_type(_DGEMM, types.float64)
 set_threads_local = types.ExternalFunction(_THREADS_LOCAL, _i32(_i32))
 
 
-@helper
+@helper(inline=True)
 def gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, item):
     """c (m, n) = op(a) @ op(b) + beta * c on this thread's OpenBLAS with one thread (op = transpose when ``ta`` /
     ``tb``); ``a``, ``b``, ``c`` are addresses (``arr.ctypes.data`` plus a byte offset), ``beta`` 0 or 1, ``item``
-    the element size (4: float32, else float64). Nothing is called for an empty c."""
+    the element size (4: float32, else float64). Nothing is called for an empty c.
+
+    Inlined into the caller, where it passes its arguments on as plain bools, integers and a float: Numba compiles
+    a function called with constants once per constant (``Literal[bool](False)``), so every caller's combination of
+    transposes was a compilation of its own (seven in a first SimpleConvNet step); now there is one per dtype.
+    """
+    _gemm_call(bool(ta), bool(tb), int(m), int(n), int(k), a, int(lda), b, int(ldb), float(beta), c, int(ldc),
+               int(item))
+
+
+@helper
+def _gemm_call(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, item):
     if m == 0 or n == 0:
         return
     before = set_threads_local(1)

@@ -338,7 +338,7 @@ def chunk_span(ch, chunks, N):
     return n0, (ch + 1) * N // chunks - n0
 
 
-@helper
+@helper(inline=True)
 def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
     """c = op(a) @ op(b) + beta * c, row-major, through OpenBLAS (float32 or float64 by c's type): :func:`gemm` on
     the arrays' addresses."""
