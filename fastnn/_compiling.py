@@ -18,7 +18,6 @@ import contextlib
 import copy
 import os
 import pickle
-import select
 import signal
 import subprocess
 import sys
@@ -187,16 +186,21 @@ _standing: list[int] = []  # the pid of the forked standby waiting or working, i
 class _Forked:
     """A forked worker, waited for as a ``subprocess.Popen`` is (what :class:`Worker` uses of one)."""
 
-    def __init__(self, pid: int, done: int) -> None:
-        self.pid, self._done, self.returncode = pid, done, None
+    def __init__(self, pid: int) -> None:
+        self.pid, self.returncode = pid, None
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            if not select.select([self._done], [], [], timeout)[0]:  # its end of the pipe closes when it exits
+        # polled: a pipe's end of file would also wait for any process forked from the copy meanwhile
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                _standing.remove(self.pid)
+            elif deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired("fastnn compile worker", timeout)
-            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-            os.close(self._done)
-            _standing.remove(self.pid)
+            else:
+                time.sleep(0.002)
         return self.returncode
 
     def kill(self) -> None:
@@ -223,13 +227,16 @@ class Standby:
 
     def _fork(self) -> None:
         go_r, go_w = os.pipe()
-        done_r, done_w = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process left: start() makes a new one, or the work stays here
+            os.close(go_r)
+            os.close(go_w)
+            return
         if pid == 0:  # the copy: wait for the word, compile, leave without running this process's exit handlers
             code = 1
             try:
                 os.close(go_w)
-                os.close(done_r)
                 null = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
@@ -240,9 +247,8 @@ class Standby:
             finally:
                 os._exit(code)
         os.close(go_r)
-        os.close(done_w)
         _standing.append(pid)
-        self._forked, self._go = _Forked(pid, done_r), go_w
+        self._forked, self._go = _Forked(pid), go_w
 
     def start(self) -> Worker:
         """Run ``fn(*args)`` in the worker: the forked copy, else a new process (:func:`in_worker`)."""
@@ -256,6 +262,7 @@ class Standby:
     def cancel(self) -> None:
         """Send a forked copy that was not started away (it exits at once; it is waited for here)."""
         if self._go >= 0:
+            os.write(self._go, b"0")  # said, not left to an end of file that a later fork could hold open
             os.close(self._go)
             self._go = -1
             self._forked.wait()
