@@ -46,7 +46,7 @@ from .activations import _relu_backward, _relu_forward
 from .im2col import col2im_into, fold_plane, im2col_into, unfold_plane
 from .linalg import matmul_into
 from .pooling import _max4, _maxpool2d_backward, _maxpool2d_forward
-from .winograd import _gemm, chunk_span, chunking, grad_row
+from .winograd import _gemm, chunk_span, chunking, grad_plane
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv2d_relu_backward", "conv2d_relu_forward",
            "conv2d_relu_maxpool_backward", "conv2d_relu_maxpool_forward"]
@@ -202,7 +202,7 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
 def _pipe_backward(slot, x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, PW, OH, OW, chunks, need_dx,
                    mode, zero):
     """dWg[g] (FN, CK) = sum of dT @ col^T over chunks g, g + G, ... (G = len(dWg)); dbp (N, FN) = per-plane sums of
-    the output gradient (:func:`fastnn.kernels.winograd.grad_row` in ``mode``); dx when need_dx. col, dT: each
+    the output gradient (:func:`fastnn.kernels.winograd.grad_plane` in ``mode``); dx when need_dx. col, dT: each
     slot's scratch, as in :func:`_pipe_forward`; slot s takes groups s, s + S, ..."""
     N, C = x.shape[0], x.shape[1]
     FN, CK = W2.shape
@@ -218,11 +218,8 @@ def _pipe_backward(slot, x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW
             for i in range(k):
                 n = n0 + i
                 for f in range(FN):
-                    acc = zero
                     plane = ds[f, i * P:(i + 1) * P]
-                    for y in range(OH):
-                        acc = grad_row(dout[n, f], out[n, f], mode, zero, y, plane[y * OW:(y + 1) * OW], acc)
-                    dbp[n, f] = acc
+                    dbp[n, f] = grad_plane(dout[n, f], out[n, f], mode, zero, plane, 2 * OW, OW)
                 for c in range(C):
                     unfold_plane(x[n, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
                                  OH, OW)
@@ -488,7 +485,7 @@ def conv2d_relu_maxpool_backward(dout: np.ndarray, out: np.ndarray, argmax: np.n
                                  need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """The ReLU mask applied to the pooled gradient (a quarter of the full-size pass), the max-pool kernel's
     backward, then :func:`conv2d_backward` (unpooling inside the Winograd load measured slower: see
-    :func:`fastnn.kernels.winograd.grad_row`)."""
+    :func:`fastnn.kernels.winograd.grad_plane`)."""
     x_arg = x
     dout, out, argmax, x, W, g, need_dx = _checks.check_conv2d_relu_maxpool_backward(
         "conv2d_relu_maxpool_backward", dout, out, argmax, x, W, stride, pad, cache, need_dx)

@@ -213,45 +213,53 @@ def _pool_tiles(Y, TWp, out, argmax):
             o[px], am[px] = _max4(top[2 * px], top[2 * px + 1], bottom[2 * px], bottom[2 * px + 1])
 
 
-@helper(inline=True)  # called per row: Numba's inlining keeps the row loops as fast as written in place
-def grad_row(dout, out, mode, zero, y, dst, acc):
-    """dst (OW,) = row y of a convolution's output gradient, and ``acc`` plus its elements in order: ``dout``
-    itself (mode 0), or ``dout`` where the ReLU output ``out`` is not ``<= 0`` (mode 1: the ReLU kernel's backward
-    rule). Summed by one loop for both modes, so that a fused pass and the unfused one add in the same order
-    (fastmath vectorises it; the tests check the bits).
+@helper
+def grad_plane(dout, out, mode, zero, dst, pitch, odd):
+    """Row y of a convolution's output gradient (OH, OW) into ``dst`` (1-D) at ``(y // 2) * pitch + (y % 2) * odd``;
+    returns the sum of its elements, row by row. The gradient is ``dout`` itself (mode 0), or ``dout`` where the
+    ReLU output ``out`` is not ``<= 0`` (mode 1: the ReLU kernel's backward rule). Summed by one loop for both modes,
+    so that a fused pass and the unfused one add in the same order (the tests check the bits). A row-major plane of
+    pitch OW is ``pitch = 2 * OW, odd = OW``.
+
+    One call per plane (a helper per row, inlined in Numba's IR, cost ~60 ns a row: 2-3 ms per DeepConvNet layer),
+    both loads before the ReLU test (a load inside the branch keeps LLVM from making it a vector select, and a
+    mispredicted branch per element, ReLU masks being random, cost 2-4x the whole pass).
 
     Unpooling here too (the pooled gradient sent to each window's maximum while loading) measured slower than the
     max-pool kernel's backward pass followed by this: its gather does not vectorise (1.3 ms more per DeepConvNet
     layer on one core), so the fused max-pool backward unpools first.
     """
-    OW = dst.shape[0]
-    if mode == 0:
+    OH, OW = dout.shape
+    acc = zero
+    for y in range(OH):
+        off = (y // 2) * pitch + (y % 2) * odd
         src = dout[y]
+        if mode == 0:
+            for q in range(OW):
+                dst[off + q] = src[q]
+        else:
+            o = out[y]
+            for q in range(OW):
+                v = src[q]
+                m = o[q]
+                dst[off + q] = zero if m <= 0 else v
+        s = zero
         for q in range(OW):
-            dst[q] = src[q]
-    else:
-        src = dout[y]
-        o = out[y]
-        for q in range(OW):
-            dst[q] = zero if o[q] <= 0 else src[q]
-    for q in range(OW):
-        acc += dst[q]
+            s += dst[off + q]
+        acc += s
     return acc
 
 
 @helper
 def _output_adjoint(dout, out, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sums, n):
     """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane (OH, OW) (its rows by
-    :func:`grad_row` in ``mode``); sums[n, f] = its sum.
+    :func:`grad_plane` in ``mode``); sums[n, f] = its sum.
 
     ``D`` (2, 2L) must be zero outside the data, which this writes at the same places for every plane.
     """
     L = TH * TWp
     P2 = 2 * TWp
-    acc = zero
-    for y in range(OH):  # _to_halves, and the plane's sum on the way
-        off = (y // 2) * P2
-        acc = grad_row(dout, out, mode, zero, y, D[y % 2, off:off + OW], acc)
+    acc = grad_plane(dout, out, mode, zero, D.reshape(-1), P2, 2 * L)  # _to_halves, and the plane's sum on the way
     for a in range(2):  # dy A^T: row a of the tile, columns j
         da = D[a]
         q0 = Q[a, 0]
@@ -400,7 +408,7 @@ def _forward(slot, x, U, b, out, argmax, V, M, PH, PW, TH, TWp, chunks, relu, po
 def _backward(slot, x, dout, out, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, chunks, need_dx, mode, zero):
     """dU[g] (16, K, C) = sum of dM @ V^T over chunks g, g + G, ... (G = len(dU)); dbp (N, K) = per-plane sums
     of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU applied
-    after the convolution (``mode`` 1, with its output ``out``: see :func:`grad_row`). V, M: each
+    after the convolution (``mode`` 1, with its output ``out``: see :func:`grad_plane`). V, M: each
     slot's scratch, as in :func:`_forward`; slot s takes groups s, s + S, ...
 
     The G partial sums are fixed by the shapes, not by the thread count, so results are the same bits with any
