@@ -214,35 +214,56 @@ def _pool_tiles(Y, TWp, out, argmax):
 
 
 @helper
-def grad_plane(dout, out, mode, zero, dst, pitch, odd):
+def grad_plane(dout, out, argmax, mode, zero, OH, OW, dst, pitch, odd):
     """Row y of a convolution's output gradient (OH, OW) into ``dst`` (1-D) at ``(y // 2) * pitch + (y % 2) * odd``;
-    returns the sum of its elements, row by row. The gradient is ``dout`` itself (mode 0), or ``dout`` where the
-    ReLU output ``out`` is not ``<= 0`` (mode 1: the ReLU kernel's backward rule). Summed by one loop for both modes,
-    so that a fused pass and the unfused one add in the same order (the tests check the bits). A row-major plane of
-    pitch OW is ``pitch = 2 * OW, odd = OW``.
+    returns the sum of its elements, row by row. The gradient is ``dout`` itself (mode 0); ``dout`` where the ReLU
+    output ``out`` is not ``<= 0`` (mode 1: the ReLU kernel's backward rule); or (mode 2) that of a ReLU then a 2x2
+    stride-2 max-pool, from the pooled ``dout``, ``out`` and ``argmax`` (OH // 2, OW // 2): each pooled gradient,
+    masked by the ReLU rule, at its window's ``argmax`` offset and zeros elsewhere (the max-pool kernel's backward,
+    whose output is never written). A row-major plane of pitch OW is ``pitch = 2 * OW, odd = OW``.
 
+    The sum is one loop over the written rows for every mode, so that a fused pass and the unfused one (the
+    kernels one after another, then mode 0) add the same values in the same order (the tests check the bits).
     One call per plane (a helper per row, inlined in Numba's IR, cost ~60 ns a row: 2-3 ms per DeepConvNet layer),
-    both loads before the ReLU test (a load inside the branch keeps LLVM from making it a vector select, and a
-    mispredicted branch per element, ReLU masks being random, cost 2-4x the whole pass).
-
-    Unpooling here too (the pooled gradient sent to each window's maximum while loading) measured slower than the
-    max-pool kernel's backward pass followed by this: its gather does not vectorise (1.3 ms more per DeepConvNet
-    layer on one core), so the fused max-pool backward unpools first.
+    and every load before a test (a load inside the branch keeps LLVM from making it a vector select; a mispredicted
+    branch per element, ReLU masks being random, cost 2-4x the whole pass).
     """
-    OH, OW = dout.shape
+    if mode == 2:
+        POH, POW = dout.shape
+        for y in range(OH):
+            off = (y // 2) * pitch + (y % 2) * odd
+            if y < 2 * POH:  # along the full row (2*POW stores), as the max-pool kernel's backward: it vectorises
+                src = dout[y // 2]
+                o = out[y // 2]
+                k = argmax[y // 2]
+                a = 2 * (y % 2)
+                for q in range(2 * POW):
+                    v = src[q >> 1]
+                    m = o[q >> 1]
+                    which = k[q >> 1]
+                    g = zero if m <= 0 else v
+                    dst[off + q] = g if which == a + (q & 1) else zero
+                for q in range(2 * POW, OW):  # odd OW: the last column is in no window
+                    dst[off + q] = zero
+            else:  # odd OH: the last row is in no window
+                for q in range(OW):
+                    dst[off + q] = zero
+    else:
+        for y in range(OH):
+            off = (y // 2) * pitch + (y % 2) * odd
+            src = dout[y]
+            if mode == 0:
+                for q in range(OW):
+                    dst[off + q] = src[q]
+            else:
+                o = out[y]
+                for q in range(OW):
+                    v = src[q]
+                    m = o[q]
+                    dst[off + q] = zero if m <= 0 else v
     acc = zero
     for y in range(OH):
         off = (y // 2) * pitch + (y % 2) * odd
-        src = dout[y]
-        if mode == 0:
-            for q in range(OW):
-                dst[off + q] = src[q]
-        else:
-            o = out[y]
-            for q in range(OW):
-                v = src[q]
-                m = o[q]
-                dst[off + q] = zero if m <= 0 else v
         s = zero
         for q in range(OW):
             s += dst[off + q]
@@ -251,7 +272,7 @@ def grad_plane(dout, out, mode, zero, dst, pitch, odd):
 
 
 @helper
-def _output_adjoint(dout, out, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sums, n):
+def _output_adjoint(dout, out, argmax, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sums, n):
     """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane (OH, OW) (its rows by
     :func:`grad_plane` in ``mode``); sums[n, f] = its sum.
 
@@ -259,7 +280,8 @@ def _output_adjoint(dout, out, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sum
     """
     L = TH * TWp
     P2 = 2 * TWp
-    acc = grad_plane(dout, out, mode, zero, D.reshape(-1), P2, 2 * L)  # _to_halves, and the plane's sum on the way
+    # _to_halves of the gradient, and the plane's sum on the way
+    acc = grad_plane(dout, out, argmax, mode, zero, OH, OW, D.reshape(-1), P2, 2 * L)
     for a in range(2):  # dy A^T: row a of the tile, columns j
         da = D[a]
         q0 = Q[a, 0]
@@ -405,10 +427,12 @@ def _forward(slot, x, U, b, out, argmax, V, M, PH, PW, TH, TWp, chunks, relu, po
 
 
 @slot_kernel("window")
-def _backward(slot, x, dout, out, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, chunks, need_dx, mode, zero):
+def _backward(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, chunks, need_dx, mode,
+              zero):
     """dU[g] (16, K, C) = sum of dM @ V^T over chunks g, g + G, ... (G = len(dU)); dbp (N, K) = per-plane sums
-    of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU applied
-    after the convolution (``mode`` 1, with its output ``out``: see :func:`grad_plane`). V, M: each
+    of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU (and a
+    max-pool) applied after the convolution (``mode`` 1 and 2, with ``out`` and ``argmax``: see
+    :func:`grad_plane`). V, M: each
     slot's scratch, as in :func:`_forward`; slot s takes groups s, s + S, ...
 
     The G partial sums are fixed by the shapes, not by the thread count, so results are the same bits with any
@@ -436,8 +460,8 @@ def _backward(slot, x, dout, out, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW,
             n0, k = chunk_span(ch, chunks, N)
             for i in range(k):
                 for f in range(K):
-                    _output_adjoint(dout[n0 + i, f], out[n0 + i, f], mode, zero, OH, OW, D, Q, Ms, f, i * L,
-                                    TH, TWp, dbp, n0 + i)
+                    _output_adjoint(dout[n0 + i, f], out[n0 + i, f], argmax[n0 + i, f], mode, zero, OH, OW, D, Q, Ms,
+                                    f, i * L, TH, TWp, dbp, n0 + i)
                 for c in range(C):
                     _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
             before = set_threads_local(1)
@@ -517,22 +541,34 @@ def outputs(g: WindowGeometry, K: int, dtype: np.dtype, pool: bool) -> tuple[np.
     return np.empty((g.N, K, g.OH, g.OW), dtype=dtype), np.zeros((g.N, K, 1, 1), dtype=np.uint8)
 
 
+def gradient_source(dout: np.ndarray, out: np.ndarray | None, argmax: np.ndarray | None,
+                    K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(dout, out, argmax, mode) as the backward kernels take them (:func:`grad_plane`): mode 0 without ``out``, 1
+    with the ReLU output ``out``, 2 with also the 2x2 max-pool's ``argmax`` (then ``dout`` and ``out`` pooled);
+    C-contiguous, and a (N, K, 1, 1) uint8 argmax that is never read when there is none (one compiled type)."""
+    mode = 0 if out is None else 1 if argmax is None else 2
+    dout = np.ascontiguousarray(dout)
+    out = dout if out is None else np.ascontiguousarray(out)
+    argmax = np.zeros((dout.shape[0], K, 1, 1), dtype=np.uint8) if argmax is None else np.ascontiguousarray(argmax)
+    return dout, out, argmax, mode
+
+
 def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
-             out: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+             out: np.ndarray | None = None,
+             argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(dx or None, dW, db) for validated, same-dtype arrays; ``ws`` holds the scratch. With ``out`` (the ReLU
-    output), ``dout`` is the gradient after a ReLU."""
+    output), ``dout`` is the gradient after a ReLU; with also ``argmax`` (uint8), ``dout`` and ``out`` are those
+    of a 2x2 stride-2 max-pool after the ReLU, and ``argmax`` its window offsets."""
     K = W.shape[0]
     x = np.ascontiguousarray(x)
-    dout = np.ascontiguousarray(dout)
-    mode = 0 if out is None else 1
-    out = dout if out is None else np.ascontiguousarray(out)
+    dout, out, argmax, mode = gradient_source(dout, out, argmax, K)
     chunks, V, M = _schedule(_backward, g, K, x.dtype, ws)
     TH, TWp = _tiles(g)
     groups = max(1, min(chunks, _GROUPS, _GROUP_BYTES // (16 * K * g.C * x.itemsize)))
     dU = np.empty((groups, 16, K, g.C), dtype=x.dtype)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward.run(len(V), x, dout, out, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
+    _backward.run(len(V), x, dout, out, argmax, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
                   g.OW, chunks, need_dx, mode, x.dtype.type(0))
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
         dW = _filter_adjoint(dU.sum(axis=0).reshape(4, 4, K, g.C))
