@@ -156,20 +156,21 @@ def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
 
 
 @helper
-def _output_tiles(M, f, col, bias, relu, zero, TH, TWp, P, Y):
-    """Y (2, 2L) = the even and odd output rows of the tiles A^T m_t A + bias (m_t = M[:, f, col + t]), each
+def _output_tiles(M, f, n, bias, relu, zero, P, Y):
+    """Y (2, 2w) = the even and odd output rows of the tiles A^T m_t A + bias (m_t = M[:, f, t], t < n), each
     through ReLU when ``relu`` (``max(y, 0)``, NaN kept: the test is ``y < 0``, as the ReLU kernel's);
-    P (2, 4, L) scratch. Read Y as an output plane with :func:`_from_halves`, or pool it with :func:`_pool_tiles`.
+    P (2, 4, w) scratch. Read image i's output plane from ``Y[:, 2 * i * L:]`` (L tiles an image) with
+    :func:`_from_halves`, or pool it with :func:`_pool_tiles`. All the images of a chunk in one call (the views
+    cost: see :func:`_output_adjoint`).
     """
-    L = TH * TWp
     for j in range(4):  # A^T m: output row a of every tile, column j of the transform
-        m0 = M[j, f, col:col + L]
-        m1 = M[4 + j, f, col:col + L]
-        m2 = M[8 + j, f, col:col + L]
-        m3 = M[12 + j, f, col:col + L]
+        m0 = M[j, f]
+        m1 = M[4 + j, f]
+        m2 = M[8 + j, f]
+        m3 = M[12 + j, f]
         p0 = P[0, j]
         p1 = P[1, j]
-        for t in range(L):
+        for t in range(n):
             a1 = m1[t]
             a2 = m2[t]
             p0[t] = m0[t] + a1 + a2
@@ -181,7 +182,7 @@ def _output_tiles(M, f, col, bias, relu, zero, TH, TWp, P, Y):
         q3 = P[a, 3]
         ya = Y[a]
         if relu:
-            for t in range(L):
+            for t in range(n):
                 a1 = q1[t]
                 a2 = q2[t]
                 y0 = q0[t] + a1 + a2 + bias
@@ -189,7 +190,7 @@ def _output_tiles(M, f, col, bias, relu, zero, TH, TWp, P, Y):
                 ya[2 * t] = zero if y0 < 0 else y0
                 ya[2 * t + 1] = zero if y1 < 0 else y1
         else:
-            for t in range(L):
+            for t in range(n):
                 a1 = q1[t]
                 a2 = q2[t]
                 ya[2 * t] = q0[t] + a1 + a2 + bias
@@ -400,8 +401,8 @@ def _forward(slot, x, U, b, out, argmax, V, M, PH, PW, TH, TWp, chunks, relu, po
     po = np.zeros(2 * LE + 4, dtype=x.dtype)
     E = np.empty((4, LE), dtype=x.dtype)
     O = np.empty((4, LE), dtype=x.dtype)
-    P = np.empty((2, 4, L), dtype=x.dtype)
-    Y = np.empty((2, 2 * L), dtype=x.dtype)
+    P = np.empty((2, 4, w), dtype=x.dtype)
+    Y = np.empty((2, 2 * w), dtype=x.dtype)
     Vs = V[slot]
     Ms = M[slot]
     for ch in range(slot, chunks, S):
@@ -413,13 +414,14 @@ def _forward(slot, x, U, b, out, argmax, V, M, PH, PW, TH, TWp, chunks, relu, po
         for xi in range(16):
             _gemm(False, False, K, k * L, C, U[xi], C, Vs[xi], w, 0.0, Ms[xi], w)
         set_threads_local(before)
-        for i in range(k):
-            for f in range(K):
-                _output_tiles(Ms, f, i * L, b[f], relu, zero, TH, TWp, P, Y)
+        for f in range(K):
+            _output_tiles(Ms, f, k * L, b[f], relu, zero, P, Y)
+            for i in range(k):
+                Yi = Y[:, 2 * i * L:2 * (i + 1) * L]
                 if pool:
-                    _pool_tiles(Y, TWp, out[n0 + i, f], argmax[n0 + i, f])
+                    _pool_tiles(Yi, TWp, out[n0 + i, f], argmax[n0 + i, f])
                 else:
-                    _from_halves(Y[0], Y[1], 0, 0, TWp, out[n0 + i, f])
+                    _from_halves(Yi[0], Yi[1], 0, 0, TWp, out[n0 + i, f])
 
 
 @slot_kernel("window")
