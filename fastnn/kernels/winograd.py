@@ -42,6 +42,7 @@ keep taps whose windows miss it finite. NaN is never lost. :data:`fastnn.config.
 from __future__ import annotations
 
 import numpy as np
+from numba import uintp
 
 from .. import config
 from .._jit import Kernel, helper, slot_kernel
@@ -234,40 +235,37 @@ def grad_plane(dout, out, argmax, mode, zero, OH, OW, dst, pitch, odd):
         for y in range(OH):
             off = (y // 2) * pitch + (y % 2) * odd
             if y < 2 * POH:  # along the full row (2*POW stores), as the max-pool kernel's backward: it vectorises
-                src = dout[y // 2]
-                o = out[y // 2]
-                k = argmax[y // 2]
+                py = uintp(y // 2)
                 a = 2 * (y % 2)
                 for q in range(2 * POW):
-                    v = src[q >> 1]
-                    m = o[q >> 1]
-                    which = k[q >> 1]
+                    v = dout[py, uintp(q >> 1)]
+                    m = out[py, uintp(q >> 1)]
+                    which = argmax[py, uintp(q >> 1)]
                     g = zero if m <= 0 else v
-                    dst[off + q] = g if which == a + (q & 1) else zero
+                    dst[uintp(off + q)] = g if which == a + (q & 1) else zero
                 for q in range(2 * POW, OW):  # odd OW: the last column is in no window
-                    dst[off + q] = zero
+                    dst[uintp(off + q)] = zero
             else:  # odd OH: the last row is in no window
                 for q in range(OW):
-                    dst[off + q] = zero
+                    dst[uintp(off + q)] = zero
     else:
         for y in range(OH):
             off = (y // 2) * pitch + (y % 2) * odd
-            src = dout[y]
+            r = uintp(y)
             if mode == 0:
                 for q in range(OW):
-                    dst[off + q] = src[q]
+                    dst[uintp(off + q)] = dout[r, uintp(q)]
             else:
-                o = out[y]
                 for q in range(OW):
-                    v = src[q]
-                    m = o[q]
-                    dst[off + q] = zero if m <= 0 else v
+                    v = dout[r, uintp(q)]
+                    m = out[r, uintp(q)]
+                    dst[uintp(off + q)] = zero if m <= 0 else v
     acc = zero
     for y in range(OH):
         off = (y // 2) * pitch + (y % 2) * odd
         s = zero
         for q in range(OW):
-            s += dst[off + q]
+            s += dst[uintp(off + q)]
         acc += s
     return acc
 
