@@ -46,7 +46,7 @@ from .activations import _relu_backward, _relu_forward
 from .im2col import col2im_into, fold_plane, im2col_into, unfold_plane
 from .linalg import matmul_into
 from .pooling import _max4, _maxpool2d_backward, _maxpool2d_forward
-from .winograd import _gemm, chunk_span, chunking, grad_row
+from .winograd import _gemm, chunk_span, chunking, grad_plane
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv2d_relu_backward", "conv2d_relu_forward",
            "conv2d_relu_maxpool_backward", "conv2d_relu_maxpool_forward"]
@@ -199,10 +199,10 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
 
 
 @slot_kernel("window")
-def _pipe_backward(slot, x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, PW, OH, OW, chunks, need_dx,
-                   mode, zero):
+def _pipe_backward(slot, x, dout, out, argmax, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW, PH, PW, OH, OW, chunks,
+                   need_dx, mode, zero):
     """dWg[g] (FN, CK) = sum of dT @ col^T over chunks g, g + G, ... (G = len(dWg)); dbp (N, FN) = per-plane sums of
-    the output gradient (:func:`fastnn.kernels.winograd.grad_row` in ``mode``); dx when need_dx. col, dT: each
+    the output gradient (:func:`fastnn.kernels.winograd.grad_plane` in ``mode``); dx when need_dx. col, dT: each
     slot's scratch, as in :func:`_pipe_forward`; slot s takes groups s, s + S, ..."""
     N, C = x.shape[0], x.shape[1]
     FN, CK = W2.shape
@@ -218,11 +218,9 @@ def _pipe_backward(slot, x, dout, out, W2, dWg, dbp, dx, col, dT, FH, FW, SH, SW
             for i in range(k):
                 n = n0 + i
                 for f in range(FN):
-                    acc = zero
                     plane = ds[f, i * P:(i + 1) * P]
-                    for y in range(OH):
-                        acc = grad_row(dout[n, f], out[n, f], mode, zero, y, plane[y * OW:(y + 1) * OW], acc)
-                    dbp[n, f] = acc
+                    dbp[n, f] = grad_plane(dout[n, f], out[n, f], argmax[n, f], mode, zero, OH, OW, plane, 2 * OW,
+                                           OW)
                 for c in range(C):
                     unfold_plane(x[n, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
                                  OH, OW)
@@ -290,18 +288,18 @@ def _fast_path(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad:
 
 
 def _pipe_conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
-                        out: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+                        out: np.ndarray | None = None,
+                        argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """As :func:`fastnn.kernels.winograd.backward`, by the pipeline."""
     FN = W.shape[0]
-    x, dout = np.ascontiguousarray(x), np.ascontiguousarray(dout)
-    mode = 0 if out is None else 1
-    out = dout if out is None else np.ascontiguousarray(out)
+    x = np.ascontiguousarray(x)
+    dout, out, argmax, mode = winograd.gradient_source(dout, out, argmax, FN)
     chunks, col, dT = _pipe_schedule(_pipe_backward, g, FN, x.dtype, ws)
     groups = max(1, min(chunks, winograd._GROUPS))
     dWg = np.empty((groups, FN, g.C * g.FH * g.FW), dtype=x.dtype)
     dbp = np.empty((g.N, FN), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _pipe_backward.run(len(col), x, dout, out, np.ascontiguousarray(W.reshape(FN, -1)), dWg, dbp, dx, col, dT,
+    _pipe_backward.run(len(col), x, dout, out, argmax, np.ascontiguousarray(W.reshape(FN, -1)), dWg, dbp, dx, col, dT,
                        g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, chunks, need_dx, mode, x.dtype.type(0))
     return (dx if need_dx else None), dWg.sum(axis=0).reshape(W.shape), dbp.sum(axis=0)
 
@@ -415,7 +413,7 @@ def _conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int
 # ---------------------------------------------------------------------------------------------------------------
 # Convolution + ReLU (+ 2x2 max-pool): the Winograd path and the pipeline apply ReLU in their output pass and pool
 # each 2x2 window as it is made, so the full-size output is never written; their backward applies the ReLU mask
-# while loading the output gradient. Other geometries run the steps one after another.
+# (and unpools) while loading the output gradient. Other geometries run the steps one after another.
 
 
 def conv2d_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int | tuple[int, int] = 1,
@@ -486,9 +484,10 @@ def conv2d_relu_maxpool_backward(dout: np.ndarray, out: np.ndarray, argmax: np.n
                                  W: np.ndarray, stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
                                  *, cache: dict | None = None,
                                  need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """The ReLU mask applied to the pooled gradient (a quarter of the full-size pass), the max-pool kernel's
-    backward, then :func:`conv2d_backward` (unpooling inside the Winograd load measured slower: see
-    :func:`fastnn.kernels.winograd.grad_row`)."""
+    """3x3 stride-1 filters and the pipeline's geometries: the pooled gradient is unpooled and ReLU-masked while
+    it is loaded into the transform or column pass (:func:`fastnn.kernels.winograd.grad_plane`; the full-size
+    gradient is never written). Otherwise the ReLU mask on the pooled gradient, the max-pool kernel's backward,
+    then :func:`conv2d_backward`."""
     x_arg = x
     dout, out, argmax, x, W, g, need_dx = _checks.check_conv2d_relu_maxpool_backward(
         "conv2d_relu_maxpool_backward", dout, out, argmax, x, W, stride, pad, cache, need_dx)
@@ -500,6 +499,8 @@ def _conv2d_relu_maxpool_backward(dout: np.ndarray, out: np.ndarray, argmax: np.
                                   W: np.ndarray, stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
                                   *, cache: dict | None = None,
                                   need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
+    path, g = _fast_path(x, W, stride, pad, cache)
+    if path is not None:
+        return path[1](dout, x, W, g, _workspace(cache), need_dx, out=out, argmax=argmax)
     dconv = _maxpool2d_backward(_relu_backward(dout, out), argmax, (g.N, W.shape[0], g.OH, g.OW), 2, 2, 2)
     return _conv2d_backward(dconv, x, W, stride, pad, cache=cache, need_dx=need_dx)

@@ -42,6 +42,7 @@ keep taps whose windows miss it finite. NaN is never lost. :data:`fastnn.config.
 from __future__ import annotations
 
 import numpy as np
+from numba import uintp
 
 from .. import config
 from .._jit import Kernel, helper, slot_kernel
@@ -156,20 +157,21 @@ def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
 
 
 @helper
-def _output_tiles(M, f, col, bias, relu, zero, TH, TWp, P, Y):
-    """Y (2, 2L) = the even and odd output rows of the tiles A^T m_t A + bias (m_t = M[:, f, col + t]), each
+def _output_tiles(M, f, n, bias, relu, zero, P, Y):
+    """Y (2, 2w) = the even and odd output rows of the tiles A^T m_t A + bias (m_t = M[:, f, t], t < n), each
     through ReLU when ``relu`` (``max(y, 0)``, NaN kept: the test is ``y < 0``, as the ReLU kernel's);
-    P (2, 4, L) scratch. Read Y as an output plane with :func:`_from_halves`, or pool it with :func:`_pool_tiles`.
+    P (2, 4, w) scratch. Read image i's output plane from ``Y[:, 2 * i * L:]`` (L tiles an image) with
+    :func:`_from_halves`, or pool it with :func:`_pool_tiles`. All the images of a chunk in one call (the views
+    cost: see :func:`_output_adjoint`).
     """
-    L = TH * TWp
     for j in range(4):  # A^T m: output row a of every tile, column j of the transform
-        m0 = M[j, f, col:col + L]
-        m1 = M[4 + j, f, col:col + L]
-        m2 = M[8 + j, f, col:col + L]
-        m3 = M[12 + j, f, col:col + L]
+        m0 = M[j, f]
+        m1 = M[4 + j, f]
+        m2 = M[8 + j, f]
+        m3 = M[12 + j, f]
         p0 = P[0, j]
         p1 = P[1, j]
-        for t in range(L):
+        for t in range(n):
             a1 = m1[t]
             a2 = m2[t]
             p0[t] = m0[t] + a1 + a2
@@ -181,7 +183,7 @@ def _output_tiles(M, f, col, bias, relu, zero, TH, TWp, P, Y):
         q3 = P[a, 3]
         ya = Y[a]
         if relu:
-            for t in range(L):
+            for t in range(n):
                 a1 = q1[t]
                 a2 = q2[t]
                 y0 = q0[t] + a1 + a2 + bias
@@ -189,7 +191,7 @@ def _output_tiles(M, f, col, bias, relu, zero, TH, TWp, P, Y):
                 ya[2 * t] = zero if y0 < 0 else y0
                 ya[2 * t + 1] = zero if y1 < 0 else y1
         else:
-            for t in range(L):
+            for t in range(n):
                 a1 = q1[t]
                 a2 = q2[t]
                 ya[2 * t] = q0[t] + a1 + a2 + bias
@@ -213,52 +215,76 @@ def _pool_tiles(Y, TWp, out, argmax):
             o[px], am[px] = _max4(top[2 * px], top[2 * px + 1], bottom[2 * px], bottom[2 * px + 1])
 
 
-@helper(inline=True)  # called per row: Numba's inlining keeps the row loops as fast as written in place
-def grad_row(dout, out, mode, zero, y, dst, acc):
-    """dst (OW,) = row y of a convolution's output gradient, and ``acc`` plus its elements in order: ``dout``
-    itself (mode 0), or ``dout`` where the ReLU output ``out`` is not ``<= 0`` (mode 1: the ReLU kernel's backward
-    rule). Summed by one loop for both modes, so that a fused pass and the unfused one add in the same order
-    (fastmath vectorises it; the tests check the bits).
+@helper
+def grad_plane(dout, out, argmax, mode, zero, OH, OW, dst, pitch, odd):
+    """Row y of a convolution's output gradient (OH, OW) into ``dst`` (1-D) at ``(y // 2) * pitch + (y % 2) * odd``;
+    returns the sum of its elements, row by row. The gradient is ``dout`` itself (mode 0); ``dout`` where the ReLU
+    output ``out`` is not ``<= 0`` (mode 1: the ReLU kernel's backward rule); or (mode 2) that of a ReLU then a 2x2
+    stride-2 max-pool, from the pooled ``dout``, ``out`` and ``argmax`` (OH // 2, OW // 2): each pooled gradient,
+    masked by the ReLU rule, at its window's ``argmax`` offset and zeros elsewhere (the max-pool kernel's backward,
+    whose output is never written). A row-major plane of pitch OW is ``pitch = 2 * OW, odd = OW``.
 
-    Unpooling here too (the pooled gradient sent to each window's maximum while loading) measured slower than the
-    max-pool kernel's backward pass followed by this: its gather does not vectorise (1.3 ms more per DeepConvNet
-    layer on one core), so the fused max-pool backward unpools first.
+    The sum is one loop over the written rows for every mode, so that a fused pass and the unfused one (the
+    kernels one after another, then mode 0) add the same values in the same order (the tests check the bits).
+    One call per plane (a helper per row, inlined in Numba's IR, cost ~60 ns a row: 2-3 ms per DeepConvNet layer),
+    and every load before a test (a load inside the branch keeps LLVM from making it a vector select; a mispredicted
+    branch per element, ReLU masks being random, cost 2-4x the whole pass).
     """
-    OW = dst.shape[0]
-    if mode == 0:
-        src = dout[y]
-        for q in range(OW):
-            dst[q] = src[q]
+    if mode == 2:
+        POH, POW = dout.shape
+        for y in range(OH):
+            off = (y // 2) * pitch + (y % 2) * odd
+            if y < 2 * POH:  # along the full row (2*POW stores), as the max-pool kernel's backward: it vectorises
+                py = uintp(y // 2)
+                a = 2 * (y % 2)
+                for q in range(2 * POW):
+                    v = dout[py, uintp(q >> 1)]
+                    m = out[py, uintp(q >> 1)]
+                    which = argmax[py, uintp(q >> 1)]
+                    g = zero if m <= 0 else v
+                    dst[uintp(off + q)] = g if which == a + (q & 1) else zero
+                for q in range(2 * POW, OW):  # odd OW: the last column is in no window
+                    dst[uintp(off + q)] = zero
+            else:  # odd OH: the last row is in no window
+                for q in range(OW):
+                    dst[uintp(off + q)] = zero
     else:
-        src = dout[y]
-        o = out[y]
+        for y in range(OH):
+            off = (y // 2) * pitch + (y % 2) * odd
+            r = uintp(y)
+            if mode == 0:
+                for q in range(OW):
+                    dst[uintp(off + q)] = dout[r, uintp(q)]
+            else:
+                for q in range(OW):
+                    v = dout[r, uintp(q)]
+                    m = out[r, uintp(q)]
+                    dst[uintp(off + q)] = zero if m <= 0 else v
+    acc = zero
+    for y in range(OH):
+        off = (y // 2) * pitch + (y % 2) * odd
+        s = zero
         for q in range(OW):
-            dst[q] = zero if o[q] <= 0 else src[q]
-    for q in range(OW):
-        acc += dst[q]
+            s += dst[uintp(off + q)]
+        acc += s
     return acc
 
 
 @helper
-def _output_adjoint(dout, out, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sums, n):
-    """M[:, f, col + t] = A dy_t A^T for the 2x2 tiles dy_t of one output-gradient plane (OH, OW) (its rows by
-    :func:`grad_row` in ``mode``); sums[n, f] = its sum.
+def _output_adjoint(D, Q, M, f, n):
+    """M[:, f, t] = A dy_t A^T for the 2x2 tiles dy_t, t < n, of output-gradient planes loaded into D (2, 2w) by
+    :func:`grad_plane` (even and odd rows, image i's tiles at i*L: pitch 2*TWp, odd rows at 2w); Q (2, 4, w) scratch.
 
-    ``D`` (2, 2L) must be zero outside the data, which this writes at the same places for every plane.
+    All the images of a chunk in one call: each row of M, D and Q taken here is a view, and a view costs two atomic
+    reference-count updates (Numba's NRT): per image and filter they measured ~16% of a DeepConvNet step.
     """
-    L = TH * TWp
-    P2 = 2 * TWp
-    acc = zero
-    for y in range(OH):  # _to_halves, and the plane's sum on the way
-        off = (y // 2) * P2
-        acc = grad_row(dout, out, mode, zero, y, D[y % 2, off:off + OW], acc)
     for a in range(2):  # dy A^T: row a of the tile, columns j
         da = D[a]
         q0 = Q[a, 0]
         q1 = Q[a, 1]
         q2 = Q[a, 2]
         q3 = Q[a, 3]
-        for t in range(L):
+        for t in range(n):
             e = da[2 * t]
             od = da[2 * t + 1]
             q0[t] = e
@@ -268,18 +294,17 @@ def _output_adjoint(dout, out, mode, zero, OH, OW, D, Q, M, f, col, TH, TWp, sum
     for j in range(4):  # A (dy A^T)
         u = Q[0, j]
         w = Q[1, j]
-        d0 = M[j, f, col:col + L]
-        d1 = M[4 + j, f, col:col + L]
-        d2 = M[8 + j, f, col:col + L]
-        d3 = M[12 + j, f, col:col + L]
-        for t in range(L):
+        d0 = M[j, f]
+        d1 = M[4 + j, f]
+        d2 = M[8 + j, f]
+        d3 = M[12 + j, f]
+        for t in range(n):
             a = u[t]
             b = w[t]
             d0[t] = a
             d1[t] = a + b
             d2[t] = a - b
             d3[t] = -b
-    sums[n, f] = acc
 
 
 @helper
@@ -374,8 +399,8 @@ def _forward(slot, x, U, b, out, argmax, V, M, PH, PW, TH, TWp, chunks, relu, po
     po = np.zeros(2 * LE + 4, dtype=x.dtype)
     E = np.empty((4, LE), dtype=x.dtype)
     O = np.empty((4, LE), dtype=x.dtype)
-    P = np.empty((2, 4, L), dtype=x.dtype)
-    Y = np.empty((2, 2 * L), dtype=x.dtype)
+    P = np.empty((2, 4, w), dtype=x.dtype)
+    Y = np.empty((2, 2 * w), dtype=x.dtype)
     Vs = V[slot]
     Ms = M[slot]
     for ch in range(slot, chunks, S):
@@ -387,20 +412,23 @@ def _forward(slot, x, U, b, out, argmax, V, M, PH, PW, TH, TWp, chunks, relu, po
         for xi in range(16):
             _gemm(False, False, K, k * L, C, U[xi], C, Vs[xi], w, 0.0, Ms[xi], w)
         set_threads_local(before)
-        for i in range(k):
-            for f in range(K):
-                _output_tiles(Ms, f, i * L, b[f], relu, zero, TH, TWp, P, Y)
+        for f in range(K):
+            _output_tiles(Ms, f, k * L, b[f], relu, zero, P, Y)
+            for i in range(k):
+                Yi = Y[:, 2 * i * L:2 * (i + 1) * L]
                 if pool:
-                    _pool_tiles(Y, TWp, out[n0 + i, f], argmax[n0 + i, f])
+                    _pool_tiles(Yi, TWp, out[n0 + i, f], argmax[n0 + i, f])
                 else:
-                    _from_halves(Y[0], Y[1], 0, 0, TWp, out[n0 + i, f])
+                    _from_halves(Yi[0], Yi[1], 0, 0, TWp, out[n0 + i, f])
 
 
 @slot_kernel("window")
-def _backward(slot, x, dout, out, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, chunks, need_dx, mode, zero):
+def _backward(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, chunks, need_dx, mode,
+              zero):
     """dU[g] (16, K, C) = sum of dM @ V^T over chunks g, g + G, ... (G = len(dU)); dbp (N, K) = per-plane sums
-    of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU applied
-    after the convolution (``mode`` 1, with its output ``out``: see :func:`grad_row`). V, M: each
+    of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU (and a
+    max-pool) applied after the convolution (``mode`` 1 and 2, with ``out`` and ``argmax``: see
+    :func:`grad_plane`). V, M: each
     slot's scratch, as in :func:`_forward`; slot s takes groups s, s + S, ...
 
     The G partial sums are fixed by the shapes, not by the thread count, so results are the same bits with any
@@ -415,8 +443,9 @@ def _backward(slot, x, dout, out, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW,
     po = np.zeros(2 * LE + 4, dtype=x.dtype)
     E = np.empty((4, LE), dtype=x.dtype)
     O = np.empty((4, LE), dtype=x.dtype)
-    D = np.zeros((2, 2 * L), dtype=x.dtype)
-    Q = np.empty((2, 4, L), dtype=x.dtype)
+    D = np.zeros((2, 2 * w), dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
+    Df = D.reshape(-1)
+    Q = np.empty((2, 4, w), dtype=x.dtype)
     qe = np.empty(2 * LE, dtype=x.dtype)
     qo = np.empty(2 * LE, dtype=x.dtype)
     Vs = V[slot]
@@ -426,10 +455,12 @@ def _backward(slot, x, dout, out, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW,
         dUg[:] = 0
         for ch in range(g, chunks, G):
             n0, k = chunk_span(ch, chunks, N)
+            for f in range(K):
+                for i in range(k):  # the gradient planes (_to_halves of them), and their sums on the way
+                    dbp[n0 + i, f] = grad_plane(dout[n0 + i, f], out[n0 + i, f], argmax[n0 + i, f], mode, zero, OH,
+                                                OW, Df[2 * i * L:], 2 * TWp, 2 * w)
+                _output_adjoint(D, Q, Ms, f, k * L)
             for i in range(k):
-                for f in range(K):
-                    _output_adjoint(dout[n0 + i, f], out[n0 + i, f], mode, zero, OH, OW, D, Q, Ms, f, i * L,
-                                    TH, TWp, dbp, n0 + i)
                 for c in range(C):
                     _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
             before = set_threads_local(1)
@@ -469,21 +500,30 @@ def _schedule(knl: Kernel, g: WindowGeometry, K: int, dtype: np.dtype,
 
 
 def _filter_transform(W: np.ndarray) -> np.ndarray:
-    """U (16, K, C) = G g G^T for every filter g = W[k, c] (3x3)."""
+    """U (16, K, C) = G g G^T for every filter g = W[k, c] (3x3).
+
+    As two 2-D products over all K*C filters at once, ``(g G^T)`` then ``G (g G^T)`` through its transpose: 2.8x
+    faster than stacked 4x3 @ 3x3 @ 3x4 products on 64 x 64 filters (0.18 against 0.49 ms, a DeepConvNet layer's
+    forward and backward each pay it), each product far below OpenBLAS's threading threshold, so its pool (which
+    would spin against Numba's threads) never wakes.
+    """
+    K, C = W.shape[:2]
     G = _G.astype(W.dtype)
-    # stacked 4x3 @ 3x3 @ 3x4 products: each far below OpenBLAS's threading threshold, so its pool (which would
-    # spin against Numba's threads) never wakes; np.einsum's three-operand loop took as long on 64 x 64 filters
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite filters stay so, silently (as np.einsum's)
-        U = G @ W @ G.T  # (K, C, 4, 4)
-    return np.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, W.shape[0], W.shape[1])
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite filters stay so, silently
+        Y = (W.reshape(K * C * 3, 3) @ G.T).reshape(K * C, 3, 4)  # g G^T
+        Z = Y.transpose(0, 2, 1).reshape(K * C * 4, 3) @ G.T  # (g G^T)^T G^T = (G g G^T)^T: rows j, columns i
+    return np.ascontiguousarray(Z.reshape(K, C, 4, 4).transpose(3, 2, 0, 1)).reshape(16, K, C)
 
 
 def _filter_adjoint(dU: np.ndarray) -> np.ndarray:
-    """dW (K, C, 3, 3) = G^T du G for every (filter, channel) pair's du = dU[:, :, k, c] (4, 4), by stacked products
-    as :func:`_filter_transform` (5x faster than np.einsum on 64 x 64 filters)."""
+    """dW (K, C, 3, 3) = G^T du G for every (filter, channel) pair's du = dU[:, :, k, c] (4, 4), by two 2-D products
+    as :func:`_filter_transform` (2-3x faster than stacked products on 64 x 64 filters)."""
+    K, C = dU.shape[2:]
     G = _G.astype(dU.dtype)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as np.einsum's)
-        return np.ascontiguousarray(G.T @ dU.transpose(2, 3, 0, 1) @ G)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently
+        Y = (dU.transpose(2, 3, 0, 1).reshape(K * C * 4, 4) @ G).reshape(K * C, 4, 3)  # du G
+        Z = Y.transpose(0, 2, 1).reshape(K * C * 3, 4) @ G  # (du G)^T G = (G^T du G)^T: rows b, columns a
+    return np.ascontiguousarray(Z.reshape(K, C, 3, 3).transpose(0, 1, 3, 2))
 
 
 def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict, *, relu: bool = False,
@@ -509,22 +549,34 @@ def outputs(g: WindowGeometry, K: int, dtype: np.dtype, pool: bool) -> tuple[np.
     return np.empty((g.N, K, g.OH, g.OW), dtype=dtype), np.zeros((g.N, K, 1, 1), dtype=np.uint8)
 
 
+def gradient_source(dout: np.ndarray, out: np.ndarray | None, argmax: np.ndarray | None,
+                    K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(dout, out, argmax, mode) as the backward kernels take them (:func:`grad_plane`): mode 0 without ``out``, 1
+    with the ReLU output ``out``, 2 with also the 2x2 max-pool's ``argmax`` (then ``dout`` and ``out`` pooled);
+    C-contiguous, and a (N, K, 1, 1) uint8 argmax that is never read when there is none (one compiled type)."""
+    mode = 0 if out is None else 1 if argmax is None else 2
+    dout = np.ascontiguousarray(dout)
+    out = dout if out is None else np.ascontiguousarray(out)
+    argmax = np.zeros((dout.shape[0], K, 1, 1), dtype=np.uint8) if argmax is None else np.ascontiguousarray(argmax)
+    return dout, out, argmax, mode
+
+
 def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
-             out: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+             out: np.ndarray | None = None,
+             argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(dx or None, dW, db) for validated, same-dtype arrays; ``ws`` holds the scratch. With ``out`` (the ReLU
-    output), ``dout`` is the gradient after a ReLU."""
+    output), ``dout`` is the gradient after a ReLU; with also ``argmax`` (uint8), ``dout`` and ``out`` are those
+    of a 2x2 stride-2 max-pool after the ReLU, and ``argmax`` its window offsets."""
     K = W.shape[0]
     x = np.ascontiguousarray(x)
-    dout = np.ascontiguousarray(dout)
-    mode = 0 if out is None else 1
-    out = dout if out is None else np.ascontiguousarray(out)
+    dout, out, argmax, mode = gradient_source(dout, out, argmax, K)
     chunks, V, M = _schedule(_backward, g, K, x.dtype, ws)
     TH, TWp = _tiles(g)
     groups = max(1, min(chunks, _GROUPS, _GROUP_BYTES // (16 * K * g.C * x.itemsize)))
     dU = np.empty((groups, 16, K, g.C), dtype=x.dtype)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward.run(len(V), x, dout, out, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
+    _backward.run(len(V), x, dout, out, argmax, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
                   g.OW, chunks, need_dx, mode, x.dtype.type(0))
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
         dW = _filter_adjoint(dU.sum(axis=0).reshape(4, 4, K, g.C))
