@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._jit import helper, kernel
+from .._jit import helper
 
 __all__ = ["PANEL", "pack", "packed_product"]
 
@@ -90,73 +90,43 @@ def _tile_product(typingctx, like, c, ldc, step, a, lda, b, k, rows, add):
     return sig, codegen
 
 
-@kernel("elementwise")
-def _pack_panels(src, trans, blocks, out):
-    """out (P, K, PANEL) = the panels of b = src.T if ``trans`` else src (see :func:`pack`)."""
-    P, K = out.shape[0], out.shape[1]
-    W = PANEL // blocks
-    H = (src.shape[0] if trans else src.shape[1]) // blocks
-    for p in prange(P):
-        w = min(W, H - p * W)
-        panel = out[p]
-        if trans:  # b[k, u] = src[u, k]: read rows of src, write 16 steps of k at a time (a cache-sized block)
-            for k0 in range(0, K, _LANES):
-                k1 = min(K, k0 + _LANES)
-                for blk in range(blocks):
-                    for j in range(W):
-                        if j < w:
-                            row = src[blk * H + p * W + j]
-                            for k in range(k0, k1):
-                                panel[k, blk * W + j] = row[k]
-                        else:
-                            for k in range(k0, k1):
-                                panel[k, blk * W + j] = 0
-        else:
-            for k in range(K):
-                row, dst = src[k], panel[k]
-                for blk in range(blocks):
-                    for j in range(W):
-                        dst[blk * W + j] = row[blk * H + p * W + j] if j < w else 0
-
-
 def pack(b: np.ndarray, blocks: int) -> np.ndarray:
     """``b`` (K, blocks*H) as panels (P, K, PANEL) for :func:`packed_product`: panel p holds, for each of the
-    ``blocks`` column blocks, its columns p*W .. p*W + W (W = PANEL // blocks), zeros past H. ``b`` may be the
-    transpose of a C-contiguous array (read without a copy).
+    ``blocks`` column blocks, its columns p*W .. p*W + W (W = PANEL // blocks), zeros past H.
 
-    With blocks = 4 (an LSTM's gate blocks) a panel's product gives all four gates of W hidden units.
+    With blocks = 4 (an LSTM's gate blocks) a panel's product gives all four gates of W hidden units. NumPy
+    copies (measured ~1 ms for DLFS-2's BetterRnnlm Wh, as fast as a compiled loop, without its compile time).
     """
     K, C = b.shape
-    W = PANEL // blocks
-    out = np.empty((-(-(C // blocks) // W), K, PANEL), b.dtype)
-    trans = not b.flags.c_contiguous and b.T.flags.c_contiguous
-    src = b.T if trans else np.ascontiguousarray(b)
-    _pack_panels.run(out.size, src, trans, blocks, out)
-    return out
+    H, W = C // blocks, PANEL // blocks
+    P, full = -(-H // W), H // W
+    out = np.empty((P, K, blocks, W), b.dtype)
+    split = b.reshape(K, blocks, H)
+    out[:full] = split[:, :, :full * W].reshape(K, blocks, full, W).transpose(2, 0, 1, 3)
+    if full < P:
+        out[full] = 0
+        out[full, :, :, :H - full * W] = split[:, :, full * W:]
+    return out.reshape(P, K, PANEL)
 
 
 @helper
-def _tile_rows(rows, c, c0, ldc, step, a, lda, b, k, add):
-    """:func:`_tile_product` for ``rows`` = 5, 4, 2 or 1 given at run time (one compiled body each)."""
+def _tile_rows(rows, like, c, ldc, step, a, lda, b, k, add):
+    """:func:`_tile_product` for ``rows`` = 5, 2 or 1 given at run time (one compiled body each)."""
     if rows == 5:
-        _tile_product(c, c0, ldc, step, a, lda, b, k, 5, add)
-    elif rows == 4:
-        _tile_product(c, c0, ldc, step, a, lda, b, k, 4, add)
+        _tile_product(like, c, ldc, step, a, lda, b, k, 5, add)
     elif rows == 2:
-        _tile_product(c, c0, ldc, step, a, lda, b, k, 2, add)
+        _tile_product(like, c, ldc, step, a, lda, b, k, 2, add)
     else:
-        _tile_product(c, c0, ldc, step, a, lda, b, k, 1, add)
+        _tile_product(like, c, ldc, step, a, lda, b, k, 1, add)
 
 
 @helper
 def _block_rows(left, item):
     """Rows of the next block when ``left`` rows remain: five in float32 (20 accumulators and 4 panel vectors
     of the 32 AVX-512 registers; measured 5-7% faster than four at N = 20), two in float64 (whose 16-lane
-    vectors take two registers each), then 4, 2 or 1 for the rest."""
+    vectors take two registers each), then 2 or 1 for the rest (three bodies in all: each costs compile time)."""
     if item == 4 and left >= 5:
         return 5
-    if item == 4 and left == 4:
-        return 4
     return 2 if left >= 2 else 1
 
 
@@ -187,11 +157,15 @@ def packed_product(N, a, lda, K, packed, p0, p1, blocks, H, c, at, ldc, add):
             while n0 < N:
                 rows = _block_rows(N - n0, item)
                 a0 = a + np.uintp((n0 * lda + k0) * item)
-                if w == W:  # a whole panel: straight into c, each vector to its block's (or its units') place
-                    _tile_rows(rows, c, c.ctypes.data + np.uintp((at + n0 * ldc + u0) * item), ldc, step, a0, lda, b,
-                               kk, more)
-                else:  # the last, partial panel: into the tile, then its w valid units of each block
-                    _tile_rows(rows, tile, tile.ctypes.data, PANEL, _LANES, a0, lda, b, kk, False)
+                # a whole panel goes straight into c (each vector to its block's or its units' place); the last,
+                # partial one into the tile, then its w valid units of each block (one call site: compile time)
+                whole = w == W
+                if whole:
+                    dst, ld, st = c.ctypes.data + np.uintp((at + n0 * ldc + u0) * item), ldc, step
+                else:
+                    dst, ld, st = tile.ctypes.data, PANEL, _LANES
+                _tile_rows(rows, tile, dst, ld, st, a0, lda, b, kk, more and whole)
+                if not whole:
                     for r in range(rows):
                         for blk in range(blocks):
                             at_row = at + (n0 + r) * ldc + blk * H + u0
