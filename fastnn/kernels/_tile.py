@@ -2,15 +2,16 @@
 
 A recurrent step multiplies a few rows (the batch, N = 20 in Deep Learning from Scratch 2's language models) by
 the same ``Wh`` at every step. OpenBLAS repacks its whole ``b`` operand on every call, and at M = 20 that packing
-is a large share of the call: measured (one thread, float32) a (20, 650) @ (650, 2600) product takes 0.94 ms in
-``np.matmul``, 0.68 ms in PyTorch's MKL, 0.61 ms here with ``Wh`` packed once per sequence (:func:`pack`).
+is a large share of the call: measured (one thread, float32) a (20, 650) @ (650, 2600) product takes ~0.95 ms in
+``np.matmul``, ~0.68 ms in PyTorch's MKL, ~0.65 ms here with ``Wh`` packed once per sequence (:func:`pack`).
 
-:func:`tile_product` is written in LLVM IR with explicit 16-lane vectors: ``rows`` x 4 vector accumulators stay
+:func:`_tile_product` is written in LLVM IR with explicit 16-lane vectors: ``rows`` x 4 vector accumulators stay
 in registers over the whole reduction (Numba's loops over a scratch array left them in memory), each step of
-the reduction loads one packed row of the panel (64 values) and broadcasts one value of each row of ``a``. Every
-output is the sum over k in order, one fused multiply-add at a time: the same bits whatever rows or panels a
-caller's part covers, so results do not depend on the number of threads.
-"""
+the reduction loads one packed row of the panel (64 values) and broadcasts one value of each row of ``a``. On
+a CPU without AVX-512 LLVM splits the vectors into narrower ones: the same results, less speed. Every output
+is a fixed sequence of fused multiply-adds (over k in order, in blocks of _K_BLOCK whose sums are added in
+order), whatever rows or panels a caller's part covers: results do not depend on the number of threads.
+""""""
 
 from __future__ import annotations
 
