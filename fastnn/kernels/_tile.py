@@ -11,7 +11,7 @@ the reduction loads one packed row of the panel (64 values) and broadcasts one v
 a CPU without AVX-512 LLVM splits the vectors into narrower ones: the same results, less speed. Every output
 is a fixed sequence of fused multiply-adds (over k in order, in blocks of _K_BLOCK whose sums are added in
 order), whatever rows or panels a caller's part covers: results do not depend on the number of threads.
-""""""
+"""
 
 from __future__ import annotations
 
