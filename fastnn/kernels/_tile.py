@@ -3,7 +3,7 @@
 A recurrent step multiplies a few rows (the batch, N = 20 in Deep Learning from Scratch 2's language models) by
 the same ``Wh`` at every step. OpenBLAS repacks its whole ``b`` operand on every call, and at M = 20 that packing
 is a large share of the call: measured (one thread, float32) a (20, 650) @ (650, 2600) product takes ~0.95 ms in
-``np.matmul``, ~0.68 ms in PyTorch's MKL, ~0.65 ms here with ``Wh`` packed once per sequence (:func:`pack`).
+``np.matmul``, ~0.68 ms in PyTorch's MKL, ~0.65 ms here with ``Wh`` packed once per sequence (:func:`pack_part`).
 
 :func:`_tile_product` is written in LLVM IR with explicit 16-lane vectors: ``rows`` x 4 vector accumulators stay
 in registers over the whole reduction (Numba's loops over a scratch array left them in memory), each step of
@@ -23,7 +23,7 @@ from numba.extending import intrinsic
 
 from .._jit import helper
 
-__all__ = ["PANEL", "pack", "packed_product"]
+__all__ = ["PANEL", "pack_part", "packed_product", "panels"]
 
 #: Columns of a packed panel: four 16-lane vectors (four AVX-512 registers of float32, eight of float64).
 _LANES, _VECS = 16, 4
@@ -91,23 +91,42 @@ def _tile_product(typingctx, like, c, ldc, step, a, lda, b, k, rows, add):
     return sig, codegen
 
 
-def pack(b: np.ndarray, blocks: int) -> np.ndarray:
-    """``b`` (K, blocks*H) as panels (P, K, PANEL) for :func:`packed_product`: panel p holds, for each of the
-    ``blocks`` column blocks, its columns p*W .. p*W + W (W = PANEL // blocks), zeros past H.
+def panels(K: int, H: int, blocks: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised (P, K, PANEL) array for :func:`pack_part` of a (K, blocks*H) matrix."""
+    return np.empty((-(-H // (PANEL // blocks)), K, PANEL), dtype)
 
-    With blocks = 4 (an LSTM's gate blocks) a panel's product gives all four gates of W hidden units. NumPy
-    copies (measured ~1 ms for DLFS-2's BetterRnnlm Wh, as fast as a compiled loop, without its compile time).
+
+@helper
+def pack_part(src, trans, blocks, packed, p0, p1):
+    """Panels p0..p1 of ``packed`` from b = src.T if ``trans`` else src, b (K, blocks*H): panel p holds, for each
+    of the ``blocks`` column blocks, its columns p*W .. p*W + W (W = PANEL // blocks), zeros past H.
+
+    With blocks = 4 (an LSTM's gate blocks) a panel's product gives all four gates of W hidden units. Called by
+    each part of a recurrence's first step for the panels it multiplies by, so the packing (a copy of all of Wh,
+    ~1 ms at DLFS-2's BetterRnnlm size) is shared by the threads rather than done before the kernel.
     """
-    K, C = b.shape
-    H, W = C // blocks, PANEL // blocks
-    P, full = -(-H // W), H // W
-    out = np.empty((P, K, blocks, W), b.dtype)
-    split = b.reshape(K, blocks, H)
-    out[:full] = split[:, :, :full * W].reshape(K, blocks, full, W).transpose(2, 0, 1, 3)
-    if full < P:
-        out[full] = 0
-        out[full, :, :, :H - full * W] = split[:, :, full * W:]
-    return out.reshape(P, K, PANEL)
+    K = packed.shape[1]
+    W = PANEL // blocks
+    H = (src.shape[0] if trans else src.shape[1]) // blocks
+    for p in range(p0, p1):
+        w = min(W, H - p * W)
+        panel = packed[p]
+        if trans:  # b[k, u] = src[u, k]: 16 steps of k at a time, so the panel rows written stay in cache
+            for k0 in range(0, K, _LANES):
+                k1 = min(K, k0 + _LANES)
+                for blk in range(blocks):
+                    for j in range(W):
+                        if j < w:
+                            for k in range(k0, k1):
+                                panel[k, blk * W + j] = src[blk * H + p * W + j, k]
+                        else:
+                            for k in range(k0, k1):
+                                panel[k, blk * W + j] = 0
+        else:
+            for k in range(K):
+                for blk in range(blocks):
+                    for j in range(W):
+                        panel[k, blk * W + j] = src[k, blk * H + p * W + j] if j < w else 0
 
 
 @helper
@@ -134,7 +153,7 @@ def _block_rows(left, item):
 @helper
 def packed_product(N, a, lda, K, packed, p0, p1, blocks, H, c, at, ldc, add):
     """c[n, blk*H + u] (+)= sum over k of a[n, k] * b[k, blk*H + u] for n < N, the units u of panels p0..p1
-    (u = p*W + j < H, W = PANEL // blocks) and every block blk, with ``packed`` = pack(b, blocks).
+    (u = p*W + j < H, W = PANEL // blocks) and every block blk, with ``packed`` holding b's panels (:func:`pack_part`).
 
     ``a`` is an address with rows ``lda`` elements apart; ``c`` a C-contiguous array addressed from flat element
     ``at`` with rows ``ldc`` apart; ``add`` adds the product to c (else overwrites it). Rows go in blocks of

@@ -36,7 +36,7 @@ from .. import _checks
 from .._jit import helper, kernel, run_on_slots
 from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
-from ._tile import PANEL, pack, packed_product
+from ._tile import PANEL, pack_part, packed_product, panels
 from .linalg import matmul_into
 
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward"]
@@ -158,7 +158,8 @@ def _rnn_bwd(dA, dhs, dh, hs, WhT, bounds, one):
 
 @kernel("recurrent", nogil=True)
 def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, ec, coefs):
-    # packed: pack(Wh, 4) for the unit cut (bounds on panel edges), or empty (BLAS products)
+    # packed: panels of Wh (blocks 4) for the unit cut (bounds on panel edges; each part packs its own at the
+    # first step), or empty (BLAS products)
     N, T, G = acts.shape
     H = hs.shape[2]
     W = PANEL // 4
@@ -167,6 +168,8 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, 
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if packed.shape[0] > 0:
+                if t == 0:
+                    pack_part(Wh, False, 4, packed, lo // W, (hi + W - 1) // W)
                 packed_product(N, hp, ldh, H, packed, lo // W, (hi + W - 1) // W, 4, H, acts, t * G, T * G, True)
             else:
                 _gemm_blocks(N, H, lo, hi, 4, hp, ldh, Wh, G, acts, t * G, T * G)
@@ -188,13 +191,16 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, 
 @kernel("recurrent", nogil=True)
 def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, bounds, one, ec, coefs):
     # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
-    # one parallel region per step, as in _rnn_bwd. packed: pack(Wh.T, 1) for the unit cut (bounds on panel
-    # edges; WhT then unused), or empty (BLAS products by WhT)
+    # one parallel region per step, as in _rnn_bwd. packed: panels of Wh.T (blocks 1) for the unit cut (bounds
+    # on panel edges; WhT is then Wh itself, each part packing its panels at the first step), or empty (BLAS
+    # products by WhT)
     N, T, G = acts.shape
     H = hs.shape[2]
     for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
+            if t == T - 1 and packed.shape[0] > 0:
+                pack_part(WhT, True, 1, packed, lo // PANEL, (hi + PANEL - 1) // PANEL)
             if t < T - 1 and packed.shape[0] > 0:  # dh = dA_{t+1} @ Wh.T, columns lo..hi
                 packed_product(N, _addr(dA, (t + 1) * G), T * G, G, packed, lo // PANEL, (hi + PANEL - 1) // PANEL, 1,
                                H, dh, 0, H, False)
@@ -505,7 +511,7 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
     rows = _row_parts(N, Wh)
     bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
-    packed = pack(Wh, 4) if rows.size == 2 else _NOT_PACKED[x.dtype.type]
+    packed = panels(H, H, 4, x.dtype) if rows.size == 2 else _NOT_PACKED[x.dtype.type]
     args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
     if rows.size == 2:
         _launch(_lstm_fwd, bounds, *args)
@@ -536,7 +542,7 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
         rows = _row_parts(N, Wh)
         if rows.size == 2:  # the unit cut: Wh.T packed, parts on panel edges
-            bounds, WhT, packed = _parts(_lstm_bwd, N, H, 4, PANEL), np.empty((0, H), hs.dtype), pack(Wh.T, 1)
+            bounds, WhT, packed = _parts(_lstm_bwd, N, H, 4, PANEL), _c(Wh), panels(4 * H, H, 1, hs.dtype)
         else:
             bounds, WhT, packed = np.array([0, H], dtype=np.int64), _transposed(Wh), _NOT_PACKED[hs.dtype.type]
         args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), WhT, packed, *offsets, bounds,
