@@ -18,7 +18,7 @@ where a product needs the whole of the step's gates first: the GRU's candidate, 
 columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
 The LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the
 recurrence, so each part runs every step for its rows with no synchronisation per step. Where it cuts the units
-(Wh too large for a cache, or a small batch), its per-step products are not BLAS calls but
+(Wh too large for a cache, or a small batch), its per-step products in float32 are not BLAS calls but
 :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and Wh.T (backward) packed once per call: OpenBLAS
 repacks all of Wh on every 20-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's
 (20, 650) @ (650, 2600) 0.95 ms in OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms).
@@ -393,6 +393,9 @@ def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[
 
 #: The ``packed`` argument of a body that runs BLAS products instead (the batch cut: Wh stays in cache there).
 _NOT_PACKED = {t: np.empty((0, 1, PANEL), t) for t in (np.float32, np.float64)}
+#: Whether the unit cut's steps use packed products: in float32 only. In float64 OpenBLAS was faster (one
+#: thread, N25 T16 H512 fwd+bwd: 114 ms by BLAS, 126 ms packed), its packing a smaller share of twice the work.
+_PACKED = {np.float32: True, np.float64: False}
 
 
 def _c(a: np.ndarray) -> np.ndarray:
@@ -511,7 +514,7 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
     rows = _row_parts(N, Wh)
     bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
-    packed = panels(H, H, 4, x.dtype) if rows.size == 2 else _NOT_PACKED[x.dtype.type]
+    packed = panels(H, H, 4, x.dtype) if rows.size == 2 and _PACKED[x.dtype.type] else _NOT_PACKED[x.dtype.type]
     args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
     if rows.size == 2:
         _launch(_lstm_fwd, bounds, *args)
@@ -541,10 +544,11 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
     if N > 0:
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
         rows = _row_parts(N, Wh)
-        if rows.size == 2:  # the unit cut: Wh.T packed, parts on panel edges
+        if rows.size == 2 and _PACKED[hs.dtype.type]:  # the unit cut: Wh.T packed, parts on panel edges
             bounds, WhT, packed = _parts(_lstm_bwd, N, H, 4, PANEL), _c(Wh), panels(4 * H, H, 1, hs.dtype)
         else:
-            bounds, WhT, packed = np.array([0, H], dtype=np.int64), _transposed(Wh), _NOT_PACKED[hs.dtype.type]
+            bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+            WhT, packed = _transposed(Wh), _NOT_PACKED[hs.dtype.type]
         args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), WhT, packed, *offsets, bounds,
                 *_consts(hs.dtype))
         if rows.size == 2:
