@@ -17,7 +17,11 @@ as :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel
 where a product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the
 columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
 The LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the
-recurrence, so each part runs every step for its rows with no synchronisation per step.
+recurrence, so each part runs every step for its rows with no synchronisation per step. Where it cuts the units
+(Wh too large for a cache, or a small batch), its per-step products in float32 are not BLAS calls but
+:func:`fastnn.kernels._tile.packed_product` with Wh (forward) and Wh.T (backward) packed once per call: OpenBLAS
+repacks all of Wh on every 20-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's
+(20, 650) @ (650, 2600) 0.95 ms in OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms).
 
 Nonlinearities use :func:`fastnn.kernels._math._exp_nonpos` (vectorisable; libm's scalar exp stops LLVM from
 vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|).
@@ -32,6 +36,7 @@ from .. import _checks
 from .._jit import helper, kernel, run_on_slots
 from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
+from ._tile import PANEL, pack_part, packed_product, panels
 from .linalg import matmul_into
 
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward"]
@@ -152,14 +157,22 @@ def _rnn_bwd(dA, dhs, dh, hs, WhT, bounds, one):
 
 
 @kernel("recurrent", nogil=True)
-def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coefs):
+def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, ec, coefs):
+    # packed: panels of Wh (blocks 4) for the unit cut (bounds on panel edges; each part packs its own at the
+    # first step), or empty (BLAS products)
     N, T, G = acts.shape
     H = hs.shape[2]
+    W = PANEL // 4
     for t in range(T):
         hp, ldh = _prev_state(h0, hs, t)
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            _gemm_blocks(N, H, lo, hi, 4, hp, ldh, Wh, G, acts, t * G, T * G)
+            if packed.shape[0] > 0:
+                if t == 0:
+                    pack_part(Wh, False, 4, packed, lo // W, (hi + W - 1) // W)
+                packed_product(N, hp, ldh, H, packed, lo // W, (hi + W - 1) // W, 4, H, acts, t * G, T * G, True)
+            else:
+                _gemm_blocks(N, H, lo, hi, 4, hp, ldh, Wh, G, acts, t * G, T * G)
             for n in range(N):
                 a = acts[n, t]
                 i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
@@ -176,15 +189,22 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, b, oi, of, og, oo, bounds, one, ec, coef
 
 
 @kernel("recurrent", nogil=True)
-def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, oi, of, og, oo, bounds, one, ec, coefs):
+def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, bounds, one, ec, coefs):
     # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
-    # one parallel region per step, as in _rnn_bwd
+    # one parallel region per step, as in _rnn_bwd. packed: panels of Wh.T (blocks 1) for the unit cut (bounds
+    # on panel edges; WhT is then Wh itself, each part packing its panels at the first step), or empty (BLAS
+    # products by WhT)
     N, T, G = acts.shape
     H = hs.shape[2]
     for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            if t < T - 1:  # dh = dA_{t+1} @ Wh.T, columns lo..hi
+            if t == T - 1 and packed.shape[0] > 0:
+                pack_part(WhT, True, 1, packed, lo // PANEL, (hi + PANEL - 1) // PANEL)
+            if t < T - 1 and packed.shape[0] > 0:  # dh = dA_{t+1} @ Wh.T, columns lo..hi
+                packed_product(N, _addr(dA, (t + 1) * G), T * G, G, packed, lo // PANEL, (hi + PANEL - 1) // PANEL, 1,
+                               H, dh, 0, H, False)
+            elif t < T - 1:
                 gemm(False, False, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
                      dA.itemsize)
             for n in range(N if t >= 0 else 0):
@@ -339,12 +359,13 @@ def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
 # Wrappers
 
 
-def _parts(body, N: int, H: int, G: int) -> np.ndarray:
+def _parts(body, N: int, H: int, G: int, align: int = _ALIGN) -> np.ndarray:
     """Cut points of the H hidden units: one part per thread a step's product of N*G*H*H multiply-adds gets
-    (:data:`fastnn.config.PARALLEL_MIN_WORK` ``"recurrent"``), each >= _MIN_UNITS wide."""
+    (:data:`fastnn.config.PARALLEL_MIN_WORK` ``"recurrent"``), each >= _MIN_UNITS wide, cut at multiples of
+    ``align``."""
     threads = body.threads(N * G * H * H)
     parts = max(1, min(threads, H // _MIN_UNITS))
-    cuts = [0] + [min(H, -(-p * H // parts // _ALIGN) * _ALIGN) for p in range(1, parts)] + [H]
+    cuts = [0] + [min(H, -(-p * H // parts // align) * align) for p in range(1, parts)] + [H]
     return np.array(cuts, dtype=np.int64)
 
 
@@ -368,6 +389,13 @@ def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[
     parts = [[a[r0:r1] if cut else a for a, cut in zip(args, batched, strict=True)]
              for r0, r1 in zip(rows[:-1], rows[1:], strict=True)]
     run_on_slots([lambda part=part: body.serial(*part) for part in parts], body.use_parallel(work))
+
+
+#: The ``packed`` argument of a body that runs BLAS products instead (the batch cut: Wh stays in cache there).
+_NOT_PACKED = {t: np.empty((0, 1, PANEL), t) for t in (np.float32, np.float64)}
+#: Whether the unit cut's steps use packed products: in float32 only. In float64 OpenBLAS was faster (one
+#: thread, N25 T16 H512 fwd+bwd: 114 ms by BLAS, 126 ms packed), its packing a smaller share of twice the work.
+_PACKED = {np.float32: True, np.float64: False}
 
 
 def _c(a: np.ndarray) -> np.ndarray:
@@ -486,7 +514,8 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
     rows = _row_parts(N, Wh)
     bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
-    args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), _c(b), *offsets, bounds, *_consts(x.dtype))
+    packed = panels(H, H, 4, x.dtype) if rows.size == 2 and _PACKED[x.dtype.type] else _NOT_PACKED[x.dtype.type]
+    args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
     if rows.size == 2:
         _launch(_lstm_fwd, bounds, *args)
     else:
@@ -515,8 +544,12 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
     if N > 0:
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
         rows = _row_parts(N, Wh)
-        bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
-        args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), _transposed(Wh), *offsets, bounds,
+        if rows.size == 2 and _PACKED[hs.dtype.type]:  # the unit cut: Wh.T packed, parts on panel edges
+            bounds, WhT, packed = _parts(_lstm_bwd, N, H, 4, PANEL), _c(Wh), panels(4 * H, H, 1, hs.dtype)
+        else:
+            bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+            WhT, packed = _transposed(Wh), _NOT_PACKED[hs.dtype.type]
+        args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), WhT, packed, *offsets, bounds,
                 *_consts(hs.dtype))
         if rows.size == 2:
             _launch(_lstm_bwd, bounds, *args)
