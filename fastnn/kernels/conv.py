@@ -187,8 +187,7 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
         n0, k = chunk_span(ch, chunks, N)
         for i in range(k):
             for c in range(C):
-                unfold_plane(x[n0 + i, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
-                             OH, OW)
+                unfold_plane(x[n0 + i, c], cs, c * K, i * P, FH, FW, SH, SW, PH, PW, OH, OW)
         before = set_threads_local(1)
         _gemm(False, False, FN, k * P, CK, W2, CK, cs, w, 0.0, ts, w)
         set_threads_local(before)
@@ -222,8 +221,7 @@ def _pipe_backward(slot, x, dout, out, argmax, W2, dWg, dbp, dx, col, dT, FH, FW
                     dbp[n, f] = grad_plane(dout[n, f], out[n, f], argmax[n, f], mode, zero, OH, OW, plane, 2 * OW,
                                            OW)
                 for c in range(C):
-                    unfold_plane(x[n, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
-                                 OH, OW)
+                    unfold_plane(x[n, c], cs, c * K, i * P, FH, FW, SH, SW, PH, PW, OH, OW)
             before = set_threads_local(1)
             _gemm(False, True, FN, CK, k * P, ds, w, cs, w, 1.0, dWg[g], CK)
             if need_dx:
@@ -232,8 +230,7 @@ def _pipe_backward(slot, x, dout, out, argmax, W2, dWg, dbp, dx, col, dT, FH, FW
             if need_dx:
                 for i in range(k):
                     for c in range(C):
-                        fold_plane(cs[c * K:(c + 1) * K, i * P:(i + 1) * P], dx[n0 + i, c], FH, FW, SH, SW, PH,
-                                   PW, OH, OW)
+                        fold_plane(cs, c * K, i * P, dx[n0 + i, c], FH, FW, SH, SW, PH, PW, OH, OW)
 
 
 def _pipelined(g: WindowGeometry, FN: int, dtype: np.dtype) -> bool:
