@@ -1,7 +1,8 @@
 """2-D convolution: im2col + BLAS, with the data movement compiled and parallel.
 
-3x3 stride-1 convolutions (any padding) take :mod:`fastnn.kernels.winograd` instead, 2.25x fewer multiplications
-(switch: :data:`fastnn.config.CONV_WINOGRAD`); what follows is the path of every other geometry.
+3x3 stride-1 convolutions (any padding) of two or more input channels take :mod:`fastnn.kernels.winograd` instead,
+2.25x fewer multiplications (switch: :data:`fastnn.config.CONV_WINOGRAD`); what follows is the path of every other
+geometry.
 
 Layout. The batch is processed in chunks of ``m`` samples. Each chunk is unfolded into a column matrix
 ``col`` of shape ``(C*FH*FW, m*OH*OW)`` (C-contiguous; :func:`~fastnn.kernels.im2col.im2col_into` writes it
@@ -273,9 +274,13 @@ def _fast_path(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad:
     """The (forward, backward) pair of the path that fuses ReLU and pooling for this convolution -- Winograd, else
     the pipeline -- or None; and the geometry. When there is one, the columns a ``cache`` holds are stale."""
     g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
-    if winograd.applies(g, W.shape[0], x.dtype):
+    pipelined = _pipelined(g, W.shape[0], x.dtype)
+    # One input channel goes to the pipeline even when 3x3: Winograd's 16 products then have an inner dimension of
+    # 1 and its transforms dominate (DeepConvNet's first layer, 1->16 on 28x28, one thread: forward 2.2 -> 1.2 ms,
+    # backward without dx 2.6 -> 2.0 ms; with two channels Winograd's backward is already ahead)
+    if winograd.applies(g, W.shape[0], x.dtype) and not (g.C == 1 and pipelined):
         path = winograd.forward, winograd.backward
-    elif _pipelined(g, W.shape[0], x.dtype):
+    elif pipelined:
         path = _pipe_conv_forward, _pipe_conv_backward
     else:
         return None, g
