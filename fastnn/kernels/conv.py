@@ -5,8 +5,8 @@
 geometry.
 
 Layout. The batch is processed in chunks of ``m`` samples. Each chunk is unfolded into a column matrix
-``col`` of shape ``(C*FH*FW, m*OH*OW)`` (C-contiguous; :func:`~fastnn.kernels.im2col.im2col_into` writes it
-through the view ``(m, C*FH*FW, OH*OW)``), so every product is one large 2-D GEMM:
+``col`` of shape ``(C*FH*FW, m*OH*OW)`` (C-contiguous, written by :func:`~fastnn.kernels.im2col.im2col_into`),
+so every product is one large 2-D GEMM:
 
 * forward: ``tmp = W2 @ col`` (FN, m*OH*OW); a compiled pass adds the bias while moving ``tmp`` into NCHW;
 * backward: a compiled pass moves ``dout`` to ``(FN, m*OH*OW)`` and sums ``db`` on the way;
@@ -127,7 +127,7 @@ def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeom
         k = min(m, g.N - n0)
         col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
         tmp = tmp_buf[:FN * k * ohw].reshape(FN, k * ohw)
-        im2col_into(x[n0:n0 + k], col.reshape(ck, k, ohw).transpose(1, 0, 2), g)
+        im2col_into(x[n0:n0 + k], col, g)
         matmul_into(W2, col, tmp)
         _bias_to_nchw.run(tmp.size, tmp.reshape(FN, k, ohw), b, out3[n0:n0 + k])
 
@@ -397,18 +397,17 @@ def _conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int
     for n0 in range(0, g.N, m):
         k = min(m, g.N - n0)
         col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
-        col_view = col.reshape(ck, k, ohw).transpose(1, 0, 2)  # (k, CK, OH*OW): the kernels' per-sample view
         doutT = doutT_buf[:FN * k * ohw].reshape(FN, k * ohw)
         _dout_to_fnp.run(doutT.size, dout3[n0:n0 + k], doutT.reshape(FN, k, ohw), db)
         if cols is None:
-            im2col_into(x[n0:n0 + k], col_view, g)
+            im2col_into(x[n0:n0 + k], col, g)
         matmul_into(col, doutT.T, dWT_part)
         dWT += dWT_part
         if not need_dx:
             continue
         matmul_into(W2T, doutT, col)  # dcol overwrites the columns, which are no longer needed
         if g.C:
-            col2im_into(col_view, dx[n0:n0 + k], g)
+            col2im_into(col, dx[n0:n0 + k], g)
     return dx, np.ascontiguousarray(dWT.T).reshape(W.shape), db
 
 
