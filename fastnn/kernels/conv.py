@@ -1,11 +1,12 @@
 """2-D convolution: im2col + BLAS, with the data movement compiled and parallel.
 
-3x3 stride-1 convolutions (any padding) take :mod:`fastnn.kernels.winograd` instead, 2.25x fewer multiplications
-(switch: :data:`fastnn.config.CONV_WINOGRAD`); what follows is the path of every other geometry.
+3x3 stride-1 convolutions (any padding) of two or more input channels take :mod:`fastnn.kernels.winograd` instead,
+2.25x fewer multiplications (switch: :data:`fastnn.config.CONV_WINOGRAD`); what follows is the path of every other
+geometry.
 
 Layout. The batch is processed in chunks of ``m`` samples. Each chunk is unfolded into a column matrix
-``col`` of shape ``(C*FH*FW, m*OH*OW)`` (C-contiguous; :func:`~fastnn.kernels.im2col.im2col_into` writes it
-through the view ``(m, C*FH*FW, OH*OW)``), so every product is one large 2-D GEMM:
+``col`` of shape ``(C*FH*FW, m*OH*OW)`` (C-contiguous, written by :func:`~fastnn.kernels.im2col.im2col_into`),
+so every product is one large 2-D GEMM:
 
 * forward: ``tmp = W2 @ col`` (FN, m*OH*OW); a compiled pass adds the bias while moving ``tmp`` into NCHW;
 * backward: a compiled pass moves ``dout`` to ``(FN, m*OH*OW)`` and sums ``db`` on the way;
@@ -126,7 +127,7 @@ def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeom
         k = min(m, g.N - n0)
         col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
         tmp = tmp_buf[:FN * k * ohw].reshape(FN, k * ohw)
-        im2col_into(x[n0:n0 + k], col.reshape(ck, k, ohw).transpose(1, 0, 2), g)
+        im2col_into(x[n0:n0 + k], col, g)
         matmul_into(W2, col, tmp)
         _bias_to_nchw.run(tmp.size, tmp.reshape(FN, k, ohw), b, out3[n0:n0 + k])
 
@@ -187,8 +188,7 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
         n0, k = chunk_span(ch, chunks, N)
         for i in range(k):
             for c in range(C):
-                unfold_plane(x[n0 + i, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
-                             OH, OW)
+                unfold_plane(x[n0 + i, c], cs, c * K, i * P, FH, FW, SH, SW, PH, PW, OH, OW)
         before = set_threads_local(1)
         _gemm(False, False, FN, k * P, CK, W2, CK, cs, w, 0.0, ts, w)
         set_threads_local(before)
@@ -222,8 +222,7 @@ def _pipe_backward(slot, x, dout, out, argmax, W2, dWg, dbp, dx, col, dT, FH, FW
                     dbp[n, f] = grad_plane(dout[n, f], out[n, f], argmax[n, f], mode, zero, OH, OW, plane, 2 * OW,
                                            OW)
                 for c in range(C):
-                    unfold_plane(x[n, c], cs[c * K:(c + 1) * K, i * P:(i + 1) * P], FH, FW, SH, SW, PH, PW,
-                                 OH, OW)
+                    unfold_plane(x[n, c], cs, c * K, i * P, FH, FW, SH, SW, PH, PW, OH, OW)
             before = set_threads_local(1)
             _gemm(False, True, FN, CK, k * P, ds, w, cs, w, 1.0, dWg[g], CK)
             if need_dx:
@@ -232,8 +231,7 @@ def _pipe_backward(slot, x, dout, out, argmax, W2, dWg, dbp, dx, col, dT, FH, FW
             if need_dx:
                 for i in range(k):
                     for c in range(C):
-                        fold_plane(cs[c * K:(c + 1) * K, i * P:(i + 1) * P], dx[n0 + i, c], FH, FW, SH, SW, PH,
-                                   PW, OH, OW)
+                        fold_plane(cs, c * K, i * P, dx[n0 + i, c], FH, FW, SH, SW, PH, PW, OH, OW)
 
 
 def _pipelined(g: WindowGeometry, FN: int, dtype: np.dtype) -> bool:
@@ -276,9 +274,13 @@ def _fast_path(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad:
     """The (forward, backward) pair of the path that fuses ReLU and pooling for this convolution -- Winograd, else
     the pipeline -- or None; and the geometry. When there is one, the columns a ``cache`` holds are stale."""
     g = _validate.geometry(x.shape, W.shape[2], W.shape[3], stride, pad)
-    if winograd.applies(g, W.shape[0], x.dtype):
+    pipelined = _pipelined(g, W.shape[0], x.dtype)
+    # One input channel goes to the pipeline even when 3x3: Winograd's 16 products then have an inner dimension of
+    # 1 and its transforms dominate (DeepConvNet's first layer, 1->16 on 28x28, one thread: forward 2.2 -> 1.2 ms,
+    # backward without dx 2.6 -> 2.0 ms; with two channels Winograd's backward is already ahead)
+    if winograd.applies(g, W.shape[0], x.dtype) and not (g.C == 1 and pipelined):
         path = winograd.forward, winograd.backward
-    elif _pipelined(g, W.shape[0], x.dtype):
+    elif pipelined:
         path = _pipe_conv_forward, _pipe_conv_backward
     else:
         return None, g
@@ -395,18 +397,17 @@ def _conv2d_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, stride: int
     for n0 in range(0, g.N, m):
         k = min(m, g.N - n0)
         col = col_buf[:ck * k * ohw].reshape(ck, k * ohw)
-        col_view = col.reshape(ck, k, ohw).transpose(1, 0, 2)  # (k, CK, OH*OW): the kernels' per-sample view
         doutT = doutT_buf[:FN * k * ohw].reshape(FN, k * ohw)
         _dout_to_fnp.run(doutT.size, dout3[n0:n0 + k], doutT.reshape(FN, k, ohw), db)
         if cols is None:
-            im2col_into(x[n0:n0 + k], col_view, g)
+            im2col_into(x[n0:n0 + k], col, g)
         matmul_into(col, doutT.T, dWT_part)
         dWT += dWT_part
         if not need_dx:
             continue
         matmul_into(W2T, doutT, col)  # dcol overwrites the columns, which are no longer needed
         if g.C:
-            col2im_into(col_view, dx[n0:n0 + k], g)
+            col2im_into(col, dx[n0:n0 + k], g)
     return dx, np.ascontiguousarray(dWT.T).reshape(W.shape), db
 
 

@@ -4,19 +4,18 @@ Two layouts of the same matrix:
 
 * the public one of Deep Learning from Scratch ``common/util.py``: ``col`` (N*OH*OW, C*FH*FW), rows
   ``(n, oh, ow)``, columns ``(c, fh, fw)``;
-* the *per-sample column* view the convolution kernels multiply by, ``colT[n, (c, kh, kw), (oh, ow)]`` of shape
-  (N, C*FH*FW, OH*OW) (``W2 @ colT[n]`` lands in NCHW order).
+* the *column* matrix the convolution kernels multiply by, ``col[(c, kh, kw), (n, oh, ow)]`` of shape
+  (C*FH*FW, N*OH*OW) (``W2 @ col`` holds sample n's NCHW planes in its columns n*OH*OW ...).
 
 Both are walked with :func:`~fastnn.kernels._window.window_span`, the one source of the window arithmetic.
 ``_im2col_planes`` gives each ``(n, c)`` input plane to one thread and, per window offset ``(kh, kw)`` and output
 row, copies the in-bounds run (:func:`~fastnn.kernels._window.offset_span`) and zeroes the rest; it accepts any
 strides, so the convolution hands it chunks of its column buffer. ``_col2im_planes`` is its adjoint over the
 same iteration; as each input plane belongs to one thread, overlapping windows add up without races or
-per-thread buffers, and the public col2im runs it through the strided view
-``col.reshape(N, OH*OW, CK).transpose(0, 2, 1)``. The public im2col has its own row-order body
-(``_im2col_rows``: one thread per output row ``(n, oh)``, ``window_span`` on both axes), because writing the
-DLFS matrix through the strided view stores C*FH*FW elements apart and measured 1.3x (C=1) to 6x (C=3, 7x7)
-slower single-threaded.
+per-thread buffers, and the public col2im runs it through the strided view ``col.reshape(N*OH*OW, CK).T``. The
+public im2col has its own row-order body (``_im2col_rows``: one thread per output row ``(n, oh)``, ``window_span``
+on both axes), because writing the DLFS matrix through the strided view stores C*FH*FW elements apart and measured
+1.3x (C=1) to 6x (C=3, 7x7) slower single-threaded.
 
 Measured (2 shared cores, float32, 3x3 pad 1 on 16x16 images, best of 200 calls): the parallel twin overtakes
 the serial one at about 1-2e4 written elements for im2col and col2im (9216: 3.8 vs 3.5 us; 36864: 14 vs 8 us;
@@ -39,18 +38,23 @@ __all__ = ["col2im", "im2col"]
 
 
 @helper
-def unfold_plane(xp, crows, FH, FW, SH, SW, PH, PW, OH, OW):
-    """crows[(kh, kw), (oh, ow)] = the zero-padded plane xp (H, W) at (oh*SH + kh - PH, ow*SW + kw - PW): one
-    input plane's FH*FW rows of the column matrix; ``crows`` (FH*FW, OH*OW) may have any strides."""
+def unfold_plane(xp, col, r0, c0, FH, FW, SH, SW, PH, PW, OH, OW):
+    """col[r0 + (kh, kw), c0 + (oh, ow)] = the zero-padded plane xp (H, W) at (oh*SH + kh - PH, ow*SW + kw - PW):
+    one input plane's FH*FW rows of the column matrix ``col`` (2-D, any strides).
+
+    The block is addressed by offsets into ``col`` rather than passed as a view: a view sliced in both dimensions
+    is typed non-contiguous, and so are its rows, whose stores then stay scalar; rows of a C-contiguous ``col`` are
+    contiguous (measured 2x on SimpleConvNet's 5x5 unfold).
+    """
     H, W = xp.shape
     for kh in range(FH):
         for kw in range(FW):
-            crow = crows[kh * FW + kw]
+            crow = col[r0 + kh * FW + kw]
             ow0, ow1 = offset_span(kw, SW, PW, W, OW)
             shift = kw - PW
             for oh in range(OH):
                 start, k0, k1 = window_span(oh, SH, PH, FH, H)
-                base = oh * OW
+                base = c0 + oh * OW
                 # Indices are cast to unsigned: they are never negative here, and Numba then skips its
                 # negative-index wraparound, which otherwise blocks vectorisation (measured 3.5x on copies).
                 if kh < k0 or kh >= k1:
@@ -73,14 +77,14 @@ def unfold_plane(xp, crows, FH, FW, SH, SW, PH, PW, OH, OW):
 
 
 @helper
-def fold_plane(crows, plane, FH, FW, SH, SW, PH, PW, OH, OW):
-    """plane (H, W) = the sum over windows of crows[(kh, kw), (oh, ow)] at their input positions: the adjoint of
-    :func:`unfold_plane` (plane fully overwritten)."""
+def fold_plane(col, r0, c0, plane, FH, FW, SH, SW, PH, PW, OH, OW):
+    """plane (H, W) = the sum over windows of col[r0 + (kh, kw), c0 + (oh, ow)] at their input positions: the
+    adjoint of :func:`unfold_plane` (plane fully overwritten)."""
     H, W = plane.shape
     plane[:] = 0
     for kh in range(FH):
         for kw in range(FW):
-            crow = crows[kh * FW + kw]
+            crow = col[r0 + kh * FW + kw]
             ow0, ow1 = offset_span(kw, SW, PW, W, OW)
             shift = kw - PW
             for oh in range(OH):
@@ -88,7 +92,7 @@ def fold_plane(crows, plane, FH, FW, SH, SW, PH, PW, OH, OW):
                 if kh < k0 or kh >= k1:
                     continue
                 y = uintp(start + kh)  # no row view: see unfold_plane
-                base = oh * OW
+                base = c0 + oh * OW
                 if SW == 1:
                     for ow in range(ow0, ow1):
                         plane[y, uintp(ow + shift)] += crow[uintp(base + ow)]
@@ -98,17 +102,18 @@ def fold_plane(crows, plane, FH, FW, SH, SW, PH, PW, OH, OW):
 
 
 @kernel("window")
-def _im2col_planes(x, colT, FH, FW, SH, SW, PH, PW, OH, OW):
-    """colT[n, (c, kh, kw), (oh, ow)] = x_pad[n, c, oh*SH + kh - PH, ow*SW + kw - PW] (zero in the padding).
+def _im2col_planes(x, col, FH, FW, SH, SW, PH, PW, OH, OW):
+    """col[(c, kh, kw), (n, oh, ow)] = x_pad[n, c, oh*SH + kh - PH, ow*SW + kw - PW] (zero in the padding).
 
-    x (N, C, H, W), colT (N, C*FH*FW, OH*OW), any strides.
+    x (N, C, H, W), col (C*FH*FW, N*OH*OW), any strides (rows of a C-contiguous ``col`` vectorise: unfold_plane).
     """
     N, C = x.shape[0], x.shape[1]
     K = FH * FW
+    P = OH * OW
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        unfold_plane(x[n, c], colT[n, c * K:(c + 1) * K], FH, FW, SH, SW, PH, PW, OH, OW)
+        unfold_plane(x[n, c], col, c * K, n * P, FH, FW, SH, SW, PH, PW, OH, OW)
 
 
 @kernel("window")
@@ -146,29 +151,30 @@ def _im2col_rows(x, col, FH, FW, SH, SW, PH, PW, OH, OW):
 
 
 @kernel("window")
-def _col2im_planes(colT, dx, FH, FW, SH, SW, PH, PW, OH, OW):
-    """dx[n, c] = sum over windows of colT[n, (c, kh, kw), (oh, ow)] at their input positions (the adjoint).
+def _col2im_planes(col, dx, FH, FW, SH, SW, PH, PW, OH, OW):
+    """dx[n, c] = sum over windows of col[(c, kh, kw), (n, oh, ow)] at their input positions (the adjoint).
 
-    colT (N, C*FH*FW, OH*OW), dx (N, C, H, W) fully overwritten; any strides.
+    col (C*FH*FW, N*OH*OW), dx (N, C, H, W) fully overwritten; any strides.
     """
     N, C = dx.shape[0], dx.shape[1]
     K = FH * FW
+    P = OH * OW
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        fold_plane(colT[n, c * K:(c + 1) * K], dx[n, c], FH, FW, SH, SW, PH, PW, OH, OW)
+        fold_plane(col, c * K, n * P, dx[n, c], FH, FW, SH, SW, PH, PW, OH, OW)
 
 
-def im2col_into(x: np.ndarray, colT: np.ndarray, g: WindowGeometry) -> None:
-    """Unfold validated ``x`` into ``colT`` (N, C*FH*FW, OH*OW), a view of any strides (internal)."""
-    if colT.size:
-        _im2col_planes.run(colT.size, x, colT, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
+def im2col_into(x: np.ndarray, col: np.ndarray, g: WindowGeometry) -> None:
+    """Unfold validated ``x`` into ``col`` (C*FH*FW, N*OH*OW), any strides (internal)."""
+    if col.size:
+        _im2col_planes.run(col.size, x, col, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
 
 
-def col2im_into(colT: np.ndarray, dx: np.ndarray, g: WindowGeometry) -> None:
-    """Fold ``colT`` (N, C*FH*FW, OH*OW) into ``dx`` (N, C, H, W), overwriting it (internal)."""
+def col2im_into(col: np.ndarray, dx: np.ndarray, g: WindowGeometry) -> None:
+    """Fold ``col`` (C*FH*FW, N*OH*OW), any strides, into ``dx`` (N, C, H, W), overwriting it (internal)."""
     if dx.size:
-        _col2im_planes.run(max(colT.size, dx.size), colT, dx, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
+        _col2im_planes.run(max(col.size, dx.size), col, dx, g.FH, g.FW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
 
 
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int | tuple[int, int] = 1,
@@ -207,5 +213,5 @@ def _col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: i
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=col.dtype)
     if not dx.size:
         return dx
-    col2im_into(col.reshape(g.N, ohw, ck).transpose(0, 2, 1), dx, g)
+    col2im_into(col.reshape(g.N * ohw, ck).T, dx, g)
     return dx
