@@ -17,10 +17,12 @@ missing optional dependency (the message names the pip extra to install).
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run"]
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -80,5 +82,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """``python -m fastnn`` and the ``fastnn`` console script: :func:`main`, then the process ends as soon as its
+    work is done.
+
+    After the command has returned, its output is flushed and the exit handlers run (a Dask client closes its
+    cluster, ...); then the process ends with ``os._exit``, skipping the interpreter's teardown of every module and
+    object, which took ~0.23 s with Numba's compiled code loaded (measured on the warm demo: 1.50 -> 1.27 s). An
+    exception still ends the process the usual way, with its traceback.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's; elsewhere: the usual exit
+    if run_exit_handlers is None:
+        sys.exit(code)
+    run_exit_handlers()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -156,7 +156,7 @@ def test_bench_is_delegated(monkeypatch):
 
 def test_console_script_and_module_entry():
     scripts = {ep.name: ep.value for ep in metadata.entry_points(group="console_scripts")}
-    assert scripts.get("fastnn") == "fastnn.__main__:main"
+    assert scripts.get("fastnn") == "fastnn.__main__:run"
     done = subprocess.run([sys.executable, "-m", "fastnn", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert "{demo,experiment,bench,warmup}" in done.stdout
@@ -247,3 +247,17 @@ def test_experiment_overfit(tmp_path, capsys):
         assert gap == pytest.approx(train_acc - test_acc, abs=2e-4)
     assert "300 training images, 360 test images" in out
     assert_png(tmp_path / "experiment_overfit.png")
+
+
+def test_the_command_line_flushes_runs_exit_handlers_and_keeps_its_exit_code():
+    """``run`` ends the process with os._exit after the command: its piped output is complete, exit handlers
+    registered by the command's libraries still run, and the command's code is the process's."""
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('exit handler ran'))\n"
+              "from fastnn import __main__ as cli\n"
+              "cli.main = lambda: print('partial line, no newline', end='') or 3\n"
+              "cli.run()\n"
+              "print('not reached')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert done.stdout == "partial line, no newlineexit handler ran\n"
