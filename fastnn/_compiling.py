@@ -170,6 +170,9 @@ def in_worker(fn: Callable[..., Any], *args: Any) -> Worker:
     return Worker(process)
 
 
+_standing: list[int] = []  # the pid of the forked standby waiting or working, if any
+
+
 def can_fork() -> bool:
     """Whether a copy of this process may be forked safely: Linux, one Python thread (this one, the main thread), no
     Numba thread pool started yet (OpenMP does not survive a fork) and no other standby waiting."""
@@ -178,9 +181,6 @@ def can_fork() -> bool:
     return (sys.platform.startswith("linux") and threading.active_count() == 1
             and threading.current_thread() is threading.main_thread() and threading_layer() is None
             and not _standing)
-
-
-_standing: list[int] = []  # the pid of the forked standby waiting or working, if any
 
 
 class _Forked:
