@@ -261,3 +261,18 @@ def test_the_command_line_flushes_runs_exit_handlers_and_keeps_its_exit_code():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3
     assert done.stdout == "partial line, no newlineexit handler ran\n"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """``fastnn ... | head``: no BrokenPipeError traceback, status 1. The command writes more than a pipe holds, so
+    it is still writing when the reader closes."""
+    script = ("from fastnn import __main__ as cli\n"
+              "cli.main = lambda: print('x' * 1_000_000) or 0\n"
+              "cli.run()\n")
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        first = process.stdout.read(10)
+        process.stdout.close()
+        err = process.stderr.read()
+        code = process.wait(timeout=120)
+    assert first == b"x" * 10
+    assert err == b"" and code == 1
