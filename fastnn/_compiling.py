@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _compile_gc
 from ._numba_cache import cache_dir
 
 __all__ = ["Compiled", "Standby", "Worker", "cache_dir", "can_fork", "compile_backward", "first_gradient", "in_worker",
@@ -211,7 +212,7 @@ class _Forked:
 def _load_numba_target() -> None:
     """Load Numba's CPU target (its registries of NumPy and math implementations, and SciPy's BLAS bindings when
     SciPy is installed), which this process's first compilation or cache load would load anyway."""
-    with contextlib.suppress(Exception):  # Numba internals: without them the copy loads the target itself
+    with contextlib.suppress(Exception), _compile_gc.held():  # Numba internals: else the copy loads it itself
         from numba.core.registry import cpu_target
 
         cpu_target.target_context.refresh()

@@ -35,7 +35,7 @@ from typing import Any
 
 import numba
 
-from . import config
+from . import _compile_gc, config
 
 try:
     import fcntl
@@ -45,6 +45,7 @@ except ImportError:  # Windows: no advisory locks; Numba's atomic file replaceme
 
 def njit(fn: Callable, **options: Any) -> Callable:
     """``numba.njit`` with a hardened cache when possible; no usable cache directory must not break import."""
+    _compile_gc.install()
     if config.CACHE:
         try:
             dispatcher = numba.njit(cache=True, **options)(fn)
