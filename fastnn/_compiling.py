@@ -18,6 +18,7 @@ import contextlib
 import copy
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -134,6 +135,19 @@ class Worker:
             return False
         return self._process.returncode == 0
 
+    def ready(self, timeout: float | None = None) -> bool:
+        """Wait until the worker has compiled what this process waits for; True if it did. A forked copy says so
+        and then goes on compiling the parallel twins it deferred (see :func:`first_gradient`) while this process
+        goes on; a new process has done its part when it ends (:meth:`join`)."""
+        if not isinstance(self._process, _Forked):
+            return self.join(timeout)
+        try:
+            return self._process.wait_ready(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            return False
+
 
 def sharing() -> bool:
     """Whether :func:`in_worker` starts a process: not with ``FASTNN_COMPILE_WORKERS=0``, not inside a worker, not on
@@ -185,28 +199,68 @@ def can_fork() -> bool:
 
 
 class _Forked:
-    """A forked worker, waited for as a ``subprocess.Popen`` is (what :class:`Worker` uses of one)."""
+    """A forked worker, waited for as a ``subprocess.Popen`` is (what :class:`Worker` uses of one), which also says
+    when it has done the part this process waits for (a byte on the pipe ``ready``)."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.returncode = pid, None
+    def __init__(self, pid: int, ready: int = -1) -> None:
+        self.pid, self.returncode, self._ready = pid, None, ready
+        self._lock = threading.Lock()
+
+    def poll(self) -> int | None:
+        """The exit code if the copy has ended (it is then reaped), else None; never blocks."""
+        with self._lock:
+            if self.returncode is None:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+                    with contextlib.suppress(ValueError):
+                        _standing.remove(self.pid)
+                    self._close_ready()
+            return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         # polled: a pipe's end of file would also wait for any process forked from the copy meanwhile
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-                _standing.remove(self.pid)
-            elif deadline is not None and time.monotonic() >= deadline:
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired("fastnn compile worker", timeout)
-            else:
-                time.sleep(0.002)
+            time.sleep(0.002)
         return self.returncode
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the copy says its first part is done (True) or ends without saying so (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._ready >= 0:
+            left = 0.05 if deadline is None else min(0.05, max(0.0, deadline - time.monotonic()))
+            if select.select([self._ready], [], [], left)[0]:
+                said = os.read(self._ready, 1)
+                self._close_ready()
+                if said == b"1":
+                    return True
+                break  # the end of file: it ended without saying so (only it holds the pipe's other end)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired("fastnn compile worker", timeout)
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return False
+
+    def defers(self, kernel: Any, args: tuple) -> bool:
+        """:data:`fastnn._jit._defer` while this copy compiles the parallel twins: True until it has ended."""
+        if self.poll() is None:
+            return True
+        from . import _jit
+
+        if _jit._defer == self.defers:
+            _jit._defer = None
+        return False
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+
+    def _close_ready(self) -> None:
+        if self._ready >= 0:
+            os.close(self._ready)
+            self._ready = -1
 
 
 def _load_numba_target() -> None:
@@ -228,38 +282,71 @@ class Standby:
     ``os._exit`` (this process's exit handlers and buffered output do not run twice). Otherwise :meth:`start`
     starts an :func:`in_worker` process then. Either way the worker only writes the shared on-disk cache; its
     output is discarded.
+
+    The copy runs ``fn`` with :data:`fastnn._jit._defer` set: kernels whose twins give the same bits run (and so
+    compile) their serial twin. It then tells this process it is done (:meth:`Worker.ready`) and goes on in the
+    background: it compiles the parallel twins of those calls, then runs ``then()`` (if given) with nothing deferred.
     """
 
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._fn, self._args, self._forked, self._go = fn, args, None, -1
+    def __init__(self, fn: Callable[..., Any], *args: Any, then: Callable[[], Any] | None = None) -> None:
+        self._fn, self._args, self._then, self._forked, self._go = fn, args, then, None, -1
         if sharing() and can_fork():
             self._fork()
 
     def _fork(self) -> None:
         _load_numba_target()  # once, here: the copy inherits it instead of paying it again (~0.4 s here)
         go_r, go_w = os.pipe()
+        ready_r, ready_w = os.pipe()
         try:
             pid = os.fork()
         except OSError:  # no process left: start() makes a new one, or the work stays here
-            os.close(go_r)
-            os.close(go_w)
+            for fd in (go_r, go_w, ready_r, ready_w):
+                os.close(fd)
             return
         if pid == 0:  # the copy: wait for the word, compile, leave without running this process's exit handlers
             code = 1
             try:
                 os.close(go_w)
+                os.close(ready_r)
                 null = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
                 os.environ[IN_WORKER] = "1"
                 if os.read(go_r, 1) == b"1":
-                    self._fn(*self._args)
+                    self._run_copy(ready_w)
                 code = 0
             finally:
                 os._exit(code)
         os.close(go_r)
+        os.close(ready_w)
         _standing.append(pid)
-        self._forked, self._go = _Forked(pid), go_w
+        self._forked, self._go = _Forked(pid, ready_r), go_w
+
+    def _run_copy(self, ready: int) -> None:
+        from . import _jit
+
+        deferred: list[tuple[Any, tuple]] = []
+        _jit._defer = lambda kernel, args: deferred.append((kernel, args)) or True
+        self._fn(*self._args)
+        _jit._defer = None
+        os.write(ready, b"1")
+        os.close(ready)
+        compiled = set()
+        for kernel, args in deferred:
+            signature = tuple(kernel.parallel.typeof_pyval(a) for a in args)
+            if (kernel, signature) not in compiled:
+                compiled.add((kernel, signature))
+                kernel.parallel.compile(signature)
+        if self._then is not None:
+            self._then()
+
+    def pending(self, kernel: Any, args: tuple) -> bool:
+        """:data:`fastnn._jit._defer` while the copy waits: True (run the serial twin) where the parallel twin is
+        neither compiled here nor in the on-disk cache, so that a first compilation is never a parallel twin that
+        the copy is about to compile (that compilation then starts the copy, see :func:`first_gradient`)."""
+        from ._numba_cache import cached
+
+        return not cached(kernel.parallel, tuple(kernel.parallel.typeof_pyval(a) for a in args))
 
     def start(self) -> Worker:
         """Run ``fn(*args)`` in the worker: the forked copy, else a new process (:func:`in_worker`)."""
@@ -307,30 +394,54 @@ def first_gradient(net: Any, forward: Callable[[], Any], x: Any, t: Any) -> bool
     (:class:`Standby`) compiles the backward pass (:func:`compile_backward` on its copy of ``net``) from that first
     compilation on, while this process compiles the forward and then the first step of every optimizer built and
     not yet used here, on copies of ``net.params`` with zero gradients (the user's optimizer and parameters are
-    untouched). Returns after the worker has finished, so the backward loads its kernels from the cache; if the
-    worker failed they are compiled here as without it. Returns whether a worker compiled its part. A warm cache
-    starts no worker and costs one event listener (and, where :func:`can_fork`, a fork that is sent away).
+    untouched). Returns after the worker has done the backward, so the backward loads its kernels from the cache;
+    if the worker failed they are compiled here as without it. Returns whether a worker compiled its part. A warm
+    cache starts no worker and costs one event listener (and, where :func:`can_fork`, a fork that is sent away).
+
+    With a forked worker, kernels whose twins give the same bits (``Kernel.same_bits``: the parallel GEMM driver,
+    the book's Adam) run their serial twins, in both processes, until the worker has ended: it compiles their
+    parallel twins after the backward, in the background, and then the optimizers' first steps again with them (a
+    parallel twin costs about three times the serial one's compilation: 1.15 s of CPU against 0.3 s for the GEMM
+    driver). The results are the same bits either way; the first steps are slower until the worker ends. If this
+    process ends first, the worker still finishes filling the cache.
     """
     if not sharing():
         forward()
         return False
-    standby = Standby(compile_backward, net, x, t)
+    from . import _jit
+
+    standby = Standby(compile_backward, net, x, t, then=lambda: _compile_fresh_optimizers(net))
     worker: list[Worker] = []
+    if standby._forked is not None:
+        _jit._defer = standby.pending
+
+    def begin() -> None:
+        worker.append(standby.start())
+        _jit._defer = worker[0]._process.defers if isinstance(worker[0]._process, _Forked) else None
+
     try:
-        with watch(on_first=lambda: worker.append(standby.start())):
+        with watch(on_first=begin):
             forward()
     except BaseException:
         for w in worker:
             w.join(0)  # stopped: this step failed, and the next one compiles what the worker has not
         raise
     finally:
+        if _jit._defer == standby.pending:
+            _jit._defer = None
         standby.cancel()
     if not worker or worker[0]._process is None:
         return False
+    _compile_fresh_optimizers(net)
+    return worker[0].ready(JOIN_TIMEOUT)
+
+
+def _compile_fresh_optimizers(net: Any) -> None:
+    """Compile the first step of every optimizer built and not yet used, on copies of ``net.params`` with zero
+    gradients (the user's optimizers and parameters are untouched)."""
     for optimizer in list(fresh_optimizers):
         if optimizer.iter == 0:
             params = copy.deepcopy(net.params)
             with contextlib.suppress(Exception):  # only compiles; the real update reports any error itself
                 copy.deepcopy(optimizer).update(params, {k: np.zeros_like(v) for k, v in params.items()})
-    return worker[0].join(JOIN_TIMEOUT)
 

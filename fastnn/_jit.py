@@ -59,6 +59,10 @@ _launch_lock = threading.RLock()
 _layer: str | None = None  # Numba's threading layer, once its thread pool has started
 _parallel_allowed = True  # False in a child forked from a parent whose threading layer is not fork-safe
 _num_threads: int | None = None  # set by set_num_threads; None: Numba's default
+#: While a first run's compile worker fills the cache (:func:`fastnn._compiling.first_gradient`), called as
+#: ``_defer(kernel, args)`` before a parallel launch of a kernel whose twins give the same bits: True runs its serial
+#: twin instead, whose compilation costs a fraction of the parallel one's (the worker compiles that one).
+_defer: Callable[[Kernel, tuple], bool] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -105,10 +109,16 @@ class Kernel:
     nogil
         Compile the serial twin releasing the GIL, for callers that run it on several Python threads at once
         (each on its own part of the data; see :func:`run_on_slots`).
+    same_bits
+        The two twins give bit-identical results (each output element is computed by the same operations in
+        either, as a test pins), so which one runs is only a matter of speed: while a first run's worker compiles
+        the parallel twin (:data:`_defer`), the serial one runs.
     """
 
+    same_bits = False
+
     def __init__(self, fn: Callable, family: str, fastmath: frozenset[str] | bool = config.FASTMATH,
-                 nogil: bool = False) -> None:
+                 nogil: bool = False, same_bits: bool = False) -> None:
         if family not in config.PARALLEL_MIN_WORK:
             raise ValueError(f"unknown kernel family {family!r}")
         flags = set(fastmath) if isinstance(fastmath, frozenset) else fastmath
@@ -116,6 +126,7 @@ class Kernel:
         self.family = family
         self.serial = _njit(_renamed(fn, "__serial"), parallel=False, fastmath=flags, nogil=nogil)
         self.parallel = _njit(fn, parallel=True, fastmath=flags)
+        self.same_bits = same_bits
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
@@ -137,7 +148,7 @@ class Kernel:
 
     def run(self, work: int, *args: Any) -> Any:
         """Run the kernel on ``args``; ``work`` is the number of elements it touches."""
-        if not self.use_parallel(work):
+        if not self.use_parallel(work) or (_defer is not None and self.same_bits and _defer(self, args)):
             return self.serial(*args)
         return _launch_parallel(self.parallel, args)
 
@@ -242,9 +253,9 @@ def _launch_parallel(dispatcher: Callable, args: tuple) -> Any:
 
 
 def kernel(family: str, fastmath: frozenset[str] | bool = config.FASTMATH,
-           nogil: bool = False) -> Callable[[Callable], Kernel]:
+           nogil: bool = False, same_bits: bool = False) -> Callable[[Callable], Kernel]:
     """Decorator form of :class:`Kernel`."""
-    return lambda fn: Kernel(fn, family, fastmath, nogil)
+    return lambda fn: Kernel(fn, family, fastmath, nogil, same_bits)
 
 
 def threading_layer() -> str | None:

@@ -85,6 +85,18 @@ def _index_key(numba_key: Callable, sig: Any, codegen: Any) -> tuple:
     return numba_key(sig, codegen) + (("boundscheck", bool(numba.config.BOUNDSCHECK)),)
 
 
+def cached(dispatcher: Any, sig: tuple) -> bool:
+    """Whether ``dispatcher`` has ``sig`` compiled in this process or in the on-disk cache (an index lookup, without
+    loading the entry); False when that cannot be told."""
+    if sig in dispatcher.overloads:
+        return True
+    try:
+        cache = dispatcher._cache
+        return cache._index_key(sig, dispatcher.targetctx.codegen()) in cache._cache_file._load_index()
+    except Exception:  # no cache, or Numba's internals changed: as if not cached
+        return False
+
+
 def _forgiving_load(load: Callable, sig: Any, target_context: Any) -> Any:
     try:
         return load(sig, target_context)

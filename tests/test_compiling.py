@@ -153,7 +153,7 @@ def test_no_worker_when_turned_off_inside_a_worker_or_on_one_core(off, monkeypat
 
 @pytest.mark.parametrize("fork", [True, False])
 def test_a_failing_worker_leaves_the_gradient_to_this_process(fork, monkeypatch):
-    """A real worker process, forked or new, that fails at once (sys.exit called with the net): join reports it,
+    """A real worker process, forked or new, that fails at once (sys.exit called with the net): ready reports it,
     the backward is then compiled here, and the gradient is the one computed without any worker."""
     monkeypatch.setattr(_compiling, "can_fork", lambda: fork)  # the copy fails before running any kernel
     monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
@@ -162,13 +162,13 @@ def test_a_failing_worker_leaves_the_gradient_to_this_process(fork, monkeypatch)
     if _compiling.cache_dir() is None:
         pytest.skip("no on-disk cache: workers are off")
     joined = []
-    real_join = _compiling.Worker.join
+    real_ready = _compiling.Worker.ready
 
-    def join(self, timeout=None):
-        joined.append(real_join(self, timeout))
+    def ready(self, timeout=None):
+        joined.append(real_ready(self, timeout))
         return joined[-1]
 
-    monkeypatch.setattr(_compiling.Worker, "join", join)
+    monkeypatch.setattr(_compiling.Worker, "ready", ready)
     monkeypatch.setattr(_compiling, "compile_backward", sys.exit)  # pickled by reference: sys.exit(net, x, t)
     x, t = _batch()
     net, alone = _net(_ColdNet), _net()
@@ -250,6 +250,57 @@ print(",".join(started) or "none", sorted(set(compiled)))
     assert started == ("fork" if fork else "new") and "_relu_fwd__serial" in compiled
     assert "bwd" not in compiled  # the backward's kernels: compiled by the worker, loaded here
     assert runs[1].stdout.strip() == "none []"
+
+
+def test_a_cold_step_defers_parallel_twins_to_the_worker_with_the_same_bits(tmp_path):
+    """A forked worker on a cold cache: both processes run the serial twins of same-bits kernels (the GEMM driver,
+    the book's Adam) and the worker compiles their parallel twins afterwards; once it has ended, nothing is left to
+    compile, and the step's numbers are bit for bit those of a warm process running the parallel twins."""
+    if (os.cpu_count() or 1) < 2 or not sys.platform.startswith("linux"):
+        pytest.skip("one core or no fork: no forked worker")
+    script = """
+import sys, numpy as np
+from numba.core import event
+from fastnn import _compiling, _jit
+from fastnn.nets import MultiLayerNet
+from fastnn.optim import Adam
+compiled, deferred, forked = [], set(), []
+real_defers = _compiling._Forked.defers
+def defers(self, kernel, args):
+    forked[:] = [self]
+    said = real_defers(self, kernel, args)
+    deferred.add((kernel.__name__, said))
+    return said
+_compiling._Forked.defers = defers
+class Names(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__name__)
+    def on_end(self, ev):
+        pass
+net = MultiLayerNet(input_size=300, hidden_size_list=[300], output_size=10, dtype="float32", seed=0)
+x = np.random.default_rng(1).random((64, 300), dtype=np.float32); t = np.arange(64) % 10
+optimizer = Adam()
+with event.install_listener("numba:compile", Names()):
+    optimizer.update(net.params, net.gradient(x, t))
+first = b"".join(v.tobytes() for v in net.params.values())
+deferring = {("_gemm_parts", True), ("_adam_hat", True)} <= deferred
+if forked:
+    forked[0].wait(600)
+n = len(compiled)
+with event.install_listener("numba:compile", Names()):
+    Adam().update(net.params, net.gradient(x, t))
+print(deferring, sorted(set(compiled[:n])), compiled[n:], __import__("hashlib").sha256(first).hexdigest())
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FASTNN_COMPILE_WORKERS": "1"}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
+                           check=False) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+    cold, warm = (run.stdout.split(" ", 1) for run in runs)
+    assert cold[0] == "True" and warm[0] == "False"
+    assert "_gemm_parts'" not in cold[1] and "'_adam_hat'" not in cold[1]  # the parallel twins: not compiled here
+    assert cold[1].rsplit(" ", 1)[0].endswith("[]") and warm[1].startswith("[] [] ")  # nothing left to compile
+    assert cold[1].rsplit(" ", 1)[1] == warm[1].rsplit(" ", 1)[1]  # the first step's parameters, bit for bit
 
 
 def _touch(path):

@@ -41,7 +41,7 @@ _MIN_REDUCTION = 256
 _SMALL = 1 << 18
 
 
-@kernel("window")
+@kernel("window", same_bits=True)  # each part is one single-threaded BLAS call, whichever thread makes it
 def _gemm_parts(a, b, c, ta, tb, lda, ldb, ldc, split, bounds, partial, bias, use_bias):
     """c (M, N) = op(a) @ op(b) (+ bias on every row when ``use_bias``), or its parts: ``split`` 0 cuts rows of
     c, 1 columns, 2 the reduction.

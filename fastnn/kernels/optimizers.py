@@ -150,7 +150,7 @@ def _adam_amsgrad(p, g, m, v, v_max, step_size, beta1, one_minus_beta1, beta2, o
 # agree with it to rounding.
 
 
-@kernel("optimizer")
+@kernel("optimizer", same_bits=True)  # elementwise, no reduction: tests/kernels/test_same_bits.py
 def _adam_hat(p, g, m, v, step_size, one_minus_beta1, one_minus_beta2, eps, l2, decay):
     for i in prange(p.shape[0]):
         pi = p[i]
