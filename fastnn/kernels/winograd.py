@@ -68,6 +68,13 @@ _GROUP_BYTES = 1 << 26
 #: gave one thread 60 images and the other 40. A constant, not the thread count, so results keep their bits.
 _CHUNK_MULTIPLE = 2
 
+#: Filters x channels (K*C) from which the backward pass copies each V[xi] transposed into scratch before
+#: ``dU[xi] += dM[xi] @ V[xi]^T``, so that OpenBLAS gets the product with neither operand transposed: with both
+#: holding the reduction along their rows it is slower (one thread, one product of a chunk: K=64, C=32, 340 tiles
+#: 18.9 against 10.9 us + ~2.5 us for the copy; 64 x 64, 200 tiles 20.1 against 14.4 + ~3.5 us; at 32 x 32 the
+#: copy costs more than the 12.1 -> 9.7 us it saves).
+_TRANSPOSED_DU = 2048
+
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
@@ -423,8 +430,8 @@ def _forward(slot, x, U, b, out, argmax, V, M, PH, PW, TH, TWp, chunks, relu, po
 
 
 @slot_kernel("window")
-def _backward(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, PH, PW, TH, TWp, OH, OW, chunks, need_dx, mode,
-              zero):
+def _backward(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, TWp, OH, OW, chunks, need_dx,
+              mode, zero):
     """dU[g] (16, K, C) = sum of dM @ V^T over chunks g, g + G, ... (G = len(dU)); dbp (N, K) = per-plane sums
     of the output gradient; dx when need_dx. The output gradient is ``dout`` itself, or that of a ReLU (and a
     max-pool) applied after the convolution (``mode`` 1 and 2, with ``out`` and ``argmax``: see
@@ -432,7 +439,8 @@ def _backward(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, PH, PW, TH, TWp,
     slot's scratch, as in :func:`_forward`; slot s takes groups s, s + S, ...
 
     The G partial sums are fixed by the shapes, not by the thread count, so results are the same bits with any
-    number of threads.
+    number of threads. VT (S, w, C), or (S, 0, C) when not wanted: each slot's scratch for V[xi]^T
+    (:data:`_TRANSPOSED_DU`).
     """
     N, C = x.shape[0], x.shape[1]
     K = U.shape[1]
@@ -450,6 +458,8 @@ def _backward(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, PH, PW, TH, TWp,
     qo = np.empty(2 * LE, dtype=x.dtype)
     Vs = V[slot]
     Ms = M[slot]
+    VTs = VT[slot]
+    transposed = VTs.shape[0] > 0
     for g in range(slot, G, S):
         dUg = dU[g]
         dUg[:] = 0
@@ -465,7 +475,15 @@ def _backward(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, PH, PW, TH, TWp,
                     _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
             before = set_threads_local(1)
             for xi in range(16):
-                _gemm(False, True, K, C, k * L, Ms[xi], w, Vs[xi], w, 1.0, dUg[xi], C)
+                if transposed:
+                    Vx = Vs[xi]
+                    for t in range(k * L):
+                        for c in range(C):
+                            VTs[t, c] = Vx[c, t]
+                    b, ldb, trans_b = VTs, C, False
+                else:
+                    b, ldb, trans_b = Vs[xi], w, True
+                _gemm(False, trans_b, K, C, k * L, Ms[xi], w, b, ldb, 1.0, dUg[xi], C)  # one call site: compiled once
             if need_dx:
                 for xi in range(16):
                     _gemm(True, False, C, k * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
@@ -499,31 +517,45 @@ def _schedule(knl: Kernel, g: WindowGeometry, K: int, dtype: np.dtype,
     return chunks, V, M
 
 
-def _filter_transform(W: np.ndarray) -> np.ndarray:
-    """U (16, K, C) = G g G^T for every filter g = W[k, c] (3x3).
+#: G (x) G (16, 9): row 4i + j, column 3r + b holds G[i, r] G[j, b], so ``U[4i + j] = sum (G (x) G)[4i + j, q] g_q``
+#: over the nine taps q of a filter, and its adjoint the transpose.
+_GG = np.kron(_G, _G)
 
-    As two 2-D products over all K*C filters at once, ``(g G^T)`` then ``G (g G^T)`` through its transpose: 2.8x
-    faster than stacked 4x3 @ 3x3 @ 3x4 products on 64 x 64 filters (0.18 against 0.49 ms, a DeepConvNet layer's
-    forward and backward each pay it), each product far below OpenBLAS's threading threshold, so its pool (which
-    would spin against Numba's threads) never wakes.
-    """
+#: Filter pairs per product in the filter transforms: 16 * 9 * this many multiply-adds stay within OpenBLAS's
+#: threshold for running on the calling thread (65536 * 4), so its pool (which would spin against the slot threads)
+#: never wakes.
+_PAIRS_PER_PRODUCT = 65536 * 4 // (16 * 9)
+
+
+def _filter_transform(W: np.ndarray) -> np.ndarray:
+    """U (16, K, C) = G g G^T for every filter g = W[k, c] (3x3): ``(G (x) G) @ W9^T`` over the K*C pairs, in
+    products of at most :data:`_PAIRS_PER_PRODUCT` pairs written straight into U. One product with every
+    coefficient (zeros too: a non-finite tap makes the pair's whole transform non-finite) where two 2-D products,
+    their reshapes and a transposing copy took 0.18 ms on 64 x 64 filters (now ~0.03 ms; a DeepConvNet layer's
+    forward and backward each pay it, on one thread between the parallel passes)."""
     K, C = W.shape[:2]
-    G = _G.astype(W.dtype)
+    W9 = W.reshape(K * C, 9)
+    GG = _GG.astype(W.dtype)
+    U = np.empty((16, K * C), dtype=W.dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite filters stay so, silently
-        Y = (W.reshape(K * C * 3, 3) @ G.T).reshape(K * C, 3, 4)  # g G^T
-        Z = Y.transpose(0, 2, 1).reshape(K * C * 4, 3) @ G.T  # (g G^T)^T G^T = (G g G^T)^T: rows j, columns i
-    return np.ascontiguousarray(Z.reshape(K, C, 4, 4).transpose(3, 2, 0, 1)).reshape(16, K, C)
+        for p in range(0, K * C, _PAIRS_PER_PRODUCT):
+            q = min(K * C, p + _PAIRS_PER_PRODUCT)
+            np.matmul(GG, W9[p:q].T, out=U[:, p:q])
+    return U.reshape(16, K, C)
 
 
 def _filter_adjoint(dU: np.ndarray) -> np.ndarray:
-    """dW (K, C, 3, 3) = G^T du G for every (filter, channel) pair's du = dU[:, :, k, c] (4, 4), by two 2-D products
-    as :func:`_filter_transform` (2-3x faster than stacked products on 64 x 64 filters)."""
-    K, C = dU.shape[2:]
-    G = _G.astype(dU.dtype)
+    """dW (K, C, 3, 3) = G^T du G for every (filter, channel) pair's du = dU[:, k, c] (16 = 4 x 4): ``dU^T @ (G (x)
+    G)``, in products as :func:`_filter_transform` (0.23 -> ~0.04 ms on 64 x 64 filters)."""
+    K, C = dU.shape[1:]
+    dU2 = dU.reshape(16, K * C)
+    GG = _GG.astype(dU.dtype)
+    dW = np.empty((K * C, 9), dtype=dU.dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently
-        Y = (dU.transpose(2, 3, 0, 1).reshape(K * C * 4, 4) @ G).reshape(K * C, 4, 3)  # du G
-        Z = Y.transpose(0, 2, 1).reshape(K * C * 3, 4) @ G  # (du G)^T G = (G^T du G)^T: rows b, columns a
-    return np.ascontiguousarray(Z.reshape(K, C, 3, 3).transpose(0, 1, 3, 2))
+        for p in range(0, K * C, _PAIRS_PER_PRODUCT):
+            q = min(K * C, p + _PAIRS_PER_PRODUCT)
+            np.matmul(dU2[:, p:q].T, GG, out=dW[p:q])
+    return dW.reshape(K, C, 3, 3)
 
 
 def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict, *, relu: bool = False,
@@ -574,11 +606,14 @@ def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, 
     TH, TWp = _tiles(g)
     groups = max(1, min(chunks, _GROUPS, _GROUP_BYTES // (16 * K * g.C * x.itemsize)))
     dU = np.empty((groups, 16, K, g.C), dtype=x.dtype)
+    S, w = V.shape[0], V.shape[3]
+    wT = w if K * g.C >= _TRANSPOSED_DU else 0
+    VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward.run(len(V), x, dout, out, argmax, _filter_transform(W), dU, dbp, dx, V, M, g.PH, g.PW, TH, TWp, g.OH,
+    _backward.run(len(V), x, dout, out, argmax, _filter_transform(W), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TWp, g.OH,
                   g.OW, chunks, need_dx, mode, x.dtype.type(0))
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
-        dW = _filter_adjoint(dU.sum(axis=0).reshape(4, 4, K, g.C))
+        dW = _filter_adjoint(dU.sum(axis=0))
         db = dbp.sum(axis=0)
     return (dx if need_dx else None), dW, db

@@ -295,11 +295,13 @@ def test_need_dx_must_be_a_bool(impl):
 
 @pytest.mark.parametrize("slot_bytes", [1, 2_000, 1 << 21])
 @pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[11]], ids=[IDS[0], IDS[3], IDS[11]])
-def test_pipeline_chunks_and_batch_wide_path_agree(case, slot_bytes, monkeypatch, twin):
-    """The per-thread pipeline (one image per chunk, a few, the whole batch) against the twin and against the
-    batch-wide GEMM path; the same bits with one or more threads' share of chunks."""
+@pytest.mark.parametrize("dw_rows", [1, 1 << 30], ids=["dW-transposed", "dW"])
+def test_pipeline_chunks_and_batch_wide_path_agree(case, slot_bytes, dw_rows, monkeypatch, twin):
+    """The per-thread pipeline (one image per chunk, a few, the whole batch; the filter gradient in either
+    orientation) against the twin and against the batch-wide GEMM path."""
     x, W, b, dout, stride, pad = _problem(case, np.float64)
     monkeypatch.setattr(kconv.winograd, "_SLOT_BYTES", slot_bytes)
+    monkeypatch.setattr(kconv, "_TRANSPOSED_DW_ROWS", dw_rows)
     got = (K.conv2d_forward(x, W, b, stride, pad), *K.conv2d_backward(dout, x, W, stride, pad))
     monkeypatch.setattr(kconv, "_PIPELINE_BYTES", 0)
     old = (K.conv2d_forward(x, W, b, stride, pad), *K.conv2d_backward(dout, x, W, stride, pad))

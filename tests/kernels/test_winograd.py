@@ -110,11 +110,13 @@ def test_chunking_is_even_and_balanced():
 
 @pytest.mark.parametrize("slot_bytes", [1, 40_000, 120_000])
 @pytest.mark.parametrize("groups", [1, 3, 8])
-def test_chunks_and_groups(slot_bytes, groups, twin, monkeypatch, spy):
-    """One image per chunk, or chunks of 3 and 4 images; one, three (uneven) or eight partial sums of dW: all the
-    same result."""
+@pytest.mark.parametrize("du_min", [1, 1 << 30], ids=["VT", "V"])
+def test_chunks_and_groups(slot_bytes, groups, du_min, twin, monkeypatch, spy):
+    """One image per chunk, or chunks of 3 and 4 images; one, three (uneven) or eight partial sums of dW; dU from V
+    or from its transposed copy: all the same result."""
     monkeypatch.setattr(winograd, "_SLOT_BYTES", slot_bytes)
     monkeypatch.setattr(winograd, "_GROUPS", groups)
+    monkeypatch.setattr(winograd, "_TRANSPOSED_DU", du_min)
     x, W, b, dout, pad = _problem((7, 3, 9, 10, 4, 1), np.float64)
     close(K.conv2d_forward(x, W, b, 1, pad), R.conv2d_forward(x, W, b, 1, pad), np.float64)
     for g, w in zip(K.conv2d_backward(dout, x, W, 1, pad), R.conv2d_backward(dout, x, W, 1, pad), strict=True):
@@ -123,8 +125,10 @@ def test_chunks_and_groups(slot_bytes, groups, twin, monkeypatch, spy):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_same_bits_with_one_or_two_threads(dtype, monkeypatch):
+@pytest.mark.parametrize("du_min", [1, 1 << 30], ids=["VT", "V"])
+def test_same_bits_with_one_or_two_threads(dtype, du_min, monkeypatch):
     """The parallel twin gives identical results on 1 and 2 Numba threads (dW partials do not follow threads)."""
+    monkeypatch.setattr(winograd, "_TRANSPOSED_DU", du_min)
     monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
     monkeypatch.setattr(_jit, "_num_threads", None)
     monkeypatch.setattr(winograd, "_SLOT_BYTES", 1)  # a chunk per image: 9 chunks in 8 partial sums
