@@ -395,7 +395,7 @@ def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[
     run_on_slots([lambda part=part: body.serial(*part) for part in parts], body.use_parallel(work))
 
 
-#: The ``packed`` argument of a body that runs BLAS products instead (the batch cut: Wh stays in cache there).
+#: The ``packed`` argument of a body that runs BLAS products instead (float64, see _PACKED).
 _NOT_PACKED = {t: np.empty((0, 1, PANEL), t) for t in (np.float32, np.float64)}
 #: Whether the unit cut's steps use packed products: in float32 only. In float64 OpenBLAS was faster (one
 #: thread, N25 T16 H512 fwd+bwd: 114 ms by BLAS, 126 ms packed), its packing a smaller share of twice the work.
