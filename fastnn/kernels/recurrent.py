@@ -17,11 +17,12 @@ as :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel
 where a product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the
 columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
 The LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the
-recurrence, so each part runs every step for its rows with no synchronisation per step. Where it cuts the units
-(Wh too large for a cache, or a small batch), its per-step products in float32 are not BLAS calls but
-:func:`fastnn.kernels._tile.packed_product` with Wh (forward) and Wh.T (backward) packed once per call: OpenBLAS
-repacks all of Wh on every 20-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's
-(20, 650) @ (650, 2600) 0.95 ms in OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms).
+recurrence, so each part runs every step for its rows with no synchronisation per step. Either way its per-step
+products in float32 are not BLAS calls but :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and
+Wh.T (backward) packed once per call (by each part, for its panels; each batch part has a copy of its own):
+OpenBLAS repacks all of Wh on every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's
+(20, 650) @ (650, 2600) 0.95 ms in OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms;
+the char LM N64 T100 D65 H256, two batch parts of 32 rows run one after the other: backward 103 -> 93 ms).
 
 Nonlinearities use :func:`fastnn.kernels._math._exp_nonpos` (vectorisable; libm's scalar exp stops LLVM from
 vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|).
@@ -382,16 +383,19 @@ def _row_parts(N: int, Wh: np.ndarray) -> np.ndarray:
     return np.array([p * N // parts for p in range(parts + 1)], dtype=np.int64)
 
 
-def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...]) -> None:
+def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...], own: int) -> None:
     """Run the serial twin of ``body`` once per row part, on the part's rows of each ``batched`` argument
     (concurrently on the slot pool when ``work`` is worth a parallel launch); ``args`` cut the hidden units
-    into one part."""
+    into one part. Argument ``own`` (the packed panels, which a body fills at its first step) is a fresh array
+    of the same shape in every part: no two threads write one array, and each core reads its own copy."""
     parts = [[a[r0:r1] if cut else a for a, cut in zip(args, batched, strict=True)]
              for r0, r1 in zip(rows[:-1], rows[1:], strict=True)]
+    for part in parts[1:]:
+        part[own] = np.empty_like(part[own])
     run_on_slots([lambda part=part: body.serial(*part) for part in parts], body.use_parallel(work))
 
 
-#: The ``packed`` argument of a body that runs BLAS products instead (the batch cut: Wh stays in cache there).
+#: The ``packed`` argument of a body that runs BLAS products instead (float64, see _PACKED).
 _NOT_PACKED = {t: np.empty((0, 1, PANEL), t) for t in (np.float32, np.float64)}
 #: Whether the unit cut's steps use packed products: in float32 only. In float64 OpenBLAS was faster (one
 #: thread, N25 T16 H512 fwd+bwd: 114 ms by BLAS, 126 ms packed), its packing a smaller share of twice the work.
@@ -514,12 +518,12 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
     rows = _row_parts(N, Wh)
     bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
-    packed = panels(H, H, 4, x.dtype) if rows.size == 2 and _PACKED[x.dtype.type] else _NOT_PACKED[x.dtype.type]
+    packed = panels(H, H, 4, x.dtype) if _PACKED[x.dtype.type] else _NOT_PACKED[x.dtype.type]
     args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
     if rows.size == 2:
         _launch(_lstm_fwd, bounds, *args)
     else:
-        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, args, (True,) * 5 + (False,) * (len(args) - 5))
+        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, args, (True,) * 5 + (False,) * (len(args) - 5), 6)
     return hs, cs, acts
 
 
@@ -544,8 +548,9 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
     if N > 0:
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
         rows = _row_parts(N, Wh)
-        if rows.size == 2 and _PACKED[hs.dtype.type]:  # the unit cut: Wh.T packed, parts on panel edges
-            bounds, WhT, packed = _parts(_lstm_bwd, N, H, 4, PANEL), _c(Wh), panels(4 * H, H, 1, hs.dtype)
+        if _PACKED[hs.dtype.type]:  # Wh.T packed, unit-cut parts on panel edges
+            bounds = _parts(_lstm_bwd, N, H, 4, PANEL) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+            WhT, packed = _c(Wh), panels(4 * H, H, 1, hs.dtype)
         else:
             bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
             WhT, packed = _transposed(Wh), _NOT_PACKED[hs.dtype.type]
@@ -554,7 +559,7 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
         if rows.size == 2:
             _launch(_lstm_bwd, bounds, *args)
         else:
-            _launch_rows(_lstm_bwd, rows, N * 4 * H * H, args, (True,) * 8 + (False,) * (len(args) - 8))
+            _launch_rows(_lstm_bwd, rows, N * 4 * H * H, args, (True,) * 8 + (False,) * (len(args) - 8), 9)
     dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs), dA, Wx)
     return dx, dh, dc, dWx, dWh, db
 

@@ -90,7 +90,8 @@ def test_lstm_matches_twin(shape, layout, dtype, twin):
 @pytest.mark.parametrize("layout", ["ifgo", "fgio"])
 def test_lstm_batch_cut_matches_twin(layout, dtype, twin):
     """A batch of 18 with a small Wh runs as two parts of 9 rows, each over all steps (concurrently under the
-    parallel twin): the twin's numbers."""
+    parallel twin) with its own packed Wh in float32 (rows in blocks of 5 + 2 + 2, a partial panel at H = 45):
+    the twin's numbers."""
     shape = (18, 2, 3, 45)
     d = _inputs("lstm", shape, dtype)
     args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
