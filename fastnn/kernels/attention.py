@@ -448,7 +448,7 @@ def _gelu_backward(dout, x, approximate="none"):
 @kernel("loss")
 def _softmax_rows(x, out, ec, coefs):
     for i in prange(x.shape[0]):
-        _softmax_row(x, out, i, ec, coefs)
+        _softmax_row(x, out, i, 0, ec, coefs)
 
 
 @kernel("loss")

@@ -590,3 +590,30 @@ def test_running_statistics_update_is_numpys_expression_to_the_bit(running_dtype
         _update_running(rm, rv, mean, stat, momentum)
         np.testing.assert_array_equal(rm, em.astype(running_dtype))
         np.testing.assert_array_equal(rv, ev)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_batchnorm_is_the_general_path_to_the_bit(dtype, monkeypatch):
+    """A small 2-D batch norm runs as one compiled call each way (``_small_forward_train``, ``_small_backward``):
+    the same bits as the passes called one by one from Python, running statistics (float64 too) included, with a
+    NaN, an infinity, one sample and an odd width; a non-contiguous dout."""
+    monkeypatch.delenv("FASTNN_PARALLEL_MIN_WORK", raising=False)  # the default thresholds: these run serially
+    rng = np.random.default_rng(2)
+    small_path = K._small
+    for n, d, special in ((7, 13, None), (1, 5, None), (33, 9, np.nan), (6, 4, np.inf)):
+        x = (rng.standard_normal((n, d)) * 3 + 1).astype(dtype)
+        if special is not None:
+            x[0, 1] = special
+        gamma, beta = rng.standard_normal(d).astype(dtype), rng.standard_normal(d).astype(dtype)
+        dout = rng.standard_normal((d, n)).astype(dtype).T
+        start = rng.standard_normal(d).astype(dtype), rng.random(d)  # a float64 running variance
+        assert small_path(x)
+        results = []
+        for small in (small_path, lambda x: False):
+            monkeypatch.setattr(K, "_small", small)
+            running = start[0].copy(), start[1].copy()
+            out, mean, inv_std = K.batchnorm_forward_train(x, gamma, beta, *running, momentum=0.8, eps=1e-6)
+            results.append((out, mean, inv_std, *running, *K.batchnorm_backward(dout, x, gamma, mean, inv_std)))
+        for a, b in zip(*results, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
