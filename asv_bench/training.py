@@ -54,6 +54,8 @@ from fastnn.bench_cases import CASES
 run = CASES["train_simpleconvnet"].prepare("fastnn", "mnist", "float32")
 run.call()
 print(time.perf_counter() - t0)
+from fastnn import _compiling
+_compiling.settle()  # the cache complete before the next process starts
 """
 
 

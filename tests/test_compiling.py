@@ -358,3 +358,14 @@ def test_no_fork_beside_another_thread_or_a_started_thread_pool(monkeypatch):
         other.join()
     monkeypatch.setattr(_jit, "threading_layer", lambda: "omp")
     assert _compiling.can_fork() is False
+
+
+def test_settle_waits_for_a_worker_still_compiling_in_the_background(forking, monkeypatch):
+    from fastnn import _jit
+
+    worker = _compiling.Standby(time.sleep, 0.3).start()
+    assert worker.ready(60) is True  # said after fn, before the (here empty) background part
+    monkeypatch.setattr(_jit, "_defer", worker._process.defers)
+    assert _compiling.settle(60) is True
+    assert worker._process.returncode == 0 and _jit._defer is None
+    assert _compiling.settle(60) is False  # nothing left to wait for
