@@ -244,7 +244,10 @@ class _Forked:
         return False
 
     def defers(self, kernel: Any, args: tuple) -> bool:
-        """:data:`fastnn._jit._defer` while this copy compiles the parallel twins: True until it has ended."""
+        """:data:`fastnn._jit._defer` while this copy compiles the parallel twins: True for a same-bits kernel until
+        the copy has ended."""
+        if not kernel.same_bits:
+            return False
         if self.poll() is None:
             return True
         from . import _jit
@@ -323,30 +326,42 @@ class Standby:
         self._forked, self._go = _Forked(pid, ready_r), go_w
 
     def _run_copy(self, ready: int) -> None:
+        # Every parallel launch of the copy runs the serial twin: its results only feed its own next kernels, and
+        # GNU OpenMP is not safe to start in a fork of a process where another library (PyTorch, say) has started it.
+        # The parallel twins it would have run are compiled without running: those of same-bits kernels after it
+        # has said it is ready (this process's part), the others at once (the user's process waits for them).
         from . import _jit
 
+        signal.alarm(int(JOIN_TIMEOUT))  # a copy that hangs ends (the user's process waits that long at most)
         deferred: list[tuple[Any, tuple]] = []
-        _jit._defer = lambda kernel, args: deferred.append((kernel, args)) or True
+
+        def defer(kernel: Any, args: tuple) -> bool:
+            if kernel.same_bits:
+                deferred.append((kernel, args))
+            else:
+                _compile_parallel(kernel, args)
+            return True
+
+        _jit._defer = defer
         self._fn(*self._args)
-        _jit._defer = None
         os.write(ready, b"1")
         os.close(ready)
-        compiled = set()
         for kernel, args in deferred:
-            signature = tuple(kernel.parallel.typeof_pyval(a) for a in args)
-            if (kernel, signature) not in compiled:
-                compiled.add((kernel, signature))
-                kernel.parallel.compile(signature)
+            _compile_parallel(kernel, args)
+        deferred.clear()
         if self._then is not None:
             self._then()
+        for kernel, args in deferred:  # the optimizers' same-bits steps (Adam's) run by then()
+            _compile_parallel(kernel, args)
 
     def pending(self, kernel: Any, args: tuple) -> bool:
-        """:data:`fastnn._jit._defer` while the copy waits: True (run the serial twin) where the parallel twin is
-        neither compiled here nor in the on-disk cache, so that a first compilation is never a parallel twin that
-        the copy is about to compile (that compilation then starts the copy, see :func:`first_gradient`)."""
+        """:data:`fastnn._jit._defer` while the copy waits: True (run the serial twin) for a same-bits kernel whose
+        parallel twin is neither compiled here nor in the on-disk cache, so that a first compilation is never a
+        parallel twin that the copy is about to compile (that compilation then starts the copy, see
+        :func:`first_gradient`)."""
         from ._numba_cache import cached
 
-        return not cached(kernel.parallel, tuple(kernel.parallel.typeof_pyval(a) for a in args))
+        return kernel.same_bits and not cached(kernel.parallel, _signature(kernel, args))
 
     def start(self) -> Worker:
         """Run ``fn(*args)`` in the worker: the forked copy, else a new process (:func:`in_worker`)."""
@@ -364,6 +379,15 @@ class Standby:
             os.close(self._go)
             self._go = -1
             self._forked.wait()
+
+
+def _signature(kernel: Any, args: tuple) -> tuple:
+    return tuple(kernel.parallel.typeof_pyval(a) for a in args)
+
+
+def _compile_parallel(kernel: Any, args: tuple) -> None:
+    """Compile ``kernel``'s parallel twin for ``args`` (into the on-disk cache) without running it."""
+    kernel.parallel.compile(_signature(kernel, args))
 
 
 def compile_backward(net: Any, x: Any, t: Any) -> None:

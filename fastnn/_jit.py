@@ -60,8 +60,10 @@ _layer: str | None = None  # Numba's threading layer, once its thread pool has s
 _parallel_allowed = True  # False in a child forked from a parent whose threading layer is not fork-safe
 _num_threads: int | None = None  # set by set_num_threads; None: Numba's default
 #: While a first run's compile worker fills the cache (:func:`fastnn._compiling.first_gradient`), called as
-#: ``_defer(kernel, args)`` before a parallel launch of a kernel whose twins give the same bits: True runs its serial
-#: twin instead, whose compilation costs a fraction of the parallel one's (the worker compiles that one).
+#: ``_defer(kernel, args)`` before a parallel launch: True runs the serial twin instead. In the user's process that
+#: is so for kernels whose twins give the same bits (``Kernel.same_bits``), whose serial compilation costs a
+#: fraction of the parallel one's (the worker compiles that one); in the forked worker for every kernel (it compiles
+#: the parallel twins it needs without running them: OpenMP is not safe to start in a fork).
 _defer: Callable[[Kernel, tuple], bool] | None = None
 
 
@@ -148,7 +150,7 @@ class Kernel:
 
     def run(self, work: int, *args: Any) -> Any:
         """Run the kernel on ``args``; ``work`` is the number of elements it touches."""
-        if not self.use_parallel(work) or (_defer is not None and self.same_bits and _defer(self, args)):
+        if not self.use_parallel(work) or (_defer is not None and _defer(self, args)):
             return self.serial(*args)
         return _launch_parallel(self.parallel, args)
 

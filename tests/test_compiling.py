@@ -363,9 +363,38 @@ def test_no_fork_beside_another_thread_or_a_started_thread_pool(monkeypatch):
 def test_settle_waits_for_a_worker_still_compiling_in_the_background(forking, monkeypatch):
     from fastnn import _jit
 
-    worker = _compiling.Standby(time.sleep, 0.3).start()
-    assert worker.ready(60) is True  # said after fn, before the (here empty) background part
-    monkeypatch.setattr(_jit, "_defer", worker._process.defers)
+    from fastnn.kernels import linalg, optimizers
+
+    worker = _compiling.Standby(time.sleep, 0.1, then=lambda: time.sleep(2)).start()
+    assert worker.ready(60) is True  # said after fn, before the background part (then)
+    defers = worker._process.defers
+    monkeypatch.setattr(_jit, "_defer", defers)
+    assert defers(linalg._gemm_parts, ()) is True and defers(optimizers._sgd, ()) is False  # same bits only
     assert _compiling.settle(60) is True
     assert worker._process.returncode == 0 and _jit._defer is None
+    assert defers(linalg._gemm_parts, ()) is False
     assert _compiling.settle(60) is False  # nothing left to wait for
+
+
+def _relu_in_copy(path):
+    """What a standby runs here: a ReLU large enough for the parallel twin; notes whether a parallel region was
+    launched and whether the parallel twin is compiled (module level: a new process imports it)."""
+    from fastnn import _jit
+    from fastnn.kernels import activations
+
+    _jit._parallel_allowed = True  # as in a fork made before OpenMP started (the pytest process may have started it)
+    launched = []
+    real = _jit._launch_parallel
+    _jit._launch_parallel = lambda dispatcher, args: launched.append(dispatcher) or real(dispatcher, args)
+    out = activations.relu_forward(np.arange(-3.0, 4.0, dtype=np.float32))
+    with open(path, "w") as f:
+        f.write(f"{len(launched)} {len(activations._relu_fwd.parallel.overloads)} {out.tolist()}")
+
+
+def test_a_forked_copy_compiles_parallel_twins_without_running_them(forking, monkeypatch, tmp_path):
+    """OpenMP is not safe to start in a fork of a process where another library started it (a bench process that
+    ran PyTorch hung so), so the copy runs every kernel's serial twin and only compiles the parallel one."""
+    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
+    mark = tmp_path / "mark"
+    assert _compiling.Standby(_relu_in_copy, str(mark)).start().join(120) is True
+    assert mark.read_text() == "0 1 [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0]"
