@@ -34,7 +34,7 @@ What was measured (2 cores shared with other jobs; N=64, C=64, 32x32, 3x3, FN=64
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, uintp
 
 from .. import _checks, _validate
 from .._jit import Kernel, helper, kernel, slot_kernel
@@ -46,7 +46,7 @@ from ._workspace import workspace as _workspace
 from .activations import _relu_backward, _relu_forward
 from .im2col import col2im_into, fold_plane, im2col_into, unfold_plane
 from .linalg import matmul_into
-from .pooling import _max4, _maxpool2d_backward, _maxpool2d_forward
+from .pooling import _beats, _max4, _maxpool2d_backward, _maxpool2d_forward
 from .winograd import _gemm, chunk_span, chunking, grad_plane
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv2d_relu_backward", "conv2d_relu_forward",
@@ -149,9 +149,17 @@ def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeom
 
 
 @helper
-def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax):
+def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax, pairs, wins):
     """out = src (OH*OW,) + bias, through ReLU when ``relu`` (the ReLU kernel's test), then when ``pool`` its 2x2
     stride-2 max-pool with the max-pool kernel's tournament (out and argmax (OH // 2, OW // 2)); else out (OH, OW).
+    pairs, wins (>= OH // 2 * OW,): scratch of the pooled pass.
+
+    With an even OW the pooled pass is two: first every row's horizontal pairs, whole plane in one flat loop (a
+    pair never straddles two rows), their maxima into ``pairs`` and which one won into ``wins``; then the vertical
+    match of each window's two pairs. The same tournament as :func:`~fastnn.kernels.pooling._max4`, so the same
+    bits; the argmax without a branch. Measured (one thread, SimpleConvNet's 3000 28x28 planes a CIFAR batch):
+    2.37 -> 0.91 ms: the one-pass loop per window neither vectorises (rows of 14 windows) nor avoids a branch
+    mispredicted on random data per window.
     """
     if not pool:
         for oh in range(OH):
@@ -161,21 +169,52 @@ def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax):
                 row[ow] = zero if relu and v < 0 else v
         return
     POH, POW = out.shape
+    if OW % 2:
+        for py in range(POH):
+            o = out[py]
+            am = argmax[py]
+            top = 2 * py * OW
+            for px in range(POW):
+                a = src[top + 2 * px] + bias
+                b = src[top + 2 * px + 1] + bias
+                c = src[top + OW + 2 * px] + bias
+                d = src[top + OW + 2 * px + 1] + bias
+                if relu:
+                    a = zero if a < 0 else a
+                    b = zero if b < 0 else b
+                    c = zero if c < 0 else c
+                    d = zero if d < 0 else d
+                o[px], am[px] = _max4(a, b, c, d)
+        return
+    if relu:  # (two loops, so that neither tests relu per element)
+        for e in range(POH * OW):
+            a = src[uintp(2 * e)] + bias
+            b = src[uintp(2 * e + 1)] + bias
+            a = zero if a < 0 else a
+            b = zero if b < 0 else b
+            t = _beats(b, a)
+            pairs[uintp(e)] = b if t else a
+            wins[uintp(e)] = t
+    else:
+        for e in range(POH * OW):
+            a = src[uintp(2 * e)] + bias
+            b = src[uintp(2 * e + 1)] + bias
+            t = _beats(b, a)
+            pairs[uintp(e)] = b if t else a
+            wins[uintp(e)] = t
+    two = np.uint8(2)
     for py in range(POH):
+        top = 2 * py * POW  # the window row's top pairs; its bottom pairs follow at + POW
         o = out[py]
         am = argmax[py]
-        top = 2 * py * OW
         for px in range(POW):
-            a = src[top + 2 * px] + bias
-            b = src[top + 2 * px + 1] + bias
-            c = src[top + OW + 2 * px] + bias
-            d = src[top + OW + 2 * px + 1] + bias
-            if relu:
-                a = zero if a < 0 else a
-                b = zero if b < 0 else b
-                c = zero if c < 0 else c
-                d = zero if d < 0 else d
-            o[px], am[px] = _max4(a, b, c, d)
+            m_top = pairs[uintp(top + px)]
+            m_bottom = pairs[uintp(top + POW + px)]
+            t_top = wins[uintp(top + px)]
+            t_bottom = wins[uintp(top + POW + px)]
+            w = _beats(m_bottom, m_top)
+            o[uintp(px)] = m_bottom if w else m_top
+            am[uintp(px)] = t_top + np.uint8(w) * (two + t_bottom - t_top)  # _max4's 2 + t_bottom, else t_top
 
 
 @slot_kernel("window")
@@ -191,6 +230,8 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
     K = FH * FW
     cs = col[slot]
     ts = tmp[slot]
+    pairs = np.empty(OH // 2 * OW, dtype=ts.dtype)  # the epilogue's scratch
+    wins = np.empty(OH // 2 * OW, dtype=np.uint8)
     for ch in range(slot, chunks, S):
         n0, k = chunk_span(ch, chunks, N)
         for i in range(k):
@@ -202,7 +243,7 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
         for i in range(k):
             for f in range(FN):
                 _epilogue(ts[f, i * P:(i + 1) * P], b[f], relu, pool, zero, OH, OW, out[n0 + i, f],
-                          argmax[n0 + i, f])
+                          argmax[n0 + i, f], pairs, wins)
 
 
 @slot_kernel("window")
