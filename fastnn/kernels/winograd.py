@@ -238,23 +238,22 @@ def grad_plane(dout, out, argmax, mode, zero, OH, OW, dst, pitch, odd):
     branch per element, ReLU masks being random, cost 2-4x the whole pass).
     """
     if mode == 2:
-        POH, POW = dout.shape
+        # zeros everywhere (also the last row and column of an odd OH, OW: in no window), then each window's one
+        # gradient at its argmax offset: measured 2x faster than one pass of selects along each row (2*POW stores
+        # reading the pooled arrays at q >> 1, which does not vectorise), SimpleConvNet's 28x28 planes, one thread:
+        # 1.97 -> 1.06 ms a CIFAR batch. ``& 3`` keeps even a bad argmax (the checked kernels reject it) in its window.
         for y in range(OH):
             off = (y // 2) * pitch + (y % 2) * odd
-            if y < 2 * POH:  # along the full row (2*POW stores), as the max-pool kernel's backward: it vectorises
-                py = uintp(y // 2)
-                a = 2 * (y % 2)
-                for q in range(2 * POW):
-                    v = dout[py, uintp(q >> 1)]
-                    m = out[py, uintp(q >> 1)]
-                    which = argmax[py, uintp(q >> 1)]
-                    g = zero if m <= 0 else v
-                    dst[uintp(off + q)] = g if which == a + (q & 1) else zero
-                for q in range(2 * POW, OW):  # odd OW: the last column is in no window
-                    dst[uintp(off + q)] = zero
-            else:  # odd OH: the last row is in no window
-                for q in range(OW):
-                    dst[uintp(off + q)] = zero
+            for q in range(OW):
+                dst[uintp(off + q)] = zero
+        POH, POW = dout.shape
+        for py in range(POH):
+            top = py * pitch
+            for px in range(POW):
+                v = dout[uintp(py), uintp(px)]
+                m = out[uintp(py), uintp(px)]
+                k = argmax[uintp(py), uintp(px)] & 3
+                dst[uintp(top + (k >> 1) * odd + 2 * px + (k & 1))] = zero if m <= 0 else v
     else:
         for y in range(OH):
             off = (y // 2) * pitch + (y % 2) * odd
