@@ -62,6 +62,13 @@ _CHUNK_ELEMENTS = 1 << 23
 #: rows 26 against 29 + 22 us).
 _TRANSPOSED_DW_ROWS = 48
 
+#: Bytes of one chunk's columns and product (``(C*FH*FW + FN) * m*OH*OW`` elements) in the pipeline: half of this
+#: machine's 2 MB L2, so that the columns the unfold writes are still there for the GEMM, and the product for the
+#: epilogue. Measured (SimpleConvNet CIFAR, fused forward / backward without dx, wall, 2 threads): 2 MB (Winograd's
+#: ``_SLOT_BYTES``, used before) 4.56 / 5.21-5.43 ms, 1 MB 4.16-4.29 / 5.06-5.15, 512 KB 4.26-4.29 / 5.08-5.10,
+#: 4 MB 4.94 / 5.49-6.15.
+_PIPE_SLOT_BYTES = 1 << 20
+
 #: Bytes of one image's columns and product (``(C*FH*FW + FN) * OH*OW`` elements) up to which a convolution runs
 #: as a per-thread pipeline (:func:`_pipe_forward`): small images and few channels, the book's conv nets. Larger
 #: ones keep the batch-wide GEMMs above.
@@ -310,7 +317,7 @@ def _pipe_schedule(knl: Kernel, g: WindowGeometry, FN: int, dtype: np.dtype,
     ck, ohw = g.C * g.FH * g.FW, g.OH * g.OW
     work = g.N * (ck + FN) * ohw
     threads = knl.threads(work)
-    chunks, m = chunking(g.N, max(1, min(g.N, winograd._SLOT_BYTES // ((ck + FN) * ohw * np.dtype(dtype).itemsize))))
+    chunks, m = chunking(g.N, max(1, min(g.N, _PIPE_SLOT_BYTES // ((ck + FN) * ohw * np.dtype(dtype).itemsize))))
     col = _buffer(ws, "conv2d.pipe.col", threads * ck * m * ohw, dtype).reshape(threads, ck, m * ohw)
     tmp = _buffer(ws, "conv2d.pipe.fnp", threads * FN * m * ohw, dtype).reshape(threads, FN, m * ohw)
     return chunks, col, tmp
