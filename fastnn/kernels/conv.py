@@ -156,10 +156,10 @@ def _unfold_multiply(x: np.ndarray, W2: np.ndarray, b: np.ndarray, g: WindowGeom
 
 
 @helper
-def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax, pairs, wins):
-    """out = src (OH*OW,) + bias, through ReLU when ``relu`` (the ReLU kernel's test), then when ``pool`` its 2x2
-    stride-2 max-pool with the max-pool kernel's tournament (out and argmax (OH // 2, OW // 2)); else out (OH, OW).
-    pairs, wins (>= OH // 2 * OW,): scratch of the pooled pass.
+def _epilogue(src, s0, bias, relu, pool, zero, OH, OW, out, argmax, n, f, pairs, wins):
+    """out[n, f] = src[s0:s0 + OH*OW] + bias, through ReLU when ``relu`` (the ReLU kernel's test), then when
+    ``pool`` its 2x2 stride-2 max-pool with the max-pool kernel's tournament (out and argmax (N, FN, OH // 2,
+    OW // 2)); else out (N, FN, OH, OW). pairs, wins (>= OH // 2 * OW,): scratch of the pooled pass.
 
     With an even OW the pooled pass is two: first every row's horizontal pairs, whole plane in one flat loop (a
     pair never straddles two rows), their maxima into ``pairs`` and which one won into ``wins``; then the vertical
@@ -167,36 +167,39 @@ def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax, pairs, wins):
     bits; the argmax without a branch. Measured (one thread, SimpleConvNet's 3000 28x28 planes a CIFAR batch):
     2.37 -> 0.91 ms: the one-pass loop per window neither vectorises (rows of 14 windows) nor avoids a branch
     mispredicted on random data per window.
+
+    Every array is indexed whole, never through a view of a plane or row: each view is an atomic increment and
+    decrement of the array's reference count, which both threads of the pipeline hit on the same cache line (perf:
+    ~4% of a two-thread SimpleConvNet step in Numba's NRT_incref/decref with views here).
     """
+    n = uintp(n)
+    f = uintp(f)
     if not pool:
         for oh in range(OH):
-            row = out[oh]
             for ow in range(OW):
-                v = src[oh * OW + ow] + bias
-                row[ow] = zero if relu and v < 0 else v
+                v = src[uintp(s0 + oh * OW + ow)] + bias
+                out[n, f, uintp(oh), uintp(ow)] = zero if relu and v < 0 else v
         return
-    POH, POW = out.shape
+    POH, POW = out.shape[2], out.shape[3]
     if OW % 2:
         for py in range(POH):
-            o = out[py]
-            am = argmax[py]
-            top = 2 * py * OW
+            top = s0 + 2 * py * OW
             for px in range(POW):
-                a = src[top + 2 * px] + bias
-                b = src[top + 2 * px + 1] + bias
-                c = src[top + OW + 2 * px] + bias
-                d = src[top + OW + 2 * px + 1] + bias
+                a = src[uintp(top + 2 * px)] + bias
+                b = src[uintp(top + 2 * px + 1)] + bias
+                c = src[uintp(top + OW + 2 * px)] + bias
+                d = src[uintp(top + OW + 2 * px + 1)] + bias
                 if relu:
                     a = zero if a < 0 else a
                     b = zero if b < 0 else b
                     c = zero if c < 0 else c
                     d = zero if d < 0 else d
-                o[px], am[px] = _max4(a, b, c, d)
+                out[n, f, uintp(py), uintp(px)], argmax[n, f, uintp(py), uintp(px)] = _max4(a, b, c, d)
         return
     if relu:  # (two loops, so that neither tests relu per element)
         for e in range(POH * OW):
-            a = src[uintp(2 * e)] + bias
-            b = src[uintp(2 * e + 1)] + bias
+            a = src[uintp(s0 + 2 * e)] + bias
+            b = src[uintp(s0 + 2 * e + 1)] + bias
             a = zero if a < 0 else a
             b = zero if b < 0 else b
             t = _beats(b, a)
@@ -204,24 +207,22 @@ def _epilogue(src, bias, relu, pool, zero, OH, OW, out, argmax, pairs, wins):
             wins[uintp(e)] = t
     else:
         for e in range(POH * OW):
-            a = src[uintp(2 * e)] + bias
-            b = src[uintp(2 * e + 1)] + bias
+            a = src[uintp(s0 + 2 * e)] + bias
+            b = src[uintp(s0 + 2 * e + 1)] + bias
             t = _beats(b, a)
             pairs[uintp(e)] = b if t else a
             wins[uintp(e)] = t
     two = np.uint8(2)
     for py in range(POH):
         top = 2 * py * POW  # the window row's top pairs; its bottom pairs follow at + POW
-        o = out[py]
-        am = argmax[py]
         for px in range(POW):
             m_top = pairs[uintp(top + px)]
             m_bottom = pairs[uintp(top + POW + px)]
             t_top = wins[uintp(top + px)]
             t_bottom = wins[uintp(top + POW + px)]
             w = _beats(m_bottom, m_top)
-            o[uintp(px)] = m_bottom if w else m_top
-            am[uintp(px)] = t_top + np.uint8(w) * (two + t_bottom - t_top)  # _max4's 2 + t_bottom, else t_top
+            out[n, f, uintp(py), uintp(px)] = m_bottom if w else m_top
+            argmax[n, f, uintp(py), uintp(px)] = t_top + np.uint8(w) * (two + t_bottom - t_top)  # else t_top
 
 
 @slot_kernel("window")
@@ -247,10 +248,10 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
         before = set_threads_local(1)
         _gemm(False, False, FN, k * P, CK, W2, CK, cs, w, 0.0, ts, w)
         set_threads_local(before)
-        for i in range(k):
-            for f in range(FN):
-                _epilogue(ts[f, i * P:(i + 1) * P], b[f], relu, pool, zero, OH, OW, out[n0 + i, f],
-                          argmax[n0 + i, f], pairs, wins)
+        for f in range(FN):
+            tf = ts[f]
+            for i in range(k):
+                _epilogue(tf, i * P, b[f], relu, pool, zero, OH, OW, out, argmax, n0 + i, f, pairs, wins)
 
 
 @slot_kernel("window")
