@@ -275,14 +275,14 @@ def _pipe_backward(slot, x, dout, out, argmax, W2, dWg, dbp, dx, col, dT, dTT, F
         dWg[g][:] = 0
         for ch in range(g, chunks, G):
             n0, k = chunk_span(ch, chunks, N)
+            for f in range(FN):
+                df = ds[f]
+                for i in range(k):
+                    dbp[n0 + i, f] = grad_plane(dout, out, argmax, n0 + i, f, mode, zero, OH, OW, df, i * P, 2 * OW,
+                                                OW)
             for i in range(k):
-                n = n0 + i
-                for f in range(FN):
-                    plane = ds[f, i * P:(i + 1) * P]
-                    dbp[n, f] = grad_plane(dout[n, f], out[n, f], argmax[n, f], mode, zero, OH, OW, plane, 2 * OW,
-                                           OW)
                 for c in range(C):
-                    unfold_plane(x[n, c], cs, c * K, i * P, FH, FW, SH, SW, PH, PW, OH, OW)
+                    unfold_plane(x[n0 + i, c], cs, c * K, i * P, FH, FW, SH, SW, PH, PW, OH, OW)
             before = set_threads_local(1)
             if transposed:  # dWg[g] (CK, FN) += col @ dT^T
                 for p in range(k * P):  # (here rather than in a helper: a helper is a compilation of its own)
