@@ -168,9 +168,8 @@ def _epilogue(src, s0, bias, relu, pool, zero, OH, OW, out, argmax, n, f, pairs,
     2.37 -> 0.91 ms: the one-pass loop per window neither vectorises (rows of 14 windows) nor avoids a branch
     mispredicted on random data per window.
 
-    Every array is indexed whole, never through a view of a plane or row: each view is an atomic increment and
-    decrement of the array's reference count, which both threads of the pipeline hit on the same cache line (perf:
-    ~4% of a two-thread SimpleConvNet step in Numba's NRT_incref/decref with views here).
+    Every array is indexed whole, never through a view of a plane or row (a view is an atomic increment and
+    decrement of the array's reference count): the CIFAR batch's fused forward, one thread, 7.4-7.6 -> 6.7 ms.
     """
     n = uintp(n)
     f = uintp(f)
