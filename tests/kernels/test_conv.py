@@ -300,7 +300,7 @@ def test_pipeline_chunks_and_batch_wide_path_agree(case, slot_bytes, dw_rows, mo
     """The per-thread pipeline (one image per chunk, a few, the whole batch; the filter gradient in either
     orientation) against the twin and against the batch-wide GEMM path."""
     x, W, b, dout, stride, pad = _problem(case, np.float64)
-    monkeypatch.setattr(kconv.winograd, "_SLOT_BYTES", slot_bytes)
+    monkeypatch.setattr(kconv, "_PIPE_SLOT_BYTES", slot_bytes)
     monkeypatch.setattr(kconv, "_TRANSPOSED_DW_ROWS", dw_rows)
     got = (K.conv2d_forward(x, W, b, stride, pad), *K.conv2d_backward(dout, x, W, stride, pad))
     monkeypatch.setattr(kconv, "_PIPELINE_BYTES", 0)

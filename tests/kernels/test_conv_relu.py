@@ -102,12 +102,16 @@ def test_need_dx_false_and_non_contiguous_inputs(pool, dtype):
     np.testing.assert_array_equal(grads[0], ugrads[0])
 
 
+# Winograd (two channels); the im2col pipeline (one channel) with an even output width (its two-pass pooling) and
+# an odd one (the window loop)
+@pytest.mark.parametrize("case", [(2, 2, 6, 6, 3, 3, 1), (2, 1, 6, 6, 3, 3, 1), (2, 1, 6, 7, 3, 3, 1)],
+                         ids=["winograd", "pipeline", "pipeline-odd"])
 @pytest.mark.parametrize("special", [np.nan, np.inf, 0.0])
-def test_special_values_and_ties_as_unfused(special):
+def test_special_values_and_ties_as_unfused(special, case):
     """NaN stays NaN through ReLU and wins its window (first NaN), zero ties keep the first offset; the fused
     pooling and gradient agree with pooling and masking the written output."""
-    x, W, b, pad = _problem((2, 2, 6, 6, 3, 3, 1), np.float64, seed=5)
-    x[0, 1, 2, 3] = special
+    x, W, b, pad = _problem(case, np.float64, seed=5)
+    x[0, -1, 2, 3] = special
     b[:] = -50.0 if special == 0.0 else b  # all pre-activations negative: every window a tie of zeros
     dout = _dout(x, W, b, pad, True, np.float64)
     fwd, grads = _fused(K, x, W, b, pad, dout, True)
