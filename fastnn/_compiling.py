@@ -18,6 +18,7 @@ import contextlib
 import copy
 import os
 import pickle
+import re
 import select
 import signal
 import subprocess
@@ -190,12 +191,29 @@ _standing: list[int] = []  # the pid of the forked standby waiting or working, i
 
 def can_fork() -> bool:
     """Whether a copy of this process may be forked safely: Linux, one Python thread (this one, the main thread), no
-    Numba thread pool started yet (OpenMP does not survive a fork) and no other standby waiting."""
+    Numba thread pool started yet and no OpenMP runtime loaded by another library (GNU OpenMP does not survive a
+    fork once its pool has started: a copy forked from a process that had run PyTorch hung at its first parallel
+    launch), and no other standby waiting."""
     from ._jit import threading_layer
 
     return (sys.platform.startswith("linux") and threading.active_count() == 1
             and threading.current_thread() is threading.main_thread() and threading_layer() is None
-            and not _standing)
+            and not _standing and not openmp_runtimes())
+
+
+_OPENMP = re.compile(r"/(lib(?:g|i|)omp[^/\s]*\.so[^/\s]*)$", re.M)
+
+
+def openmp_runtimes(maps: str | None = None) -> list[str]:
+    """The OpenMP runtimes (``libgomp``, ``libiomp5``, ``libomp``) mapped into this process (``maps``: the text of
+    ``/proc/self/maps``, read when None; empty where there is none to read)."""
+    if maps is None:
+        try:
+            with open("/proc/self/maps") as f:
+                maps = f.read()
+        except OSError:
+            return []
+    return sorted(set(_OPENMP.findall(maps)))
 
 
 class _Forked:
@@ -326,10 +344,6 @@ class Standby:
         self._forked, self._go = _Forked(pid, ready_r), go_w
 
     def _run_copy(self, ready: int) -> None:
-        # Every parallel launch of the copy runs the serial twin: its results only feed its own next kernels, and
-        # GNU OpenMP is not safe to start in a fork of a process where another library (PyTorch, say) has started it.
-        # The parallel twins it would have run are compiled without running: those of same-bits kernels after it
-        # has said it is ready (this process's part), the others at once (the user's process waits for them).
         from . import _jit
 
         signal.alarm(int(JOIN_TIMEOUT))  # a copy that hangs ends (the user's process waits that long at most)
@@ -338,21 +352,17 @@ class Standby:
         def defer(kernel: Any, args: tuple) -> bool:
             if kernel.same_bits:
                 deferred.append((kernel, args))
-            else:
-                _compile_parallel(kernel, args)
-            return True
+            return kernel.same_bits
 
         _jit._defer = defer
         self._fn(*self._args)
+        _jit._defer = None
         os.write(ready, b"1")
         os.close(ready)
         for kernel, args in deferred:
             _compile_parallel(kernel, args)
-        deferred.clear()
         if self._then is not None:
             self._then()
-        for kernel, args in deferred:  # the optimizers' same-bits steps (Adam's) run by then()
-            _compile_parallel(kernel, args)
 
     def pending(self, kernel: Any, args: tuple) -> bool:
         """:data:`fastnn._jit._defer` while the copy waits: True (run the serial twin) for a same-bits kernel whose

@@ -347,7 +347,11 @@ def test_no_fork_beside_another_thread_or_a_started_thread_pool(monkeypatch):
     from fastnn import _jit
 
     monkeypatch.setattr(_jit, "threading_layer", lambda: None)
+    monkeypatch.setattr(_compiling, "openmp_runtimes", lambda: [])
     assert _compiling.can_fork() is (threading.active_count() == 1)
+    with monkeypatch.context() as m:  # another library's OpenMP (PyTorch's, scikit-learn's) may have started its pool
+        m.setattr(_compiling, "openmp_runtimes", lambda: ["libgomp.so.1"])
+        assert _compiling.can_fork() is False
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
@@ -362,7 +366,6 @@ def test_no_fork_beside_another_thread_or_a_started_thread_pool(monkeypatch):
 
 def test_settle_waits_for_a_worker_still_compiling_in_the_background(forking, monkeypatch):
     from fastnn import _jit
-
     from fastnn.kernels import linalg, optimizers
 
     worker = _compiling.Standby(time.sleep, 0.1, then=lambda: time.sleep(2)).start()
@@ -376,25 +379,14 @@ def test_settle_waits_for_a_worker_still_compiling_in_the_background(forking, mo
     assert _compiling.settle(60) is False  # nothing left to wait for
 
 
-def _relu_in_copy(path):
-    """What a standby runs here: a ReLU large enough for the parallel twin; notes whether a parallel region was
-    launched and whether the parallel twin is compiled (module level: a new process imports it)."""
-    from fastnn import _jit
-    from fastnn.kernels import activations
-
-    _jit._parallel_allowed = True  # as in a fork made before OpenMP started (the pytest process may have started it)
-    launched = []
-    real = _jit._launch_parallel
-    _jit._launch_parallel = lambda dispatcher, args: launched.append(dispatcher) or real(dispatcher, args)
-    out = activations.relu_forward(np.arange(-3.0, 4.0, dtype=np.float32))
-    with open(path, "w") as f:
-        f.write(f"{len(launched)} {len(activations._relu_fwd.parallel.overloads)} {out.tolist()}")
-
-
-def test_a_forked_copy_compiles_parallel_twins_without_running_them(forking, monkeypatch, tmp_path):
-    """OpenMP is not safe to start in a fork of a process where another library started it (a bench process that
-    ran PyTorch hung so), so the copy runs every kernel's serial twin and only compiles the parallel one."""
-    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
-    mark = tmp_path / "mark"
-    assert _compiling.Standby(_relu_in_copy, str(mark)).start().join(120) is True
-    assert mark.read_text() == "0 1 [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0]"
+def test_openmp_runtimes_are_read_from_the_maps():
+    maps = "\n".join(["7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libgomp.so.1.0.0",
+                      "7f02-7f03 r-xp 0 08:01 2 /site/torch/lib/libgomp-e985bcbb.so.1",
+                      "7f04-7f05 r-xp 0 08:01 3 /opt/intel/libiomp5.so",
+                      "7f06-7f07 r-xp 0 08:01 4 /usr/lib/llvm/libomp.so.5",
+                      "7f08-7f09 r-xp 0 08:01 5 /site/numba/np/ufunc/omppool.cpython-311-x86_64-linux-gnu.so",
+                      "7f0a-7f0b r-xp 0 08:01 6 /site/scipy/linalg/_decomp_lu_cython.cpython-311.so",
+                      "7f0c-7f0d rw-p 0 00:00 0 [heap]"])
+    assert _compiling.openmp_runtimes(maps) == ["libgomp-e985bcbb.so.1", "libgomp.so.1.0.0", "libiomp5.so",
+                                                "libomp.so.5"]
+    assert _compiling.openmp_runtimes("") == []
