@@ -415,12 +415,7 @@ def compile_backward(net: Any, x: Any, t: Any) -> None:
     """
     from . import backend
 
-    for optimizer in list(fresh_optimizers):  # first, each fresh optimizer's per-tensor step body (see first_gradient)
-        if optimizer.iter == 0 and net.params:
-            key, param = next(iter(net.params.items()))
-            param = param.copy()
-            with contextlib.suppress(Exception):  # only compiles; the real update reports any error itself
-                copy.deepcopy(optimizer).update({key: param}, {key: np.zeros_like(param)})
+    _compile_fresh_optimizers(net, first_only=True)
     # the ReLU forward runs for real here: cheap to compile, and reached long before the user's process would
     backend.rewire_for_good("reference", lambda name: ("forward" in name and name != "relu_forward")
                             or name == "matmul")
@@ -503,12 +498,13 @@ def settle(timeout: float | None = JOIN_TIMEOUT) -> bool:
     return True
 
 
-def _compile_fresh_optimizers(net: Any) -> None:
+def _compile_fresh_optimizers(net: Any, first_only: bool = False) -> None:
     """Compile the first step of every optimizer built and not yet used, on copies of ``net.params`` with zero
-    gradients (the user's optimizers and parameters are untouched)."""
+    gradients (the user's optimizers and parameters are untouched); ``first_only``: of its first parameter alone,
+    which compiles the per-tensor step body."""
     for optimizer in list(fresh_optimizers):
         if optimizer.iter == 0:
-            params = copy.deepcopy(net.params)
             with contextlib.suppress(Exception):  # only compiles; the real update reports any error itself
+                params = copy.deepcopy(dict([next(iter(net.params.items()))]) if first_only else net.params)
                 copy.deepcopy(optimizer).update(params, {k: np.zeros_like(v) for k, v in params.items()})
 
