@@ -60,10 +60,9 @@ _layer: str | None = None  # Numba's threading layer, once its thread pool has s
 _parallel_allowed = True  # False in a child forked from a parent whose threading layer is not fork-safe
 _num_threads: int | None = None  # set by set_num_threads; None: Numba's default
 #: While a first run's compile worker fills the cache (:func:`fastnn._compiling.first_gradient`), called as
-#: ``_defer(kernel, args)`` before a parallel launch: True runs the serial twin instead. In the user's process that
-#: is so for kernels whose twins give the same bits (``Kernel.same_bits``), whose serial compilation costs a
-#: fraction of the parallel one's (the worker compiles that one); in the forked worker for every kernel (it compiles
-#: the parallel twins it needs without running them: OpenMP is not safe to start in a fork).
+#: ``_defer(kernel, args)`` before a parallel launch: True runs the serial twin instead. It is so, in both processes,
+#: for kernels whose twins give the same bits (``Kernel.same_bits``), whose serial compilation costs a fraction of
+#: the parallel one's: the worker compiles that one after the backward, in the background.
 _defer: Callable[[Kernel, tuple], bool] | None = None
 
 
