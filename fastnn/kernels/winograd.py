@@ -120,7 +120,9 @@ def _from_halves(even, odd, PH, PW, TWp, plane):
             dst[q] = src[q]
 
 
-@helper
+# inlined in Numba's IR: as a called helper, DeepConvNet's 14x14 layers took 25-40% longer (16 -> 32 channels
+# forward 2.6-2.8 -> 2.0 ms, 32 -> 32 forward 6.0-6.2 -> 4.2-4.3 ms, one thread); the backward compiles ~0.3 s longer
+@helper(inline=True)
 def _input_transform(plane, PH, PW, TH, TWp, pe, po, E, O, V, c, col):
     """V[4i + j, c, col + t] = (B^T d_t B)[i, j] for the L = TH*TWp tiles d_t of one input plane (H, W).
 
