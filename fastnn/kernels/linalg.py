@@ -146,17 +146,29 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray 
     return out
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Products of more than ``2**18`` multiply-adds are cut into parts (the plan is in the module docstring), each one
     single-threaded OpenBLAS call on one of Numba's threads, so OpenBLAS's own pool never wakes; smaller ones go to
     ``np.matmul``. The cut depends on the shapes only: the same bits with any number of threads. ``a`` and ``b`` may
-    have any strides (a transposed view is passed to BLAS as such, without a copy).
+    have any strides (a transposed view is passed to BLAS as such, without a copy). ``out`` is written by BLAS
+    directly when its rows or its columns are contiguous (a Fortran-order ``out`` as ``out.T = b.T @ a.T``), which
+    saves a layer's weight gradient a fresh array and a copy into its gradient array.
     """
-    return _matmul(*_checks.check_matmul("matmul", a, b))
+    return _matmul(*_checks.check_matmul_out("matmul", a, b, out))
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype))
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    if out is None:
+        return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype))
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):  # BLAS would read what it has written
+        out[...] = _matmul(a, b)
+    elif out.strides[1] == out.itemsize:
+        matmul_into(a, b, out)
+    elif out.strides[0] == out.itemsize:
+        matmul_into(b.T, a.T, out.T)
+    else:
+        out[...] = _matmul(a, b)
+    return out
 
 
 def matmul_bias(a: np.ndarray, b: np.ndarray, bias: np.ndarray) -> np.ndarray:
