@@ -102,6 +102,9 @@ def test_plans():
     assert split == 2 and list(bounds) == [0, 392, 784]  # 784 // 256 = 3 parts, rounded down to 2
     assert list(linalg._plan(100, 100, 100)[1]) == [0, 50, 100]
     assert list(linalg._plan(3, 4, 5)[1]) == [0, 3]  # too small to cut: one part
+    # rows or columns (bits unchanged by the cut): one part per thread; a reduction: _PARTS whatever the threads
+    assert [len(linalg._plan(700, 10000, 650, t)[1]) - 1 for t in (1, 2, 3, 4, 8)] == [1, 2, 2, 4, 4]
+    assert [len(linalg._plan(25, 30, 57600, t)[1]) - 1 for t in (1, 2)] == [linalg._PARTS] * 2
 
 
 @pytest.mark.parametrize("shape", [(100, 4320, 100), (25, 9000, 30)], ids=["rows", "reduction"])
