@@ -161,6 +161,27 @@ def check_matmul(where: str, a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def check_out(where: str, out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """An optional output array a result is written into (``out=``): None, or a writeable ndarray of exactly the
+    result's shape and dtype (no cast: the caller's array itself is written)."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray) or out.dtype != dtype:
+        _validate.fail(where, "out", f"a {np.dtype(dtype)} ndarray (the result's dtype)", _validate.describe(out),
+                       TypeError)
+    if out.shape != shape:
+        _validate.fail(where, "out", f"of shape {shape}", f"shape {out.shape}", ValueError)
+    if not out.flags.writeable:
+        _validate.fail(where, "out", "writeable (the result is written into it)", "a read-only array")
+    return out
+
+
+def check_matmul_out(where: str, a: Any, b: Any, out: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`check_matmul`'s operands and an optional ``out`` (M, N) of their common dtype."""
+    a, b = check_matmul(where, a, b)
+    return a, b, check_out(where, out, (a.shape[0], b.shape[1]), a.dtype)
+
+
 def check_matmul_bias(where: str, a: Any, b: Any, bias: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A matrix product plus a bias row: :func:`check_matmul`'s operands and a bias of b's column count, all three
     of their common dtype."""
@@ -821,14 +842,16 @@ def check_embedding_forward(where: str, W: Any, idx: Any) -> tuple[np.ndarray, n
     return W, _token_ids(idx, W.shape[0], where)
 
 
-def check_embedding_backward(where: str, dout: Any, idx: Any, vocab_size: Any) -> tuple[np.ndarray, np.ndarray, int]:
-    """An embedding's weight gradient: ``vocab_size`` V >= 1, ids in [0, V), ``dout`` of shape idx.shape + (D,)."""
+def check_embedding_backward(where: str, dout: Any, idx: Any, vocab_size: Any,
+                             out: Any = None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+    """An embedding's weight gradient: ``vocab_size`` V >= 1, ids in [0, V), ``dout`` of shape idx.shape + (D,),
+    an optional ``out`` (V, D) of dout's dtype."""
     vocab_size = _validate.integer(vocab_size, where, "vocab_size", minimum=1, maximum=_validate.MAX_SIZE)
     dout = _validate.float_array(dout, where, "dout")
     idx = _token_ids(idx, vocab_size, where)
     if dout.ndim != idx.ndim + 1 or dout.shape[:-1] != idx.shape:
         _validate.fail(where, "dout", f"of shape {idx.shape} + (D,) like idx", f"shape {dout.shape}")
-    return dout, idx, vocab_size
+    return dout, idx, vocab_size, check_out(where, out, (vocab_size, dout.shape[-1]), dout.dtype)
 
 
 def check_embedding_dot(where: str, W: Any, idx: Any, h: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

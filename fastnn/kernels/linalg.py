@@ -6,8 +6,9 @@ a convolution's GEMM) then shares the two cores with them, and measured up to tw
 ``OPENBLAS_NUM_THREADS=1`` ran faster than with OpenBLAS's threads. Here the parts of a product run on Numba's
 threads (:mod:`fastnn.kernels._blas`), so only one pool is ever awake.
 
-The split is fixed by the shapes, never by the thread count, so results are the same bits with any number of
-threads. Each part is one BLAS call that packs its own share of the operands, so every way of cutting costs
+Results are the same bits with any number of threads: a cut reduction (whose parts' sums are added) is fixed
+by the shapes, and cuts of the output's rows or columns, which follow the thread count, leave every element's sum
+as it is. Each part is one BLAS call that packs its own share of the operands, so every way of cutting costs
 extra memory traffic: cutting rows of the output packs all of ``b`` again in every part, cutting columns packs
 all of ``a`` again, cutting the reduction writes one partial output per part and adds them up (in order). The
 plan cuts the dimension whose extra traffic is least (the reduction of a convolution's weight gradient, the rows
@@ -36,6 +37,10 @@ _PARTS = 4
 _MIN_ROWS = 32
 #: Smallest share of the reduction a part gets when the reduction is cut.
 _MIN_REDUCTION = 256
+#: Least multiply-adds of a product whose row or column cut follows the thread count (see _plan): a quarter of it
+#: is still far above the sizes where OpenBLAS takes its small-matrix or direct sgemm paths (up to 28*512*512),
+#: which sum in another order, so no part's bits depend on how many parts there are.
+_THREAD_CUTS = 1 << 25
 #: Products of at most this many multiply-adds go to ``np.matmul``: OpenBLAS runs them on the calling thread
 #: (its threshold is 65536 * 4), so no pool wakes, and the split's fixed cost (~10 us) would dominate them.
 _SMALL = 1 << 18
@@ -97,9 +102,14 @@ def _blas_view(x: np.ndarray) -> tuple[np.ndarray, bool, int]:
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(M: int, N: int, K: int) -> tuple[int, np.ndarray]:
+def _plan(M: int, N: int, K: int, threads: int = _PARTS) -> tuple[int, np.ndarray]:
     """(split, cut points) for an (M, K) @ (K, N) product; see the module docstring.
 
+    A cut of the rows or columns of the output gives every element the sum it has uncut (each part is one BLAS
+    call with the whole reduction), so those cuts are made one per thread (``threads``, a power of two at most
+    _PARTS): more parts on as many threads only pack their operands again (measured, CPU time, DLFS-2's
+    BetterRnnlm products (700, 650) @ (650, 10000) and (650, 700) @ (700, 2600): 2 parts 2-4% less than 4).
+    A cut reduction changes the bits with the number of parts, so it stays at _PARTS whatever the threads.
     Memoised (a net's products repeat their shapes every step; building the plan was ~1.5 us of a 100x100x100
     product's ~22 us call); the kernels only read the cut points.
     """
@@ -109,7 +119,8 @@ def _plan(M: int, N: int, K: int) -> tuple[int, np.ndarray]:
     if not usable:
         return 0, np.array([0, M], dtype=np.int64)
     _, split, size, least = min(usable)
-    parts = 1 << (min(_PARTS, size // least).bit_length() - 1)  # a power of two, at most _PARTS
+    most = _PARTS if split == 2 else max(1, min(_PARTS, threads))
+    parts = 1 << (min(most, size // least).bit_length() - 1)  # a power of two, at most _PARTS
     return split, np.array([p * size // parts for p in range(parts + 1)], dtype=np.int64)
 
 
@@ -128,7 +139,8 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray 
         out[...] = 0 if bias is None else bias
         return out
     assert out.strides[1] == out.itemsize and out.shape == (M, N)
-    split, bounds = _plan(M, N, K)
+    threads = _gemm_parts.threads(M * N * K // 8) if M * N * K >= _THREAD_CUTS else _PARTS
+    split, bounds = _plan(M, N, K, threads)
     sa, ta, lda = _blas_view(a)
     sb, tb, ldb = _blas_view(b)
     parts = bounds.size - 1
@@ -146,17 +158,29 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray 
     return out
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Products of more than ``2**18`` multiply-adds are cut into parts (the plan is in the module docstring), each one
     single-threaded OpenBLAS call on one of Numba's threads, so OpenBLAS's own pool never wakes; smaller ones go to
-    ``np.matmul``. The cut depends on the shapes only: the same bits with any number of threads. ``a`` and ``b`` may
-    have any strides (a transposed view is passed to BLAS as such, without a copy).
+    ``np.matmul``. The same bits with any number of threads (see the module docstring). ``a`` and ``b`` may have
+    any strides (a transposed view is passed to BLAS as such, without a copy). ``out`` is written by BLAS
+    directly when its rows or its columns are contiguous (a Fortran-order ``out`` as ``out.T = b.T @ a.T``), which
+    saves a layer's weight gradient a fresh array and a copy into its gradient array.
     """
-    return _matmul(*_checks.check_matmul("matmul", a, b))
+    return _matmul(*_checks.check_matmul_out("matmul", a, b, out))
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype))
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    if out is None:
+        return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype))
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):  # BLAS would read what it has written
+        out[...] = _matmul(a, b)
+    elif out.strides[1] == out.itemsize:
+        matmul_into(a, b, out)
+    elif out.strides[0] == out.itemsize:
+        matmul_into(b.T, a.T, out.T)
+    else:
+        out[...] = _matmul(a, b)
+    return out
 
 
 def matmul_bias(a: np.ndarray, b: np.ndarray, bias: np.ndarray) -> np.ndarray:

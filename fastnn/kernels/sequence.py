@@ -129,15 +129,26 @@ def _embedding_forward(W: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> np.ndarray:
+def embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int,
+                       out: np.ndarray | None = None) -> np.ndarray:
     """Parallel over blocks of 32 columns of D, each thread walking all ids in order (see the module docstring):
-    race-free and bit-identical to ``np.add.at``."""
-    return _embedding_backward(*_checks.check_embedding_backward("embedding_backward", dout, idx, vocab_size))
+    race-free and bit-identical to ``np.add.at``. With ``out`` the gradient is written there (a layer's existing
+    gradient array: no fresh (V, D) array and no copy of it, which at V = 10000 cost more than the scatter)."""
+    return _embedding_backward(*_checks.check_embedding_backward("embedding_backward", dout, idx, vocab_size, out))
 
 
-def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> np.ndarray:
+def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int,
+                        out: np.ndarray | None = None) -> np.ndarray:
     d = dout.shape[-1]
-    dW = np.zeros((vocab_size, d), dout.dtype)
+    if out is not None and (not out.flags.c_contiguous or np.may_share_memory(out, dout)):
+        # computed apart, then copied: the kernel's one (C-order) specialisation; dout not overwritten first
+        out[...] = _embedding_backward(dout, idx, vocab_size)
+        return out
+    if out is None:
+        dW = np.zeros((vocab_size, d), dout.dtype)
+    else:
+        dW = out
+        dW[...] = 0
     if dout.size:
         flat = np.ascontiguousarray(idx).reshape(-1)
         _scatter_add.run(dout.size, np.ascontiguousarray(dout).reshape(flat.shape[0], d), flat, dW, _COLS)

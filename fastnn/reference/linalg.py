@@ -9,7 +9,7 @@ from .. import _checks
 __all__ = ["add_into", "column_sum", "matmul", "matmul_bias"]
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Matrix product of two 2-D arrays (what the affine layers compute).
 
     .. math::
@@ -21,17 +21,23 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a : ndarray (M, K)
         float32 or float64 (ints promote to float64); any strides.
     b : ndarray (K, N)
+    out : ndarray (M, N) of the common dtype, optional
+        Written with the product (and returned) instead of a new array; writeable, any strides, and it may
+        share memory with ``a`` or ``b`` (the product is then computed first).
 
     Returns
     -------
     out : ndarray (M, N)
-        Common dtype of a and b, C-contiguous.
+        Common dtype of a and b, C-contiguous (or the given ``out``).
     """
-    return _matmul(*_checks.check_matmul("matmul", a, b))
+    return _matmul(*_checks.check_matmul_out("matmul", a, b, out))
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a @ b)
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    if out is None:
+        return np.ascontiguousarray(a @ b)
+    out[...] = a @ b
+    return out
 
 
 def matmul_bias(a: np.ndarray, b: np.ndarray, bias: np.ndarray) -> np.ndarray:

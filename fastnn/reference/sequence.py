@@ -37,7 +37,8 @@ def _embedding_forward(W: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return W[idx]
 
 
-def embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> np.ndarray:
+def embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int,
+                       out: np.ndarray | None = None) -> np.ndarray:
     r"""Gradient of :func:`embedding_forward` with respect to ``W``: each ``dout`` row added to the row of its id,
     repeated ids accumulating, in the order of ``idx`` flattened (what ``np.add.at`` does, so the result is
     deterministic).
@@ -50,16 +51,24 @@ def embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> np
     idx : int array_like, shape S, ids in [0, vocab_size)
     vocab_size : int
         V >= 1.
+    out : ndarray (V, D) of dout's dtype, optional
+        Written with dW (and returned) instead of a new array; writeable, any strides (it may share memory
+        with ``dout``: dW is then computed first and copied in).
 
     Returns
     -------
     dW : ndarray, (V, D), dout's float dtype; rows of ids that do not occur are zero
     """
-    return _embedding_backward(*_checks.check_embedding_backward("embedding_backward", dout, idx, vocab_size))
+    return _embedding_backward(*_checks.check_embedding_backward("embedding_backward", dout, idx, vocab_size, out))
 
 
-def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int) -> np.ndarray:
-    dW = np.zeros((vocab_size, dout.shape[-1]), dout.dtype)
+def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int,
+                        out: np.ndarray | None = None) -> np.ndarray:
+    if out is not None and np.may_share_memory(out, dout):
+        out[...] = _embedding_backward(dout, idx, vocab_size)
+        return out
+    dW = np.zeros((vocab_size, dout.shape[-1]), dout.dtype) if out is None else out
+    dW[...] = 0
     np.add.at(dW, idx.reshape(-1), dout.reshape(-1, dout.shape[-1]))
     return dW
 

@@ -221,6 +221,37 @@ def test_layers_keep_the_arrays_given_and_write_gradients_in_place():
     np.testing.assert_array_equal(dW[:, 0], [1, 2, 0, 0])
 
 
+def test_gradients_written_into_grads_replace_them_and_an_error_leaves_them():
+    """dW is written straight into the gradient arrays (a tied view's Fortran-order one too): a second backward
+    replaces the first's values, a bad dout raises before anything is written."""
+    W = _r(5, 6)
+    aff, emb, mm = TL.TimeAffine(W.T, _r(5, seed=1)), TL.TimeEmbedding(W), L.MatMul(W)
+    h, ids = _r(2, 3, 6, seed=2), np.array([[0, 4, 4], [1, 0, 4]])
+    aff.forward(h)
+    emb.forward(ids)
+    mm.forward(h[0, :, :5])
+    for scale in (3.0, 1.0):  # the second pass leaves no trace of the first
+        dout = _r(2, 3, 5, seed=3, scale=scale)
+        aff.backward(dout)
+        emb.backward(np.tile(dout[..., :1], 6))
+        mm.backward(_r(3, 6, seed=4, scale=scale))
+    _close(aff.grads[0], h.reshape(6, 6).T @ dout.reshape(6, 5))
+    _close(aff.grads[1], dout.reshape(6, 5).sum(0))
+    want = np.zeros((5, 6), "f")
+    np.add.at(want, ids.reshape(-1), np.tile(dout[..., :1], 6).reshape(6, 6))
+    _close(emb.grads[0], want)
+    _close(mm.grads[0], h[0, :, :5].T @ _r(3, 6, seed=4))
+    kept = [g.copy() for g in (*aff.grads, *emb.grads, *mm.grads)]
+    with pytest.raises(ValueError, match="TimeAffine.backward: dout must be"):
+        aff.backward(_r(2, 3, 4))
+    with pytest.raises(ValueError, match="embedding_backward: dout must be of shape"):
+        emb.backward(_r(2, 2, 6))
+    with pytest.raises(ValueError, match="matmul: b must be"):
+        mm.backward(_r(3, 7))
+    for g, k in zip((*aff.grads, *emb.grads, *mm.grads), kept, strict=True):
+        np.testing.assert_array_equal(g, k)
+
+
 def test_time_softmax_with_loss_ignores_and_refuses_all_ignored():
     layer = TL.TimeSoftmaxWithLoss()
     xs = _r(2, 3, 4, scale=3.0)

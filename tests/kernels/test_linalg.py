@@ -102,6 +102,9 @@ def test_plans():
     assert split == 2 and list(bounds) == [0, 392, 784]  # 784 // 256 = 3 parts, rounded down to 2
     assert list(linalg._plan(100, 100, 100)[1]) == [0, 50, 100]
     assert list(linalg._plan(3, 4, 5)[1]) == [0, 3]  # too small to cut: one part
+    # rows or columns (bits unchanged by the cut): one part per thread; a reduction: _PARTS whatever the threads
+    assert [len(linalg._plan(700, 10000, 650, t)[1]) - 1 for t in (1, 2, 3, 4, 8)] == [1, 2, 2, 4, 4]
+    assert [len(linalg._plan(25, 30, 57600, t)[1]) - 1 for t in (1, 2)] == [linalg._PARTS] * 2
 
 
 @pytest.mark.parametrize("shape", [(100, 4320, 100), (25, 9000, 30)], ids=["rows", "reduction"])
@@ -113,6 +116,41 @@ def test_without_the_bundled_blas(shape, monkeypatch):
     a, b = _pair(shape, np.float64)
     close(K.matmul(a, b), R.matmul(a, b), np.float64)
     assert calls == []
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "aliases a"])
+@pytest.mark.parametrize("shape", [(67, 33, 131), (100, 4320, 100)], ids=["small", "cut"])
+def test_out_is_written_in_any_layout(shape, layout, dtype, twin):
+    """out= C-order (BLAS writes it), Fortran-order (written as out.T = b.T @ a.T: a tied weight's gradient),
+    neither (computed, then copied), sharing memory with an operand (computed first): the product, returned."""
+    a0, b = _pair(shape, dtype)
+    M, Kd, N = shape
+    buf = np.empty((M, max(Kd, N)), dtype)
+    a = buf[:, :Kd] if layout == "aliases a" else a0
+    out = {"C": np.empty((M, N), dtype), "F": np.empty((M, N), dtype, order="F"),
+           "strided": np.empty((M, 2 * N), dtype)[:, ::2], "aliases a": buf[:, :N]}[layout]
+    want = R.matmul(a0, b)
+    for impl in (K, R):
+        out[...] = np.nan
+        buf[:, :Kd] = a0
+        assert impl.matmul(a, b, out=out) is out
+        close(out, want, dtype)
+    if layout == "C":
+        np.testing.assert_array_equal(K.matmul(a, b, out=out), K.matmul(a, b))  # the same plan: the same bits
+
+
+@pytest.mark.parametrize(("out", "exc", "match"), [
+    (np.empty((4, 2), np.float32), TypeError, r"matmul: out must be a float64 ndarray \(the result's dtype\)"),
+    (np.empty((2, 4)), ValueError, r"matmul: out must be of shape \(4, 2\), got shape \(2, 4\)"),
+    ([[0.0] * 2] * 4, TypeError, r"matmul: out must be a float64 ndarray"),
+    (np.broadcast_to(np.zeros(2), (4, 2)), ValueError, "matmul: out must be writeable"),
+], ids=["dtype", "shape", "list", "read-only"])
+def test_out_bad_input_writes_nothing(out, exc, match):
+    for impl in (K, R):
+        before = np.array(out, copy=True)
+        with pytest.raises(exc, match=match):
+            impl.matmul(np.ones((4, 3)), np.ones((3, 2)), out=out)
+        np.testing.assert_array_equal(np.asarray(out), before)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])

@@ -67,6 +67,36 @@ def test_embedding_any_index_shape_and_strided_inputs(idx_shape, dtype, twin):
     assert_close(K.embedding_backward(dout, idx, 6), R.embedding_backward(dout, idx, 6), dtype)
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "aliases dout"])
+def test_embedding_backward_into_out(layout, dtype, twin):
+    """out= (a layer's gradient array) is zeroed and written, whatever it held, and returned; Fortran order and
+    memory shared with dout are computed apart and copied in."""
+    n, t, v, d = 4, 9, 6, 33
+    idx, dout0 = _ids((n, t), v), _rand((n, t, d), dtype, 1)
+    buf = np.empty(max(n * t, v) * d, dtype)
+    dout = buf[:n * t * d].reshape(n, t, d) if layout == "aliases dout" else dout0
+    out = {"C": np.empty((v, d), dtype), "F": np.empty((v, d), dtype, order="F"),
+           "aliases dout": buf[:v * d].reshape(v, d)}[layout]
+    for impl in (K, R):
+        out[...] = np.nan
+        dout[...] = dout0
+        assert impl.embedding_backward(dout, idx, v, out=out) is out
+        np.testing.assert_array_equal(out, R.embedding_backward(dout0, idx, v))
+
+
+@pytest.mark.parametrize("impl", [K, R], ids=["kernels", "reference"])
+def test_embedding_backward_bad_out_writes_nothing(impl):
+    dout, idx = np.ones((2, 3), np.float32), np.array([0, 1])
+    for out, match in ((np.zeros((5, 3)), "out must be a float32 ndarray"), (np.zeros((4, 3), np.float32),
+                       r"out must be of shape \(5, 3\), got shape \(4, 3\)")):
+        with pytest.raises((TypeError, ValueError), match=f"embedding_backward: {match}"):
+            impl.embedding_backward(dout, idx, 5, out=out)
+        np.testing.assert_array_equal(out, 0)
+    with pytest.raises(ValueError, match=r"idx must be token ids in \[0, 5\)"):  # ids checked before out written
+        impl.embedding_backward(dout, np.array([0, 5]), 5, out=(out := np.ones((5, 3), np.float32)))
+    np.testing.assert_array_equal(out, 1)
+
+
 def test_embedding_twin_gradient_by_central_differences():
     W, idx = _rand((5, 3), np.float64), np.array([[0, 4, 4], [2, 0, 4]])
     dout = _rand((2, 3, 3), np.float64, 1)

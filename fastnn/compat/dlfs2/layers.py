@@ -20,7 +20,7 @@ import numpy as np
 
 from ... import _validate
 from ...backend import ops
-from ._common import affine, affine_backward, params_and_grads
+from ._common import affine, affine_backward, embedding_backward_into, params_and_grads
 
 __all__ = ["MatMul", "Affine", "Softmax", "SoftmaxWithLoss", "Sigmoid", "SigmoidWithLoss", "Dropout", "Embedding"]
 
@@ -197,6 +197,5 @@ class Embedding:
 
     def backward(self, dout: Any) -> None:
         """Writes dW (the rows of ``dout`` added at their ids, repeated ids accumulating) into ``grads[0]``."""
-        dW = ops.embedding_backward(dout, self.idx, self.params[0].shape[0])
-        self.grads[0][...] = dW
+        embedding_backward_into(self.grads[0], dout, self.idx)
         return None

@@ -21,7 +21,7 @@ import numpy as np
 
 from ... import _validate
 from ...backend import ops
-from ._common import affine, affine_backward, params_and_grads, sequences
+from ._common import affine, affine_backward, embedding_backward_into, params_and_grads, sequences
 from ._recurrent import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN  # noqa: F401
 from ._recurrent import __all__ as _recurrent_all
 from .layers import *  # noqa: F403 -- the book's time_layers.py re-exports its layers.py
@@ -47,8 +47,7 @@ class TimeEmbedding:
 
     def backward(self, dout: Any) -> None:
         """Writes dW into ``grads[0]`` (repeated ids accumulate); returns None, as the book."""
-        dW = ops.embedding_backward(dout, self.idx, self.W.shape[0])
-        self.grads[0][...] = dW
+        embedding_backward_into(self.grads[0], dout, self.idx)
         return None
 
 
