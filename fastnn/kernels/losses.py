@@ -100,9 +100,10 @@ def _store_mean(row_loss, n):
 
 
 #: Elements per block of rows of the cross-entropy kernels (:func:`_softmax_ce_block`); the blocks are their
-#: parallel twins' work items. The loss family's default parallel threshold is this size too, so a serial launch
-#: runs one block.
-CE_BLOCK = 1 << 14
+#: parallel twins' work items: a quarter of the loss family's default parallel threshold, so a parallel launch has
+#: at least 4 (balanced over 2 threads within a block). Each block restarts the pipeline: measured on (128, 100)
+#: float32, serial, 6.0 us in one block, 6.1 in four (4096), 6.25 in eight.
+CE_BLOCK = 1 << 12
 
 
 @helper(inline=True)
