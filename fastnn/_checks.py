@@ -270,6 +270,8 @@ def check_softmax_cross_entropy(where: str, x: Any, t: Any, delta: Any) -> tuple
     """Softmax cross-entropy's forward pass: scores and labels ``t`` as in :func:`check_svm_loss`, delta >= 0."""
     x = _scores(where, x, loss=True)
     labels = _validate.labels(t, x.shape[0], x.shape[1], where, "t")
+    if delta.__class__ is float and 0.0 <= delta < math.inf:  # the usual case, ~0.15 us less than scalar()
+        return x, labels, delta
     return x, labels, _validate.scalar(delta, where, "delta", ge=0.0)
 
 

@@ -158,6 +158,8 @@ def scalar(v: Any, where: str, name: str, *, gt: float | None = None, ge: float 
     return f
 
 
+_INT64, _UINT64 = np.dtype(np.int64), np.dtype(np.uint64)
+
 #: The unsigned dtype of each signed integer dtype (a view as it makes a negative label a huge one).
 _UNSIGNED = {np.dtype(s): np.dtype(s.replace("i", "u")) for s in ("<i1", "<i2", "<i4", "<i8", ">i2", ">i4", ">i8")}
 
@@ -179,6 +181,13 @@ def labels(t: Any, n: int, classes: int, where: str, name: str = "t") -> np.ndar
 
     Returns an int64 label vector (one-hot rows are converted with argmax after checking they are one-hot).
     """
+    if t.__class__ is np.ndarray and t.dtype is _INT64 and t.ndim == 1 and t.shape[0] == n and n:
+        # the usual case (int64 labels of the right length), returned as they are when in range: one maximum over
+        # the unsigned view and nothing else (~0.2 us less of a small loss call); anything else, an out-of-range
+        # label included, takes the general path below and its messages
+        u = t.view(_UINT64)
+        if u[u.argmax()] < classes:
+            return t
     t = np.asarray(t)
     kind = t.dtype.kind
     if kind == "b" or kind not in "iuf":

@@ -99,24 +99,81 @@ def _store_mean(row_loss, n):
     row_loss[n] = total / n
 
 
+#: Elements per block of rows of the cross-entropy kernels (:func:`_softmax_ce_block`); the blocks are their
+#: parallel twins' work items: a quarter of the loss family's default parallel threshold, so a parallel launch has
+#: at least 4 (balanced over 2 threads within a block). Each block restarts the pipeline: measured on (128, 100)
+#: float32, serial, 6.0 us in one block, 6.1 in four (4096), 6.25 in eight.
+CE_BLOCK = 1 << 12
+
+
+@helper(inline=True)
+def _softmax_ce_block(x, labels, probs, row_loss, b, blocks, delta, ec, coefs):
+    """Block ``b`` of ``blocks`` (consecutive rows): each row's softmax into ``probs`` and its loss into
+    ``row_loss``: log-sum-exp - x[i, t] for ``delta`` = 0, else the book's -log(p[i, t] + delta).
+
+    :func:`_softmax_row`'s operations (the same bits) in another order: row i+1's min and max are found between
+    row i's exponentials and its division, so the range pass's reductions, whose latency a row-by-row loop waits
+    for, overlap row i's work. Row indices are unsigned: Numba then drops the wraparound of negative indices,
+    which LLVM could not prove away for a block's rows (it can for a loop from 0). Measured on (128, 100) float32,
+    serial twin, thread CPU time: 6.8 -> 6.3 us (6.55-6.8 with signed indices). The loops are written out here:
+    through inlined helpers called once per row (``_row_range``, an exponential pass) the array references cost
+    reference counts that Numba did not prune (measured 7.6-8.2 us); once per block they cost nothing measurable.
+    """
+    n, k = x.shape
+    one = np.uint64(1)
+    b0 = np.uint64(b * n // blocks)
+    b1 = np.uint64((b + 1) * n // blocks)
+    lo_key = hi_key = _ordered_int(x[b0, 0])  # row b0's range; row i+1's is found inside the loop
+    for j in range(1, k):
+        key = _ordered_int(x[b0, j])
+        hi_key = key if key > hi_key else hi_key
+        lo_key = key if key < lo_key else lo_key
+    for i in range(b0, b1):
+        lo, m = _ordered_float(lo_key), _ordered_float(hi_key)
+        s = ec[5]  # zero of x's dtype
+        if lo - m >= ec[9]:  # all exponentials normal (see _softmax_row); False for NaN
+            for j in range(k):
+                e = _exp_normal(x[i, j] - m, ec, coefs)
+                probs[i, j] = e
+                s += e
+        else:
+            for j in range(k):
+                e = _exp_nonpos(x[i, j] - m, ec, coefs)
+                probs[i, j] = e
+                s += e
+        t = labels[i]
+        xt = x[i, t] - m
+        if i + one < b1:
+            lo_key = hi_key = _ordered_int(x[i + one, 0])
+            for j in range(1, k):
+                key = _ordered_int(x[i + one, j])
+                hi_key = key if key > hi_key else hi_key
+                lo_key = key if key < lo_key else lo_key
+        for j in range(k):
+            probs[i, j] = _fdiv(probs[i, j], s)
+        if delta > ec[5]:
+            row_loss[i] = -math.log(probs[i, t] + delta)  # the book's -log(p + delta): one scalar log per row
+        else:
+            row_loss[i] = math.log(s) - xt
+
+
 @kernel("loss")
 def _softmax_ce(x, labels, probs, row_loss):
     ec, coefs = exp_tables(x)
     n = x.shape[0]
-    for i in prange(n):
-        log_s, xt = _softmax_row(x, probs, i, labels[i], ec, coefs)
-        row_loss[i] = log_s - xt
+    blocks = min(n, (x.size + CE_BLOCK - 1) // CE_BLOCK)  # each block has a row
+    for b in prange(blocks):
+        _softmax_ce_block(x, labels, probs, row_loss, b, blocks, ec[5], ec, coefs)
     _store_mean(row_loss, n)
 
 
 @kernel("loss")
 def _softmax_ce_delta(x, labels, probs, row_loss, delta):
-    # the book's -log(p + delta): one scalar log per row
     ec, coefs = exp_tables(x)
     n = x.shape[0]
-    for i in prange(n):
-        _softmax_row(x, probs, i, labels[i], ec, coefs)
-        row_loss[i] = -math.log(probs[i, labels[i]] + delta)
+    blocks = min(n, (x.size + CE_BLOCK - 1) // CE_BLOCK)
+    for b in prange(blocks):
+        _softmax_ce_block(x, labels, probs, row_loss, b, blocks, delta, ec, coefs)
     _store_mean(row_loss, n)
 
 
