@@ -166,13 +166,22 @@ def _softmax_ce(x, labels, probs, row_loss):
 
 @kernel("loss")
 def _softmax_ce_delta(x, labels, probs, row_loss, delta):
-    # The book's -log(p + delta), one scalar log per row. Row by row (not _softmax_ce_block's pipeline): the book
-    # layers' loss is compiled in a cold first training step, and the pipeline compiles ~0.13 s longer (CPU) for
-    # ~0.4 us per (128, 100) call
+    # The book's -log(p + delta), one scalar log per row. The book layers' loss is compiled inside a cold first
+    # training step (issue 16's <= 4 s), so this body is the short one: the general exponential only (the same
+    # numbers as _softmax_row's normal-range fast path, tests/kernels/test_activations.py pins that), no row
+    # pipeline. Measured: compile 0.59 -> 0.43 s of CPU (a cold SimpleConvNet step 3.94 -> 3.77 s, median of 3,
+    # interleaved), for ~1 us more per (100, 10) call (3.0 -> 4.0 us; (128, 100) 7.6 -> 10.6 us)
     ec, coefs = exp_tables(x)
-    n = x.shape[0]
+    n, k = x.shape
     for i in prange(n):
-        _softmax_row(x, probs, i, labels[i], ec, coefs)
+        m = _row_max(x, i)
+        s = ec[5]  # zero of x's dtype
+        for j in range(k):
+            e = _exp_nonpos(x[i, j] - m, ec, coefs)
+            probs[i, j] = e
+            s += e
+        for j in range(k):
+            probs[i, j] = _fdiv(probs[i, j], s)
         row_loss[i] = -math.log(probs[i, labels[i]] + delta)
     _store_mean(row_loss, n)
 
