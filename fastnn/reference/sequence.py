@@ -67,8 +67,11 @@ def _embedding_backward(dout: np.ndarray, idx: np.ndarray, vocab_size: int,
     if out is not None and np.may_share_memory(out, dout):
         out[...] = _embedding_backward(dout, idx, vocab_size)
         return out
-    dW = np.zeros((vocab_size, dout.shape[-1]), dout.dtype) if out is None else out
-    dW[...] = 0
+    if out is None:
+        dW = np.zeros((vocab_size, dout.shape[-1]), dout.dtype)
+    else:
+        dW = out
+        dW[...] = 0
     np.add.at(dW, idx.reshape(-1), dout.reshape(-1, dout.shape[-1]))
     return dW
 
