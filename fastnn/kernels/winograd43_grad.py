@@ -1,0 +1,394 @@
+"""Backward pass of the 3x3 stride-1 convolution by Winograd's F(4x4, 3x3): dx, dW, db as the exact adjoint.
+
+The forward math (Lavin & Gray 2016, interpolation points 0, +-1, +-2): each 4x4 block of outputs of one filter
+``g`` on one channel comes from the 6x6 input tile ``d`` under it (tiles overlap by two rows and columns) as
+
+.. math::
+
+    Y = A^T \\big[ (G g G^T) \\odot (B^T d B) \\big] A, \\qquad
+    B^T = \\begin{bmatrix} 4&0&-5&0&1&0 \\\\ 0&-4&-4&1&1&0 \\\\ 0&4&-4&-1&1&0 \\\\ 0&-2&-1&2&1&0 \\\\
+    0&2&-1&-2&1&0 \\\\ 0&4&0&-5&0&1 \\end{bmatrix},\\;
+    G = \\begin{bmatrix} \\tfrac14&0&0 \\\\ -\\tfrac16&-\\tfrac16&-\\tfrac16 \\\\ -\\tfrac16&\\tfrac16&-\\tfrac16
+    \\\\ \\tfrac1{24}&\\tfrac1{12}&\\tfrac16 \\\\ \\tfrac1{24}&-\\tfrac1{12}&\\tfrac16 \\\\ 0&0&1
+    \\end{bmatrix},\\;
+    A^T = \\begin{bmatrix} 1&1&1&1&1&0 \\\\ 0&1&-1&2&-2&0 \\\\ 0&1&1&4&4&0 \\\\ 0&1&-1&8&-8&1 \\end{bmatrix}.
+
+Summed over channels: 36 products ``M[xi] (K, tiles) = U[xi] (K, C) @ V[xi] (C, tiles)``, one per position ``xi``
+of the 6x6 transformed tile, 36 multiplications per 4x4 outputs (F(2x2, 3x3): 16 per 2x2, 64 per 4x4). The
+backward pass here is the adjoint of that forward, step by step, as :mod:`fastnn.kernels.winograd`'s:
+``dM = A dY A^T`` per output tile, ``dU[xi] = dM[xi] @ V[xi]^T`` (``dW = G^T dU G``), ``dV[xi] = U[xi]^T @ dM[xi]``
+and ``dx`` the overlap-added tiles ``B dV B^T``. Which of the two backward passes a layer takes depends on its
+shapes only (:func:`takes_f43`); the forward's choice is independent (``V`` is recomputed from ``x`` here).
+
+Precision: the coefficients up to 8 (and 1/24 in ``G``) round more than F(2x2, 3x3)'s 0, +-1, +-1/2; measured in
+float32 against a float64 direct convolution (see ``tests/kernels/test_winograd.py``) the error of dx and dW
+stays a few 1e-6 of their magnitude.
+
+Tiling: ``TH = ceil(OH / 4)`` rows of ``TW = ceil(OW / 4)`` tiles an image, ``L = TH * TW`` tiles, no spare tile
+in the products (the transformed tiles are stored compact). The transforms run over whole planes in flat loops:
+an input plane is zero-padded into rows of pitch ``4 (TW + 1)``, so that the column transform of tile ``u`` of the
+flat run reads elements ``4u .. 4u + 5`` (one spare tile per padded row, in that first step only); output-gradient
+planes are loaded with pitch ``4 TW`` (rows and columns past OH, OW zero).
+
+Schedule, scratch, partial sums of ``dU`` and special values: as :mod:`fastnn.kernels.winograd` (a chunk of
+images per step on each slot thread, the products by single-threaded OpenBLAS, ``dU`` in a fixed number of
+partial sums over fixed chunk sets added in order: the same bits with any number of threads).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import helper, slot_kernel
+from .._validate import WindowGeometry
+from . import winograd
+from ._blas import set_threads_local
+from ._workspace import buffer
+from .winograd import _gemm, chunk_span, chunking, grad_plane, gradient_source
+
+__all__ = ["backward", "takes_f43"]
+
+#: F(4x4, 3x3)'s G (6, 3); B^T and A^T are written out in the transforms below.
+_G43 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                 [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+#: G (x) G (36, 9), as winograd's ``_GG``.
+_GG43 = np.kron(_G43, _G43)
+
+
+def takes_f43(g: WindowGeometry, K: int) -> bool:
+    """Whether the backward pass of this (Winograd-eligible) convolution runs F(4x4, 3x3) rather than F(2x2, 3x3):
+    by the shapes only (never the thread count), from measurements of both on DeepConvNet's layers (module
+    :data:`_F43_MIN_OUT`)."""
+    return g.OH >= _F43_MIN_OUT and g.OW >= _F43_MIN_OUT
+
+
+#: Smallest output side from which F(4x4, 3x3) takes the backward pass (see :func:`takes_f43`).
+_F43_MIN_OUT = 8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-plane transforms. Scalings by 2, 4, 5, 8 are written as additions: exact (5d = 4d + d rounds once, as 5 * d),
+# and Python's integer literals would turn float32 arithmetic into float64 in Numba.
+
+
+@helper(inline=True)
+def _input_transform43(plane, PH, PW, TH, TW, P, Z, V, c, col):
+    """V[6i + j, c, col + th*TW + tw] = (B^T d B)[i, j] for the L = TH*TW tiles d of one input plane (H, W).
+
+    P ((4TH + 2) * 4(TW + 1) + 4,) receives the zero-padded plane (rows of pitch 4(TW + 1)) and must be zero outside
+    the data, which this writes at the same places for every plane of a geometry; Z (6, (4TH + 2) * (TW + 1)) the
+    column transform ``d B`` of every padded row (one spare tile a row).
+    """
+    H, W = plane.shape
+    T1 = TW + 1
+    pitch = 4 * T1
+    for y in range(H):
+        src = plane[y]
+        dst = P[(y + PH) * pitch + PW:(y + PH) * pitch + PW + W]
+        for q in range(W):
+            dst[q] = src[q]
+    LZ = (4 * TH + 2) * T1
+    z0 = Z[0]
+    z1 = Z[1]
+    z2 = Z[2]
+    z3 = Z[3]
+    z4 = Z[4]
+    z5 = Z[5]
+    for u in range(LZ):  # d B: tile u of the flat run of padded rows, columns 4u .. 4u + 5
+        d0 = P[4 * u]
+        d1 = P[4 * u + 1]
+        d2 = P[4 * u + 2]
+        d3 = P[4 * u + 3]
+        d4 = P[4 * u + 4]
+        d5 = P[4 * u + 5]
+        d1x2 = d1 + d1
+        d1x4 = d1x2 + d1x2
+        d2x4 = (d2 + d2) + (d2 + d2)
+        d3x2 = d3 + d3
+        d3x4 = d3x2 + d3x2
+        d0x4 = (d0 + d0) + (d0 + d0)
+        s = d4 - d2
+        z0[u] = d0x4 + d4 - (d2x4 + d2)
+        z1[u] = (d3 + d4) - (d1x4 + d2x4)
+        z2[u] = (d1x4 - d2x4) + (d4 - d3)
+        z3[u] = (d3x2 - d1x2) + s
+        z4[u] = (d1x2 - d3x2) + s
+        z5[u] = d1x4 + d5 - (d3x4 + d3)
+    for j in range(6):  # B^T (d B): tile row th from padded rows 4th .. 4th + 5
+        zj = Z[j]
+        v0 = V[j, c]
+        v1 = V[6 + j, c]
+        v2 = V[12 + j, c]
+        v3 = V[18 + j, c]
+        v4 = V[24 + j, c]
+        v5 = V[30 + j, c]
+        for th in range(TH):
+            r = 4 * th * T1
+            o = col + th * TW
+            for tw in range(TW):
+                d0 = zj[r + tw]
+                d1 = zj[r + T1 + tw]
+                d2 = zj[r + 2 * T1 + tw]
+                d3 = zj[r + 3 * T1 + tw]
+                d4 = zj[r + 4 * T1 + tw]
+                d5 = zj[r + 5 * T1 + tw]
+                d1x2 = d1 + d1
+                d1x4 = d1x2 + d1x2
+                d2x4 = (d2 + d2) + (d2 + d2)
+                d3x2 = d3 + d3
+                d3x4 = d3x2 + d3x2
+                d0x4 = (d0 + d0) + (d0 + d0)
+                s = d4 - d2
+                v0[o + tw] = d0x4 + d4 - (d2x4 + d2)
+                v1[o + tw] = (d3 + d4) - (d1x4 + d2x4)
+                v2[o + tw] = (d1x4 - d2x4) + (d4 - d3)
+                v3[o + tw] = (d3x2 - d1x2) + s
+                v4[o + tw] = (d1x2 - d3x2) + s
+                v5[o + tw] = d1x4 + d5 - (d3x4 + d3)
+
+
+@helper
+def _output_adjoint43(D, R, M, f, rows, TW):
+    """M[:, f, t] = A dy_t A^T for the 4x4 tiles dy_t of ``rows`` (k * TH) rows of tiles of output-gradient planes
+    loaded into D (rows of pitch 4 TW, image after image); R (6, 4 * rows * TW) scratch."""
+    n = 4 * rows * TW
+    r0 = R[0]
+    r1 = R[1]
+    r2 = R[2]
+    r3 = R[3]
+    r4 = R[4]
+    r5 = R[5]
+    for u in range(n):  # dy A^T: columns 4u .. 4u + 3 of the flat run of rows
+        y0 = D[4 * u]
+        y1 = D[4 * u + 1]
+        y2 = D[4 * u + 2]
+        y3 = D[4 * u + 3]
+        e = y0 + y2
+        o = y1 + y3
+        e4 = y2 + y2
+        e4 = y0 + (e4 + e4)
+        o8 = (y3 + y3) + (y3 + y3)
+        o8 = (y1 + y1) + (o8 + o8)
+        r0[u] = y0
+        r1[u] = e + o
+        r2[u] = e - o
+        r3[u] = e4 + o8
+        r4[u] = e4 - o8
+        r5[u] = y3
+    for b in range(6):  # A (dy A^T): tile row R' from rows 4R' .. 4R' + 3
+        rb = R[b]
+        m0 = M[b, f]
+        m1 = M[6 + b, f]
+        m2 = M[12 + b, f]
+        m3 = M[18 + b, f]
+        m4 = M[24 + b, f]
+        m5 = M[30 + b, f]
+        for th in range(rows):
+            s = 4 * th * TW
+            o0 = th * TW
+            for tw in range(TW):
+                y0 = rb[s + tw]
+                y1 = rb[s + TW + tw]
+                y2 = rb[s + 2 * TW + tw]
+                y3 = rb[s + 3 * TW + tw]
+                e = y0 + y2
+                o = y1 + y3
+                e4 = y2 + y2
+                e4 = y0 + (e4 + e4)
+                o8 = (y3 + y3) + (y3 + y3)
+                o8 = (y1 + y1) + (o8 + o8)
+                m0[o0 + tw] = y0
+                m1[o0 + tw] = e + o
+                m2[o0 + tw] = e - o
+                m3[o0 + tw] = e4 + o8
+                m4[o0 + tw] = e4 - o8
+                m5[o0 + tw] = y3
+
+
+@helper
+def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, P, dx):
+    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, c, col + t]) at the tile's place, padding cut off.
+    Z (6, (4TH + 2) * (TW + 1)), P ((4TH + 2) * 4(TW + 1) + 4,) scratch (as :func:`_input_transform43`'s)."""
+    T1 = TW + 1
+    LZ = (4 * TH + 2) * T1
+    for j in range(6):  # B dv: tile row th adds rows a of B^T's column a (a = 0..5) to padded rows 4th + a
+        zj = Z[j]
+        v0 = V[j, c]
+        v1 = V[6 + j, c]
+        v2 = V[12 + j, c]
+        v3 = V[18 + j, c]
+        v4 = V[24 + j, c]
+        v5 = V[30 + j, c]
+        for r in range(4 * TH, 4 * TH + 2):
+            for tw in range(T1):
+                zj[r * T1 + tw] = 0
+        for th in range(TH):  # rows 4th .. 4th + 3 (their own and, below, what tile row th - 1 adds to 4th, 4th+1)
+            r = 4 * th * T1
+            o = col + th * TW
+            for tw in range(TW):
+                a0 = v0[o + tw]
+                a1 = v1[o + tw]
+                a2 = v2[o + tw]
+                a3 = v3[o + tw]
+                a4 = v4[o + tw]
+                a5 = v5[o + tw]
+                a1x4 = (a1 + a1) + (a1 + a1)
+                a2x4 = (a2 + a2) + (a2 + a2)
+                a5x4 = (a5 + a5) + (a5 + a5)
+                a34 = a3 - a4
+                a34x2 = a34 + a34
+                zj[r + tw] = (a0 + a0) + (a0 + a0)
+                zj[r + T1 + tw] = (a2x4 - a1x4) + (a5x4 - a34x2)
+                zj[r + 2 * T1 + tw] = -((a1x4 + a2x4) + (a3 + a4) + ((a0 + a0) + (a0 + a0) + a0))
+                zj[r + 3 * T1 + tw] = (a1 - a2) + a34x2 - ((a5x4) + a5)
+            zj[r + TW] = 0
+            zj[r + T1 + TW] = 0
+            zj[r + 2 * T1 + TW] = 0
+            zj[r + 3 * T1 + TW] = 0
+        for th in range(TH):  # rows 4th + 4, 4th + 5
+            r = (4 * th + 4) * T1
+            o = col + th * TW
+            for tw in range(TW):
+                zj[r + tw] += v0[o + tw] + v1[o + tw] + v2[o + tw] + v3[o + tw] + v4[o + tw]
+                zj[r + T1 + tw] += v5[o + tw]
+    z0 = Z[0]
+    z1 = Z[1]
+    z2 = Z[2]
+    z3 = Z[3]
+    z4 = Z[4]
+    z5 = Z[5]
+    P[0] = 0
+    P[1] = 0
+    for u in range(LZ):  # (B dv) B^T: tile u of the flat run writes columns 4u .. 4u + 3, adds to 4u + 4, 4u + 5
+        a0 = z0[u]
+        a1 = z1[u]
+        a2 = z2[u]
+        a3 = z3[u]
+        a4 = z4[u]
+        a5 = z5[u]
+        a1x4 = (a1 + a1) + (a1 + a1)
+        a2x4 = (a2 + a2) + (a2 + a2)
+        a5x4 = (a5 + a5) + (a5 + a5)
+        a34 = a3 - a4
+        a34x2 = a34 + a34
+        P[4 * u] += (a0 + a0) + (a0 + a0)
+        P[4 * u + 1] += (a2x4 - a1x4) + (a5x4 - a34x2)
+        P[4 * u + 2] = -((a1x4 + a2x4) + (a3 + a4) + ((a0 + a0) + (a0 + a0) + a0))
+        P[4 * u + 3] = (a1 - a2) + a34x2 - ((a5x4) + a5)
+        P[4 * u + 4] = a0 + a1 + a2 + a3 + a4
+        P[4 * u + 5] = a5
+    H, W = dx.shape
+    pitch = 4 * T1
+    for y in range(H):
+        src = P[(y + PH) * pitch + PW:(y + PH) * pitch + PW + W]
+        dst = dx[y]
+        for q in range(W):
+            dst[q] = src[q]
+
+
+@slot_kernel("window")
+def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, TW, OH, OW, chunks, need_dx,
+                mode, zero):
+    """As :func:`fastnn.kernels.winograd._backward`, by F(4x4, 3x3): U, dU[g] (36, K, C); V (S, 36, C, w),
+    M (S, 36, K, w) with w >= m*L; VT (S, w, C) or (S, 0, C)."""
+    N, C = x.shape[0], x.shape[1]
+    K = U.shape[1]
+    G, S, w = dU.shape[0], V.shape[0], V.shape[3]
+    L = TH * TW
+    T1 = TW + 1
+    LZ = (4 * TH + 2) * T1
+    P = np.zeros(4 * LZ + 4, dtype=x.dtype)
+    Z = np.empty((6, LZ), dtype=x.dtype)
+    D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
+    R = np.empty((6, 4 * w), dtype=x.dtype)
+    Vs = V[slot]
+    Ms = M[slot]
+    VTs = VT[slot]
+    transposed = VTs.shape[0] > 0
+    for g in range(slot, G, S):
+        dUg = dU[g]
+        dUg[:] = 0
+        for ch in range(g, chunks, G):
+            n0, k = chunk_span(ch, chunks, N)
+            for f in range(K):
+                for i in range(k):  # the gradient planes, pitch 4 TW, and their sums on the way
+                    dbp[n0 + i, f] = grad_plane(dout, out, argmax, n0 + i, f, mode, zero, OH, OW, D, 16 * i * L,
+                                                8 * TW, 4 * TW)
+                _output_adjoint43(D, R, Ms, f, k * TH, TW)
+            for i in range(k):
+                for c in range(C):
+                    _input_transform43(x[n0 + i, c], PH, PW, TH, TW, P, Z, Vs, c, i * L)
+            before = set_threads_local(1)
+            for xi in range(36):
+                if transposed:
+                    Vx = Vs[xi]
+                    for t in range(k * L):
+                        for c in range(C):
+                            VTs[t, c] = Vx[c, t]
+                    b, ldb, trans_b = VTs, C, False
+                else:
+                    b, ldb, trans_b = Vs[xi], w, True
+                _gemm(False, trans_b, K, C, k * L, Ms[xi], w, b, ldb, 1.0, dUg[xi], C)  # one call site: compiled once
+            if need_dx:
+                for xi in range(36):
+                    _gemm(True, False, C, k * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
+            set_threads_local(before)
+            if need_dx:
+                for i in range(k):
+                    for c in range(C):
+                        _input_adjoint43(Vs, c, i * L, PH, PW, TH, TW, Z, P, dx[n0 + i, c])
+                P[:] = 0  # the next chunk's input transforms need the padding zero again
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point (called by fastnn.kernels.conv after validation)
+
+
+def _tiles43(g: WindowGeometry) -> tuple[int, int]:
+    return (g.OH + 3) // 4, (g.OW + 3) // 4
+
+
+def _filter_transform43(W: np.ndarray) -> np.ndarray:
+    """U (36, K, C) = G g G^T for every filter g = W[k, c] (3x3), as winograd's ``_filter_transform``."""
+    K, C = W.shape[:2]
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite filters stay so, silently
+        return (_GG43.astype(W.dtype) @ W.reshape(K * C, 9).T).reshape(36, K, C)
+
+
+def _filter_adjoint43(dU: np.ndarray) -> np.ndarray:
+    """dW (K, C, 3, 3) = G^T du G for every pair's du = dU[:, k, c] (36 = 6 x 6)."""
+    K, C = dU.shape[1:]
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently
+        return (dU.reshape(36, K * C).T @ _GG43.astype(dU.dtype)).reshape(K, C, 3, 3)
+
+
+def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
+             out: np.ndarray | None = None,
+             argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """As :func:`fastnn.kernels.winograd.backward` (same arguments and results), by F(4x4, 3x3) where
+    :func:`takes_f43`, else by that function."""
+    K = W.shape[0]
+    if not takes_f43(g, K):
+        return winograd.backward(dout, x, W, g, ws, need_dx, out, argmax)
+    x = np.ascontiguousarray(x)
+    dout, out, argmax, mode = gradient_source(dout, out, argmax, K)
+    TH, TW = _tiles43(g)
+    L = TH * TW
+    per_image = 36 * (g.C + K) * L * x.itemsize
+    chunks, m = chunking(g.N, max(1, min(g.N, winograd._SLOT_BYTES // per_image)))
+    S = _backward43.threads(g.N * (g.C * g.H * g.W + K * g.OH * g.OW) * 4)
+    w = m * L
+    V = buffer(ws, "winograd.V", S * 36 * g.C * w, x.dtype).reshape(S, 36, g.C, w)
+    M = buffer(ws, "winograd.M", S * 36 * K * w, x.dtype).reshape(S, 36, K, w)
+    groups = max(1, min(chunks, winograd._GROUPS, winograd._GROUP_BYTES // (36 * K * g.C * x.itemsize)))
+    dU = np.empty((groups, 36, K, g.C), dtype=x.dtype)
+    wT = w if K * g.C >= winograd._TRANSPOSED_DU else 0
+    VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
+    dbp = np.empty((g.N, K), dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    _backward43.run(S, x, dout, out, argmax, _filter_transform43(W), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
+                    g.OW, chunks, need_dx, mode, x.dtype.type(0))
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
+        dW = _filter_adjoint43(dU.sum(axis=0))
+        db = dbp.sum(axis=0)
+    return (dx if need_dx else None), dW, db
