@@ -38,6 +38,7 @@ partial sums over fixed chunk sets added in order: the same bits with any number
 from __future__ import annotations
 
 import numpy as np
+from numba import uintp
 
 from .._jit import helper, slot_kernel
 from .._validate import WindowGeometry
@@ -71,80 +72,83 @@ _F43_MIN_OUT = 8
 # and Python's integer literals would turn float32 arithmetic into float64 in Numba.
 
 
+@helper
+def _bt6(d0, d1, d2, d3, d4, d5):
+    """B^T d for one column d of six (the rows of B^T above, in that order)."""
+    d1x2 = d1 + d1
+    d1x4 = d1x2 + d1x2
+    d2x4 = (d2 + d2) + (d2 + d2)
+    d3x2 = d3 + d3
+    d3x4 = d3x2 + d3x2
+    s = d4 - d2
+    return (((d0 + d0) + (d0 + d0)) + d4 - (d2x4 + d2), (d3 + d4) - (d1x4 + d2x4), (d1x4 - d2x4) + (d4 - d3),
+            (d3x2 - d1x2) + s, (d1x2 - d3x2) + s, d1x4 + d5 - (d3x4 + d3))
+
+
+@helper
+def _b6(v0, v1, v2, v3, v4, v5):
+    """B v for one column v of six: the adjoint of :func:`_bt6`."""
+    v1x4 = (v1 + v1) + (v1 + v1)
+    v2x4 = (v2 + v2) + (v2 + v2)
+    v5x4 = (v5 + v5) + (v5 + v5)
+    v0x4 = (v0 + v0) + (v0 + v0)
+    v34 = v3 - v4
+    v34x2 = v34 + v34
+    return (v0x4, (v2x4 - v1x4) + (v5x4 - v34x2), -((v1x4 + v2x4) + (v3 + v4) + (v0x4 + v0)),
+            (v1 - v2) + v34x2 - (v5x4 + v5), v0 + v1 + v2 + v3 + v4, v5)
+
+
 @helper(inline=True)
-def _input_transform43(plane, PH, PW, TH, TW, P, Z, V, c, col):
+def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col):
     """V[6i + j, c, col + th*TW + tw] = (B^T d B)[i, j] for the L = TH*TW tiles d of one input plane (H, W).
 
-    P ((4TH + 2) * 4(TW + 1) + 4,) receives the zero-padded plane (rows of pitch 4(TW + 1)) and must be zero outside
-    the data, which this writes at the same places for every plane of a geometry; Z (6, (4TH + 2) * (TW + 1)) the
-    column transform ``d B`` of every padded row (one spare tile a row).
+    The zero-padded plane is held split by row and column phase: Q (6 * 4 * (TH + 1)*TW,) as (6, 4, (TH + 1)*TW)
+    holds at [b, a, R*TW + tw] the padded element (4R + a, 4tw + b), so that every step below is a flat,
+    unit-stride loop over the tiles; it must be zero outside the data, which this writes at the same places for
+    every plane of a geometry. Z (same size) receives ``d B`` as (4, 6, (TH + 1)*TW): row phase, column, tile.
+    All arrays are indexed whole with offsets (a view per row would cost two reference-count updates).
     """
     H, W = plane.shape
-    T1 = TW + 1
-    pitch = 4 * T1
+    NR = (TH + 1) * TW
+    L = TH * TW
+    cu = uintp(c)
     for y in range(H):
-        src = plane[y]
-        dst = P[(y + PH) * pitch + PW:(y + PH) * pitch + PW + W]
-        for q in range(W):
-            dst[q] = src[q]
-    LZ = (4 * TH + 2) * T1
-    z0 = Z[0]
-    z1 = Z[1]
-    z2 = Z[2]
-    z3 = Z[3]
-    z4 = Z[4]
-    z5 = Z[5]
-    for u in range(LZ):  # d B: tile u of the flat run of padded rows, columns 4u .. 4u + 5
-        d0 = P[4 * u]
-        d1 = P[4 * u + 1]
-        d2 = P[4 * u + 2]
-        d3 = P[4 * u + 3]
-        d4 = P[4 * u + 4]
-        d5 = P[4 * u + 5]
-        d1x2 = d1 + d1
-        d1x4 = d1x2 + d1x2
-        d2x4 = (d2 + d2) + (d2 + d2)
-        d3x2 = d3 + d3
-        d3x4 = d3x2 + d3x2
-        d0x4 = (d0 + d0) + (d0 + d0)
-        s = d4 - d2
-        z0[u] = d0x4 + d4 - (d2x4 + d2)
-        z1[u] = (d3 + d4) - (d1x4 + d2x4)
-        z2[u] = (d1x4 - d2x4) + (d4 - d3)
-        z3[u] = (d3x2 - d1x2) + s
-        z4[u] = (d1x2 - d3x2) + s
-        z5[u] = d1x4 + d5 - (d3x4 + d3)
-    for j in range(6):  # B^T (d B): tile row th from padded rows 4th .. 4th + 5
-        zj = Z[j]
-        v0 = V[j, c]
-        v1 = V[6 + j, c]
-        v2 = V[12 + j, c]
-        v3 = V[18 + j, c]
-        v4 = V[24 + j, c]
-        v5 = V[30 + j, c]
-        for th in range(TH):
-            r = 4 * th * T1
-            o = col + th * TW
-            for tw in range(TW):
-                d0 = zj[r + tw]
-                d1 = zj[r + T1 + tw]
-                d2 = zj[r + 2 * T1 + tw]
-                d3 = zj[r + 3 * T1 + tw]
-                d4 = zj[r + 4 * T1 + tw]
-                d5 = zj[r + 5 * T1 + tw]
-                d1x2 = d1 + d1
-                d1x4 = d1x2 + d1x2
-                d2x4 = (d2 + d2) + (d2 + d2)
-                d3x2 = d3 + d3
-                d3x4 = d3x2 + d3x2
-                d0x4 = (d0 + d0) + (d0 + d0)
-                s = d4 - d2
-                v0[o + tw] = d0x4 + d4 - (d2x4 + d2)
-                v1[o + tw] = (d3 + d4) - (d1x4 + d2x4)
-                v2[o + tw] = (d1x4 - d2x4) + (d4 - d3)
-                v3[o + tw] = (d3x2 - d1x2) + s
-                v4[o + tw] = (d1x2 - d3x2) + s
-                v5[o + tw] = d1x4 + d5 - (d3x4 + d3)
+        r = y + PH
+        o = (r % 4) * NR + (r // 4) * TW
+        for b in range(6):
+            lo = max(0, (PW - b + 3) // 4)  # tiles tw whose column 4tw + b is in the data
+            hi = min(TW, (W - 1 + PW - b) // 4 + 1)
+            ob = b * 4 * NR + o
+            for tw in range(lo, hi):
+                Q[uintp(ob + tw)] = plane[y, uintp(4 * tw + b - PW)]
+    for a in range(4):  # d B: each padded row's tiles
+        for u in range(NR):
+            q = a * NR + u
+            z0, z1, z2, z3, z4, z5 = _bt6(Q[uintp(q)], Q[uintp(4 * NR + q)], Q[uintp(8 * NR + q)], Q[uintp(12 * NR + q)], Q[uintp(16 * NR + q)],
+                                          Q[uintp(20 * NR + q)])
+            zo = a * 6 * NR + u
+            Z[uintp(zo)] = z0
+            Z[uintp(zo + NR)] = z1
+            Z[uintp(zo + 2 * NR)] = z2
+            Z[uintp(zo + 3 * NR)] = z3
+            Z[uintp(zo + 4 * NR)] = z4
+            Z[uintp(zo + 5 * NR)] = z5
+    for j in range(6):  # B^T (d B): tile (th, tw) from rows 4th .. 4th + 3 (phases 0-3) and 4th + 4, + 5
+        zj = j * NR
+        for u in range(L):
+            d0 = Z[uintp(zj + u)]
+            d1 = Z[uintp(6 * NR + zj + u)]
+            d2 = Z[uintp(12 * NR + zj + u)]
+            d3 = Z[uintp(18 * NR + zj + u)]
+            d4 = Z[uintp(zj + u + TW)]
+            d5 = Z[uintp(6 * NR + zj + u + TW)]
+            v0, v1, v2, v3, v4, v5 = _bt6(d0, d1, d2, d3, d4, d5)
+            V[j, cu, uintp(col + u)] = v0
+            V[6 + j, cu, uintp(col + u)] = v1
+            V[12 + j, cu, uintp(col + u)] = v2
+            V[18 + j, cu, uintp(col + u)] = v3
+            V[24 + j, cu, uintp(col + u)] = v4
+            V[30 + j, cu, uintp(col + u)] = v5
 
 
 @helper
@@ -159,10 +163,10 @@ def _output_adjoint43(D, R, M, f, rows, TW):
     r4 = R[4]
     r5 = R[5]
     for u in range(n):  # dy A^T: columns 4u .. 4u + 3 of the flat run of rows
-        y0 = D[4 * u]
-        y1 = D[4 * u + 1]
-        y2 = D[4 * u + 2]
-        y3 = D[4 * u + 3]
+        y0 = D[uintp(4 * u)]
+        y1 = D[uintp(4 * u + 1)]
+        y2 = D[uintp(4 * u + 2)]
+        y3 = D[uintp(4 * u + 3)]
         e = y0 + y2
         o = y1 + y3
         e4 = y2 + y2
@@ -187,103 +191,79 @@ def _output_adjoint43(D, R, M, f, rows, TW):
             s = 4 * th * TW
             o0 = th * TW
             for tw in range(TW):
-                y0 = rb[s + tw]
-                y1 = rb[s + TW + tw]
-                y2 = rb[s + 2 * TW + tw]
-                y3 = rb[s + 3 * TW + tw]
+                y0 = rb[uintp(s + tw)]
+                y1 = rb[uintp(s + TW + tw)]
+                y2 = rb[uintp(s + 2 * TW + tw)]
+                y3 = rb[uintp(s + 3 * TW + tw)]
                 e = y0 + y2
                 o = y1 + y3
                 e4 = y2 + y2
                 e4 = y0 + (e4 + e4)
                 o8 = (y3 + y3) + (y3 + y3)
                 o8 = (y1 + y1) + (o8 + o8)
-                m0[o0 + tw] = y0
-                m1[o0 + tw] = e + o
-                m2[o0 + tw] = e - o
-                m3[o0 + tw] = e4 + o8
-                m4[o0 + tw] = e4 - o8
-                m5[o0 + tw] = y3
+                m0[uintp(o0 + tw)] = y0
+                m1[uintp(o0 + tw)] = e + o
+                m2[uintp(o0 + tw)] = e - o
+                m3[uintp(o0 + tw)] = e4 + o8
+                m4[uintp(o0 + tw)] = e4 - o8
+                m5[uintp(o0 + tw)] = y3
 
 
 @helper
-def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, P, dx):
-    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, c, col + t]) at the tile's place, padding cut off.
-    Z (6, (4TH + 2) * (TW + 1)), P ((4TH + 2) * 4(TW + 1) + 4,) scratch (as :func:`_input_transform43`'s)."""
-    T1 = TW + 1
-    LZ = (4 * TH + 2) * T1
-    for j in range(6):  # B dv: tile row th adds rows a of B^T's column a (a = 0..5) to padded rows 4th + a
-        zj = Z[j]
-        v0 = V[j, c]
-        v1 = V[6 + j, c]
-        v2 = V[12 + j, c]
-        v3 = V[18 + j, c]
-        v4 = V[24 + j, c]
-        v5 = V[30 + j, c]
-        for r in range(4 * TH, 4 * TH + 2):
-            for tw in range(T1):
-                zj[r * T1 + tw] = 0
-        for th in range(TH):  # rows 4th .. 4th + 3 (their own and, below, what tile row th - 1 adds to 4th, 4th+1)
-            r = 4 * th * T1
-            o = col + th * TW
-            for tw in range(TW):
-                a0 = v0[o + tw]
-                a1 = v1[o + tw]
-                a2 = v2[o + tw]
-                a3 = v3[o + tw]
-                a4 = v4[o + tw]
-                a5 = v5[o + tw]
-                a1x4 = (a1 + a1) + (a1 + a1)
-                a2x4 = (a2 + a2) + (a2 + a2)
-                a5x4 = (a5 + a5) + (a5 + a5)
-                a34 = a3 - a4
-                a34x2 = a34 + a34
-                zj[r + tw] = (a0 + a0) + (a0 + a0)
-                zj[r + T1 + tw] = (a2x4 - a1x4) + (a5x4 - a34x2)
-                zj[r + 2 * T1 + tw] = -((a1x4 + a2x4) + (a3 + a4) + ((a0 + a0) + (a0 + a0) + a0))
-                zj[r + 3 * T1 + tw] = (a1 - a2) + a34x2 - ((a5x4) + a5)
-            zj[r + TW] = 0
-            zj[r + T1 + TW] = 0
-            zj[r + 2 * T1 + TW] = 0
-            zj[r + 3 * T1 + TW] = 0
-        for th in range(TH):  # rows 4th + 4, 4th + 5
-            r = (4 * th + 4) * T1
-            o = col + th * TW
-            for tw in range(TW):
-                zj[r + tw] += v0[o + tw] + v1[o + tw] + v2[o + tw] + v3[o + tw] + v4[o + tw]
-                zj[r + T1 + tw] += v5[o + tw]
-    z0 = Z[0]
-    z1 = Z[1]
-    z2 = Z[2]
-    z3 = Z[3]
-    z4 = Z[4]
-    z5 = Z[5]
-    P[0] = 0
-    P[1] = 0
-    for u in range(LZ):  # (B dv) B^T: tile u of the flat run writes columns 4u .. 4u + 3, adds to 4u + 4, 4u + 5
-        a0 = z0[u]
-        a1 = z1[u]
-        a2 = z2[u]
-        a3 = z3[u]
-        a4 = z4[u]
-        a5 = z5[u]
-        a1x4 = (a1 + a1) + (a1 + a1)
-        a2x4 = (a2 + a2) + (a2 + a2)
-        a5x4 = (a5 + a5) + (a5 + a5)
-        a34 = a3 - a4
-        a34x2 = a34 + a34
-        P[4 * u] += (a0 + a0) + (a0 + a0)
-        P[4 * u + 1] += (a2x4 - a1x4) + (a5x4 - a34x2)
-        P[4 * u + 2] = -((a1x4 + a2x4) + (a3 + a4) + ((a0 + a0) + (a0 + a0) + a0))
-        P[4 * u + 3] = (a1 - a2) + a34x2 - ((a5x4) + a5)
-        P[4 * u + 4] = a0 + a1 + a2 + a3 + a4
-        P[4 * u + 5] = a5
+def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx):
+    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, cu, uintp(col + t)]) at the tile's place, padding cut off:
+    the adjoint of :func:`_input_transform43`, step by step backwards, with the same scratch Z and Q (which this
+    overwrites; Q is then no longer zero outside the data)."""
+    NR = (TH + 1) * TW
+    L = TH * TW
+    cu = uintp(c)
+    for j in range(6):  # B dv: tile row th's rows 0-3 into phases 0-3 of row R = th; rows 4, 5 add to R = th + 1
+        zj = j * NR
+        for u in range(L):
+            o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, uintp(col + u)], V[6 + j, cu, uintp(col + u)], V[12 + j, cu, uintp(col + u)],
+                                         V[18 + j, cu, uintp(col + u)], V[24 + j, cu, uintp(col + u)], V[30 + j, cu, uintp(col + u)])
+            Z[uintp(zj + u)] = o0
+            Z[uintp(6 * NR + zj + u)] = o1
+            Z[uintp(12 * NR + zj + u)] = o2
+            Z[uintp(18 * NR + zj + u)] = o3
+        for a in range(4):
+            for u in range(L, NR):
+                Z[uintp(a * 6 * NR + zj + u)] = 0
+        for u in range(L):
+            o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, uintp(col + u)], V[6 + j, cu, uintp(col + u)], V[12 + j, cu, uintp(col + u)],
+                                         V[18 + j, cu, uintp(col + u)], V[24 + j, cu, uintp(col + u)], V[30 + j, cu, uintp(col + u)])
+            Z[uintp(zj + u + TW)] += o4
+            Z[uintp(6 * NR + zj + u + TW)] += o5
+    for a in range(4):  # (B dv) B^T: column b of each tile into Q[uintp(b)], overlaps added below
+        for u in range(NR):
+            zo = a * 6 * NR + u
+            q0, q1, q2, q3, q4, q5 = _b6(Z[uintp(zo)], Z[uintp(zo + NR)], Z[uintp(zo + 2 * NR)], Z[uintp(zo + 3 * NR)], Z[uintp(zo + 4 * NR)],
+                                         Z[uintp(zo + 5 * NR)])
+            q = a * NR + u
+            Q[uintp(q)] = q0
+            Q[uintp(4 * NR + q)] = q1
+            Q[uintp(8 * NR + q)] = q2
+            Q[uintp(12 * NR + q)] = q3
+            Q[uintp(16 * NR + q)] = q4
+            Q[uintp(20 * NR + q)] = q5
     H, W = dx.shape
-    pitch = 4 * T1
     for y in range(H):
-        src = P[(y + PH) * pitch + PW:(y + PH) * pitch + PW + W]
-        dst = dx[y]
-        for q in range(W):
-            dst[q] = src[q]
+        r = y + PH
+        o = (r % 4) * NR + (r // 4) * TW
+        for b in range(4):  # every column up to 4TW - 1 of the padded row is column b < 4 of one tile
+            lo = max(0, (PW - b + 3) // 4)
+            hi = min(TW, (W - 1 + PW - b) // 4 + 1)
+            ob = b * 4 * NR + o
+            for tw in range(lo, hi):
+                dx[y, uintp(4 * tw + b - PW)] = Q[uintp(ob + tw)]
+        for q in range(max(0, 4 * TW - PW), W):
+            dx[y, uintp(q)] = 0
+        for b in range(4, 6):  # columns 4, 5 of tile tw are columns 0, 1 of tile tw + 1
+            lo = max(0, (PW - b + 3) // 4)
+            hi = min(TW, (W - 1 + PW - b) // 4 + 1)
+            ob = b * 4 * NR + o
+            for tw in range(lo, hi):
+                dx[y, uintp(4 * tw + b - PW)] += Q[uintp(ob + tw)]
 
 
 @slot_kernel("window")
@@ -295,10 +275,9 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
     K = U.shape[1]
     G, S, w = dU.shape[0], V.shape[0], V.shape[3]
     L = TH * TW
-    T1 = TW + 1
-    LZ = (4 * TH + 2) * T1
-    P = np.zeros(4 * LZ + 4, dtype=x.dtype)
-    Z = np.empty((6, LZ), dtype=x.dtype)
+    NR = (TH + 1) * TW
+    Q = np.zeros(24 * NR, dtype=x.dtype)
+    Z = np.empty(24 * NR, dtype=x.dtype)
     D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
     R = np.empty((6, 4 * w), dtype=x.dtype)
     Vs = V[slot]
@@ -317,7 +296,7 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
                 _output_adjoint43(D, R, Ms, f, k * TH, TW)
             for i in range(k):
                 for c in range(C):
-                    _input_transform43(x[n0 + i, c], PH, PW, TH, TW, P, Z, Vs, c, i * L)
+                    _input_transform43(x[n0 + i, c], PH, PW, TH, TW, Q, Z, Vs, c, i * L)
             before = set_threads_local(1)
             for xi in range(36):
                 if transposed:
@@ -336,8 +315,8 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
             if need_dx:
                 for i in range(k):
                     for c in range(C):
-                        _input_adjoint43(Vs, c, i * L, PH, PW, TH, TW, Z, P, dx[n0 + i, c])
-                P[:] = 0  # the next chunk's input transforms need the padding zero again
+                        _input_adjoint43(Vs, c, i * L, PH, PW, TH, TW, Z, Q, dx[n0 + i, c])
+                Q[:] = 0  # the next chunk's input transforms need the padding zero again
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,20 +325,6 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
 
 def _tiles43(g: WindowGeometry) -> tuple[int, int]:
     return (g.OH + 3) // 4, (g.OW + 3) // 4
-
-
-def _filter_transform43(W: np.ndarray) -> np.ndarray:
-    """U (36, K, C) = G g G^T for every filter g = W[k, c] (3x3), as winograd's ``_filter_transform``."""
-    K, C = W.shape[:2]
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite filters stay so, silently
-        return (_GG43.astype(W.dtype) @ W.reshape(K * C, 9).T).reshape(36, K, C)
-
-
-def _filter_adjoint43(dU: np.ndarray) -> np.ndarray:
-    """dW (K, C, 3, 3) = G^T du G for every pair's du = dU[:, k, c] (36 = 6 x 6)."""
-    K, C = dU.shape[1:]
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently
-        return (dU.reshape(36, K * C).T @ _GG43.astype(dU.dtype)).reshape(K, C, 3, 3)
 
 
 def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
@@ -386,9 +351,9 @@ def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, 
     VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward43.run(S, x, dout, out, argmax, _filter_transform43(W), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
+    _backward43.run(S, x, dout, out, argmax, winograd._filter_transform(W, _GG43), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
                     g.OW, chunks, need_dx, mode, x.dtype.type(0))
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
-        dW = _filter_adjoint43(dU.sum(axis=0))
+        dW = winograd._filter_adjoint(dU.sum(axis=0), _GG43)
         db = dbp.sum(axis=0)
     return (dx if need_dx else None), dW, db
