@@ -20,9 +20,16 @@ backward pass here is the adjoint of that forward, step by step, as :mod:`fastnn
 and ``dx`` the overlap-added tiles ``B dV B^T``. Which of the two backward passes a layer takes depends on its
 shapes only (:func:`takes_f43`); the forward's choice is independent (``V`` is recomputed from ``x`` here).
 
-Precision: the coefficients up to 8 (and 1/24 in ``G``) round more than F(2x2, 3x3)'s 0, +-1, +-1/2; measured in
-float32 against a float64 direct convolution (see ``tests/kernels/test_winograd.py``) the error of dx and dW
-stays a few 1e-6 of their magnitude.
+Precision: the coefficients up to 8 (and 1/24 in ``G``) round more than F(2x2, 3x3)'s 0, +-1, +-1/2. Measured in
+float32 against a float64 direct convolution (max error over max magnitude; ``tests/kernels/test_winograd.py``
+bounds it by 1e-5): dx 2.6e-6 - 4.8e-6 and dW 1.9e-6 - 3.3e-6 on a CIFAR-like 32->32 16x16 layer and DeepConvNet's
+16->16 28x28, 32->32 14x14 (pad 2), 64->64 8x8, where F(2x2, 3x3) and im2col give 1.6e-7 - 4e-7.
+
+Special values: dW as F(2x2, 3x3)'s (non-finite wherever the direct sum's is, in all nine taps of a (filter,
+channel) pair a non-finite value reaches). dx is non-finite wherever the direct sum's is, but not only there:
+``A dY A^T`` and ``B dV B^T`` spread a non-finite output gradient over its tile, so dx can be non-finite across
+the 6x6 input tile of the 4x4 output tile holding it (the direct sum: the 3x3 window; F(2x2, 3x3)'s transforms
+happen to keep exactly that). NaN is never lost.
 
 Tiling: ``TH = ceil(OH / 4)`` rows of ``TW = ceil(OW / 4)`` tiles an image, ``L = TH * TW`` tiles, no spare tile
 in the products (the transformed tiles are stored compact). The transforms run over whole planes in flat loops:
@@ -47,7 +54,7 @@ from ._blas import set_threads_local
 from ._workspace import buffer
 from .winograd import _gemm, chunk_span, chunking, grad_plane, gradient_source
 
-__all__ = ["backward", "takes_f43"]
+__all__ = ["backward", "backward43", "takes_f43"]
 
 #: F(4x4, 3x3)'s G (6, 3); B^T and A^T are written out in the transforms below.
 _G43 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
@@ -58,13 +65,17 @@ _GG43 = np.kron(_G43, _G43)
 
 def takes_f43(g: WindowGeometry, K: int) -> bool:
     """Whether the backward pass of this (Winograd-eligible) convolution runs F(4x4, 3x3) rather than F(2x2, 3x3):
-    by the shapes only (never the thread count), from measurements of both on DeepConvNet's layers (module
-    :data:`_F43_MIN_OUT`)."""
-    return g.OH >= _F43_MIN_OUT and g.OW >= _F43_MIN_OUT
+    when its 4x4 tiles cover at most :data:`_F43_MAX_COVER` times the outputs. By the shapes only, never the thread
+    count (results keep their bits). Measured, one thread, float32, N=100, per stage summed (``/tmp/c13/stages.py``
+    against ``/tmp/conv10/wstages.py``, CPU ms, F(2x2, 3x3) -> F(4x4, 3x3)): DeepConvNet's 16->16 28x28 8.37 -> 6.73,
+    32->32 16x16 8.10 -> 7.25, 32->64 8x8 5.22 -> 3.97, 64->64 8x8 7.86 -> 7.08, but 16->32 14x14 (tiles covering
+    16x16: 1.31 x the outputs) 4.08 -> 4.09: its transforms cost more than the products save."""
+    TH, TW = _tiles43(g)
+    return 16 * TH * TW <= _F43_MAX_COVER * g.OH * g.OW
 
 
-#: Smallest output side from which F(4x4, 3x3) takes the backward pass (see :func:`takes_f43`).
-_F43_MIN_OUT = 8
+#: Largest ratio of the outputs F(4x4, 3x3)'s tiles compute to the real ones at which it takes the backward pass.
+_F43_MAX_COVER = 1.2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,8 +135,8 @@ def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col):
     for a in range(4):  # d B: each padded row's tiles
         for u in range(NR):
             q = a * NR + u
-            z0, z1, z2, z3, z4, z5 = _bt6(Q[uintp(q)], Q[uintp(4 * NR + q)], Q[uintp(8 * NR + q)], Q[uintp(12 * NR + q)], Q[uintp(16 * NR + q)],
-                                          Q[uintp(20 * NR + q)])
+            z0, z1, z2, z3, z4, z5 = _bt6(Q[uintp(q)], Q[uintp(4 * NR + q)], Q[uintp(8 * NR + q)],
+                                          Q[uintp(12 * NR + q)], Q[uintp(16 * NR + q)], Q[uintp(20 * NR + q)])
             zo = a * 6 * NR + u
             Z[uintp(zo)] = z0
             Z[uintp(zo + NR)] = z1
@@ -220,8 +231,9 @@ def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx):
     for j in range(6):  # B dv: tile row th's rows 0-3 into phases 0-3 of row R = th; rows 4, 5 add to R = th + 1
         zj = j * NR
         for u in range(L):
-            o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, uintp(col + u)], V[6 + j, cu, uintp(col + u)], V[12 + j, cu, uintp(col + u)],
-                                         V[18 + j, cu, uintp(col + u)], V[24 + j, cu, uintp(col + u)], V[30 + j, cu, uintp(col + u)])
+            t = uintp(col + u)
+            o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, t], V[6 + j, cu, t], V[12 + j, cu, t], V[18 + j, cu, t],
+                                         V[24 + j, cu, t], V[30 + j, cu, t])
             Z[uintp(zj + u)] = o0
             Z[uintp(6 * NR + zj + u)] = o1
             Z[uintp(12 * NR + zj + u)] = o2
@@ -230,15 +242,16 @@ def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx):
             for u in range(L, NR):
                 Z[uintp(a * 6 * NR + zj + u)] = 0
         for u in range(L):
-            o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, uintp(col + u)], V[6 + j, cu, uintp(col + u)], V[12 + j, cu, uintp(col + u)],
-                                         V[18 + j, cu, uintp(col + u)], V[24 + j, cu, uintp(col + u)], V[30 + j, cu, uintp(col + u)])
+            t = uintp(col + u)
+            o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, t], V[6 + j, cu, t], V[12 + j, cu, t], V[18 + j, cu, t],
+                                         V[24 + j, cu, t], V[30 + j, cu, t])
             Z[uintp(zj + u + TW)] += o4
             Z[uintp(6 * NR + zj + u + TW)] += o5
     for a in range(4):  # (B dv) B^T: column b of each tile into Q[uintp(b)], overlaps added below
         for u in range(NR):
             zo = a * 6 * NR + u
-            q0, q1, q2, q3, q4, q5 = _b6(Z[uintp(zo)], Z[uintp(zo + NR)], Z[uintp(zo + 2 * NR)], Z[uintp(zo + 3 * NR)], Z[uintp(zo + 4 * NR)],
-                                         Z[uintp(zo + 5 * NR)])
+            q0, q1, q2, q3, q4, q5 = _b6(Z[uintp(zo)], Z[uintp(zo + NR)], Z[uintp(zo + 2 * NR)],
+                                         Z[uintp(zo + 3 * NR)], Z[uintp(zo + 4 * NR)], Z[uintp(zo + 5 * NR)])
             q = a * NR + u
             Q[uintp(q)] = q0
             Q[uintp(4 * NR + q)] = q1
@@ -332,9 +345,16 @@ def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, 
              argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """As :func:`fastnn.kernels.winograd.backward` (same arguments and results), by F(4x4, 3x3) where
     :func:`takes_f43`, else by that function."""
-    K = W.shape[0]
-    if not takes_f43(g, K):
+    if not takes_f43(g, W.shape[0]):
         return winograd.backward(dout, x, W, g, ws, need_dx, out, argmax)
+    return backward43(dout, x, W, g, ws, need_dx, out, argmax)
+
+
+def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
+               out: np.ndarray | None = None,
+               argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """:func:`backward` by F(4x4, 3x3) whatever the shapes."""
+    K = W.shape[0]
     x = np.ascontiguousarray(x)
     dout, out, argmax, mode = gradient_source(dout, out, argmax, K)
     TH, TW = _tiles43(g)
@@ -351,8 +371,9 @@ def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, 
     VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward43.run(S, x, dout, out, argmax, winograd._filter_transform(W, _GG43), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
-                    g.OW, chunks, need_dx, mode, x.dtype.type(0))
+    U = winograd._filter_transform(W, _GG43)
+    _backward43.run(S, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH, g.OW, chunks, need_dx,
+                    mode, x.dtype.type(0))
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
         dW = winograd._filter_adjoint(dU.sum(axis=0), _GG43)
         db = dbp.sum(axis=0)

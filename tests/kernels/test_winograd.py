@@ -1,4 +1,5 @@
-"""The Winograd F(2x2, 3x3) path of conv2d_forward / conv2d_backward (3x3, stride 1) against the reference twin."""
+"""The Winograd path of conv2d_forward / conv2d_backward (3x3, stride 1) against the reference twin: F(2x2, 3x3) and
+the backward's F(4x4, 3x3) (``alg`` forces either)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from fastnn import _jit, config
 from fastnn import kernels as K
 from fastnn import reference as R
-from fastnn.kernels import _blas, winograd
+from fastnn.kernels import _blas, winograd, winograd43_grad
 from fastnn.kernels import conv as kconv
 
 from .test_conv import close
@@ -44,25 +45,41 @@ def _problem(case, dtype, seed=0):
     return x, W, b, dout, pad
 
 
+def _count(monkeypatch, module, name, calls, key):
+    real = getattr(module, name)
+
+    def counted(*args, **kw):
+        calls[key] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(module, name, counted)
+
+
 @pytest.fixture
 def spy(monkeypatch):
-    """Counts the calls that reach the Winograd kernels, so a test knows which path ran; one-channel convolutions,
-    which the pipeline takes first, stay on the Winograd path here."""
+    """Counts the calls that reach the Winograd kernels (backward: F(2x2, 3x3) or F(4x4, 3x3)), so a test knows
+    which path ran; one-channel convolutions, which the pipeline takes first, stay on the Winograd path here."""
     monkeypatch.setattr(kconv, "_PIPELINE_BYTES", 0)
     calls = {"forward": 0, "backward": 0}
-    for name in calls:
-        real = getattr(winograd, name)
-
-        def counted(*args, _real=real, _name=name, **kw):
-            calls[_name] += 1
-            return _real(*args, **kw)
-
-        monkeypatch.setattr(winograd, name, counted)
+    _count(monkeypatch, winograd, "forward", calls, "forward")
+    _count(monkeypatch, winograd, "backward", calls, "backward")
+    _count(monkeypatch, winograd43_grad, "backward43", calls, "backward")
     return calls
 
 
+@pytest.fixture(params=["F23", "F43"])
+def alg(request, monkeypatch):
+    """The backward pass by F(2x2, 3x3) or by F(4x4, 3x3) for every shape; checks afterwards that it ran."""
+    f43 = request.param == "F43"
+    monkeypatch.setattr(winograd43_grad, "takes_f43", lambda g, K: f43)
+    calls = {"f43": 0}
+    _count(monkeypatch, winograd43_grad, "backward43", calls, "f43")
+    yield request.param
+    assert (calls["f43"] > 0) == f43
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_forward_and_backward_matches_reference(case, dtype, twin, spy):
+def test_forward_and_backward_matches_reference(alg, case, dtype, twin, spy):
     x, W, b, dout, pad = _problem(case, dtype)
     before = [a.copy() for a in (x, W, b, dout)]
     out = K.conv2d_forward(x, W, b, 1, pad)
@@ -76,8 +93,10 @@ def test_forward_and_backward_matches_reference(case, dtype, twin, spy):
         np.testing.assert_array_equal(a, a0)
 
 
-def test_float32_error_is_at_the_level_of_the_direct_sum(spy):
-    """Against a float64 reference on a CIFAR-like layer: Winograd's float32 error is no worse than im2col's."""
+def test_float32_error_is_at_the_level_of_the_direct_sum(alg, spy):
+    """Against a float64 reference on a CIFAR-like layer: F(2x2, 3x3)'s float32 error is no worse than im2col's.
+    F(4x4, 3x3)'s backward rounds more (coefficients up to 8, 1/24): its dx and dW within 1e-5 of their magnitude
+    (measured 2.6e-6 - 4.8e-6 on this layer and DeepConvNet's, where im2col's is 1.6e-7 - 4e-7)."""
     x, W, b, dout, pad = _problem((8, 32, 16, 16, 32, 1), np.float32)
     want = R.conv2d_forward(*(a.astype(np.float64) for a in (x, W, b)), 1, pad)
     want_grads = R.conv2d_backward(*(a.astype(np.float64) for a in (dout, x, W)), 1, pad)
@@ -89,9 +108,10 @@ def test_float32_error_is_at_the_level_of_the_direct_sum(spy):
         direct = [K.conv2d_forward(x, W, b, 1, pad), *K.conv2d_backward(dout, x, W, 1, pad)]
     finally:
         config.CONV_WINOGRAD = config_before
-    for g, d, w in zip(got, direct, [want, *want_grads], strict=True):
+    for i, (g, d, w) in enumerate(zip(got, direct, [want, *want_grads], strict=True)):
         scale = np.abs(w).max()
-        assert np.abs(g - w).max() <= max(2 * np.abs(d - w).max(), 1e-6 * scale)
+        bound = 1e-5 * scale if alg == "F43" and i in (1, 2) else max(2 * np.abs(d - w).max(), 1e-6 * scale)
+        assert np.abs(g - w).max() <= bound
 
 
 def test_chunking_is_even_and_balanced():
@@ -111,7 +131,7 @@ def test_chunking_is_even_and_balanced():
 @pytest.mark.parametrize("slot_bytes", [1, 40_000, 120_000])
 @pytest.mark.parametrize("groups", [1, 3, 8])
 @pytest.mark.parametrize("du_min", [1, 1 << 30], ids=["VT", "V"])
-def test_chunks_and_groups(slot_bytes, groups, du_min, twin, monkeypatch, spy):
+def test_chunks_and_groups(alg, slot_bytes, groups, du_min, twin, monkeypatch, spy):
     """One image per chunk, or chunks of 3 and 4 images; one, three (uneven) or eight partial sums of dW; dU from V
     or from its transposed copy: all the same result."""
     monkeypatch.setattr(winograd, "_SLOT_BYTES", slot_bytes)
@@ -126,7 +146,7 @@ def test_chunks_and_groups(slot_bytes, groups, du_min, twin, monkeypatch, spy):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("du_min", [1, 1 << 30], ids=["VT", "V"])
-def test_same_bits_with_one_or_two_threads(dtype, du_min, monkeypatch):
+def test_same_bits_with_one_or_two_threads(alg, dtype, du_min, monkeypatch):
     """The parallel twin gives identical results on 1 and 2 Numba threads (dW partials do not follow threads)."""
     monkeypatch.setattr(winograd, "_TRANSPOSED_DU", du_min)
     monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
@@ -144,7 +164,7 @@ def test_same_bits_with_one_or_two_threads(dtype, du_min, monkeypatch):
         np.testing.assert_array_equal(one, two)
 
 
-def test_need_dx_false_and_non_contiguous_inputs(dtype, twin, spy):
+def test_need_dx_false_and_non_contiguous_inputs(alg, dtype, twin, spy):
     x, W, b, dout, pad = _problem((3, 4, 9, 7, 5, 1), dtype)
     xt = np.asfortranarray(x)  # Fortran order
     Wt = W[:, ::-1][:, ::-1]  # negative strides, same values
@@ -198,10 +218,12 @@ def test_other_paths_when_winograd_does_not_apply(why, monkeypatch, spy):
 
 @pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
 @pytest.mark.parametrize("seed", range(6))
-def test_special_values(special, seed, twin, spy):
+def test_special_values(alg, special, seed, twin, spy):
     """What the module docstring promises: the output and dx are non-finite exactly where the direct sum's are
     (+-inf may come out as NaN, NaN never goes away); dW is non-finite wherever the direct sum's is, and for a
-    filter/channel pair touched by a special value in all nine taps; finite values match."""
+    filter/channel pair touched by a special value in all nine taps; finite values match. F(4x4, 3x3)'s dx
+    (winograd43_grad's docstring): non-finite wherever the direct sum's is, and at most across the 6x6 input tiles
+    of the 4x4 output tiles a non-finite output gradient is in."""
     rng = np.random.default_rng(seed)
     x, W, b, dout, pad = _problem((2, 3, 7, 6, 4, int(seed % 3)), np.float64, seed)
     x[tuple(rng.integers(0, s) for s in x.shape)] = special
@@ -213,8 +235,26 @@ def test_special_values(special, seed, twin, spy):
     for name, g, w in zip(("out", "dx", "dW", "db"), got, want, strict=True):
         if name == "dW":
             assert (~np.isfinite(w) <= ~np.isfinite(g)).all(), name
+        elif name == "dx" and alg == "F43":
+            assert (~np.isfinite(w) <= ~np.isfinite(g)).all(), name
+            assert (~np.isfinite(g) <= _input_tiles_of(~np.isfinite(dout), pad, x.shape)).all(), name
         else:
             np.testing.assert_array_equal(np.isfinite(g), np.isfinite(w), err_msg=name)
         assert (np.isnan(w) <= np.isnan(g)).all(), name
         finite = np.isfinite(g)
         close(g[finite], w[finite], np.float64)
+
+
+def _input_tiles_of(bad, pad, shape):
+    """Mask (shape) of the input elements inside the 6x6 input tiles (stride 4, padded coordinates) of the 4x4
+    output tiles in which ``bad`` (N, K, OH, OW) has a True element."""
+    N, _, OH, OW = bad.shape
+    tiles = np.zeros((N, -(-OH // 4), -(-OW // 4)), dtype=bool)
+    for n, _, y, q in zip(*np.nonzero(bad), strict=True):
+        tiles[n, y // 4, q // 4] = True
+    padded = np.zeros((N, 4 * tiles.shape[1] + 2, 4 * tiles.shape[2] + 2), dtype=bool)
+    for n, th, tw in zip(*np.nonzero(tiles), strict=True):
+        padded[n, 4 * th:4 * th + 6, 4 * tw:4 * tw + 6] = True
+    H, W = shape[2:]
+    return np.broadcast_to(padded[:, None, pad:pad + H, pad:pad + W], shape)
+
