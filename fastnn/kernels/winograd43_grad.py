@@ -74,43 +74,39 @@ def takes_f43(g: WindowGeometry, K: int) -> bool:
     return 16 * TH * TW <= _F43_MAX_COVER * g.OH * g.OW
 
 
+#: Bytes of the partial sums of dU (each 36 * K * C) up to which there are :data:`winograd._GROUPS` of them; fewer
+#: (a multiple of ``_CHUNK_MULTIPLE``, at least that) beyond: 64 x 64 filters' eight took ~0.5 ms to allocate and
+#: add, two ~0.25 ms (float32).
+_DU_BYTES = 1 << 21
+
 #: Largest ratio of the outputs F(4x4, 3x3)'s tiles compute to the real ones at which it takes the backward pass.
 _F43_MAX_COVER = 1.2
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Per-plane transforms. Scalings by 2, 4, 5, 8 are written as additions: exact (5d = 4d + d rounds once, as 5 * d),
-# and Python's integer literals would turn float32 arithmetic into float64 in Numba.
+# Per-plane transforms.
 
 
 @helper
-def _bt6(d0, d1, d2, d3, d4, d5):
-    """B^T d for one column d of six (the rows of B^T above, in that order)."""
-    d1x2 = d1 + d1
-    d1x4 = d1x2 + d1x2
-    d2x4 = (d2 + d2) + (d2 + d2)
-    d3x2 = d3 + d3
-    d3x4 = d3x2 + d3x2
+def _bt6(d0, d1, d2, d3, d4, d5, c2, c4, c5):
+    """B^T d for one column d of six (the rows of B^T above, in that order); c2, c4, c5: 2, 4, 5 in d's type
+    (Python's integer literals would turn float32 arithmetic into float64 in Numba)."""
     s = d4 - d2
-    return (((d0 + d0) + (d0 + d0)) + d4 - (d2x4 + d2), (d3 + d4) - (d1x4 + d2x4), (d1x4 - d2x4) + (d4 - d3),
-            (d3x2 - d1x2) + s, (d1x2 - d3x2) + s, d1x4 + d5 - (d3x4 + d3))
+    t = d3 - d1
+    return (c4 * d0 + (d4 - c5 * d2), (d3 + d4) - c4 * (d1 + d2), c4 * (d1 - d2) + (d4 - d3), c2 * t + s,
+            s - c2 * t, c4 * d1 + (d5 - c5 * d3))
 
 
 @helper
-def _b6(v0, v1, v2, v3, v4, v5):
+def _b6(v0, v1, v2, v3, v4, v5, c2, c4, c5):
     """B v for one column v of six: the adjoint of :func:`_bt6`."""
-    v1x4 = (v1 + v1) + (v1 + v1)
-    v2x4 = (v2 + v2) + (v2 + v2)
-    v5x4 = (v5 + v5) + (v5 + v5)
-    v0x4 = (v0 + v0) + (v0 + v0)
-    v34 = v3 - v4
-    v34x2 = v34 + v34
-    return (v0x4, (v2x4 - v1x4) + (v5x4 - v34x2), -((v1x4 + v2x4) + (v3 + v4) + (v0x4 + v0)),
-            (v1 - v2) + v34x2 - (v5x4 + v5), v0 + v1 + v2 + v3 + v4, v5)
+    t = v3 - v4
+    return (c4 * v0, c4 * ((v2 - v1) + v5) - c2 * t, -(c5 * v0 + c4 * (v1 + v2) + (v3 + v4)),
+            (v1 - v2) + c2 * t - c5 * v5, v0 + v1 + v2 + v3 + v4, v5)
 
 
 @helper(inline=True)
-def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col):
+def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col, c2, c4, c5):
     """V[6i + j, c, col + th*TW + tw] = (B^T d B)[i, j] for the L = TH*TW tiles d of one input plane (H, W).
 
     The zero-padded plane is held split by row and column phase: Q (6 * 4 * (TH + 1)*TW,) as (6, 4, (TH + 1)*TW)
@@ -136,7 +132,8 @@ def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col):
         for u in range(NR):
             q = a * NR + u
             z0, z1, z2, z3, z4, z5 = _bt6(Q[uintp(q)], Q[uintp(4 * NR + q)], Q[uintp(8 * NR + q)],
-                                          Q[uintp(12 * NR + q)], Q[uintp(16 * NR + q)], Q[uintp(20 * NR + q)])
+                                          Q[uintp(12 * NR + q)], Q[uintp(16 * NR + q)], Q[uintp(20 * NR + q)],
+                                          c2, c4, c5)
             zo = a * 6 * NR + u
             Z[uintp(zo)] = z0
             Z[uintp(zo + NR)] = z1
@@ -153,7 +150,7 @@ def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col):
             d3 = Z[uintp(18 * NR + zj + u)]
             d4 = Z[uintp(zj + u + TW)]
             d5 = Z[uintp(6 * NR + zj + u + TW)]
-            v0, v1, v2, v3, v4, v5 = _bt6(d0, d1, d2, d3, d4, d5)
+            v0, v1, v2, v3, v4, v5 = _bt6(d0, d1, d2, d3, d4, d5, c2, c4, c5)
             V[j, cu, uintp(col + u)] = v0
             V[6 + j, cu, uintp(col + u)] = v1
             V[12 + j, cu, uintp(col + u)] = v2
@@ -163,7 +160,7 @@ def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col):
 
 
 @helper
-def _output_adjoint43(D, R, M, f, rows, TW):
+def _output_adjoint43(D, R, M, f, rows, TW, c2, c4):
     """M[:, f, t] = A dy_t A^T for the 4x4 tiles dy_t of ``rows`` (k * TH) rows of tiles of output-gradient planes
     loaded into D (rows of pitch 4 TW, image after image); R (6, 4 * rows * TW) scratch."""
     n = 4 * rows * TW
@@ -180,10 +177,8 @@ def _output_adjoint43(D, R, M, f, rows, TW):
         y3 = D[uintp(4 * u + 3)]
         e = y0 + y2
         o = y1 + y3
-        e4 = y2 + y2
-        e4 = y0 + (e4 + e4)
-        o8 = (y3 + y3) + (y3 + y3)
-        o8 = (y1 + y1) + (o8 + o8)
+        e4 = y0 + c4 * y2
+        o8 = c2 * (y1 + c4 * y3)
         r0[u] = y0
         r1[u] = e + o
         r2[u] = e - o
@@ -208,10 +203,8 @@ def _output_adjoint43(D, R, M, f, rows, TW):
                 y3 = rb[uintp(s + 3 * TW + tw)]
                 e = y0 + y2
                 o = y1 + y3
-                e4 = y2 + y2
-                e4 = y0 + (e4 + e4)
-                o8 = (y3 + y3) + (y3 + y3)
-                o8 = (y1 + y1) + (o8 + o8)
+                e4 = y0 + c4 * y2
+                o8 = c2 * (y1 + c4 * y3)
                 m0[uintp(o0 + tw)] = y0
                 m1[uintp(o0 + tw)] = e + o
                 m2[uintp(o0 + tw)] = e - o
@@ -221,7 +214,7 @@ def _output_adjoint43(D, R, M, f, rows, TW):
 
 
 @helper
-def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx):
+def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx, c2, c4, c5):
     """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, cu, uintp(col + t)]) at the tile's place, padding cut off:
     the adjoint of :func:`_input_transform43`, step by step backwards, with the same scratch Z and Q (which this
     overwrites; Q is then no longer zero outside the data)."""
@@ -233,7 +226,7 @@ def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx):
         for u in range(L):
             t = uintp(col + u)
             o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, t], V[6 + j, cu, t], V[12 + j, cu, t], V[18 + j, cu, t],
-                                         V[24 + j, cu, t], V[30 + j, cu, t])
+                                         V[24 + j, cu, t], V[30 + j, cu, t], c2, c4, c5)
             Z[uintp(zj + u)] = o0
             Z[uintp(6 * NR + zj + u)] = o1
             Z[uintp(12 * NR + zj + u)] = o2
@@ -244,14 +237,15 @@ def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx):
         for u in range(L):
             t = uintp(col + u)
             o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, t], V[6 + j, cu, t], V[12 + j, cu, t], V[18 + j, cu, t],
-                                         V[24 + j, cu, t], V[30 + j, cu, t])
+                                         V[24 + j, cu, t], V[30 + j, cu, t], c2, c4, c5)
             Z[uintp(zj + u + TW)] += o4
             Z[uintp(6 * NR + zj + u + TW)] += o5
     for a in range(4):  # (B dv) B^T: column b of each tile into Q[uintp(b)], overlaps added below
         for u in range(NR):
             zo = a * 6 * NR + u
             q0, q1, q2, q3, q4, q5 = _b6(Z[uintp(zo)], Z[uintp(zo + NR)], Z[uintp(zo + 2 * NR)],
-                                         Z[uintp(zo + 3 * NR)], Z[uintp(zo + 4 * NR)], Z[uintp(zo + 5 * NR)])
+                                         Z[uintp(zo + 3 * NR)], Z[uintp(zo + 4 * NR)], Z[uintp(zo + 5 * NR)],
+                                         c2, c4, c5)
             q = a * NR + u
             Q[uintp(q)] = q0
             Q[uintp(4 * NR + q)] = q1
@@ -293,6 +287,10 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
     Z = np.empty(24 * NR, dtype=x.dtype)
     D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
     R = np.empty((6, 4 * w), dtype=x.dtype)
+    c1 = np.ones(1, dtype=x.dtype)[0]  # the transforms' constants in x's type
+    c2 = c1 + c1
+    c4 = c2 + c2
+    c5 = c4 + c1
     Vs = V[slot]
     Ms = M[slot]
     VTs = VT[slot]
@@ -306,10 +304,10 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
                 for i in range(k):  # the gradient planes, pitch 4 TW, and their sums on the way
                     dbp[n0 + i, f] = grad_plane(dout, out, argmax, n0 + i, f, mode, zero, OH, OW, D, 16 * i * L,
                                                 8 * TW, 4 * TW)
-                _output_adjoint43(D, R, Ms, f, k * TH, TW)
+                _output_adjoint43(D, R, Ms, f, k * TH, TW, c2, c4)
             for i in range(k):
                 for c in range(C):
-                    _input_transform43(x[n0 + i, c], PH, PW, TH, TW, Q, Z, Vs, c, i * L)
+                    _input_transform43(x[n0 + i, c], PH, PW, TH, TW, Q, Z, Vs, c, i * L, c2, c4, c5)
             before = set_threads_local(1)
             for xi in range(36):
                 if transposed:
@@ -328,7 +326,8 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
             if need_dx:
                 for i in range(k):
                     for c in range(C):
-                        _input_adjoint43(Vs, c, i * L, PH, PW, TH, TW, Z, Q, dx[n0 + i, c])
+                        _input_adjoint43(Vs, c, i * L, PH, PW, TH, TW, Z, Q, dx[n0 + i, c], c2, c4,
+                                         c5)
                 Q[:] = 0  # the next chunk's input transforms need the padding zero again
 
 
@@ -365,8 +364,10 @@ def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry
     w = m * L
     V = buffer(ws, "winograd.V", S * 36 * g.C * w, x.dtype).reshape(S, 36, g.C, w)
     M = buffer(ws, "winograd.M", S * 36 * K * w, x.dtype).reshape(S, 36, K, w)
-    groups = max(1, min(chunks, winograd._GROUPS, winograd._GROUP_BYTES // (36 * K * g.C * x.itemsize)))
-    dU = np.empty((groups, 36, K, g.C), dtype=x.dtype)
+    per_group = 36 * K * g.C * x.itemsize
+    even = winograd._CHUNK_MULTIPLE
+    groups = max(1, min(chunks, winograd._GROUPS, max(even, _DU_BYTES // per_group // even * even)))
+    dU = buffer(ws, "winograd43.dU", groups * 36 * K * g.C, x.dtype).reshape(groups, 36, K, g.C)
     wT = w if K * g.C >= winograd._TRANSPOSED_DU else 0
     VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
     dbp = np.empty((g.N, K), dtype=x.dtype)
