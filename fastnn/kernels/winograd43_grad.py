@@ -105,6 +105,16 @@ def _b6(v0, v1, v2, v3, v4, v5, c2, c4, c5):
             (v1 - v2) + c2 * t - c5 * v5, v0 + v1 + v2 + v3 + v4, v5)
 
 
+@helper
+def _phase_bounds(PW, W, TW):
+    """(lo, hi): for b = 0..5 the tiles lo[b] <= tw < hi[b] whose column 4tw + b of the padded row is data (columns
+    PW .. PW + W - 1)."""
+    return ((max(0, (PW + 3) // 4), max(0, (PW + 2) // 4), max(0, (PW + 1) // 4), max(0, PW // 4),
+             max(0, (PW - 1) // 4), max(0, (PW - 2) // 4)),
+            (min(TW, (W - 1 + PW) // 4 + 1), min(TW, (W - 2 + PW) // 4 + 1), min(TW, (W - 3 + PW) // 4 + 1),
+             min(TW, (W - 4 + PW) // 4 + 1), min(TW, (W - 5 + PW) // 4 + 1), min(TW, (W - 6 + PW) // 4 + 1)))
+
+
 @helper(inline=True)
 def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col, c2, c4, c5):
     """V[6i + j, c, col + th*TW + tw] = (B^T d B)[i, j] for the L = TH*TW tiles d of one input plane (H, W).
@@ -119,14 +129,13 @@ def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col, c2, c4, c5):
     NR = (TH + 1) * TW
     L = TH * TW
     cu = uintp(c)
+    lo, hi = _phase_bounds(PW, W, TW)
     for y in range(H):
         r = y + PH
         o = (r % 4) * NR + (r // 4) * TW
         for b in range(6):
-            lo = max(0, (PW - b + 3) // 4)  # tiles tw whose column 4tw + b is in the data
-            hi = min(TW, (W - 1 + PW - b) // 4 + 1)
             ob = b * 4 * NR + o
-            for tw in range(lo, hi):
+            for tw in range(lo[b], hi[b]):
                 Q[uintp(ob + tw)] = plane[y, uintp(4 * tw + b - PW)]
     for a in range(4):  # d B: each padded row's tiles
         for u in range(NR):
@@ -215,7 +224,7 @@ def _output_adjoint43(D, R, M, f, rows, TW, c2, c4):
 
 @helper
 def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx, c2, c4, c5):
-    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, cu, uintp(col + t)]) at the tile's place, padding cut off:
+    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, c, col + t]) at the tile's place, padding cut off:
     the adjoint of :func:`_input_transform43`, step by step backwards, with the same scratch Z and Q (which this
     overwrites; Q is then no longer zero outside the data)."""
     NR = (TH + 1) * TW
@@ -231,17 +240,18 @@ def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx, c2, c4, c5):
             Z[uintp(6 * NR + zj + u)] = o1
             Z[uintp(12 * NR + zj + u)] = o2
             Z[uintp(18 * NR + zj + u)] = o3
-        for a in range(4):
-            for u in range(L, NR):
-                Z[uintp(a * 6 * NR + zj + u)] = 0
-        for u in range(L):
+        for u in range(L):  # rows 4, 5 (B^T's columns 4, 5: v0 + .. + v4 and v5); the last tile row's start R = TH
             t = uintp(col + u)
-            o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, t], V[6 + j, cu, t], V[12 + j, cu, t], V[18 + j, cu, t],
-                                         V[24 + j, cu, t], V[30 + j, cu, t], c2, c4, c5)
-            Z[uintp(zj + u + TW)] += o4
-            Z[uintp(6 * NR + zj + u + TW)] += o5
-    for a in range(4):  # (B dv) B^T: column b of each tile into Q[uintp(b)], overlaps added below
-        for u in range(NR):
+            o4 = V[j, cu, t] + V[6 + j, cu, t] + V[12 + j, cu, t] + V[18 + j, cu, t] + V[24 + j, cu, t]
+            o5 = V[30 + j, cu, t]
+            if u < L - TW:
+                Z[uintp(zj + u + TW)] += o4
+                Z[uintp(6 * NR + zj + u + TW)] += o5
+            else:
+                Z[uintp(zj + u + TW)] = o4
+                Z[uintp(6 * NR + zj + u + TW)] = o5
+    for a in range(4):  # (B dv) B^T: column b of each tile into Q[b], overlaps added below (row R = TH: phases 0, 1)
+        for u in range(NR if a < 2 else L):
             zo = a * 6 * NR + u
             q0, q1, q2, q3, q4, q5 = _b6(Z[uintp(zo)], Z[uintp(zo + NR)], Z[uintp(zo + 2 * NR)],
                                          Z[uintp(zo + 3 * NR)], Z[uintp(zo + 4 * NR)], Z[uintp(zo + 5 * NR)],
@@ -254,22 +264,19 @@ def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx, c2, c4, c5):
             Q[uintp(16 * NR + q)] = q4
             Q[uintp(20 * NR + q)] = q5
     H, W = dx.shape
+    lo, hi = _phase_bounds(PW, W, TW)
     for y in range(H):
         r = y + PH
         o = (r % 4) * NR + (r // 4) * TW
         for b in range(4):  # every column up to 4TW - 1 of the padded row is column b < 4 of one tile
-            lo = max(0, (PW - b + 3) // 4)
-            hi = min(TW, (W - 1 + PW - b) // 4 + 1)
             ob = b * 4 * NR + o
-            for tw in range(lo, hi):
+            for tw in range(lo[b], hi[b]):
                 dx[y, uintp(4 * tw + b - PW)] = Q[uintp(ob + tw)]
         for q in range(max(0, 4 * TW - PW), W):
             dx[y, uintp(q)] = 0
         for b in range(4, 6):  # columns 4, 5 of tile tw are columns 0, 1 of tile tw + 1
-            lo = max(0, (PW - b + 3) // 4)
-            hi = min(TW, (W - 1 + PW - b) // 4 + 1)
             ob = b * 4 * NR + o
-            for tw in range(lo, hi):
+            for tw in range(lo[b], hi[b]):
                 dx[y, uintp(4 * tw + b - PW)] += Q[uintp(ob + tw)]
 
 

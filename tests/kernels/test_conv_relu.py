@@ -14,7 +14,8 @@ from .test_conv import close
 
 # (N, C, H, W, FN, FH, pad): odd and non-square outputs (a last row/column in no pooling window), batch 1, one
 # channel, one filter, pad 2 (DeepConvNet's fourth layer), a 2x2 output (one window), 5x5 filters (the im2col
-# path: SimpleConvNet's), 3x3 with stride-1 pads on both sides
+# path: SimpleConvNet's), 3x3 with stride-1 pads on both sides (whose 4x4 tiles cover 1.09x the outputs: the backward
+# takes F(4x4, 3x3))
 CASES = [
     (2, 3, 7, 9, 4, 3, 1),
     (1, 1, 6, 6, 1, 3, 1),
