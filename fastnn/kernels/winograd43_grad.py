@@ -171,55 +171,54 @@ def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col, c2, c4, c5):
 @helper
 def _output_adjoint43(D, R, M, f, rows, TW, c2, c4):
     """M[:, f, t] = A dy_t A^T for the 4x4 tiles dy_t of ``rows`` (k * TH) rows of tiles of output-gradient planes
-    loaded into D (rows of pitch 4 TW, image after image); R (6, 4 * rows * TW) scratch."""
-    n = 4 * rows * TW
-    r0 = R[0]
-    r1 = R[1]
-    r2 = R[2]
-    r3 = R[3]
-    r4 = R[4]
-    r5 = R[5]
-    for u in range(n):  # dy A^T: columns 4u .. 4u + 3 of the flat run of rows
-        y0 = D[uintp(4 * u)]
-        y1 = D[uintp(4 * u + 1)]
-        y2 = D[uintp(4 * u + 2)]
-        y3 = D[uintp(4 * u + 3)]
-        e = y0 + y2
-        o = y1 + y3
-        e4 = y0 + c4 * y2
-        o8 = c2 * (y1 + c4 * y3)
-        r0[u] = y0
-        r1[u] = e + o
-        r2[u] = e - o
-        r3[u] = e4 + o8
-        r4[u] = e4 - o8
-        r5[u] = y3
-    for b in range(6):  # A (dy A^T): tile row R' from rows 4R' .. 4R' + 3
-        rb = R[b]
-        m0 = M[b, f]
-        m1 = M[6 + b, f]
-        m2 = M[12 + b, f]
-        m3 = M[18 + b, f]
-        m4 = M[24 + b, f]
-        m5 = M[30 + b, f]
-        for th in range(rows):
-            s = 4 * th * TW
-            o0 = th * TW
-            for tw in range(TW):
-                y0 = rb[uintp(s + tw)]
-                y1 = rb[uintp(s + TW + tw)]
-                y2 = rb[uintp(s + 2 * TW + tw)]
-                y3 = rb[uintp(s + 3 * TW + tw)]
-                e = y0 + y2
-                o = y1 + y3
-                e4 = y0 + c4 * y2
-                o8 = c2 * (y1 + c4 * y3)
-                m0[uintp(o0 + tw)] = y0
-                m1[uintp(o0 + tw)] = e + o
-                m2[uintp(o0 + tw)] = e - o
-                m3[uintp(o0 + tw)] = e4 + o8
-                m4[uintp(o0 + tw)] = e4 - o8
-                m5[uintp(o0 + tw)] = y3
+    loaded into D (rows of pitch 4 TW, image after image); R (6, 4 * rows * TW) scratch.
+
+    A along the rows first (one loop over the 4 TW columns of each row of tiles), then along the columns: R[a]
+    then holds each tile's four columns side by side, so that step is one flat loop over all the tiles.
+    """
+    P = 4 * TW
+    for tr in range(rows):  # A dy: rows 4tr .. 4tr + 3 -> R[a, tr*P + q]
+        base = tr * 4 * P
+        so = tr * P
+        for q in range(P):
+            y0 = D[uintp(base + q)]
+            y1 = D[uintp(base + P + q)]
+            y2 = D[uintp(base + 2 * P + q)]
+            y3 = D[uintp(base + 3 * P + q)]
+            e = y0 + y2
+            o = y1 + y3
+            e4 = y0 + c4 * y2
+            o8 = c2 * (y1 + c4 * y3)
+            R[0, uintp(so + q)] = y0
+            R[1, uintp(so + q)] = e + o
+            R[2, uintp(so + q)] = e - o
+            R[3, uintp(so + q)] = e4 + o8
+            R[4, uintp(so + q)] = e4 - o8
+            R[5, uintp(so + q)] = y3
+    n = rows * TW
+    for a in range(6):  # (A dy) A^T: tile t's columns are R[a, 4t .. 4t + 3]
+        ra = R[a]
+        m0 = M[6 * a, f]
+        m1 = M[6 * a + 1, f]
+        m2 = M[6 * a + 2, f]
+        m3 = M[6 * a + 3, f]
+        m4 = M[6 * a + 4, f]
+        m5 = M[6 * a + 5, f]
+        for t in range(n):
+            y0 = ra[4 * t]
+            y1 = ra[4 * t + 1]
+            y2 = ra[4 * t + 2]
+            y3 = ra[4 * t + 3]
+            e = y0 + y2
+            o = y1 + y3
+            e4 = y0 + c4 * y2
+            o8 = c2 * (y1 + c4 * y3)
+            m0[t] = y0
+            m1[t] = e + o
+            m2[t] = e - o
+            m3[t] = e4 + o8
+            m4[t] = e4 - o8
+            m5[t] = y3
 
 
 @helper
