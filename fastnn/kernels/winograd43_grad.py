@@ -22,24 +22,25 @@ shapes only (:func:`takes_f43`); the forward's choice is independent (``V`` is r
 
 Precision: the coefficients up to 8 (and 1/24 in ``G``) round more than F(2x2, 3x3)'s 0, +-1, +-1/2. Measured in
 float32 against a float64 direct convolution (max error over max magnitude; ``tests/kernels/test_winograd.py``
-bounds it by 1e-5): dx 2.6e-6 - 4.8e-6 and dW 1.9e-6 - 3.3e-6 on a CIFAR-like 32->32 16x16 layer and DeepConvNet's
+bounds it by 1e-5): dx 3.1e-6 - 4.5e-6 and dW 1.8e-6 - 3.6e-6 on a CIFAR-like 32->32 16x16 layer and DeepConvNet's
 16->16 28x28, 32->32 14x14 (pad 2), 64->64 8x8, where F(2x2, 3x3) and im2col give 1.6e-7 - 4e-7.
 
-Special values: dW as F(2x2, 3x3)'s (non-finite wherever the direct sum's is, in all nine taps of a (filter,
-channel) pair a non-finite value reaches). dx is non-finite wherever the direct sum's is, but not only there:
-``A dY A^T`` and ``B dV B^T`` spread a non-finite output gradient over its tile, so dx can be non-finite across
-the 6x6 input tile of the 4x4 output tile holding it (the direct sum: the 3x3 window; F(2x2, 3x3)'s transforms
-happen to keep exactly that). NaN is never lost.
+Special values: a call whose output gradient (seen through ReLU and pooling) or filters are not all finite goes to
+F(2x2, 3x3) (the sums of the gradient planes, which give db, tell), whose results the docstring of
+:mod:`fastnn.kernels.winograd` describes: here ``A dY A^T`` and ``B dV B^T`` would spread a non-finite output
+gradient over the 6x6 input window of its tile where the direct sum (and F(2x2, 3x3)) keeps it to the 3x3 one.
+A non-finite input reaches only dW, as in F(2x2, 3x3): all nine taps of the (filter, channel) pairs it touches.
 
-Tiling: ``TH = ceil(OH / 4)`` rows of ``TW = ceil(OW / 4)`` tiles an image, ``L = TH * TW`` tiles, no spare tile
-in the products (the transformed tiles are stored compact). The transforms run over whole planes in flat loops:
-an input plane is zero-padded into rows of pitch ``4 (TW + 1)``, so that the column transform of tile ``u`` of the
-flat run reads elements ``4u .. 4u + 5`` (one spare tile per padded row, in that first step only); output-gradient
-planes are loaded with pitch ``4 TW`` (rows and columns past OH, OW zero).
+Tiling and layout: :mod:`fastnn.kernels.winograd43`'s (``TH = ceil(OH / 4)`` rows of ``TW = ceil(OW / 4)`` tiles,
+``L = TH * TW`` an image, no spare tile), and its :func:`~fastnn.kernels.winograd43.input_transform` recomputes V
+per chunk. Output-gradient planes are loaded with pitch ``4 TW`` (rows and columns past OH, OW zero). The input
+adjoint works on a plane split by row and column phase (see :func:`_input_adjoint43`), so that its steps are flat,
+unit-stride loops over the tiles.
 
-Schedule, scratch, partial sums of ``dU`` and special values: as :mod:`fastnn.kernels.winograd` (a chunk of
-images per step on each slot thread, the products by single-threaded OpenBLAS, ``dU`` in a fixed number of
-partial sums over fixed chunk sets added in order: the same bits with any number of threads).
+Schedule, scratch and partial sums of ``dU``: as :mod:`fastnn.kernels.winograd` (a chunk of images per step on
+each slot thread, the products by single-threaded OpenBLAS, ``dU`` in a fixed number of partial sums over fixed
+chunk sets added in order: the same bits with any number of threads). :data:`fastnn.config.CONV_WINOGRAD43`
+(environment ``FASTNN_CONV_WINOGRAD43=0``) turns this backward off with the F(4x4, 3x3) forward.
 """
 
 from __future__ import annotations
@@ -47,31 +48,34 @@ from __future__ import annotations
 import numpy as np
 from numba import uintp
 
+from .. import config
 from .._jit import helper, slot_kernel
 from .._validate import WindowGeometry
-from . import winograd
+from . import winograd, winograd43
 from ._blas import set_threads_local
 from ._workspace import buffer
 from .winograd import _gemm, chunk_span, chunking, grad_plane, gradient_source
+from .winograd43 import GG, constants, filter_transform, input_transform, tiles
 
 __all__ = ["backward", "backward43", "takes_f43"]
 
-#: F(4x4, 3x3)'s G (6, 3); B^T and A^T are written out in the transforms below.
-_G43 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
-                 [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
-#: G (x) G (36, 9), as winograd's ``_GG``.
-_GG43 = np.kron(_G43, _G43)
+#: F(2x2, 3x3)'s backward, which takes the calls with a non-finite output gradient or filter (bound here: a spy on
+#: ``winograd.backward`` counts the dispatches of :mod:`fastnn.kernels.conv`, not this).
+_backward23 = winograd.backward
 
 
-def takes_f43(g: WindowGeometry, K: int) -> bool:
+def takes_f43(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
     """Whether the backward pass of this (Winograd-eligible) convolution runs F(4x4, 3x3) rather than F(2x2, 3x3):
-    when its 4x4 tiles cover at most :data:`_F43_MAX_COVER` times the outputs. By the shapes only, never the thread
-    count (results keep their bits). Measured, one thread, float32, N=100, per stage summed (``/tmp/c13/stages.py``
-    against ``/tmp/conv10/wstages.py``, CPU ms, F(2x2, 3x3) -> F(4x4, 3x3)): DeepConvNet's 16->16 28x28 8.37 -> 6.73,
-    32->32 16x16 8.10 -> 7.25, 32->64 8x8 5.22 -> 3.97, 64->64 8x8 7.86 -> 7.08, but 16->32 14x14 (tiles covering
-    16x16: 1.31 x the outputs) 4.08 -> 4.09: its transforms cost more than the products save."""
-    TH, TW = _tiles43(g)
-    return 16 * TH * TW <= _F43_MAX_COVER * g.OH * g.OW
+    :data:`fastnn.config.CONV_WINOGRAD43`, a dtype F(4x4, 3x3)'s forward takes (float32: see
+    ``winograd43._DTYPES``), and 4x4 tiles that cover at most :data:`_F43_MAX_COVER` times the outputs. By the
+    shapes only, never the thread count (results keep their bits). Measured in a DeepConvNet training step (float32,
+    N=100, one thread, CPU ms of each layer's backward, F(2x2, 3x3) -> F(4x4, 3x3)): 16->16 28x28 10.4 -> 9.6, 32->32
+    16x16 9.7 -> 8.6, 32->64 8x8 6.3 -> 5.7, 64->64 8x8 10.1 -> 8.4; 16->32 14x14, whose tiles cover 16x16 (1.31x the
+    outputs), per stage 4.08 -> 4.09: there its transforms cost what the products save.
+    """
+    TH, TW = tiles(g)
+    return (config.CONV_WINOGRAD43 and np.dtype(dtype) in winograd43._DTYPES
+            and 16 * TH * TW <= _F43_MAX_COVER * g.OH * g.OW)
 
 
 #: Bytes of the partial sums of dU (each 36 * K * C) up to which there are :data:`winograd._GROUPS` of them; fewer
@@ -88,18 +92,9 @@ _F43_MAX_COVER = 1.2
 
 
 @helper
-def _bt6(d0, d1, d2, d3, d4, d5, c2, c4, c5):
-    """B^T d for one column d of six (the rows of B^T above, in that order); c2, c4, c5: 2, 4, 5 in d's type
-    (Python's integer literals would turn float32 arithmetic into float64 in Numba)."""
-    s = d4 - d2
-    t = d3 - d1
-    return (c4 * d0 + (d4 - c5 * d2), (d3 + d4) - c4 * (d1 + d2), c4 * (d1 - d2) + (d4 - d3), c2 * t + s,
-            s - c2 * t, c4 * d1 + (d5 - c5 * d3))
-
-
-@helper
 def _b6(v0, v1, v2, v3, v4, v5, c2, c4, c5):
-    """B v for one column v of six: the adjoint of :func:`_bt6`."""
+    """B v for one column v of six (B^T's columns, in order: the adjoint of the input transform's ``B^T d``);
+    c2, c4, c5: 2, 4, 5 in v's type."""
     t = v3 - v4
     return (c4 * v0, c4 * ((v2 - v1) + v5) - c2 * t, -(c5 * v0 + c4 * (v1 + v2) + (v3 + v4)),
             (v1 - v2) + c2 * t - c5 * v5, v0 + v1 + v2 + v3 + v4, v5)
@@ -113,59 +108,6 @@ def _phase_bounds(PW, W, TW):
              max(0, (PW - 1) // 4), max(0, (PW - 2) // 4)),
             (min(TW, (W - 1 + PW) // 4 + 1), min(TW, (W - 2 + PW) // 4 + 1), min(TW, (W - 3 + PW) // 4 + 1),
              min(TW, (W - 4 + PW) // 4 + 1), min(TW, (W - 5 + PW) // 4 + 1), min(TW, (W - 6 + PW) // 4 + 1)))
-
-
-@helper(inline=True)
-def _input_transform43(plane, PH, PW, TH, TW, Q, Z, V, c, col, c2, c4, c5):
-    """V[6i + j, c, col + th*TW + tw] = (B^T d B)[i, j] for the L = TH*TW tiles d of one input plane (H, W).
-
-    The zero-padded plane is held split by row and column phase: Q (6 * 4 * (TH + 1)*TW,) as (6, 4, (TH + 1)*TW)
-    holds at [b, a, R*TW + tw] the padded element (4R + a, 4tw + b), so that every step below is a flat,
-    unit-stride loop over the tiles; it must be zero outside the data, which this writes at the same places for
-    every plane of a geometry. Z (same size) receives ``d B`` as (4, 6, (TH + 1)*TW): row phase, column, tile.
-    All arrays are indexed whole with offsets (a view per row would cost two reference-count updates).
-    """
-    H, W = plane.shape
-    NR = (TH + 1) * TW
-    L = TH * TW
-    cu = uintp(c)
-    lo, hi = _phase_bounds(PW, W, TW)
-    for y in range(H):
-        r = y + PH
-        o = (r % 4) * NR + (r // 4) * TW
-        for b in range(6):
-            ob = b * 4 * NR + o
-            for tw in range(lo[b], hi[b]):
-                Q[uintp(ob + tw)] = plane[y, uintp(4 * tw + b - PW)]
-    for a in range(4):  # d B: each padded row's tiles
-        for u in range(NR):
-            q = a * NR + u
-            z0, z1, z2, z3, z4, z5 = _bt6(Q[uintp(q)], Q[uintp(4 * NR + q)], Q[uintp(8 * NR + q)],
-                                          Q[uintp(12 * NR + q)], Q[uintp(16 * NR + q)], Q[uintp(20 * NR + q)],
-                                          c2, c4, c5)
-            zo = a * 6 * NR + u
-            Z[uintp(zo)] = z0
-            Z[uintp(zo + NR)] = z1
-            Z[uintp(zo + 2 * NR)] = z2
-            Z[uintp(zo + 3 * NR)] = z3
-            Z[uintp(zo + 4 * NR)] = z4
-            Z[uintp(zo + 5 * NR)] = z5
-    for j in range(6):  # B^T (d B): tile (th, tw) from rows 4th .. 4th + 3 (phases 0-3) and 4th + 4, + 5
-        zj = j * NR
-        for u in range(L):
-            d0 = Z[uintp(zj + u)]
-            d1 = Z[uintp(6 * NR + zj + u)]
-            d2 = Z[uintp(12 * NR + zj + u)]
-            d3 = Z[uintp(18 * NR + zj + u)]
-            d4 = Z[uintp(zj + u + TW)]
-            d5 = Z[uintp(6 * NR + zj + u + TW)]
-            v0, v1, v2, v3, v4, v5 = _bt6(d0, d1, d2, d3, d4, d5, c2, c4, c5)
-            V[j, cu, uintp(col + u)] = v0
-            V[6 + j, cu, uintp(col + u)] = v1
-            V[12 + j, cu, uintp(col + u)] = v2
-            V[18 + j, cu, uintp(col + u)] = v3
-            V[24 + j, cu, uintp(col + u)] = v4
-            V[30 + j, cu, uintp(col + u)] = v5
 
 
 @helper
@@ -223,9 +165,14 @@ def _output_adjoint43(D, R, M, f, rows, TW, c2, c4):
 
 @helper
 def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx, c2, c4, c5):
-    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, c, col + t]) at the tile's place, padding cut off:
-    the adjoint of :func:`_input_transform43`, step by step backwards, with the same scratch Z and Q (which this
-    overwrites; Q is then no longer zero outside the data)."""
+    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, c, col + t]) at the tile's place, padding cut off.
+
+    The padded plane is assembled split by row and column phase: Q (6 * 4 * (TH + 1)*TW,) as (6, 4, (TH + 1)*TW)
+    receives at [b, a, R*TW + tw] column b of tile tw's part of padded row 4R + a (b = 4, 5 overlap columns 0, 1 of
+    tile tw + 1, added when dx is written); Z (same size) ``B dv`` as (4, 6, (TH + 1)*TW): row phase, column, tile.
+    So every step is a flat, unit-stride loop over the tiles. Arrays are indexed whole with unsigned offsets (a view
+    per row costs two reference-count updates; a signed index, a wraparound test that keeps loops scalar).
+    """
     NR = (TH + 1) * TW
     L = TH * TW
     cu = uintp(c)
@@ -281,22 +228,26 @@ def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx, c2, c4, c5):
 
 @slot_kernel("window")
 def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, TW, OH, OW, chunks, need_dx,
-                mode, zero):
+                mode, k):
     """As :func:`fastnn.kernels.winograd._backward`, by F(4x4, 3x3): U, dU[g] (36, K, C); V (S, 36, C, w),
-    M (S, 36, K, w) with w >= m*L; VT (S, w, C) or (S, 0, C)."""
+    M (S, 36, K, w) with w >= m*L; VT (S, w, C) or (S, 0, C); k: :func:`fastnn.kernels.winograd43.constants`."""
     N, C = x.shape[0], x.shape[1]
     K = U.shape[1]
     G, S, w = dU.shape[0], V.shape[0], V.shape[3]
     L = TH * TW
     NR = (TH + 1) * TW
-    Q = np.zeros(24 * NR, dtype=x.dtype)
+    Q = np.empty(24 * NR, dtype=x.dtype)
     Z = np.empty(24 * NR, dtype=x.dtype)
+    n = (w // L) * L  # input_transform's scratch (winograd43.scratch_shapes) for chunks of up to w // L images
+    pads = np.zeros((6, 4 * n), dtype=x.dtype)  # zero outside the data, which input_transform writes at the same
+    ends = np.zeros((6, 2 * n), dtype=x.dtype)  # places for every channel
+    Zi = np.empty((6, 6, n), dtype=x.dtype)
     D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
     R = np.empty((6, 4 * w), dtype=x.dtype)
-    c1 = np.ones(1, dtype=x.dtype)[0]  # the transforms' constants in x's type
-    c2 = c1 + c1
-    c4 = c2 + c2
-    c5 = c4 + c1
+    c2 = k[0]
+    c4 = k[1]
+    c5 = k[2]
+    zero = c2 - c2
     Vs = V[slot]
     Ms = M[slot]
     VTs = VT[slot]
@@ -305,44 +256,37 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
         dUg = dU[g]
         dUg[:] = 0
         for ch in range(g, chunks, G):
-            n0, k = chunk_span(ch, chunks, N)
+            n0, m = chunk_span(ch, chunks, N)
             for f in range(K):
-                for i in range(k):  # the gradient planes, pitch 4 TW, and their sums on the way
+                for i in range(m):  # the gradient planes, pitch 4 TW, and their sums on the way
                     dbp[n0 + i, f] = grad_plane(dout, out, argmax, n0 + i, f, mode, zero, OH, OW, D, 16 * i * L,
                                                 8 * TW, 4 * TW)
-                _output_adjoint43(D, R, Ms, f, k * TH, TW, c2, c4)
-            for i in range(k):
-                for c in range(C):
-                    _input_transform43(x[n0 + i, c], PH, PW, TH, TW, Q, Z, Vs, c, i * L, c2, c4, c5)
+                _output_adjoint43(D, R, Ms, f, m * TH, TW, c2, c4)
+            for c in range(C):
+                input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Zi, Vs, k)
             before = set_threads_local(1)
             for xi in range(36):
                 if transposed:
                     Vx = Vs[xi]
-                    for t in range(k * L):
+                    for t in range(m * L):
                         for c in range(C):
                             VTs[t, c] = Vx[c, t]
                     b, ldb, trans_b = VTs, C, False
                 else:
                     b, ldb, trans_b = Vs[xi], w, True
-                _gemm(False, trans_b, K, C, k * L, Ms[xi], w, b, ldb, 1.0, dUg[xi], C)  # one call site: compiled once
+                _gemm(False, trans_b, K, C, m * L, Ms[xi], w, b, ldb, 1.0, dUg[xi], C)  # one call site: compiled once
             if need_dx:
                 for xi in range(36):
-                    _gemm(True, False, C, k * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
+                    _gemm(True, False, C, m * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
             set_threads_local(before)
             if need_dx:
-                for i in range(k):
+                for i in range(m):
                     for c in range(C):
-                        _input_adjoint43(Vs, c, i * L, PH, PW, TH, TW, Z, Q, dx[n0 + i, c], c2, c4,
-                                         c5)
-                Q[:] = 0  # the next chunk's input transforms need the padding zero again
+                        _input_adjoint43(Vs, c, i * L, PH, PW, TH, TW, Z, Q, dx[n0 + i, c], c2, c4, c5)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Entry point (called by fastnn.kernels.conv after validation)
-
-
-def _tiles43(g: WindowGeometry) -> tuple[int, int]:
-    return (g.OH + 3) // 4, (g.OW + 3) // 4
 
 
 def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
@@ -350,7 +294,7 @@ def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, 
              argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """As :func:`fastnn.kernels.winograd.backward` (same arguments and results), by F(4x4, 3x3) where
     :func:`takes_f43`, else by that function."""
-    if not takes_f43(g, W.shape[0]):
+    if not takes_f43(g, W.shape[0], x.dtype):
         return winograd.backward(dout, x, W, g, ws, need_dx, out, argmax)
     return backward43(dout, x, W, g, ws, need_dx, out, argmax)
 
@@ -358,11 +302,15 @@ def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, 
 def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
                out: np.ndarray | None = None,
                argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """:func:`backward` by F(4x4, 3x3) whatever the shapes."""
+    """:func:`backward` by F(4x4, 3x3) whatever the shapes and dtype (but by F(2x2, 3x3) when the output gradient
+    or the filters are not all finite: module docstring)."""
     K = W.shape[0]
+    if not np.isfinite(W).all():
+        return _backward23(dout, x, W, g, ws, need_dx, out, argmax)
+    given = dout, x, W, g, ws, need_dx, out, argmax
     x = np.ascontiguousarray(x)
     dout, out, argmax, mode = gradient_source(dout, out, argmax, K)
-    TH, TW = _tiles43(g)
+    TH, TW = tiles(g)
     L = TH * TW
     per_image = 36 * (g.C + K) * L * x.itemsize
     chunks, m = chunking(g.N, max(1, min(g.N, winograd._SLOT_BYTES // per_image)))
@@ -378,10 +326,11 @@ def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry
     VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    U = winograd._filter_transform(W, _GG43)
-    _backward43.run(S, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH, g.OW, chunks, need_dx,
-                    mode, x.dtype.type(0))
+    _backward43.run(S, x, dout, out, argmax, filter_transform(W), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
+                    g.OW, chunks, need_dx, mode, constants(x.dtype))
+    if not np.isfinite(dbp).all():  # a non-finite output gradient (its plane's sum): F(2x2, 3x3)'s results instead
+        return _backward23(*given)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
-        dW = winograd._filter_adjoint(dU.sum(axis=0), _GG43)
+        dW = winograd._filter_adjoint(dU.sum(axis=0), GG)
         db = dbp.sum(axis=0)
     return (dx if need_dx else None), dW, db

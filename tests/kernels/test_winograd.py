@@ -10,7 +10,7 @@ import pytest
 from fastnn import _jit, config
 from fastnn import kernels as K
 from fastnn import reference as R
-from fastnn.kernels import _blas, winograd, winograd43_grad
+from fastnn.kernels import _blas, winograd, winograd43, winograd43_grad
 from fastnn.kernels import conv as kconv
 
 from .test_conv import close
@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(not _blas.AVAILABLE, reason="numpy's bundled Ope
 
 # (N, C, H, W, FN, pad): the smallest image, one channel and one filter, odd and non-square sizes (a half-empty
 # last tile in either direction), pads 0-3 and per-axis pairs (odd pads shift the even/odd column split), an
-# image smaller than the filter that only padding makes valid, a batch that is not a multiple of the chunk.
+# image smaller than the filter that only padding makes valid, a batch that is not a multiple of the chunk; for
+# F(4x4, 3x3), outputs 4k + 1 (13x11, 5x5, 9x9) and 4k + 3 (7x7, 11x11), 13x5 (a whole tile and a one-column one).
 CASES = [
     (1, 1, 3, 3, 1, 0),
     (1, 1, 4, 4, 1, 1),
@@ -31,6 +32,8 @@ CASES = [
     (2, 1, 1, 1, 2, 1),
     (1, 4, 2, 5, 3, (1, 2)),
     (5, 5, 13, 11, 7, 1),
+    (1, 2, 15, 7, 3, 0),
+    (2, 2, 11, 9, 3, 2),
 ]
 IDS = [f"N{n}C{c}-{h}x{w}-F{f}-p{p}" for n, c, h, w, f, p in CASES]
 
@@ -45,46 +48,60 @@ def _problem(case, dtype, seed=0):
     return x, W, b, dout, pad
 
 
-def _count(monkeypatch, module, name, calls, key):
-    real = getattr(module, name)
-
-    def counted(*args, **kw):
-        calls[key] += 1
-        return real(*args, **kw)
-
-    monkeypatch.setattr(module, name, counted)
-
-
 @pytest.fixture
 def spy(monkeypatch):
-    """Counts the calls that reach the Winograd kernels (backward: F(2x2, 3x3) or F(4x4, 3x3)), so a test knows
-    which path ran; one-channel convolutions, which the pipeline takes first, stay on the Winograd path here."""
+    """Counts the calls that reach the Winograd kernels, so a test knows which path ran (``forward`` either form's,
+    ``calls.f43`` F(4x4, 3x3)'s forward; ``backward`` either form's); one-channel convolutions, which the pipeline
+    takes first, stay on the Winograd path here, and F(4x4, 3x3)'s forward takes float64 and every size too."""
     monkeypatch.setattr(kconv, "_PIPELINE_BYTES", 0)
-    calls = {"forward": 0, "backward": 0}
-    _count(monkeypatch, winograd, "forward", calls, "forward")
-    _count(monkeypatch, winograd, "backward", calls, "backward")
-    _count(monkeypatch, winograd43_grad, "backward43", calls, "backward")
+    monkeypatch.setattr(winograd43, "_DTYPES", (np.dtype(np.float32), np.dtype(np.float64)))
+    monkeypatch.setattr(winograd43, "_MIN_OUTPUTS", 0)
+    calls = _Calls(forward=0, backward=0)
+    calls.f43 = 0
+    for module, name, key in ((winograd, "forward", "forward"), (winograd43, "forward", "forward"),
+                              (winograd, "backward", "backward"), (winograd43_grad, "backward43", "backward")):
+        real = getattr(module, name)
+
+        def counted(*args, _real=real, _key=key, _f43=module is winograd43, **kw):
+            calls[_key] += 1
+            calls.f43 += _f43
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(module, name, counted)
     return calls
+
+
+class _Calls(dict):
+    f43: int
 
 
 @pytest.fixture(params=["F23", "F43"])
 def alg(request, monkeypatch):
-    """The backward pass by F(2x2, 3x3) or by F(4x4, 3x3) for every shape; checks afterwards that it ran."""
+    """The backward pass by F(2x2, 3x3) or by F(4x4, 3x3) (:mod:`fastnn.kernels.winograd43_grad`) for every shape
+    and dtype; checks afterwards that it ran."""
     f43 = request.param == "F43"
-    monkeypatch.setattr(winograd43_grad, "takes_f43", lambda g, K: f43)
+    monkeypatch.setattr(winograd43_grad, "takes_f43", lambda g, K, dtype: f43)
     calls = {"f43": 0}
-    _count(monkeypatch, winograd43_grad, "backward43", calls, "f43")
+    real = winograd43_grad.backward43
+
+    def counted(*args, **kw):
+        calls["f43"] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(winograd43_grad, "backward43", counted)
     yield request.param
     assert (calls["f43"] > 0) == f43
 
 
+@pytest.mark.parametrize("f43", [False, True], ids=["f23", "f43"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_forward_and_backward_matches_reference(alg, case, dtype, twin, spy):
+def test_forward_and_backward_matches_reference(case, f43, alg, dtype, twin, spy, monkeypatch):
+    monkeypatch.setattr(config, "CONV_WINOGRAD43", f43)
     x, W, b, dout, pad = _problem(case, dtype)
     before = [a.copy() for a in (x, W, b, dout)]
     out = K.conv2d_forward(x, W, b, 1, pad)
     dx, dW, db = K.conv2d_backward(dout, x, W, 1, pad)
-    assert spy == {"forward": 1, "backward": 1}
+    assert spy == {"forward": 1, "backward": 1} and spy.f43 == f43
     close(out, R.conv2d_forward(x, W, b, 1, pad), dtype)
     for got, want in zip((dx, dW, db), R.conv2d_backward(dout, x, W, 1, pad), strict=True):
         assert got.flags.c_contiguous and got.shape == want.shape
@@ -93,25 +110,28 @@ def test_forward_and_backward_matches_reference(alg, case, dtype, twin, spy):
         np.testing.assert_array_equal(a, a0)
 
 
-def test_float32_error_is_at_the_level_of_the_direct_sum(alg, spy):
+@pytest.mark.parametrize("f43", [False, True], ids=["f23", "f43"])
+def test_float32_error_is_at_the_level_of_the_direct_sum(f43, alg, spy, monkeypatch):
     """Against a float64 reference on a CIFAR-like layer: F(2x2, 3x3)'s float32 error is no worse than im2col's.
-    F(4x4, 3x3)'s backward rounds more (coefficients up to 8, 1/24): its dx and dW within 1e-5 of their magnitude
-    (measured 2.6e-6 - 4.8e-6 on this layer and DeepConvNet's, where im2col's is 1.6e-7 - 4e-7)."""
+    F(4x4, 3x3)'s forward (coefficients up to 8 and 1/24) is worse: measured 5.7x im2col's here, 3e-6 - 9e-6 of the
+    output's magnitude on DeepConvNet's layers; the bound is 1e-5 of it (the convolution tests' float32 rtol is
+    2e-5). So is its backward (``alg``): dx and dW 1.8e-6 - 4.5e-6 of their magnitude on this layer and
+    DeepConvNet's (im2col's 1.6e-7 - 4e-7), the same bound."""
+    monkeypatch.setattr(config, "CONV_WINOGRAD43", f43)
     x, W, b, dout, pad = _problem((8, 32, 16, 16, 32, 1), np.float32)
     want = R.conv2d_forward(*(a.astype(np.float64) for a in (x, W, b)), 1, pad)
     want_grads = R.conv2d_backward(*(a.astype(np.float64) for a in (dout, x, W)), 1, pad)
     got = [K.conv2d_forward(x, W, b, 1, pad), *K.conv2d_backward(dout, x, W, 1, pad)]
     assert spy == {"forward": 1, "backward": 1}
-    config_before = config.CONV_WINOGRAD
-    try:
-        config.CONV_WINOGRAD = False
-        direct = [K.conv2d_forward(x, W, b, 1, pad), *K.conv2d_backward(dout, x, W, 1, pad)]
-    finally:
-        config.CONV_WINOGRAD = config_before
+    monkeypatch.setattr(config, "CONV_WINOGRAD", False)
+    direct = [K.conv2d_forward(x, W, b, 1, pad), *K.conv2d_backward(dout, x, W, 1, pad)]
     for i, (g, d, w) in enumerate(zip(got, direct, [want, *want_grads], strict=True)):
         scale = np.abs(w).max()
-        bound = 1e-5 * scale if alg == "F43" and i in (1, 2) else max(2 * np.abs(d - w).max(), 1e-6 * scale)
-        assert np.abs(g - w).max() <= bound
+        err, err_direct = np.abs(g - w).max(), np.abs(d - w).max()
+        if (f43 and i == 0) or (alg == "F43" and i in (1, 2)):
+            assert err_direct < err <= 1e-5 * scale
+        else:
+            assert err <= max(2 * err_direct, 1e-6 * scale)
 
 
 def test_chunking_is_even_and_balanced():
@@ -221,9 +241,8 @@ def test_other_paths_when_winograd_does_not_apply(why, monkeypatch, spy):
 def test_special_values(alg, special, seed, twin, spy):
     """What the module docstring promises: the output and dx are non-finite exactly where the direct sum's are
     (+-inf may come out as NaN, NaN never goes away); dW is non-finite wherever the direct sum's is, and for a
-    filter/channel pair touched by a special value in all nine taps; finite values match. F(4x4, 3x3)'s dx
-    (winograd43_grad's docstring): non-finite wherever the direct sum's is, and at most across the 6x6 input tiles
-    of the 4x4 output tiles a non-finite output gradient is in."""
+    filter/channel pair touched by a special value in all nine taps; finite values match. F(4x4, 3x3)'s passes
+    hand a call with a non-finite output (forward) or output gradient (backward) to F(2x2, 3x3)."""
     rng = np.random.default_rng(seed)
     x, W, b, dout, pad = _problem((2, 3, 7, 6, 4, int(seed % 3)), np.float64, seed)
     x[tuple(rng.integers(0, s) for s in x.shape)] = special
@@ -235,26 +254,9 @@ def test_special_values(alg, special, seed, twin, spy):
     for name, g, w in zip(("out", "dx", "dW", "db"), got, want, strict=True):
         if name == "dW":
             assert (~np.isfinite(w) <= ~np.isfinite(g)).all(), name
-        elif name == "dx" and alg == "F43":
-            assert (~np.isfinite(w) <= ~np.isfinite(g)).all(), name
-            assert (~np.isfinite(g) <= _input_tiles_of(~np.isfinite(dout), pad, x.shape)).all(), name
         else:
             np.testing.assert_array_equal(np.isfinite(g), np.isfinite(w), err_msg=name)
         assert (np.isnan(w) <= np.isnan(g)).all(), name
         finite = np.isfinite(g)
         close(g[finite], w[finite], np.float64)
-
-
-def _input_tiles_of(bad, pad, shape):
-    """Mask (shape) of the input elements inside the 6x6 input tiles (stride 4, padded coordinates) of the 4x4
-    output tiles in which ``bad`` (N, K, OH, OW) has a True element."""
-    N, _, OH, OW = bad.shape
-    tiles = np.zeros((N, -(-OH // 4), -(-OW // 4)), dtype=bool)
-    for n, _, y, q in zip(*np.nonzero(bad), strict=True):
-        tiles[n, y // 4, q // 4] = True
-    padded = np.zeros((N, 4 * tiles.shape[1] + 2, 4 * tiles.shape[2] + 2), dtype=bool)
-    for n, th, tw in zip(*np.nonzero(tiles), strict=True):
-        padded[n, 4 * th:4 * th + 6, 4 * tw:4 * tw + 6] = True
-    H, W = shape[2:]
-    return np.broadcast_to(padded[:, None, pad:pad + H, pad:pad + W], shape)
 
