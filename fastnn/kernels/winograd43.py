@@ -64,8 +64,9 @@ AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0,
 #: G (x) G (36, 9): row 6i + j, column 3r + b holds G[i, r] G[j, b], so ``U[6i + j] = sum_q GG[6i + j, q] g_q``.
 GG = np.kron(G, G)
 
-#: Output planes (OH * OW) from which F(4x4, 3x3) is the faster forward (measurements: :func:`chosen`).
-_MIN_OUTPUTS = 16
+#: F(4x4, 3x3) takes a forward pass when its products per image (36 per 4x4 tile) are at most this fraction of
+#: F(2x2, 3x3)'s (16 per 2x2 tile, a spare tile per row): measurements in :func:`chosen`.
+_WORK_RATIO = 0.7
 
 #: The dtypes that take F(4x4, 3x3): float32 only. float64 is where fastnn is used for accuracy (gradient checks,
 #: twins' comparisons), and F(2x2, 3x3) keeps its results exact for integer-valued data (coefficients 0, +-1,
@@ -376,9 +377,23 @@ def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu
 
 def chosen(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
     """Whether a 3x3 stride-1 convolution that :func:`fastnn.kernels.winograd.applies` to runs its forward pass in
-    F(4x4, 3x3): :data:`fastnn.config.CONV_WINOGRAD43`, a dtype of :data:`_DTYPES` and a shape where it measured
-    faster (keyed on shapes only, never the thread count, so results do not depend on it)."""
-    return config.CONV_WINOGRAD43 and np.dtype(dtype) in _DTYPES and g.OH * g.OW >= _MIN_OUTPUTS
+    F(4x4, 3x3): :data:`fastnn.config.CONV_WINOGRAD43`, a dtype of :data:`_DTYPES` and an output plane that its
+    4x4 tiles cover without much waste (:data:`_WORK_RATIO`). Keyed on shapes only, never the thread count, so
+    results do not depend on it.
+
+    Measured, forward with ReLU alone, one thread, float32, min of 15, busy machine (ms, F(2x2,3x3) -> F(4x4,3x3)):
+    N=32, pad 1, C->K 3->8 / 8->8 / 32->32 / 128->128: 4x4 outputs (work ratio 0.38) 0.033 -> 0.034,
+    0.044 -> 0.043, 0.22 -> 0.16, 1.62 -> 1.25; 5x5 (0.75) 0.042 -> 0.040, 0.063 -> 0.053, 0.34 -> 0.29,
+    2.69 -> 2.94; 6x6 (0.75) 0.044 -> 0.044, 0.064 -> 0.062, 0.36 -> 0.31, 2.69 -> 3.17; 8x8 (0.45) 0.055 -> 0.041,
+    0.094 -> 0.070, 0.51 -> 0.34, 4.59 -> 3.25; 12x12 (0.48) 0.095 -> 0.074, 0.135 -> 0.116, 0.82 -> 0.60,
+    9.06 -> 6.88; 32x32 (0.53) 0.44 -> 0.38, 0.67 -> 0.66, 6.45 -> 4.48, 49.8 -> 36.5. DeepConvNet's layers
+    (N=100, with their pools): 16->16 28x28 (0.53) 4.73 -> 4.28, 16->32 14x14 (0.64) 1.90 -> 1.83, 32->32 16x16
+    (0.5) 4.13 -> 3.02, 32->64 8x8 2.44 -> 1.42, 64->64 8x8 4.49 -> 2.67.
+    """
+    if not (config.CONV_WINOGRAD43 and np.dtype(dtype) in _DTYPES):
+        return False
+    TH, TW = tiles(g)
+    return 36 * TH * TW <= _WORK_RATIO * 16 * ((g.OH + 1) // 2) * ((g.OW + 1) // 2 + 1)
 
 
 def filter_transform(W: np.ndarray) -> np.ndarray:
