@@ -64,8 +64,9 @@ AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0,
 #: G (x) G (36, 9): row 6i + j, column 3r + b holds G[i, r] G[j, b], so ``U[6i + j] = sum_q GG[6i + j, q] g_q``.
 GG = np.kron(G, G)
 
-#: Output planes (OH * OW) from which F(4x4, 3x3) is the faster forward (measurements: :func:`chosen`).
-_MIN_OUTPUTS = 16
+#: F(4x4, 3x3) takes a forward pass when its products per image (36 per 4x4 tile) are at most this fraction of
+#: F(2x2, 3x3)'s (16 per 2x2 tile, a spare tile per row): measurements in :func:`chosen`.
+_WORK_RATIO = 0.7
 
 #: The dtypes that take F(4x4, 3x3): float32 only. float64 is where fastnn is used for accuracy (gradient checks,
 #: twins' comparisons), and F(2x2, 3x3) keeps its results exact for integer-valued data (coefficients 0, +-1,
@@ -83,11 +84,11 @@ def tiles(g: WindowGeometry) -> tuple[int, int]:
 
 
 def scratch_shapes(m: int, TH: int, TW: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]]:
-    """Shapes of :func:`input_transform`'s per-thread scratch for chunks of up to m images: ``pads`` (6, 4n),
-    ``ends`` (6, 2n) (allocate both zeroed: only the data positions are ever written, the same ones for every
-    channel of a geometry) and ``Z`` (6, 6, n), n = m * TH * TW."""
+    """Shapes of :func:`input_transform`'s per-thread scratch for chunks of up to m images: ``pads`` (6, 4n + 2),
+    ``ends`` (6, 2 * m * TH * (TW + 1)) (allocate both zeroed: only the data positions are ever written, the same
+    ones for every channel of a geometry) and ``Z`` (6, 6, n), n = m * TH * TW."""
     n = m * TH * TW
-    return (6, 4 * n), (6, 2 * n), (6, 6, n)
+    return (6, 4 * n + 2), (6, 2 * m * TH * (TW + 1)), (6, 6, n)
 
 
 def constants(dtype: np.dtype) -> np.ndarray:
@@ -103,10 +104,14 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
     PW columns into zeros.
 
     A chunk's planes of one channel at once, so that every loop runs over all n = m*L tiles (an 8x8 plane has
-    four). Each padded row a tile reads is copied where the tile's index finds it: ``pads[a, 4t:4t + 4]`` holds
-    columns 4tw..4tw+3 of the tile's padded row 4th + a, ``ends[a, 2t:2t + 2]`` its columns 4tw+4, 4tw+5 (rows
-    4th + 4, 4th + 5 of a tile row are rows 0, 1 of the next: copied twice, as are columns 4tw + 4, 4tw + 5), so
-    no tile is wasted on the overlap; ``Z[a, j]`` receives their column transforms.
+    four). Each padded row a tile reads is where the tile's index finds it: ``pads[a, 4t:4t + 4]`` holds columns
+    4tw..4tw+3 of the tile's padded row 4th + a, ``ends[a, 2t:2t + 2]`` its columns 4tw+4, 4tw+5. Rows 4th + 4,
+    4th + 5 of a tile row are rows 0, 1 of the next, and columns 4tw + 4, 4tw + 5 the next tile's first two: both
+    are copied twice rather than given a spare tile, so no product is wasted on the overlap: each row is copied
+    once, then phases 0, 1 into 4, 5 as one block per image, and the columns by one flat pass (``ends`` keeps each
+    row's padded columns 4 * TW, 4 * TW + 1 after its first 2n elements). ``Z[a, j]`` receives the column
+    transforms. Measured, one thread, the whole transform of a DeepConvNet batch's input (16x28x28, 32x14x14 pad
+    2, 64x8x8): copying each row straight to every place its tiles read it, 2.3, 1.6, 1.1 ms; so, 1.4, 0.9, 0.8.
 
     Parameters
     ----------
@@ -125,37 +130,47 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
     k5 = k[2]
     H, W = x.shape[2], x.shape[3]
     P4 = 4 * TW
-    inner = min(W, P4 - PW)  # the data columns left of padded column 4 * TW
-    lo = 0  # tiles tw in lo .. hi - 1 find both padded columns 4tw + 4, 4tw + 5 in the data
-    while lo < TW and 4 * lo + 4 < PW:
-        lo += 1
-    hi = TW
-    while hi > lo and 4 * hi + 1 - PW >= W:
-        hi -= 1
+    inner = uintp(min(W, P4 - PW))  # the data columns left of padded column 4 * TW
+    n = m * TH * TW
+    R = m * TH
+    tail = ends.shape[1] // (TW + 1) * TW  # where padded columns 4 * TW, 4 * TW + 1 of each row are kept
+    q0 = P4 - PW  # the data columns at padded columns 4 * TW, 4 * TW + 1 (if within the plane)
+    last0 = 0 <= q0 < W
+    last1 = 0 <= q0 + 1 < W
     for s in range(m):
         xp = x[n0 + s, c]
-        for y in range(H):
-            yy = uintp(y)
+        for y in range(H):  # each row once, as row 4th + a of tile row th (a < 4) or 4(th - 1) + a + 4 (th = TH)
             r = y + PH
             th = r // 4
-            for a in range(r % 4, 6, 4):  # as row 4th + a of tile row th, and as row 4(th - 1) + 4 + a
-                if 0 <= th - a // 4 < TH:
-                    row = s * TH + th - a // 4
-                    off = row * P4 + PW
-                    for q in range(inner):
-                        pads[a, uintp(off + q)] = xp[yy, uintp(q)]
-                    off = 2 * row * TW
-                    for tw in range(lo, hi):  # padded columns 4tw + 4, 4tw + 5 (data columns q, q + 1)
-                        q = uintp(4 * tw + 4 - PW)
-                        ends[a, uintp(off + 2 * tw)] = xp[yy, q]
-                        ends[a, uintp(off + 2 * tw + 1)] = xp[yy, q + 1]
-                    for tw in range(TW):  # the tiles at the edges that see only one data column (or none)
-                        if tw < lo or tw >= hi:
-                            for b in range(2):
-                                q = 4 * tw + 4 + b - PW
-                                if 0 <= q < W:
-                                    ends[a, 2 * (row * TW + tw) + b] = xp[y, q]
-    n = m * TH * TW
+            a = r % 4 if th < TH else r % 4 + 4
+            row = s * TH + th - a // 4
+            off = uintp(row * P4 + PW)
+            yy = uintp(y)
+            for q in range(inner):
+                pads[a, off + q] = xp[yy, q]
+            if last0:  # padded columns 4 * TW, 4 * TW + 1, kept after the ends
+                ends[a, tail + 2 * row] = xp[yy, q0]
+            if last1:
+                ends[a, tail + 2 * row + 1] = xp[yy, q0 + 1]
+        if TH > 1:  # rows 4th + 4, 4th + 5 are rows 0, 1 of tile row th + 1: one block each
+            for a in range(2):
+                src = uintp((s * TH + 1) * P4)
+                dst = uintp(s * TH * P4)
+                for q in range(uintp((TH - 1) * P4)):
+                    pads[a + 4, dst + q] = pads[a, src + q]
+                src = uintp(tail + 2 * (s * TH + 1))
+                dst = uintp(tail + 2 * s * TH)
+                for q in range(uintp(2 * (TH - 1))):
+                    ends[a + 4, dst + q] = ends[a, src + q]
+    for a in range(6):  # padded columns 4tw + 4, 4tw + 5 of each row: the next tile's first two, but at a row's end
+        p = pads[a]
+        e = ends[a]
+        for f in range(n):
+            e[2 * f] = p[4 * f + 4]
+            e[2 * f + 1] = p[4 * f + 5]
+        for row in range(R):
+            e[2 * (row * TW + TW - 1)] = e[tail + 2 * row]
+            e[2 * (row * TW + TW - 1) + 1] = e[tail + 2 * row + 1]
     for a in range(6):  # d B: the six columns of tile f of each of its padded rows
         p = pads[a]
         e = ends[a]
@@ -334,8 +349,8 @@ def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu
     S = V.shape[0]
     zero = k[0] - k[0]
     nmax = (w // L) * L
-    pads = np.zeros((6, 4 * nmax), dtype=x.dtype)
-    ends = np.zeros((6, 2 * nmax), dtype=x.dtype)
+    pads = np.zeros((6, 4 * nmax + 2), dtype=x.dtype)
+    ends = np.zeros((6, 2 * (w // L) * TH * (TW + 1)), dtype=x.dtype)
     Z = np.empty((6, 6, nmax), dtype=x.dtype)
     P = np.empty((4, 6, w), dtype=x.dtype)
     Y = np.empty((4, 4 * w), dtype=x.dtype)
@@ -362,9 +377,23 @@ def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu
 
 def chosen(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
     """Whether a 3x3 stride-1 convolution that :func:`fastnn.kernels.winograd.applies` to runs its forward pass in
-    F(4x4, 3x3): :data:`fastnn.config.CONV_WINOGRAD43`, a dtype of :data:`_DTYPES` and a shape where it measured
-    faster (keyed on shapes only, never the thread count, so results do not depend on it)."""
-    return config.CONV_WINOGRAD43 and np.dtype(dtype) in _DTYPES and g.OH * g.OW >= _MIN_OUTPUTS
+    F(4x4, 3x3): :data:`fastnn.config.CONV_WINOGRAD43`, a dtype of :data:`_DTYPES` and an output plane that its
+    4x4 tiles cover without much waste (:data:`_WORK_RATIO`). Keyed on shapes only, never the thread count, so
+    results do not depend on it.
+
+    Measured, forward with ReLU alone, one thread, float32, min of 15, busy machine (ms, F(2x2,3x3) -> F(4x4,3x3)):
+    N=32, pad 1, C->K 3->8 / 8->8 / 32->32 / 128->128: 4x4 outputs (work ratio 0.38) 0.033 -> 0.034,
+    0.044 -> 0.043, 0.22 -> 0.16, 1.62 -> 1.25; 5x5 (0.75) 0.042 -> 0.040, 0.063 -> 0.053, 0.34 -> 0.29,
+    2.69 -> 2.94; 6x6 (0.75) 0.044 -> 0.044, 0.064 -> 0.062, 0.36 -> 0.31, 2.69 -> 3.17; 8x8 (0.45) 0.055 -> 0.041,
+    0.094 -> 0.070, 0.51 -> 0.34, 4.59 -> 3.25; 12x12 (0.48) 0.095 -> 0.074, 0.135 -> 0.116, 0.82 -> 0.60,
+    9.06 -> 6.88; 32x32 (0.53) 0.44 -> 0.38, 0.67 -> 0.66, 6.45 -> 4.48, 49.8 -> 36.5. DeepConvNet's layers
+    (N=100, with their pools): 16->16 28x28 (0.53) 4.73 -> 4.28, 16->32 14x14 (0.64) 1.90 -> 1.83, 32->32 16x16
+    (0.5) 4.13 -> 3.02, 32->64 8x8 2.44 -> 1.42, 64->64 8x8 4.49 -> 2.67.
+    """
+    if not (config.CONV_WINOGRAD43 and np.dtype(dtype) in _DTYPES):
+        return False
+    TH, TW = tiles(g)
+    return 36 * TH * TW <= _WORK_RATIO * 16 * ((g.OH + 1) // 2) * ((g.OW + 1) // 2 + 1)
 
 
 def filter_transform(W: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def spy(monkeypatch):
     takes first, stay on the Winograd path here, and F(4x4, 3x3)'s forward takes float64 and every size too."""
     monkeypatch.setattr(kconv, "_PIPELINE_BYTES", 0)
     monkeypatch.setattr(winograd43, "_DTYPES", (np.dtype(np.float32), np.dtype(np.float64)))
-    monkeypatch.setattr(winograd43, "_MIN_OUTPUTS", 0)
+    monkeypatch.setattr(winograd43, "_WORK_RATIO", 10.0)
     calls = _Calls(forward=0, backward=0)
     calls.f43 = 0
     for module, name, key in ((winograd, "forward", "forward"), (winograd43, "forward", "forward"),
@@ -132,6 +132,20 @@ def test_float32_error_is_at_the_level_of_the_direct_sum(f43, alg, spy, monkeypa
             assert err_direct < err <= 1e-5 * scale
         else:
             assert err <= max(2 * err_direct, 1e-6 * scale)
+
+
+def test_f43_is_chosen_by_shape_and_dtype(monkeypatch):
+    """F(4x4, 3x3) takes DeepConvNet's float32 layers (and any plane its tiles cover with little waste), not 5x5 or
+    6x6 outputs (measured slower with many channels), float64, or anything when switched off."""
+    from fastnn import _validate
+
+    def chosen(hw, pad=1, dtype=np.float32):
+        return winograd43.chosen(_validate.geometry((2, 16, hw, hw), 3, 3, 1, pad), 16, dtype)
+
+    assert [chosen(28), chosen(14), chosen(14, 2), chosen(8), chosen(4), chosen(7), chosen(30)] == [True] * 7
+    assert [chosen(5), chosen(6), chosen(8, 0), chosen(28, dtype=np.float64)] == [False] * 4
+    monkeypatch.setattr(config, "CONV_WINOGRAD43", False)
+    assert not chosen(28)
 
 
 def test_chunking_is_even_and_balanced():
