@@ -238,10 +238,10 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
     NR = (TH + 1) * TW
     Q = np.empty(24 * NR, dtype=x.dtype)
     Z = np.empty(24 * NR, dtype=x.dtype)
-    n = (w // L) * L  # input_transform's scratch (winograd43.scratch_shapes) for chunks of up to w // L images
-    pads = np.zeros((6, 4 * n), dtype=x.dtype)  # zero outside the data, which input_transform writes at the same
-    ends = np.zeros((6, 2 * n), dtype=x.dtype)  # places for every channel
-    Zi = np.empty((6, 6, n), dtype=x.dtype)
+    mx = w // L  # input_transform's scratch (winograd43.scratch_shapes) for chunks of up to mx images
+    pads = np.zeros((6, 4 * mx * L + 2), dtype=x.dtype)  # zero outside the data, which input_transform writes at
+    ends = np.zeros((6, 2 * mx * TH * (TW + 1)), dtype=x.dtype)  # the same places for every channel
+    Zi = np.empty((6, 6, mx * L), dtype=x.dtype)
     D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
     R = np.empty((6, 4 * w), dtype=x.dtype)
     c2 = k[0]
