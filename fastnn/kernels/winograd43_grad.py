@@ -67,15 +67,18 @@ _backward23 = winograd.backward
 def takes_f43(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
     """Whether the backward pass of this (Winograd-eligible) convolution runs F(4x4, 3x3) rather than F(2x2, 3x3):
     :data:`fastnn.config.CONV_WINOGRAD43`, a dtype F(4x4, 3x3)'s forward takes (float32: see
-    ``winograd43._DTYPES``), and 4x4 tiles that cover at most :data:`_F43_MAX_COVER` times the outputs. By the
-    shapes only, never the thread count (results keep their bits). Measured in a DeepConvNet training step (float32,
-    N=100, one thread, CPU ms of each layer's backward, F(2x2, 3x3) -> F(4x4, 3x3)): 16->16 28x28 10.4 -> 9.6, 32->32
-    16x16 9.7 -> 8.6, 32->64 8x8 6.3 -> 5.7, 64->64 8x8 10.1 -> 8.4; 16->32 14x14, whose tiles cover 16x16 (1.31x the
-    outputs), per stage 4.08 -> 4.09: there its transforms cost what the products save.
+    ``winograd43._DTYPES``), 4x4 tiles that cover at most :data:`_F43_MAX_COVER` times the outputs, and channels
+    enough that the products it saves (K*C per transformed element) outweigh its dearer transforms (K + C per
+    transformed element): ``K*C >= _F43_MIN_CHANNELS * (K + C)``. By the shapes only, never the thread count.
+
+    Measured, DeepConvNet's layers (float32, N=100, with their fused ReLU / pool gradients), the backward alone, one
+    thread, median of 21 alternating calls (ms, F(2x2, 3x3) -> F(4x4, 3x3)): 32->32 16x16 (K*C/(K+C) = 16)
+    8.43 -> 7.53, 32->64 8x8 (21) 5.26 -> 4.10, 64->64 8x8 (32) 8.36 -> 6.66 take it; 16->16 28x28 (8) 7.92 -> 8.49
+    and 16->32 14x14 (10.7; its tiles cover 16x16, 1.31x the outputs) 4.34 -> 4.64 do not.
     """
     TH, TW = tiles(g)
     return (config.CONV_WINOGRAD43 and np.dtype(dtype) in winograd43._DTYPES
-            and 16 * TH * TW <= _F43_MAX_COVER * g.OH * g.OW)
+            and 16 * TH * TW <= _F43_MAX_COVER * g.OH * g.OW and K * g.C >= _F43_MIN_CHANNELS * (K + g.C))
 
 
 #: Bytes of the partial sums of dU (each 36 * K * C) up to which there are :data:`winograd._GROUPS` of them; fewer
@@ -85,6 +88,9 @@ _DU_BYTES = 1 << 21
 
 #: Largest ratio of the outputs F(4x4, 3x3)'s tiles compute to the real ones at which it takes the backward pass.
 _F43_MAX_COVER = 1.2
+
+#: Smallest K*C / (K + C) (filters, channels) at which F(4x4, 3x3) takes the backward pass (:func:`takes_f43`).
+_F43_MIN_CHANNELS = 12
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,13 +9,13 @@ import pytest
 from fastnn import kernels as K
 from fastnn import reference as R
 from fastnn.gradient import numerical_gradient
+from fastnn.kernels import winograd43_grad
 
 from .test_conv import close
 
 # (N, C, H, W, FN, FH, pad): odd and non-square outputs (a last row/column in no pooling window), batch 1, one
 # channel, one filter, pad 2 (DeepConvNet's fourth layer), a 2x2 output (one window), 5x5 filters (the im2col
-# path: SimpleConvNet's), 3x3 with stride-1 pads on both sides (whose 4x4 tiles cover 1.09x the outputs: the backward
-# takes F(4x4, 3x3))
+# path: SimpleConvNet's), 3x3 with stride-1 pads on both sides
 CASES = [
     (2, 3, 7, 9, 4, 3, 1),
     (1, 1, 6, 6, 1, 3, 1),
@@ -65,6 +65,21 @@ def _dout(x, W, b, pad, pool, dtype, seed=1):
 @pytest.mark.parametrize("pool", [False, True], ids=["relu", "relu_maxpool"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_fused_gives_the_unfused_bits_and_the_twins_values(case, pool, dtype, twin):
+    _fused_against_unfused(case, pool, dtype)
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["relu", "relu_maxpool"])
+@pytest.mark.parametrize("case", [CASES[0], CASES[5]], ids=[IDS[0], IDS[5]])
+def test_fused_backward_in_f43_gives_the_unfused_bits(case, pool, dtype, monkeypatch):
+    """The same with the backward in Winograd F(4x4, 3x3) whatever the shapes (it loads the fused gradient planes
+    with its own pitch)."""
+    calls = []
+    monkeypatch.setattr(winograd43_grad, "takes_f43", lambda g, K, dtype: calls.append(g) or True)
+    _fused_against_unfused(case, pool, dtype)
+    assert len(calls) == 2
+
+
+def _fused_against_unfused(case, pool, dtype):
     x, W, b, pad = _problem(case, dtype)
     # a third of the pre-activations negative by a margin, so ReLU and the pooling choose in every window
     b -= dtype.type(0.5)
