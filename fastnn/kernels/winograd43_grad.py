@@ -1,24 +1,14 @@
 """Backward pass of the 3x3 stride-1 convolution by Winograd's F(4x4, 3x3): dx, dW, db as the exact adjoint.
 
-The forward math (Lavin & Gray 2016, interpolation points 0, +-1, +-2): each 4x4 block of outputs of one filter
-``g`` on one channel comes from the 6x6 input tile ``d`` under it (tiles overlap by two rows and columns) as
-
-.. math::
-
-    Y = A^T \\big[ (G g G^T) \\odot (B^T d B) \\big] A, \\qquad
-    B^T = \\begin{bmatrix} 4&0&-5&0&1&0 \\\\ 0&-4&-4&1&1&0 \\\\ 0&4&-4&-1&1&0 \\\\ 0&-2&-1&2&1&0 \\\\
-    0&2&-1&-2&1&0 \\\\ 0&4&0&-5&0&1 \\end{bmatrix},\\;
-    G = \\begin{bmatrix} \\tfrac14&0&0 \\\\ -\\tfrac16&-\\tfrac16&-\\tfrac16 \\\\ -\\tfrac16&\\tfrac16&-\\tfrac16
-    \\\\ \\tfrac1{24}&\\tfrac1{12}&\\tfrac16 \\\\ \\tfrac1{24}&-\\tfrac1{12}&\\tfrac16 \\\\ 0&0&1
-    \\end{bmatrix},\\;
-    A^T = \\begin{bmatrix} 1&1&1&1&1&0 \\\\ 0&1&-1&2&-2&0 \\\\ 0&1&1&4&4&0 \\\\ 0&1&-1&8&-8&1 \\end{bmatrix}.
-
-Summed over channels: 36 products ``M[xi] (K, tiles) = U[xi] (K, C) @ V[xi] (C, tiles)``, one per position ``xi``
-of the 6x6 transformed tile, 36 multiplications per 4x4 outputs (F(2x2, 3x3): 16 per 2x2, 64 per 4x4). The
+The forward (Lavin & Gray 2016; the matrices B^T, G, A^T, the tiling and the transforms are those of
+:mod:`fastnn.kernels.winograd43`) computes each 4x4 block of outputs of one filter ``g`` on one channel from the
+6x6 input tile ``d`` under it as ``Y = A^T [(G g G^T) * (B^T d B)] A``; summed over channels, 36 products
+``M[xi] (K, tiles) = U[xi] (K, C) @ V[xi] (C, tiles)``, one per position ``xi`` of the transformed tile. The
 backward pass here is the adjoint of that forward, step by step, as :mod:`fastnn.kernels.winograd`'s:
 ``dM = A dY A^T`` per output tile, ``dU[xi] = dM[xi] @ V[xi]^T`` (``dW = G^T dU G``), ``dV[xi] = U[xi]^T @ dM[xi]``
-and ``dx`` the overlap-added tiles ``B dV B^T``. Which of the two backward passes a layer takes depends on its
-shapes only (:func:`takes_f43`); the forward's choice is independent (``V`` is recomputed from ``x`` here).
+and ``dx`` the overlap-added tiles ``B dV B^T``: 36 multiplications per 4x4 outputs in each product where
+F(2x2, 3x3) takes 64. Which of the two backward passes a layer takes depends on its shapes only
+(:func:`takes_f43`); the forward's choice is independent (``V`` is recomputed from ``x`` here).
 
 Precision: the coefficients up to 8 (and 1/24 in ``G``) round more than F(2x2, 3x3)'s 0, +-1, +-1/2. Measured in
 float32 against a float64 direct convolution (max error over max magnitude; ``tests/kernels/test_winograd.py``
