@@ -27,6 +27,10 @@ the output's max magnitude, on DeepConvNet's five layers (N=8, He-scaled filters
 float32 tolerance (2e-5 of the output's magnitude) holds; ``tests/layers/test_twins.py`` compares element-wise
 and counts the convolution layer among its looser float32 cases (rtol 1e-4, atol 1e-5).
 
+Ties: outputs that the direct sum computes exactly equal -- integer-valued data (why float64 stays on F(2x2,
+3x3)), or outputs that see only padding (pads of 3 or more) -- come out here with rounding from the rest of their
+tile, so a 2x2 max-pool over them may pick another (equally valued) argmax than pooling the direct sum.
+
 Special values: an output that is not finite (NaN, +-inf, or an overflow in the transforms) sends the call to
 F(2x2, 3x3), which keeps non-finite outputs where the direct sum has them; here a NaN or inf would spread over
 its whole 4x4 tile. Finding it costs one multiply-add per output (:func:`_output_tiles`).
