@@ -110,6 +110,21 @@ def test_forward_and_backward_matches_reference(case, f43, alg, dtype, twin, spy
         np.testing.assert_array_equal(a, a0)
 
 
+@pytest.mark.parametrize("case", [CASES[2], CASES[9], CASES[11]], ids=[IDS[2], IDS[9], IDS[11]])
+def test_f43_fused_relu_and_pool_match_reference(case, dtype, twin, spy):
+    """F(4x4, 3x3)'s epilogues: ReLU, and ReLU + 2x2 max-pool (values and argmax; odd output sizes drop their last
+    row and column) against the twins. Pads up to 2: with 3, outputs that see only padding are exactly the bias in
+    the direct sum but not here (rounding from the rest of their tile), so a window of them may pick another
+    argmax (equal values, module docstring)."""
+    x, W, b, _, pad = _problem(case, dtype)
+    close(K.conv2d_relu_forward(x, W, b, 1, pad), R.conv2d_relu_forward(x, W, b, 1, pad), dtype)
+    out, argmax = K.conv2d_relu_maxpool_forward(x, W, b, 1, pad)
+    want, want_argmax = R.conv2d_relu_maxpool_forward(x, W, b, 1, pad)
+    close(out, want, dtype)
+    np.testing.assert_array_equal(argmax, want_argmax)
+    assert spy.f43 == 2
+
+
 @pytest.mark.parametrize("f43", [False, True], ids=["f23", "f43"])
 def test_float32_error_is_at_the_level_of_the_direct_sum(f43, alg, spy, monkeypatch):
     """Against a float64 reference on a CIFAR-like layer: F(2x2, 3x3)'s float32 error is no worse than im2col's.
