@@ -41,9 +41,9 @@ transform copies the two columns and rows that neighbouring tiles share twice (:
 every loop runs flat over a chunk's tiles.
 
 Schedule: that of :mod:`fastnn.kernels.winograd` (its :func:`~fastnn.kernels.winograd.chunking`, slot kernels,
-single-threaded OpenBLAS products per chunk), with 36 products per chunk. The backward pass stays
-F(2x2, 3x3)'s for now; :func:`input_transform`, :func:`filter_transform` and the constants here are the pieces a
-backward pass in F(4x4, 3x3) recomputes V with. :data:`fastnn.config.CONV_WINOGRAD43` (environment
+single-threaded OpenBLAS products per chunk), with 36 products per chunk. The backward pass
+(:mod:`fastnn.kernels.winograd43_grad`, chosen independently) recomputes V with :func:`input_transform`,
+:func:`filter_transform` and the constants here. :data:`fastnn.config.CONV_WINOGRAD43` (environment
 ``FASTNN_CONV_WINOGRAD43=0``) turns this forward off; :func:`chosen` says which shapes take it.
 """
 
