@@ -21,6 +21,10 @@ CACHE: bool = os.environ.get("FASTNN_NUMBA_CACHE", "1") != "0"
 #: can be called from kernels; ``FASTNN_CONV_WINOGRAD=0`` keeps them on im2col + GEMM.
 CONV_WINOGRAD: bool = os.environ.get("FASTNN_CONV_WINOGRAD", "1") != "0"
 
+#: Their forward pass in F(4x4, 3x3) (:mod:`fastnn.kernels.winograd43`) where it measured faster;
+#: ``FASTNN_CONV_WINOGRAD43=0`` keeps every Winograd layer on F(2x2, 3x3).
+CONV_WINOGRAD43: bool = os.environ.get("FASTNN_CONV_WINOGRAD43", "1") != "0"
+
 #: Work size (elements touched, roughly) from which a kernel runs its ``parallel=True`` twin. Starting the
 #: thread pool costs ~20 us per call on this machine, so below these sizes the serial twin is faster.
 #: Measured on the project machine (2 cores, quiet), best of 200 calls, serial vs parallel twin:

@@ -133,7 +133,10 @@ def test_cs231n_layers_and_update_rule(calls, dtype):
     fast, slow, names = _on_both(calls, run)
     assert {"conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "adam_step"} <= names
     for a, b_ in zip(fast, slow, strict=True):
-        assert_close(a, b_, dtype)
+        # norm-wise, as the convolution tests' close(): float32 Winograd F(4x4, 3x3) (this 8x8 layer's backward)
+        # rounds at a few 1e-6 of dx's magnitude, so a near-zero element can miss an element-wise tolerance
+        tol = TOL[np.dtype(dtype)]
+        assert_close(a, b_, dtype, atol=tol["atol"] + tol["rtol"] * float(np.abs(b_).max()))
 
 
 def test_numpy_ml_optimizers(calls, dtype):

@@ -39,7 +39,7 @@ from numba import prange, uintp
 from .. import _checks, _validate
 from .._jit import Kernel, helper, kernel, slot_kernel
 from .._validate import WindowGeometry
-from . import _blas, winograd
+from . import _blas, winograd, winograd43, winograd43_grad
 from ._blas import set_threads_local
 from ._workspace import buffer as _buffer
 from ._workspace import workspace as _workspace
@@ -345,7 +345,9 @@ def _fast_path(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad:
     # 1 and its transforms dominate (DeepConvNet's first layer, 1->16 on 28x28, one thread: forward 2.2 -> 1.2 ms,
     # backward without dx 2.6 -> 2.0 ms; with two channels Winograd's backward is already ahead)
     if winograd.applies(g, W.shape[0], x.dtype) and not (g.C == 1 and pipelined):
-        path = winograd.forward, winograd.backward
+        # each pass picks F(4x4, 3x3) or F(2x2, 3x3) by the shapes (winograd43.chosen, winograd43_grad.takes_f43)
+        forward = winograd43.forward if winograd43.chosen(g, W.shape[0], x.dtype) else winograd.forward
+        path = forward, winograd43_grad.backward
     elif pipelined:
         path = _pipe_conv_forward, _pipe_conv_backward
     else:

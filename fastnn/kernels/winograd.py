@@ -530,39 +530,42 @@ def _schedule(knl: Kernel, g: WindowGeometry, K: int, dtype: np.dtype,
 #: over the nine taps q of a filter, and its adjoint the transpose.
 _GG = np.kron(_G, _G)
 
-#: Filter pairs per product in the filter transforms: 16 * 9 * this many multiply-adds stay within OpenBLAS's
-#: threshold for running on the calling thread (65536 * 4), so its pool (which would spin against the slot threads)
-#: never wakes.
-_PAIRS_PER_PRODUCT = 65536 * 4 // (16 * 9)
+#: Multiply-adds per product in the filter transforms (``GG.size`` per filter pair): within OpenBLAS's threshold for
+#: running on the calling thread, so its pool (which would spin against the slot threads) never wakes.
+_PRODUCT_MADDS = 65536 * 4
 
 
-def _filter_transform(W: np.ndarray) -> np.ndarray:
-    """U (16, K, C) = G g G^T for every filter g = W[k, c] (3x3): ``(G (x) G) @ W9^T`` over the K*C pairs, in
-    products of at most :data:`_PAIRS_PER_PRODUCT` pairs written straight into U. One product with every
+def _filter_transform(W: np.ndarray, GG: np.ndarray = _GG) -> np.ndarray:
+    """U (T, K, C) = G g G^T for every filter g = W[k, c] (3x3): ``(G (x) G) @ W9^T`` over the K*C pairs, in
+    products of at most ``_PRODUCT_MADDS // GG.size`` pairs (``GG`` (16, 9) here, (36, 9) for
+    :mod:`fastnn.kernels.winograd43`) written straight into U. One product with every
     coefficient (zeros too: a non-finite tap makes the pair's whole transform non-finite) where two 2-D products,
     their reshapes and a transposing copy took 0.18 ms on 64 x 64 filters (now ~0.03 ms; a DeepConvNet layer's
     forward and backward each pay it, on one thread between the parallel passes)."""
     K, C = W.shape[:2]
     W9 = W.reshape(K * C, 9)
-    GG = _GG.astype(W.dtype)
-    U = np.empty((16, K * C), dtype=W.dtype)
+    T = GG.shape[0]
+    GG = GG.astype(W.dtype)
+    U = np.empty((T, K * C), dtype=W.dtype)
+    step = _PRODUCT_MADDS // GG.size
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite filters stay so, silently
-        for p in range(0, K * C, _PAIRS_PER_PRODUCT):
-            q = min(K * C, p + _PAIRS_PER_PRODUCT)
+        for p in range(0, K * C, step):
+            q = min(K * C, p + step)
             np.matmul(GG, W9[p:q].T, out=U[:, p:q])
-    return U.reshape(16, K, C)
+    return U.reshape(T, K, C)
 
 
-def _filter_adjoint(dU: np.ndarray) -> np.ndarray:
-    """dW (K, C, 3, 3) = G^T du G for every (filter, channel) pair's du = dU[:, k, c] (16 = 4 x 4): ``dU^T @ (G (x)
-    G)``, in products as :func:`_filter_transform` (0.23 -> ~0.04 ms on 64 x 64 filters)."""
-    K, C = dU.shape[1:]
-    dU2 = dU.reshape(16, K * C)
-    GG = _GG.astype(dU.dtype)
+def _filter_adjoint(dU: np.ndarray, GG: np.ndarray = _GG) -> np.ndarray:
+    """dW (K, C, 3, 3) = G^T du G for every (filter, channel) pair's du = dU[:, k, c] (T = 16 or 36 = GG.shape[0]):
+    ``dU^T @ (G (x) G)``, in products as :func:`_filter_transform` (0.23 -> ~0.04 ms on 64 x 64 filters)."""
+    T, K, C = dU.shape
+    dU2 = dU.reshape(T, K * C)
+    GG = GG.astype(dU.dtype)
     dW = np.empty((K * C, 9), dtype=dU.dtype)
+    step = _PRODUCT_MADDS // GG.size
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently
-        for p in range(0, K * C, _PAIRS_PER_PRODUCT):
-            q = min(K * C, p + _PAIRS_PER_PRODUCT)
+        for p in range(0, K * C, step):
+            q = min(K * C, p + step)
             np.matmul(dU2[:, p:q].T, GG, out=dW[p:q])
     return dW.reshape(K, C, 3, 3)
 

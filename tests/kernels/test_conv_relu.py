@@ -9,6 +9,7 @@ import pytest
 from fastnn import kernels as K
 from fastnn import reference as R
 from fastnn.gradient import numerical_gradient
+from fastnn.kernels import winograd43_grad
 
 from .test_conv import close
 
@@ -64,6 +65,21 @@ def _dout(x, W, b, pad, pool, dtype, seed=1):
 @pytest.mark.parametrize("pool", [False, True], ids=["relu", "relu_maxpool"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_fused_gives_the_unfused_bits_and_the_twins_values(case, pool, dtype, twin):
+    _fused_against_unfused(case, pool, dtype)
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["relu", "relu_maxpool"])
+@pytest.mark.parametrize("case", [CASES[0], CASES[5]], ids=[IDS[0], IDS[5]])
+def test_fused_backward_in_f43_gives_the_unfused_bits(case, pool, dtype, monkeypatch):
+    """The same with the backward in Winograd F(4x4, 3x3) whatever the shapes (it loads the fused gradient planes
+    with its own pitch)."""
+    calls = []
+    monkeypatch.setattr(winograd43_grad, "takes_f43", lambda g, K, dtype: calls.append(g) or True)
+    _fused_against_unfused(case, pool, dtype)
+    assert len(calls) == 2
+
+
+def _fused_against_unfused(case, pool, dtype):
     x, W, b, pad = _problem(case, dtype)
     # a third of the pre-activations negative by a margin, so ReLU and the pooling choose in every window
     b -= dtype.type(0.5)

@@ -11,7 +11,11 @@ from tests.layers.cases import CASES, make_dout, run
 
 # Normalization kernels divide by a standard deviation computed with another summation order: a few ulps of
 # float32 more than the elementwise kernels.
-LOOSER = {"batchnorm", "batchnorm_4d_channel", "batchnorm_4d_feature", "layernorm", "layernorm_4d", "groupnorm"}
+# "convolution" (3x3, stride 1): its float32 forward runs Winograd F(4x4, 3x3), whose coefficients (up to 8, and
+# 1/6, 1/24) err by 1e-6 - 1e-5 of the output's magnitude (fastnn/kernels/winograd43.py), so outputs near zero miss
+# the element-wise float32 rtol 2e-5 / atol 2e-6 (measured: 6.1e-6 off at -0.030).
+LOOSER = {"batchnorm", "batchnorm_4d_channel", "batchnorm_4d_feature", "layernorm", "layernorm_4d", "groupnorm",
+          "convolution"}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -1,0 +1,444 @@
+"""3x3 stride-1 convolution by Winograd's F(4x4, 3x3): the forward pass, its transforms and constants.
+
+The math (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016, interpolation points 0, +-1,
++-2). Each 4x4 block of outputs of one filter ``g`` (3x3) on one channel comes from the 6x6 input tile ``d`` under
+it as
+
+.. math::
+
+    Y = A^T \\big[ (G g G^T) \\odot (B^T d B) \\big] A, \\qquad
+    B^T = \\begin{bmatrix} 4&0&-5&0&1&0 \\\\ 0&-4&-4&1&1&0 \\\\ 0&4&-4&-1&1&0 \\\\ 0&-2&-1&2&1&0 \\\\
+    0&2&-1&-2&1&0 \\\\ 0&4&0&-5&0&1 \\end{bmatrix},\\;
+    G = \\begin{bmatrix} \\tfrac14&0&0 \\\\ -\\tfrac16&-\\tfrac16&-\\tfrac16 \\\\ -\\tfrac16&\\tfrac16&-\\tfrac16 \\\\
+    \\tfrac1{24}&\\tfrac1{12}&\\tfrac16 \\\\ \\tfrac1{24}&-\\tfrac1{12}&\\tfrac16 \\\\ 0&0&1 \\end{bmatrix},\\;
+    A^T = \\begin{bmatrix} 1&1&1&1&1&0 \\\\ 0&1&-1&2&-2&0 \\\\ 0&1&1&4&4&0 \\\\ 0&1&-1&8&-8&1 \\end{bmatrix}.
+
+Summed over channels, the 36 element-wise products become 36 matrix products, one per position ``xi = 6i + j``
+of the 6x6 transformed tile: ``M[xi] (K, tiles) = U[xi] (K, C) @ V[xi] (C, tiles)``, ``U = G g G^T``,
+``V = B^T d B``: 36 * K * C multiplications per 4x4 outputs (2.25 per output) where F(2x2, 3x3)
+(:mod:`fastnn.kernels.winograd`) takes 16 per 2x2 (4 per output) and the direct sum 9.
+
+Precision. The transforms' coefficients reach 5 (``B``), 8 (``A``) and 1/6, 1/24 (``G``, not exact in binary), so
+rounding is larger than F(2x2, 3x3)'s (whose 0, +-1, +-1/2 keep the direct sum's level, 3e-7 of the output's
+magnitude in float32). Measured against a float64 direct convolution, float32, max error over the output /
+the output's max magnitude, on DeepConvNet's five layers (N=8, He-scaled filters): 3.0e-6 - 8.6e-6 (F(2x2, 3x3)
+1.7e-7 - 3.6e-7, im2col 3.8e-7 - 6.9e-7); float64: ~5e-15 (F(2x2, 3x3) ~3e-16). Hence float32 only
+(:data:`_DTYPES`; float64, the dtype of gradient checks, keeps F(2x2, 3x3)). The convolution kernel tests'
+float32 tolerance (2e-5 of the output's magnitude) holds; ``tests/layers/test_twins.py`` compares element-wise
+and counts the convolution layer among its looser float32 cases (rtol 1e-4, atol 1e-5).
+
+Ties: outputs that the direct sum computes exactly equal -- integer-valued data (why float64 stays on F(2x2,
+3x3)), or outputs that see only padding (pads of 3 or more) -- come out here with rounding from the rest of their
+tile, so a 2x2 max-pool over them may pick another (equally valued) argmax than pooling the direct sum.
+
+Special values: an output that is not finite (NaN, +-inf, or an overflow in the transforms) sends the call to
+F(2x2, 3x3), which keeps non-finite outputs where the direct sum has them; here a NaN or inf would spread over
+its whole 4x4 tile. Finding it costs one multiply-add per output (:func:`_output_tiles`).
+
+Tiling. ``TH = ceil(OH / 4)`` rows of tiles, ``TW = ceil(OW / 4)`` tiles per row, ``L = TH * TW`` an image, no
+spare tile (F(2x2, 3x3) keeps one per row; here it would waste a third of an 8x8 plane's work): the input
+transform copies the two columns and rows that neighbouring tiles share twice (:func:`input_transform`), so that
+every loop runs flat over a chunk's tiles.
+
+Schedule: that of :mod:`fastnn.kernels.winograd` (its :func:`~fastnn.kernels.winograd.chunking`, slot kernels,
+single-threaded OpenBLAS products per chunk), with 36 products per chunk. The backward pass
+(:mod:`fastnn.kernels.winograd43_grad`, chosen independently) recomputes V with :func:`input_transform`,
+:func:`filter_transform` and the constants here. :data:`fastnn.config.CONV_WINOGRAD43` (environment
+``FASTNN_CONV_WINOGRAD43=0``) turns this forward off; :func:`chosen` says which shapes take it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import uintp
+
+from .. import config
+from .._jit import helper, slot_kernel
+from .._validate import WindowGeometry
+from . import winograd
+from ._blas import set_threads_local
+from ._workspace import buffer
+from .pooling import _max4
+from .winograd import _gemm, chunk_span, chunking
+
+__all__ = ["AT", "BT", "G", "GG", "chosen", "constants", "filter_transform", "forward", "input_transform",
+           "scratch_shapes", "tiles"]
+
+#: B^T (6, 6): V = B^T d B for an input tile d (6, 6).
+BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+               [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+#: G (6, 3): U = G g G^T for a filter g (3, 3).
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=np.float64)
+#: A^T (4, 6): Y = A^T m A for a transformed product tile m (6, 6).
+AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+              dtype=np.float64)
+#: G (x) G (36, 9): row 6i + j, column 3r + b holds G[i, r] G[j, b], so ``U[6i + j] = sum_q GG[6i + j, q] g_q``.
+GG = np.kron(G, G)
+
+#: F(4x4, 3x3) takes a forward pass when its products per image (36 per 4x4 tile) are at most this fraction of
+#: F(2x2, 3x3)'s (16 per 2x2 tile, a spare tile per row): measurements in :func:`chosen`.
+_WORK_RATIO = 0.7
+
+#: The dtypes that take F(4x4, 3x3): float32 only. float64 is where fastnn is used for accuracy (gradient checks,
+#: twins' comparisons), and F(2x2, 3x3) keeps its results exact for integer-valued data (coefficients 0, +-1,
+#: +-1/2), so that max-pool ties pick the direct sum's argmax; 1/6 and 1/24 here do not.
+_DTYPES = (np.dtype(np.float32),)
+
+#: F(2x2, 3x3)'s forward, which takes a call whose output is not all finite (bound here: a spy on
+#: ``winograd.forward`` counts the dispatches of :mod:`fastnn.kernels.conv`, not this).
+_forward23 = winograd.forward
+
+
+def tiles(g: WindowGeometry) -> tuple[int, int]:
+    """(TH, TW): rows of 4x4 output tiles and tiles per row."""
+    return (g.OH + 3) // 4, (g.OW + 3) // 4
+
+
+def scratch_shapes(m: int, TH: int, TW: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]]:
+    """Shapes of :func:`input_transform`'s per-thread scratch for chunks of up to m images: ``pads`` (6, 4n + 2),
+    ``ends`` (6, 2 * m * TH * (TW + 1)) (allocate both zeroed: only the data positions are ever written, the same
+    ones for every channel of a geometry) and ``Z`` (6, 6, n), n = m * TH * TW."""
+    n = m * TH * TW
+    return (6, 4 * n + 2), (6, 2 * m * TH * (TW + 1)), (6, 6, n)
+
+
+def constants(dtype: np.dtype) -> np.ndarray:
+    """The transforms' integer coefficients (2, 4, 5, 8) as an array of ``dtype``: kernels multiply by its
+    elements, so float32 math stays float32 (an integer literal would promote it)."""
+    return np.array([2, 4, 5, 8], dtype=dtype)
+
+
+@helper(inline=True)
+def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
+    """V[6i + j, c, s*L + t] = (B^T d B)[i, j] for the L = TH*TW tiles d (6, 6) of channel c of images n0 + s,
+    s < m: tile t = th*TW + tw at padded rows 4th..4th+5, columns 4tw..4tw+5 of the plane shifted by PH rows and
+    PW columns into zeros.
+
+    A chunk's planes of one channel at once, so that every loop runs over all n = m*L tiles (an 8x8 plane has
+    four). Each padded row a tile reads is where the tile's index finds it: ``pads[a, 4t:4t + 4]`` holds columns
+    4tw..4tw+3 of the tile's padded row 4th + a, ``ends[a, 2t:2t + 2]`` its columns 4tw+4, 4tw+5. Rows 4th + 4,
+    4th + 5 of a tile row are rows 0, 1 of the next, and columns 4tw + 4, 4tw + 5 the next tile's first two: both
+    are copied twice rather than given a spare tile, so no product is wasted on the overlap: each row is copied
+    once, then phases 0, 1 into 4, 5 as one block per image, and the columns by one flat pass (``ends`` keeps each
+    row's padded columns 4 * TW, 4 * TW + 1 after its first 2n elements). ``Z[a, j]`` receives the column
+    transforms. Measured, one thread, the whole transform of a DeepConvNet batch's input (16x28x28, 32x14x14 pad
+    2, 64x8x8): copying each row straight to every place its tiles read it, 2.3, 1.6, 1.1 ms; so, 1.4, 0.9, 0.8.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float32 or float64, C-contiguous.
+    n0, m, c : int
+        The images n0 .. n0 + m - 1, channel c.
+    PH, PW, TH, TW : int
+        Padding and tiling (:func:`tiles`).
+    pads, ends, Z : scratch of :func:`scratch_shapes` (for at least m images), x's dtype; ``pads`` and ``ends``
+        zero outside the data.
+    V : (36, C, w) of x's dtype, w >= m * L; channel c's first m * L columns are written.
+    k : :func:`constants` of x's dtype.
+    """
+    k2 = k[0]
+    k4 = k[1]
+    k5 = k[2]
+    H, W = x.shape[2], x.shape[3]
+    P4 = 4 * TW
+    inner = uintp(min(W, P4 - PW))  # the data columns left of padded column 4 * TW
+    n = m * TH * TW
+    R = m * TH
+    tail = ends.shape[1] // (TW + 1) * TW  # where padded columns 4 * TW, 4 * TW + 1 of each row are kept
+    q0 = P4 - PW  # the data columns at padded columns 4 * TW, 4 * TW + 1 (if within the plane)
+    last0 = 0 <= q0 < W
+    last1 = 0 <= q0 + 1 < W
+    for s in range(m):
+        xp = x[n0 + s, c]
+        for y in range(H):  # each row once, as row 4th + a of tile row th (a < 4) or 4(th - 1) + a + 4 (th = TH)
+            r = y + PH
+            th = r // 4
+            a = r % 4 if th < TH else r % 4 + 4
+            row = s * TH + th - a // 4
+            off = uintp(row * P4 + PW)
+            yy = uintp(y)
+            for q in range(inner):
+                pads[a, off + q] = xp[yy, q]
+            if last0:  # padded columns 4 * TW, 4 * TW + 1, kept after the ends
+                ends[a, tail + 2 * row] = xp[yy, q0]
+            if last1:
+                ends[a, tail + 2 * row + 1] = xp[yy, q0 + 1]
+        if TH > 1:  # rows 4th + 4, 4th + 5 are rows 0, 1 of tile row th + 1: one block each
+            for a in range(2):
+                src = uintp((s * TH + 1) * P4)
+                dst = uintp(s * TH * P4)
+                for q in range(uintp((TH - 1) * P4)):
+                    pads[a + 4, dst + q] = pads[a, src + q]
+                src = uintp(tail + 2 * (s * TH + 1))
+                dst = uintp(tail + 2 * s * TH)
+                for q in range(uintp(2 * (TH - 1))):
+                    ends[a + 4, dst + q] = ends[a, src + q]
+    for a in range(6):  # padded columns 4tw + 4, 4tw + 5 of each row: the next tile's first two, but at a row's end
+        p = pads[a]
+        e = ends[a]
+        for f in range(n):
+            e[2 * f] = p[4 * f + 4]
+            e[2 * f + 1] = p[4 * f + 5]
+        for row in range(R):
+            e[2 * (row * TW + TW - 1)] = e[tail + 2 * row]
+            e[2 * (row * TW + TW - 1) + 1] = e[tail + 2 * row + 1]
+    for a in range(6):  # d B: the six columns of tile f of each of its padded rows
+        p = pads[a]
+        e = ends[a]
+        z0 = Z[a, 0]
+        z1 = Z[a, 1]
+        z2 = Z[a, 2]
+        z3 = Z[a, 3]
+        z4 = Z[a, 4]
+        z5 = Z[a, 5]
+        for f in range(n):
+            d0 = p[4 * f]
+            d1 = p[4 * f + 1]
+            d2 = p[4 * f + 2]
+            d3 = p[4 * f + 3]
+            d4 = e[2 * f]
+            d5 = e[2 * f + 1]
+            s42 = d4 - d2
+            s31 = d3 - d1
+            z0[f] = k4 * d0 - k5 * d2 + d4
+            z1[f] = (d3 + d4) - k4 * (d1 + d2)
+            z2[f] = (d4 - d3) + k4 * (d1 - d2)
+            z3[f] = s42 + k2 * s31
+            z4[f] = s42 - k2 * s31
+            z5[f] = k4 * d1 - k5 * d3 + d5
+    for j in range(6):  # B^T (d B): rows 4th..4th+5 of tile t are Z[0..5, j, t]
+        e0 = Z[0, j]
+        e1 = Z[1, j]
+        e2 = Z[2, j]
+        e3 = Z[3, j]
+        e4 = Z[4, j]
+        e5 = Z[5, j]
+        v0 = V[j, c]
+        v1 = V[6 + j, c]
+        v2 = V[12 + j, c]
+        v3 = V[18 + j, c]
+        v4 = V[24 + j, c]
+        v5 = V[30 + j, c]
+        for t in range(n):
+            d0 = e0[t]
+            d1 = e1[t]
+            d2 = e2[t]
+            d3 = e3[t]
+            d4 = e4[t]
+            d5 = e5[t]
+            s42 = d4 - d2
+            s31 = d3 - d1
+            v0[t] = k4 * d0 - k5 * d2 + d4
+            v1[t] = (d3 + d4) - k4 * (d1 + d2)
+            v2[t] = (d4 - d3) + k4 * (d1 - d2)
+            v3[t] = s42 + k2 * s31
+            v4[t] = s42 - k2 * s31
+            v5[t] = k4 * d1 - k5 * d3 + d5
+
+
+@helper
+def _output_tiles(M, f, n, bias, relu, zero, k, P, Y):
+    """Y (4, 4w): output rows 4th + a of the tiles A^T m_t A + bias (m_t = M[:, f, t], t < n) in ``Y[a]``, tile t's
+    columns at 4t..4t+3, each through ReLU when ``relu`` (``max(y, 0)``, NaN kept: the test is ``y < 0``);
+    P (4, 6, w) scratch. Image i's output plane is ``Y[:, 4 * i * L:]`` (L tiles an image, pitch 4 * TW).
+    Returns the sum of ``0 * y`` over these outputs before the ReLU: NaN when any is not finite, else zero.
+    """
+    k2 = k[0]
+    k4 = k[1]
+    k8 = k[3]
+    for j in range(6):  # A^T m: output row a of every tile, column j of the transform (views: one per chunk)
+        r0 = M[j, f]
+        r1 = M[6 + j, f]
+        r2 = M[12 + j, f]
+        r3 = M[18 + j, f]
+        r4 = M[24 + j, f]
+        r5 = M[30 + j, f]
+        p0 = P[0, j]
+        p1 = P[1, j]
+        p2 = P[2, j]
+        p3 = P[3, j]
+        for t in range(n):
+            m0 = r0[t]
+            m1 = r1[t]
+            m2 = r2[t]
+            m3 = r3[t]
+            m4 = r4[t]
+            m5 = r5[t]
+            s12 = m1 + m2
+            d12 = m1 - m2
+            s34 = m3 + m4
+            d34 = m3 - m4
+            p0[t] = m0 + s12 + s34
+            p1[t] = d12 + k2 * d34
+            p2[t] = s12 + k4 * s34
+            p3[t] = d12 + k8 * d34 + m5
+    bad = zero
+    for a in range(4):  # (A^T m) A: output columns 4t..4t+3 of output row 4th + a
+        ya = Y[a]
+        q0 = P[a, 0]
+        q1 = P[a, 1]
+        q2 = P[a, 2]
+        q3 = P[a, 3]
+        q4 = P[a, 4]
+        q5 = P[a, 5]
+        for t in range(n):
+            m0 = q0[t]
+            m1 = q1[t]
+            m2 = q2[t]
+            m3 = q3[t]
+            m4 = q4[t]
+            m5 = q5[t]
+            s12 = m1 + m2
+            d12 = m1 - m2
+            s34 = m3 + m4
+            d34 = m3 - m4
+            y0 = m0 + s12 + s34 + bias
+            y1 = d12 + k2 * d34 + bias
+            y2 = s12 + k4 * s34 + bias
+            y3 = d12 + k8 * d34 + m5 + bias
+            bad += (y0 + y1 + y2 + y3) * zero  # not y - y: the fastmath flags let LLVM fold that to 0 (measured)
+            if relu:
+                y0 = zero if y0 < 0 else y0
+                y1 = zero if y1 < 0 else y1
+                y2 = zero if y2 < 0 else y2
+                y3 = zero if y3 < 0 else y3
+            ya[4 * t] = y0
+            ya[4 * t + 1] = y1
+            ya[4 * t + 2] = y2
+            ya[4 * t + 3] = y3
+    return bad
+
+
+@helper
+def _from_quarters(Y, y0, TW, out, n, f):
+    """out[n, f] (OH, OW) = the output rows held in Y (4, ...) from column y0 on: row y at ``Y[y % 4, y0 + (y // 4) *
+    4 * TW:]``. Indexed whole: a view per plane or row costs two atomic reference-count updates."""
+    OH, OW = out.shape[2], out.shape[3]
+    P4 = 4 * TW
+    n = uintp(n)
+    f = uintp(f)
+    for y in range(OH):
+        src = y0 + (y // 4) * P4
+        a = uintp(y % 4)
+        r = uintp(y)
+        for q in range(OW):
+            out[n, f, r, uintp(q)] = Y[a, uintp(src + q)]
+
+
+@helper
+def _pool_quarters(Y, y0, TW, out, argmax, n, f):
+    """out[n, f] (OH // 2, OW // 2) = 2x2 stride-2 max-pool of the output plane in Y (as :func:`_from_quarters`
+    reads it), argmax[n, f] the window offsets; each 4x4 tile holds four whole windows. The max-pool kernel's rule
+    (:func:`fastnn.kernels.pooling._max4`), so values and indices are those of pooling the written plane."""
+    POH, POW = out.shape[2], out.shape[3]
+    P4 = 4 * TW
+    n = uintp(n)
+    f = uintp(f)
+    for py in range(POH):
+        src = y0 + (py // 2) * P4
+        a = uintp(2 * (py % 2))
+        r = uintp(py)
+        for px in range(POW):
+            q = uintp(src + 2 * px)
+            out[n, f, r, uintp(px)], argmax[n, f, r, uintp(px)] = _max4(Y[a, q], Y[a, q + 1], Y[a + 1, q],
+                                                                        Y[a + 1, q + 1])
+
+
+@slot_kernel("window")
+def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu, pool, k):
+    """out (N, K, OH, OW) = conv(x (N, C, H, W), filters with transforms U (36, K, C)) + b (K,), through ReLU
+    when ``relu``; with ``pool``, out (N, K, OH // 2, OW // 2) and argmax are its 2x2 stride-2 max-pool instead.
+
+    V (S, 36, C, w), M (S, 36, K, w) with w >= m*L (m: the largest chunk): each of S slots' scratch; slot s takes
+    chunks s, s + S, ... (as :func:`fastnn.kernels.winograd._forward`). bad (S,): NaN in a slot whose outputs
+    (before ReLU and pooling) were not all finite, else zero.
+    """
+    N, C = x.shape[0], x.shape[1]
+    K = U.shape[1]
+    w = V.shape[3]
+    L = TH * TW
+    S = V.shape[0]
+    zero = k[0] - k[0]
+    nmax = (w // L) * L
+    pads = np.zeros((6, 4 * nmax + 2), dtype=x.dtype)
+    ends = np.zeros((6, 2 * (w // L) * TH * (TW + 1)), dtype=x.dtype)
+    Z = np.empty((6, 6, nmax), dtype=x.dtype)
+    P = np.empty((4, 6, w), dtype=x.dtype)
+    Y = np.empty((4, 4 * w), dtype=x.dtype)
+    Vs = V[slot]
+    Ms = M[slot]
+    nonfinite = zero
+    for ch in range(slot, chunks, S):
+        n0, m = chunk_span(ch, chunks, N)
+        for c in range(C):
+            input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, Vs, k)
+        before = set_threads_local(1)
+        for xi in range(36):
+            _gemm(False, False, K, m * L, C, U[xi], C, Vs[xi], w, 0.0, Ms[xi], w)
+        set_threads_local(before)
+        for f in range(K):
+            nonfinite += _output_tiles(Ms, f, m * L, b[f], relu, zero, k, P, Y)
+            for i in range(m):
+                if pool:
+                    _pool_quarters(Y, 4 * i * L, TW, out, argmax, n0 + i, f)
+                else:
+                    _from_quarters(Y, 4 * i * L, TW, out, n0 + i, f)
+    bad[slot] = nonfinite
+
+
+def chosen(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
+    """Whether a 3x3 stride-1 convolution that :func:`fastnn.kernels.winograd.applies` to runs its forward pass in
+    F(4x4, 3x3): :data:`fastnn.config.CONV_WINOGRAD43`, a dtype of :data:`_DTYPES` and an output plane that its
+    4x4 tiles cover without much waste (:data:`_WORK_RATIO`). Keyed on shapes only, never the thread count, so
+    results do not depend on it.
+
+    Measured, forward with ReLU alone, one thread, float32, min of 15, busy machine (ms, F(2x2,3x3) -> F(4x4,3x3)):
+    N=32, pad 1, C->K 3->8 / 8->8 / 32->32 / 128->128: 4x4 outputs (work ratio 0.38) 0.033 -> 0.034,
+    0.044 -> 0.043, 0.22 -> 0.16, 1.62 -> 1.25; 5x5 (0.75) 0.042 -> 0.040, 0.063 -> 0.053, 0.34 -> 0.29,
+    2.69 -> 2.94; 6x6 (0.75) 0.044 -> 0.044, 0.064 -> 0.062, 0.36 -> 0.31, 2.69 -> 3.17; 8x8 (0.45) 0.055 -> 0.041,
+    0.094 -> 0.070, 0.51 -> 0.34, 4.59 -> 3.25; 12x12 (0.48) 0.095 -> 0.074, 0.135 -> 0.116, 0.82 -> 0.60,
+    9.06 -> 6.88; 32x32 (0.53) 0.44 -> 0.38, 0.67 -> 0.66, 6.45 -> 4.48, 49.8 -> 36.5. DeepConvNet's layers
+    (N=100, with their pools): 16->16 28x28 (0.53) 4.73 -> 4.28, 16->32 14x14 (0.64) 1.90 -> 1.83, 32->32 16x16
+    (0.5) 4.13 -> 3.02, 32->64 8x8 2.44 -> 1.42, 64->64 8x8 4.49 -> 2.67.
+    """
+    if not (config.CONV_WINOGRAD43 and np.dtype(dtype) in _DTYPES):
+        return False
+    TH, TW = tiles(g)
+    return 36 * TH * TW <= _WORK_RATIO * 16 * ((g.OH + 1) // 2) * ((g.OW + 1) // 2 + 1)
+
+
+def filter_transform(W: np.ndarray) -> np.ndarray:
+    """U (36, K, C) = G g G^T of every filter g = W[k, c] (3x3), W (K, C, 3, 3) float32 or float64: as
+    :func:`fastnn.kernels.winograd._filter_transform` with :data:`GG`."""
+    return winograd._filter_transform(W, GG)
+
+
+def _schedule(g: WindowGeometry, K: int, dtype: np.dtype, ws: dict) -> tuple[int, np.ndarray, np.ndarray]:
+    """Number of chunks and each thread's scratch V (threads, 36, C, m*L), M (threads, 36, K, m*L), as
+    :func:`fastnn.kernels.winograd._schedule`."""
+    TH, TW = tiles(g)
+    L = TH * TW
+    per_image = 36 * (g.C + K) * L * np.dtype(dtype).itemsize
+    chunks, m = chunking(g.N, max(1, min(g.N, winograd._SLOT_BYTES // per_image)))
+    threads = _forward.threads(g.N * (g.C * g.H * g.W + K * g.OH * g.OW) * 4)
+    V = buffer(ws, "winograd43.V", threads * 36 * g.C * m * L, dtype).reshape(threads, 36, g.C, m * L)
+    M = buffer(ws, "winograd43.M", threads * 36 * K * m * L, dtype).reshape(threads, 36, K, m * L)
+    return chunks, V, M
+
+
+def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: dict, *, relu: bool = False,
+            pool: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """As :func:`fastnn.kernels.winograd.forward` (validated, same-dtype arrays; the same outputs and fused
+    epilogues), in F(4x4, 3x3)."""
+    K = W.shape[0]
+    x = np.ascontiguousarray(x)
+    out, argmax = winograd.outputs(g, K, x.dtype, pool)
+    chunks, V, M = _schedule(g, K, x.dtype, ws)
+    TH, TW = tiles(g)
+    bad = np.empty(len(V), dtype=x.dtype)
+    _forward.run(len(V), x, filter_transform(W), np.ascontiguousarray(b), out, argmax, V, M, bad, g.PH, g.PW, TH,
+                 TW, chunks, relu, pool, constants(x.dtype))
+    if np.isnan(bad).any():  # a non-finite output: F(2x2, 3x3) places those as the direct sum does (docstring)
+        return _forward23(x, W, b, g, ws, relu=relu, pool=pool)
+    return (out, argmax) if pool else out

@@ -1,0 +1,332 @@
+"""Backward pass of the 3x3 stride-1 convolution by Winograd's F(4x4, 3x3): dx, dW, db as the exact adjoint.
+
+The forward (Lavin & Gray 2016; the matrices B^T, G, A^T, the tiling and the transforms are those of
+:mod:`fastnn.kernels.winograd43`) computes each 4x4 block of outputs of one filter ``g`` on one channel from the
+6x6 input tile ``d`` under it as ``Y = A^T [(G g G^T) * (B^T d B)] A``; summed over channels, 36 products
+``M[xi] (K, tiles) = U[xi] (K, C) @ V[xi] (C, tiles)``, one per position ``xi`` of the transformed tile. The
+backward pass here is the adjoint of that forward, step by step, as :mod:`fastnn.kernels.winograd`'s:
+``dM = A dY A^T`` per output tile, ``dU[xi] = dM[xi] @ V[xi]^T`` (``dW = G^T dU G``), ``dV[xi] = U[xi]^T @ dM[xi]``
+and ``dx`` the overlap-added tiles ``B dV B^T``: 36 multiplications per 4x4 outputs in each product where
+F(2x2, 3x3) takes 64. Which of the two backward passes a layer takes depends on its shapes only
+(:func:`takes_f43`); the forward's choice is independent (``V`` is recomputed from ``x`` here).
+
+Precision: the coefficients up to 8 (and 1/24 in ``G``) round more than F(2x2, 3x3)'s 0, +-1, +-1/2. Measured in
+float32 against a float64 direct convolution (max error over max magnitude; ``tests/kernels/test_winograd.py``
+bounds it by 1e-5): dx 3.1e-6 - 4.5e-6 and dW 1.8e-6 - 3.6e-6 on a CIFAR-like 32->32 16x16 layer and DeepConvNet's
+16->16 28x28, 32->32 14x14 (pad 2), 64->64 8x8, where F(2x2, 3x3) and im2col give 1.6e-7 - 4e-7.
+
+Special values: a call whose output gradient (seen through ReLU and pooling) or filters are not all finite goes to
+F(2x2, 3x3) (the sums of the gradient planes, which give db, tell), whose results the docstring of
+:mod:`fastnn.kernels.winograd` describes: here ``A dY A^T`` and ``B dV B^T`` would spread a non-finite output
+gradient over the 6x6 input window of its tile where the direct sum (and F(2x2, 3x3)) keeps it to the 3x3 one.
+A non-finite input reaches only dW, as in F(2x2, 3x3): all nine taps of the (filter, channel) pairs it touches.
+
+Tiling and layout: :mod:`fastnn.kernels.winograd43`'s (``TH = ceil(OH / 4)`` rows of ``TW = ceil(OW / 4)`` tiles,
+``L = TH * TW`` an image, no spare tile), and its :func:`~fastnn.kernels.winograd43.input_transform` recomputes V
+per chunk. Output-gradient planes are loaded with pitch ``4 TW`` (rows and columns past OH, OW zero). The input
+adjoint works on a plane split by row and column phase (see :func:`_input_adjoint43`), so that its steps are flat,
+unit-stride loops over the tiles.
+
+Schedule, scratch and partial sums of ``dU``: as :mod:`fastnn.kernels.winograd` (a chunk of images per step on
+each slot thread, the products by single-threaded OpenBLAS, ``dU`` in a fixed number of partial sums over fixed
+chunk sets added in order: the same bits with any number of threads). :data:`fastnn.config.CONV_WINOGRAD43`
+(environment ``FASTNN_CONV_WINOGRAD43=0``) turns this backward off with the F(4x4, 3x3) forward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import uintp
+
+from .. import config
+from .._jit import helper, slot_kernel
+from .._validate import WindowGeometry
+from . import winograd, winograd43
+from ._blas import set_threads_local
+from ._workspace import buffer
+from .winograd import _gemm, chunk_span, chunking, grad_plane, gradient_source
+from .winograd43 import GG, constants, filter_transform, input_transform, tiles
+
+__all__ = ["backward", "backward43", "takes_f43"]
+
+#: F(2x2, 3x3)'s backward, which takes the calls with a non-finite output gradient or filter (bound here: a spy on
+#: ``winograd.backward`` counts the dispatches of :mod:`fastnn.kernels.conv`, not this).
+_backward23 = winograd.backward
+
+
+def takes_f43(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
+    """Whether the backward pass of this (Winograd-eligible) convolution runs F(4x4, 3x3) rather than F(2x2, 3x3):
+    :data:`fastnn.config.CONV_WINOGRAD43`, a dtype F(4x4, 3x3)'s forward takes (float32: see
+    ``winograd43._DTYPES``), 4x4 tiles that cover at most :data:`_F43_MAX_COVER` times the outputs, and channels
+    enough that the products it saves (K*C per transformed element) outweigh its dearer transforms (K + C per
+    transformed element): ``K*C >= _F43_MIN_CHANNELS * (K + C)``. By the shapes only, never the thread count.
+
+    Measured, DeepConvNet's layers (float32, N=100, with their fused ReLU / pool gradients), the backward alone, one
+    thread, median of 21 alternating calls (ms, F(2x2, 3x3) -> F(4x4, 3x3)): 32->32 16x16 (K*C/(K+C) = 16)
+    8.43 -> 7.53, 32->64 8x8 (21) 5.26 -> 4.10, 64->64 8x8 (32) 8.36 -> 6.66 take it; 16->16 28x28 (8) 7.92 -> 8.49
+    and 16->32 14x14 (10.7; its tiles cover 16x16, 1.31x the outputs) 4.34 -> 4.64 do not.
+    """
+    TH, TW = tiles(g)
+    return (config.CONV_WINOGRAD43 and np.dtype(dtype) in winograd43._DTYPES
+            and 16 * TH * TW <= _F43_MAX_COVER * g.OH * g.OW and K * g.C >= _F43_MIN_CHANNELS * (K + g.C))
+
+
+#: Bytes of the partial sums of dU (each 36 * K * C) up to which there are :data:`winograd._GROUPS` of them; fewer
+#: (a multiple of ``_CHUNK_MULTIPLE``, at least that) beyond: 64 x 64 filters' eight took ~0.5 ms to allocate and
+#: add, two ~0.25 ms (float32).
+_DU_BYTES = 1 << 21
+
+#: Largest ratio of the outputs F(4x4, 3x3)'s tiles compute to the real ones at which it takes the backward pass.
+_F43_MAX_COVER = 1.2
+
+#: Smallest K*C / (K + C) (filters, channels) at which F(4x4, 3x3) takes the backward pass (:func:`takes_f43`).
+_F43_MIN_CHANNELS = 12
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-plane transforms.
+
+
+@helper
+def _b6(v0, v1, v2, v3, v4, v5, c2, c4, c5):
+    """B v for one column v of six (B^T's columns, in order: the adjoint of the input transform's ``B^T d``);
+    c2, c4, c5: 2, 4, 5 in v's type."""
+    t = v3 - v4
+    return (c4 * v0, c4 * ((v2 - v1) + v5) - c2 * t, -(c5 * v0 + c4 * (v1 + v2) + (v3 + v4)),
+            (v1 - v2) + c2 * t - c5 * v5, v0 + v1 + v2 + v3 + v4, v5)
+
+
+@helper
+def _phase_bounds(PW, W, TW):
+    """(lo, hi): for b = 0..5 the tiles lo[b] <= tw < hi[b] whose column 4tw + b of the padded row is data (columns
+    PW .. PW + W - 1)."""
+    return ((max(0, (PW + 3) // 4), max(0, (PW + 2) // 4), max(0, (PW + 1) // 4), max(0, PW // 4),
+             max(0, (PW - 1) // 4), max(0, (PW - 2) // 4)),
+            (min(TW, (W - 1 + PW) // 4 + 1), min(TW, (W - 2 + PW) // 4 + 1), min(TW, (W - 3 + PW) // 4 + 1),
+             min(TW, (W - 4 + PW) // 4 + 1), min(TW, (W - 5 + PW) // 4 + 1), min(TW, (W - 6 + PW) // 4 + 1)))
+
+
+@helper
+def _output_adjoint43(D, R, M, f, rows, TW, c2, c4):
+    """M[:, f, t] = A dy_t A^T for the 4x4 tiles dy_t of ``rows`` (k * TH) rows of tiles of output-gradient planes
+    loaded into D (rows of pitch 4 TW, image after image); R (6, 4 * rows * TW) scratch.
+
+    A along the rows first (one loop over the 4 TW columns of each row of tiles), then along the columns: R[a]
+    then holds each tile's four columns side by side, so that step is one flat loop over all the tiles.
+    """
+    P = 4 * TW
+    for tr in range(rows):  # A dy: rows 4tr .. 4tr + 3 -> R[a, tr*P + q]
+        base = tr * 4 * P
+        so = tr * P
+        for q in range(P):
+            y0 = D[uintp(base + q)]
+            y1 = D[uintp(base + P + q)]
+            y2 = D[uintp(base + 2 * P + q)]
+            y3 = D[uintp(base + 3 * P + q)]
+            e = y0 + y2
+            o = y1 + y3
+            e4 = y0 + c4 * y2
+            o8 = c2 * (y1 + c4 * y3)
+            R[0, uintp(so + q)] = y0
+            R[1, uintp(so + q)] = e + o
+            R[2, uintp(so + q)] = e - o
+            R[3, uintp(so + q)] = e4 + o8
+            R[4, uintp(so + q)] = e4 - o8
+            R[5, uintp(so + q)] = y3
+    n = rows * TW
+    for a in range(6):  # (A dy) A^T: tile t's columns are R[a, 4t .. 4t + 3]
+        ra = R[a]
+        m0 = M[6 * a, f]
+        m1 = M[6 * a + 1, f]
+        m2 = M[6 * a + 2, f]
+        m3 = M[6 * a + 3, f]
+        m4 = M[6 * a + 4, f]
+        m5 = M[6 * a + 5, f]
+        for t in range(n):
+            y0 = ra[4 * t]
+            y1 = ra[4 * t + 1]
+            y2 = ra[4 * t + 2]
+            y3 = ra[4 * t + 3]
+            e = y0 + y2
+            o = y1 + y3
+            e4 = y0 + c4 * y2
+            o8 = c2 * (y1 + c4 * y3)
+            m0[t] = y0
+            m1[t] = e + o
+            m2[t] = e - o
+            m3[t] = e4 + o8
+            m4[t] = e4 - o8
+            m5[t] = y3
+
+
+@helper
+def _input_adjoint43(V, c, col, PH, PW, TH, TW, Z, Q, dx, c2, c4, c5):
+    """dx (H, W) = sum over tiles of B dv_t B^T (dv_t = V[:, c, col + t]) at the tile's place, padding cut off.
+
+    The padded plane is assembled split by row and column phase: Q (6 * 4 * (TH + 1)*TW,) as (6, 4, (TH + 1)*TW)
+    receives at [b, a, R*TW + tw] column b of tile tw's part of padded row 4R + a (b = 4, 5 overlap columns 0, 1 of
+    tile tw + 1, added when dx is written); Z (same size) ``B dv`` as (4, 6, (TH + 1)*TW): row phase, column, tile.
+    So every step is a flat, unit-stride loop over the tiles. Arrays are indexed whole with unsigned offsets (a view
+    per row costs two reference-count updates; a signed index, a wraparound test that keeps loops scalar).
+    """
+    NR = (TH + 1) * TW
+    L = TH * TW
+    cu = uintp(c)
+    for j in range(6):  # B dv: tile row th's rows 0-3 into phases 0-3 of row R = th; rows 4, 5 add to R = th + 1
+        zj = j * NR
+        for u in range(L):
+            t = uintp(col + u)
+            o0, o1, o2, o3, o4, o5 = _b6(V[j, cu, t], V[6 + j, cu, t], V[12 + j, cu, t], V[18 + j, cu, t],
+                                         V[24 + j, cu, t], V[30 + j, cu, t], c2, c4, c5)
+            Z[uintp(zj + u)] = o0
+            Z[uintp(6 * NR + zj + u)] = o1
+            Z[uintp(12 * NR + zj + u)] = o2
+            Z[uintp(18 * NR + zj + u)] = o3
+        for u in range(L):  # rows 4, 5 (B^T's columns 4, 5: v0 + .. + v4 and v5); the last tile row's start R = TH
+            t = uintp(col + u)
+            o4 = V[j, cu, t] + V[6 + j, cu, t] + V[12 + j, cu, t] + V[18 + j, cu, t] + V[24 + j, cu, t]
+            o5 = V[30 + j, cu, t]
+            if u < L - TW:
+                Z[uintp(zj + u + TW)] += o4
+                Z[uintp(6 * NR + zj + u + TW)] += o5
+            else:
+                Z[uintp(zj + u + TW)] = o4
+                Z[uintp(6 * NR + zj + u + TW)] = o5
+    for a in range(4):  # (B dv) B^T: column b of each tile into Q[b], overlaps added below (row R = TH: phases 0, 1)
+        for u in range(NR if a < 2 else L):
+            zo = a * 6 * NR + u
+            q0, q1, q2, q3, q4, q5 = _b6(Z[uintp(zo)], Z[uintp(zo + NR)], Z[uintp(zo + 2 * NR)],
+                                         Z[uintp(zo + 3 * NR)], Z[uintp(zo + 4 * NR)], Z[uintp(zo + 5 * NR)],
+                                         c2, c4, c5)
+            q = a * NR + u
+            Q[uintp(q)] = q0
+            Q[uintp(4 * NR + q)] = q1
+            Q[uintp(8 * NR + q)] = q2
+            Q[uintp(12 * NR + q)] = q3
+            Q[uintp(16 * NR + q)] = q4
+            Q[uintp(20 * NR + q)] = q5
+    H, W = dx.shape
+    lo, hi = _phase_bounds(PW, W, TW)
+    for y in range(H):
+        r = y + PH
+        o = (r % 4) * NR + (r // 4) * TW
+        for b in range(4):  # every column up to 4TW - 1 of the padded row is column b < 4 of one tile
+            ob = b * 4 * NR + o
+            for tw in range(lo[b], hi[b]):
+                dx[y, uintp(4 * tw + b - PW)] = Q[uintp(ob + tw)]
+        for q in range(max(0, 4 * TW - PW), W):
+            dx[y, uintp(q)] = 0
+        for b in range(4, 6):  # columns 4, 5 of tile tw are columns 0, 1 of tile tw + 1
+            ob = b * 4 * NR + o
+            for tw in range(lo[b], hi[b]):
+                dx[y, uintp(4 * tw + b - PW)] += Q[uintp(ob + tw)]
+
+
+@slot_kernel("window")
+def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, TW, OH, OW, chunks, need_dx,
+                mode, k):
+    """As :func:`fastnn.kernels.winograd._backward`, by F(4x4, 3x3): U, dU[g] (36, K, C); V (S, 36, C, w),
+    M (S, 36, K, w) with w >= m*L; VT (S, w, C) or (S, 0, C); k: :func:`fastnn.kernels.winograd43.constants`."""
+    N, C = x.shape[0], x.shape[1]
+    K = U.shape[1]
+    G, S, w = dU.shape[0], V.shape[0], V.shape[3]
+    L = TH * TW
+    NR = (TH + 1) * TW
+    Q = np.empty(24 * NR, dtype=x.dtype)
+    Z = np.empty(24 * NR, dtype=x.dtype)
+    mx = w // L  # input_transform's scratch (winograd43.scratch_shapes) for chunks of up to mx images
+    pads = np.zeros((6, 4 * mx * L + 2), dtype=x.dtype)  # zero outside the data, which input_transform writes at
+    ends = np.zeros((6, 2 * mx * TH * (TW + 1)), dtype=x.dtype)  # the same places for every channel
+    Zi = np.empty((6, 6, mx * L), dtype=x.dtype)
+    D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
+    R = np.empty((6, 4 * w), dtype=x.dtype)
+    c2 = k[0]
+    c4 = k[1]
+    c5 = k[2]
+    zero = c2 - c2
+    Vs = V[slot]
+    Ms = M[slot]
+    VTs = VT[slot]
+    transposed = VTs.shape[0] > 0
+    for g in range(slot, G, S):
+        dUg = dU[g]
+        dUg[:] = 0
+        for ch in range(g, chunks, G):
+            n0, m = chunk_span(ch, chunks, N)
+            for f in range(K):
+                for i in range(m):  # the gradient planes, pitch 4 TW, and their sums on the way
+                    dbp[n0 + i, f] = grad_plane(dout, out, argmax, n0 + i, f, mode, zero, OH, OW, D, 16 * i * L,
+                                                8 * TW, 4 * TW)
+                _output_adjoint43(D, R, Ms, f, m * TH, TW, c2, c4)
+            for c in range(C):
+                input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Zi, Vs, k)
+            before = set_threads_local(1)
+            for xi in range(36):
+                if transposed:
+                    Vx = Vs[xi]
+                    for t in range(m * L):
+                        for c in range(C):
+                            VTs[t, c] = Vx[c, t]
+                    b, ldb, trans_b = VTs, C, False
+                else:
+                    b, ldb, trans_b = Vs[xi], w, True
+                _gemm(False, trans_b, K, C, m * L, Ms[xi], w, b, ldb, 1.0, dUg[xi], C)  # one call site: compiled once
+            if need_dx:
+                for xi in range(36):
+                    _gemm(True, False, C, m * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
+            set_threads_local(before)
+            if need_dx:
+                for i in range(m):
+                    for c in range(C):
+                        _input_adjoint43(Vs, c, i * L, PH, PW, TH, TW, Z, Q, dx[n0 + i, c], c2, c4, c5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point (called by fastnn.kernels.conv after validation)
+
+
+def backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
+             out: np.ndarray | None = None,
+             argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """As :func:`fastnn.kernels.winograd.backward` (same arguments and results), by F(4x4, 3x3) where
+    :func:`takes_f43`, else by that function."""
+    if not takes_f43(g, W.shape[0], x.dtype):
+        return winograd.backward(dout, x, W, g, ws, need_dx, out, argmax)
+    return backward43(dout, x, W, g, ws, need_dx, out, argmax)
+
+
+def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
+               out: np.ndarray | None = None,
+               argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """:func:`backward` by F(4x4, 3x3) whatever the shapes and dtype (but by F(2x2, 3x3) when the output gradient
+    or the filters are not all finite: module docstring)."""
+    K = W.shape[0]
+    if not np.isfinite(W).all():
+        return _backward23(dout, x, W, g, ws, need_dx, out, argmax)
+    given = dout, x, W, g, ws, need_dx, out, argmax
+    x = np.ascontiguousarray(x)
+    dout, out, argmax, mode = gradient_source(dout, out, argmax, K)
+    TH, TW = tiles(g)
+    L = TH * TW
+    per_image = 36 * (g.C + K) * L * x.itemsize
+    chunks, m = chunking(g.N, max(1, min(g.N, winograd._SLOT_BYTES // per_image)))
+    S = _backward43.threads(g.N * (g.C * g.H * g.W + K * g.OH * g.OW) * 4)
+    w = m * L
+    V = buffer(ws, "winograd.V", S * 36 * g.C * w, x.dtype).reshape(S, 36, g.C, w)
+    M = buffer(ws, "winograd.M", S * 36 * K * w, x.dtype).reshape(S, 36, K, w)
+    per_group = 36 * K * g.C * x.itemsize
+    even = winograd._CHUNK_MULTIPLE
+    groups = max(1, min(chunks, winograd._GROUPS, max(even, _DU_BYTES // per_group // even * even)))
+    dU = buffer(ws, "winograd43.dU", groups * 36 * K * g.C, x.dtype).reshape(groups, 36, K, g.C)
+    wT = w if K * g.C >= winograd._TRANSPOSED_DU else 0
+    VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
+    dbp = np.empty((g.N, K), dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    _backward43.run(S, x, dout, out, argmax, filter_transform(W), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
+                    g.OW, chunks, need_dx, mode, constants(x.dtype))
+    if not np.isfinite(dbp).all():  # a non-finite output gradient (its plane's sum): F(2x2, 3x3)'s results instead
+        return _backward23(*given)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
+        dW = winograd._filter_adjoint(dU.sum(axis=0), GG)
+        db = dbp.sum(axis=0)
+    return (dx if need_dx else None), dW, db
