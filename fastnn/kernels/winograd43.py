@@ -120,10 +120,11 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
     4tw..4tw+3 of the tile's padded row 4th + a, ``ends[a, 2t:2t + 2]`` its columns 4tw+4, 4tw+5. Rows 4th + 4,
     4th + 5 of a tile row are rows 0, 1 of the next, and columns 4tw + 4, 4tw + 5 the next tile's first two: both
     are copied twice rather than given a spare tile, so no product is wasted on the overlap: each row is copied
-    once, then phases 0, 1 into 4, 5 as one block per image, and the columns by one flat pass (``ends`` keeps each
-    row's padded columns 4 * TW, 4 * TW + 1 after its first 2n elements). ``Z[a, j]`` receives the column
-    transforms. Measured, one thread, the whole transform of a DeepConvNet batch's input (16x28x28, 32x14x14 pad
-    2, 64x8x8): copying each row straight to every place its tiles read it, 2.3, 1.6, 1.1 ms; so, 1.4, 0.9, 0.8.
+    once, then phases 0, 1 into 4, 5 as one block per image, and the columns by one flat pass (``ends`` keeps
+    each row's padded columns 4 * TW, 4 * TW + 1 in its last 2 * M * TH elements, M the chunk size it was sized
+    for). ``Z[a, j]`` receives the column transforms. Measured, one thread, the whole transform of a DeepConvNet
+    batch's input (16x28x28, 32x14x14 pad 2, 64x8x8): copying each row straight to every place its tiles read it,
+    2.3, 1.6, 1.1 ms; so, 1.4, 0.9, 0.8.
 
     Parameters
     ----------
@@ -132,8 +133,8 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
         The images n0 .. n0 + m - 1, channel c.
     PH, PW, TH, TW : int
         Padding and tiling (:func:`tiles`).
-    pads, ends, Z : scratch of :func:`scratch_shapes` (for at least m images), x's dtype; ``pads`` and ``ends``
-        zero outside the data.
+    pads, ends, Z : scratch of :func:`scratch_shapes` for chunks of M >= m images (the same M on every call that
+        shares them), x's dtype; ``pads`` and ``ends`` zero outside the data.
     V : (36, C, w) of x's dtype, w >= m * L; channel c's first m * L columns are written.
     k : :func:`constants` of x's dtype.
     """
