@@ -361,13 +361,22 @@ def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
 # Wrappers
 
 
-def _parts(body, N: int, H: int, G: int, align: int = _ALIGN) -> np.ndarray:
+def _parts(body, N: int, H: int, G: int, align: int = _ALIGN, nearest: bool = False) -> np.ndarray:
     """Cut points of the H hidden units: one part per thread a step's product of N*G*H*H multiply-adds gets
     (:data:`fastnn.config.PARALLEL_MIN_WORK` ``"recurrent"``), each >= _MIN_UNITS wide, cut at multiples of
-    ``align``."""
+    ``align`` above the even share, or the nearest ones when ``nearest``.
+
+    ``nearest`` is for the backward's packed product, whose last panel costs a quarter of a whole one when it
+    holds at most 16 units: at DLFS-2's H = 650 (ten whole panels of 64 units and one of 10) the parts are then
+    5 and 5 + 1/4 panels of work, not 6 and 5 (measured, see _lstm_backward).
+    """
     threads = body.threads(N * G * H * H)
     parts = max(1, min(threads, H // _MIN_UNITS))
-    cuts = [0] + [min(H, -(-p * H // parts // align) * align) for p in range(1, parts)] + [H]
+    if nearest:
+        cuts = [(p * H // parts + align // 2) // align * align for p in range(1, parts)]
+    else:
+        cuts = [min(H, -(-p * H // parts // align) * align) for p in range(1, parts)]
+    cuts = [0] + cuts + [H]
     return np.array(cuts, dtype=np.int64)
 
 
@@ -563,7 +572,8 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
         rows = _row_parts(N, Wh)
         if _PACKED[hs.dtype.type]:  # Wh.T packed, unit-cut parts on panel edges
-            bounds = _parts(_lstm_bwd, N, H, 4, PANEL) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+            bounds = _parts(_lstm_bwd, N, H, 4, PANEL, nearest=True) if rows.size == 2 else \
+                np.array([0, H], dtype=np.int64)
             WhT, packed = _c(Wh), _scratch("lstm_bwd.packed", panels(4 * H, H, 1, hs.dtype).shape, hs.dtype)
         else:
             bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
