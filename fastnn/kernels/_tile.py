@@ -164,7 +164,7 @@ def packed_product(N, a, lda, K, packed, p0, p1, blocks, H, c, at, ldc, add):
     """
     W = PANEL // blocks
     item = packed.itemsize
-    tile = np.empty((5, PANEL), packed.dtype)
+    tile = np.empty((10, PANEL), packed.dtype)
     flat = c.reshape(-1)
     step = H if blocks > 1 else _LANES  # from one of a tile row's vectors to the next in c
     for p in range(p0, p1):
@@ -186,9 +186,14 @@ def packed_product(N, a, lda, K, packed, p0, p1, blocks, H, c, at, ldc, add):
                 else:
                     dst, ld, st = tile.ctypes.data, PANEL, _LANES
                 if not whole and blocks == 1 and w <= _LANES and rows == 5:
-                    # a last panel of one vector's units: its one vector only (a quarter of a panel's work), so
-                    # a part ending there costs little more than its whole panels (see recurrent._parts)
-                    _tile_product(tile, dst, ld, st, a0, lda, b, kk, 5, False, 1)
+                    # a last panel of one vector's units: its one vector only, ten rows at a time where there are
+                    # ten (ten independent sums per step of k, enough to hide the multiply-add's latency), so a
+                    # part ending there costs little more than its whole panels (see recurrent._parts)
+                    if N - n0 >= 10:
+                        rows = 10
+                        _tile_product(tile, dst, ld, st, a0, lda, b, kk, 10, False, 1)
+                    else:
+                        _tile_product(tile, dst, ld, st, a0, lda, b, kk, 5, False, 1)
                 else:
                     _tile_rows(rows, tile, dst, ld, st, a0, lda, b, kk, more and whole)
                 if not whole:

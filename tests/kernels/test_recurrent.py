@@ -103,11 +103,12 @@ def test_lstm_batch_cut_matches_twin(layout, dtype, twin):
     _same(back, R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout), dtype)
 
 
-@pytest.mark.parametrize("N", [8, 9])
+@pytest.mark.parametrize("N", [8, 12])
 def test_lstm_unit_cut_row_blocks_match_twin(N, dtype):
     """The unit cut's packed products (float32; float64 runs BLAS products) take rows in blocks of 5, 2 and 1,
-    and a reduction longer than one block (K = 4H = 280 > 128 backward): 9 = 5 + 2 + 2 rows, 8 = 5 + 2 + 1; the
-    backward's last panel (6 units) runs the one-vector tile for the block of 5 rows, the whole one for the rest."""
+    and a reduction longer than one block (K = 4H = 280 > 128 backward): 12 = 5 + 5 + 2 rows, 8 = 5 + 2 + 1; the
+    backward's last panel (6 units) runs the one-vector tile for 10 rows (N = 12) or 5 (N = 8), the whole tile
+    for the rest."""
     d = _inputs("lstm", (N, 2, 3, 70), dtype)
     args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
     assert K.recurrent._row_parts(N, d["Wh"]).tolist() == [0, N]
