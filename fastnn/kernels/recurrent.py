@@ -419,11 +419,20 @@ def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+#: Largest scratch array kept between calls (bytes); a larger one is allocated per call, so that one long
+#: sequence does not pin its workspace for the rest of the process.
+_SCRATCH_MAX = 1 << 26
+
+
 def _scratch(key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialised C-contiguous array kept between calls in this thread's workspace (never a returned
     array): a fresh one pays its page faults on every call, measured (a process running only fastnn, DLFS-2's
-    BetterRnnlm LSTM, N20 T35 H650) ~2400 minor faults and 54-66 ms per backward against 45 ms without them."""
-    return buffer(workspace(None), f"recurrent.{key}", int(np.prod(shape)), np.dtype(dtype)).reshape(shape)
+    BetterRnnlm LSTM, N20 T35 H650) ~2000-2400 minor faults and 50-67 ms per backward against 46 ms without."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    if size * dtype.itemsize > _SCRATCH_MAX:
+        return np.empty(shape, dtype)
+    return buffer(workspace(None), f"recurrent.{key}", size, dtype).reshape(shape)
 
 
 def _transposed(Wh: np.ndarray) -> np.ndarray:

@@ -118,6 +118,25 @@ def test_lstm_unit_cut_row_blocks_match_twin(N, dtype):
           R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref), dtype)
 
 
+def test_lstm_scratch_is_never_returned(monkeypatch):
+    """The backward's dA, packed Wh.T and h_{t-1} live in this thread's workspace between calls: a second call
+    (other inputs) leaves the first call's results as they were, and a scratch array above the cap
+    (_SCRATCH_MAX) is a fresh one with the same numbers."""
+    results = []
+    for seed in (0, 1):
+        d = _inputs("lstm", (3, 4, 1, 7), np.float32, seed=seed)
+        args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+        fwd = K.lstm_forward(*args)
+        back = K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *fwd)
+        results.append((args, d["dhs"], d["dc_last"], fwd, [g.copy() for g in back], back))
+    args, dhs, dc, fwd, copies, back = results[0]
+    for kept, now in zip(copies, back, strict=True):
+        np.testing.assert_array_equal(now, kept)
+    monkeypatch.setattr(K.recurrent, "_SCRATCH_MAX", 0)
+    for fresh, kept in zip(K.lstm_backward(dhs, dc, *args[:5], *fwd), copies, strict=True):
+        np.testing.assert_array_equal(fresh, kept)
+
+
 @pytest.mark.parametrize("form", ["dlfs2", "torch"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_gru_matches_twin(shape, form, dtype, twin):
