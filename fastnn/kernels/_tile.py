@@ -35,19 +35,20 @@ _K_BLOCK = 128
 
 
 @intrinsic
-def _tile_product(typingctx, like, c, ldc, step, a, lda, b, k, rows, add):
-    """For r < rows and v < 4, the 16 values from c + r*ldc + v*step (+)= the sum over i < k of
+def _tile_product(typingctx, like, c, ldc, step, a, lda, b, k, rows, add, vecs):
+    """For r < rows and v < vecs, the 16 values from c + r*ldc + v*step (+)= the sum over i < k of
     a[r*lda + i] * b[i*PANEL + v*16 : i*PANEL + (v+1)*16].
 
     ``c``, ``a``, ``b`` are addresses (``arr.ctypes.data`` plus a byte offset) of ``like``'s dtype (an array),
-    offsets counted in its elements; ``rows`` is a literal.
+    offsets counted in its elements; ``rows`` and ``vecs`` (1..4: the panel's first vecs vectors) are literals.
     """
-    if not (isinstance(rows, types.IntegerLiteral) and isinstance(like, types.Array)):
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(vecs, types.IntegerLiteral)
+            and isinstance(like, types.Array)):
         return None
-    R = rows.literal_value
+    R, V = rows.literal_value, vecs.literal_value
 
     def codegen(context, builder, signature, args):
-        _, c_v, ldc_v, step_v, a_v, lda_v, b_v, k_v, _, add_v = args
+        _, c_v, ldc_v, step_v, a_v, lda_v, b_v, k_v, _, add_v, _ = args
         fty = context.get_value_type(signature.args[0].dtype)
         vty = llvm_ir.VectorType(fty, _LANES)
         align = fty.get_abi_size(context.target_data)
@@ -61,23 +62,23 @@ def _tile_product(typingctx, like, c, ldc, step, a, lda, b, k, rows, add):
             return builder.bitcast(builder.gep(ptr, [offset]), vty.as_pointer())
 
         # accumulators as allocas in the entry block: LLVM's mem2reg turns them into registers
-        acc = [[cgutils.alloca_once_value(builder, llvm_ir.Constant(vty, [0.0] * _LANES)) for _ in range(_VECS)]
+        acc = [[cgutils.alloca_once_value(builder, llvm_ir.Constant(vty, [0.0] * _LANES)) for _ in range(V)]
                for _ in range(R)]
         splat = llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), _LANES), [0] * _LANES)
         with cgutils.for_range(builder, k_v) as loop:
             row = builder.mul(loop.index, llvm_ir.Constant(i64, PANEL))
             bv = [builder.load(vec_at(b_ptr, builder.add(row, llvm_ir.Constant(i64, v * _LANES))), align=align)
-                  for v in range(_VECS)]
+                  for v in range(V)]
             for r in range(R):
                 s = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(llvm_ir.Constant(i64, r), lda_v),
                                                                  loop.index)]))
                 s = builder.insert_element(llvm_ir.Constant(vty, llvm_ir.Undefined), s,
                                            llvm_ir.Constant(llvm_ir.IntType(32), 0))
                 s = builder.shuffle_vector(s, llvm_ir.Constant(vty, llvm_ir.Undefined), splat)
-                for v in range(_VECS):
+                for v in range(V):
                     builder.store(builder.call(fma, [s, bv[v], builder.load(acc[r][v])]), acc[r][v])
         for r in range(R):
-            for v in range(_VECS):
+            for v in range(V):
                 offset = builder.add(builder.mul(llvm_ir.Constant(i64, r), ldc_v),
                                      builder.mul(llvm_ir.Constant(i64, v), step_v))
                 dst = vec_at(c_ptr, offset)
@@ -87,7 +88,7 @@ def _tile_product(typingctx, like, c, ldc, step, a, lda, b, k, rows, add):
         return context.get_dummy_value()
 
     sig = types.void(like, types.uintp, types.int64, types.int64, types.uintp, types.int64, types.uintp,
-                     types.int64, rows, types.boolean)
+                     types.int64, rows, types.boolean, vecs)
     return sig, codegen
 
 
@@ -133,11 +134,11 @@ def pack_part(src, trans, blocks, packed, p0, p1):
 def _tile_rows(rows, like, c, ldc, step, a, lda, b, k, add):
     """:func:`_tile_product` for ``rows`` = 5, 2 or 1 given at run time (one compiled body each)."""
     if rows == 5:
-        _tile_product(like, c, ldc, step, a, lda, b, k, 5, add)
+        _tile_product(like, c, ldc, step, a, lda, b, k, 5, add, 4)
     elif rows == 2:
-        _tile_product(like, c, ldc, step, a, lda, b, k, 2, add)
+        _tile_product(like, c, ldc, step, a, lda, b, k, 2, add, 4)
     else:
-        _tile_product(like, c, ldc, step, a, lda, b, k, 1, add)
+        _tile_product(like, c, ldc, step, a, lda, b, k, 1, add, 4)
 
 
 @helper
@@ -163,7 +164,7 @@ def packed_product(N, a, lda, K, packed, p0, p1, blocks, H, c, at, ldc, add):
     """
     W = PANEL // blocks
     item = packed.itemsize
-    tile = np.empty((5, PANEL), packed.dtype)
+    tile = np.empty((10, PANEL), packed.dtype)
     flat = c.reshape(-1)
     step = H if blocks > 1 else _LANES  # from one of a tile row's vectors to the next in c
     for p in range(p0, p1):
@@ -184,7 +185,17 @@ def packed_product(N, a, lda, K, packed, p0, p1, blocks, H, c, at, ldc, add):
                     dst, ld, st = c.ctypes.data + np.uintp((at + n0 * ldc + u0) * item), ldc, step
                 else:
                     dst, ld, st = tile.ctypes.data, PANEL, _LANES
-                _tile_rows(rows, tile, dst, ld, st, a0, lda, b, kk, more and whole)
+                if not whole and blocks == 1 and w <= _LANES and rows == 5:
+                    # a last panel of one vector's units: its one vector only, ten rows at a time where there are
+                    # ten (ten independent sums per step of k, enough to hide the multiply-add's latency), so a
+                    # part ending there costs little more than its whole panels (see recurrent._parts)
+                    if N - n0 >= 10:
+                        rows = 10
+                        _tile_product(tile, dst, ld, st, a0, lda, b, kk, 10, False, 1)
+                    else:
+                        _tile_product(tile, dst, ld, st, a0, lda, b, kk, 5, False, 1)
+                else:
+                    _tile_rows(rows, tile, dst, ld, st, a0, lda, b, kk, more and whole)
                 if not whole:
                     for r in range(rows):
                         for blk in range(blocks):

@@ -38,6 +38,7 @@ from .._jit import helper, kernel, run_on_slots
 from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from ._tile import PANEL, pack_part, packed_product, panels
+from ._workspace import buffer, workspace
 from .linalg import matmul_into
 
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward"]
@@ -360,13 +361,23 @@ def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
 # Wrappers
 
 
-def _parts(body, N: int, H: int, G: int, align: int = _ALIGN) -> np.ndarray:
+def _parts(body, N: int, H: int, G: int, align: int = _ALIGN, nearest: bool = False) -> np.ndarray:
     """Cut points of the H hidden units: one part per thread a step's product of N*G*H*H multiply-adds gets
     (:data:`fastnn.config.PARALLEL_MIN_WORK` ``"recurrent"``), each >= _MIN_UNITS wide, cut at multiples of
-    ``align``."""
+    ``align`` above the even share, or the nearest ones when ``nearest``.
+
+    ``nearest`` is for the backward's packed product, whose last panel costs a quarter of a whole one when it
+    holds at most 16 units: at DLFS-2's H = 650 (ten whole panels of 64 units and one of 10) the parts are then
+    5 and 5 + 1/4 panels of work, not 6 and 5 (measured on a busy machine, in one process: the recurrence
+    16.2 / 14.6 ms against 16.9 / 15.5; the whole lstm_backward 0.95-0.995x of its time with the old cut).
+    """
     threads = body.threads(N * G * H * H)
     parts = max(1, min(threads, H // _MIN_UNITS))
-    cuts = [0] + [min(H, -(-p * H // parts // align) * align) for p in range(1, parts)] + [H]
+    if nearest:
+        cuts = [(p * H // parts + align // 2) // align * align for p in range(1, parts)]
+    else:
+        cuts = [min(H, -(-p * H // parts // align) * align) for p in range(1, parts)]
+    cuts = [0] + cuts + [H]
     return np.array(cuts, dtype=np.int64)
 
 
@@ -383,15 +394,18 @@ def _row_parts(N: int, Wh: np.ndarray) -> np.ndarray:
     return np.array([p * N // parts for p in range(parts + 1)], dtype=np.int64)
 
 
-def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...], own: int) -> None:
+def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...], own: int,
+                 key: str) -> None:
     """Run the serial twin of ``body`` once per row part, on the part's rows of each ``batched`` argument
     (concurrently on the slot pool when ``work`` is worth a parallel launch); ``args`` cut the hidden units
-    into one part. Argument ``own`` (the packed panels, which a body fills at its first step) is a fresh array
-    of the same shape in every part: no two threads write one array, and each core reads its own copy."""
+    into one part. Argument ``own`` (the packed panels, which a body fills at its first step) is an array of
+    the same shape in every part (workspace buffer ``key``.p): no two threads write one array, and each core
+    reads its own copy."""
     parts = [[a[r0:r1] if cut else a for a, cut in zip(args, batched, strict=True)]
              for r0, r1 in zip(rows[:-1], rows[1:], strict=True)]
-    for part in parts[1:]:
-        part[own] = np.empty_like(part[own])
+    like = args[own]
+    for p, part in enumerate(parts[1:], 1):
+        part[own] = _scratch(f"{key}.{p}", like.shape, like.dtype)
     run_on_slots([lambda part=part: body.serial(*part) for part in parts], body.use_parallel(work))
 
 
@@ -404,6 +418,22 @@ _PACKED = {np.float32: True, np.float64: False}
 
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
+
+
+#: Largest scratch array kept between calls (bytes); a larger one is allocated per call, so that one long
+#: sequence does not pin its workspace for the rest of the process.
+_SCRATCH_MAX = 1 << 26
+
+
+def _scratch(key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array kept between calls in this thread's workspace (never a returned
+    array): a fresh one pays its page faults on every call, measured (a process running only fastnn, DLFS-2's
+    BetterRnnlm LSTM, N20 T35 H650) ~2000-2400 minor faults and 50-67 ms per backward against 46 ms without."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    if size * dtype.itemsize > _SCRATCH_MAX:
+        return np.empty(shape, dtype)
+    return buffer(workspace(None), f"recurrent.{key}", size, dtype).reshape(shape)
 
 
 def _transposed(Wh: np.ndarray) -> np.ndarray:
@@ -432,9 +462,10 @@ def _launch(body, bounds: np.ndarray, *args) -> None:
         body(*args)
 
 
-def _previous(h0: np.ndarray, hs: np.ndarray) -> np.ndarray:
+def _previous(h0: np.ndarray, hs: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
+    """h_{t-1} for every step (N, T, H), into ``prev`` when given."""
     N, T, H = hs.shape
-    prev = np.empty((N, T, H), hs.dtype)
+    prev = np.empty((N, T, H), hs.dtype) if prev is None else prev
     prev[:, 0] = h0
     prev[:, 1:] = hs[:, :-1]
     return prev
@@ -518,12 +549,14 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
     rows = _row_parts(N, Wh)
     bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
-    packed = panels(H, H, 4, x.dtype) if _PACKED[x.dtype.type] else _NOT_PACKED[x.dtype.type]
+    packed = _scratch("lstm_fwd.packed", panels(H, H, 4, x.dtype).shape, x.dtype) if _PACKED[x.dtype.type] \
+        else _NOT_PACKED[x.dtype.type]
     args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
     if rows.size == 2:
         _launch(_lstm_fwd, bounds, *args)
     else:
-        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, args, (True,) * 5 + (False,) * (len(args) - 5), 6)
+        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, args, (True,) * 5 + (False,) * (len(args) - 5), 6,
+                     "lstm_fwd.packed")
     return hs, cs, acts
 
 
@@ -543,14 +576,15 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
     N, T, H = hs.shape
     dh = np.zeros((N, H), hs.dtype)
     dc = np.zeros((N, H), hs.dtype) if dc_last is None else np.array(dc_last, dtype=hs.dtype, order="C")
-    dA = np.empty((N, T, 4 * H), hs.dtype)
+    dA = _scratch("lstm_bwd.dA", (N, T, 4 * H), hs.dtype)
     hs = _c(hs)
     if N > 0:
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
         rows = _row_parts(N, Wh)
         if _PACKED[hs.dtype.type]:  # Wh.T packed, unit-cut parts on panel edges
-            bounds = _parts(_lstm_bwd, N, H, 4, PANEL) if rows.size == 2 else np.array([0, H], dtype=np.int64)
-            WhT, packed = _c(Wh), panels(4 * H, H, 1, hs.dtype)
+            bounds = _parts(_lstm_bwd, N, H, 4, PANEL, nearest=True) if rows.size == 2 else \
+                np.array([0, H], dtype=np.int64)
+            WhT, packed = _c(Wh), _scratch("lstm_bwd.packed", panels(4 * H, H, 1, hs.dtype).shape, hs.dtype)
         else:
             bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
             WhT, packed = _transposed(Wh), _NOT_PACKED[hs.dtype.type]
@@ -559,8 +593,9 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
         if rows.size == 2:
             _launch(_lstm_bwd, bounds, *args)
         else:
-            _launch_rows(_lstm_bwd, rows, N * 4 * H * H, args, (True,) * 8 + (False,) * (len(args) - 8), 9)
-    dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs), dA, Wx)
+            _launch_rows(_lstm_bwd, rows, N * 4 * H * H, args, (True,) * 8 + (False,) * (len(args) - 8), 9,
+                         "lstm_bwd.packed")
+    dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs, _scratch("lstm_bwd.prev", hs.shape, hs.dtype)), dA, Wx)
     return dx, dh, dc, dWx, dWh, db
 
 

@@ -103,10 +103,12 @@ def test_lstm_batch_cut_matches_twin(layout, dtype, twin):
     _same(back, R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout), dtype)
 
 
-@pytest.mark.parametrize("N", [8, 9])
+@pytest.mark.parametrize("N", [8, 12])
 def test_lstm_unit_cut_row_blocks_match_twin(N, dtype):
     """The unit cut's packed products (float32; float64 runs BLAS products) take rows in blocks of 5, 2 and 1,
-    and a reduction longer than one block (K = 4H = 280 > 128 backward): 9 = 5 + 2 + 2 rows, 8 = 5 + 2 + 1."""
+    and a reduction longer than one block (K = 4H = 280 > 128 backward): 12 = 5 + 5 + 2 rows, 8 = 5 + 2 + 1; the
+    backward's last panel (6 units) runs the one-vector tile for 10 rows (N = 12) or 5 (N = 8), the whole tile
+    for the rest."""
     d = _inputs("lstm", (N, 2, 3, 70), dtype)
     args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
     assert K.recurrent._row_parts(N, d["Wh"]).tolist() == [0, N]
@@ -114,6 +116,25 @@ def test_lstm_unit_cut_row_blocks_match_twin(N, dtype):
     _same(K.lstm_forward(*args), ref, dtype)
     _same(K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref),
           R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref), dtype)
+
+
+def test_lstm_scratch_is_never_returned(monkeypatch):
+    """The backward's dA, packed Wh.T and h_{t-1} live in this thread's workspace between calls: a second call
+    (other inputs) leaves the first call's results as they were, and a scratch array above the cap
+    (_SCRATCH_MAX) is a fresh one with the same numbers."""
+    results = []
+    for seed in (0, 1):
+        d = _inputs("lstm", (3, 4, 1, 7), np.float32, seed=seed)
+        args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+        fwd = K.lstm_forward(*args)
+        back = K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *fwd)
+        results.append((args, d["dhs"], d["dc_last"], fwd, [g.copy() for g in back], back))
+    args, dhs, dc, fwd, copies, back = results[0]
+    for kept, now in zip(copies, back, strict=True):
+        np.testing.assert_array_equal(now, kept)
+    monkeypatch.setattr(K.recurrent, "_SCRATCH_MAX", 0)
+    for fresh, kept in zip(K.lstm_backward(dhs, dc, *args[:5], *fwd), copies, strict=True):
+        np.testing.assert_array_equal(fresh, kept)
 
 
 @pytest.mark.parametrize("form", ["dlfs2", "torch"])
