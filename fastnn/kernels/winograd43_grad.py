@@ -42,9 +42,8 @@ from .. import config
 from .._jit import helper, slot_kernel
 from .._validate import WindowGeometry
 from . import winograd, winograd43
-from ._blas import set_threads_local
 from ._workspace import buffer
-from .winograd import _gemm, chunk_span, chunking, grad_plane, gradient_source
+from .winograd import chunk_span, chunking, grad_plane, grad_products, gradient_source
 from .winograd43 import GG, constants, filter_transform, input_transform, tiles
 
 __all__ = ["backward", "backward43", "takes_f43"]
@@ -260,21 +259,7 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
                 _output_adjoint43(D, R, Ms, f, m * TH, TW, c2, c4)
             for c in range(C):
                 input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Zi, Vs, k)
-            before = set_threads_local(1)
-            for xi in range(36):
-                if transposed:
-                    Vx = Vs[xi]
-                    for t in range(m * L):
-                        for c in range(C):
-                            VTs[t, c] = Vx[c, t]
-                    b, ldb, trans_b = VTs, C, False
-                else:
-                    b, ldb, trans_b = Vs[xi], w, True
-                _gemm(False, trans_b, K, C, m * L, Ms[xi], w, b, ldb, 1.0, dUg[xi], C)  # one call site: compiled once
-            if need_dx:
-                for xi in range(36):
-                    _gemm(True, False, C, m * L, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
-            set_threads_local(before)
+            grad_products(Ms, Vs, VTs, U, dUg, m * L, transposed, need_dx)
             if need_dx:
                 for i in range(m):
                     for c in range(C):
