@@ -23,7 +23,7 @@ from numba.extending import intrinsic
 
 from .._jit import helper
 
-__all__ = ["PANEL", "pack_part", "packed_product", "panels"]
+__all__ = ["PANEL", "pack_part", "packed_product", "panels_shape"]
 
 #: Columns of a packed panel: four 16-lane vectors (four AVX-512 registers of float32, eight of float64).
 _LANES, _VECS = 16, 4
@@ -92,9 +92,9 @@ def _tile_product(typingctx, like, c, ldc, step, a, lda, b, k, rows, add, vecs):
     return sig, codegen
 
 
-def panels(K: int, H: int, blocks: int, dtype: np.dtype) -> np.ndarray:
-    """An uninitialised (P, K, PANEL) array for :func:`pack_part` of a (K, blocks*H) matrix."""
-    return np.empty((-(-H // (PANEL // blocks)), K, PANEL), dtype)
+def panels_shape(K: int, H: int, blocks: int) -> tuple[int, int, int]:
+    """The shape (P, K, PANEL) of the array :func:`pack_part` fills from a (K, blocks*H) matrix."""
+    return -(-H // (PANEL // blocks)), K, PANEL
 
 
 @helper

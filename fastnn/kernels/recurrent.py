@@ -37,7 +37,7 @@ from .. import _checks
 from .._jit import helper, kernel, run_on_slots
 from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
-from ._tile import PANEL, pack_part, packed_product, panels
+from ._tile import PANEL, pack_part, packed_product, panels_shape
 from ._workspace import buffer, workspace
 from .linalg import matmul_into
 
@@ -549,7 +549,7 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
     rows = _row_parts(N, Wh)
     bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
-    packed = _scratch("lstm_fwd.packed", panels(H, H, 4, x.dtype).shape, x.dtype) if _PACKED[x.dtype.type] \
+    packed = _scratch("lstm_fwd.packed", panels_shape(H, H, 4), x.dtype) if _PACKED[x.dtype.type] \
         else _NOT_PACKED[x.dtype.type]
     args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
     if rows.size == 2:
@@ -584,7 +584,7 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
         if _PACKED[hs.dtype.type]:  # Wh.T packed, unit-cut parts on panel edges
             bounds = _parts(_lstm_bwd, N, H, 4, PANEL, nearest=True) if rows.size == 2 else \
                 np.array([0, H], dtype=np.int64)
-            WhT, packed = _c(Wh), _scratch("lstm_bwd.packed", panels(4 * H, H, 1, hs.dtype).shape, hs.dtype)
+            WhT, packed = _c(Wh), _scratch("lstm_bwd.packed", panels_shape(4 * H, H, 1), hs.dtype)
         else:
             bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
             WhT, packed = _transposed(Wh), _NOT_PACKED[hs.dtype.type]
