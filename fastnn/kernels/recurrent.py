@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .. import _checks
+from .. import _checks, config
 from .._jit import helper, kernel, run_on_slots
 from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
@@ -51,6 +51,16 @@ _ALIGN = 16
 #: every part then multiplies by all of Wh each step, which should stay in its core's L2 (2 MiB here).
 _MIN_ROWS = 8
 _ROWS_MAX_WH = 1 << 20
+
+
+#: Compiler flags of the loop bodies: fastnn's set without ``reassoc`` and ``contract``. Numba compiles a parallel
+#: twin's loop body twice: as a library of its own, which the compiling process runs, and again, re-optimised,
+#: inside the twin's object, which the on-disk cache keeps and every later process runs. With that freedom LLVM
+#: rounded the two copies differently (``d * o * (1 - tc * tc)`` in the LSTM's backward pass; the GRU's too,
+#: even with ``contract`` alone), so a first run's gradients were ~1 ulp off later runs' and off the serial twin's
+#: (tests/robustness/test_cache.py). The bodies are element-wise passes (the products are BLAS or
+#: kernels/_tile.py's explicit fused multiply-adds): no reductions to vectorise, no speed lost (measured).
+_FASTMATH = config.FASTMATH - {"reassoc", "contract"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -126,7 +136,7 @@ def _row_prev(h0, hs, n, t, lo, hi):
     return h0[n, lo:hi] if t == 0 else hs[n, t - 1, lo:hi]
 
 
-@kernel("recurrent")
+@kernel("recurrent", _FASTMATH)
 def _rnn_fwd(hs, h0, Wh, b, bounds, one, ec, coefs):
     # hs holds x @ Wx on entry (N, T, H) and the states on exit
     N, T, H = hs.shape
@@ -139,7 +149,7 @@ def _rnn_fwd(hs, h0, Wh, b, bounds, one, ec, coefs):
                 _activate(hs[n, t, lo:hi], b[lo:hi], True, one, ec, coefs)
 
 
-@kernel("recurrent")
+@kernel("recurrent", _FASTMATH)
 def _rnn_bwd(dA, dhs, dh, hs, WhT, bounds, one):
     # dh (N, H): zeros on entry, dh0 on exit. Step t's region first finishes what step t+1 sends back
     # (dh = dA_{t+1} @ Wh.T, its columns lo..hi), then step t's units lo..hi: one parallel region per step
@@ -158,7 +168,7 @@ def _rnn_bwd(dA, dhs, dh, hs, WhT, bounds, one):
                         da[j] = (d[j] + dn[j]) * (one - h[j] * h[j])
 
 
-@kernel("recurrent", nogil=True)
+@kernel("recurrent", _FASTMATH, nogil=True)
 def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, ec, coefs):
     # packed: panels of Wh (blocks 4) for the unit cut (bounds on panel edges; each part packs its own at the
     # first step), or empty (BLAS products)
@@ -190,7 +200,7 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, 
                     h_row[j] = o[j] * _tanh(c, one, ec, coefs)
 
 
-@kernel("recurrent", nogil=True)
+@kernel("recurrent", _FASTMATH, nogil=True)
 def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, bounds, one, ec, coefs):
     # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
     # one parallel region per step, as in _rnn_bwd. packed: panels of Wh.T (blocks 1) for the unit cut (bounds
@@ -227,7 +237,7 @@ def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, bo
                     dc_row[j] = ds * f[j]
 
 
-@kernel("recurrent")
+@kernel("recurrent", _FASTMATH)
 def _gru_dlfs2_fwd(acts, hs, h0, Wh, b, rh, bounds, one, ec, coefs):
     # blocks z, r, h; rh (N, H) scratch for r * h_{t-1}
     N, T, G = acts.shape
@@ -258,7 +268,7 @@ def _gru_dlfs2_fwd(acts, hs, h0, Wh, b, rh, bounds, one, ec, coefs):
                     h_row[j] = (one - z[j]) * h_prev[j] + z[j] * hh[j]
 
 
-@kernel("recurrent")
+@kernel("recurrent", _FASTMATH)
 def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
     # dh (N, H) the gradient carried into step t's output (dh0 on exit); dcur, drh (N, H) scratch
     # two parallel regions per step: d(r h) needs all of the step's da^h
@@ -296,7 +306,7 @@ def _gru_dlfs2_bwd(dA, dhs, dh, dcur, drh, hs, h0, acts, Wh, bounds, one):
                     dh_row[j] = dcur_row[j] * (one - z[j]) + r[j] * drh_row[j]
 
 
-@kernel("recurrent")
+@kernel("recurrent", _FASTMATH)
 def _gru_torch_fwd(acts, hs, h0, Wh, b, bh, bounds, one, ec, coefs):
     # acts (N, T, 4H): blocks r, z, n hold x @ Wx on entry; the fourth gets h_{t-1} @ W_hn + b_hn
     N, T, A = acts.shape
@@ -327,7 +337,7 @@ def _gru_torch_fwd(acts, hs, h0, Wh, b, bh, bounds, one, ec, coefs):
                     h_row[j] = (one - zj) * nj + zj * h_prev[j]
 
 
-@kernel("recurrent")
+@kernel("recurrent", _FASTMATH)
 def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
     # dA (N, T, 3H) gradients of the input-side pre-activations; dAn (N, T, H) of h_{t-1} @ W_hn + b_hn
     # one parallel region per step, as in _rnn_bwd; dh holds d * z from step t+1's pass when its products add on

@@ -212,3 +212,34 @@ def test_corrupt_cache_costs_a_recompile_not_an_error(tmp_path, damage):
     proc = run_python(_child(tmp_path / "again.npz", ROOT), env=env, cwd=tmp_path, timeout=300)
     _assert_same(_load(tmp_path / "again.npz"), _expected())
     assert _stats(proc.stdout)["misses"], "the damaged entries must have been recompiled"
+
+
+_TWINS_CHILD = """
+import numpy as np
+import fastnn.kernels.recurrent as R
+from fastnn.kernels._tile import panels
+rng = np.random.default_rng(0)
+N, T, H, f = 3, 2, 128, np.float32
+u = lambda *s: rng.uniform(0.05, 0.95, s).astype(f)  # gate activations, states
+one, ec, coefs = R._consts(np.dtype(f))
+bounds = np.array([0, 64, H], np.int64)  # two parts, as two threads run them
+dA, dh, dc = np.zeros((N, T, 4 * H), f), np.zeros((N, H), f), u(N, H)
+R._lstm_bwd.parallel(dA, u(N, T, H), dh, dc, u(N, T, H), u(N, T, H), u(N, H), u(N, T, 4 * H), u(H, 4 * H) - f(0.5),
+                     panels(4 * H, H, 1, f), 0, H, 2 * H, 3 * H, bounds, one, ec, coefs)
+dG, dhg = np.zeros((N, T, 3 * H), f), np.zeros((N, H), f)
+R._gru_dlfs2_bwd.parallel(dG, u(N, T, H), dhg, np.empty((N, H), f), np.empty((N, H), f), u(N, T, H), u(N, H),
+                          u(N, T, 3 * H), u(H, 3 * H) - f(0.5), bounds, one)
+np.savez(OUT, lstm_dA=dA, lstm_dh=dh, lstm_dc=dc, gru_dA=dG, gru_dh=dhg)
+"""
+
+
+def test_parallel_twins_loaded_from_the_cache_give_the_compiled_bits(tmp_path):
+    """A parallel twin's loop body runs as Numba compiled it in the compiling process, and as a second,
+    re-optimised copy in every process that loads the twin from the cache; with ``reassoc`` (and, in the GRU,
+    ``contract``) LLVM rounded the two differently: a first run's LSTM and GRU gradients were ~1 ulp off later
+    runs'. The process that compiles and the one that loads must give the same bits."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    for run in ("cold", "warm"):
+        run_python(_TWINS_CHILD.replace("OUT", repr(str(tmp_path / f"{run}.npz"))), env=env, cwd=tmp_path,
+                   timeout=300)
+    _assert_same(_load(tmp_path / "warm.npz"), _load(tmp_path / "cold.npz"))
