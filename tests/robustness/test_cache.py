@@ -217,7 +217,7 @@ def test_corrupt_cache_costs_a_recompile_not_an_error(tmp_path, damage):
 _TWINS_CHILD = """
 import numpy as np
 import fastnn.kernels.recurrent as R
-from fastnn.kernels._tile import panels
+from fastnn.kernels._tile import panels_shape
 rng = np.random.default_rng(0)
 N, T, H, f = 3, 2, 128, np.float32
 u = lambda *s: rng.uniform(0.05, 0.95, s).astype(f)  # gate activations, states
@@ -225,7 +225,7 @@ one, ec, coefs = R._consts(np.dtype(f))
 bounds = np.array([0, 64, H], np.int64)  # two parts, as two threads run them
 dA, dh, dc = np.zeros((N, T, 4 * H), f), np.zeros((N, H), f), u(N, H)
 R._lstm_bwd.parallel(dA, u(N, T, H), dh, dc, u(N, T, H), u(N, T, H), u(N, H), u(N, T, 4 * H), u(H, 4 * H) - f(0.5),
-                     panels(4 * H, H, 1, f), 0, H, 2 * H, 3 * H, bounds, one, ec, coefs)
+                     np.empty(panels_shape(4 * H, H, 1), f), 0, H, 2 * H, 3 * H, bounds, one, ec, coefs)
 dG, dhg = np.zeros((N, T, 3 * H), f), np.zeros((N, H), f)
 R._gru_dlfs2_bwd.parallel(dG, u(N, T, H), dhg, np.empty((N, H), f), np.empty((N, H), f), u(N, T, H), u(N, H),
                           u(N, T, 3 * H), u(H, 3 * H) - f(0.5), bounds, one)
