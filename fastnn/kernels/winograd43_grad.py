@@ -63,7 +63,9 @@ def takes_f43(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
     Measured, DeepConvNet's layers (float32, N=100, with their fused ReLU / pool gradients), the backward alone, one
     thread, median of 21 alternating calls (ms, F(2x2, 3x3) -> F(4x4, 3x3)): 32->32 16x16 (K*C/(K+C) = 16)
     8.43 -> 7.53, 32->64 8x8 (21) 5.26 -> 4.10, 64->64 8x8 (32) 8.36 -> 6.66 take it; 16->16 28x28 (8) 7.92 -> 8.49
-    and 16->32 14x14 (10.7; its tiles cover 16x16, 1.31x the outputs) 4.34 -> 4.64 do not.
+    and 16->32 14x14 (10.7; its tiles cover 16x16, 1.31x the outputs) 4.34 -> 4.64 did not. With the chunk-wide
+    input adjoint (:func:`_input_adjoint_chunk`), median of 15 (ms): 16->16 28x28 7.62 -> 7.17, 16->32 14x14
+    3.76 -> 3.53, 32->32 16x16 8.09 -> 6.40, 32->64 8x8 4.67 -> 3.21, 64->64 8x8 9.34 -> 6.13: all take it now.
     """
     TH, TW = tiles(g)
     return (config.CONV_WINOGRAD43 and np.dtype(dtype) in winograd43._DTYPES
@@ -76,10 +78,10 @@ def takes_f43(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
 _DU_BYTES = 1 << 21
 
 #: Largest ratio of the outputs F(4x4, 3x3)'s tiles compute to the real ones at which it takes the backward pass.
-_F43_MAX_COVER = 1.2
+_F43_MAX_COVER = 1.35
 
 #: Smallest K*C / (K + C) (filters, channels) at which F(4x4, 3x3) takes the backward pass (:func:`takes_f43`).
-_F43_MIN_CHANNELS = 12
+_F43_MIN_CHANNELS = 8
 
 
 # ---------------------------------------------------------------------------------------------------------------
