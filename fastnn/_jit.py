@@ -49,6 +49,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numba
+from numba.extending import intrinsic
 
 from . import config
 from ._numba_cache import njit as _njit  # also imported under this name by kernels/activations.py
@@ -223,6 +224,26 @@ def run_on_slots(calls: list[Callable[[], Any]], concurrent: bool) -> None:
     calls[0]()
     for f in futures:
         f.result()  # re-raises a slot's exception here
+
+
+@intrinsic
+def claim(typingctx, counter):
+    """The next index from ``counter`` (a 1-D int64 array; its element 0 is taken and incremented atomically), for
+    slot kernels whose slots take chunks of work as they come rather than a fixed share.
+
+    Which slot takes which chunk then varies from run to run, so a body must give each chunk's results the same
+    bits whichever slot computes it (per-slot scratch only as scratch; partial sums per chunk or per fixed group of
+    chunks, never per slot).
+    """
+    if not (isinstance(counter, numba.types.Array) and counter.dtype == numba.types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        one = context.get_constant(numba.types.int64, 1)
+        return builder.atomic_rmw("add", ary.data, one, "monotonic")
+
+    return numba.types.int64(counter), codegen
 
 
 def slot_kernel(family: str, fastmath: frozenset[str] | bool = config.FASTMATH) -> Callable[[Callable], SlotKernel]:

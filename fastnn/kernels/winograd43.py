@@ -53,7 +53,7 @@ import numpy as np
 from numba import uintp
 
 from .. import config
-from .._jit import helper, slot_kernel
+from .._jit import claim, helper, slot_kernel
 from .._validate import WindowGeometry
 from . import winograd
 from ._blas import set_threads_local
@@ -380,19 +380,21 @@ def _pool_quarters(Y, y0, TW, out, argmax, n, f):
 
 
 @slot_kernel("window")
-def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu, pool, k):
+def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu, pool, k, counter):
     """out (N, K, OH, OW) = conv(x (N, C, H, W), filters with transforms U (36, K, C)) + b (K,), through ReLU
     when ``relu``; with ``pool``, out (N, K, OH // 2, OW // 2) and argmax are its 2x2 stride-2 max-pool instead.
 
-    V (S, 36, C, w), M (S, 36, K, w) with w >= m*L (m: the largest chunk): each of S slots' scratch; slot s takes
-    chunks s, s + S, ... (as :func:`fastnn.kernels.winograd._forward`). bad (S,): NaN in a slot whose outputs
-    (before ReLU and pooling) were not all finite, else zero.
+    V (S, 36, C, w), M (S, 36, K, w) with w >= m*L (m: the largest chunk): each of S slots' scratch. The slots take
+    the chunks as they come (:func:`fastnn._jit.claim` on ``counter``, (1,) int64 zero): a chunk's outputs are the
+    same whichever slot computes it, and a slot that starts late or runs on a busier core takes fewer. Measured, a
+    DeepConvNet step on two threads (another process busy on this machine), slot 0 ran 1.9-2x as long as slot 1
+    in each forward with chunks s, s + S, ... taken in turn. bad (S,): NaN in a slot whose outputs (before ReLU
+    and pooling) were not all finite, else zero.
     """
     N, C = x.shape[0], x.shape[1]
     K = U.shape[1]
     w = V.shape[3]
     L = TH * TW
-    S = V.shape[0]
     zero = k[0] - k[0]
     nmax = (w // L) * L
     pads = np.zeros((6, 4 * nmax + 2), dtype=x.dtype)
@@ -403,7 +405,10 @@ def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu
     Vs = V[slot]
     Ms = M[slot]
     nonfinite = zero
-    for ch in range(slot, chunks, S):
+    while True:
+        ch = claim(counter)
+        if ch >= chunks:
+            break
         n0, m = chunk_span(ch, chunks, N)
         for c in range(C):
             input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, Vs, k)
@@ -472,7 +477,7 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: 
     TH, TW = tiles(g)
     bad = np.empty(len(V), dtype=x.dtype)
     _forward.run(len(V), x, filter_transform(W), np.ascontiguousarray(b), out, argmax, V, M, bad, g.PH, g.PW, TH,
-                 TW, chunks, relu, pool, constants(x.dtype))
+                 TW, chunks, relu, pool, constants(x.dtype), np.zeros(1, dtype=np.int64))
     if np.isnan(bad).any():  # a non-finite output: F(2x2, 3x3) places those as the direct sum does (docstring)
         return _forward23(x, W, b, g, ws, relu=relu, pool=pool)
     return (out, argmax) if pool else out

@@ -39,7 +39,7 @@ import numpy as np
 from numba import uintp
 
 from .. import config
-from .._jit import helper, slot_kernel
+from .._jit import claim, helper, slot_kernel
 from .._validate import WindowGeometry
 from . import winograd, winograd43
 from ._workspace import buffer
@@ -239,12 +239,14 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
 
 @slot_kernel("window")
 def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, TW, OH, OW, chunks, need_dx,
-                mode, k):
+                mode, k, counter):
     """As :func:`fastnn.kernels.winograd._backward`, by F(4x4, 3x3): U, dU[g] (36, K, C); V (S, 36, C, w),
-    M (S, 36, K, w) with w >= m*L; VT (S, w, C) or (S, 0, C); k: :func:`fastnn.kernels.winograd43.constants`."""
+    M (S, 36, K, w) with w >= m*L; VT (S, w, C) or (S, 0, C); k: :func:`fastnn.kernels.winograd43.constants`.
+    The slots take the groups of chunks (each group's partial sum dU[g], added in a fixed order) as they come, by
+    :func:`fastnn._jit.claim` on ``counter`` ((1,) int64 zero), as :func:`fastnn.kernels.winograd43._forward`."""
     N, C = x.shape[0], x.shape[1]
     K = U.shape[1]
-    G, S, w = dU.shape[0], V.shape[0], V.shape[3]
+    G, w = dU.shape[0], V.shape[3]
     L = TH * TW
     mx = w // L  # input_transform's scratch (winograd43.scratch_shapes) for chunks of up to mx images
     pads = np.zeros((6, 4 * mx * L + 2), dtype=x.dtype)  # zero outside the data, which input_transform writes at
@@ -262,7 +264,10 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
     Ms = M[slot]
     VTs = VT[slot]
     transposed = VTs.shape[0] > 0
-    for g in range(slot, G, S):
+    while True:
+        g = claim(counter)
+        if g >= G:
+            break
         dUg = dU[g]
         dUg[:] = 0
         for ch in range(g, chunks, G):
@@ -322,7 +327,7 @@ def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     _backward43.run(S, x, dout, out, argmax, filter_transform(W), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
-                    g.OW, chunks, need_dx, mode, constants(x.dtype))
+                    g.OW, chunks, need_dx, mode, constants(x.dtype), np.zeros(1, dtype=np.int64))
     if not np.isfinite(dbp).all():  # a non-finite output gradient (its plane's sum): F(2x2, 3x3)'s results instead
         return _backward23(*given)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
