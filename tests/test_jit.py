@@ -57,3 +57,28 @@ def test_min_work_override_is_read_at_every_launch(monkeypatch):
     monkeypatch.delenv("FASTNN_PARALLEL_MIN_WORK")
     assert config.parallel_min_work("optimizer") == config.PARALLEL_MIN_WORK["optimizer"]
     assert not kern.use_parallel(3)
+
+
+def _claiming(slot, counter, seen, owner):
+    while True:
+        i = _jit.claim(counter)
+        if i >= seen.shape[0]:
+            break
+        seen[i] += 1
+        owner[i] = slot
+
+
+_CLAIMING = _jit.SlotKernel(_claiming, "window")
+
+
+@pytest.mark.parametrize("slots", [1, 2, 5])
+def test_claim_hands_out_each_index_once(slots):
+    """Slots that take work from a shared counter (``claim``): every index is taken by exactly one slot, and the
+    counter ends past the last one (each slot's failed claim included)."""
+    counter = np.zeros(1, np.int64)
+    seen = np.zeros(1000, np.int64)
+    owner = np.full(1000, -1, np.int64)
+    _CLAIMING.run(slots, counter, seen, owner)
+    np.testing.assert_array_equal(seen, np.ones(1000))
+    assert owner.min() >= 0 and owner.max() < slots
+    assert counter[0] == 1000 + slots

@@ -109,7 +109,13 @@ def constants(dtype: np.dtype) -> np.ndarray:
     return np.array([2, 4, 5, 8], dtype=dtype)
 
 
-@helper
+#: The column transform's flags: without ``reassoc`` and ``contract``, under which LLVM rounded its fused
+#: multiply-adds differently in a first run's copy and the cached one (README, Robustness; measured: a float32
+#: F(4x4, 3x3) forward differed in the last bit between a cold and a warm cache).
+_EXACT = config.FASTMATH - {"reassoc", "contract"}
+
+
+@helper(fastmath=_EXACT)
 def _column_transform(pads, ends, Z, n, k):
     """Z[a, j, f] = (d B)[a, j] for the n tiles f of :func:`input_transform`'s padded rows ``pads`` and ``ends``.
 
