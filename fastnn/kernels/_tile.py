@@ -109,25 +109,27 @@ def pack_part(src, trans, blocks, packed, p0, p1):
     K = packed.shape[1]
     W = PANEL // blocks
     H = (src.shape[0] if trans else src.shape[1]) // blocks
+    flat = src.reshape(-1)
     for p in range(p0, p1):
         w = min(W, H - p * W)
-        panel = packed[p]
-        if trans:  # b[k, u] = src[u, k]: 16 steps of k at a time, so the panel rows written stay in cache
-            for k0 in range(0, K, _LANES):
-                k1 = min(K, k0 + _LANES)
-                for blk in range(blocks):
-                    for j in range(W):
-                        if j < w:
-                            for k in range(k0, k1):
-                                panel[k, blk * W + j] = src[blk * H + p * W + j, k]
-                        else:
-                            for k in range(k0, k1):
-                                panel[k, blk * W + j] = 0
-        else:
+        if trans:
+            # b[k, u] = src[u, k]: each panel row gathered down w rows of src, indexed in the flat arrays
+            # (measured, one thread, Wh.T at H = 650: 0.8 ms; 2-D indexing in blocks of 16 steps of k, 2.6-5.8 ms)
+            panel = packed[p].reshape(-1)
+            for blk in range(blocks):
+                u0 = blk * H + p * W
+                for k in range(K):
+                    at = k * PANEL + blk * W
+                    for j in range(w):
+                        panel[at + j] = flat[(u0 + j) * K + k]
+                    for j in range(w, W):
+                        panel[at + j] = 0
+        else:  # 2-D indexing measured faster here than flat (0.8 against 1.2 ms, Wh at H = 650, 4 blocks)
+            panel2 = packed[p]
             for k in range(K):
                 for blk in range(blocks):
                     for j in range(W):
-                        panel[k, blk * W + j] = src[k, blk * H + p * W + j] if j < w else 0
+                        panel2[k, blk * W + j] = src[k, blk * H + p * W + j] if j < w else 0
 
 
 @helper

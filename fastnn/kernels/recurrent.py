@@ -194,10 +194,14 @@ def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, 
                 _activate(o, b[oo + lo:oo + hi], False, one, ec, coefs)
                 c_prev = _row_prev(c0, cs, n, t, lo, hi)
                 c_row, h_row = cs[n, t, lo:hi], hs[n, t, lo:hi]
+                # two loops, not one: LLVM vectorises a loop only if it can check at run time that what it writes
+                # does not overlap what it reads, and gives up past 8 such pairs of arrays (one loop writing c and
+                # h from f, c_prev, i, g, o had 11 and ran scalar: measured, one thread, this pass at DLFS-2's
+                # BetterRnnlm size 4.3 -> 1.75 ms per sequence; the same bits)
                 for j in range(hi - lo):
-                    c = f[j] * c_prev[j] + i[j] * g[j]
-                    c_row[j] = c
-                    h_row[j] = o[j] * _tanh(c, one, ec, coefs)
+                    c_row[j] = f[j] * c_prev[j] + i[j] * g[j]
+                for j in range(hi - lo):
+                    h_row[j] = o[j] * _tanh(c_row[j], one, ec, coefs)
 
 
 @kernel("recurrent", _FASTMATH, nogil=True)
