@@ -386,7 +386,7 @@ def _pool_quarters(Y, y0, TW, out, argmax, n, f):
             am[px] = np.uint8(2 + t_bottom) if t else np.uint8(t_top)
 
 
-@slot_kernel("window")
+@slot_kernel("window", claims=True)
 def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu, pool, k, counter):
     """out (N, K, OH, OW) = conv(x (N, C, H, W), filters with transforms U (36, K, C)) + b (K,), through ReLU
     when ``relu``; with ``pool``, out (N, K, OH // 2, OW // 2) and argmax are its 2x2 stride-2 max-pool instead.
@@ -482,7 +482,7 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, g: WindowGeometry, ws: 
     out, argmax = winograd.outputs(g, K, x.dtype, pool)
     chunks, V, M = _schedule(g, K, x.dtype, ws)
     TH, TW = tiles(g)
-    bad = np.empty(len(V), dtype=x.dtype)
+    bad = np.zeros(len(V), dtype=x.dtype)  # a slot skipped by SlotKernel.run (claims) leaves its zero
     _forward.run(len(V), x, filter_transform(W), np.ascontiguousarray(b), out, argmax, V, M, bad, g.PH, g.PW, TH,
                  TW, chunks, relu, pool, constants(x.dtype), np.zeros(1, dtype=np.int64))
     if np.isnan(bad).any():  # a non-finite output: F(2x2, 3x3) places those as the direct sum does (docstring)

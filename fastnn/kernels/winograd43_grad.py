@@ -237,7 +237,7 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
                     dx[ni, cu, yu, uintp(q)] = below
 
 
-@slot_kernel("window")
+@slot_kernel("window", claims=True)
 def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, TW, OH, OW, chunks, need_dx,
                 mode, k, counter):
     """As :func:`fastnn.kernels.winograd._backward`, by F(4x4, 3x3): U, dU[g] (36, K, C); V (S, 36, C, w),
