@@ -170,21 +170,29 @@ class SlotKernel(Kernel):
     against 2.2 s forward, 5.8 s against 2.7 s backward, float32, cold cache) -- the largest part of a first
     training run. ``serial`` and ``parallel`` both name the one compiled body (cache checks iterate over them);
     calling the kernel runs the body for the one slot given as its first argument.
+
+    ``claims``: the slots take their work from a shared counter (:func:`claim`) and a slot that runs no body at all
+    leaves nothing unwritten, so :meth:`run` skips a slot whose thread has not started by the time slot 0 has
+    finished (slot 0 then claimed everything). On this shared 2-core VM the second thread was often descheduled:
+    a DeepConvNet step at two threads with another process busy waited 0.1-2.2 ms per launch for a slot thread
+    that then found every chunk taken.
     """
 
-    def __init__(self, fn: Callable, family: str, fastmath: frozenset[str] | bool = config.FASTMATH) -> None:
+    def __init__(self, fn: Callable, family: str, fastmath: frozenset[str] | bool = config.FASTMATH,
+                 claims: bool = False) -> None:
         if family not in config.PARALLEL_MIN_WORK:
             raise ValueError(f"unknown kernel family {family!r}")
         flags = set(fastmath) if isinstance(fastmath, frozenset) else fastmath
         self.py_func = fn
         self.family = family
+        self.claims = claims
         self.serial = self.parallel = _njit(fn, nogil=True, fastmath=flags)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
     def run(self, slots: int, *args: Any) -> None:
         """Run the body for slots 0 .. ``slots`` - 1 (one per thread, as sized by :meth:`threads`), concurrently
-        when there are several."""
+        when there are several (with ``claims``, slots not started when slot 0 returns are skipped)."""
         body = self.serial
         if slots == 1:
             body(0, *args)
@@ -193,6 +201,8 @@ class SlotKernel(Kernel):
         futures = [pool.submit(body, slot, *args) for slot in range(1, slots)]
         body(0, *args)
         for f in futures:
+            if self.claims and f.cancel():  # not started: slot 0 has claimed all the work it would have found
+                continue
             f.result()  # re-raises a slot's exception here
 
 
@@ -246,9 +256,10 @@ def claim(typingctx, counter):
     return numba.types.int64(counter), codegen
 
 
-def slot_kernel(family: str, fastmath: frozenset[str] | bool = config.FASTMATH) -> Callable[[Callable], SlotKernel]:
+def slot_kernel(family: str, fastmath: frozenset[str] | bool = config.FASTMATH,
+                claims: bool = False) -> Callable[[Callable], SlotKernel]:
     """Decorator form of :class:`SlotKernel`."""
-    return lambda fn: SlotKernel(fn, family, fastmath)
+    return lambda fn: SlotKernel(fn, family, fastmath, claims)
 
 
 def _numba_layer() -> str | None:

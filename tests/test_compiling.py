@@ -261,9 +261,10 @@ def test_a_cold_step_defers_parallel_twins_to_the_worker_with_the_same_bits(tmp_
     script = """
 import sys, numpy as np
 from numba.core import event
-from fastnn import _compiling, _jit
+from fastnn import _compiling, _jit, config
 from fastnn.nets import MultiLayerNet
 from fastnn.optim import Adam
+config.PARALLEL_MIN_WORK.update(gemm=1 << 15, multi_tensor=1 << 15)  # this small net's products and W1 in parallel
 compiled, deferred, forked = [], set(), []
 real_defers = _compiling._Forked.defers
 def defers(self, kernel, args):

@@ -82,3 +82,28 @@ def test_claim_hands_out_each_index_once(slots):
     np.testing.assert_array_equal(seen, np.ones(1000))
     assert owner.min() >= 0 and owner.max() < slots
     assert counter[0] == 1000 + slots
+
+
+def test_claiming_slots_not_started_are_skipped():
+    """With ``claims``, slots whose thread has not started when slot 0 returns (here: every pool thread busy) are
+    cancelled rather than waited for; slot 0 has taken all the work."""
+    pool = _jit._slot_pool()
+    release = threading.Event()
+    blockers = [pool.submit(release.wait, 10) for _ in range(pool._max_workers)]
+    ran = []
+
+    def body(slot, work):
+        ran.append(slot)
+        while work:
+            work.pop()
+
+    knl = _jit.SlotKernel(body, "window", claims=True)
+    knl.serial = knl.parallel = body  # plain Python stands in for the compiled body: the launch is under test
+    work = list(range(100))
+    try:
+        knl.run(3, work)
+    finally:
+        release.set()
+        for b in blockers:
+            b.result()
+    assert ran == [0] and not work

@@ -46,7 +46,7 @@ _THREAD_CUTS = 1 << 25
 _SMALL = 1 << 18
 
 
-@kernel("window", same_bits=True)  # each part is one single-threaded BLAS call, whichever thread makes it
+@kernel("gemm", same_bits=True)  # each part is one single-threaded BLAS call, whichever thread makes it
 def _gemm_parts(a, b, c, ta, tb, lda, ldb, ldc, split, bounds, partial, bias, use_bias):
     """c (M, N) = op(a) @ op(b) (+ bias on every row when ``use_bias``), or its parts: ``split`` 0 cuts rows of
     c, 1 columns, 2 the reduction.
@@ -160,8 +160,9 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Products of more than ``2**18`` multiply-adds are cut into parts (the plan is in the module docstring), each one
-    single-threaded OpenBLAS call on one of Numba's threads, so OpenBLAS's own pool never wakes; smaller ones go to
-    ``np.matmul``. The same bits with any number of threads (see the module docstring). ``a`` and ``b`` may have
+    single-threaded OpenBLAS call, on Numba's threads from ``2**23`` multiply-adds (``config.PARALLEL_MIN_WORK``
+    "gemm"; below, one after the other on the calling thread), so OpenBLAS's own pool never wakes; smaller ones go
+    to ``np.matmul``. The same bits with any number of threads (see the module docstring). ``a`` and ``b`` may have
     any strides (a transposed view is passed to BLAS as such, without a copy). ``out`` is written by BLAS
     directly when its rows or its columns are contiguous (a Fortran-order ``out`` as ``out.T = b.T @ a.T``), which
     saves a layer's weight gradient a fresh array and a copy into its gradient array.

@@ -545,7 +545,7 @@ class MultiTensorPlan:
             # rows: every tensor, and the tensors small enough for the serial body
             rows = np.array([(k, 0, p.size) for k, p in enumerate(ps)], dtype=np.int64).reshape(-1, 3)
             # tensors whose own launch may run the parallel twin; they leave the serial launch when it does
-            large = [k for k, p in enumerate(ps) if p.size >= config.parallel_min_work("optimizer")]
+            large = [k for k, p in enumerate(ps) if p.size >= config.parallel_min_work("multi_tensor")]
             small = rows[[k for k in range(len(ps)) if k not in large]]
             self.groups.append((lo, len(ps), flat, flat_states, pad, rows, small, large))
         self._entries: dict[tuple[str, int], Any] = {}

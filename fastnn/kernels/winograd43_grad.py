@@ -237,7 +237,7 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
                     dx[ni, cu, yu, uintp(q)] = below
 
 
-@slot_kernel("window")
+@slot_kernel("window", claims=True)
 def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, TW, OH, OW, chunks, need_dx,
                 mode, k, counter):
     """As :func:`fastnn.kernels.winograd._backward`, by F(4x4, 3x3): U, dU[g] (36, K, C); V (S, 36, C, w),
@@ -326,7 +326,7 @@ def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry
     VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward43.run(S, x, dout, out, argmax, filter_transform(W), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
+    _backward43.run(S, x, dout, out, argmax, filter_transform(W, ws), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
                     g.OW, chunks, need_dx, mode, constants(x.dtype), np.zeros(1, dtype=np.int64))
     if not np.isfinite(dbp).all():  # a non-finite output gradient (its plane's sum): F(2x2, 3x3)'s results instead
         return _backward23(*given)

@@ -289,3 +289,20 @@ def test_special_values(alg, special, seed, twin, spy):
         finite = np.isfinite(g)
         close(g[finite], w[finite], np.float64)
 
+
+
+def test_f43_filter_transform_is_kept_only_for_the_same_filter_bits():
+    """The forward's U is reused by the backward through the layer's workspace while W holds the same bytes; an
+    in-place edit (a signed zero too) recomputes it."""
+    W = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    W[0, 0, 0, 0] = 0.0
+    ws = {}
+    U = winograd43.filter_transform(W, ws)
+    assert winograd43.filter_transform(W.copy(), ws) is U
+    np.testing.assert_array_equal(U, winograd43.filter_transform(W))
+    for edit in (lambda w: w.__setitem__((0, 0, 0, 0), -0.0), lambda w: w.__imul__(2)):
+        edit(W)
+        again = winograd43.filter_transform(W, ws)
+        assert again is not U
+        np.testing.assert_array_equal(again.view(np.uint32), winograd43.filter_transform(W).view(np.uint32))
+        U = again

@@ -17,11 +17,18 @@ import pytest
 
 import fastnn.kernels.optimizers as K
 import fastnn.optim as optim
-from fastnn import backend
+from fastnn import backend, config
 from tests.optim.test_optimizers import CASE_IDS, CASES
 
-# sizes around the vector width and the parallel threshold (32768 elements: per-tensor launch when parallel)
+# sizes around the vector width and the parallel threshold (32768 elements: per-tensor launch when parallel, with
+# the multi-tensor threshold lowered to it by the fixture below)
 SHAPES = [(3, 4), (40000,), (10, 1), (1,), (2, 3, 5), (7,), (130, 33), (16,), (5,)]
+
+
+@pytest.fixture(autouse=True)
+def _small_tensors_leave_the_plan(monkeypatch):
+    """A tensor of 40000 elements takes its own (parallel) launch here, as it would from 2**18 elements."""
+    monkeypatch.setitem(config.PARALLEL_MIN_WORK, "multi_tensor", config.PARALLEL_MIN_WORK["optimizer"])
 
 
 def _problem(dtype, seed=0, steps=3, shapes=SHAPES):
