@@ -35,15 +35,16 @@ PARALLEL_MIN_WORK: dict[str, int] = {
     "elementwise": 1 << 16,
     "optimizer": 1 << 15,
     # a tensor of a multi-tensor optimizer step (kernels/optimizers.py MultiTensorPlan) leaves the plan's one serial
-    # launch for a parallel launch of its own from this size: it then pays a whole launch, not the threshold's
-    # marginal loop. DeepConvNet's two largest (36864 and 51200 elements, float32 Adam) at 2**15: their own
-    # launches took ~0.5 ms each on this VM with another process busy (0.012-0.017 ms of serial loop).
-    "multi_tensor": 1 << 18,
+    # launch for a parallel launch of its own from this size. 2**18 saved DeepConvNet's two largest tensors ~0.5 ms
+    # each with another process busy on this VM, but cost the 22-tensor Adam of MultiLayerNetExtend its edge on a
+    # quiet machine (its 78400-element W1 serial: 0.49 -> 0.51x PyTorch's fused Adam, targets run 2026-12-06): kept
+    # at the optimizer family's threshold
+    "multi_tensor": 1 << 15,
     # a matrix product cut into single-threaded BLAS parts (kernels/linalg.py), in multiply-adds / 8: its parts run
-    # on Numba's threads from 2**23 multiply-adds. DeepConvNet's (100, 1024) @ (1024, 50) and the backward's two
-    # products (5.1e6 each) took 0.63 ms in parallel against 0.13 serial with another process busy on this VM
-    # (quiet, the parallel launch would save ~0.04 ms of them).
-    "gemm": 1 << 20,
+    # on Numba's threads from 2**18 multiply-adds. 2**23 helped DeepConvNet's affine products with another process
+    # busy (0.63 -> 0.13 ms each), but on a quiet machine the batch-norm MLP's 100-wide products lost their second
+    # thread: its CIFAR-size step 1.56 -> 2.01 ms (targets runs 2026-12-06, 00:30 and 02:10)
+    "gemm": 1 << 15,
     "window": 1 << 15,
     "normalization": 1 << 16,
     "loss": 1 << 14,

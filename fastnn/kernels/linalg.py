@@ -160,7 +160,7 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Products of more than ``2**18`` multiply-adds are cut into parts (the plan is in the module docstring), each one
-    single-threaded OpenBLAS call, on Numba's threads from ``2**23`` multiply-adds (``config.PARALLEL_MIN_WORK``
+    single-threaded OpenBLAS call, on Numba's threads from ``2**18`` multiply-adds (``config.PARALLEL_MIN_WORK``
     "gemm"; below, one after the other on the calling thread), so OpenBLAS's own pool never wakes; smaller ones go
     to ``np.matmul``. The same bits with any number of threads (see the module docstring). ``a`` and ``b`` may have
     any strides (a transposed view is passed to BLAS as such, without a copy). ``out`` is written by BLAS
