@@ -20,14 +20,15 @@ import fastnn.optim as optim
 from fastnn import backend, config
 from tests.optim.test_optimizers import CASE_IDS, CASES
 
-# sizes around the vector width and the parallel threshold (32768 elements: per-tensor launch when parallel, with
-# the multi-tensor threshold lowered to it by the fixture below)
+# sizes around the vector width and the parallel threshold (32768 elements: per-tensor launch when parallel; the
+# fixture below pins the multi-tensor threshold there, whatever config's default)
 SHAPES = [(3, 4), (40000,), (10, 1), (1,), (2, 3, 5), (7,), (130, 33), (16,), (5,)]
 
 
 @pytest.fixture(autouse=True)
 def _small_tensors_leave_the_plan(monkeypatch):
-    """A tensor of 40000 elements takes its own (parallel) launch here, as it would from 2**18 elements."""
+    """A tensor of 40000 elements takes its own (parallel) launch here even if config's "multi_tensor" threshold is
+    raised above the optimizer family's (it was 2**18 for a while), so the per-tensor branch stays covered."""
     monkeypatch.setitem(config.PARALLEL_MIN_WORK, "multi_tensor", config.PARALLEL_MIN_WORK["optimizer"])
 
 
