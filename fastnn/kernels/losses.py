@@ -101,9 +101,24 @@ def _store_mean(row_loss, n):
 
 #: Elements per block of rows of the cross-entropy kernel (:func:`_softmax_ce_block`); the blocks are its
 #: parallel twin's work items: a quarter of the loss family's default parallel threshold, so a parallel launch has
-#: at least 4 (balanced over 2 threads within a block). Each block restarts the pipeline: measured on (128, 100)
-#: float32, serial, 6.0 us in one block, 6.1 in four (4096), 6.25 in eight.
+#: at least 4 (balanced over 2 threads within a block). Below that threshold the kernel takes one block: each
+#: block restarts the row pipeline (measured on (128, 100) float32, serial, Zen 4: 8.0 us in one block, 8.3 in
+#: four).
 CE_BLOCK = 1 << 12
+
+#: Columns per vector of the cross-entropy's exponential pass (16 float32 lanes of AVX-512).
+_CE_LANES = 16
+
+
+@helper(inline=True)
+def _labels_in_range(labels, k):
+    """Whether every label is in [0, k): one vectorised pass over them as unsigned (a negative label is a huge
+    one). The cross-entropy kernels make this check before anything else, so a caller may leave it to them."""
+    bad = 0
+    kk = np.uint64(k)
+    for i in range(labels.shape[0]):
+        bad += np.uint64(labels[i]) >= kk
+    return bad == 0
 
 
 @helper(inline=True)
@@ -111,18 +126,32 @@ def _softmax_ce_block(x, labels, probs, row_loss, b, blocks, ec, coefs):
     """Block ``b`` of ``blocks`` (consecutive rows): each row's softmax into ``probs`` and its loss into
     ``row_loss``: log-sum-exp - x[i, t].
 
-    :func:`_softmax_row`'s operations (the same bits) in another order: row i+1's min and max are found between
-    row i's exponentials and its division, so the range pass's reductions, whose latency a row-by-row loop waits
-    for, overlap row i's work. Row indices are unsigned: Numba then drops the wraparound of negative indices,
-    which LLVM could not prove away for a block's rows (it can for a loop from 0). Measured on (128, 100) float32,
-    serial twin, thread CPU time: 6.8 -> 6.3 us (6.55-6.8 with signed indices). The loops are written out here:
-    through inlined helpers called once per row (``_row_range``, an exponential pass) the array references cost
-    reference counts that Numba did not prune (measured 7.6-8.2 us); once per block they cost nothing measurable.
+    :func:`_softmax_row`'s operations in another order, two of them:
+
+    - row i+1's min and max are found between row i's exponentials and its division, so the range pass's
+      reductions, whose latency a row-by-row loop waits for, overlap row i's work (measured on (128, 100) float32,
+      serial twin, Xeon: 6.8 -> 6.3 us);
+    - where K is not a multiple of 16 and the row's exponentials are normal, its last 16 columns are one more
+      vector, overlapping the columns before, whose sum is masked out: LLVM had left those K % 16 columns to a
+      scalar loop, a quarter of the kernel's time at K = 100 (measured on Zen 4, (128, 100) float32, serial:
+      8.4 -> 7.5 us). The row sum's order differs from :func:`_softmax_row`'s, so a probability may differ from
+      :func:`softmax_forward`'s in its last bit.
+
+    Row indices are unsigned: Numba then drops the wraparound of negative indices, which LLVM could not prove away
+    for a block's rows (it can for a loop from 0). The loops are written out here: through inlined helpers called
+    once per row (``_row_range``, an exponential pass) the array references cost reference counts that Numba did
+    not prune (measured 7.6-8.2 us against 6.3); once per block they cost nothing measurable.
     """
     n, k = x.shape
     one = np.uint64(1)
     b0 = np.uint64(b * n // blocks)
     b1 = np.uint64((b + 1) * n // blocks)
+    k16 = k - k % _CE_LANES  # columns the vector loop covers whole
+    overlap = k16 < k and k >= _CE_LANES  # the rest is one vector overlapping them
+    tail = np.uint64(k - _CE_LANES if overlap else 0)  # unsigned, as the rows: a column index LLVM sees as >= 0
+    fresh = k16 - (k - _CE_LANES)  # lanes of the overlapping vector from here on are not summed yet
+    main = k16 if overlap else k
+    zero = ec[5]  # zero of x's dtype
     lo_key = hi_key = _ordered_int(x[b0, 0])  # row b0's range; row i+1's is found inside the loop
     for j in range(1, k):
         key = _ordered_int(x[b0, j])
@@ -130,12 +159,17 @@ def _softmax_ce_block(x, labels, probs, row_loss, b, blocks, ec, coefs):
         lo_key = key if key < lo_key else lo_key
     for i in range(b0, b1):
         lo, m = _ordered_float(lo_key), _ordered_float(hi_key)
-        s = ec[5]  # zero of x's dtype
+        s = zero
         if lo - m >= ec[9]:  # all exponentials normal (see _softmax_row); False for NaN
-            for j in range(k):
+            for j in range(main):
                 e = _exp_normal(x[i, j] - m, ec, coefs)
                 probs[i, j] = e
                 s += e
+            if overlap:
+                for lane in range(_CE_LANES):
+                    e = _exp_normal(x[i, tail + np.uint64(lane)] - m, ec, coefs)
+                    probs[i, tail + np.uint64(lane)] = e
+                    s += e if lane >= fresh else zero
         else:
             for j in range(k):
                 e = _exp_nonpos(x[i, j] - m, ec, coefs)
@@ -156,12 +190,16 @@ def _softmax_ce_block(x, labels, probs, row_loss, b, blocks, ec, coefs):
 
 @kernel("loss")
 def _softmax_ce(x, labels, probs, row_loss):
+    """False, with nothing written, when a label is outside [0, K); else True."""
+    if not _labels_in_range(labels, x.shape[1]):
+        return False
     ec, coefs = exp_tables(x)
     n = x.shape[0]
-    blocks = min(n, (x.size + CE_BLOCK - 1) // CE_BLOCK)  # each block has a row
+    blocks = 1 if x.size < 4 * CE_BLOCK else min(n, (x.size + CE_BLOCK - 1) // CE_BLOCK)  # each block has a row
     for b in prange(blocks):
         _softmax_ce_block(x, labels, probs, row_loss, b, blocks, ec, coefs)
     _store_mean(row_loss, n)
+    return True
 
 
 @kernel("loss")
@@ -170,7 +208,10 @@ def _softmax_ce_delta(x, labels, probs, row_loss, delta):
     # training step (issue 16's <= 4 s), so this body is the short one: the general exponential only (the same
     # numbers as _softmax_row's normal-range fast path, tests/kernels/test_activations.py pins that), no row
     # pipeline. Measured: compile 0.59 -> 0.43 s of CPU (a cold SimpleConvNet step 3.94 -> 3.77 s, median of 3,
-    # interleaved), for ~1 us more per (100, 10) call (3.0 -> 4.0 us; (128, 100) 7.6 -> 10.6 us)
+    # interleaved), for ~1 us more per (100, 10) call (3.0 -> 4.0 us; (128, 100) 7.6 -> 10.6 us). Returns as
+    # _softmax_ce.
+    if not _labels_in_range(labels, x.shape[1]):
+        return False
     ec, coefs = exp_tables(x)
     n, k = x.shape
     for i in prange(n):
@@ -184,6 +225,7 @@ def _softmax_ce_delta(x, labels, probs, row_loss, delta):
             probs[i, j] = _fdiv(probs[i, j], s)
         row_loss[i] = -math.log(probs[i, labels[i]] + delta)
     _store_mean(row_loss, n)
+    return True
 
 
 @kernel("loss")
@@ -239,22 +281,33 @@ def softmax_forward(x: np.ndarray) -> np.ndarray:
 def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
     """The softmax of :func:`softmax_forward`, parallel over rows; each row's loss goes to its own slot and a
     serial pass sums the slots in float64 for the mean.
+
+    An int64 label vector's range is checked by the compiled kernel, in one pass before anything is computed, and
+    a label out of range gets :func:`fastnn._validate.labels`'s error, as from the twin (~0.7 us less per call than
+    that check in NumPy, a tenth of a (128, 100) call).
     """
-    x, labels, delta = _checks.check_softmax_cross_entropy("softmax_cross_entropy_forward", x, t, delta)
-    return _softmax_cross_entropy_forward(x, labels, delta=delta)
+    x, labels, delta = _checks.check_softmax_cross_entropy(_CE, x, t, delta, check_range=False)
+    result = _softmax_cross_entropy_forward(x, labels, delta=delta)
+    if result is None:
+        _validate.labels(t, x.shape[0], x.shape[1], _CE, "t")  # raises: a label is out of range
+    return result
+
+
+_CE = "softmax_cross_entropy_forward"
 
 
 def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *,
-                                   delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
+                                   delta: float = 0.0) -> tuple[np.generic, np.ndarray] | None:
+    """None, with nothing computed, when a label of ``t`` (int64, (N,)) is outside [0, K)."""
     n = x.shape[0]
     probs = np.empty(x.shape, x.dtype)
     row_loss = np.empty(n + 1, x.dtype)  # a slot per row, then the mean
     if delta:
-        _softmax_ce_delta.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss,
-                              x.dtype.type(delta))
+        ok = _softmax_ce_delta.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss,
+                                   x.dtype.type(delta))
     else:
-        _softmax_ce.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss)
-    return row_loss[n], probs
+        ok = _softmax_ce.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss)
+    return (row_loss[n], probs) if ok else None
 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:

@@ -324,3 +324,26 @@ def test_labels_out_of_range_refused_in_every_integer_dtype(code):
     for values in bad:
         with pytest.raises(ValueError, match=r"softmax_cross_entropy_forward.*t.*labels in \[0, 4\)"):
             K.softmax_cross_entropy_forward(x, np.array(values, dtype=code))
+
+
+@pytest.mark.parametrize("delta", [0.0, 1e-7])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (130, 100)])
+def test_int64_labels_out_of_range_caught_by_the_kernel(shape, delta):
+    """int64 labels reach the compiled cross-entropy unchecked (it checks their range before anything else): a label
+    of -1, K or a huge one, first, last or alone, gets the twin's error, and the same call with the label fixed
+    still computes the twin's numbers."""
+    n, k = shape
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    for where in {0, n - 1}:
+        for value in (-1, k, 2**62, -(2**63)):
+            t = np.zeros(n, np.int64)
+            t[where] = value
+            errors = []
+            for mod in (K, R):
+                with pytest.raises(ValueError, match=r"softmax_cross_entropy_forward: t must be labels") as exc:
+                    mod.softmax_cross_entropy_forward(x, t, delta=delta)
+                errors.append(str(exc.value))
+            assert errors[0] == errors[1]
+            t[where] = k - 1
+            assert_close(K.softmax_cross_entropy_forward(x, t, delta=delta)[0],
+                         R.softmax_cross_entropy_forward(x, t, delta=delta)[0], np.float32)
