@@ -29,8 +29,10 @@ loops over all the chunk's tiles.
 
 Schedule, scratch and partial sums of ``dU``: as :mod:`fastnn.kernels.winograd` (a chunk of images per step on
 each slot thread, the products by single-threaded OpenBLAS, ``dU`` in a fixed number of partial sums over fixed
-chunk sets added in order: the same bits with any number of threads). :data:`fastnn.config.CONV_WINOGRAD43`
-(environment ``FASTNN_CONV_WINOGRAD43=0``) turns this backward off with the F(4x4, 3x3) forward.
+chunk sets), except that each partial sum's filter adjoint is taken by the slot that made it and the adjoints
+are added in group order after the launch (:func:`_finish`): the same bits with any number of threads.
+:data:`fastnn.config.CONV_WINOGRAD43` (environment ``FASTNN_CONV_WINOGRAD43=0``) turns this backward off with the
+F(4x4, 3x3) forward.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ def takes_f43(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
 
 #: Bytes of the partial sums of dU (each 36 * K * C) up to which there are :data:`winograd._GROUPS` of them; fewer
 #: (a multiple of ``_CHUNK_MULTIPLE``, at least that) beyond: 64 x 64 filters' eight took ~0.5 ms to allocate and
-#: add, two ~0.25 ms (float32).
+#: add, two ~0.25 ms (float32). With the adjoints in the slots (:func:`_group_adjoint`), more groups still did not
+#: pay: 64 x 64 filters' backward, two threads, median of 100 alternating calls, 2 / 4 / 8 groups 6.44 / 6.71 /
+#: 6.85 ms; DeepConvNet's 16- and 32-channel layers with up to 16 or 32 groups rather than 8: no gain beyond the
+#: noise of a busy machine.
 _DU_BYTES = 1 << 21
 
 #: Largest ratio of the outputs F(4x4, 3x3)'s tiles compute to the real ones at which it takes the backward pass.
