@@ -387,11 +387,12 @@ def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
 
 
 @helper
-def grad_products(Ms, Vs, VTs, U, dUg, cols, transposed, need_dx):
+def grad_products(Ms, Vs, VTs, U, dUg, cols, transposed, need_dx, beta):
     """A chunk's products of the backward, for every tile position xi (16 here, 36 in F(4x4, 3x3)'s):
-    dUg[xi] (K, C) += Ms[xi] (K, cols) @ Vs[xi] (C, cols)^T, through VTs (cols, C), Vs[xi]^T copied, when
-    ``transposed`` (:data:`_TRANSPOSED_DU`); then with ``need_dx``, Vs[xi] = U[xi]^T (C, K) @ Ms[xi]. Ms and Vs
-    have rows ``Ms.shape[2]`` apart; OpenBLAS runs single-threaded in this (Numba) thread."""
+    dUg[xi] (K, C) = Ms[xi] (K, cols) @ Vs[xi] (C, cols)^T + beta * dUg[xi] (beta 0: a group's first chunk, no
+    zeroing; 1: add), through VTs (cols, C), Vs[xi]^T copied, when ``transposed`` (:data:`_TRANSPOSED_DU`); then
+    with ``need_dx``, Vs[xi] = U[xi]^T (C, K) @ Ms[xi]. Ms and Vs have rows ``Ms.shape[2]`` apart; OpenBLAS runs
+    single-threaded in this (Numba) thread."""
     K, C, w = U.shape[1], U.shape[2], Ms.shape[2]
     before = set_threads_local(1)
     for xi in range(Vs.shape[0]):
@@ -403,7 +404,7 @@ def grad_products(Ms, Vs, VTs, U, dUg, cols, transposed, need_dx):
             b, ldb, trans_b = VTs, C, False
         else:
             b, ldb, trans_b = Vs[xi], w, True
-        _gemm(False, trans_b, K, C, cols, Ms[xi], w, b, ldb, 1.0, dUg[xi], C)  # one call site: compiled once
+        _gemm(False, trans_b, K, C, cols, Ms[xi], w, b, ldb, beta, dUg[xi], C)  # one call site: compiled once
     if need_dx:
         for xi in range(Vs.shape[0]):
             _gemm(True, False, C, cols, K, U[xi], C, Ms[xi], w, 0.0, Vs[xi], w)
@@ -506,7 +507,7 @@ def _backward(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, 
             for i in range(k):
                 for c in range(C):
                     _input_transform(x[n0 + i, c], PH, PW, TH, TWp, pe, po, E, O, Vs, c, i * L)
-            grad_products(Ms, Vs, VTs, U, dUg, k * L, transposed, need_dx)
+            grad_products(Ms, Vs, VTs, U, dUg, k * L, transposed, need_dx, 1.0)
             if need_dx:
                 for i in range(k):
                     for c in range(C):

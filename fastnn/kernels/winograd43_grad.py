@@ -29,8 +29,10 @@ loops over all the chunk's tiles.
 
 Schedule, scratch and partial sums of ``dU``: as :mod:`fastnn.kernels.winograd` (a chunk of images per step on
 each slot thread, the products by single-threaded OpenBLAS, ``dU`` in a fixed number of partial sums over fixed
-chunk sets added in order: the same bits with any number of threads). :data:`fastnn.config.CONV_WINOGRAD43`
-(environment ``FASTNN_CONV_WINOGRAD43=0``) turns this backward off with the F(4x4, 3x3) forward.
+chunk sets), except that each partial sum's filter adjoint is taken by the slot that made it and the adjoints
+are added in group order after the launch (:func:`_finish`): the same bits with any number of threads.
+:data:`fastnn.config.CONV_WINOGRAD43` (environment ``FASTNN_CONV_WINOGRAD43=0``) turns this backward off with the
+F(4x4, 3x3) forward.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from .._validate import WindowGeometry
 from . import winograd, winograd43
 from ._workspace import buffer
 from .winograd import chunk_span, chunking, grad_plane, grad_products, gradient_source
-from .winograd43 import GG, constants, filter_transform, input_transform, tiles
+from .winograd43 import _EXACT, PAIRS, G, constants, input_transform, tiles, transformed
 
 __all__ = ["backward", "backward43", "takes_f43"]
 
@@ -74,7 +76,10 @@ def takes_f43(g: WindowGeometry, K: int, dtype: np.dtype) -> bool:
 
 #: Bytes of the partial sums of dU (each 36 * K * C) up to which there are :data:`winograd._GROUPS` of them; fewer
 #: (a multiple of ``_CHUNK_MULTIPLE``, at least that) beyond: 64 x 64 filters' eight took ~0.5 ms to allocate and
-#: add, two ~0.25 ms (float32).
+#: add, two ~0.25 ms (float32). With the adjoints in the slots (:func:`_group_adjoint`), more groups still did not
+#: pay: 64 x 64 filters' backward, two threads, median of 100 alternating calls, 2 / 4 / 8 groups 6.44 / 6.71 /
+#: 6.85 ms; DeepConvNet's 16- and 32-channel layers with up to 16 or 32 groups rather than 8: no gain beyond the
+#: noise of a busy machine.
 _DU_BYTES = 1 << 21
 
 #: Largest ratio of the outputs F(4x4, 3x3)'s tiles compute to the real ones at which it takes the backward pass.
@@ -237,13 +242,98 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
                     dx[ni, cu, yu, uintp(q)] = below
 
 
+@helper(fastmath=_EXACT)
+def _group_adjoint(dU2, Gm, S, dW9):
+    """dW9[3r + b, p] = (G^T du_p G)[r, b] for the (filter, channel) pairs' du_p = dU2[:, p] (36 = 6x6, row-major),
+    p < dU2.shape[1]: the adjoint of :func:`fastnn.kernels.winograd43._transform_filters`, tap-major. Gm: G (6, 3);
+    S (18, >= PAIRS) scratch.
+
+    ``G^T du`` then ``(G^T du) G``, loops over a block of pairs per row (vectorised), every coefficient
+    multiplied, zeros included: a non-finite du reaches all nine taps of its pair, as the dense product did.
+    """
+    n = dU2.shape[1]
+    for p0 in range(0, n, PAIRS):
+        m = min(PAIRS, n - p0)
+        for j in range(6):  # S[6r + j] = sum_i G[i, r] du[i, j]
+            d0 = dU2[j, p0:p0 + m]
+            d1 = dU2[6 + j, p0:p0 + m]
+            d2 = dU2[12 + j, p0:p0 + m]
+            d3 = dU2[18 + j, p0:p0 + m]
+            d4 = dU2[24 + j, p0:p0 + m]
+            d5 = dU2[30 + j, p0:p0 + m]
+            for r in range(3):
+                a0 = Gm[0, r]
+                a1 = Gm[1, r]
+                a2 = Gm[2, r]
+                a3 = Gm[3, r]
+                a4 = Gm[4, r]
+                a5 = Gm[5, r]
+                sr = S[6 * r + j]
+                for p in range(m):
+                    sr[p] = a0 * d0[p] + a1 * d1[p] + a2 * d2[p] + a3 * d3[p] + a4 * d4[p] + a5 * d5[p]
+        for r in range(3):  # dW[3r + b] = sum_j S[6r + j] G[j, b]
+            e0 = S[6 * r]
+            e1 = S[6 * r + 1]
+            e2 = S[6 * r + 2]
+            e3 = S[6 * r + 3]
+            e4 = S[6 * r + 4]
+            e5 = S[6 * r + 5]
+            for b in range(3):
+                c0 = Gm[0, b]
+                c1 = Gm[1, b]
+                c2 = Gm[2, b]
+                c3 = Gm[3, b]
+                c4 = Gm[4, b]
+                c5 = Gm[5, b]
+                w = dW9[3 * r + b, p0:p0 + m]
+                for p in range(m):
+                    w[p] = e0[p] * c0 + e1[p] * c1 + e2[p] * c2 + e3[p] * c3 + e4[p] * c4 + e5[p] * c5
+
+
+@helper(fastmath=_EXACT)
+def _finish(dWg, dbp, dW, db):
+    """dW (K*C*9, flat: (K, C, 3, 3)) = the groups' filter gradients dWg (G, 9, K*C) summed in group order; db (K,)
+    = dbp (N, K) summed over the images in order. dWg[0] is overwritten. Returns the sum of ``0 * dbp``: NaN when
+    an output-gradient plane's sum is not finite, else zero."""
+    Gs, n = dWg.shape[0], dWg.shape[2]
+    first = dWg[0]
+    for g in range(1, Gs):
+        for q in range(9):
+            a = first[q]
+            d = dWg[g, q]
+            for p in range(n):
+                a[p] += d[p]
+    for q in range(9):
+        a = first[q]
+        for p in range(n):
+            dW[uintp(9 * p + q)] = a[p]
+    N, K = dbp.shape
+    acc = np.zeros(K, dtype=db.dtype)
+    zero = acc[0]
+    db[:] = dbp[0]
+    for i in range(N):
+        r = dbp[i]
+        if i:
+            for k in range(K):
+                db[k] += r[k]
+        for k in range(K):
+            acc[k] += r[k] * zero
+    bad = zero
+    for k in range(K):
+        bad += acc[k]
+    return bad
+
+
 @slot_kernel("window", claims=True)
-def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH, TW, OH, OW, chunks, need_dx,
-                mode, k, counter):
+def _backward43(slot, x, dout, out, argmax, U, dU, dWg, Gm, dbp, dx, V, M, VT, PH, PW, TH, TW, OH, OW, chunks,
+                need_dx, mode, k, counter):
     """As :func:`fastnn.kernels.winograd._backward`, by F(4x4, 3x3): U, dU[g] (36, K, C); V (S, 36, C, w),
     M (S, 36, K, w) with w >= m*L; VT (S, w, C) or (S, 0, C); k: :func:`fastnn.kernels.winograd43.constants`.
-    The slots take the groups of chunks (each group's partial sum dU[g], added in a fixed order) as they come, by
-    :func:`fastnn._jit.claim` on ``counter`` ((1,) int64 zero), as :func:`fastnn.kernels.winograd43._forward`."""
+    The slots take the groups of chunks (each group's partial sum dU[g]) as they come, by
+    :func:`fastnn._jit.claim` on ``counter`` ((1,) int64 zero), as :func:`fastnn.kernels.winograd43._forward`;
+    the slot that sums a group also takes its filter adjoint, dWg[g] (9, K*C) (:func:`_group_adjoint`; Gm: G
+    (6, 3)), which :func:`_finish` adds in group order: those adjoints run on both threads, where the sum of the
+    dU[g] and one adjoint ran on the calling thread after the launch (~0.3 ms a DeepConvNet step in NumPy)."""
     N, C = x.shape[0], x.shape[1]
     K = U.shape[1]
     G, w = dU.shape[0], V.shape[3]
@@ -256,6 +346,7 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
     R = np.empty((6, 4 * w), dtype=x.dtype)
     P = np.empty((6, 4 * w), dtype=x.dtype)  # the input adjoint's scratch (input_transform's must stay zeroed)
     E = np.empty((6, 2 * w), dtype=x.dtype)
+    S = np.empty((18, PAIRS), dtype=x.dtype)
     c2 = k[0]
     c4 = k[1]
     c5 = k[2]
@@ -269,8 +360,7 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
         if g >= G:
             break
         dUg = dU[g]
-        dUg[:] = 0
-        for ch in range(g, chunks, G):
+        for ch in range(g, chunks, G):  # the group's first chunk writes dUg (beta 0), the others add to it
             n0, m = chunk_span(ch, chunks, N)
             for f in range(K):
                 for i in range(m):  # the gradient planes, pitch 4 TW, and their sums on the way
@@ -279,10 +369,11 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dbp, dx, V, M, VT, PH, PW, TH
                 _output_adjoint43(D, R, Ms, f, m * TH, TW, c2, c4)
             for c in range(C):
                 input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Zi, Vs, k)
-            grad_products(Ms, Vs, VTs, U, dUg, m * L, transposed, need_dx)
+            grad_products(Ms, Vs, VTs, U, dUg, m * L, transposed, need_dx, 0.0 if ch == g else 1.0)
             if need_dx:
                 for c in range(C):
                     _input_adjoint_chunk(Vs, c, n0, m, PH, PW, TH, TW, Zi, P, E, dx, c2, c4, c5)
+        _group_adjoint(dUg.reshape((36, K * C)), Gm, S, dWg[g])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -305,7 +396,8 @@ def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry
     """:func:`backward` by F(4x4, 3x3) whatever the shapes and dtype (but by F(2x2, 3x3) when the output gradient
     or the filters are not all finite: module docstring)."""
     K = W.shape[0]
-    if not np.isfinite(W).all():
+    U, finite = transformed(W, ws)
+    if not finite:
         return _backward23(dout, x, W, g, ws, need_dx, out, argmax)
     given = dout, x, W, g, ws, need_dx, out, argmax
     x = np.ascontiguousarray(x)
@@ -322,15 +414,15 @@ def backward43(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry
     even = winograd._CHUNK_MULTIPLE
     groups = max(1, min(chunks, winograd._GROUPS, max(even, _DU_BYTES // per_group // even * even)))
     dU = buffer(ws, "winograd43.dU", groups * 36 * K * g.C, x.dtype).reshape(groups, 36, K, g.C)
+    dWg = buffer(ws, "winograd43.dWg", groups * 9 * K * g.C, x.dtype).reshape(groups, 9, K * g.C)
     wT = w if K * g.C >= winograd._TRANSPOSED_DU else 0
     VT = buffer(ws, "winograd.VT", S * wT * g.C, x.dtype).reshape(S, wT, g.C)
     dbp = np.empty((g.N, K), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    _backward43.run(S, x, dout, out, argmax, filter_transform(W, ws), dU, dbp, dx, V, M, VT, g.PH, g.PW, TH, TW, g.OH,
-                    g.OW, chunks, need_dx, mode, constants(x.dtype), np.zeros(1, dtype=np.int64))
-    if not np.isfinite(dbp).all():  # a non-finite output gradient (its plane's sum): F(2x2, 3x3)'s results instead
-        return _backward23(*given)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite gradients stay so, silently (as the adjoint)
-        dW = winograd._filter_adjoint(dU.sum(axis=0), GG)
-        db = dbp.sum(axis=0)
+    _backward43.run(S, x, dout, out, argmax, U, dU, dWg, G.astype(x.dtype), dbp, dx, V, M, VT, g.PH, g.PW, TH, TW,
+                    g.OH, g.OW, chunks, need_dx, mode, constants(x.dtype), np.zeros(1, dtype=np.int64))
+    dW = np.empty(W.shape, dtype=x.dtype)
+    db = np.empty(K, dtype=x.dtype)
+    if np.isnan(_finish(dWg, dbp, dW.reshape(-1), db)):  # a non-finite output gradient (its plane's sum): F(2x2,
+        return _backward23(*given)  # 3x3)'s results instead
     return (dx if need_dx else None), dW, db
