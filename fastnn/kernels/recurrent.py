@@ -17,7 +17,9 @@ as :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel
 where a product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the
 columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
 The LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the
-recurrence, so each part runs every step for its rows with no synchronisation per step. Either way its per-step
+recurrence, so each part runs every step for its rows with no synchronisation per step; in float32 it does so for a
+large Wh too whenever the units would have been cut across threads (:func:`_big_row_parts`), each part reading all
+of one shared packed Wh from the L3 cache. Either way its per-step
 products in float32 are not BLAS calls but :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and
 Wh.T (backward) packed once per call (by each part, for its panels; each batch part has a copy of its own):
 OpenBLAS repacks all of Wh on every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's
