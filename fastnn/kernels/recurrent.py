@@ -21,7 +21,8 @@ recurrence, so each part runs every step for its rows with no synchronisation pe
 large Wh too whenever the units would have been cut across threads (:func:`_big_row_parts`), each part reading all
 of one shared packed Wh from the L3 cache. Either way its per-step
 products in float32 are not BLAS calls but :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and
-Wh.T (backward) packed once per call (by each part, for its panels; each batch part has a copy of its own):
+Wh.T (backward) packed once per call (by each part, for its panels; each part of a small Wh's batch cut has a
+copy of its own):
 OpenBLAS repacks all of Wh on every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's
 (20, 650) @ (650, 2600) 0.95 ms in OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms;
 the char LM N64 T100 D65 H256, two batch parts of 32 rows run one after the other: backward 103 -> 93 ms).
