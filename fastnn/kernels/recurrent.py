@@ -11,21 +11,20 @@ RNNs are:
   ``dA_t @ Wh.T`` that carries the gradient to the step before; after the recurrence dx, dWx and dWh are one
   product each over all N*T rows.
 
-The whole time loop is one compiled function: a step's hidden units are cut into parts, one per Numba thread,
-each computing its columns of every gate block by single-threaded OpenBLAS calls (:mod:`fastnn.kernels._blas`,
-as :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel region per step (two or three
-where a product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the
-columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
-The LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the
-recurrence, so each part runs every step for its rows with no synchronisation per step; in float32 it does so for a
-large Wh too whenever the units would have been cut across threads (:func:`_big_row_parts`), each part reading all
-of one shared packed Wh from the L3 cache. Either way its per-step
-products in float32 are not BLAS calls but :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and
-Wh.T (backward) packed once per call (by each part, for its panels; each part of a small Wh's batch cut has a
-copy of its own):
-OpenBLAS repacks all of Wh on every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's
-(20, 650) @ (650, 2600) 0.95 ms in OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms;
-the char LM N64 T100 D65 H256, two batch parts of 32 rows run one after the other: backward 103 -> 93 ms).
+The whole time loop is one compiled function: a step's hidden units are cut into parts, one per Numba thread, each
+computing its columns of every gate block by single-threaded OpenBLAS calls (:mod:`fastnn.kernels._blas`, as
+:mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel region per step (two or three where a
+product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the columns of
+a product leaves each element's sum as it was, so results do not depend on the number of threads. The LSTM instead
+cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the recurrence, so each part
+runs every step for its rows with no synchronisation per step; in float32 it does so for a large Wh too whenever the
+units would have been cut across threads (:func:`_big_row_parts`), each part reading all of one shared packed Wh
+from the L3 cache. Either way its per-step products in float32 are not BLAS calls but
+:func:`fastnn.kernels._tile.packed_product` with Wh (forward) and Wh.T (backward) packed once per call (by each
+part, for its panels; each part of a small Wh's batch cut has a copy of its own): OpenBLAS repacks all of Wh on
+every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's (20, 650) @ (650, 2600) 0.95 ms in
+OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms; the char LM N64 T100 D65 H256, two batch
+parts of 32 rows run one after the other: backward 103 -> 93 ms).
 
 Nonlinearities use :func:`fastnn.kernels._math._exp_nonpos` (vectorisable; libm's scalar exp stops LLVM from
 vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|).
