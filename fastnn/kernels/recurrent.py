@@ -11,18 +11,20 @@ RNNs are:
   ``dA_t @ Wh.T`` that carries the gradient to the step before; after the recurrence dx, dWx and dWh are one
   product each over all N*T rows.
 
-The whole time loop is one compiled function: a step's hidden units are cut into parts, one per Numba thread,
-each computing its columns of every gate block by single-threaded OpenBLAS calls (:mod:`fastnn.kernels._blas`,
-as :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel region per step (two or three
-where a product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the
-columns of a product leaves each element's sum as it was, so results do not depend on the number of threads.
-The LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the
-recurrence, so each part runs every step for its rows with no synchronisation per step. Either way its per-step
-products in float32 are not BLAS calls but :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and
-Wh.T (backward) packed once per call (by each part, for its panels; each batch part has a copy of its own):
-OpenBLAS repacks all of Wh on every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's
-(20, 650) @ (650, 2600) 0.95 ms in OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms;
-the char LM N64 T100 D65 H256, two batch parts of 32 rows run one after the other: backward 103 -> 93 ms).
+The whole time loop is one compiled function: a step's hidden units are cut into parts, one per Numba thread, each
+computing its columns of every gate block by single-threaded OpenBLAS calls (:mod:`fastnn.kernels._blas`, as
+:mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel region per step (two or three where a
+product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the columns of
+a product leaves each element's sum as it was, so results do not depend on the number of threads. The LSTM instead
+cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the recurrence, so each part
+runs every step for its rows with no synchronisation per step; in float32 it does so for a large Wh too whenever the
+units would have been cut across threads (:func:`_big_row_parts`), each part reading all of one shared packed Wh
+from the L3 cache. Either way its per-step products in float32 are not BLAS calls but
+:func:`fastnn.kernels._tile.packed_product` with Wh (forward) and Wh.T (backward) packed once per call (by each
+part, for its panels; each part of a small Wh's batch cut has a copy of its own): OpenBLAS repacks all of Wh on
+every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's (20, 650) @ (650, 2600) 0.95 ms in
+OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms; the char LM N64 T100 D65 H256, two batch
+parts of 32 rows run one after the other: backward 103 -> 93 ms).
 
 Nonlinearities use :func:`fastnn.kernels._math._exp_nonpos` (vectorisable; libm's scalar exp stops LLVM from
 vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|).
@@ -168,40 +170,94 @@ def _rnn_bwd(dA, dhs, dh, hs, WhT, bounds, one):
                         da[j] = (d[j] + dn[j]) * (one - h[j] * h[j])
 
 
+@helper(fastmath=_FASTMATH)  # the kernels' flags: see _FASTMATH
+def _lstm_fwd_step(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, lo, hi, t, one, ec, coefs):
+    """Step t of the forward for units lo..hi of every row of the arrays given (a row part's slices, or all rows):
+    acts += h_{t-1} @ Wh (packed panels of lo..hi when ``packed`` is not empty, else BLAS), then the gates, c, h."""
+    N, T, G = acts.shape
+    H = hs.shape[2]
+    W = PANEL // 4
+    hp, ldh = _prev_state(h0, hs, t)
+    if packed.shape[0] > 0:
+        packed_product(N, hp, ldh, H, packed, lo // W, (hi + W - 1) // W, 4, H, acts, t * G, T * G, True)
+    else:
+        _gemm_blocks(N, H, lo, hi, 4, hp, ldh, Wh, G, acts, t * G, T * G)
+    for n in range(N):
+        a = acts[n, t]
+        i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
+        _activate(i, b[oi + lo:oi + hi], False, one, ec, coefs)
+        _activate(f, b[of + lo:of + hi], False, one, ec, coefs)
+        _activate(g, b[og + lo:og + hi], True, one, ec, coefs)
+        _activate(o, b[oo + lo:oo + hi], False, one, ec, coefs)
+        c_prev = _row_prev(c0, cs, n, t, lo, hi)
+        c_row, h_row = cs[n, t, lo:hi], hs[n, t, lo:hi]
+        # two loops, not one: LLVM vectorises a loop only if it can check at run time that what it writes
+        # does not overlap what it reads, and gives up past 8 such pairs of arrays (one loop writing c and
+        # h from f, c_prev, i, g, o had 11 and ran scalar: measured, one thread, this pass at DLFS-2's
+        # BetterRnnlm size 4.3 -> 1.75 ms per sequence; the same bits)
+        for j in range(hi - lo):
+            c_row[j] = f[j] * c_prev[j] + i[j] * g[j]
+        for j in range(hi - lo):
+            h_row[j] = o[j] * _tanh(c_row[j], one, ec, coefs)
+
+
 @kernel("recurrent", _FASTMATH, nogil=True)
 def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, ec, coefs):
     # packed: panels of Wh (blocks 4) for the unit cut (bounds on panel edges; each part packs its own at the
     # first step), or empty (BLAS products)
-    N, T, G = acts.shape
-    H = hs.shape[2]
+    T = acts.shape[1]
     W = PANEL // 4
     for t in range(T):
-        hp, ldh = _prev_state(h0, hs, t)
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
-            if packed.shape[0] > 0:
-                if t == 0:
-                    pack_part(Wh, False, 4, packed, lo // W, (hi + W - 1) // W)
-                packed_product(N, hp, ldh, H, packed, lo // W, (hi + W - 1) // W, 4, H, acts, t * G, T * G, True)
-            else:
-                _gemm_blocks(N, H, lo, hi, 4, hp, ldh, Wh, G, acts, t * G, T * G)
-            for n in range(N):
-                a = acts[n, t]
-                i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
-                _activate(i, b[oi + lo:oi + hi], False, one, ec, coefs)
-                _activate(f, b[of + lo:of + hi], False, one, ec, coefs)
-                _activate(g, b[og + lo:og + hi], True, one, ec, coefs)
-                _activate(o, b[oo + lo:oo + hi], False, one, ec, coefs)
-                c_prev = _row_prev(c0, cs, n, t, lo, hi)
-                c_row, h_row = cs[n, t, lo:hi], hs[n, t, lo:hi]
-                # two loops, not one: LLVM vectorises a loop only if it can check at run time that what it writes
-                # does not overlap what it reads, and gives up past 8 such pairs of arrays (one loop writing c and
-                # h from f, c_prev, i, g, o had 11 and ran scalar: measured, one thread, this pass at DLFS-2's
-                # BetterRnnlm size 4.3 -> 1.75 ms per sequence; the same bits)
-                for j in range(hi - lo):
-                    c_row[j] = f[j] * c_prev[j] + i[j] * g[j]
-                for j in range(hi - lo):
-                    h_row[j] = o[j] * _tanh(c_row[j], one, ec, coefs)
+            if packed.shape[0] > 0 and t == 0:
+                pack_part(Wh, False, 4, packed, lo // W, (hi + W - 1) // W)
+            _lstm_fwd_step(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, lo, hi, t, one, ec, coefs)
+
+
+@kernel("recurrent", _FASTMATH)
+def _lstm_fwd_rows(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, rows, one, ec, coefs):
+    # the batch cut of a large Wh (see _big_row_parts): every part packs a share of Wh's panels (packed is
+    # shared), then runs all steps for its rows, all units, with no synchronisation per step
+    T, H = acts.shape[1], hs.shape[2]
+    P, parts = packed.shape[0], rows.size - 1
+    for q in prange(parts):
+        pack_part(Wh, False, 4, packed, q * P // parts, (q + 1) * P // parts)
+    for q in prange(parts):
+        r0, r1 = rows[q], rows[q + 1]
+        for t in range(T):
+            _lstm_fwd_step(acts[r0:r1], hs[r0:r1], cs[r0:r1], h0[r0:r1], c0[r0:r1], Wh, packed, b, oi, of, og, oo,
+                           0, H, t, one, ec, coefs)
+
+
+@helper(fastmath=_FASTMATH)  # the kernels' flags: see _FASTMATH
+def _lstm_bwd_step(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, lo, hi, t, one, ec, coefs):
+    """Step t of the backward for units lo..hi of every row of the arrays given: dh = dA_{t+1} @ Wh.T (its
+    columns lo..hi; t < T - 1), then step t's gate gradients (t >= 0)."""
+    N, T, G = acts.shape
+    H = hs.shape[2]
+    if t < T - 1 and packed.shape[0] > 0:
+        packed_product(N, _addr(dA, (t + 1) * G), T * G, G, packed, lo // PANEL, (hi + PANEL - 1) // PANEL, 1,
+                       H, dh, 0, H, False)
+    elif t < T - 1:
+        gemm(False, False, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
+             dA.itemsize)
+    for n in range(N if t >= 0 else 0):
+        a, da = acts[n, t], dA[n, t]
+        i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
+        di, df = da[oi + lo:oi + hi], da[of + lo:of + hi]
+        dg, do = da[og + lo:og + hi], da[oo + lo:oo + hi]
+        c_row, c_prev = cs[n, t, lo:hi], _row_prev(c0, cs, n, t, lo, hi)
+        d_out, dh_row, dc_row = dhs[n, t, lo:hi], dh[n, lo:hi], dc[n, lo:hi]
+        for j in range(hi - lo):
+            tc = _tanh(c_row[j], one, ec, coefs)
+            d = d_out[j] + dh_row[j]
+            ds = dc_row[j] + d * o[j] * (one - tc * tc)
+            di[j] = ds * g[j] * i[j] * (one - i[j])
+            df[j] = ds * c_prev[j] * f[j] * (one - f[j])
+            dg[j] = ds * i[j] * (one - g[j] * g[j])
+            do[j] = d * tc * o[j] * (one - o[j])
+            dc_row[j] = ds * f[j]
 
 
 @kernel("recurrent", _FASTMATH, nogil=True)
@@ -210,35 +266,27 @@ def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, bo
     # one parallel region per step, as in _rnn_bwd. packed: panels of Wh.T (blocks 1) for the unit cut (bounds
     # on panel edges; WhT is then Wh itself, each part packing its panels at the first step), or empty (BLAS
     # products by WhT)
-    N, T, G = acts.shape
-    H = hs.shape[2]
+    T = acts.shape[1]
     for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if t == T - 1 and packed.shape[0] > 0:
                 pack_part(WhT, True, 1, packed, lo // PANEL, (hi + PANEL - 1) // PANEL)
-            if t < T - 1 and packed.shape[0] > 0:  # dh = dA_{t+1} @ Wh.T, columns lo..hi
-                packed_product(N, _addr(dA, (t + 1) * G), T * G, G, packed, lo // PANEL, (hi + PANEL - 1) // PANEL, 1,
-                               H, dh, 0, H, False)
-            elif t < T - 1:
-                gemm(False, False, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
-                     dA.itemsize)
-            for n in range(N if t >= 0 else 0):
-                a, da = acts[n, t], dA[n, t]
-                i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
-                di, df = da[oi + lo:oi + hi], da[of + lo:of + hi]
-                dg, do = da[og + lo:og + hi], da[oo + lo:oo + hi]
-                c_row, c_prev = cs[n, t, lo:hi], _row_prev(c0, cs, n, t, lo, hi)
-                d_out, dh_row, dc_row = dhs[n, t, lo:hi], dh[n, lo:hi], dc[n, lo:hi]
-                for j in range(hi - lo):
-                    tc = _tanh(c_row[j], one, ec, coefs)
-                    d = d_out[j] + dh_row[j]
-                    ds = dc_row[j] + d * o[j] * (one - tc * tc)
-                    di[j] = ds * g[j] * i[j] * (one - i[j])
-                    df[j] = ds * c_prev[j] * f[j] * (one - f[j])
-                    dg[j] = ds * i[j] * (one - g[j] * g[j])
-                    do[j] = d * tc * o[j] * (one - o[j])
-                    dc_row[j] = ds * f[j]
+            _lstm_bwd_step(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, lo, hi, t, one, ec, coefs)
+
+
+@kernel("recurrent", _FASTMATH)
+def _lstm_bwd_rows(dA, dhs, dh, dc, hs, cs, c0, acts, Wh, packed, oi, of, og, oo, rows, one, ec, coefs):
+    # the batch cut of a large Wh, as _lstm_fwd_rows: packed (shared) holds the panels of Wh.T
+    T, H = acts.shape[1], hs.shape[2]
+    P, parts = packed.shape[0], rows.size - 1
+    for q in prange(parts):
+        pack_part(Wh, True, 1, packed, q * P // parts, (q + 1) * P // parts)
+    for q in prange(parts):
+        r0, r1 = rows[q], rows[q + 1]
+        for t in range(T - 1, -2, -1):
+            _lstm_bwd_step(dA[r0:r1], dhs[r0:r1], dh[r0:r1], dc[r0:r1], hs[r0:r1], cs[r0:r1], c0[r0:r1],
+                           acts[r0:r1], Wh, packed, oi, of, og, oo, 0, H, t, one, ec, coefs)
 
 
 @kernel("recurrent", _FASTMATH)
@@ -408,6 +456,31 @@ def _row_parts(N: int, Wh: np.ndarray) -> np.ndarray:
     return np.array([p * N // parts for p in range(parts + 1)], dtype=np.int64)
 
 
+def _big_row_parts(body, N: int, H: int, bounds: np.ndarray) -> np.ndarray | None:
+    """Cut points of the batch for the LSTM's batch cut of a large Wh (:func:`_lstm_fwd_rows`), or None to keep
+    the unit cut ``bounds``: where the units were cut into parts (a step's product worth more than one thread),
+    the rows are cut instead, one part per thread, each >= _MIN_ROWS.
+
+    Every part then multiplies by all of Wh each step (read from the shared L3, not a core's L2), for half the
+    rows, but no part waits for another between steps. Per-row results do not depend on which rows a part holds
+    (a product's rows are summed independently, in the same order), so the bits are those of the unit cut and of
+    the serial twin: results do not depend on the number of threads.
+
+    Measured at DLFS-2's BetterRnnlm size (N20 T35 H650, two threads, alternated runs of the old and new code): on
+    a quiet machine the same times (forward 25.0-25.8 against 25.4-25.6 ms, backward 49.6-52.1 against 49.8-50.1;
+    one part alone, one thread: the forward's recurrence as fast as a unit-cut part's, the backward's ~5% slower,
+    each block of packed Wh.T serving two blocks of rows instead of four); with other processes keeping the cores
+    busy, fwd+bwd 0.72-0.75x PyTorch's time before, 0.59-0.61x now (the unit cut's 71 steps each waited for the
+    slower thread, and a descheduled one stalls both).
+    """
+    if bounds.size <= 2:
+        return None
+    parts = min(body.threads(N * 4 * H * H), N // _MIN_ROWS)
+    if parts < 2:
+        return None
+    return np.array([p * N // parts for p in range(parts + 1)], dtype=np.int64)
+
+
 def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...], own: int,
                  key: str) -> None:
     """Run the serial twin of ``body`` once per row part, on the part's rows of each ``batched`` argument
@@ -566,7 +639,10 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
     packed = _scratch("lstm_fwd.packed", panels_shape(H, H, 4), x.dtype) if _PACKED[x.dtype.type] \
         else _NOT_PACKED[x.dtype.type]
     args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
-    if rows.size == 2:
+    big_rows = _big_row_parts(_lstm_fwd_rows, N, H, bounds) if _PACKED[x.dtype.type] else None
+    if big_rows is not None:
+        _lstm_fwd_rows.run(1 << 62, *args[:12], big_rows, *args[13:])
+    elif rows.size == 2:
         _launch(_lstm_fwd, bounds, *args)
     else:
         _launch_rows(_lstm_fwd, rows, N * 4 * H * H, args, (True,) * 5 + (False,) * (len(args) - 5), 6,
@@ -604,7 +680,10 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
             WhT, packed = _transposed(Wh), _NOT_PACKED[hs.dtype.type]
         args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), WhT, packed, *offsets, bounds,
                 *_consts(hs.dtype))
-        if rows.size == 2:
+        big_rows = _big_row_parts(_lstm_bwd_rows, N, H, bounds) if _PACKED[hs.dtype.type] else None
+        if big_rows is not None:
+            _lstm_bwd_rows.run(1 << 62, *args[:14], big_rows, *args[15:])
+        elif rows.size == 2:
             _launch(_lstm_bwd, bounds, *args)
         else:
             _launch_rows(_lstm_bwd, rows, N * 4 * H * H, args, (True,) * 8 + (False,) * (len(args) - 8), 9,

@@ -8,9 +8,11 @@ bad input.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
+import fastnn
 import fastnn.kernels as K
 import fastnn.reference as R
 
@@ -117,6 +119,34 @@ def test_lstm_unit_cut_row_blocks_match_twin(N, dtype):
     _same(K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref),
           R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref), dtype)
 
+
+
+@pytest.mark.parametrize("layout", ["ifgo", "fgio"])
+def test_lstm_big_wh_batch_cut_gives_the_unit_cut_bits(layout, monkeypatch):
+    """A Wh above a core's cache (H = 300, 1.4 MB) with the step's product on two threads cuts the batch (two parts
+    of 9 rows, 5 + 4 each, over all steps, sharing one packed Wh) instead of the units; one thread runs the serial
+    unit-cut twin over all rows. The same bits either way, and the twin's numbers."""
+    d = _inputs("lstm", (18, 3, 4, 300), np.float32)
+    d["Wh"] *= np.float32(0.1)  # pre-activations of the scale the float32 tolerance is set for, over 300 units
+    args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
+    monkeypatch.setattr(K.recurrent._lstm_fwd_rows, "threads", lambda work: 2)
+    assert K.recurrent._row_parts(18, d["Wh"]).tolist() == [0, 18]
+    assert K.recurrent._big_row_parts(K.recurrent._lstm_fwd_rows, 18, 300, np.array([0, 150, 300])).tolist() == \
+        [0, 9, 18]
+    cut = K.lstm_forward(*args, layout=layout)
+    cut_back = K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *cut, layout=layout)
+    fastnn.set_num_threads(1)
+    try:
+        serial = K.lstm_forward(*args, layout=layout)
+        serial_back = K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *cut, layout=layout)
+    finally:
+        fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for a, b in zip(cut + cut_back, serial + serial_back, strict=True):
+        np.testing.assert_array_equal(a, b)
+    ref = R.lstm_forward(*args, layout=layout)
+    _same(cut, ref, np.float32)
+    _same(cut_back, R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout), np.float32)
 
 def test_lstm_scratch_is_never_returned(monkeypatch):
     """The backward's dA, packed Wh.T and h_{t-1} live in this thread's workspace between calls: a second call

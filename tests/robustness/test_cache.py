@@ -226,10 +226,18 @@ bounds = np.array([0, 64, H], np.int64)  # two parts, as two threads run them
 dA, dh, dc = np.zeros((N, T, 4 * H), f), np.zeros((N, H), f), u(N, H)
 R._lstm_bwd.parallel(dA, u(N, T, H), dh, dc, u(N, T, H), u(N, T, H), u(N, H), u(N, T, 4 * H), u(H, 4 * H) - f(0.5),
                      np.empty(panels_shape(4 * H, H, 1), f), 0, H, 2 * H, 3 * H, bounds, one, ec, coefs)
+rows = np.array([0, 1, N], np.int64)  # the batch cut of a large Wh (here a small one: the same code)
+acts_r, hs_r, cs_r = u(N, T, 4 * H) - f(0.5), np.empty((N, T, H), f), np.empty((N, T, H), f)
+R._lstm_fwd_rows.parallel(acts_r, hs_r, cs_r, u(N, H), u(N, H), u(H, 4 * H) - f(0.5),
+                          np.empty(panels_shape(H, H, 4), f), u(4 * H), 0, H, 2 * H, 3 * H, rows, one, ec, coefs)
+dA_r, dh_r, dc_r = np.zeros((N, T, 4 * H), f), np.zeros((N, H), f), u(N, H)
+R._lstm_bwd_rows.parallel(dA_r, u(N, T, H), dh_r, dc_r, hs_r, cs_r, u(N, H), acts_r, u(H, 4 * H) - f(0.5),
+                          np.empty(panels_shape(4 * H, H, 1), f), 0, H, 2 * H, 3 * H, rows, one, ec, coefs)
 dG, dhg = np.zeros((N, T, 3 * H), f), np.zeros((N, H), f)
 R._gru_dlfs2_bwd.parallel(dG, u(N, T, H), dhg, np.empty((N, H), f), np.empty((N, H), f), u(N, T, H), u(N, H),
                           u(N, T, 3 * H), u(H, 3 * H) - f(0.5), bounds, one)
-np.savez(OUT, lstm_dA=dA, lstm_dh=dh, lstm_dc=dc, gru_dA=dG, gru_dh=dhg)
+np.savez(OUT, lstm_dA=dA, lstm_dh=dh, lstm_dc=dc, gru_dA=dG, gru_dh=dhg, rows_hs=hs_r, rows_cs=cs_r, rows_dA=dA_r,
+         rows_dh=dh_r, rows_dc=dc_r)
 """
 
 
