@@ -150,6 +150,30 @@ def _output_adjoint43(D, R, M, f, rows, TW, c2, c4):
             m5[t] = y3
 
 
+@helper(fastmath=winograd43._EXACT)
+def _adjoint_row(z0, z1, z2, z3, z4, z5, p, e, n, c2, c4, c5):
+    """Padded row a of the n tiles (dv_t B^T along it, the tile's row z_j[t] = (B dv_t)[a, j]): columns 0-3 into
+    ``p[4t:4t + 4]``, 4-5 into ``e[2t:2t + 2]``, and columns 4, 5 of tile t - 1 added into tile t's 0, 1 (wrong for
+    the first tile of a row of tiles, which the caller redoes).
+
+    The previous tile's columns 4, 5 are carried from one iteration to the next (a recurrence LLVM vectorises with
+    a lane shift), so that the overlap costs no second pass: adding them per row of tiles afterwards was a scalar
+    loop of TW - 1 tiles. A helper of its own, as :func:`fastnn.kernels.winograd43._column_row`.
+    """
+    r4 = c2 - c2
+    r5 = r4
+    for t in range(n):
+        q0, q1, q2, q3, q4, q5 = _b6(z0[t], z1[t], z2[t], z3[t], z4[t], z5[t], c2, c4, c5)
+        p[4 * t] = q0 + r4
+        p[4 * t + 1] = q1 + r5
+        p[4 * t + 2] = q2
+        p[4 * t + 3] = q3
+        e[2 * t] = q4
+        e[2 * t + 1] = q5
+        r4 = q4
+        r5 = q5
+
+
 @helper
 def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
     """dx[n0 + s, c] (H, W) for s < m = the overlap-added tiles B dv_t B^T (dv_t = V[:, c, s*L + t]), padding cut
@@ -190,7 +214,15 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
         e5 = Z[a, 5]
         p = P[a]
         e = E[a]
-        for t in range(n):
+        if TW > 2:  # the overlap added on the way, then each row of tiles' first tile redone
+            _adjoint_row(e0, e1, e2, e3, e4, e5, p, e, n, c2, c4, c5)
+            for r in range(R):  # a row of tiles' first tile has no left neighbour: its columns 0, 1 alone
+                f = uintp(r * TW)
+                q0, q1, q2, q3, q4, q5 = _b6(e0[f], e1[f], e2[f], e3[f], e4[f], e5[f], c2, c4, c5)
+                p[4 * f] = q0
+                p[4 * f + 1] = q1
+            continue
+        for t in range(n):  # two tiles a row: redoing half the tiles cost more than adding the overlap after
             q0, q1, q2, q3, q4, q5 = _b6(e0[t], e1[t], e2[t], e3[t], e4[t], e5[t], c2, c4, c5)
             p[4 * t] = q0
             p[4 * t + 1] = q1
