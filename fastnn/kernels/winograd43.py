@@ -152,9 +152,11 @@ def _column_row(p, z0, z1, z2, z3, z4, z5, n, k2, k4, k5):
 
 
 @helper(fastmath=_EXACT)
-def _column_transform(pads, ends, Z, n, R, TW, tail, k):
+def _column_transform(pads, ends, Z, n, R, TW, tail, zeros, k):
     """Z[a, j, f] = (d B)[a, j] for the n tiles f (R rows of TW) of :func:`input_transform`'s padded rows ``pads``,
-    the last tile of each row of tiles with its columns 4, 5 from ``ends[a, tail + 2r:]``.
+    the last tile of each row of tiles with its columns 4, 5 from ``ends[a, tail + 2r:]``; with ``zeros`` (those
+    columns and each row's first two are padding, so the zeros read in their place are right) only the last
+    tile's.
 
     A helper of its own, not inlined in Numba's IR: compiled apart, LLVM vectorises the loop over the tiles before
     inlining it, and inside the kernel's body it did not. Measured, one thread, this step over a DeepConvNet batch's
@@ -175,7 +177,7 @@ def _column_transform(pads, ends, Z, n, R, TW, tail, k):
         z4 = Z[a, 4]
         z5 = Z[a, 5]
         _column_row(p, z0, z1, z2, z3, z4, z5, n, k2, k4, k5)
-        for r in range(R):  # each row's last tile: columns 4, 5 are padded columns 4 TW, 4 TW + 1
+        for r in range(R - 1 if zeros else 0, R):  # each row's last tile: its columns 4, 5 are padded 4 TW, 4 TW + 1
             f = uintp(r * TW + TW - 1)
             g = uintp(tail + 2 * r)
             d0 = p[4 * f]
@@ -260,7 +262,8 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
                 dst = uintp(tail + 2 * s * TH)
                 for q in range(uintp(2 * (TH - 1))):
                     ends[a + 4, dst + q] = ends[a, src + q]
-    _column_transform(pads, ends, Z, n, R, TW, tail, k)  # d B
+    zeros = PW >= 2 and not last0 and not last1  # padded columns 0, 1, 4 TW and 4 TW + 1 all padding
+    _column_transform(pads, ends, Z, n, R, TW, tail, zeros, k)  # d B
     for j in range(6):  # B^T (d B): rows 4th..4th+5 of tile t are Z[0..5, j, t]
         e0 = Z[0, j]
         e1 = Z[1, j]

@@ -216,7 +216,7 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
         e = E[a]
         if TW > 2:  # the overlap added on the way, then each row of tiles' first tile redone
             _adjoint_row(e0, e1, e2, e3, e4, e5, p, e, n, c2, c4, c5)
-            for r in range(R):  # a row of tiles' first tile has no left neighbour: its columns 0, 1 alone
+            for r in range(R if PW < 2 else 0):  # a row's first tile: columns 0, 1 alone (read unless padding)
                 f = uintp(r * TW)
                 q0, q1, q2, q3, q4, q5 = _b6(e0[f], e1[f], e2[f], e3[f], e4[f], e5[f], c2, c4, c5)
                 p[4 * f] = q0
