@@ -237,6 +237,7 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
     q0 = P4 - PW  # the data columns at padded columns 4 * TW, 4 * TW + 1 (if within the plane)
     last0 = 0 <= q0 < W
     last1 = 0 <= q0 + 1 < W
+    qa = uintp(q0)
     for s in range(m):
         xp = x[n0 + s, c]
         for y in range(H):  # each row once, as row 4th + a of tile row th (a < 4) or 4(th - 1) + a + 4 (th = TH)
@@ -248,10 +249,11 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
             yy = uintp(y)
             for q in range(inner):
                 pads[a, off + q] = xp[yy, q]
-            if last0:  # padded columns 4 * TW, 4 * TW + 1, kept after the ends
-                ends[a, tail + 2 * row] = xp[yy, q0]
-            if last1:
-                ends[a, tail + 2 * row + 1] = xp[yy, q0 + 1]
+            if last0:  # padded columns 4 * TW, 4 * TW + 1, kept after the ends (the second only with the first)
+                g = uintp(tail + 2 * row)
+                ends[a, g] = xp[yy, qa]
+                if last1:
+                    ends[a, g + 1] = xp[yy, qa + 1]
         if TH > 1:  # rows 4th + 4, 4th + 5 are rows 0, 1 of tile row th + 1: one block each
             for a in range(2):
                 src = uintp((s * TH + 1) * P4)
