@@ -207,11 +207,16 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
     4tw..4tw+3 of the tile's padded row 4th + a, ``ends[a, 2t:2t + 2]`` its columns 4tw+4, 4tw+5. Rows 4th + 4,
     4th + 5 of a tile row are rows 0, 1 of the next, and columns 4tw + 4, 4tw + 5 the next tile's first two: both
     are copied twice rather than given a spare tile, so no product is wasted on the overlap: each row is copied
-    once, then phases 0, 1 into 4, 5 as one block per image, and the columns by one flat pass (``ends`` keeps
-    each row's padded columns 4 * TW, 4 * TW + 1 in its last 2 * M * TH elements, M the chunk size it was sized
-    for). ``Z[a, j]`` receives the column transforms. Measured, one thread, the whole transform of a DeepConvNet
-    batch's input (16x28x28, 32x14x14 pad 2, 64x8x8): copying each row straight to every place its tiles read it,
-    2.3, 1.6, 1.1 ms; so, 1.4, 0.9, 0.8.
+    once, then phases 0, 1 into 4, 5 as one block per image; the columns are read where they are, by
+    :func:`_column_transform` (``ends`` keeps each row's padded columns 4 * TW, 4 * TW + 1 in its last 2 * M * TH
+    elements, M the chunk size it was sized for; its first 2 * M * L are no longer used). ``Z[a, j]`` receives the
+    column transforms. Measured, one thread, the whole transform of a DeepConvNet batch's input (16x28x28,
+    32x14x14 pad 2, 64x8x8): copying each row straight to every place its tiles read it, 2.3, 1.6, 1.1 ms; so,
+    1.4, 0.9, 0.8. Then copying the columns 4, 5 of every tile into ``ends`` (a pass LLVM compiled to gathers)
+    took 0.50, 0.36, 0.26 ms of 1.8, 1.3, 0.9 ms on this machine (min of 15); reading them in place (the same bits)
+    brought the transforms of DeepConvNet's layers (16x28x28, 16x14x14, 32x14x14 pad 2, 32x8x8, 64x8x8) from
+    1.73-1.93, 0.53-0.57, 1.14-1.41, 0.41-0.44, 0.86-0.88 ms to 1.60-1.70, 0.50-0.53, 0.90-0.92, 0.40-0.44,
+    0.85-0.92 (alternated pairs, min of 15; the 8x8 planes' two tiles per row make half the tiles redone).
 
     Parameters
     ----------
