@@ -242,6 +242,8 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
     H, W = dx.shape[2], dx.shape[3]
     P4 = 4 * TW
     inner = min(W, P4 - PW)  # the data columns left of padded column 4 * TW
+    q4 = P4 - PW  # data column of padded column 4 * TW (>= 0); the data columns there and after, ntail
+    ntail = uintp(max(0, W - q4))
     for s in range(m):
         ni = uintp(n0 + s)
         for y in range(H):
@@ -262,14 +264,16 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
             else:
                 for q in range(inner):
                     dx[ni, cu, yu, uintp(q)] = P[a + 4, uintp(pp + q)]
-            for q in range(max(0, inner), W):  # padded columns 4 TW, 4 TW + 1: the row of tiles' last pair in E
-                b = q + PW - P4
-                below = E[a + 4, uintp(2 * ((s * TH + th - 1) * TW + TW - 1) + b)] if prev else E[0, 0]
-                if own:
-                    v = E[a, uintp(2 * ((s * TH + th) * TW + TW - 1) + b)]
-                    dx[ni, cu, yu, uintp(q)] = v + below if prev else v
+            eo = uintp(2 * ((s * TH + th) * TW + TW - 1))  # the row of tiles' last pair in E
+            ep = eo - uintp(2 * TW)  # and the previous row of tiles'
+            for b in range(ntail):  # padded columns 4 TW + b: the last pair's b, in data columns q4 + b
+                q = uintp(q4 + b)
+                if own and prev:
+                    dx[ni, cu, yu, q] = E[a, eo + b] + E[a + 4, ep + b]
+                elif own:
+                    dx[ni, cu, yu, q] = E[a, eo + b]
                 else:
-                    dx[ni, cu, yu, uintp(q)] = below
+                    dx[ni, cu, yu, q] = E[a + 4, ep + b]
 
 
 @slot_kernel("window", claims=True)
