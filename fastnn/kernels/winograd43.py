@@ -116,14 +116,53 @@ _EXACT = config.FASTMATH - {"reassoc", "contract"}
 
 
 @helper(fastmath=_EXACT)
-def _column_transform(pads, ends, Z, n, k):
-    """Z[a, j, f] = (d B)[a, j] for the n tiles f of :func:`input_transform`'s padded rows ``pads`` and ``ends``.
+def _column_row(p, z0, z1, z2, z3, z4, z5, n, k2, k4, k5):
+    """z_j[f] = (d B)[j] for tiles f < n - 1 of one padded row held as :func:`input_transform`'s ``pads[a]`` (p),
+    each tile's columns 4, 5 read as the next tile's 0, 1 (wrong at the end of a row of tiles: the caller redoes
+    those tiles).
+
+    Those two are carried from one iteration to the next (a recurrence LLVM vectorises with a lane shift), so the
+    loop reads p as one stride-4 group: ``p[4f + 4]`` read directly made a second group of gathers, and copying
+    them to a packed array first cost more than the transform (below). Alone, not in the caller: a loop that
+    shares its function with other uses of these variables was not vectorised ("value ... used outside the
+    loop"). Measured, one row of 196 tiles, one thread: 146 ns (132 ns reading a packed copy, which took ~250 ns
+    to make)."""
+    r0 = p[0]
+    r1 = p[1]
+    r2 = p[2]
+    r3 = p[3]
+    for g in range(1, n):
+        d4 = p[4 * g]
+        d5 = p[4 * g + 1]
+        c2 = p[4 * g + 2]
+        c3 = p[4 * g + 3]
+        f = g - 1
+        s42 = d4 - r2
+        s31 = r3 - r1
+        z0[f] = k4 * r0 - k5 * r2 + d4
+        z1[f] = (r3 + d4) - k4 * (r1 + r2)
+        z2[f] = (d4 - r3) + k4 * (r1 - r2)
+        z3[f] = s42 + k2 * s31
+        z4[f] = s42 - k2 * s31
+        z5[f] = k4 * r1 - k5 * r3 + d5
+        r0 = d4
+        r1 = d5
+        r2 = c2
+        r3 = c3
+
+
+@helper(fastmath=_EXACT)
+def _column_transform(pads, ends, Z, n, R, TW, tail, zeros, k):
+    """Z[a, j, f] = (d B)[a, j] for the n tiles f (R rows of TW) of :func:`input_transform`'s padded rows ``pads``,
+    the last tile of each row of tiles with its columns 4, 5 from ``ends[a, tail + 2r:]``; with ``zeros`` (those
+    columns and each row's first two are padding, so the zeros read in their place are right) only the last
+    tile's.
 
     A helper of its own, not inlined in Numba's IR: compiled apart, LLVM vectorises the loop over the tiles before
     inlining it, and inside the kernel's body it did not. Measured, one thread, this step over a DeepConvNet batch's
-    16x28x28 input: 0.80 ms inlined, 0.35 ms apart (the copy of the tiles' ends before it gains nothing apart:
-    0.47 -> 0.46 ms). The whole transform of DeepConvNet's layers' inputs (16x28x28, 16x14x14, 32x14x14 pad 2,
-    32x8x8, 64x8x8), 1.89, 0.67, 1.41, 0.45, 0.90 -> 1.55, 0.57, 1.21, 0.41, 0.87 ms (the same bits).
+    16x28x28 input: 0.80 ms inlined, 0.35 ms apart. The whole transform of DeepConvNet's layers' inputs (16x28x28,
+    16x14x14, 32x14x14 pad 2, 32x8x8, 64x8x8), 1.89, 0.67, 1.41, 0.45, 0.90 -> 1.55, 0.57, 1.21, 0.41, 0.87 ms (the
+    same bits).
     """
     k2 = k[0]
     k4 = k[1]
@@ -137,13 +176,16 @@ def _column_transform(pads, ends, Z, n, k):
         z3 = Z[a, 3]
         z4 = Z[a, 4]
         z5 = Z[a, 5]
-        for f in range(n):
+        _column_row(p, z0, z1, z2, z3, z4, z5, n, k2, k4, k5)
+        for r in range(R - 1 if zeros else 0, R):  # each row's last tile: its columns 4, 5 are padded 4 TW, 4 TW + 1
+            f = uintp(r * TW + TW - 1)
+            g = uintp(tail + 2 * r)
             d0 = p[4 * f]
             d1 = p[4 * f + 1]
             d2 = p[4 * f + 2]
             d3 = p[4 * f + 3]
-            d4 = e[2 * f]
-            d5 = e[2 * f + 1]
+            d4 = e[g]
+            d5 = e[g + 1]
             s42 = d4 - d2
             s31 = d3 - d1
             z0[f] = k4 * d0 - k5 * d2 + d4
@@ -165,11 +207,16 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
     4tw..4tw+3 of the tile's padded row 4th + a, ``ends[a, 2t:2t + 2]`` its columns 4tw+4, 4tw+5. Rows 4th + 4,
     4th + 5 of a tile row are rows 0, 1 of the next, and columns 4tw + 4, 4tw + 5 the next tile's first two: both
     are copied twice rather than given a spare tile, so no product is wasted on the overlap: each row is copied
-    once, then phases 0, 1 into 4, 5 as one block per image, and the columns by one flat pass (``ends`` keeps
-    each row's padded columns 4 * TW, 4 * TW + 1 in its last 2 * M * TH elements, M the chunk size it was sized
-    for). ``Z[a, j]`` receives the column transforms. Measured, one thread, the whole transform of a DeepConvNet
-    batch's input (16x28x28, 32x14x14 pad 2, 64x8x8): copying each row straight to every place its tiles read it,
-    2.3, 1.6, 1.1 ms; so, 1.4, 0.9, 0.8.
+    once, then phases 0, 1 into 4, 5 as one block per image; the columns are read where they are, by
+    :func:`_column_transform` (``ends`` keeps each row's padded columns 4 * TW, 4 * TW + 1 in its last 2 * M * TH
+    elements, M the chunk size it was sized for; its first 2 * M * L are no longer used). ``Z[a, j]`` receives the
+    column transforms. Measured, one thread, the whole transform of a DeepConvNet batch's input (16x28x28,
+    32x14x14 pad 2, 64x8x8): copying each row straight to every place its tiles read it, 2.3, 1.6, 1.1 ms; so,
+    1.4, 0.9, 0.8. Then copying the columns 4, 5 of every tile into ``ends`` (a pass LLVM compiled to gathers)
+    took 0.50, 0.36, 0.26 ms of 1.8, 1.3, 0.9 ms on this machine (min of 15); reading them in place (the same bits)
+    brought the transforms of DeepConvNet's layers (16x28x28, 16x14x14, 32x14x14 pad 2, 32x8x8, 64x8x8) from
+    1.73-1.93, 0.53-0.57, 1.14-1.41, 0.41-0.44, 0.86-0.88 ms to 1.60-1.70, 0.50-0.53, 0.90-0.92, 0.40-0.44,
+    0.85-0.92 (alternated pairs, min of 15; the 8x8 planes' two tiles per row make half the tiles redone).
 
     Parameters
     ----------
@@ -195,6 +242,7 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
     q0 = P4 - PW  # the data columns at padded columns 4 * TW, 4 * TW + 1 (if within the plane)
     last0 = 0 <= q0 < W
     last1 = 0 <= q0 + 1 < W
+    qa = uintp(q0)
     for s in range(m):
         xp = x[n0 + s, c]
         for y in range(H):  # each row once, as row 4th + a of tile row th (a < 4) or 4(th - 1) + a + 4 (th = TH)
@@ -206,10 +254,11 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
             yy = uintp(y)
             for q in range(inner):
                 pads[a, off + q] = xp[yy, q]
-            if last0:  # padded columns 4 * TW, 4 * TW + 1, kept after the ends
-                ends[a, tail + 2 * row] = xp[yy, q0]
-            if last1:
-                ends[a, tail + 2 * row + 1] = xp[yy, q0 + 1]
+            if last0:  # padded columns 4 * TW, 4 * TW + 1, kept after the ends (the second only with the first)
+                g = uintp(tail + 2 * row)
+                ends[a, g] = xp[yy, qa]
+                if last1:
+                    ends[a, g + 1] = xp[yy, qa + 1]
         if TH > 1:  # rows 4th + 4, 4th + 5 are rows 0, 1 of tile row th + 1: one block each
             for a in range(2):
                 src = uintp((s * TH + 1) * P4)
@@ -220,16 +269,8 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
                 dst = uintp(tail + 2 * s * TH)
                 for q in range(uintp(2 * (TH - 1))):
                     ends[a + 4, dst + q] = ends[a, src + q]
-    for a in range(6):  # padded columns 4tw + 4, 4tw + 5 of each row: the next tile's first two, but at a row's end
-        p = pads[a]
-        e = ends[a]
-        for f in range(n):
-            e[2 * f] = p[4 * f + 4]
-            e[2 * f + 1] = p[4 * f + 5]
-        for row in range(R):
-            e[2 * (row * TW + TW - 1)] = e[tail + 2 * row]
-            e[2 * (row * TW + TW - 1) + 1] = e[tail + 2 * row + 1]
-    _column_transform(pads, ends, Z, n, k)  # d B
+    zeros = PW >= 2 and not last0 and not last1  # padded columns 0, 1, 4 TW and 4 TW + 1 all padding
+    _column_transform(pads, ends, Z, n, R, TW, tail, zeros, k)  # d B
     for j in range(6):  # B^T (d B): rows 4th..4th+5 of tile t are Z[0..5, j, t]
         e0 = Z[0, j]
         e1 = Z[1, j]

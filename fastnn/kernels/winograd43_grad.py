@@ -155,6 +155,30 @@ def _output_adjoint43(D, R, M, f, rows, TW, c2, c4):
             m5[t] = y3
 
 
+@helper(fastmath=winograd43._EXACT)
+def _adjoint_row(z0, z1, z2, z3, z4, z5, p, e, n, c2, c4, c5):
+    """Padded row a of the n tiles (dv_t B^T along it, the tile's row z_j[t] = (B dv_t)[a, j]): columns 0-3 into
+    ``p[4t:4t + 4]``, 4-5 into ``e[2t:2t + 2]``, and columns 4, 5 of tile t - 1 added into tile t's 0, 1 (wrong for
+    the first tile of a row of tiles, which the caller redoes).
+
+    The previous tile's columns 4, 5 are carried from one iteration to the next (a recurrence LLVM vectorises with
+    a lane shift), so that the overlap costs no second pass: adding them per row of tiles afterwards was a scalar
+    loop of TW - 1 tiles. A helper of its own, as :func:`fastnn.kernels.winograd43._column_row`.
+    """
+    r4 = c2 - c2
+    r5 = r4
+    for t in range(n):
+        q0, q1, q2, q3, q4, q5 = _b6(z0[t], z1[t], z2[t], z3[t], z4[t], z5[t], c2, c4, c5)
+        p[4 * t] = q0 + r4
+        p[4 * t + 1] = q1 + r5
+        p[4 * t + 2] = q2
+        p[4 * t + 3] = q3
+        e[2 * t] = q4
+        e[2 * t + 1] = q5
+        r4 = q4
+        r5 = q5
+
+
 @helper
 def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
     """dx[n0 + s, c] (H, W) for s < m = the overlap-added tiles B dv_t B^T (dv_t = V[:, c, s*L + t]), padding cut
@@ -169,6 +193,9 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
 
     Measured, one thread, float32, N=100, the input adjoint of a whole batch (ms, per plane -> chunk-wide):
     64->64 8x8 2.03 -> 0.76, 32->64 8x8 0.98 -> 0.37, 32->32 14x14 pad 2 1.88 -> 0.94, 16->16 28x28 2.96 -> 1.40.
+    The overlap added on the way (:func:`_adjoint_row`, rows of more than two tiles) rather than by a scalar loop
+    per row of tiles after, and no first tiles redone under padding of 2 or more (min of 15, alternated pairs, a
+    later machine): 16x28x28 1.47-1.60 -> 1.37-1.49 ms, 32x14x14 pad 2 0.94-1.10 -> 0.85-0.87, the others the same.
     """
     L = TH * TW
     n = m * L
@@ -195,7 +222,15 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
         e5 = Z[a, 5]
         p = P[a]
         e = E[a]
-        for t in range(n):
+        if TW > 2:  # the overlap added on the way, then each row of tiles' first tile redone
+            _adjoint_row(e0, e1, e2, e3, e4, e5, p, e, n, c2, c4, c5)
+            for r in range(R if PW < 2 else 0):  # a row's first tile: columns 0, 1 alone (read unless padding)
+                f = uintp(r * TW)
+                q0, q1, q2, q3, q4, q5 = _b6(e0[f], e1[f], e2[f], e3[f], e4[f], e5[f], c2, c4, c5)
+                p[4 * f] = q0
+                p[4 * f + 1] = q1
+            continue
+        for t in range(n):  # two tiles a row: redoing half the tiles cost more than adding the overlap after
             q0, q1, q2, q3, q4, q5 = _b6(e0[t], e1[t], e2[t], e3[t], e4[t], e5[t], c2, c4, c5)
             p[4 * t] = q0
             p[4 * t + 1] = q1
@@ -212,6 +247,8 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
     H, W = dx.shape[2], dx.shape[3]
     P4 = 4 * TW
     inner = min(W, P4 - PW)  # the data columns left of padded column 4 * TW
+    q4 = P4 - PW  # data column of padded column 4 * TW (>= 0); the data columns there and after, ntail
+    ntail = uintp(max(0, W - q4))
     for s in range(m):
         ni = uintp(n0 + s)
         for y in range(H):
@@ -232,14 +269,16 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
             else:
                 for q in range(inner):
                     dx[ni, cu, yu, uintp(q)] = P[a + 4, uintp(pp + q)]
-            for q in range(max(0, inner), W):  # padded columns 4 TW, 4 TW + 1: the row of tiles' last pair in E
-                b = q + PW - P4
-                below = E[a + 4, uintp(2 * ((s * TH + th - 1) * TW + TW - 1) + b)] if prev else E[0, 0]
-                if own:
-                    v = E[a, uintp(2 * ((s * TH + th) * TW + TW - 1) + b)]
-                    dx[ni, cu, yu, uintp(q)] = v + below if prev else v
+            eo = uintp(2 * ((s * TH + th) * TW + TW - 1))  # the row of tiles' last pair in E
+            ep = eo - uintp(2 * TW)  # and the previous row of tiles'
+            for b in range(ntail):  # padded columns 4 TW + b: the last pair's b, in data columns q4 + b
+                q = uintp(q4 + b)
+                if own and prev:
+                    dx[ni, cu, yu, q] = E[a, eo + b] + E[a + 4, ep + b]
+                elif own:
+                    dx[ni, cu, yu, q] = E[a, eo + b]
                 else:
-                    dx[ni, cu, yu, uintp(q)] = below
+                    dx[ni, cu, yu, q] = E[a + 4, ep + b]
 
 
 @helper(fastmath=_EXACT)
