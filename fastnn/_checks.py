@@ -266,12 +266,10 @@ def check_svm_loss(where: str, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return x, _validate.labels(y, x.shape[0], x.shape[1], where, "y")
 
 
-def check_softmax_cross_entropy(where: str, x: Any, t: Any, delta: Any,
-                                check_range: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
-    """Softmax cross-entropy's forward pass: scores and labels ``t`` as in :func:`check_svm_loss`, delta >= 0
-    (``check_range``: as :func:`fastnn._validate.labels`)."""
+def check_softmax_cross_entropy(where: str, x: Any, t: Any, delta: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """Softmax cross-entropy's forward pass: scores and labels ``t`` as in :func:`check_svm_loss`, delta >= 0."""
     x = _scores(where, x, loss=True)
-    labels = _validate.labels(t, x.shape[0], x.shape[1], where, "t", check_range=check_range)
+    labels = _validate.labels(t, x.shape[0], x.shape[1], where, "t")
     if delta.__class__ is float and 0.0 <= delta < math.inf:  # the usual case, ~0.15 us less than scalar()
         return x, labels, delta
     return x, labels, _validate.scalar(delta, where, "delta", ge=0.0)

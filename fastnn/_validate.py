@@ -176,17 +176,12 @@ def _max(a: np.ndarray) -> Any:
     return a[a.argmax()]
 
 
-def labels(t: Any, n: int, classes: int, where: str, name: str = "t", check_range: bool = True) -> np.ndarray:
+def labels(t: Any, n: int, classes: int, where: str, name: str = "t") -> np.ndarray:
     """Class labels for ``n`` samples of ``classes`` classes: int array (n,) in range, or one-hot (n, classes).
 
     Returns an int64 label vector (one-hot rows are converted with argmax after checking they are one-hot).
-    ``check_range=False``: an int64 vector (n,) is returned as it is, its range unchecked, for a compiled kernel
-    that checks it before it indexes anything and then calls this function again to raise (the softmax
-    cross-entropy's); every other form of labels is checked in full.
     """
     if t.__class__ is np.ndarray and t.dtype is _INT64 and t.ndim == 1 and t.shape[0] == n and n:
-        if not check_range:
-            return t
         # the usual case (int64 labels of the right length), returned as they are when in range: one maximum over
         # the unsigned view and nothing else (~0.2 us less of a small loss call); anything else, an out-of-range
         # label included, takes the general path below and its messages

@@ -111,17 +111,6 @@ _CE_LANES = 16
 
 
 @helper(inline=True)
-def _labels_in_range(labels, k):
-    """Whether every label is in [0, k): one vectorised pass over them as unsigned (a negative label is a huge
-    one). The cross-entropy kernels make this check before anything else, so a caller may leave it to them."""
-    bad = 0
-    kk = np.uint64(k)
-    for i in range(labels.shape[0]):
-        bad += np.uint64(labels[i]) >= kk
-    return bad == 0
-
-
-@helper(inline=True)
 def _softmax_ce_block(x, labels, probs, row_loss, b, blocks, ec, coefs):
     """Block ``b`` of ``blocks`` (consecutive rows): each row's softmax into ``probs`` and its loss into
     ``row_loss``: log-sum-exp - x[i, t].
@@ -190,16 +179,12 @@ def _softmax_ce_block(x, labels, probs, row_loss, b, blocks, ec, coefs):
 
 @kernel("loss")
 def _softmax_ce(x, labels, probs, row_loss):
-    """False, with nothing written, when a label is outside [0, K); else True."""
-    if not _labels_in_range(labels, x.shape[1]):
-        return False
     ec, coefs = exp_tables(x)
     n = x.shape[0]
     blocks = 1 if x.size < 4 * CE_BLOCK else min(n, (x.size + CE_BLOCK - 1) // CE_BLOCK)  # each block has a row
     for b in prange(blocks):
         _softmax_ce_block(x, labels, probs, row_loss, b, blocks, ec, coefs)
     _store_mean(row_loss, n)
-    return True
 
 
 @kernel("loss")
@@ -208,10 +193,7 @@ def _softmax_ce_delta(x, labels, probs, row_loss, delta):
     # training step (issue 16's <= 4 s), so this body is the short one: the general exponential only (the same
     # numbers as _softmax_row's normal-range fast path, tests/kernels/test_activations.py pins that), no row
     # pipeline. Measured: compile 0.59 -> 0.43 s of CPU (a cold SimpleConvNet step 3.94 -> 3.77 s, median of 3,
-    # interleaved), for ~1 us more per (100, 10) call (3.0 -> 4.0 us; (128, 100) 7.6 -> 10.6 us). Returns as
-    # _softmax_ce.
-    if not _labels_in_range(labels, x.shape[1]):
-        return False
+    # interleaved), for ~1 us more per (100, 10) call (3.0 -> 4.0 us; (128, 100) 7.6 -> 10.6 us)
     ec, coefs = exp_tables(x)
     n, k = x.shape
     for i in prange(n):
@@ -225,7 +207,6 @@ def _softmax_ce_delta(x, labels, probs, row_loss, delta):
             probs[i, j] = _fdiv(probs[i, j], s)
         row_loss[i] = -math.log(probs[i, labels[i]] + delta)
     _store_mean(row_loss, n)
-    return True
 
 
 @kernel("loss")
@@ -281,33 +262,22 @@ def softmax_forward(x: np.ndarray) -> np.ndarray:
 def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *, delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
     """The softmax of :func:`softmax_forward`, parallel over rows; each row's loss goes to its own slot and a
     serial pass sums the slots in float64 for the mean.
-
-    An int64 label vector's range is checked by the compiled kernel, in one pass before anything is computed, and
-    a label out of range gets :func:`fastnn._validate.labels`'s error, as from the twin (~0.7 us less per call than
-    that check in NumPy, a tenth of a (128, 100) call).
     """
-    x, labels, delta = _checks.check_softmax_cross_entropy(_CE, x, t, delta, check_range=False)
-    result = _softmax_cross_entropy_forward(x, labels, delta=delta)
-    if result is None:
-        _validate.labels(t, x.shape[0], x.shape[1], _CE, "t")  # raises: a label is out of range
-    return result
-
-
-_CE = "softmax_cross_entropy_forward"
+    x, labels, delta = _checks.check_softmax_cross_entropy("softmax_cross_entropy_forward", x, t, delta)
+    return _softmax_cross_entropy_forward(x, labels, delta=delta)
 
 
 def _softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray, *,
-                                   delta: float = 0.0) -> tuple[np.generic, np.ndarray] | None:
-    """None, with nothing computed, when a label of ``t`` (int64, (N,)) is outside [0, K)."""
+                                   delta: float = 0.0) -> tuple[np.generic, np.ndarray]:
     n = x.shape[0]
     probs = np.empty(x.shape, x.dtype)
     row_loss = np.empty(n + 1, x.dtype)  # a slot per row, then the mean
     if delta:
-        ok = _softmax_ce_delta.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss,
-                                   x.dtype.type(delta))
+        _softmax_ce_delta.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss,
+                              x.dtype.type(delta))
     else:
-        ok = _softmax_ce.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss)
-    return (row_loss[n], probs) if ok else None
+        _softmax_ce.run(x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), probs, row_loss)
+    return row_loss[n], probs
 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, t: np.ndarray, dout: float = 1.0) -> np.ndarray:

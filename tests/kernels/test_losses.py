@@ -328,10 +328,9 @@ def test_labels_out_of_range_refused_in_every_integer_dtype(code):
 
 @pytest.mark.parametrize("delta", [0.0, 1e-7])
 @pytest.mark.parametrize("shape", [(1, 1), (3, 17), (130, 100)])
-def test_int64_labels_out_of_range_caught_by_the_kernel(shape, delta):
-    """int64 labels reach the compiled cross-entropy unchecked (it checks their range before anything else): a label
-    of -1, K or a huge one, first, last or alone, gets the twin's error, and the same call with the label fixed
-    still computes the twin's numbers."""
+def test_int64_labels_out_of_range_refused_like_the_twin(shape, delta):
+    """An int64 label of -1, K or a huge one, first, last or alone, gets the twin's error, in either loss form, and
+    the same call with the label fixed computes the twin's numbers."""
     n, k = shape
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     for where in {0, n - 1}:
