@@ -327,7 +327,7 @@ def test_labels_out_of_range_refused_in_every_integer_dtype(code):
 
 
 @pytest.mark.parametrize("delta", [0.0, 1e-7])
-@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (130, 100)])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 16), (3, 17), (4, 31), (130, 100)])
 def test_int64_labels_out_of_range_refused_like_the_twin(shape, delta):
     """An int64 label of -1, K or a huge one, first, last or alone, gets the twin's error, in either loss form, and
     the same call with the label fixed computes the twin's numbers."""
@@ -346,3 +346,21 @@ def test_int64_labels_out_of_range_refused_like_the_twin(shape, delta):
             t[where] = k - 1
             assert_close(K.softmax_cross_entropy_forward(x, t, delta=delta)[0],
                          R.softmax_cross_entropy_forward(x, t, delta=delta)[0], np.float32)
+
+
+@pytest.mark.parametrize("k", [16, 17, 31, 100])
+def test_cross_entropy_tail_vector_beside_the_general_path(dtype, k):
+    """Rows that take the fast exponential with its overlapping tail vector (K not a multiple of 16), rows whose
+    spread takes the general one, and a row with a NaN in the tail, in one batch, against the twin."""
+    x = np.random.default_rng(k).standard_normal((6, k)).astype(dtype)
+    x[1, k - 1] = -300.0  # spread past the fast path's range, in the tail's columns
+    x[3, 0] = 300.0
+    x[4, k - 2] = np.nan
+    t = np.arange(6) % k
+    with np.errstate(invalid="ignore", over="ignore"):
+        want_loss, want = R.softmax_cross_entropy_forward(np.delete(x, 4, axis=0), np.delete(t, 4))
+        loss, probs = K.softmax_cross_entropy_forward(np.delete(x, 4, axis=0), np.delete(t, 4))
+        assert_close(probs, want, dtype)
+        assert_close(loss, want_loss, dtype)
+        assert np.isnan(K.softmax_cross_entropy_forward(x, t)[1][4]).all()
+        assert np.isnan(K.softmax_cross_entropy_forward(x, t)[0])
