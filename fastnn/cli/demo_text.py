@@ -192,7 +192,7 @@ def run_language_model(args: argparse.Namespace, defaults: dict[str, Any],
           f"{100 * (1 - final / baseline):.0f}% below it)")
 
     pool = windows(train, rng.integers(0, train.size - T - 1, 8 * batch), T)
-    _compiling.settle()  # a first run's worker still compiling parallel twins: time the kernels later runs use
+    _compiling.settle()  # a compile worker an earlier net in this process left running (CharLSTM starts none)
     speed = compare_speed(untrained, *pool, batch, args.compare_steps, lr, args.seed)
     print(f"speed (one Adam training step, batch {batch} x {T}, median of {args.compare_steps}): "
           f"fastnn {1e3 * speed['fastnn_s']:.{ms_digits}f} ms, "
