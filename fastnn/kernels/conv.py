@@ -1,8 +1,9 @@
 """2-D convolution: im2col + BLAS, with the data movement compiled and parallel.
 
 3x3 stride-1 convolutions (any padding) of two or more input channels take :mod:`fastnn.kernels.winograd` instead,
-2.25x fewer multiplications (switch: :data:`fastnn.config.CONV_WINOGRAD`); what follows is the path of every other
-geometry.
+2.25x fewer multiplications (switch: :data:`fastnn.config.CONV_WINOGRAD`); those of one channel take the pipeline
+below, but their filter gradient without dx :mod:`fastnn.kernels.direct`'s sums; what follows is the path of every
+other geometry.
 
 Layout. The batch is processed in chunks of ``m`` samples. Each chunk is unfolded into a column matrix
 ``col`` of shape ``(C*FH*FW, m*OH*OW)`` (C-contiguous, written by :func:`~fastnn.kernels.im2col.im2col_into`),
@@ -39,7 +40,7 @@ from numba import prange, uintp
 from .. import _checks, _validate
 from .._jit import Kernel, claim, helper, kernel, slot_kernel
 from .._validate import WindowGeometry
-from . import _blas, winograd, winograd43, winograd43_grad
+from . import _blas, direct, winograd, winograd43, winograd43_grad
 from ._blas import set_threads_local
 from ._workspace import buffer as _buffer
 from ._workspace import workspace as _workspace
@@ -356,8 +357,11 @@ def _fast_path(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad:
     pipelined = _pipelined(g, W.shape[0], x.dtype)
     # One input channel goes to the pipeline even when 3x3: Winograd's 16 products then have an inner dimension of
     # 1 and its transforms dominate (DeepConvNet's first layer, 1->16 on 28x28, one thread: forward 2.2 -> 1.2 ms,
-    # backward without dx 2.6 -> 2.0 ms; with two channels Winograd's backward is already ahead)
-    if winograd.applies(g, W.shape[0], x.dtype) and not (g.C == 1 and pipelined):
+    # backward without dx 2.6 -> 2.0 ms; with two channels Winograd's backward is already ahead). Its filter
+    # gradient alone, where the direct sum applies, is that sum's (the same layer: 2.3 -> 0.87 ms)
+    if pipelined and direct.applies(g, x.dtype):
+        path = _pipe_conv_forward, _direct_backward
+    elif winograd.applies(g, W.shape[0], x.dtype) and not (g.C == 1 and pipelined):
         # each pass picks F(4x4, 3x3) or F(2x2, 3x3) by the shapes (winograd43.chosen, winograd43_grad.takes_f43)
         forward = winograd43.forward if winograd43.chosen(g, W.shape[0], x.dtype) else winograd.forward
         path = forward, winograd43_grad.backward
@@ -368,6 +372,18 @@ def _fast_path(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad:
     if cache is not None:
         cache["conv2d.x"] = None
     return path, g
+
+
+def _direct_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
+                     out: np.ndarray | None = None,
+                     argmax: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """As :func:`fastnn.kernels.winograd.backward`: without dx, the filter gradient by
+    :func:`fastnn.kernels.direct.filter_gradient`; everything by the pipeline when dx is needed or that dW is not
+    finite."""
+    grads = None if need_dx else direct.filter_gradient(dout, x, W, g, ws, out, argmax)
+    if grads is None:
+        return _pipe_conv_backward(dout, x, W, g, ws, need_dx, out, argmax)
+    return None, *grads
 
 
 def _pipe_conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeometry, ws: dict, need_dx: bool,
