@@ -52,7 +52,11 @@ import numba
 from numba.extending import intrinsic
 
 from . import config
+from ._malloc import tune as _tune_malloc
 from ._numba_cache import njit as _njit  # also imported under this name by kernels/activations.py
+
+#: Whether glibc malloc's thresholds were set for a training loop's arrays (:mod:`fastnn._malloc`).
+MALLOC_TUNED = _tune_malloc()
 
 _THREAD_SAFE_LAYERS = frozenset({"omp", "tbb"})
 

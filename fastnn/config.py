@@ -25,6 +25,10 @@ CONV_WINOGRAD: bool = os.environ.get("FASTNN_CONV_WINOGRAD", "1") != "0"
 #: ``FASTNN_CONV_WINOGRAD43=0`` keeps every Winograd layer on F(2x2, 3x3).
 CONV_WINOGRAD43: bool = os.environ.get("FASTNN_CONV_WINOGRAD43", "1") != "0"
 
+#: Set glibc malloc's mmap and trim thresholds to 32 MB and 64 MB when the kernels load
+#: (:func:`fastnn._malloc.tune`); ``FASTNN_MALLOC_TUNING=0`` leaves malloc as it is.
+MALLOC_TUNING: bool = os.environ.get("FASTNN_MALLOC_TUNING", "1") != "0"
+
 #: Work size (elements touched, roughly) from which a kernel runs its ``parallel=True`` twin. Starting the
 #: thread pool costs ~20 us per call on this machine, so below these sizes the serial twin is faster.
 #: Measured on the project machine (2 cores, quiet), best of 200 calls, serial vs parallel twin:

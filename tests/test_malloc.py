@@ -1,0 +1,50 @@
+"""fastnn._malloc: glibc's mmap and trim thresholds, set when the kernels load; each case in a new interpreter
+(malloc's state is the process's)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.robustness._subproc import run_python
+
+pytestmark = pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc only")
+
+# 30 arrays of 1 MB allocated, written and freed, 6 times: with glibc's defaults, each round's 30 MB free at the
+# top of the heap goes back to the kernel and the next round faults it in again; with the thresholds it stays
+_CHURN = """
+import json, resource
+import numpy as np
+from fastnn import _jit
+
+def churn():
+    arrays = [np.ones(1 << 17) for _ in range(30)]
+    del arrays
+
+churn()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    churn()
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({"tuned": _jit.MALLOC_TUNED, "faults": faults}))
+"""
+
+
+def _churn(**env):
+    return json.loads(run_python(_CHURN, env=env).stdout)
+
+
+def test_a_training_loops_arrays_stay_with_the_process():
+    tuned = _churn()
+    assert tuned["tuned"] is True
+    assert tuned["faults"] < 500, tuned  # (a few for Python's own objects)
+    untuned = _churn(FASTNN_MALLOC_TUNING="0")
+    assert untuned["tuned"] is False
+    assert untuned["faults"] > 5 * 7680 // 2, untuned  # 5 rounds of 30 MB in 4 KB pages, at least half of them
+
+
+@pytest.mark.parametrize("env", [{"MALLOC_TRIM_THRESHOLD_": "131072"}, {"GLIBC_TUNABLES": "glibc.malloc.top_pad=0"}])
+def test_the_users_malloc_settings_win(env):
+    assert _churn(**env)["tuned"] is False
