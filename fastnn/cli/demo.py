@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import os
 import statistics
 import sys
@@ -121,14 +122,31 @@ def compare_speed(net: Any, x: np.ndarray, t: np.ndarray, batch_size: int, steps
     sides (not timed). Returns median seconds per step of each, their ratio and the largest relative loss
     difference over the steps.
     """
-    from .. import backend
     from ..optim import Adam
 
     nets = {"kernels": net, "reference": copy.deepcopy(net)}
     optimizers = {name: Adam(lr=lr) for name in nets}
     rng = np.random.default_rng(seed + 1)
     times: dict[str, list[float]] = {name: [] for name in nets}
-    diffs = []
+    diffs: list[float] = []
+    # Without the garbage collector, as python -m fastnn.bench times: a full collection in a process holding many
+    # objects (a test session's) can take longer than a small net's step, and landed inside a timed step
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _timed_steps(nets, optimizers, x, t, batch_size, steps, rng, times, diffs)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    fast, ref = statistics.median(times["kernels"]), statistics.median(times["reference"])
+    return {"fastnn_s": fast, "numpy_s": ref, "speedup": ref / fast, "max_rel_loss_diff": max(diffs)}
+
+
+def _timed_steps(nets: dict, optimizers: dict, x: np.ndarray, t: np.ndarray, batch_size: int, steps: int,
+                 rng: np.random.Generator, times: dict[str, list[float]], diffs: list[float]) -> None:
+    """compare_speed's steps: times and relative loss differences appended to ``times`` and ``diffs``."""
+    from .. import backend
+
     for step in range(steps + 1):
         batch = rng.integers(0, len(x), batch_size)
         xb, tb = x[batch], t[batch]
@@ -142,8 +160,6 @@ def compare_speed(net: Any, x: np.ndarray, t: np.ndarray, batch_size: int, steps
             if step:  # step 0 warms caches and allocators on both sides
                 times[name].append(elapsed)
         diffs.append(abs(losses["kernels"] - losses["reference"]) / max(abs(losses["reference"]), 1e-12))
-    fast, ref = statistics.median(times["kernels"]), statistics.median(times["reference"])
-    return {"fastnn_s": fast, "numpy_s": ref, "speedup": ref / fast, "max_rel_loss_diff": max(diffs)}
 
 
 def _last_loss(net: Any) -> Any:

@@ -4,6 +4,7 @@ the book's smoothing."""
 from __future__ import annotations
 
 import copy
+import gc
 
 import numpy as np
 import pytest
@@ -71,6 +72,24 @@ def test_compare_speed_runs_the_same_steps_on_both_backends():
     assert speed["max_rel_loss_diff"] < 1e-5  # the same 4 steps: the losses agree to float32 rounding
     assert not np.array_equal(net.params["W1"], before["W1"])  # the given net is trained further
     assert backend.current() == "kernels"
+
+
+def test_compare_speed_times_without_the_garbage_collector(monkeypatch):
+    """A collection inside a timed step (a test session holds many objects) once made fastnn's steps look 160x slow
+    in CI; the steps now run with the collector off, and it is on again afterwards, also after an error."""
+    net = _net(np.float32)
+    rng = np.random.default_rng(3)
+    x = rng.random((16, 1, 10, 10), dtype=np.float32)
+    t = rng.integers(0, 10, 16)
+    seen = []
+    gradient = type(net).gradient
+    monkeypatch.setattr(type(net), "gradient", lambda self, *a: seen.append(gc.isenabled()) or gradient(self, *a))
+    assert gc.isenabled()
+    compare_speed(net, x, t, batch_size=4, steps=2, lr=0.003, seed=0)
+    assert seen == [False] * 6 and gc.isenabled()  # 3 steps (one untimed) on each side
+    with pytest.raises(IndexError):
+        compare_speed(net, x, t[:3], batch_size=4, steps=2, lr=0.003, seed=0)  # fewer labels than images
+    assert gc.isenabled()
 
 
 def test_smooth_curve_is_the_books():
