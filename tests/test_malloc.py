@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from fastnn import _malloc
 from tests.robustness._subproc import run_python
 
 pytestmark = pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc only")
@@ -30,6 +31,14 @@ for _ in range(5):
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 print(json.dumps({"tuned": _jit.MALLOC_TUNED, "faults": faults}))
 """
+
+
+@pytest.fixture(autouse=True)
+def _no_malloc_settings(monkeypatch):
+    """The child inherits the parent's environment: none of the settings fastnn defers to (another test, Dask's
+    worker spawning, may have left one)."""
+    for name in (*_malloc._USER_SETTINGS, "GLIBC_TUNABLES", "FASTNN_MALLOC_TUNING"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _churn(**env):
