@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from fastnn import _malloc
 from tests.robustness._subproc import run_python
 
-pytestmark = pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc only")
+_GLIBC = pytest.mark.skipif(not _malloc._glibc(), reason="mallopt is glibc's")
 
 # 30 arrays of 1 MB allocated, written and freed, 6 times: with glibc's defaults, each round's 30 MB free at the
 # top of the heap goes back to the kernel and the next round faults it in again; with the thresholds it stays
@@ -45,6 +44,7 @@ def _churn(**env):
     return json.loads(run_python(_CHURN, env=env).stdout)
 
 
+@_GLIBC
 def test_a_training_loops_arrays_stay_with_the_process():
     tuned = _churn()
     assert tuned["tuned"] is True
@@ -54,6 +54,16 @@ def test_a_training_loops_arrays_stay_with_the_process():
     assert untuned["faults"] > 5 * 7680 // 2, untuned  # 5 rounds of 30 MB in 4 KB pages, at least half of them
 
 
+@_GLIBC
 @pytest.mark.parametrize("env", [{"MALLOC_TRIM_THRESHOLD_": "131072"}, {"GLIBC_TUNABLES": "glibc.malloc.top_pad=0"}])
 def test_the_users_malloc_settings_win(env):
     assert _churn(**env)["tuned"] is False
+
+
+def test_other_c_libraries_are_not_touched(monkeypatch):
+    def no_libc(*args):
+        raise AssertionError("mallopt looked up")
+
+    monkeypatch.setattr(_malloc.ctypes, "CDLL", no_libc)
+    monkeypatch.setattr(_malloc, "_glibc", lambda: False)
+    assert _malloc.tune() is False
