@@ -22,7 +22,6 @@ its own kernels::
 from __future__ import annotations
 
 import argparse
-import gc
 import re
 import statistics
 import sys
@@ -33,7 +32,7 @@ from typing import Any
 from . import _compiling, bench_cases
 from ._jit import get_num_threads
 from .bench_cases import CASES, DTYPES, IMPLS, SIZES, Case
-from .cli import CLIError, add_quiet_argument, add_threads_argument, apply_threads, progress_bar
+from .cli import CLIError, add_quiet_argument, add_threads_argument, apply_threads, collector_paused, progress_bar
 from .kernels import _bandwidth
 
 
@@ -72,16 +71,11 @@ def measure(calls: dict[str, Callable[[], Any]], repeat: int, min_time: float) -
 
 
 def _block(call: Callable[[], Any], number: int) -> float:
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         t0 = time.perf_counter()
         for _ in range(number):
             call()
         return time.perf_counter() - t0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def triad_bandwidth(repeats: int = 10) -> float:

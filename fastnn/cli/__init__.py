@@ -6,7 +6,10 @@ The argument helpers here serve every subcommand, ``bench`` included (:mod:`fast
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -87,3 +90,17 @@ def progress_bar(total: int | None, desc: str, unit: str, *, quiet: bool = False
     except ImportError:
         return None
     return tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False, dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's garbage collector off inside the block (on again after it, also after an error, if it was on):
+    timed code, where a full collection in a process holding many objects (a test session's) can take longer than
+    what is timed."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import os
 import statistics
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import _compiling
-from . import _data, _positive_int, add_quiet_argument, add_threads_argument, apply_threads
+from . import _data, _positive_int, add_quiet_argument, add_threads_argument, apply_threads, collector_paused
 
 #: Per data set: SimpleConvNet's convolution, epochs, batch size and Adam's learning rate. The 8x8 digits get 3x3
 #: filters with padding (a 5x5 filter would leave a 4x4 map, 2x2 after pooling); MNIST gets the book's
@@ -122,44 +121,30 @@ def compare_speed(net: Any, x: np.ndarray, t: np.ndarray, batch_size: int, steps
     sides (not timed). Returns median seconds per step of each, their ratio and the largest relative loss
     difference over the steps.
     """
+    from .. import backend
     from ..optim import Adam
 
     nets = {"kernels": net, "reference": copy.deepcopy(net)}
     optimizers = {name: Adam(lr=lr) for name in nets}
     rng = np.random.default_rng(seed + 1)
     times: dict[str, list[float]] = {name: [] for name in nets}
-    diffs: list[float] = []
-    # Without the garbage collector, as python -m fastnn.bench times: a full collection in a process holding many
-    # objects (a test session's) can take longer than a small net's step, and landed inside a timed step
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        _timed_steps(nets, optimizers, x, t, batch_size, steps, rng, times, diffs)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    diffs = []
+    with collector_paused():  # as python -m fastnn.bench times
+        for step in range(steps + 1):
+            batch = rng.integers(0, len(x), batch_size)
+            xb, tb = x[batch], t[batch]
+            losses = {}
+            for name, side in nets.items():
+                with backend.using(name):
+                    start = time.perf_counter()
+                    optimizers[name].update(side.params, side.gradient(xb, tb))
+                    elapsed = time.perf_counter() - start
+                losses[name] = float(_last_loss(side))  # the step's own forward, before its update
+                if step:  # step 0 warms caches and allocators on both sides
+                    times[name].append(elapsed)
+            diffs.append(abs(losses["kernels"] - losses["reference"]) / max(abs(losses["reference"]), 1e-12))
     fast, ref = statistics.median(times["kernels"]), statistics.median(times["reference"])
     return {"fastnn_s": fast, "numpy_s": ref, "speedup": ref / fast, "max_rel_loss_diff": max(diffs)}
-
-
-def _timed_steps(nets: dict, optimizers: dict, x: np.ndarray, t: np.ndarray, batch_size: int, steps: int,
-                 rng: np.random.Generator, times: dict[str, list[float]], diffs: list[float]) -> None:
-    """compare_speed's steps: times and relative loss differences appended to ``times`` and ``diffs``."""
-    from .. import backend
-
-    for step in range(steps + 1):
-        batch = rng.integers(0, len(x), batch_size)
-        xb, tb = x[batch], t[batch]
-        losses = {}
-        for name, side in nets.items():
-            with backend.using(name):
-                start = time.perf_counter()
-                optimizers[name].update(side.params, side.gradient(xb, tb))
-                elapsed = time.perf_counter() - start
-            losses[name] = float(_last_loss(side))  # the step's own forward, before its update
-            if step:  # step 0 warms caches and allocators on both sides
-                times[name].append(elapsed)
-        diffs.append(abs(losses["kernels"] - losses["reference"]) / max(abs(losses["reference"]), 1e-12))
 
 
 def _last_loss(net: Any) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fastnn import _validate
 from fastnn import kernels as K
 from fastnn import reference as R
 from fastnn.kernels import conv, direct
@@ -67,7 +68,7 @@ def _backward(impl, mode, dout, extra, x, W, pad, **kw):
 
 def _pipeline(mode, dout, extra, x, W, pad):
     """The im2col pipeline's (dx, dW, db), as the kernels computed them before the direct path."""
-    g = conv._validate.geometry(x.shape, 3, 3, 1, pad)
+    g = _validate.geometry(x.shape, 3, 3, 1, pad)
     out, argmax = (extra + (None, None))[:2]
     return conv._pipe_conv_backward(dout, x, W, g, {}, False, out, argmax)
 
