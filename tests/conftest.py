@@ -27,50 +27,6 @@ SHARED_MNIST = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "
 # would otherwise start one, and which test meets a cold cache depends on the order the tests run in.
 os.environ.setdefault("FASTNN_COMPILE_WORKERS", "0")
 
-#: Fewest cached kernel index files for the test session to count the on-disk cache as warm (a full warmup writes
-#: ~1000; a clean clone has none).
-_WARM_INDEX_FILES = 200
-
-
-def _cold_cache() -> str | None:
-    """fastnn's cache directory when it is (nearly) empty, else None."""
-    from fastnn import _compiling
-
-    where = _compiling.cache_dir()
-    if where is None or not os.path.isdir(where):
-        return where
-    indexes = sum(name.endswith(".nbi") for _, _, names in os.walk(where) for name in names)
-    return where if indexes < _WARM_INDEX_FILES else None
-
-
-def pytest_sessionstart(session):
-    """On a cold cache, ``python -m fastnn warmup`` fills it from a second process while the tests run.
-
-    Numba compiles one kernel at a time per process, so a test session on an empty cache spends most of its time
-    compiling on one core while the other idles (measured on this 2-core machine, a clean clone: ~17 min of tests
-    against ~7 min on a warm cache). The warmup compiles the registry's kernels into the same cache (concurrent
-    writers are safe, :mod:`fastnn._numba_cache`), float64 first (the CLI and compat tests that run first are
-    mostly float32); tests later load what it compiled. It runs at a lower priority, is stopped when the session
-    ends, and changes no result: a kernel loaded from the cache gives the bits of one compiled in the process
-    (``tests/robustness/test_cache.py``). ``FASTNN_TEST_WARMUP=0`` turns it off.
-    """
-    import subprocess
-    import sys
-
-    if os.environ.get("FASTNN_TEST_WARMUP", "1") == "0" or _cold_cache() is None:
-        return
-    session.config._fastnn_warmup = subprocess.Popen(
-        [sys.executable, "-m", "fastnn", "warmup", "--jobs", "1", "--quiet", "--dtype", "float64,float32"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
-
-
-def pytest_sessionfinish(session, exitstatus):
-    proc = getattr(session.config, "_fastnn_warmup", None)
-    if proc is not None and proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
 # Hypothesis: a bounded number of examples in CI, many more for a long local run (FASTNN_FUZZ_EXAMPLES=5000).
 settings.register_profile("ci", max_examples=int(os.environ.get("FASTNN_FUZZ_EXAMPLES", "60")), deadline=None,
                           derandomize=False, print_blob=True)
