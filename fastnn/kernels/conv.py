@@ -2,8 +2,8 @@
 
 3x3 stride-1 convolutions (any padding) of two or more input channels take :mod:`fastnn.kernels.winograd` instead,
 2.25x fewer multiplications (switch: :data:`fastnn.config.CONV_WINOGRAD`); those of one channel take the pipeline
-below, but their filter gradient without dx :mod:`fastnn.kernels.direct`'s sums; what follows is the path of every
-other geometry.
+below, but their filter gradient without dx :mod:`fastnn.kernels.direct`'s sums (as for 5x5 ones of up to four
+channels); what follows is the path of every other geometry.
 
 Layout. The batch is processed in chunks of ``m`` samples. Each chunk is unfolded into a column matrix
 ``col`` of shape ``(C*FH*FW, m*OH*OW)`` (C-contiguous, written by :func:`~fastnn.kernels.im2col.im2col_into`),
@@ -358,7 +358,8 @@ def _fast_path(x: np.ndarray, W: np.ndarray, stride: int | tuple[int, int], pad:
     # One input channel goes to the pipeline even when 3x3: Winograd's 16 products then have an inner dimension of
     # 1 and its transforms dominate (DeepConvNet's first layer, 1->16 on 28x28, one thread: forward 2.2 -> 1.2 ms,
     # backward without dx 2.6 -> 2.0 ms; with two channels Winograd's backward is already ahead). Its filter
-    # gradient alone, where the direct sum applies, is that sum's (the same layer: 2.3 -> 0.87 ms)
+    # gradient alone, where the direct sum applies, is that sum's (the same layer: 2.3 -> 0.87 ms; and a 5x5 first
+    # layer's: SimpleConvNet on CIFAR, one thread, 11.6 -> 6.7-7.0 ms)
     if pipelined and direct.applies(g, x.dtype):
         path = _pipe_conv_forward, _direct_backward
     elif winograd.applies(g, W.shape[0], x.dtype) and not (g.C == 1 and pipelined):

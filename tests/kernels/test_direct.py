@@ -1,6 +1,7 @@
-"""The direct filter gradient of one-channel 3x3 stride-1 convolutions (:mod:`fastnn.kernels.direct`): taken by
-the public backward kernels without dx, the twins' values, the pipeline's bias gradient bits, the same bits on one
-and two threads, and the pipeline where it does not apply (dx needed, narrow rows, non-finite results)."""
+"""The direct filter gradients of stride-1 convolutions with few input channels (:mod:`fastnn.kernels.direct`:
+one-channel 3x3, and 5x5 of up to four channels): taken by the public backward kernels without dx, the twins'
+values, the pipeline's bias gradient bits, the same bits on one and two threads, and the pipeline where it does
+not apply (dx needed, narrow rows, too many channels, non-finite results)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,26 @@ from fastnn.kernels import conv, direct
 
 from .test_conv import close
 
-# (N, H, W, FN, pad): batch 1 and one filter at the narrowest row taken (OW = 16), odd sizes, DeepConvNet's pad 2,
-# an asymmetric pad, DeepConvNet's first layer (28x28, 16 filters)
+# (N, C, H, W, FN, K, pad), K x K filters. 3x3, one channel: batch 1 and one filter at the narrowest row taken
+# (OW = 16), odd sizes, DeepConvNet's pad 2, an asymmetric pad, DeepConvNet's first layer (28x28, 16 filters).
+# 5x5: the same kinds of shapes, odd filter counts (the last filter paired with itself), one to four channels,
+# SimpleConvNet's CIFAR layer (3 channels, 32x32, 30 filters) on four images.
 CASES = [
-    (1, 18, 18, 1, 0),
-    (3, 17, 23, 5, 1),
-    (2, 20, 31, 3, 2),
-    (2, 9, 30, 4, (1, 0)),
-    (4, 28, 28, 16, 1),
+    (1, 1, 18, 18, 1, 3, 0),
+    (3, 1, 17, 23, 5, 3, 1),
+    (2, 1, 20, 31, 3, 3, 2),
+    (2, 1, 9, 30, 4, 3, (1, 0)),
+    (4, 1, 28, 28, 16, 3, 1),
+    (1, 1, 20, 20, 1, 5, 0),
+    (3, 3, 19, 24, 5, 5, 1),
+    (2, 2, 21, 30, 4, 5, 2),
+    (2, 3, 12, 22, 3, 5, (1, 0)),
+    (2, 4, 20, 20, 6, 5, 0),
+    (4, 3, 32, 32, 30, 5, 0),
 ]
-IDS = [f"N{n}-{h}x{w}-F{f}-p{p}" for n, h, w, f, p in CASES]
+IDS = [f"N{n}C{c}-{h}x{w}-F{f}:{k}-p{p}" for n, c, h, w, f, k, p in CASES]
+#: One case of each kernel, for the tests that need not run every shape
+KINDS = [CASES[4], CASES[6]]
 MODES = ["conv", "relu", "relu_maxpool"]
 
 
@@ -44,10 +55,10 @@ def taken(monkeypatch):
 
 def _problem(case, dtype, mode, seed=0):
     """(x, W, b, pad, dout, extra): extra is what the mode's backward takes between dout and x."""
-    n, h, w, fn, pad = case
+    n, c, h, w, fn, k, pad = case
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 1, h, w)).astype(dtype)
-    W = rng.standard_normal((fn, 1, 3, 3)).astype(dtype)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((fn, c, k, k)).astype(dtype)
     b = (rng.standard_normal(fn) - 0.5).astype(dtype)  # ReLU zeroes a good share of the outputs
     if mode == "conv":
         extra = ()
@@ -68,7 +79,7 @@ def _backward(impl, mode, dout, extra, x, W, pad, **kw):
 
 def _pipeline(mode, dout, extra, x, W, pad):
     """The im2col pipeline's (dx, dW, db), as the kernels computed them before the direct path."""
-    g = _validate.geometry(x.shape, 3, 3, 1, pad)
+    g = _validate.geometry(x.shape, W.shape[2], W.shape[3], 1, pad)
     out, argmax = (extra + (None, None))[:2]
     return conv._pipe_conv_backward(dout, x, W, g, {}, False, out, argmax)
 
@@ -88,9 +99,10 @@ def test_filter_gradient_matches_the_twin(case, mode, dtype, twin, taken):
     close(dW, pdW, dtype)
 
 
+@pytest.mark.parametrize("case", KINDS, ids=["3x3", "5x5"])
 @pytest.mark.parametrize("mode", MODES)
-def test_same_bits_on_one_and_two_threads(mode, dtype, monkeypatch, taken):
-    x, W, b, pad, dout, extra = _problem(CASES[4], dtype, mode, seed=1)
+def test_same_bits_on_one_and_two_threads(mode, case, dtype, monkeypatch, taken):
+    x, W, b, pad, dout, extra = _problem(case, dtype, mode, seed=1)
     runs = []
     for work in ("1000000000000", "0"):  # one slot, then two (each takes the chunks as they come)
         monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", work)
@@ -100,8 +112,9 @@ def test_same_bits_on_one_and_two_threads(mode, dtype, monkeypatch, taken):
         np.testing.assert_array_equal(a, b)
 
 
-def test_non_contiguous_inputs_give_the_same_bits(dtype, taken):
-    x, W, b, pad, dout, extra = _problem(CASES[1], dtype, "relu", seed=2)
+@pytest.mark.parametrize("case", [CASES[1], CASES[6]], ids=["3x3", "5x5"])
+def test_non_contiguous_inputs_give_the_same_bits(case, dtype, taken):
+    x, W, b, pad, dout, extra = _problem(case, dtype, "relu", seed=2)
     grads = _backward(K, "relu", dout, extra, x, W, pad, need_dx=False)
     Wn = np.ascontiguousarray(W[:, :, ::-1])[:, :, ::-1]  # W's values through a negative stride
     other = _backward(K, "relu", np.asfortranarray(dout), tuple(map(np.asfortranarray, extra)),
@@ -121,8 +134,11 @@ def test_dx_takes_the_pipeline(mode, taken):
         close(a, r, np.float64)
 
 
-def test_narrow_rows_take_the_pipeline(taken):
-    x, W, b, pad, dout, extra = _problem((2, 17, 15, 3, 1), np.float64, "relu")  # OW = 15
+@pytest.mark.parametrize("case", [(2, 1, 17, 15, 3, 3, 1), (2, 3, 19, 19, 3, 5, 0), (2, 5, 20, 20, 3, 5, 0)],
+                         ids=["3x3-OW15", "5x5-OW15", "5x5-C5"])
+def test_other_geometries_take_the_pipeline(case, taken):
+    """Rows narrower than 16 outputs, a 5x5 filter of more than four channels."""
+    x, W, b, pad, dout, extra = _problem(case, np.float64, "relu")
     _, dW, db = _backward(K, "relu", dout, extra, x, W, pad, need_dx=False)
     assert taken == []
     _, pdW, pdb = _pipeline("relu", dout, extra, x, W, pad)
@@ -130,12 +146,13 @@ def test_narrow_rows_take_the_pipeline(taken):
     np.testing.assert_array_equal(db, pdb)
 
 
+@pytest.mark.parametrize("case", [CASES[1], CASES[6]], ids=["3x3", "5x5"])
 @pytest.mark.parametrize("special", [np.inf, np.nan])
-def test_non_finite_input_gives_the_pipelines_gradient(special, taken):
+def test_non_finite_input_gives_the_pipelines_gradient(special, case, taken):
     """An infinity in x meets the extra columns' zeros (NaN where the pipeline multiplies no zero by it): the
     direct sum gives up and the pipeline's gradient is returned, bit for bit."""
-    x, W, b, pad, dout, extra = _problem(CASES[1], np.float64, "conv")
-    x[1, 0, 5, 0] = special  # a first column: the tap shifts of the row before read it as an extra column's partner
+    x, W, b, pad, dout, extra = _problem(case, np.float64, "conv")
+    x[1, -1, 5, 0] = special  # a first column: the tap shifts of the row before read it as an extra column's partner
     _, dW, db = _backward(K, "conv", dout, extra, x, W, pad, need_dx=False)
     assert taken == [False]
     _, pdW, pdb = _pipeline("conv", dout, extra, x, W, pad)

@@ -20,7 +20,7 @@ import re
 from ._subproc import ROOT, run_python
 
 SUBSET = ("not f32 and serial and (matches_reference or random_geometry or non_contiguous or noncontiguous or "
-          "padding or empty or chunks or special)")
+          "padding or empty or chunks or special or filter_gradient)")
 
 
 def test_kernel_tests_pass_with_bounds_checking(tmp_path):
