@@ -65,14 +65,16 @@ def _padded(x, n, xs, PH, PW, Xp, plane):
 
 
 @slot_kernel("window", claims=True)
-def _filter_gradient(slot, x, dout, out, argmax, dWn, dbn, xp, D, PH, PW, OH, OW, chunks, mode, zero, counter):
+def _filter_gradient(slot, x, dout, out, argmax, dWn, dbn, xp, D, PH, PW, OH, OW, Xp, plane, chunks, mode, zero,
+                     counter):
     """dWn[n, f, 3 * ky + kx]: image n's share of the filter gradient; dbn[n, f]: its output-gradient plane's sum
-    (:func:`fastnn.kernels.winograd.grad_plane` in ``mode``). xp (S, (OH + 2) * (OW + 2) + 2) and D (S, OH *
-    (OW + 2)), both zeroed: each slot's scratch. The slots take chunks of images as they come
-    (:func:`fastnn._jit.claim` on ``counter``, (1,) int64 zero)."""
+    (:func:`fastnn.kernels.winograd.grad_plane` in ``mode``). xp (S, plane): the image's zero-bordered plane of pitch
+    Xp = OW + 2; D (S, OH * Xp), extra columns zero: each slot's scratch. The slots take chunks of images as they
+    come (:func:`fastnn._jit.claim` on ``counter``, (1,) int64 zero). The arguments are
+    :func:`_filter_gradient5`'s."""
     N, FN = x.shape[0], dWn.shape[1]
-    Xp = uintp(OW + 2)
-    P = OH * (OW + 2)
+    P = OH * Xp
+    row = uintp(Xp)  # the tap rows' shift, unsigned as the flat index it is added to
     xs = xp[slot]
     Ds = D[slot]
     one, two = uintp(1), uintp(2)
@@ -83,14 +85,14 @@ def _filter_gradient(slot, x, dout, out, argmax, dWn, dbn, xp, D, PH, PW, OH, OW
         n0, k = chunk_span(ch, chunks, N)
         for i in range(k):
             n = n0 + i
-            _padded(x, n, xs, PH, PW, Xp, 0)
+            _padded(x, n, xs, PH, PW, row, plane)
             for f in range(FN):
-                dbn[n, f] = grad_plane(dout, out, argmax, n, f, mode, zero, OH, OW, Ds, 0, 2 * (OW + 2), OW + 2)
+                dbn[n, f] = grad_plane(dout, out, argmax, n, f, mode, zero, OH, OW, Ds, 0, 2 * Xp, Xp)
                 s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
                 for j in range(P):
                     p = uintp(j)
-                    q = p + Xp
-                    r = q + Xp
+                    q = p + row
+                    r = q + row
                     g = Ds[p]
                     s00 += g * xs[p]
                     s01 += g * xs[p + one]
@@ -188,12 +190,8 @@ def filter_gradient(dout: np.ndarray, x: np.ndarray, W: np.ndarray, g: WindowGeo
     D[:] = 0  # the extra columns, which grad_plane never writes
     dWn = np.empty((g.N, FN, g.C * g.FH * g.FW), dtype=x.dtype)
     dbn = np.empty((g.N, FN), dtype=x.dtype)
-    zero, counter = x.dtype.type(0), np.zeros(1, dtype=np.int64)
-    if kernel is _filter_gradient:
-        kernel.run(slots, x, dout, out, argmax, dWn, dbn, xp, D, g.PH, g.PW, g.OH, g.OW, chunks, mode, zero, counter)
-    else:
-        kernel.run(slots, x, dout, out, argmax, dWn, dbn, xp, D, g.PH, g.PW, g.OH, g.OW, Xp, plane, chunks, mode,
-                   zero, counter)
+    kernel.run(slots, x, dout, out, argmax, dWn, dbn, xp, D, g.PH, g.PW, g.OH, g.OW, Xp, plane, chunks, mode,
+               x.dtype.type(0), np.zeros(1, dtype=np.int64))
     dW = dWn.sum(axis=0)
     if not np.isfinite(dW).all():
         return None
