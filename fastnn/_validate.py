@@ -1,8 +1,9 @@
 """Checks at the Python boundary, one helper per concept.
 
 Numba kernels trust their inputs and do not bounds-check, so every public kernel, layer and optimizer calls
-these before any compiled code runs. Each failure raises ``TypeError`` (wrong kind of thing) or ``ValueError``
-(right kind, wrong value) with a message of one form::
+these before any kernel runs (one check, the labels' range, is itself a small compiled loop that only reads).
+Each failure raises ``TypeError`` (wrong kind of thing) or ``ValueError`` (right kind, wrong value) with a
+message of one form::
 
     <where>: <argument> must be <expected>, got <what came>
 
@@ -16,6 +17,8 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from ._numba_cache import njit as _njit
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT32, _FLOAT64 = FLOAT_DTYPES
@@ -158,7 +161,7 @@ def scalar(v: Any, where: str, name: str, *, gt: float | None = None, ge: float 
     return f
 
 
-_INT64, _UINT64 = np.dtype(np.int64), np.dtype(np.uint64)
+_INT64 = np.dtype(np.int64)
 
 #: The unsigned dtype of each signed integer dtype (a view as it makes a negative label a huge one).
 _UNSIGNED = {np.dtype(s): np.dtype(s.replace("i", "u")) for s in ("<i1", "<i2", "<i4", "<i8", ">i2", ">i4", ">i8")}
@@ -176,17 +179,31 @@ def _max(a: np.ndarray) -> Any:
     return a[a.argmax()]
 
 
+def _labels_below(t, classes):
+    """Whether every label of the 1-D integer array ``t`` is in [0, classes): one compiled pass over the labels as
+    unsigned integers (a negative one is a huge one). Called from Python: ~0.26 us for 128 int64 labels, against
+    ~0.7 us for NumPy's view, argmax and index (a third of what a small loss call spends outside its kernel). It
+    reads the labels and writes nothing; no kernel runs before it returns.
+    """
+    bound = np.uint64(classes)
+    for v in t:
+        if np.uint64(v) >= bound:
+            return False
+    return True
+
+
+_labels_below = _njit(_labels_below)
+
+
 def labels(t: Any, n: int, classes: int, where: str, name: str = "t") -> np.ndarray:
     """Class labels for ``n`` samples of ``classes`` classes: int array (n,) in range, or one-hot (n, classes).
 
     Returns an int64 label vector (one-hot rows are converted with argmax after checking they are one-hot).
     """
     if t.__class__ is np.ndarray and t.dtype is _INT64 and t.ndim == 1 and t.shape[0] == n and n:
-        # the usual case (int64 labels of the right length), returned as they are when in range: one maximum over
-        # the unsigned view and nothing else (~0.2 us less of a small loss call); anything else, an out-of-range
-        # label included, takes the general path below and its messages
-        u = t.view(_UINT64)
-        if u[u.argmax()] < classes:
+        # the usual case (int64 labels of the right length), returned as they are when in range; anything else, an
+        # out-of-range label included, takes the general path below and its messages
+        if _labels_below(t, classes):
             return t
     t = np.asarray(t)
     kind = t.dtype.kind

@@ -16,6 +16,7 @@ from numba.extending import intrinsic, overload
 
 from .. import config
 from .._jit import _njit, helper, kernel
+from . import _simd as simd
 
 
 def _true_divide(a, b):
@@ -38,17 +39,47 @@ _fdiv = _njit(_true_divide, error_model="numpy", fastmath=set(config.FASTMATH))
 # output, which also stops vectorisation). Measured error, float32 and float64: < 1 ulp for normal results
 # (tests/kernels/test_activations.py::test_exp_nonpos_accuracy).
 
+def _bits_type(ty: types.Type) -> tuple[int, int, int]:
+    """(bits, mantissa bits, exponent bias) of a float type or of a vector's lanes."""
+    return (32, 23, 127) if simd.lane_type(ty).bitwidth == 32 else (64, 52, 1023)
+
+
 @intrinsic
-def _pow2i(typingctx, k):
-    """``2.0**k`` for an integer-valued float ``k`` in the normal exponent range, by writing the exponent bits."""
-    if not isinstance(k, types.Float):
+def _horner(typingctx, coefs, r):
+    """``coefs[0] * r**n + ... + coefs[n]`` by Horner's rule (p = p * r + c), unrolled here for scalars and
+    vectors alike: as a Python loop over the tuple, LLVM left 12 steps of a float64 vector polynomial to a jump
+    table (measured: the (128, 100) float64 cross-entropy 13 -> 23 us). The multiply and add of each step are
+    separate instructions, fused by a ``contract`` caller as its own code would be.
+    """
+    if not (isinstance(coefs, types.UniTuple) and simd.lane_type(r) == coefs.dtype and isinstance(coefs.dtype,
+                                                                                                 types.Float)):
         return None
-    bits, mantissa, bias = (32, 23, 127) if k.bitwidth == 32 else (64, 52, 1023)
 
     def codegen(context, builder, signature, args):
-        ity = llvm_ir.IntType(bits)
-        e = builder.add(builder.fptosi(args[0], ity), llvm_ir.Constant(ity, bias))
-        return builder.bitcast(builder.shl(e, llvm_ir.Constant(ity, mantissa)), context.get_value_type(k))
+        ty = args[1].type
+        p = None
+        for i in range(coefs.count):
+            c = builder.extract_value(args[0], i)
+            if isinstance(ty, llvm_ir.VectorType):
+                c = simd.splat_value(builder, ty, c)
+            p = c if p is None else builder.fadd(builder.fmul(p, args[1]), c)
+        return p
+
+    return r(coefs, r), codegen
+
+
+@intrinsic
+def _pow2i(typingctx, k):
+    """``2.0**k`` for an integer-valued float ``k`` in the normal exponent range, by writing the exponent bits (of
+    each lane, for a vector)."""
+    if not isinstance(simd.lane_type(k), types.Float):
+        return None
+    bits, mantissa, bias = _bits_type(k)
+
+    def codegen(context, builder, signature, args):
+        ity = simd.int_like(args[0].type, bits)
+        e = builder.add(builder.fptosi(args[0], ity), simd.vector_const(builder, ity, bias))
+        return builder.bitcast(builder.shl(e, simd.vector_const(builder, ity, mantissa)), args[0].type)
 
     return k(k), codegen
 
@@ -142,39 +173,37 @@ def _exp_tables(x):
 def _exp_nonpos(x, ec, coefs):
     """``exp(x)`` for ``x <= 0``, ``-inf`` (gives 0) or NaN (gives NaN); ``ec, coefs`` from exp_nonpos_constants.
     Made and measured for ``x <= 0``; a positive x (attention's backward given an ``lse`` below a score) gets
-    ``exp(x)`` too, to the same accuracy, and inf past overflow.
+    ``exp(x)`` too, to the same accuracy, and inf past overflow. ``x`` may be a scalar or a vector
+    (:mod:`fastnn.kernels._simd`): the same operations lane by lane, the same bits
+    (``tests/kernels/test_simd.py``).
 
     (Two flat tuples: Numba's parallel launcher does not accept a tuple of tuples as an argument.)
     """
-    k = np.floor(x * ec[0] + ec[4])
-    if not k >= ec[6]:  # far below underflow, or nan: any k in range (the result is replaced, or nan anyway)
-        k = ec[6]
-    if k > ec[7]:  # never for x <= 0; keeps the exponent bits valid whatever x is
-        k = ec[7]
+    k = simd.floor(x * ec[0] + ec[4])
+    # far below underflow, or nan: any k in range (the result is replaced, or nan anyway)
+    k = simd.where_ge(k, ec[6], k, ec[6])
+    k = simd.where_gt(k, ec[7], ec[7], k)  # never for x <= 0; keeps the exponent bits valid whatever x is
     r = (x - k * ec[1]) - k * ec[2]
-    p = coefs[0]
-    for c in coefs[1:]:  # Horner; the tuple's length is a compile-time constant, so this unrolls
-        p = p * r + c
+    p = _horner(coefs, r)
     # 2^k as two normal powers, so results in the subnormal range are rounded once, correctly
-    k1 = np.floor(k * ec[4])
+    k1 = simd.floor(k * ec[4])
     y = p * _pow2i(k1) * _pow2i(k - k1)
-    if x < ec[3]:
-        y = ec[5]
-    return y
+    return simd.where_lt(x, ec[3], ec[5], y)
 
 
 @intrinsic
 def _times_pow2_bits(typingctx, p, t):
     """``p * 2**k`` for the integer ``k`` held in the low mantissa bits of ``t`` (``t = 1.5 * 2**mantissa + k``),
-    by adding ``k`` to p's exponent bits: exact while the result is normal."""
-    if not isinstance(p, types.Float) or p != t:
+    by adding ``k`` to p's exponent bits: exact while the result is normal (lane-wise for vectors)."""
+    if not isinstance(simd.lane_type(p), types.Float) or p != t:
         return None
-    bits, mantissa = (32, 23) if p.bitwidth == 32 else (64, 52)
+    bits, mantissa, _ = _bits_type(p)
 
     def codegen(context, builder, signature, args):
-        ity = llvm_ir.IntType(bits)
-        k = builder.shl(builder.bitcast(args[1], ity), llvm_ir.Constant(ity, mantissa))  # t's high bits drop out
-        return builder.bitcast(builder.add(builder.bitcast(args[0], ity), k), context.get_value_type(p))
+        ity = simd.int_like(args[0].type, bits)
+        # t's high bits drop out of the shift
+        k = builder.shl(builder.bitcast(args[1], ity), simd.vector_const(builder, ity, mantissa))
+        return builder.bitcast(builder.add(builder.bitcast(args[0], ity), k), args[0].type)
 
     return p(p, p), codegen
 
@@ -185,14 +214,13 @@ def _exp_normal(x, ec, coefs):
     """``exp(x)`` for ``ec[9] <= x <= 0`` (``ec[9]``: -124 ln 2 in float32, -1020 ln 2 in float64), where it is
     normal: the same number as :func:`_exp_nonpos` (same reduction and polynomial) without its clamps and its
     two-part power for subnormal results, about half the instructions. The caller checks the range (softmax:
-    once per row, from the row's minimum and maximum); outside it the result is wrong.
+    once per row, from the row's minimum and maximum); outside it the result is wrong. A scalar or a vector, as
+    :func:`_exp_nonpos`.
     """
     t = x * ec[0] + ec[8]  # k = round(x / ln2) in t's low bits
     k = t - ec[8]
     r = (x - k * ec[1]) - k * ec[2]
-    p = coefs[0]
-    for c in coefs[1:]:
-        p = p * r + c
+    p = _horner(coefs, r)
     return _times_pow2_bits(p, t)
 
 

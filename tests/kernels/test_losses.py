@@ -364,3 +364,42 @@ def test_cross_entropy_tail_vector_beside_the_general_path(dtype, k):
         assert_close(loss, want_loss, dtype)
         assert np.isnan(K.softmax_cross_entropy_forward(x, t)[1][4]).all()
         assert np.isnan(K.softmax_cross_entropy_forward(x, t)[0])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 9])
+@pytest.mark.parametrize("k", [1, 7, 8, 9, 16, 17, 40])
+def test_cross_entropy_rows_do_not_depend_on_their_group(dtype, n, k):
+    """The kernel takes rows four at a time in vectors of 16 (float32) or 8 (float64) columns, the last group
+    repeating its last row. Each row's probabilities have the bits the row gets alone, also beside a row whose
+    exponentials are not all normal (a spread past the fast range, an inf), and the loss is the mean of the rows'
+    own losses (summed in float64, in an order of LLVM's); the numbers are the twin's."""
+    x, t = _data((n, k), dtype, seed=100 * n + k)
+    if k > 1:
+        x[n // 2, k - 1] = -300.0  # this row's group takes the general exponential
+        x[n - 1, 0] = -np.inf
+    loss, probs = K.softmax_cross_entropy_forward(x, t)
+    alone = [K.softmax_cross_entropy_forward(x[i:i + 1], t[i:i + 1]) for i in range(n)]
+    for i, (_, row_probs) in enumerate(alone):
+        np.testing.assert_array_equal(probs[i], row_probs[0])
+    total = 0.0
+    for row_loss, _ in alone:
+        total += float(row_loss)
+    np.testing.assert_allclose(loss, total / n, rtol=2 * np.finfo(dtype).eps, atol=0)
+    want_loss, want = R.softmax_cross_entropy_forward(x, t)
+    assert_close(probs, want, dtype)
+    assert_close(loss, want_loss, dtype)
+
+
+def test_cross_entropy_blocks_of_groups_in_parallel(dtype, monkeypatch):
+    """A batch large enough for blocks in parallel, of a row count that is no multiple of four: the serial and
+    parallel twins give the same bits, and the twin's numbers."""
+    x, t = _data((1027, 70), dtype, seed=3)
+    runs = []
+    for work in ("1000000000000", "0"):
+        monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", work)
+        runs.append(K.softmax_cross_entropy_forward(x, t))
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    want_loss, want = R.softmax_cross_entropy_forward(x, t)
+    assert_close(runs[0][1], want, dtype)
+    assert_close(runs[0][0], want_loss, dtype)
