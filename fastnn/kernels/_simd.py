@@ -25,7 +25,9 @@ import operator
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, overload, register_model
+from numba.core.imputils import lower_builtin
+from numba.core.typing.templates import AbstractTemplate, infer_global, signature
+from numba.extending import intrinsic, models, register_model
 
 __all__ = ["Vec", "lanes", "load", "store", "load_part", "store_part", "splat", "head", "hsum", "keys", "kmax",
            "kmin", "hmax", "hmin", "floor", "where_ge", "where_gt", "where_lt", "vector_const", "splat_value",
@@ -218,35 +220,36 @@ def _operand(builder: ir.IRBuilder, vty: ir.VectorType, ty: types.Type, value: i
     return value if isinstance(ty, Vec) else splat_value(builder, vty, value)
 
 
-def _arith(instruction: str):
-    """A lane-wise binary operation between vectors, or a vector and a scalar of its dtype (either side)."""
+def _arith_kind(a: types.Type, b: types.Type) -> Vec | None:
+    """The vector type of a lane-wise operation between ``a`` and ``b`` (vectors, or a vector and a scalar of its
+    dtype, either side), else None."""
+    vt = a if isinstance(a, Vec) else b
+    if isinstance(vt, Vec) and isinstance(vt.dtype, types.Float) and {a, b} <= {vt, vt.dtype}:
+        return vt
+    return None
 
-    @intrinsic
-    def op(typingctx, a, b):
-        vt = a if isinstance(a, Vec) else b
-        if not (isinstance(vt, Vec) and isinstance(vt.dtype, types.Float) and {a, b} <= {vt, vt.dtype}):
+
+def _bind(operation, instruction: str) -> None:
+    """``+``, ``-`` or ``*`` on vectors, typed and lowered in place (no function compiled per operand types)."""
+
+    @infer_global(operation)
+    class _Typing(AbstractTemplate):
+        def generic(self, args, kws):
+            if len(args) == 2 and not kws and (vt := _arith_kind(*args)) is not None:
+                return signature(vt, *args)
             return None
 
-        def codegen(context, builder, sig, args):
-            vty = context.get_value_type(vt)
-            x, y = (_operand(builder, vty, t, v) for t, v in zip(sig.args, args, strict=True))
-            return getattr(builder, instruction)(x, y)
+    def lower(context, builder, sig, args):
+        vty = context.get_value_type(sig.return_type)
+        x, y = (_operand(builder, vty, t, v) for t, v in zip(sig.args, args, strict=True))
+        return getattr(builder, instruction)(x, y)
 
-        return vt(a, b), codegen
-
-    return op
-
-
-def _bind(operation, fn) -> None:
-    @overload(operation)
-    def _overload(a, b):
-        if isinstance(a, Vec) or isinstance(b, Vec):
-            return lambda a, b: fn(a, b)
-        return None
+    for operands in ((Vec, Vec), (Vec, types.Float), (types.Float, Vec)):
+        lower_builtin(operation, *operands)(lower)
 
 
 for _operation, _instruction in ((operator.add, "fadd"), (operator.sub, "fsub"), (operator.mul, "fmul")):
-    _bind(_operation, _arith(_instruction))
+    _bind(_operation, _instruction)
 
 
 def _halves(builder: ir.IRBuilder, v: ir.Value, combine) -> ir.Value:

@@ -127,26 +127,40 @@ def _row_extremes(hi, lo):
 
 
 @helper
-def _exp(v, ec, coefs, normal):
-    """:func:`_exp_normal` of a vector when ``normal`` (each lane's exponential is normal), else
-    :func:`_exp_nonpos`: the same numbers where both apply."""
-    return _exp_normal(v, ec, coefs) if normal else _exp_nonpos(v, ec, coefs)
-
-
-@helper
-def _exp_step(x, probs, i, j, m, acc, ec, coefs, normal):
-    """probs[i, j:j+lanes] = exp(x - m) (see :func:`_exp`), added to the row's vector of sums ``acc``."""
-    e = _exp(simd.load(x, i, j) - m, ec, coefs, normal)
+def _exp_step(x, probs, i, j, m, acc, ec, coefs):
+    """probs[i, j:j+lanes] = exp(x - m) by :func:`_exp_normal` (each lane's exponential is normal), added to the
+    row's vector of sums ``acc``."""
+    e = _exp_normal(simd.load(x, i, j) - m, ec, coefs)
     simd.store(probs, i, j, e)
     return acc + e
 
 
 @helper
-def _exp_tail(x, probs, i, j, n, m, acc, ec, coefs, normal):
+def _exp_tail(x, probs, i, j, n, m, acc, ec, coefs):
     """:func:`_exp_step` over the row's last ``n`` (< lanes) columns; the other lanes add zeros."""
-    e = _exp(simd.load_part(x, i, j, n, m) - m, ec, coefs, normal)
+    e = _exp_normal(simd.load_part(x, i, j, n, m) - m, ec, coefs)
     simd.store_part(probs, i, j, e, n)
     return acc + simd.head(e, n, ec[5])
+
+
+@helper
+def _exp_row(x, probs, i, m, ec, coefs):
+    """Row i's exponentials of x - m into probs by :func:`_exp_nonpos`, and their sum: the vectors and their order
+    of :func:`_exp_step` and :func:`_exp_tail`, so the bits of a row whose exponentials are all normal. For groups
+    with a row that is not (a call, not inlined four times: it is the rare path, and its compile time counts)."""
+    k = x.shape[1]
+    step = simd.lanes(x)
+    whole = k - k % step
+    acc = simd.splat(ec[5])
+    for j in range(0, whole, step):
+        e = _exp_nonpos(simd.load(x, i, j) - m, ec, coefs)
+        simd.store(probs, i, j, e)
+        acc = acc + e
+    if whole < k:
+        e = _exp_nonpos(simd.load_part(x, i, whole, k - whole, m) - m, ec, coefs)
+        simd.store_part(probs, i, whole, e, k - whole)
+        acc = acc + simd.head(e, k - whole, ec[5])
+    return simd.hsum(acc)
 
 
 @helper
@@ -177,7 +191,7 @@ def _softmax_ce(x, labels, probs, row_loss):
 
     Each row's numbers depend on the row alone (not on which rows share its group, so not on the thread count):
     a group with a row whose exponentials are not all normal (min - max < ec[9], a NaN, an inf) takes
-    :func:`_exp_nonpos` for all four, which gives :func:`_exp_normal`'s bits where both apply. A row's sum is a
+    :func:`_exp_row` for all four, which gives the normal path's bits where both apply. A row's sum is a
     vector sum over its columns, then :func:`fastnn.kernels._simd.hsum`: another order than
     :func:`_softmax_row`'s, so a probability may differ from :func:`softmax_forward`'s in its last bits.
     """
@@ -212,19 +226,22 @@ def _softmax_ce(x, labels, probs, row_loss):
                 hi3, lo3 = _range_tail(x, i3, whole, part, hi3, lo3)
             (lo0, m0), (lo1, m1) = _row_extremes(hi0, lo0), _row_extremes(hi1, lo1)
             (lo2, m2), (lo3, m3) = _row_extremes(hi2, lo2), _row_extremes(hi3, lo3)
-            normal = lo0 - m0 >= ec[9] and lo1 - m1 >= ec[9] and lo2 - m2 >= ec[9] and lo3 - m3 >= ec[9]
-            a0 = a1 = a2 = a3 = simd.splat(ec[5])  # zeros
-            for j in range(0, whole, step):
-                a0 = _exp_step(x, probs, i0, j, m0, a0, ec, coefs, normal)
-                a1 = _exp_step(x, probs, i1, j, m1, a1, ec, coefs, normal)
-                a2 = _exp_step(x, probs, i2, j, m2, a2, ec, coefs, normal)
-                a3 = _exp_step(x, probs, i3, j, m3, a3, ec, coefs, normal)
-            if part:
-                a0 = _exp_tail(x, probs, i0, whole, part, m0, a0, ec, coefs, normal)
-                a1 = _exp_tail(x, probs, i1, whole, part, m1, a1, ec, coefs, normal)
-                a2 = _exp_tail(x, probs, i2, whole, part, m2, a2, ec, coefs, normal)
-                a3 = _exp_tail(x, probs, i3, whole, part, m3, a3, ec, coefs, normal)
-            s0, s1, s2, s3 = simd.hsum(a0), simd.hsum(a1), simd.hsum(a2), simd.hsum(a3)
+            if lo0 - m0 >= ec[9] and lo1 - m1 >= ec[9] and lo2 - m2 >= ec[9] and lo3 - m3 >= ec[9]:  # not NaN
+                a0 = a1 = a2 = a3 = simd.splat(ec[5])  # zeros
+                for j in range(0, whole, step):
+                    a0 = _exp_step(x, probs, i0, j, m0, a0, ec, coefs)
+                    a1 = _exp_step(x, probs, i1, j, m1, a1, ec, coefs)
+                    a2 = _exp_step(x, probs, i2, j, m2, a2, ec, coefs)
+                    a3 = _exp_step(x, probs, i3, j, m3, a3, ec, coefs)
+                if part:
+                    a0 = _exp_tail(x, probs, i0, whole, part, m0, a0, ec, coefs)
+                    a1 = _exp_tail(x, probs, i1, whole, part, m1, a1, ec, coefs)
+                    a2 = _exp_tail(x, probs, i2, whole, part, m2, a2, ec, coefs)
+                    a3 = _exp_tail(x, probs, i3, whole, part, m3, a3, ec, coefs)
+                s0, s1, s2, s3 = simd.hsum(a0), simd.hsum(a1), simd.hsum(a2), simd.hsum(a3)
+            else:
+                s0, s1 = _exp_row(x, probs, i0, m0, ec, coefs), _exp_row(x, probs, i1, m1, ec, coefs)
+                s2, s3 = _exp_row(x, probs, i2, m2, ec, coefs), _exp_row(x, probs, i3, m3, ec, coefs)
             inv0 = _fdiv(unit, s0)
             inv1 = _fdiv(unit, s1) if i0 + one <= last else unit
             inv2 = _fdiv(unit, s2) if i0 + two <= last else unit
