@@ -93,7 +93,9 @@ def _row_ptr(context, builder, sig, args):
 
 
 def _is_rows(a: types.Type) -> bool:
-    return isinstance(a, types.Array) and a.ndim == 2 and isinstance(a.dtype, types.Float)
+    """A C-contiguous 2-D float array (a vector load reads a row's consecutive elements; other layouts fail to
+    type)."""
+    return isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" and isinstance(a.dtype, types.Float)
 
 
 def _lane_mask(builder: ir.IRBuilder, context, count: int, n: ir.Value, nty: types.Type) -> ir.Value:

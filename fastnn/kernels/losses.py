@@ -127,39 +127,38 @@ def _row_extremes(hi, lo):
 
 
 @helper
-def _exp_step(x, probs, i, j, m, acc, ec, coefs):
-    """probs[i, j:j+lanes] = exp(x - m) by :func:`_exp_normal` (each lane's exponential is normal), added to the
-    row's vector of sums ``acc``."""
-    e = _exp_normal(simd.load(x, i, j) - m, ec, coefs)
+def _exp_step(x, probs, i, j, m, acc, ec, coefs, normal):
+    """probs[i, j:j+lanes] = exp(x - m), added to the row's vector of sums ``acc``: by :func:`_exp_normal` when
+    ``normal`` (a literal: each lane's exponential is normal), else by :func:`_exp_nonpos` (the same numbers where
+    both apply)."""
+    v = simd.load(x, i, j) - m
+    e = _exp_normal(v, ec, coefs) if normal else _exp_nonpos(v, ec, coefs)
     simd.store(probs, i, j, e)
     return acc + e
 
 
 @helper
-def _exp_tail(x, probs, i, j, n, m, acc, ec, coefs):
+def _exp_tail(x, probs, i, j, n, m, acc, ec, coefs, normal):
     """:func:`_exp_step` over the row's last ``n`` (< lanes) columns; the other lanes add zeros."""
-    e = _exp_normal(simd.load_part(x, i, j, n, m) - m, ec, coefs)
+    v = simd.load_part(x, i, j, n, m) - m
+    e = _exp_normal(v, ec, coefs) if normal else _exp_nonpos(v, ec, coefs)
     simd.store_part(probs, i, j, e, n)
     return acc + simd.head(e, n, ec[5])
 
 
 @helper
 def _exp_row(x, probs, i, m, ec, coefs):
-    """Row i's exponentials of x - m into probs by :func:`_exp_nonpos`, and their sum: the vectors and their order
-    of :func:`_exp_step` and :func:`_exp_tail`, so the bits of a row whose exponentials are all normal. For groups
-    with a row that is not (a call, not inlined four times: it is the rare path, and its compile time counts)."""
+    """Row i's exponentials of x - m into probs by :func:`_exp_nonpos`, and their sum: the steps of the kernel's
+    normal path, one row at a time, so the bits of a row whose exponentials are all normal. For groups with a row
+    that is not (a call, not inlined four times: it is the rare path, and its compile time counts)."""
     k = x.shape[1]
     step = simd.lanes(x)
     whole = k - k % step
     acc = simd.splat(ec[5])
     for j in range(0, whole, step):
-        e = _exp_nonpos(simd.load(x, i, j) - m, ec, coefs)
-        simd.store(probs, i, j, e)
-        acc = acc + e
+        acc = _exp_step(x, probs, i, j, m, acc, ec, coefs, False)
     if whole < k:
-        e = _exp_nonpos(simd.load_part(x, i, whole, k - whole, m) - m, ec, coefs)
-        simd.store_part(probs, i, whole, e, k - whole)
-        acc = acc + simd.head(e, k - whole, ec[5])
+        acc = _exp_tail(x, probs, i, whole, k - whole, m, acc, ec, coefs, False)
     return simd.hsum(acc)
 
 
@@ -229,15 +228,15 @@ def _softmax_ce(x, labels, probs, row_loss):
             if lo0 - m0 >= ec[9] and lo1 - m1 >= ec[9] and lo2 - m2 >= ec[9] and lo3 - m3 >= ec[9]:  # not NaN
                 a0 = a1 = a2 = a3 = simd.splat(ec[5])  # zeros
                 for j in range(0, whole, step):
-                    a0 = _exp_step(x, probs, i0, j, m0, a0, ec, coefs)
-                    a1 = _exp_step(x, probs, i1, j, m1, a1, ec, coefs)
-                    a2 = _exp_step(x, probs, i2, j, m2, a2, ec, coefs)
-                    a3 = _exp_step(x, probs, i3, j, m3, a3, ec, coefs)
+                    a0 = _exp_step(x, probs, i0, j, m0, a0, ec, coefs, True)
+                    a1 = _exp_step(x, probs, i1, j, m1, a1, ec, coefs, True)
+                    a2 = _exp_step(x, probs, i2, j, m2, a2, ec, coefs, True)
+                    a3 = _exp_step(x, probs, i3, j, m3, a3, ec, coefs, True)
                 if part:
-                    a0 = _exp_tail(x, probs, i0, whole, part, m0, a0, ec, coefs)
-                    a1 = _exp_tail(x, probs, i1, whole, part, m1, a1, ec, coefs)
-                    a2 = _exp_tail(x, probs, i2, whole, part, m2, a2, ec, coefs)
-                    a3 = _exp_tail(x, probs, i3, whole, part, m3, a3, ec, coefs)
+                    a0 = _exp_tail(x, probs, i0, whole, part, m0, a0, ec, coefs, True)
+                    a1 = _exp_tail(x, probs, i1, whole, part, m1, a1, ec, coefs, True)
+                    a2 = _exp_tail(x, probs, i2, whole, part, m2, a2, ec, coefs, True)
+                    a3 = _exp_tail(x, probs, i3, whole, part, m3, a3, ec, coefs, True)
                 s0, s1, s2, s3 = simd.hsum(a0), simd.hsum(a1), simd.hsum(a2), simd.hsum(a3)
             else:
                 s0, s1 = _exp_row(x, probs, i0, m0, ec, coefs), _exp_row(x, probs, i1, m1, ec, coefs)

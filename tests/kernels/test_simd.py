@@ -167,3 +167,11 @@ def test_vector_exponentials_give_the_scalar_bits(dtype, normal):
         ok = np.isfinite(x) & (np.exp(x.astype(np.float64)) > np.finfo(dtype).tiny)
     rel = np.abs(vec[ok] / np.exp(x[ok].astype(np.float64)) - 1)
     assert rel.max() < 2 * np.finfo(dtype).eps
+
+
+def test_vector_loads_take_c_contiguous_rows_only():
+    """A vector holds consecutive elements of a row: a strided array does not type (no silent wrong lanes)."""
+    x = np.zeros((2, 32), np.float32)
+    out = np.zeros((3, 16), np.float32)
+    with pytest.raises(numba.TypingError):
+        _parts(x[:, ::2], out, 3, np.float32(0))
