@@ -48,7 +48,7 @@ from .activations import _relu_backward, _relu_forward
 from .im2col import col2im_into, fold_plane, im2col_into, unfold_plane
 from .linalg import matmul_into
 from .pooling import _beats, _max4, _maxpool2d_backward, _maxpool2d_forward
-from .winograd import _gemm, chunk_span, chunking, grad_plane
+from .winograd import _gemm, chunk_span, chunking, claim_chunk, grad_plane
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv2d_relu_backward", "conv2d_relu_forward",
            "conv2d_relu_maxpool_backward", "conv2d_relu_maxpool_forward"]
@@ -244,10 +244,9 @@ def _pipe_forward(slot, x, W2, b, out, argmax, col, tmp, FH, FW, SH, SW, PH, PW,
     pairs = np.empty(OH // 2 * OW, dtype=ts.dtype)  # the epilogue's scratch
     wins = np.empty(OH // 2 * OW, dtype=np.uint8)
     while True:
-        ch = claim(counter)
-        if ch >= chunks:
+        n0, k = claim_chunk(counter, chunks, N)
+        if k == 0:
             break
-        n0, k = chunk_span(ch, chunks, N)
         for i in range(k):
             for c in range(C):
                 unfold_plane(x[n0 + i, c], cs, c * K, i * P, FH, FW, SH, SW, PH, PW, OH, OW)

@@ -28,10 +28,10 @@ from __future__ import annotations
 import numpy as np
 from numba import uintp
 
-from .._jit import claim, helper, slot_kernel
+from .._jit import helper, slot_kernel
 from .._validate import WindowGeometry
 from ._workspace import buffer
-from .winograd import chunk_span, chunking, grad_plane, gradient_source
+from .winograd import chunking, claim_chunk, grad_plane, gradient_source
 
 #: Output columns from which this path is taken (narrower planes are mostly their extra columns).
 _MIN_OW = 16
@@ -79,10 +79,9 @@ def _filter_gradient(slot, x, dout, out, argmax, dWn, dbn, xp, D, PH, PW, OH, OW
     Ds = D[slot]
     one, two = uintp(1), uintp(2)
     while True:
-        ch = claim(counter)
-        if ch >= chunks:
+        n0, k = claim_chunk(counter, chunks, N)
+        if k == 0:
             break
-        n0, k = chunk_span(ch, chunks, N)
         for i in range(k):
             n = n0 + i
             _padded(x, n, xs, PH, PW, row, plane)
@@ -148,10 +147,9 @@ def _filter_gradient5(slot, x, dout, out, argmax, dWn, dbn, xp, D, PH, PW, OH, O
     Ds = D[slot]
     d0, d1 = uintp(0), uintp(P)
     while True:
-        ch = claim(counter)
-        if ch >= chunks:
+        n0, k = claim_chunk(counter, chunks, N)
+        if k == 0:
             break
-        n0, k = chunk_span(ch, chunks, N)
         for i in range(k):
             n = n0 + i
             _padded(x, n, xs, PH, PW, Xp, plane)

@@ -45,7 +45,7 @@ import numpy as np
 from numba import uintp
 
 from .. import config
-from .._jit import Kernel, helper, slot_kernel
+from .._jit import Kernel, claim, helper, slot_kernel
 from .._validate import WindowGeometry
 from . import _blas
 from ._blas import gemm, set_threads_local
@@ -377,6 +377,16 @@ def chunk_span(ch, chunks, N):
     """(n0, k): chunk ``ch`` of ``chunks`` is images n0 .. n0 + k - 1 of N; chunk sizes differ by at most one."""
     n0 = ch * N // chunks
     return n0, (ch + 1) * N // chunks - n0
+
+
+@helper(inline=True)
+def claim_chunk(counter, chunks, N):
+    """(n0, k): the next chunk of images a slot takes (:func:`fastnn._jit.claim` on ``counter``), by
+    :func:`chunk_span`; k = 0 once all ``chunks`` are taken (none is empty: :func:`chunking` makes at most N)."""
+    ch = claim(counter)
+    if ch >= chunks:
+        return 0, 0
+    return chunk_span(ch, chunks, N)
 
 
 @helper(inline=True)

@@ -53,13 +53,13 @@ import numpy as np
 from numba import uintp
 
 from .. import config
-from .._jit import claim, helper, slot_kernel
+from .._jit import helper, slot_kernel
 from .._validate import WindowGeometry
 from . import winograd
 from ._blas import set_threads_local
 from ._workspace import buffer
 from .pooling import _beats
-from .winograd import _gemm, chunk_span, chunking
+from .winograd import _gemm, chunking, claim_chunk
 
 __all__ = ["AT", "BT", "G", "GG", "PAIRS", "chosen", "constants", "filter_transform", "forward", "input_transform",
            "scratch_shapes", "tiles", "transformed"]
@@ -454,10 +454,9 @@ def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu
     Ms = M[slot]
     nonfinite = zero
     while True:
-        ch = claim(counter)
-        if ch >= chunks:
+        n0, m = claim_chunk(counter, chunks, N)
+        if m == 0:
             break
-        n0, m = chunk_span(ch, chunks, N)
         for c in range(C):
             input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, Vs, k)
         before = set_threads_local(1)
