@@ -1,7 +1,11 @@
-"""The direct filter gradients of stride-1 convolutions with few input channels (:mod:`fastnn.kernels.direct`:
-one-channel 3x3, and 5x5 of up to four channels): taken by the public backward kernels without dx, the twins'
-values, the pipeline's bias gradient bits, the same bits on one and two threads, and the pipeline where it does
-not apply (dx needed, narrow rows, too many channels, non-finite results)."""
+"""The direct sums of stride-1 convolutions with few input channels (:mod:`fastnn.kernels.direct`).
+
+Filter gradients (one-channel 3x3, and 5x5 of up to four channels): taken by the public backward kernels without
+dx, the twins' values, the pipeline's bias gradient bits, the same bits on one and two threads, and the pipeline
+where it does not apply (dx needed, narrow rows, too many channels, non-finite results). The forward (one-channel
+3x3): taken by the three public forward kernels, the twins' values, the fused kernels giving the unfused ones'
+bits, the same bits on one and two threads and for non-contiguous inputs, non-finite inputs where the twin has
+them, and the pipeline elsewhere."""
 
 from __future__ import annotations
 
@@ -50,6 +54,20 @@ def taken(monkeypatch):
         return grads
 
     monkeypatch.setattr(direct, "filter_gradient", spy)
+    return calls
+
+
+@pytest.fixture
+def forward_taken(monkeypatch):
+    """The number of times the direct forward ran."""
+    calls = []
+    real = direct.forward
+
+    def spy(*args, **kw):
+        calls.append(True)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(direct, "forward", spy)
     return calls
 
 
@@ -159,3 +177,89 @@ def test_non_finite_input_gives_the_pipelines_gradient(special, case, taken):
     np.testing.assert_array_equal(dW, pdW)
     np.testing.assert_array_equal(db, pdb)
     assert not np.isfinite(dW).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The forward
+
+#: The one-channel 3x3 cases, and wider ones: an output row of two whole vectors and a part (float32: 16 lanes), of
+#: exactly one vector, and an odd height and width (a last row and column in no pooling window)
+FORWARD_CASES = [c for c in CASES if c[1] == 1 and c[5] == 3] + [(2, 1, 11, 41, 3, 3, 1), (1, 1, 16, 18, 2, 3, 0),
+                                                                 (2, 1, 13, 19, 3, 3, 1)]
+FORWARD_IDS = [f"N{n}-{h}x{w}-F{f}-p{p}" for n, c, h, w, f, k, p in FORWARD_CASES]
+FORWARDS = {"conv": "conv2d_forward", "relu": "conv2d_relu_forward", "relu_maxpool": "conv2d_relu_maxpool_forward"}
+
+
+def _forward(impl, mode, x, W, b, pad):
+    out = getattr(impl, FORWARDS[mode])(x, W, b, 1, pad)
+    return out if isinstance(out, tuple) else (out,)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", FORWARD_CASES, ids=FORWARD_IDS)
+def test_forward_matches_the_twin(case, mode, dtype, twin, forward_taken):
+    x, W, b, pad, _, _ = _problem(case, dtype, "conv")
+    got = _forward(K, mode, x, W, b, pad)
+    assert forward_taken == [True]
+    for a, r in zip(got, _forward(R, mode, x, W, b, pad), strict=True):
+        assert a.dtype == r.dtype and a.shape == r.shape
+        if r.dtype == np.uint8:  # argmax: the same window offsets (no ties in random data)
+            np.testing.assert_array_equal(a, r)
+        else:
+            close(a, r, dtype)
+
+
+@pytest.mark.parametrize("case", FORWARD_CASES, ids=FORWARD_IDS)
+def test_forward_fused_gives_the_unfused_bits(case, dtype, forward_taken):
+    x, W, b, pad, _, _ = _problem(case, dtype, "conv", seed=3)
+    y = K.conv2d_forward(x, W, b, 1, pad)
+    r = K.relu_forward(y)
+    np.testing.assert_array_equal(K.conv2d_relu_forward(x, W, b, 1, pad), r)
+    for a, u in zip(K.conv2d_relu_maxpool_forward(x, W, b, 1, pad), K.maxpool2d_forward(r, 2, 2, 2), strict=True):
+        np.testing.assert_array_equal(a, u)
+    assert forward_taken == [True] * 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_forward_same_bits_on_one_and_two_threads_and_any_layout(mode, dtype, monkeypatch, forward_taken):
+    x, W, b, pad, _, _ = _problem(CASES[4], dtype, "conv", seed=4)
+    runs = []
+    for work in ("1000000000000", "0"):
+        monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", work)
+        runs.append(_forward(K, mode, x, W, b, pad))
+    Wn = np.ascontiguousarray(W[:, :, ::-1])[:, :, ::-1]
+    runs.append(_forward(K, mode, np.asfortranarray(x), Wn, np.repeat(b, 2)[::2], pad))
+    assert forward_taken == [True] * 3
+    for other in runs[1:]:
+        for a, o in zip(runs[0], other, strict=True):
+            np.testing.assert_array_equal(a, o)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("special", [np.inf, -np.inf, np.nan])
+def test_forward_non_finite_input_as_the_twin(special, mode, forward_taken):
+    """An infinity or NaN in x reaches the outputs whose windows hold it, as in the twin (infinities of both signs
+    in one sum make NaN there too); ReLU keeps NaN, and pooling lets it win its window."""
+    x, W, b, pad, _, _ = _problem(CASES[1], np.float64, "conv", seed=5)
+    x[1, 0, 4, 0] = special
+    x[2, 0, 7, 9] = -special
+    got = _forward(K, mode, x, W, b, pad)
+    ref = _forward(R, mode, x, W, b, pad)
+    assert forward_taken == [True]
+    assert not np.isfinite(got[0]).all()
+    for a, r in zip(got, ref, strict=True):
+        if r.dtype == np.uint8:
+            np.testing.assert_array_equal(a, r)
+            continue
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(r))
+        np.testing.assert_array_equal(np.isposinf(a), np.isposinf(r))
+        finite = np.isfinite(r)
+        close(a[finite], r[finite], np.float64)
+
+
+@pytest.mark.parametrize("case", [(2, 1, 17, 15, 3, 3, 1), (2, 2, 18, 18, 3, 3, 1), (2, 1, 20, 20, 3, 5, 0)],
+                         ids=["3x3-OW15", "3x3-C2", "5x5"])
+def test_forward_elsewhere_takes_another_path(case, forward_taken):
+    x, W, b, pad, _, _ = _problem(case, np.float64, "conv")
+    close(K.conv2d_relu_forward(x, W, b, 1, pad), R.conv2d_relu_forward(x, W, b, 1, pad), np.float64)
+    assert forward_taken == []
