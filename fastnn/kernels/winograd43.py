@@ -57,6 +57,7 @@ from .._jit import helper, slot_kernel
 from .._validate import WindowGeometry
 from . import winograd
 from ._blas import set_threads_local
+from ._simd import lanes, load_part, splat, store_part
 from ._workspace import buffer
 from .pooling import _beats
 from .winograd import _gemm, chunking, claim_chunk
@@ -95,12 +96,12 @@ def tiles(g: WindowGeometry) -> tuple[int, int]:
     return (g.OH + 3) // 4, (g.OW + 3) // 4
 
 
-def scratch_shapes(m: int, TH: int, TW: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]]:
-    """Shapes of :func:`input_transform`'s per-thread scratch for chunks of up to m images: ``pads`` (6, 4n + 2),
-    ``ends`` (6, 2 * m * TH * (TW + 1)) (allocate both zeroed: only the data positions are ever written, the same
-    ones for every channel of a geometry) and ``Z`` (6, 6, n), n = m * TH * TW."""
+def scratch_shapes(m: int, TH: int, TW: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Shapes of :func:`input_transform`'s per-thread scratch for chunks of up to m images: ``pads`` (6, 4n + 2)
+    and ``ends`` (6, 2 * m * TH * (TW + 1)), n = m * TH * TW (allocate both zeroed: only the data positions are ever
+    written, the same ones for every channel of a geometry)."""
     n = m * TH * TW
-    return (6, 4 * n + 2), (6, 2 * m * TH * (TW + 1)), (6, 6, n)
+    return (6, 4 * n + 2), (6, 2 * m * TH * (TW + 1))
 
 
 def constants(dtype: np.dtype) -> np.ndarray:
@@ -117,7 +118,7 @@ _EXACT = config.FASTMATH - {"reassoc", "contract"}
 
 @helper(fastmath=_EXACT)
 def _column_row(p, z0, z1, z2, z3, z4, z5, n, k2, k4, k5):
-    """z_j[f] = (d B)[j] for tiles f < n - 1 of one padded row held as :func:`input_transform`'s ``pads[a]`` (p),
+    """z_j[f] = (u B)[j] for tiles f < n - 1 of one row u of B^T d held as :func:`input_transform`'s ``pads[a]`` (p),
     each tile's columns 4, 5 read as the next tile's 0, 1 (wrong at the end of a row of tiles: the caller redoes
     those tiles).
 
@@ -152,71 +153,63 @@ def _column_row(p, z0, z1, z2, z3, z4, z5, n, k2, k4, k5):
 
 
 @helper(fastmath=_EXACT)
-def _column_transform(pads, ends, Z, n, R, TW, tail, zeros, k):
-    """Z[a, j, f] = (d B)[a, j] for the n tiles f (R rows of TW) of :func:`input_transform`'s padded rows ``pads``,
-    the last tile of each row of tiles with its columns 4, 5 from ``ends[a, tail + 2r:]``; with ``zeros`` (those
-    columns and each row's first two are padding, so the zeros read in their place are right) only the last
-    tile's.
+def _column_transform(pads, ends, V, c, n, R, TW, tail, zeros, k):
+    """V[6a + j, c, f] = (u_a B)[j] for the n tiles f (R rows of TW) of :func:`input_transform`'s rows ``pads``
+    (``u_a = (B^T d)[a]`` of each tile, padded columns as :func:`input_transform` lays them out), the last tile of
+    each row of tiles with its columns 4, 5 from ``ends[a, tail + 2r:]``; with ``zeros`` (those columns and each
+    row's first two are padding, so the zeros read in their place are right) only the last tile's.
 
     A helper of its own, not inlined in Numba's IR: compiled apart, LLVM vectorises the loop over the tiles before
     inlining it, and inside the kernel's body it did not. Measured, one thread, this step over a DeepConvNet batch's
-    16x28x28 input: 0.80 ms inlined, 0.35 ms apart. The whole transform of DeepConvNet's layers' inputs (16x28x28,
-    16x14x14, 32x14x14 pad 2, 32x8x8, 64x8x8), 1.89, 0.67, 1.41, 0.45, 0.90 -> 1.55, 0.57, 1.21, 0.41, 0.87 ms (the
-    same bits).
+    16x28x28 input: 0.80 ms inlined, 0.35 ms apart.
     """
     k2 = k[0]
     k4 = k[1]
     k5 = k[2]
-    for a in range(6):  # d B: the six columns of tile f of each of its padded rows
+    cu = uintp(c)
+    for a in range(6):  # (u B): the six columns of tile f of each row a of B^T d
         p = pads[a]
         e = ends[a]
-        z0 = Z[a, 0]
-        z1 = Z[a, 1]
-        z2 = Z[a, 2]
-        z3 = Z[a, 3]
-        z4 = Z[a, 4]
-        z5 = Z[a, 5]
+        z0 = V[6 * a, cu]
+        z1 = V[6 * a + 1, cu]
+        z2 = V[6 * a + 2, cu]
+        z3 = V[6 * a + 3, cu]
+        z4 = V[6 * a + 4, cu]
+        z5 = V[6 * a + 5, cu]
         _column_row(p, z0, z1, z2, z3, z4, z5, n, k2, k4, k5)
         for r in range(R - 1 if zeros else 0, R):  # each row's last tile: its columns 4, 5 are padded 4 TW, 4 TW + 1
             f = uintp(r * TW + TW - 1)
             g = uintp(tail + 2 * r)
-            d0 = p[4 * f]
-            d1 = p[4 * f + 1]
-            d2 = p[4 * f + 2]
-            d3 = p[4 * f + 3]
-            d4 = e[g]
-            d5 = e[g + 1]
-            s42 = d4 - d2
-            s31 = d3 - d1
-            z0[f] = k4 * d0 - k5 * d2 + d4
-            z1[f] = (d3 + d4) - k4 * (d1 + d2)
-            z2[f] = (d4 - d3) + k4 * (d1 - d2)
-            z3[f] = s42 + k2 * s31
-            z4[f] = s42 - k2 * s31
-            z5[f] = k4 * d1 - k5 * d3 + d5
+            z0[f], z1[f], z2[f], z3[f], z4[f], z5[f] = _b6t(p[4 * f], p[4 * f + 1], p[4 * f + 2], p[4 * f + 3],
+                                                             e[g], e[g + 1], k2, k4, k5)
+
+
+@helper(fastmath=_EXACT)
+def _b6t(d0, d1, d2, d3, d4, d5, k2, k4, k5):
+    """B^T d for one column d of six, scalars or vectors (:mod:`fastnn.kernels._simd`): B^T's rows, in order; k2,
+    k4, k5: 2, 4, 5 in d's type."""
+    s42 = d4 - d2
+    s31 = d3 - d1
+    return (k4 * d0 - k5 * d2 + d4, (d3 + d4) - k4 * (d1 + d2), (d4 - d3) + k4 * (d1 - d2), s42 + k2 * s31,
+            s42 - k2 * s31, k4 * d1 - k5 * d3 + d5)
 
 
 @helper(inline=True)
-def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
+def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, V, k):
     """V[6i + j, c, s*L + t] = (B^T d B)[i, j] for the L = TH*TW tiles d (6, 6) of channel c of images n0 + s,
     s < m: tile t = th*TW + tw at padded rows 4th..4th+5, columns 4tw..4tw+5 of the plane shifted by PH rows and
     PW columns into zeros.
 
-    A chunk's planes of one channel at once, so that every loop runs over all n = m*L tiles (an 8x8 plane has
-    four). Each padded row a tile reads is where the tile's index finds it: ``pads[a, 4t:4t + 4]`` holds columns
-    4tw..4tw+3 of the tile's padded row 4th + a, ``ends[a, 2t:2t + 2]`` its columns 4tw+4, 4tw+5. Rows 4th + 4,
-    4th + 5 of a tile row are rows 0, 1 of the next, and columns 4tw + 4, 4tw + 5 the next tile's first two: both
-    are copied twice rather than given a spare tile, so no product is wasted on the overlap: each row is copied
-    once, then phases 0, 1 into 4, 5 as one block per image; the columns are read where they are, by
-    :func:`_column_transform` (``ends`` keeps each row's padded columns 4 * TW, 4 * TW + 1 in its last 2 * M * TH
-    elements, M the chunk size it was sized for; its first 2 * M * L are no longer used). ``Z[a, j]`` receives the
-    column transforms. Measured, one thread, the whole transform of a DeepConvNet batch's input (16x28x28,
-    32x14x14 pad 2, 64x8x8): copying each row straight to every place its tiles read it, 2.3, 1.6, 1.1 ms; so,
-    1.4, 0.9, 0.8. Then copying the columns 4, 5 of every tile into ``ends`` (a pass LLVM compiled to gathers)
-    took 0.50, 0.36, 0.26 ms of 1.8, 1.3, 0.9 ms on this machine (min of 15); reading them in place (the same bits)
-    brought the transforms of DeepConvNet's layers (16x28x28, 16x14x14, 32x14x14 pad 2, 32x8x8, 64x8x8) from
-    1.73-1.93, 0.53-0.57, 1.14-1.41, 0.41-0.44, 0.86-0.88 ms to 1.60-1.70, 0.50-0.53, 0.90-0.92, 0.40-0.44,
-    0.85-0.92 (alternated pairs, min of 15; the 8x8 planes' two tiles per row make half the tiles redone).
+    ``(B^T d) B``, a chunk's planes of one channel at once. First B^T along each row of tiles' six padded rows,
+    read straight from x as explicit vectors along the row (:mod:`fastnn.kernels._simd`; rows outside the plane are
+    zeros): row a of B^T d of every tile of tile row r lands where :func:`_column_transform` reads it,
+    ``pads[a, 4 * (r * TW + tw) + b]`` for the tile's columns b < 4 and ``ends[a, tail + 2r + e]`` for padded
+    columns 4 TW + e (e < 2). Then :func:`_column_transform` takes B along the columns in flat loops over all n =
+    m*L tiles (an 8x8 plane has four) and writes V. Measured, one thread, the whole transform of a DeepConvNet
+    batch's layer inputs (16x28x28, 16x14x14, 32x14x14 pad 2, 32x8x8, 64x8x8; min of 11): 1.23, 0.51, 0.93, 0.40,
+    0.91 ms when it copied the padded rows into ``pads`` (rows 4 and 5 of a tile row copied again as the next one's
+    0 and 1), took B along the columns into scratch, then B^T along the rows into V; 0.92, 0.38, 0.64, 0.34, 0.80
+    this way (the rows of B^T d are the copies, and V is written once).
 
     Parameters
     ----------
@@ -225,80 +218,61 @@ def input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, V, k):
         The images n0 .. n0 + m - 1, channel c.
     PH, PW, TH, TW : int
         Padding and tiling (:func:`tiles`).
-    pads, ends, Z : scratch of :func:`scratch_shapes` for chunks of M >= m images (the same M on every call that
-        shares them), x's dtype; ``pads`` and ``ends`` zero outside the data.
+    pads, ends : scratch of :func:`scratch_shapes` for chunks of M >= m images (the same M on every call that
+        shares them), x's dtype, zero outside the data.
     V : (36, C, w) of x's dtype, w >= m * L; channel c's first m * L columns are written.
     k : :func:`constants` of x's dtype.
     """
     k2 = k[0]
     k4 = k[1]
     k5 = k[2]
-    H, W = x.shape[2], x.shape[3]
+    zero = k2 - k2
+    N, C, H, W = x.shape
+    rows = x.reshape((N * C * H, W))
+    width = lanes(pads)
+    none = splat(zero)  # a row of padding
     P4 = 4 * TW
-    inner = uintp(min(W, P4 - PW))  # the data columns left of padded column 4 * TW
-    n = m * TH * TW
+    inner = min(W, P4 - PW)  # the data columns left of padded column 4 * TW
     R = m * TH
     tail = ends.shape[1] // (TW + 1) * TW  # where padded columns 4 * TW, 4 * TW + 1 of each row are kept
     q0 = P4 - PW  # the data columns at padded columns 4 * TW, 4 * TW + 1 (if within the plane)
-    last0 = 0 <= q0 < W
-    last1 = 0 <= q0 + 1 < W
-    qa = uintp(q0)
+    last = (0 <= q0 + 1 < W) + (0 <= q0 < W)
     for s in range(m):
-        xp = x[n0 + s, c]
-        for y in range(H):  # each row once, as row 4th + a of tile row th (a < 4) or 4(th - 1) + a + 4 (th = TH)
-            r = y + PH
-            th = r // 4
-            a = r % 4 if th < TH else r % 4 + 4
-            row = s * TH + th - a // 4
-            off = uintp(row * P4 + PW)
-            yy = uintp(y)
-            for q in range(inner):
-                pads[a, off + q] = xp[yy, q]
-            if last0:  # padded columns 4 * TW, 4 * TW + 1, kept after the ends (the second only with the first)
-                g = uintp(tail + 2 * row)
-                ends[a, g] = xp[yy, qa]
-                if last1:
-                    ends[a, g + 1] = xp[yy, qa + 1]
-        if TH > 1:  # rows 4th + 4, 4th + 5 are rows 0, 1 of tile row th + 1: one block each
-            for a in range(2):
-                src = uintp((s * TH + 1) * P4)
-                dst = uintp(s * TH * P4)
-                for q in range(uintp((TH - 1) * P4)):
-                    pads[a + 4, dst + q] = pads[a, src + q]
-                src = uintp(tail + 2 * (s * TH + 1))
-                dst = uintp(tail + 2 * s * TH)
-                for q in range(uintp(2 * (TH - 1))):
-                    ends[a + 4, dst + q] = ends[a, src + q]
-    zeros = PW >= 2 and not last0 and not last1  # padded columns 0, 1, 4 TW and 4 TW + 1 all padding
-    _column_transform(pads, ends, Z, n, R, TW, tail, zeros, k)  # d B
-    for j in range(6):  # B^T (d B): rows 4th..4th+5 of tile t are Z[0..5, j, t]
-        e0 = Z[0, j]
-        e1 = Z[1, j]
-        e2 = Z[2, j]
-        e3 = Z[3, j]
-        e4 = Z[4, j]
-        e5 = Z[5, j]
-        v0 = V[j, c]
-        v1 = V[6 + j, c]
-        v2 = V[12 + j, c]
-        v3 = V[18 + j, c]
-        v4 = V[24 + j, c]
-        v5 = V[30 + j, c]
-        for t in range(n):
-            d0 = e0[t]
-            d1 = e1[t]
-            d2 = e2[t]
-            d3 = e3[t]
-            d4 = e4[t]
-            d5 = e5[t]
-            s42 = d4 - d2
-            s31 = d3 - d1
-            v0[t] = k4 * d0 - k5 * d2 + d4
-            v1[t] = (d3 + d4) - k4 * (d1 + d2)
-            v2[t] = (d4 - d3) + k4 * (d1 - d2)
-            v3[t] = s42 + k2 * s31
-            v4[t] = s42 - k2 * s31
-            v5[t] = k4 * d1 - k5 * d3 + d5
+        plane = ((n0 + s) * C + c) * H
+        for th in range(TH):
+            r = s * TH + th
+            y = 4 * th - PH  # the tile row's padded row a is data row y + a
+            in0 = 0 <= y < H
+            in1 = 0 <= y + 1 < H
+            in2 = 0 <= y + 2 < H
+            in3 = 0 <= y + 3 < H
+            in4 = 0 <= y + 4 < H
+            in5 = 0 <= y + 5 < H
+            off = r * P4 + PW
+            for q in range(0, inner, width):
+                n = min(width, inner - q)
+                u0, u1, u2, u3, u4, u5 = _b6t(load_part(rows, plane + y, q, n, zero) if in0 else none,
+                                              load_part(rows, plane + y + 1, q, n, zero) if in1 else none,
+                                              load_part(rows, plane + y + 2, q, n, zero) if in2 else none,
+                                              load_part(rows, plane + y + 3, q, n, zero) if in3 else none,
+                                              load_part(rows, plane + y + 4, q, n, zero) if in4 else none,
+                                              load_part(rows, plane + y + 5, q, n, zero) if in5 else none,
+                                              k2, k4, k5)
+                store_part(pads, 0, off + q, u0, n)
+                store_part(pads, 1, off + q, u1, n)
+                store_part(pads, 2, off + q, u2, n)
+                store_part(pads, 3, off + q, u3, n)
+                store_part(pads, 4, off + q, u4, n)
+                store_part(pads, 5, off + q, u5, n)
+            for e in range(last):  # padded columns 4 * TW, 4 * TW + 1, kept in ends (the second only with the first)
+                q = q0 + e
+                g = tail + 2 * r + e
+                ends[0, g], ends[1, g], ends[2, g], ends[3, g], ends[4, g], ends[5, g] = _b6t(
+                    rows[plane + y, q] if in0 else zero, rows[plane + y + 1, q] if in1 else zero,
+                    rows[plane + y + 2, q] if in2 else zero, rows[plane + y + 3, q] if in3 else zero,
+                    rows[plane + y + 4, q] if in4 else zero, rows[plane + y + 5, q] if in5 else zero, k2, k4, k5)
+    zeros = PW >= 2 and last == 0  # padded columns 0, 1, 4 TW and 4 TW + 1 all padding
+    _column_transform(pads, ends, V, c, m * TH * TW, R, TW, tail, zeros, k)  # (B^T d) B
 
 
 @helper
@@ -447,7 +421,6 @@ def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu
     nmax = (w // L) * L
     pads = np.zeros((6, 4 * nmax + 2), dtype=x.dtype)
     ends = np.zeros((6, 2 * (w // L) * TH * (TW + 1)), dtype=x.dtype)
-    Z = np.empty((6, 6, nmax), dtype=x.dtype)
     P = np.empty((4, 6, w), dtype=x.dtype)
     Y = np.empty((4, 4 * w), dtype=x.dtype)
     Vs = V[slot]
@@ -458,7 +431,7 @@ def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu
         if m == 0:
             break
         for c in range(C):
-            input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Z, Vs, k)
+            input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Vs, k)
         before = set_threads_local(1)
         for xi in range(36):
             _gemm(False, False, K, m * L, C, U[xi], C, Vs[xi], w, 0.0, Ms[xi], w)

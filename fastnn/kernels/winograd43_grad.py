@@ -380,7 +380,7 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dWg, Gm, dbp, dx, V, M, VT, P
     mx = w // L  # input_transform's scratch (winograd43.scratch_shapes) for chunks of up to mx images
     pads = np.zeros((6, 4 * mx * L + 2), dtype=x.dtype)  # zero outside the data, which input_transform writes at
     ends = np.zeros((6, 2 * mx * TH * (TW + 1)), dtype=x.dtype)  # the same places for every channel
-    Zi = np.empty((6, 6, mx * L), dtype=x.dtype)
+    Zi = np.empty((6, 6, mx * L), dtype=x.dtype)  # the input adjoint's
     D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
     R = np.empty((6, 4 * w), dtype=x.dtype)
     P = np.empty((6, 4 * w), dtype=x.dtype)  # the input adjoint's scratch (input_transform's must stay zeroed)
@@ -407,7 +407,7 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dWg, Gm, dbp, dx, V, M, VT, P
                                                 8 * TW, 4 * TW)
                 _output_adjoint43(D, R, Ms, f, m * TH, TW, c2, c4)
             for c in range(C):
-                input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Zi, Vs, k)
+                input_transform(x, n0, m, c, PH, PW, TH, TW, pads, ends, Vs, k)
             grad_products(Ms, Vs, VTs, U, dUg, m * L, transposed, need_dx, 0.0 if ch == g else 1.0)
             if need_dx:
                 for c in range(C):
