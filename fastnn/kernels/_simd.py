@@ -9,9 +9,10 @@ division) waiting on the next. With vectors as values, a body says exactly what 
 
 A :class:`Vec` is LLVM's ``<16 x float>`` (``<8 x double>``; ``<16 x i32>``/``<8 x i64>`` for the integer keys
 of a max). Targets without 512-bit registers split each operation in two or four; the results are the same.
-``+``, ``-`` and ``*`` work lane-wise between vectors and with scalars of their dtype; the operations below do the
-rest. Arithmetic is emitted as plain ``fadd``/``fsub``/``fmul``, so a body's fast-math flags apply to it as to
-its scalar code (``contract`` fuses the same multiply-adds: a vector exponential gives the scalar one's bits).
+``+``, ``-`` and ``*`` work lane-wise between vectors and with scalars of their dtype, and unary ``-`` on a vector;
+the operations below do the rest. Arithmetic is emitted as plain ``fadd``/``fsub``/``fmul``/``fneg``, so a body's
+fast-math flags apply to it as to its scalar code (``contract`` fuses the same multiply-adds: a vector exponential
+gives the scalar one's bits).
 
 Rows are the rows of C-contiguous 2-D arrays; a vector at (i, j) holds columns j .. j + lanes - 1 of row i. No
 bounds are checked here, not even under ``NUMBA_BOUNDSCHECK``: callers index whole vectors below the row's length
@@ -252,6 +253,21 @@ def _bind(operation, instruction: str) -> None:
 
 for _operation, _instruction in ((operator.add, "fadd"), (operator.sub, "fsub"), (operator.mul, "fmul")):
     _bind(_operation, _instruction)
+
+
+@infer_global(operator.neg)
+class _NegTyping(AbstractTemplate):
+    def generic(self, args, kws):
+        if len(args) == 1 and not kws and isinstance(args[0], Vec) and isinstance(args[0].dtype, types.Float):
+            return signature(args[0], args[0])
+        return None
+
+
+@lower_builtin(operator.neg, Vec)
+def _neg(context, builder, sig, args):
+    """``-v``: LLVM's ``fneg`` lane by lane, as Numba's scalar negation (the sign flipped, NaN and zeros
+    included)."""
+    return builder.fneg(args[0])
 
 
 def _halves(builder: ir.IRBuilder, v: ir.Value, combine) -> ir.Value:

@@ -44,6 +44,7 @@ from .. import config
 from .._jit import claim, helper, slot_kernel
 from .._validate import WindowGeometry
 from . import winograd, winograd43
+from ._simd import lanes, load_part, splat, store_part
 from ._workspace import buffer
 from .winograd import chunk_span, chunking, grad_plane, grad_products, gradient_source
 from .winograd43 import _EXACT, PAIRS, G, constants, input_transform, tiles, transformed
@@ -180,46 +181,35 @@ def _adjoint_row(z0, z1, z2, z3, z4, z5, p, e, n, c2, c4, c5):
 
 
 @helper
-def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
+def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, P, E, dx, c2, c4, c5):
     """dx[n0 + s, c] (H, W) for s < m = the overlap-added tiles B dv_t B^T (dv_t = V[:, c, s*L + t]), padding cut
     off: the adjoint of :func:`~fastnn.kernels.winograd43.input_transform`, a chunk's planes of one channel at once.
 
-    Every transform step is one flat loop over the chunk's n = m*L tiles (per plane, an 8x8 plane's were loops of
-    four): ``B dv`` along the tile's rows into Z (6, 6, >= n) as ``Z[a, j, t]``; ``(B dv) B^T`` along its columns,
-    column b < 4 of tile t's padded row a into ``P[a, 4t + b]`` and columns 4, 5 (the next tile's 0, 1) into
-    ``E[a, 2t:2t + 2]``; those added into the next tile's first two columns (a row of tiles' last pair is kept in
-    E for padded columns 4 TW, 4 TW + 1); then each data row of dx is one or two rows of P (rows 4, 5 of a tile
-    row are rows 0, 1 of the next), read contiguously. P (6, >= 4n), E (6, >= 2n) scratch.
+    ``B (dv B^T)``, as the forward's ``(B^T d) B``. First B^T along each tile's rows in flat loops over all n = m*L
+    tiles, straight from V: column b < 4 of tile t's row a into ``P[a, 4t + b]`` and columns 4, 5 (the next tile's
+    0, 1) into ``E[a, 2t:2t + 2]``, those added into the next tile's first two columns on the way (a row of tiles'
+    last pair is kept in E for padded columns 4 TW, 4 TW + 1). Then B along the columns: each row of tiles' six
+    output rows from its six rows of P, in explicit vectors along the row (:mod:`fastnn.kernels._simd`), its rows 4
+    and 5 added into the next row of tiles' 0 and 1, stored into dx as they are done; the data columns past
+    padded column 4 TW - 1 from E, one by one. P (6, >= 4n), E (6, >= 2n) scratch.
 
-    Measured, one thread, float32, N=100, the input adjoint of a whole batch (ms, per plane -> chunk-wide):
-    64->64 8x8 2.03 -> 0.76, 32->64 8x8 0.98 -> 0.37, 32->32 14x14 pad 2 1.88 -> 0.94, 16->16 28x28 2.96 -> 1.40.
-    The overlap added on the way (:func:`_adjoint_row`, rows of more than two tiles) rather than by a scalar loop
-    per row of tiles after, and no first tiles redone under padding of 2 or more (min of 15, alternated pairs, a
-    later machine): 16x28x28 1.47-1.60 -> 1.37-1.49 ms, 32x14x14 pad 2 0.94-1.10 -> 0.85-0.87, the others the same.
+    Measured, one thread, float32, N=100, the input adjoint of a whole batch (ms): per plane 64->64 8x8 2.03,
+    32->64 8x8 0.98, 32->32 14x14 pad 2 1.88, 16->16 28x28 2.96; a chunk's planes at once, B along the columns
+    first (through a scratch of B dv), then the rows, then dx copied from P, 0.76, 0.37, 0.85-0.87, 1.37-1.49
+    (a later machine, min of 11: 0.75, 0.38, 0.87, 1.25); this way 0.53, 0.25, 0.48, 0.81 (16->32 14x14 0.46 ->
+    0.25).
     """
     L = TH * TW
     n = m * L
     R = m * TH
     cu = uintp(c)
-    for j in range(6):  # B dv: Z[a, j, t] = sum_i B[a, i] dv_t[i, j]
-        z0 = Z[0, j]
-        z1 = Z[1, j]
-        z2 = Z[2, j]
-        z3 = Z[3, j]
-        z4 = Z[4, j]
-        z5 = Z[5, j]
-        for u in range(n):
-            t = uintp(u)
-            z0[t], z1[t], z2[t], z3[t], z4[t], z5[t] = _b6(V[j, cu, t], V[6 + j, cu, t], V[12 + j, cu, t],
-                                                           V[18 + j, cu, t], V[24 + j, cu, t], V[30 + j, cu, t],
-                                                           c2, c4, c5)
-    for a in range(6):  # (B dv) B^T: padded row a of every tile, its columns 0-3 into P[a], 4-5 into E[a]
-        e0 = Z[a, 0]
-        e1 = Z[a, 1]
-        e2 = Z[a, 2]
-        e3 = Z[a, 3]
-        e4 = Z[a, 4]
-        e5 = Z[a, 5]
+    for a in range(6):  # dv B^T: row a of every tile, its columns 0-3 into P[a], 4-5 into E[a]
+        e0 = V[6 * a, cu]
+        e1 = V[6 * a + 1, cu]
+        e2 = V[6 * a + 2, cu]
+        e3 = V[6 * a + 3, cu]
+        e4 = V[6 * a + 4, cu]
+        e5 = V[6 * a + 5, cu]
         p = P[a]
         e = E[a]
         if TW > 2:  # the overlap added on the way, then each row of tiles' first tile redone
@@ -244,41 +234,69 @@ def _input_adjoint_chunk(V, c, n0, m, PH, PW, TH, TW, Z, P, E, dx, c2, c4, c5):
                 f = f0 + tw
                 p[4 * f] += e[2 * f - 2]
                 p[4 * f + 1] += e[2 * f - 1]
-    H, W = dx.shape[2], dx.shape[3]
+    N, C, H, W = dx.shape
+    rows = dx.reshape((N * C * H, W))
     P4 = 4 * TW
     inner = min(W, P4 - PW)  # the data columns left of padded column 4 * TW
     q4 = P4 - PW  # data column of padded column 4 * TW (>= 0); the data columns there and after, ntail
-    ntail = uintp(max(0, W - q4))
-    for s in range(m):
-        ni = uintp(n0 + s)
-        for y in range(H):
-            r = y + PH
-            th = r // 4
-            a = r % 4
-            yu = uintp(y)
-            own = th < TH  # phase a of tile row th, and phase a + 4 of tile row th - 1 for a < 2
-            prev = a < 2 and th >= 1
-            po = (s * TH + th) * P4 + PW
-            pp = (s * TH + th - 1) * P4 + PW
-            if own and prev:
-                for q in range(inner):
-                    dx[ni, cu, yu, uintp(q)] = P[a, uintp(po + q)] + P[a + 4, uintp(pp + q)]
-            elif own:
-                for q in range(inner):
-                    dx[ni, cu, yu, uintp(q)] = P[a, uintp(po + q)]
-            else:
-                for q in range(inner):
-                    dx[ni, cu, yu, uintp(q)] = P[a + 4, uintp(pp + q)]
-            eo = uintp(2 * ((s * TH + th) * TW + TW - 1))  # the row of tiles' last pair in E
-            ep = eo - uintp(2 * TW)  # and the previous row of tiles'
-            for b in range(ntail):  # padded columns 4 TW + b: the last pair's b, in data columns q4 + b
-                q = uintp(q4 + b)
-                if own and prev:
-                    dx[ni, cu, yu, q] = E[a, eo + b] + E[a + 4, ep + b]
-                elif own:
-                    dx[ni, cu, yu, q] = E[a, eo + b]
-                else:
-                    dx[ni, cu, yu, q] = E[a + 4, ep + b]
+    ntail = max(0, W - q4)
+    zero = c2 - c2
+    width = lanes(P)
+    for q in range(0, inner, width):  # B (dv B^T), a block of data columns of every plane at a time
+        k = min(width, inner - q)
+        for s in range(m):
+            plane = ((n0 + s) * C + c) * H
+            r4 = splat(zero)
+            r5 = r4
+            for th in range(TH):
+                col = (s * TH + th) * P4 + PW + q
+                o0, o1, o2, o3, o4, o5 = _b6(load_part(P, 0, col, k, zero), load_part(P, 1, col, k, zero),
+                                             load_part(P, 2, col, k, zero), load_part(P, 3, col, k, zero),
+                                             load_part(P, 4, col, k, zero), load_part(P, 5, col, k, zero),
+                                             c2, c4, c5)
+                if th:  # rows 4, 5 of the row of tiles above are rows 0, 1 of this one
+                    o0 = o0 + r4
+                    o1 = o1 + r5
+                y = 4 * th - PH
+                _row_out(rows, plane, y, H, q, o0, k)
+                _row_out(rows, plane, y + 1, H, q, o1, k)
+                _row_out(rows, plane, y + 2, H, q, o2, k)
+                _row_out(rows, plane, y + 3, H, q, o3, k)
+                r4 = o4
+                r5 = o5
+            y = 4 * TH - PH
+            _row_out(rows, plane, y, H, q, r4, k)
+            _row_out(rows, plane, y + 1, H, q, r5, k)
+    for b in range(ntail):  # padded columns 4 TW + b: each row of tiles' last pair in E, data column q4 + b
+        qb = q4 + b
+        for s in range(m):
+            plane = ((n0 + s) * C + c) * H
+            r4 = zero
+            r5 = zero
+            for th in range(TH):
+                g = uintp(2 * ((s * TH + th) * TW + TW - 1) + b)
+                o0, o1, o2, o3, o4, o5 = _b6(E[0, g], E[1, g], E[2, g], E[3, g], E[4, g], E[5, g], c2, c4, c5)
+                if th:
+                    o0 = o0 + r4
+                    o1 = o1 + r5
+                y = 4 * th - PH
+                for a, v in enumerate((o0, o1, o2, o3)):
+                    if 0 <= y + a < H:
+                        rows[plane + y + a, qb] = v
+                r4 = o4
+                r5 = o5
+            y = 4 * TH - PH
+            if 0 <= y < H:
+                rows[plane + y, qb] = r4
+            if 0 <= y + 1 < H:
+                rows[plane + y + 1, qb] = r5
+
+
+@helper(inline=True)
+def _row_out(rows, plane, y, H, q, v, k):
+    """rows[plane + y, q:q + k] = v[:k] when data row y is in the plane (0 <= y < H)."""
+    if 0 <= y < H:
+        store_part(rows, plane + y, q, v, k)
 
 
 @helper(fastmath=_EXACT)
@@ -380,7 +398,6 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dWg, Gm, dbp, dx, V, M, VT, P
     mx = w // L  # input_transform's scratch (winograd43.scratch_shapes) for chunks of up to mx images
     pads = np.zeros((6, 4 * mx * L + 2), dtype=x.dtype)  # zero outside the data, which input_transform writes at
     ends = np.zeros((6, 2 * mx * TH * (TW + 1)), dtype=x.dtype)  # the same places for every channel
-    Zi = np.empty((6, 6, mx * L), dtype=x.dtype)  # the input adjoint's
     D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
     R = np.empty((6, 4 * w), dtype=x.dtype)
     P = np.empty((6, 4 * w), dtype=x.dtype)  # the input adjoint's scratch (input_transform's must stay zeroed)
@@ -411,7 +428,7 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dWg, Gm, dbp, dx, V, M, VT, P
             grad_products(Ms, Vs, VTs, U, dUg, m * L, transposed, need_dx, 0.0 if ch == g else 1.0)
             if need_dx:
                 for c in range(C):
-                    _input_adjoint_chunk(Vs, c, n0, m, PH, PW, TH, TW, Zi, P, E, dx, c2, c4, c5)
+                    _input_adjoint_chunk(Vs, c, n0, m, PH, PW, TH, TW, P, E, dx, c2, c4, c5)
         _group_adjoint(dUg.reshape((36, K * C)), Gm, S, dWg[g])
 
 

@@ -26,6 +26,11 @@ def _arith(x, out):
 
 
 @numba.njit(cache=False)
+def _negate(x, out):
+    simd.store(out, 0, 0, -simd.load(x, 0, 0))
+
+
+@numba.njit(cache=False)
 def _reduce(x):
     v = simd.load(x, 0, 0)
     k = simd.keys(v)
@@ -95,6 +100,16 @@ def test_arithmetic_with_vectors_and_scalars(dtype):
         np.testing.assert_array_equal(out[0], x[0] + x[1] * np.dtype(dtype).type(2) - x[2])  # float32 stays float32
     np.testing.assert_array_equal(out[1], np.zeros(n, dtype))
     np.testing.assert_array_equal(out[2], x[0] + np.dtype(dtype).type(2))
+
+
+def test_unary_minus_flips_every_lane_sign(dtype):
+    """Zeros of both signs, infinities and NaN included (their sign bits flip too), as NumPy's negative."""
+    n = _lanes(dtype)
+    x = np.random.default_rng(1).standard_normal((1, n)).astype(dtype)
+    x[0, :5] = [0.0, -0.0, np.inf, -np.inf, np.nan]
+    out = np.zeros_like(x)
+    _negate(x, out)
+    np.testing.assert_array_equal(out.view(f"u{x.itemsize}"), (-x).view(f"u{x.itemsize}"))
 
 
 def test_horizontal_reductions(dtype):
