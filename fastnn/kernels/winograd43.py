@@ -138,14 +138,7 @@ def _column_row(p, z0, z1, z2, z3, z4, z5, n, k2, k4, k5):
         c2 = p[4 * g + 2]
         c3 = p[4 * g + 3]
         f = g - 1
-        s42 = d4 - r2
-        s31 = r3 - r1
-        z0[f] = k4 * r0 - k5 * r2 + d4
-        z1[f] = (r3 + d4) - k4 * (r1 + r2)
-        z2[f] = (d4 - r3) + k4 * (r1 - r2)
-        z3[f] = s42 + k2 * s31
-        z4[f] = s42 - k2 * s31
-        z5[f] = k4 * r1 - k5 * r3 + d5
+        z0[f], z1[f], z2[f], z3[f], z4[f], z5[f] = _b6t(r0, r1, r2, r3, d4, d5, k2, k4, k5)
         r0 = d4
         r1 = d5
         r2 = c2
