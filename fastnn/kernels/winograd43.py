@@ -96,10 +96,11 @@ def tiles(g: WindowGeometry) -> tuple[int, int]:
     return (g.OH + 3) // 4, (g.OW + 3) // 4
 
 
-def scratch_shapes(m: int, TH: int, TW: int) -> tuple[tuple[int, int], tuple[int, int]]:
+@helper
+def scratch_shapes(m, TH, TW):
     """Shapes of :func:`input_transform`'s per-thread scratch for chunks of up to m images: ``pads`` (6, 4n + 2)
     and ``ends`` (6, 2 * m * TH * (TW + 1)), n = m * TH * TW (allocate both zeroed: only the data positions are ever
-    written, the same ones for every channel of a geometry)."""
+    written, the same ones for every channel of a geometry). The kernels that call it size their scratch by it."""
     n = m * TH * TW
     return (6, 4 * n + 2), (6, 2 * m * TH * (TW + 1))
 
@@ -411,9 +412,9 @@ def _forward(slot, x, U, b, out, argmax, V, M, bad, PH, PW, TH, TW, chunks, relu
     w = V.shape[3]
     L = TH * TW
     zero = k[0] - k[0]
-    nmax = (w // L) * L
-    pads = np.zeros((6, 4 * nmax + 2), dtype=x.dtype)
-    ends = np.zeros((6, 2 * (w // L) * TH * (TW + 1)), dtype=x.dtype)
+    pad_shape, end_shape = scratch_shapes(w // L, TH, TW)
+    pads = np.zeros(pad_shape, dtype=x.dtype)
+    ends = np.zeros(end_shape, dtype=x.dtype)
     P = np.empty((4, 6, w), dtype=x.dtype)
     Y = np.empty((4, 4 * w), dtype=x.dtype)
     Vs = V[slot]

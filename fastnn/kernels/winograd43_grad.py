@@ -47,7 +47,7 @@ from . import winograd, winograd43
 from ._simd import lanes, load_part, splat, store_part
 from ._workspace import buffer
 from .winograd import chunk_span, chunking, grad_plane, grad_products, gradient_source
-from .winograd43 import _EXACT, PAIRS, G, constants, input_transform, tiles, transformed
+from .winograd43 import _EXACT, PAIRS, G, constants, input_transform, scratch_shapes, tiles, transformed
 
 __all__ = ["backward", "backward43", "takes_f43"]
 
@@ -395,9 +395,9 @@ def _backward43(slot, x, dout, out, argmax, U, dU, dWg, Gm, dbp, dx, V, M, VT, P
     K = U.shape[1]
     G, w = dU.shape[0], V.shape[3]
     L = TH * TW
-    mx = w // L  # input_transform's scratch (winograd43.scratch_shapes) for chunks of up to mx images
-    pads = np.zeros((6, 4 * mx * L + 2), dtype=x.dtype)  # zero outside the data, which input_transform writes at
-    ends = np.zeros((6, 2 * mx * TH * (TW + 1)), dtype=x.dtype)  # the same places for every channel
+    pad_shape, end_shape = scratch_shapes(w // L, TH, TW)  # input_transform's, for chunks of up to w // L images
+    pads = np.zeros(pad_shape, dtype=x.dtype)  # zero outside the data, which input_transform writes at the same
+    ends = np.zeros(end_shape, dtype=x.dtype)  # places for every channel
     D = np.zeros(16 * w, dtype=x.dtype)  # zero outside the data, which grad_plane writes at the same places
     R = np.empty((6, 4 * w), dtype=x.dtype)
     P = np.empty((6, 4 * w), dtype=x.dtype)  # the input adjoint's scratch (input_transform's must stay zeroed)
