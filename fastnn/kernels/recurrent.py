@@ -18,10 +18,10 @@ product needs the whole of the step's gates first: the GRU's candidate, every ba
 a product leaves each element's sum as it was, so results do not depend on the number of threads. The LSTM instead
 cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the recurrence, so each part
 runs every step for its rows with no synchronisation per step; in float32 it does so for a large Wh too whenever the
-units would have been cut across threads (:func:`_big_row_parts`), each part reading all of one shared packed Wh
-from the L3 cache. Either way its per-step products in float32 are not BLAS calls but
+units would have been cut across threads (:func:`_big_row_parts`); either way the parts are one parallel region
+(:func:`_batch_cut`) and share one packed Wh. Its per-step products in float32 are not BLAS calls but
 :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and Wh.T (backward) packed once per call (by each
-part, for its panels; each part of a small Wh's batch cut has a copy of its own): OpenBLAS repacks all of Wh on
+part, for its share of the panels): OpenBLAS repacks all of Wh on
 every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's (20, 650) @ (650, 2600) 0.95 ms in
 OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms; the char LM N64 T100 D65 H256, two batch
 parts of 32 rows run one after the other: backward 103 -> 93 ms).
@@ -36,7 +36,7 @@ import numpy as np
 from numba import prange
 
 from .. import _checks, config
-from .._jit import helper, kernel, run_on_slots
+from .._jit import helper, kernel
 from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from ._tile import PANEL, pack_part, packed_product, panels_shape
@@ -201,7 +201,7 @@ def _lstm_fwd_step(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, lo, hi, 
             h_row[j] = o[j] * _tanh(c_row[j], one, ec, coefs)
 
 
-@kernel("recurrent", _FASTMATH, nogil=True)
+@kernel("recurrent", _FASTMATH)
 def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, ec, coefs):
     # packed: panels of Wh (blocks 4) for the unit cut (bounds on panel edges; each part packs its own at the
     # first step), or empty (BLAS products)
@@ -260,7 +260,7 @@ def _lstm_bwd_step(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, o
             dc_row[j] = ds * f[j]
 
 
-@kernel("recurrent", _FASTMATH, nogil=True)
+@kernel("recurrent", _FASTMATH)
 def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, bounds, one, ec, coefs):
     # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
     # one parallel region per step, as in _rnn_bwd. packed: panels of Wh.T (blocks 1) for the unit cut (bounds
@@ -481,19 +481,22 @@ def _big_row_parts(body, N: int, H: int, bounds: np.ndarray) -> np.ndarray | Non
     return np.array([p * N // parts for p in range(parts + 1)], dtype=np.int64)
 
 
-def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...], own: int,
-                 key: str) -> None:
-    """Run the serial twin of ``body`` once per row part, on the part's rows of each ``batched`` argument
-    (concurrently on the slot pool when ``work`` is worth a parallel launch); ``args`` cut the hidden units
-    into one part. Argument ``own`` (the packed panels, which a body fills at its first step) is an array of
-    the same shape in every part (workspace buffer ``key``.p): no two threads write one array, and each core
-    reads its own copy."""
-    parts = [[a[r0:r1] if cut else a for a, cut in zip(args, batched, strict=True)]
-             for r0, r1 in zip(rows[:-1], rows[1:], strict=True)]
-    like = args[own]
-    for p, part in enumerate(parts[1:], 1):
-        part[own] = _scratch(f"{key}.{p}", like.shape, like.dtype)
-    run_on_slots([lambda part=part: body.serial(*part) for part in parts], body.use_parallel(work))
+def _batch_cut(body, N: int, H: int, Wh: np.ndarray, bounds: np.ndarray, packed: bool) -> tuple[np.ndarray, int] | None:
+    """(cut points of the batch, the work its launch is weighed by) when the LSTM runs row parts (``body``:
+    :func:`_lstm_fwd_rows` or :func:`_lstm_bwd_rows`), or None to run the unit cut ``bounds``: a small Wh's
+    :func:`_row_parts`, whose launch is weighed by a step's work, else a large one's :func:`_big_row_parts` (float32
+    only, ``packed``), already weighed.
+
+    The parts run in one parallel region, each over all steps. They ran on the slot pool before (a compiled
+    serial body per Python thread): its thread took 35-150 us to start after the input projection's OpenMP
+    product, whose threads spin on after it, and at DLFS-2's Rnnlm size (N20 T35 H100, both cores) the forward
+    took 1.11 ms in all against 0.77 ms now, the input projection 0.29 of it.
+    """
+    rows = _row_parts(N, Wh)
+    if rows.size > 2:
+        return rows, N * 4 * H * H
+    big = _big_row_parts(body, N, H, bounds) if packed else None
+    return None if big is None else (big, 1 << 62)
 
 
 #: The ``packed`` argument of a body that runs BLAS products instead (float64, see _PACKED).
@@ -634,19 +637,15 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
         return hs, cs, acts
     _project(x, Wx, acts)
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
-    rows = _row_parts(N, Wh)
-    bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+    bounds = _parts(_lstm_fwd, N, H, 4)
     packed = _scratch("lstm_fwd.packed", panels_shape(H, H, 4), x.dtype) if _PACKED[x.dtype.type] \
         else _NOT_PACKED[x.dtype.type]
     args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
-    big_rows = _big_row_parts(_lstm_fwd_rows, N, H, bounds) if _PACKED[x.dtype.type] else None
-    if big_rows is not None:
-        _lstm_fwd_rows.run(1 << 62, *args[:12], big_rows, *args[13:])
-    elif rows.size == 2:
-        _launch(_lstm_fwd, bounds, *args)
+    cut = _batch_cut(_lstm_fwd_rows, N, H, Wh, bounds, _PACKED[x.dtype.type])
+    if cut is not None:
+        _lstm_fwd_rows.run(cut[1], *args[:12], cut[0], *args[13:])
     else:
-        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, args, (True,) * 5 + (False,) * (len(args) - 5), 6,
-                     "lstm_fwd.packed")
+        _launch(_lstm_fwd, bounds, *args)
     return hs, cs, acts
 
 
@@ -670,24 +669,19 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
     hs = _c(hs)
     if N > 0:
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
-        rows = _row_parts(N, Wh)
         if _PACKED[hs.dtype.type]:  # Wh.T packed, unit-cut parts on panel edges
-            bounds = _parts(_lstm_bwd, N, H, 4, PANEL, nearest=True) if rows.size == 2 else \
-                np.array([0, H], dtype=np.int64)
+            bounds = _parts(_lstm_bwd, N, H, 4, PANEL, nearest=True)
             WhT, packed = _c(Wh), _scratch("lstm_bwd.packed", panels_shape(4 * H, H, 1), hs.dtype)
         else:
-            bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
+            bounds = _parts(_lstm_bwd, N, H, 4)
             WhT, packed = _transposed(Wh), _NOT_PACKED[hs.dtype.type]
         args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), WhT, packed, *offsets, bounds,
                 *_consts(hs.dtype))
-        big_rows = _big_row_parts(_lstm_bwd_rows, N, H, bounds) if _PACKED[hs.dtype.type] else None
-        if big_rows is not None:
-            _lstm_bwd_rows.run(1 << 62, *args[:14], big_rows, *args[15:])
-        elif rows.size == 2:
-            _launch(_lstm_bwd, bounds, *args)
+        cut = _batch_cut(_lstm_bwd_rows, N, H, Wh, bounds, _PACKED[hs.dtype.type])
+        if cut is not None:
+            _lstm_bwd_rows.run(cut[1], *args[:14], cut[0], *args[15:])
         else:
-            _launch_rows(_lstm_bwd, rows, N * 4 * H * H, args, (True,) * 8 + (False,) * (len(args) - 8), 9,
-                         "lstm_bwd.packed")
+            _launch(_lstm_bwd, bounds, *args)
     dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs, _scratch("lstm_bwd.prev", hs.shape, hs.dtype)), dA, Wx)
     return dx, dh, dc, dWx, dWh, db
 

@@ -92,7 +92,7 @@ def test_lstm_matches_twin(shape, layout, dtype, twin):
 @pytest.mark.parametrize("layout", ["ifgo", "fgio"])
 def test_lstm_batch_cut_matches_twin(layout, dtype, twin):
     """A batch of 18 with a small Wh runs as two parts of 9 rows, each over all steps (concurrently under the
-    parallel twin) with its own packed Wh in float32 (rows in blocks of 5 + 2 + 2, a partial panel at H = 45):
+    parallel twin), sharing one packed Wh in float32 (rows in blocks of 5 + 2 + 2, a partial panel at H = 45):
     the twin's numbers."""
     shape = (18, 2, 3, 45)
     d = _inputs("lstm", shape, dtype)
@@ -103,6 +103,20 @@ def test_lstm_batch_cut_matches_twin(layout, dtype, twin):
     _same(fast, ref, dtype)
     back = K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout)
     _same(back, R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout), dtype)
+
+
+def test_lstm_batch_cut_parts_give_one_part_bits(dtype, monkeypatch):
+    """The small-Wh batch cut's two parts run concurrently (one parallel region) or one after the other (the serial
+    twin), sharing one packed Wh.T in float32, and write a row's numbers the same either way."""
+    d = _inputs("lstm", (18, 3, 4, 45), dtype)
+    args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
+    runs = []
+    for work in ("0", "1000000000000"):
+        monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", work)
+        fwd = K.lstm_forward(*args)
+        runs.append(fwd + K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *fwd))
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("N", [8, 12])
