@@ -112,9 +112,7 @@ def _forward3(slot, x, W9, b, out2, prod, xp, PH, PW, OH, OW, chunks, relu, pool
             break
         for i in range(k):
             n = n0 + i
-            for y in range(x.shape[2]):
-                for q in range(x.shape[3]):
-                    xs[y + PH, q + PW] = x[n, 0, y, q]
+            _padded(x, n, xs.reshape(xs.size), PH, PW, xs.shape[1], 0)
             for y in range(OH):
                 for j in range(0, OW, nl):
                     m = min(nl, OW - j)
