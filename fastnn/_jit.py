@@ -112,6 +112,9 @@ class Kernel:
         Key into :data:`fastnn.config.PARALLEL_MIN_WORK`.
     fastmath
         Flag subset (default :data:`fastnn.config.FASTMATH`) or ``False``.
+    nogil
+        Compile the serial twin releasing the GIL, for callers that run it on several Python threads at once
+        (each on its own part of the data; see :func:`run_on_slots`).
     same_bits
         The two twins give bit-identical results (each output element is computed by the same operations in
         either, as a test pins), so which one runs is only a matter of speed: while a first run's worker compiles
@@ -121,13 +124,13 @@ class Kernel:
     same_bits = False
 
     def __init__(self, fn: Callable, family: str, fastmath: frozenset[str] | bool = config.FASTMATH,
-                 same_bits: bool = False) -> None:
+                 nogil: bool = False, same_bits: bool = False) -> None:
         if family not in config.PARALLEL_MIN_WORK:
             raise ValueError(f"unknown kernel family {family!r}")
         flags = set(fastmath) if isinstance(fastmath, frozenset) else fastmath
         self.py_func = fn
         self.family = family
-        self.serial = _njit(_renamed(fn, "__serial"), parallel=False, fastmath=flags)
+        self.serial = _njit(_renamed(fn, "__serial"), parallel=False, fastmath=flags, nogil=nogil)
         self.parallel = _njit(fn, parallel=True, fastmath=flags)
         self.same_bits = same_bits
         self.__doc__ = fn.__doc__
@@ -223,6 +226,20 @@ def _slot_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _pool
 
 
+def run_on_slots(calls: list[Callable[[], Any]], concurrent: bool) -> None:
+    """Run zero-argument ``calls`` (each a nogil compiled body on its own part of the data): calls 1.. on the
+    slot pool and call 0 on the calling thread when ``concurrent``, else one after the other here."""
+    if not concurrent or len(calls) == 1:
+        for call in calls:
+            call()
+        return
+    pool = _slot_pool()
+    futures = [pool.submit(call) for call in calls[1:]]
+    calls[0]()
+    for f in futures:
+        f.result()  # re-raises a slot's exception here
+
+
 @intrinsic
 def claim(typingctx, counter):
     """The next index from ``counter`` (a 1-D int64 array; its element 0 is taken and incremented atomically), for
@@ -273,9 +290,9 @@ def _launch_parallel(dispatcher: Callable, args: tuple) -> Any:
 
 
 def kernel(family: str, fastmath: frozenset[str] | bool = config.FASTMATH,
-           same_bits: bool = False) -> Callable[[Callable], Kernel]:
+           nogil: bool = False, same_bits: bool = False) -> Callable[[Callable], Kernel]:
     """Decorator form of :class:`Kernel`."""
-    return lambda fn: Kernel(fn, family, fastmath, same_bits)
+    return lambda fn: Kernel(fn, family, fastmath, nogil, same_bits)
 
 
 def threading_layer() -> str | None:

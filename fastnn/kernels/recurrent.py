@@ -17,11 +17,12 @@ computing its columns of every gate block by single-threaded OpenBLAS calls (:mo
 product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the columns of
 a product leaves each element's sum as it was, so results do not depend on the number of threads. The LSTM instead
 cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the recurrence, so each part
-runs every step for its rows with no synchronisation per step; in float32 it does so for a large Wh too whenever the
-units would have been cut across threads (:func:`_big_row_parts`); either way the parts are one parallel region
-(:func:`_batch_cut`) and share one packed Wh. Its per-step products in float32 are not BLAS calls but
+runs every step for its rows with no synchronisation per step, and the products before and after the recurrence
+over its rows too (:func:`_launch_rows`); in float32 it cuts the batch for a large Wh too whenever the
+units would have been cut across threads (:func:`_big_row_parts`), each part reading all of one shared packed Wh
+from the L3 cache. Either way its per-step products in float32 are not BLAS calls but
 :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and Wh.T (backward) packed once per call (by each
-part, for its share of the panels): OpenBLAS repacks all of Wh on
+part, for its panels; each part of a small Wh's batch cut has a copy of its own): OpenBLAS repacks all of Wh on
 every few-row call (measured, one thread, DLFS-2's BetterRnnlm sizes: a step's (20, 650) @ (650, 2600) 0.95 ms in
 OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms; the char LM N64 T100 D65 H256, two batch
 parts of 32 rows run one after the other: backward 103 -> 93 ms).
@@ -36,7 +37,7 @@ import numpy as np
 from numba import prange
 
 from .. import _checks, config
-from .._jit import helper, kernel
+from .._jit import helper, kernel, run_on_slots
 from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from ._tile import PANEL, pack_part, packed_product, panels_shape
@@ -201,12 +202,16 @@ def _lstm_fwd_step(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, lo, hi, 
             h_row[j] = o[j] * _tanh(c_row[j], one, ec, coefs)
 
 
-@kernel("recurrent", _FASTMATH)
-def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, ec, coefs):
+@kernel("recurrent", _FASTMATH, nogil=True)
+def _lstm_fwd(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, bounds, one, ec, coefs, x, Wx, project):
     # packed: panels of Wh (blocks 4) for the unit cut (bounds on panel edges; each part packs its own at the
-    # first step), or empty (BLAS products)
-    T = acts.shape[1]
+    # first step), or empty (BLAS products). project: acts = x @ Wx first (a row part of the batch cut: see
+    # _launch_rows), else acts holds it on entry
+    N, T, G = acts.shape
     W = PANEL // 4
+    if project:
+        gemm(False, False, N * T, G, x.shape[2], _addr(x, 0), x.shape[2], _addr(Wx, 0), G, 0, _addr(acts, 0), G,
+             acts.itemsize)
     for t in range(T):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
@@ -260,19 +265,26 @@ def _lstm_bwd_step(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, o
             dc_row[j] = ds * f[j]
 
 
-@kernel("recurrent", _FASTMATH)
-def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, bounds, one, ec, coefs):
+@kernel("recurrent", _FASTMATH, nogil=True)
+def _lstm_bwd(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, bounds, one, ec, coefs, x, Wx, prev,
+              dx, dWx, dWh, grads):
     # dh, dc (N, H): on entry the gradients into the last step's outputs (dh zero, dc = dc_last); on exit dh0, dc0
     # one parallel region per step, as in _rnn_bwd. packed: panels of Wh.T (blocks 1) for the unit cut (bounds
     # on panel edges; WhT is then Wh itself, each part packing its panels at the first step), or empty (BLAS
-    # products by WhT)
-    T = acts.shape[1]
+    # products by WhT). grads: then dx = dA @ Wx.T, dWx = x^T dA and dWh = prev^T dA over these rows (a row part
+    # of the batch cut: see _launch_rows)
+    N, T, G = acts.shape
     for t in range(T - 1, -2, -1):
         for p in prange(bounds.size - 1):
             lo, hi = bounds[p], bounds[p + 1]
             if t == T - 1 and packed.shape[0] > 0:
                 pack_part(WhT, True, 1, packed, lo // PANEL, (hi + PANEL - 1) // PANEL)
             _lstm_bwd_step(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, oo, lo, hi, t, one, ec, coefs)
+    if grads:
+        D, H, M, item = x.shape[2], hs.shape[2], N * T, dA.itemsize
+        gemm(False, True, M, D, G, _addr(dA, 0), G, _addr(Wx, 0), G, 0, _addr(dx, 0), D, item)
+        gemm(True, False, D, G, M, _addr(x, 0), D, _addr(dA, 0), G, 0, _addr(dWx, 0), G, item)
+        gemm(True, False, H, G, M, _addr(prev, 0), H, _addr(dA, 0), G, 0, _addr(dWh, 0), G, item)
 
 
 @kernel("recurrent", _FASTMATH)
@@ -481,22 +493,28 @@ def _big_row_parts(body, N: int, H: int, bounds: np.ndarray) -> np.ndarray | Non
     return np.array([p * N // parts for p in range(parts + 1)], dtype=np.int64)
 
 
-def _batch_cut(body, N: int, H: int, Wh: np.ndarray, bounds: np.ndarray, packed: bool) -> tuple[np.ndarray, int] | None:
-    """(cut points of the batch, the work its launch is weighed by) when the LSTM runs row parts (``body``:
-    :func:`_lstm_fwd_rows` or :func:`_lstm_bwd_rows`), or None to run the unit cut ``bounds``: a small Wh's
-    :func:`_row_parts`, whose launch is weighed by a step's work, else a large one's :func:`_big_row_parts` (float32
-    only, ``packed``), already weighed.
+def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...], own: tuple[int, ...],
+                 key: str) -> list[list]:
+    """Run the serial twin of ``body`` once per row part, on the part's rows of each ``batched`` argument
+    (concurrently on the slot pool when ``work`` is worth a parallel launch); ``args`` cut the hidden units
+    into one part. The arguments at positions ``own`` (the packed panels, which a body fills at its first step;
+    per-part sums) are arrays of the same shape in every part (workspace buffers ``key``.i.p): no two threads
+    write one array, and each core reads its own copy. Returns each part's arguments.
 
-    The parts run in one parallel region, each over all steps. They ran on the slot pool before (a compiled
-    serial body per Python thread): its thread took 35-150 us to start after the input projection's OpenMP
-    product, whose threads spin on after it, and at DLFS-2's Rnnlm size (N20 T35 H100, both cores) the forward
-    took 1.11 ms in all against 0.77 ms now, the input projection 0.29 of it.
+    Each part also runs the products before or after its recurrence (the forward's input projection, the
+    backward's dx, dWx and dWh over its rows: ``project``/``grads``), on its own thread: no OpenMP region runs
+    between two parts' launches. The slot pool's thread took 35-150 us to start after such a region, whose threads
+    spin on after it; at DLFS-2's Rnnlm size (N20 T35 H100, both cores) the forward took 1.11 ms against 0.77 and
+    the backward 2.12 ms against ~1.5 with its products after the recurrence as OpenMP regions of their own.
     """
-    rows = _row_parts(N, Wh)
-    if rows.size > 2:
-        return rows, N * 4 * H * H
-    big = _big_row_parts(body, N, H, bounds) if packed else None
-    return None if big is None else (big, 1 << 62)
+    parts = [[a[r0:r1] if cut else a for a, cut in zip(args, batched, strict=True)]
+             for r0, r1 in zip(rows[:-1], rows[1:], strict=True)]
+    for i in own:
+        like = args[i]
+        for p, part in enumerate(parts[1:], 1):
+            part[i] = _scratch(f"{key}.{i}.{p}", like.shape, like.dtype)
+    run_on_slots([lambda part=part: body.serial(*part) for part in parts], body.use_parallel(work))
+    return parts
 
 
 #: The ``packed`` argument of a body that runs BLAS products instead (float64, see _PACKED).
@@ -569,16 +587,17 @@ def _sum_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.n
     return matmul_into(a.reshape(N * T, P).T, b.reshape(N * T, Q), out)
 
 
-def _grads_after(x: np.ndarray, prev: np.ndarray | None, dA: np.ndarray,
-                 Wx: np.ndarray) -> tuple[np.ndarray, ...]:
-    """dx = dA @ Wx.T, dWx = x^T dA, dWh = prev^T dA (None without prev), db = sum dA."""
+def _grads_after(x: np.ndarray, prev: np.ndarray | None, dA: np.ndarray, Wx: np.ndarray,
+                 out: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, ...]:
+    """dx = dA @ Wx.T, dWx = x^T dA, dWh = prev^T dA (None without prev), db = sum dA; dx, dWx, dWh into ``out``
+    when given."""
     N, T, D = x.shape
     G = dA.shape[2]
     dA2 = dA.reshape(N * T, G)
-    dx = np.empty((N, T, D), dA.dtype)
+    dx, dWx, dWh = (np.empty((N, T, D), dA.dtype), None, None) if out is None else out
     matmul_into(dA2, Wx.T, dx.reshape(N * T, D))
-    dWx = _sum_tn(_c(x), dA)
-    dWh = None if prev is None else _sum_tn(prev, dA)
+    dWx = _sum_tn(_c(x), dA, dWx)
+    dWh = None if prev is None else _sum_tn(prev, dA, dWh)
     return dx, dWx, dWh, dA2.sum(axis=0)
 
 
@@ -635,17 +654,23 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
     cs = np.empty((N, T, H), x.dtype)
     if N == 0:
         return hs, cs, acts
-    _project(x, Wx, acts)
     offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
-    bounds = _parts(_lstm_fwd, N, H, 4)
+    rows = _row_parts(N, Wh)
+    bounds = _parts(_lstm_fwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
     packed = _scratch("lstm_fwd.packed", panels_shape(H, H, 4), x.dtype) if _PACKED[x.dtype.type] \
         else _NOT_PACKED[x.dtype.type]
-    args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype))
-    cut = _batch_cut(_lstm_fwd_rows, N, H, Wh, bounds, _PACKED[x.dtype.type])
-    if cut is not None:
-        _lstm_fwd_rows.run(cut[1], *args[:12], cut[0], *args[13:])
+    args = (acts, hs, cs, _c(h0), _c(c0), _c(Wh), packed, _c(b), *offsets, bounds, *_consts(x.dtype), _c(x),
+            _c(Wx))
+    if rows.size > 2:  # each part projects its rows, then runs its recurrence
+        batched = (True,) * 5 + (False,) * 11 + (True, False, False)
+        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, (*args, True), batched, (6,), "lstm_fwd")
+        return hs, cs, acts
+    _project(x, Wx, acts)
+    big_rows = _big_row_parts(_lstm_fwd_rows, N, H, bounds) if _PACKED[x.dtype.type] else None
+    if big_rows is not None:
+        _lstm_fwd_rows.run(1 << 62, *args[:12], big_rows, *args[13:16])
     else:
-        _launch(_lstm_fwd, bounds, *args)
+        _launch(_lstm_fwd, bounds, *args, False)
     return hs, cs, acts
 
 
@@ -653,7 +678,8 @@ def lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h0
                   Wx: np.ndarray, Wh: np.ndarray, hs: np.ndarray, cs: np.ndarray, acts: np.ndarray, *,
                   layout: str = "ifgo") -> tuple[np.ndarray, ...]:
     """Per step one fused gate-gradient pass into the ``dA`` workspace and one ``dA_t @ Wh.T``; dx, dWx, dWh
-    after the loop, one product each."""
+    after the loop, one product each (in a batch cut's parts, each over the part's rows: dWx and dWh the sums
+    of the parts' products, in order)."""
     *arrays, layout = _checks.check_lstm_backward("lstm_backward", dhs, dc_last, x, h0, c0, Wx, Wh, hs, cs, acts,
                                                   layout)
     return _lstm_backward(*arrays, layout=layout)
@@ -667,22 +693,35 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
     dc = np.zeros((N, H), hs.dtype) if dc_last is None else np.array(dc_last, dtype=hs.dtype, order="C")
     dA = _scratch("lstm_bwd.dA", (N, T, 4 * H), hs.dtype)
     hs = _c(hs)
+    prev = _previous(h0, hs, _scratch("lstm_bwd.prev", hs.shape, hs.dtype))
+    D, G = x.shape[2], 4 * H
+    out = (np.empty((N, T, D), hs.dtype), np.empty((D, G), hs.dtype), np.empty((H, G), hs.dtype))
+    rows = _row_parts(N, Wh)
     if N > 0:
         offsets = [layout.index(g) * H for g in _checks.LSTM_GATES]  # where i, f, g, o start
         if _PACKED[hs.dtype.type]:  # Wh.T packed, unit-cut parts on panel edges
-            bounds = _parts(_lstm_bwd, N, H, 4, PANEL, nearest=True)
+            bounds = _parts(_lstm_bwd, N, H, 4, PANEL, nearest=True) if rows.size == 2 else \
+                np.array([0, H], dtype=np.int64)
             WhT, packed = _c(Wh), _scratch("lstm_bwd.packed", panels_shape(4 * H, H, 1), hs.dtype)
         else:
-            bounds = _parts(_lstm_bwd, N, H, 4)
+            bounds = _parts(_lstm_bwd, N, H, 4) if rows.size == 2 else np.array([0, H], dtype=np.int64)
             WhT, packed = _transposed(Wh), _NOT_PACKED[hs.dtype.type]
         args = (dA, _c(dhs), dh, dc, hs, _c(cs), _c(c0), _c(acts), WhT, packed, *offsets, bounds,
-                *_consts(hs.dtype))
-        cut = _batch_cut(_lstm_bwd_rows, N, H, Wh, bounds, _PACKED[hs.dtype.type])
-        if cut is not None:
-            _lstm_bwd_rows.run(cut[1], *args[:14], cut[0], *args[15:])
+                *_consts(hs.dtype), _c(x), _c(Wx), prev, *out)
+        if rows.size > 2:  # each part runs its recurrence, then dx and its share of dWx, dWh (summed here)
+            batched = (True,) * 8 + (False,) * 10 + (True, False, True, True, False, False, False)
+            parts = _launch_rows(_lstm_bwd, rows, N * 4 * H * H, (*args, True), batched, (9, 22, 23), "lstm_bwd")
+            dx, dWx, dWh = out
+            for part in parts[1:]:
+                dWx += part[22]
+                dWh += part[23]
+            return dx, dh, dc, dWx, dWh, dA.reshape(N * T, G).sum(axis=0)
+        big_rows = _big_row_parts(_lstm_bwd_rows, N, H, bounds) if _PACKED[hs.dtype.type] else None
+        if big_rows is not None:
+            _lstm_bwd_rows.run(1 << 62, *args[:14], big_rows, *args[15:18])
         else:
-            _launch(_lstm_bwd, bounds, *args)
-    dx, dWx, dWh, db = _grads_after(x, _previous(h0, hs, _scratch("lstm_bwd.prev", hs.shape, hs.dtype)), dA, Wx)
+            _launch(_lstm_bwd, bounds, *args, False)
+    dx, dWx, dWh, db = _grads_after(x, prev, dA, Wx, out)
     return dx, dh, dc, dWx, dWh, db
 
 

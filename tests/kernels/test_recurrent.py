@@ -92,8 +92,8 @@ def test_lstm_matches_twin(shape, layout, dtype, twin):
 @pytest.mark.parametrize("layout", ["ifgo", "fgio"])
 def test_lstm_batch_cut_matches_twin(layout, dtype, twin):
     """A batch of 18 with a small Wh runs as two parts of 9 rows, each over all steps (concurrently under the
-    parallel twin), sharing one packed Wh in float32 (rows in blocks of 5 + 2 + 2, a partial panel at H = 45):
-    the twin's numbers."""
+    parallel twin) with its own packed Wh in float32 (rows in blocks of 5 + 2 + 2, a partial panel at H = 45), and
+    each projecting its rows before and taking their products after: the twin's numbers."""
     shape = (18, 2, 3, 45)
     d = _inputs("lstm", shape, dtype)
     args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
@@ -106,8 +106,8 @@ def test_lstm_batch_cut_matches_twin(layout, dtype, twin):
 
 
 def test_lstm_batch_cut_parts_give_one_part_bits(dtype, monkeypatch):
-    """The small-Wh batch cut's two parts run concurrently (one parallel region) or one after the other (the serial
-    twin), sharing one packed Wh.T in float32, and write a row's numbers the same either way."""
+    """The small-Wh batch cut's two parts run concurrently (on the slot pool) or one after the other (under the
+    serial twin's threshold) and give the same bits either way, the weight gradients' per-part sums included."""
     d = _inputs("lstm", (18, 3, 4, 45), dtype)
     args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
     runs = []

@@ -225,7 +225,9 @@ one, ec, coefs = R._consts(np.dtype(f))
 bounds = np.array([0, 64, H], np.int64)  # two parts, as two threads run them
 dA, dh, dc = np.zeros((N, T, 4 * H), f), np.zeros((N, H), f), u(N, H)
 R._lstm_bwd.parallel(dA, u(N, T, H), dh, dc, u(N, T, H), u(N, T, H), u(N, H), u(N, T, 4 * H), u(H, 4 * H) - f(0.5),
-                     np.empty(panels_shape(4 * H, H, 1), f), 0, H, 2 * H, 3 * H, bounds, one, ec, coefs)
+                     np.empty(panels_shape(4 * H, H, 1), f), 0, H, 2 * H, 3 * H, bounds, one, ec, coefs,
+                     u(N, T, 1), u(1, 4 * H), u(N, T, H), np.empty((N, T, 1), f), np.empty((1, 4 * H), f),
+                     np.empty((H, 4 * H), f), False)  # no products after the recurrence (the unit cut's)
 rows = np.array([0, 1, N], np.int64)  # the batch cut of a large Wh (here a small one: the same code)
 acts_r, hs_r, cs_r = u(N, T, 4 * H) - f(0.5), np.empty((N, T, H), f), np.empty((N, T, H), f)
 R._lstm_fwd_rows.parallel(acts_r, hs_r, cs_r, u(N, H), u(N, H), u(H, 4 * H) - f(0.5),
