@@ -496,7 +496,8 @@ def _big_row_parts(body, N: int, H: int, bounds: np.ndarray) -> np.ndarray | Non
 def _launch_rows(body, rows: np.ndarray, work: int, args: tuple, batched: tuple[bool, ...], own: tuple[int, ...],
                  key: str) -> list[list]:
     """Run the serial twin of ``body`` once per row part, on the part's rows of each ``batched`` argument
-    (concurrently on the slot pool when ``work`` is worth a parallel launch); ``args`` cut the hidden units
+    (concurrently on the slot pool when ``work``, a step's multiply-adds with its share of the products over all
+    rows, is worth a parallel launch: the products run inside the parts); ``args`` cut the hidden units
     into one part. The arguments at positions ``own`` (the packed panels, which a body fills at its first step;
     per-part sums) are arrays of the same shape in every part (workspace buffers ``key``.i.p): no two threads
     write one array, and each core reads its own copy. Returns each part's arguments.
@@ -647,7 +648,7 @@ def lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray, 
 
 def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, *,
                  layout: str = "ifgo") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    N, T, _ = x.shape
+    N, T, D = x.shape
     H = Wh.shape[0]
     acts = np.empty((N, T, 4 * H), x.dtype)
     hs = np.empty((N, T, H), x.dtype)
@@ -663,7 +664,7 @@ def _lstm_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, Wx: np.ndarray,
             _c(Wx))
     if rows.size > 2:  # each part projects its rows, then runs its recurrence
         batched = (True,) * 5 + (False,) * 11 + (True, False, False)
-        _launch_rows(_lstm_fwd, rows, N * 4 * H * H, (*args, True), batched, (6,), "lstm_fwd")
+        _launch_rows(_lstm_fwd, rows, N * 4 * H * (H + D), (*args, True), batched, (6,), "lstm_fwd")
         return hs, cs, acts
     _project(x, Wx, acts)
     big_rows = _big_row_parts(_lstm_fwd_rows, N, H, bounds) if _PACKED[x.dtype.type] else None
@@ -710,7 +711,8 @@ def _lstm_backward(dhs: np.ndarray, dc_last: np.ndarray | None, x: np.ndarray, h
                 *_consts(hs.dtype), _c(x), _c(Wx), prev, *out)
         if rows.size > 2:  # each part runs its recurrence, then dx and its share of dWx, dWh (summed here)
             batched = (True,) * 8 + (False,) * 10 + (True, False, True, True, False, False, False)
-            parts = _launch_rows(_lstm_bwd, rows, N * 4 * H * H, (*args, True), batched, (9, 22, 23), "lstm_bwd")
+            parts = _launch_rows(_lstm_bwd, rows, N * 4 * H * (H + D), (*args, True), batched, (9, 22, 23),
+                                 "lstm_bwd")
             dx, dWx, dWh = out
             for part in parts[1:]:
                 dWx += part[22]
