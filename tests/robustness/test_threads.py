@@ -1,7 +1,10 @@
 """fastnn called from several Python threads at once (a thread pool doing inference).
 
-8 threads x 20 calls, each call a convolution, a max pool (forward and backward), a batch-norm inference and a
-ReLU on its own input; every result must equal, bit for bit, the result of the same call made from one thread.
+8 threads x 20 calls, each call a mix of kernels on its own input: the inference mix (a convolution, a max pool
+forward and backward, a batch-norm inference, a ReLU) or the sequence mix (the RNN's, LSTM's and GRU's forward and
+backward, whose LSTM cuts its batch into row parts run on fastnn's slot pool and kept in per-thread workspaces; the
+embedding, the time-step loss and the gradient clipping). Every result must equal, bit for bit, the result of the
+same call made from one thread.
 Run on the serial and the parallel twins with the default threading layer (``omp`` here), and in a child process
 with ``NUMBA_THREADING_LAYER=workqueue``, where :mod:`fastnn._jit` serialises parallel launches. A control shows
 that without that lock ``workqueue`` aborts the process.
@@ -18,21 +21,21 @@ import pytest
 import fastnn
 
 from ._subproc import run_python
-from ._workloads import INFERENCE, compute
+from ._workloads import INFERENCE, SEQUENCE, compute
 
 THREADS = 8
 CALLS_PER_THREAD = 20
 
 
-def _pool_matches_single_thread() -> str:
-    """Run the pool and compare; return the threading layer seen."""
+def _pool_matches_single_thread(mix: tuple[str, ...] = INFERENCE) -> str:
+    """Run the pool on the kernels of ``mix`` and compare; return the threading layer seen."""
     seeds = list(range(THREADS * CALLS_PER_THREAD))
-    expected = {s: compute(s, INFERENCE) for s in seeds}
+    expected = {s: compute(s, mix) for s in seeds}
     start = threading.Barrier(THREADS)
 
     def task(chunk):
         start.wait()  # all threads enter the kernels together
-        return [(s, compute(s, INFERENCE)) for s in chunk]
+        return [(s, compute(s, mix)) for s in chunk]
 
     chunks = [seeds[i::THREADS] for i in range(THREADS)]
     with ThreadPoolExecutor(THREADS) as pool:
@@ -45,8 +48,9 @@ def _pool_matches_single_thread() -> str:
     return fastnn.threading_layer()
 
 
-def test_thread_pool_inference_matches_single_thread(twin):
-    layer = _pool_matches_single_thread()
+@pytest.mark.parametrize("mix", [INFERENCE, SEQUENCE], ids=["inference", "sequence"])
+def test_thread_pool_matches_single_thread(twin, mix):
+    layer = _pool_matches_single_thread(mix)
     if twin == "parallel":
         assert layer in ("omp", "tbb", "workqueue")
 
@@ -55,14 +59,14 @@ _POOL_SCRIPT = """
 import os
 os.environ["FASTNN_PARALLEL_MIN_WORK"] = "0"
 import fastnn
-from tests.robustness.test_threads import _pool_matches_single_thread
-print("layer", _pool_matches_single_thread())
+from tests.robustness.test_threads import _pool_matches_single_thread, INFERENCE, SEQUENCE
+print("layer", _pool_matches_single_thread(INFERENCE), _pool_matches_single_thread(SEQUENCE))
 """
 
 
 def test_workqueue_layer_thread_pool_does_not_abort():
     proc = run_python(_POOL_SCRIPT, env={"NUMBA_THREADING_LAYER": "workqueue"}, timeout=300)
-    assert proc.stdout.split() == ["layer", "workqueue"], proc.stdout
+    assert proc.stdout.split() == ["layer", "workqueue", "workqueue"], proc.stdout
 
 
 _UNGUARDED = """
