@@ -385,3 +385,149 @@ def test_fuzz_optimizer_steps_in_place(name, shape, dtype, layout, data, twin):
     for k, v in kernel_arrays.items():
         assert v.dtype == dtype
         np.testing.assert_allclose(v, ref_arrays[k], **TOL[np.dtype(dtype)], err_msg=k)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recurrent: the RNN's, LSTM's and GRU's forward and backward passes
+
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_FLOATS = [np.float32, np.float64]
+#: One argument given a wrong size (the kernel and its twin must refuse it alike, naming it), or none.
+_MISSIZED = [None, "h0", "Wx", "Wh", "b", "x_steps"]
+
+
+def _missize(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``a`` with one more element along ``axis``."""
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (0, 1)
+    return np.pad(a, pad)
+
+
+@given(cell=st.sampled_from(sorted(_GATES)), n=st.integers(0, 17), t=st.integers(1, 3), d=st.integers(1, 4),
+       h=st.integers(1, 9), missized=st.sampled_from(_MISSIZED), variant=st.integers(0, 3), data=st.data(),
+       twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_recurrent(cell, n, t, d, h, missized, variant, data, twin):
+    """Any dtypes and memory layouts, batches up to 17 (16 and up: the LSTM's batch cut into row parts), every
+    LSTM gate layout, both GRU forms; the backward pass on the forward's results in new layouts."""
+    g = _GATES[cell] * h
+    x = data.draw(arrays((n, t, d)))
+    h0, c0 = data.draw(arrays((n, h))), data.draw(arrays((n, h)))
+    Wx, Wh, b = data.draw(arrays((d, g))), data.draw(arrays((h, g))), data.draw(arrays((g,)))
+    if cell == "lstm":
+        kw = {"layout": ("ifgo", "ifog", "fgio", "oigf")[variant]}
+    elif cell == "gru":
+        kw = {"form": "torch" if variant % 2 else "dlfs2"}
+    else:
+        kw = {}
+    torch_gru = kw.get("form") == "torch"
+    bh = data.draw(arrays((g,))) if torch_gru else None
+    if missized == "x_steps":
+        x = x[:, :0]  # T = 0
+    elif missized is not None:
+        bad = {"h0": h0, "Wx": Wx, "Wh": Wh, "b": b}[missized]
+        bad = _missize(bad, 0 if missized == "Wh" else -1)  # Wh gains a row: no longer (H, gates*H)
+        h0, Wx, Wh, b = (bad if k == missized else v for k, v in (("h0", h0), ("Wx", Wx), ("Wh", Wh), ("b", b)))
+    ok = missized is None
+    state = (h0, c0) if cell == "lstm" else (h0,)
+    bias = (b, bh) if torch_gru else (b,)
+    with _twin(twin):
+        fwd = _call_both(f"{cell}_forward", ok, x, *state, Wx, Wh, *bias, **kw)
+        if not ok:
+            return
+        out_dtype = _result_dtype(x, *state, Wx, Wh, *bias)
+        assert all(o.dtype == out_dtype for o in fwd)
+        assert fwd[0].shape == (n, t, h)
+        dhs = data.draw(arrays((n, t, h), dtypes=_FLOATS))
+        saved = [relayout(o, data.draw(st.sampled_from(LAYOUTS))) for o in fwd]
+        if cell == "lstm":
+            dc_last = data.draw(st.one_of(st.none(), arrays((n, h), dtypes=_FLOATS)))
+            grads = _call_both("lstm_backward", True, dhs, dc_last, x, h0, c0, Wx, Wh, *saved, **kw)
+        else:
+            grads = _call_both(f"{cell}_backward", True, dhs, x, h0, Wx, Wh, *saved, **kw)
+    want = [x.shape, h0.shape, *((c0.shape,) if cell == "lstm" else ()), Wx.shape, Wh.shape, b.shape,
+            *((bh.shape,) if torch_gru else ())]
+    assert [gr.shape for gr in grads] == want
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sequences: embedding, embedding dot, time-step softmax cross-entropy, global-norm gradient clipping
+
+_IDS = [np.int64, np.int32, np.uint8, np.int8, np.float64, np.bool_]
+
+
+@given(v=st.integers(1, 6), dim=st.integers(1, 4), ids_shape=st.lists(st.integers(0, 4), max_size=2).map(tuple),
+       ids_dtype=st.sampled_from(_IDS), bad_id=st.booleans(), data=st.data(),
+       twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_embedding(v, dim, ids_shape, ids_dtype, bad_id, data, twin):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    ids = rng.integers(0, v, ids_shape)
+    if bad_id and ids.size:
+        ids.flat[rng.integers(ids.size)] = data.draw(st.sampled_from([-1, v, v + 7]))
+    ids = ids.astype(ids_dtype)  # -1 as uint8 is 255: out of range still
+    ok = np.dtype(ids_dtype).kind in "iu" and bool(np.all((ids >= 0) & (ids < v)))
+    ids = relayout(ids, data.draw(st.sampled_from(LAYOUTS)))
+    W = data.draw(arrays((v, dim)))
+    dout = data.draw(arrays(ids_shape + (dim,), dtypes=_FLOATS))
+    with _twin(twin):
+        out = _call_both("embedding_forward", ok, W, ids)
+        _call_both("embedding_backward", ok, dout, ids, v)
+        if ok:
+            assert out[0].shape == ids_shape + (dim,) and out[0].dtype == _result_dtype(W)
+        if ok and len(ids_shape) == 1:  # embedding_dot: one id per row of h
+            h = data.draw(arrays((ids_shape[0], dim)))
+            _call_both("embedding_dot_forward", True, W, ids, h)
+            _call_both("embedding_dot_backward", True, data.draw(arrays(ids_shape, dtypes=_FLOATS)), W, ids, h)
+            _call_both("embedding_dot_forward", False, W, ids, _missize(h))
+
+
+@given(n=st.integers(0, 4), t=st.integers(1, 4), v=st.integers(1, 6), one_hot=st.booleans(),
+       ignored=st.floats(0, 1), average=st.sampled_from(["valid", "batch"]), data=st.data(),
+       twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_time_softmax_cross_entropy(n, t, v, one_hot, ignored, average, data, twin):
+    x = data.draw(arrays((n, t, v)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    labels = rng.integers(0, v, (n, t))
+    skip = rng.random((n, t)) < ignored
+    labels[skip] = -1
+    counted = int((~skip).sum())
+    if one_hot:  # one-hot labels have no ignored position
+        labels, counted = np.where(skip, 0, labels), n * t
+        t_arg = np.eye(v)[labels]
+    else:
+        t_arg = labels
+    t_arg = relayout(t_arg, data.draw(st.sampled_from(LAYOUTS)))
+    ok = n >= 1 and (counted >= 1 or average == "batch")
+    with _twin(twin):
+        res = _call_both("time_softmax_cross_entropy_forward", ok, x, t_arg, average=average)
+        if ok:
+            loss, probs = res
+            assert loss.shape == () and loss.dtype == _result_dtype(x)
+            probs = relayout(probs, data.draw(st.sampled_from(LAYOUTS)))
+            _call_both("time_softmax_cross_entropy_backward", True, probs, t_arg, -1, data.draw(st.floats(-3, 3)),
+                       average=average)
+
+
+@given(shapes=st.lists(shapes, min_size=0, max_size=3), dtype=st.sampled_from(_FLOATS),
+       layouts=st.lists(st.sampled_from(LAYOUTS), min_size=3, max_size=3), max_norm=st.floats(0, 20),
+       data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_clip_grads_in_place(shapes, dtype, layouts, max_norm, data, twin):
+    """Scaled in place on views of the caller's arrays; a read-only one refuses the call before any is scaled."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    base = [np.array(rng.standard_normal(s) * 3, dtype) for s in shapes]
+    grads = [relayout(g, lay) for g, lay in zip(base, layouts, strict=False)]
+    ref = [g.copy() for g in base]
+    readonly = [i for i, g in enumerate(grads) if not g.flags.writeable]
+    with _twin(twin):
+        try:
+            norm = K.clip_grads(grads, max_norm)
+        except ValueError as e:
+            assert readonly and re.fullmatch(rf"clip_grads: grads\[{readonly[0]}\] must be writeable.*", str(e)), e
+            for g, b in zip(grads, base, strict=True):
+                np.testing.assert_array_equal(g, b)  # nothing scaled
+            return
+        assert not readonly
+        want = R.clip_grads(ref, max_norm)
+    np.testing.assert_allclose(norm, want, **TOL[np.dtype(dtype)])
+    for g, r in zip(grads, ref, strict=True):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, r, **TOL[np.dtype(dtype)])
