@@ -8,7 +8,9 @@ build can be loaded; fastnn also keys its cache entries on the flag, see the con
 Runtime: the full ``tests/kernels`` (about 2500 tests, both dtypes and twins) took 7 minutes here, nearly all of
 it compilation. The subset run in CI keeps every kernel and every geometry of the reference comparisons,
 layouts, padding, empty batches and the Hypothesis geometry tests, in float64 on the serial twins (the parallel
-twin is compiled from the same body, so its indices are the same): ~400 tests, 110 s on the 2 loaded cores.
+twin is compiled from the same body, so its indices are the same): ~400 tests, 110 s on the 2 loaded cores. The
+twin comparisons of the recurrent kernels (every LSTM layout, both GRU forms, strided inputs, the LSTM's batch
+cut), of attention and of the normalization zoo joined it later: ~790 tests, 80 s here on a quiet machine.
 It found a real out-of-bounds write in ``im2col`` (windows lying wholly in the padding) while that kernel was
 being written.
 """
@@ -19,8 +21,9 @@ import re
 
 from ._subproc import ROOT, run_python
 
-SUBSET = ("not f32 and serial and (matches_reference or random_geometry or non_contiguous or noncontiguous or "
-          "padding or empty or chunks or special or filter_gradient)")
+SUBSET = ("not f32 and not float32 and serial and (matches_reference or random_geometry or non_contiguous or "
+          "noncontiguous or padding or empty or chunks or special or filter_gradient or matches_twin or match_twin "
+          "or batch_cut)")
 
 
 def test_kernel_tests_pass_with_bounds_checking(tmp_path):
@@ -33,7 +36,7 @@ def test_kernel_tests_pass_with_bounds_checking(tmp_path):
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     m = re.search(r"(\d+) passed", summary)
-    assert m and int(m.group(1)) >= 300 and "failed" not in summary and "error" not in summary, summary
+    assert m and int(m.group(1)) >= 750 and "failed" not in summary and "error" not in summary, summary
 
 
 _OOB_MODULE = '''
