@@ -145,6 +145,15 @@ class Kernel:
             and numba.config.NUMBA_NUM_THREADS > 1
         )
 
+    def parts(self, work: int) -> int:
+        """Parts to cut a launch touching ``work`` elements into where the cut decides its results' bits (the
+        column parts of BLAS products): one per thread of the machine (``numba.config.NUMBA_NUM_THREADS``) when
+        the work is worth a parallel launch, whatever the count set now (``set_num_threads``) or a forked child's
+        serial twins, which then run the same parts in turn and give the same bits."""
+        if work < config.parallel_min_work(self.family):
+            return 1
+        return numba.config.NUMBA_NUM_THREADS
+
     def threads(self, work: int) -> int:
         """Threads a launch touching ``work`` elements runs on (1 for the serial twin), for kernels that keep
         one scratch slot per thread and run their parallel loop over the slots (see ``kernels/winograd.py``)."""

@@ -7,8 +7,11 @@ a convolution's GEMM) then shares the two cores with them, and measured up to tw
 threads (:mod:`fastnn.kernels._blas`), so only one pool is ever awake.
 
 Results are the same bits with any number of threads: a cut reduction (whose parts' sums are added) is fixed
-by the shapes, and cuts of the output's rows or columns, which follow the thread count, leave every element's sum
-as it is. Each part is one BLAS call that packs its own share of the operands, so every way of cutting costs
+by the shapes, and cuts of the output's rows or columns follow the machine's threads, not the count set now
+(:meth:`fastnn._jit.Kernel.parts`; fewer threads run the same parts in turn). Where a cut falls changes bits:
+OpenBLAS rounds a column of the output by its place among the call's columns (its edge kernels; measured in
+float64, a (120, 650) @ (650, 2600) product cut at column 1300 has columns 1296..1299 and 2596..2599 in other
+bits than uncut). Each part is one BLAS call that packs its own share of the operands, so every way of cutting costs
 extra memory traffic: cutting rows of the output packs all of ``b`` again in every part, cutting columns packs
 all of ``a`` again, cutting the reduction writes one partial output per part and adds them up (in order). The
 plan cuts the dimension whose extra traffic is least (the reduction of a convolution's weight gradient, the rows
@@ -37,9 +40,9 @@ _PARTS = 4
 _MIN_ROWS = 32
 #: Smallest share of the reduction a part gets when the reduction is cut.
 _MIN_REDUCTION = 256
-#: Least multiply-adds of a product whose row or column cut follows the thread count (see _plan): a quarter of it
-#: is still far above the sizes where OpenBLAS takes its small-matrix or direct sgemm paths (up to 28*512*512),
-#: which sum in another order, so no part's bits depend on how many parts there are.
+#: Least multiply-adds of a product whose row or column cut follows the machine's threads (see _plan; below, it
+#: is cut into _PARTS): a quarter of it is still far above the sizes where OpenBLAS takes its small-matrix or
+#: direct sgemm paths (up to 28*512*512), which sum in another order.
 _THREAD_CUTS = 1 << 25
 #: Products of at most this many multiply-adds go to ``np.matmul``: OpenBLAS runs them on the calling thread
 #: (its threshold is 65536 * 4), so no pool wakes, and the split's fixed cost (~10 us) would dominate them.
@@ -105,9 +108,10 @@ def _blas_view(x: np.ndarray) -> tuple[np.ndarray, bool, int]:
 def _plan(M: int, N: int, K: int, threads: int = _PARTS) -> tuple[int, np.ndarray]:
     """(split, cut points) for an (M, K) @ (K, N) product; see the module docstring.
 
-    A cut of the rows or columns of the output gives every element the sum it has uncut (each part is one BLAS
-    call with the whole reduction), so those cuts are made one per thread (``threads``, a power of two at most
-    _PARTS): more parts on as many threads only pack their operands again (measured, CPU time, DLFS-2's
+    A cut of the rows or columns of the output gives every element its whole reduction in one BLAS call, in bits
+    that depend on where the cut falls (the module docstring), so those cuts are made one per thread of the
+    machine (``threads``, from :meth:`fastnn._jit.Kernel.parts`; a power of two at most _PARTS): more parts on as
+    many threads only pack their operands again (measured, CPU time, DLFS-2's
     BetterRnnlm products (700, 650) @ (650, 10000) and (650, 700) @ (700, 2600): 2 parts 2-4% less than 4).
     A cut reduction changes the bits with the number of parts, so it stays at _PARTS whatever the threads.
     Memoised (a net's products repeat their shapes every step; building the plan was ~1.5 us of a 100x100x100
@@ -139,7 +143,7 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray 
         out[...] = 0 if bias is None else bias
         return out
     assert out.strides[1] == out.itemsize and out.shape == (M, N)
-    threads = _gemm_parts.threads(M * N * K // 8) if M * N * K >= _THREAD_CUTS else _PARTS
+    threads = _gemm_parts.parts(M * N * K // 8) if M * N * K >= _THREAD_CUTS else _PARTS
     split, bounds = _plan(M, N, K, threads)
     sa, ta, lda = _blas_view(a)
     sb, tb, ldb = _blas_view(b)

@@ -14,11 +14,11 @@ RNNs are:
 The whole time loop is one compiled function: a step's hidden units are cut into parts, one per Numba thread, each
 computing its columns of every gate block by single-threaded OpenBLAS calls (:mod:`fastnn.kernels._blas`, as
 :mod:`fastnn.kernels.linalg` does) and then its units' gates, so one parallel region per step (two or three where a
-product needs the whole of the step's gates first: the GRU's candidate, every backward step). Cutting the columns of
-a product leaves each element's sum as it was, so results do not depend on the number of threads. The LSTM instead
-cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the recurrence, so each part
-runs every step for its rows with no synchronisation per step, and the products before and after the recurrence
-over its rows too (:func:`_launch_rows`); in float32 it cuts the batch for a large Wh too whenever the
+product needs the whole of the step's gates first: the GRU's candidate, every backward step). The cut follows the
+machine's threads, not the count set now (:func:`_parts`), so results do not depend on the number of threads. The
+LSTM instead cuts the batch when Wh stays in a core's cache (:func:`_row_parts`): rows never meet in the recurrence,
+so each part runs every step for its rows with no synchronisation per step, and the products before and after the
+recurrence over its rows too (:func:`_launch_rows`); in float32 it cuts the batch for a large Wh too whenever the
 units would have been cut across threads (:func:`_big_row_parts`), each part reading all of one shared packed Wh
 from the L3 cache. Either way its per-step products in float32 are not BLAS calls but
 :func:`fastnn.kernels._tile.packed_product` with Wh (forward) and Wh.T (backward) packed once per call (by each
@@ -436,17 +436,23 @@ def _gru_torch_bwd(dA, dAn, dhs, dh, hs, h0, acts, Wh, bounds, one):
 
 
 def _parts(body, N: int, H: int, G: int, align: int = _ALIGN, nearest: bool = False) -> np.ndarray:
-    """Cut points of the H hidden units: one part per thread a step's product of N*G*H*H multiply-adds gets
-    (:data:`fastnn.config.PARALLEL_MIN_WORK` ``"recurrent"``), each >= _MIN_UNITS wide, cut at multiples of
-    ``align`` above the even share, or the nearest ones when ``nearest``.
+    """Cut points of the H hidden units: one part per thread of the machine when a step's product of N*G*H*H
+    multiply-adds is worth a parallel launch (:data:`fastnn.config.PARALLEL_MIN_WORK` ``"recurrent"``), each
+    >= _MIN_UNITS wide, cut at multiples of ``align`` above the even share, or the nearest ones when ``nearest``.
+
+    The cut does not depend on how many threads run now (``fastnn.set_num_threads``, a forked child's one): fewer
+    threads run the same parts in turn, the same BLAS calls, so the results keep their bits. OpenBLAS rounds a
+    column differently by where it falls among a call's columns (its edge kernels: measured, a (5, 200) @
+    (200, 600) product's columns 192..199 in float32 against the same columns of a call for 112..199 alone), so
+    a cut that followed the thread count changed the bits of the GRU and of every float64 recurrent kernel with
+    it (tests/kernels/test_recurrent.py ``test_results_do_not_depend_on_the_thread_count``).
 
     ``nearest`` is for the backward's packed product, whose last panel costs a quarter of a whole one when it
     holds at most 16 units: at DLFS-2's H = 650 (ten whole panels of 64 units and one of 10) the parts are then
     5 and 5 + 1/4 panels of work, not 6 and 5 (measured on a busy machine, in one process: the recurrence
     16.2 / 14.6 ms against 16.9 / 15.5; the whole lstm_backward 0.95-0.995x of its time with the old cut).
     """
-    threads = body.threads(N * G * H * H)
-    parts = max(1, min(threads, H // _MIN_UNITS))
+    parts = max(1, min(body.parts(N * G * H * H), H // _MIN_UNITS))
     if nearest:
         cuts = [(p * H // parts + align // 2) // align * align for p in range(1, parts)]
     else:

@@ -91,6 +91,27 @@ def test_same_bits_with_one_or_two_threads(shape, monkeypatch):
     np.testing.assert_array_equal(one, two)
 
 
+@pytest.mark.skipif(not _blas.AVAILABLE, reason="numpy's bundled OpenBLAS is not available")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(120, 650, 2600), (333, 777, 555)])
+def test_same_bits_with_one_or_two_threads_at_the_default_thresholds(shape, dtype, monkeypatch):
+    """Products above _THREAD_CUTS are cut by columns into one part per thread of the machine, also when one
+    thread runs them: with one part then, the float64 columns at the two-part cut's edge (1296..1299 of 2600)
+    were rounded otherwise."""
+    monkeypatch.setattr(_jit, "_num_threads", None)
+    M, Kd, N = shape
+    assert M * N * Kd >= linalg._THREAD_CUTS and linalg._plan(M, N, Kd, 2)[0] == 1  # a column cut
+    a, b = _pair(shape, dtype)
+    try:
+        _jit.set_num_threads(1)
+        one = K.matmul(a, b)
+        _jit.set_num_threads(2)
+        two = K.matmul(a, b)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(one, two)
+
+
 def test_plans():
     """The cut that re-packs least: the reduction of a small output, rows when b is the smaller operand to
     re-pack, columns when a is; a power of two of parts, never more than the size allows."""

@@ -138,8 +138,8 @@ def test_lstm_unit_cut_row_blocks_match_twin(N, dtype):
 @pytest.mark.parametrize("layout", ["ifgo", "fgio"])
 def test_lstm_big_wh_batch_cut_gives_the_unit_cut_bits(layout, monkeypatch):
     """A Wh above a core's cache (H = 300, 1.4 MB) with the step's product on two threads cuts the batch (two parts
-    of 9 rows, 5 + 4 each, over all steps, sharing one packed Wh) instead of the units; one thread runs the serial
-    unit-cut twin over all rows. The same bits either way, and the twin's numbers."""
+    of 9 rows, 5 + 4 each, over all steps, sharing one packed Wh) instead of the units; one thread runs the unit
+    cut's parts in turn over all rows. The same bits either way, and the twin's numbers."""
     d = _inputs("lstm", (18, 3, 4, 300), np.float32)
     d["Wh"] *= np.float32(0.1)  # pre-activations of the scale the float32 tolerance is set for, over 300 units
     args = (d["x"], d["h0"], d["c0"], d["Wx"], d["Wh"], d["b"])
@@ -151,6 +151,8 @@ def test_lstm_big_wh_batch_cut_gives_the_unit_cut_bits(layout, monkeypatch):
     cut = K.lstm_forward(*args, layout=layout)
     cut_back = K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *cut, layout=layout)
     fastnn.set_num_threads(1)
+    for body in (K.recurrent._lstm_fwd_rows, K.recurrent._lstm_bwd_rows):
+        monkeypatch.setattr(body, "threads", lambda work: 1)
     try:
         serial = K.lstm_forward(*args, layout=layout)
         serial_back = K.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *cut, layout=layout)
@@ -161,6 +163,45 @@ def test_lstm_big_wh_batch_cut_gives_the_unit_cut_bits(layout, monkeypatch):
     ref = R.lstm_forward(*args, layout=layout)
     _same(cut, ref, np.float32)
     _same(cut_back, R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout), np.float32)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_results_do_not_depend_on_the_thread_count(cell, dtype, monkeypatch):
+    """One thread runs the parts two threads would: the same BLAS calls, the same bits. The units are cut (H >= 128,
+    every launch parallel), and at N20 H650 the products before and after the recurrence are cut too. Before the
+    cut followed the machine's threads, the GRU (float32: shape (5, 4, 30, 200)) and every float64 kernel here
+    differed in their last bits: OpenBLAS rounds a column by where it falls among a call's columns."""
+    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
+    monkeypatch.setattr(fastnn._jit, "_num_threads", None)
+    shapes = [(5, 4, 30, 200), (3, 4, 7, 130)] + ([(20, 3, 650, 650)] if dtype == np.float64 else [])
+
+    def run(shape):
+        d = _inputs(cell, shape, dtype, seed=1)
+        x, h0, c0, Wx, Wh, b, bh, dhs = (d[k] for k in ("x", "h0", "c0", "Wx", "Wh", "b", "bh", "dhs"))
+        if cell == "rnn":
+            hs = K.rnn_forward(x, h0, Wx, Wh, b)
+            return (hs, *K.rnn_backward(dhs, x, h0, Wx, Wh, hs))
+        if cell == "lstm":
+            fwd = K.lstm_forward(x, h0, c0, Wx, Wh, b, layout="fgio")
+            return (*fwd, *K.lstm_backward(dhs, d["dc_last"], x, h0, c0, Wx, Wh, *fwd, layout="fgio"))
+        out = ()
+        for form, bias in (("dlfs2", None), ("torch", bh)):
+            fwd = K.gru_forward(x, h0, Wx, Wh, b, bias, form=form)
+            out += (*fwd, *K.gru_backward(dhs, x, h0, Wx, Wh, *fwd, form=form))
+        return out
+
+    for shape in shapes:
+        assert len(K.recurrent._parts(K.recurrent._rnn_fwd, shape[0], shape[3], 1)) == 3  # two unit parts
+        try:
+            fastnn.set_num_threads(1)
+            one = run(shape)
+            fastnn.set_num_threads(2)
+            two = run(shape)
+        finally:
+            fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        for i, (a, b) in enumerate(zip(one, two, strict=True)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{shape}, output {i}")
+
 
 def test_lstm_scratch_is_never_returned(monkeypatch):
     """The backward's dA, packed Wh.T and h_{t-1} live in this thread's workspace between calls: a second call
