@@ -13,6 +13,13 @@ import os
 #: while still allowing reassociation (vectorised reductions) and fused multiply-add.
 FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
+#: The subset for passes whose roundings must not depend on how LLVM optimises one copy of them: without
+#: ``reassoc`` and ``contract``. Numba compiles a parallel twin's loop body twice (a library the compiling process
+#: runs, and a re-optimised copy that the on-disk cache keeps for every later process) and the serial twin once
+#: more; with those two flags LLVM rounded the copies differently (a first run's results an ulp off later runs',
+#: one thread's off two threads'). Element-wise passes have no reduction to vectorise: they lose no speed.
+FASTMATH_IN_ORDER: frozenset[str] = FASTMATH - {"reassoc", "contract"}
+
 #: Persist compiled kernels between processes (Numba ``cache=True``). ``FASTNN_NUMBA_CACHE=0`` turns it off.
 #: When no cache directory is writable, kernels are compiled without caching instead of failing at import.
 CACHE: bool = os.environ.get("FASTNN_NUMBA_CACHE", "1") != "0"

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .. import _checks
+from .. import _checks, config
 from .._jit import kernel
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 
@@ -54,7 +54,9 @@ def _sigmoid_fwd(x, out, one, ec, coefs):
             out[i] = _fdiv(e, one + e)
 
 
-@kernel("elementwise")
+# (dout * o) * (1 - o) as written, in both twins and the cached copy: with reassociation the serial and the
+# parallel twin rounded it differently (tools/thread_bits.py, 1.1e-7 of the largest value in float32)
+@kernel("elementwise", config.FASTMATH_IN_ORDER)
 def _sigmoid_bwd(dout, out, dx, one):
     for i in prange(out.shape[0]):
         o = out[i]

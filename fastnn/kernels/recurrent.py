@@ -56,14 +56,15 @@ _MIN_ROWS = 8
 _ROWS_MAX_WH = 1 << 20
 
 
-#: Compiler flags of the loop bodies: fastnn's set without ``reassoc`` and ``contract``. Numba compiles a parallel
-#: twin's loop body twice: as a library of its own, which the compiling process runs, and again, re-optimised,
-#: inside the twin's object, which the on-disk cache keeps and every later process runs. With that freedom LLVM
-#: rounded the two copies differently (``d * o * (1 - tc * tc)`` in the LSTM's backward pass; the GRU's too,
-#: even with ``contract`` alone), so a first run's gradients were ~1 ulp off later runs' and off the serial twin's
-#: (tests/robustness/test_cache.py). The bodies are element-wise passes (the products are BLAS or
-#: kernels/_tile.py's explicit fused multiply-adds): no reductions to vectorise, no speed lost (measured).
-_FASTMATH = config.FASTMATH - {"reassoc", "contract"}
+#: Compiler flags of the loop bodies (:data:`fastnn.config.FASTMATH_IN_ORDER`, without ``reassoc`` and
+#: ``contract``). Numba compiles a parallel twin's loop body twice: as a library of its own, which the compiling
+#: process runs, and again, re-optimised, inside the twin's object, which the on-disk cache keeps and every later
+#: process runs. With that freedom LLVM rounded the two copies differently (``d * o * (1 - tc * tc)`` in the
+#: LSTM's backward pass; the GRU's too, even with ``contract`` alone), so a first run's gradients were ~1 ulp off
+#: later runs' and off the serial twin's (tests/robustness/test_cache.py). The bodies are element-wise passes
+#: (the products are BLAS or kernels/_tile.py's explicit fused multiply-adds): no reductions to vectorise, no
+#: speed lost (measured).
+_FASTMATH = config.FASTMATH_IN_ORDER
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -111,10 +111,10 @@ def constants(dtype: np.dtype) -> np.ndarray:
     return np.array([2, 4, 5, 8], dtype=dtype)
 
 
-#: The column transform's flags: without ``reassoc`` and ``contract``, under which LLVM rounded its fused
-#: multiply-adds differently in a first run's copy and the cached one (README, Robustness; measured: a float32
-#: F(4x4, 3x3) forward differed in the last bit between a cold and a warm cache).
-_EXACT = config.FASTMATH - {"reassoc", "contract"}
+#: The column transform's flags (:data:`fastnn.config.FASTMATH_IN_ORDER`): with ``reassoc`` and ``contract``, LLVM
+#: rounded its fused multiply-adds differently in a first run's copy and the cached one (README, Robustness;
+#: measured: a float32 F(4x4, 3x3) forward differed in the last bit between a cold and a warm cache).
+_EXACT = config.FASTMATH_IN_ORDER
 
 
 @helper(fastmath=_EXACT)

@@ -54,6 +54,15 @@ def test_backward_matches_reference(name, shape, dtype, twin):
     np.testing.assert_array_equal(a, a0)
 
 
+def test_sigmoid_backward_is_the_twins_formula_in_its_order(dtype, twin):
+    """(dout * out) * (1 - out) as the twin writes it, bit for bit in either twin: compiled with reassociation, the
+    serial twin computed this order and the parallel one dout * (out * (1 - out))."""
+    rng = np.random.default_rng(0)
+    dout = rng.standard_normal(300_001).astype(dtype)
+    out = rng.random(300_001).astype(dtype)
+    np.testing.assert_array_equal(K.sigmoid_backward(dout, out), R.sigmoid_backward(dout, out))
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.2, -0.5, 3.0])
 def test_leaky_relu_alpha(alpha, dtype, twin):
     x = _x((9, 8), dtype)
