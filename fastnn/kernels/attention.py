@@ -26,10 +26,11 @@ from numba import prange
 from .. import _checks, _splitmix
 from .._jit import helper, kernel
 from . import _blas
+from . import _simd as simd
 from ._blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, set_threads_local, sgemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from .dropout import _GAMMA, _ONE, _S11, _mix64
-from .losses import _row_max, _softmax_row
+from .losses import _exp_step, _exp_tail, _row_max, _softmax_row
 
 __all__ = ["attention_forward", "attention_backward", "gelu_forward", "gelu_backward", "softmax_lastaxis_forward",
            "softmax_lastaxis_backward", "positional_encoding"]
@@ -130,6 +131,8 @@ def _attn_fwd(q, k, v, bias, bmask, out, lse, use_bias, use_bmask, causal, scale
         for j0 in range(0, kend, BLOCK_K):
             bk = min(kend, j0 + BLOCK_K) - j0
             st = _tile(tile, bq, bk)
+            step = simd.lanes(st)
+            whole = bk - bk % step
             _mm(qb, False, k[n, h, j0:j0 + bk], True, st, scale, zero, use_blas)
             _prepare_tile(st, n, h, i0, j0, bq, bk, bias, bmask, use_bias, use_bmask, causal, neg_inf)
             for i in range(bq):
@@ -150,12 +153,16 @@ def _attn_fwd(q, k, v, bias, bmask, out, lse, use_bias, use_bmask, causal, scale
                             st[i, j] = bad
                     continue
                 alpha = _exp_nonpos(m[i] - mi, ec, coefs)
-                rs = zero
-                for j in range(bk):
-                    e = _exp_nonpos(st[i, j] - mi, ec, coefs)
-                    st[i, j] = e
-                    rs += e
-                ssum[i] = ssum[i] * alpha + rs
+                # the row's weights and their sum in explicit vectors (the steps of kernels/losses.py's _softmax_ce):
+                # summed by LLVM's vectorised loop, the serial and the parallel twin rounded the sum differently
+                # (tools/thread_bits.py: 1.4e-7 of the largest output apart between one thread and two); the same
+                # time here (alternated runs of the registry's cases)
+                rsum = simd.splat(zero)
+                for j in range(0, whole, step):
+                    rsum = _exp_step(st, st, i, j, mi, rsum, ec, coefs, False)
+                if whole < bk:
+                    rsum = _exp_tail(st, st, i, whole, bk - whole, mi, rsum, ec, coefs, False)
+                ssum[i] = ssum[i] * alpha + simd.hsum(rsum)
                 m[i] = mi
                 for c in range(dv):
                     acc[i, c] *= alpha

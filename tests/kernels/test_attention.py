@@ -60,6 +60,28 @@ def test_kernel_matches_twin(shape, causal, mask, dtype, twin):
         assert all(a.transpose(0, 2, 1, 3).flags.c_contiguous for a in (out, *grads))
 
 
+def test_forward_bits_do_not_depend_on_the_thread_count(dtype, monkeypatch):
+    """Each row's weights are summed in explicit vectors, in one order in the serial and the parallel twin (with
+    LLVM's vectorised sum the two rounded it differently: 1.4e-7 of the largest output apart in float32)."""
+    import numba
+
+    import fastnn
+    from fastnn import _jit
+
+    monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
+    monkeypatch.setattr(_jit, "_num_threads", None)
+    q, k, v, _, _ = _qkv((2, 3, 70, 131, 17, 9), dtype, seed=3)  # a full key block and a 3-column tail per row
+    try:
+        fastnn.set_num_threads(1)
+        one = K.attention_forward(q, k, v, causal=True)
+        fastnn.set_num_threads(2)
+        two = K.attention_forward(q, k, v, causal=True)
+    finally:
+        fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("impl", [K, R], ids=["kernel", "twin"])
 @pytest.mark.parametrize("layout", ["fused projection", "strided"])
 def test_backward_writes_into_given_arrays(impl, layout, dtype, twin):
