@@ -1,4 +1,7 @@
-"""Hypothesis fuzzing of every kernel family against its reference twin.
+"""Hypothesis fuzzing of the kernel families against their reference twins: window (convolution, im2col, pooling),
+element-wise, losses, normalization, optimizers, recurrent, sequence (embedding, time-step loss, clipping),
+attention and its Transformer helpers, and matrix products. Not here: the normalization zoo (weight, spectral and
+batch renormalization) and the fused convolutions, which tests/kernels covers over fixed awkward shapes.
 
 Each example draws shapes, window geometry (strides and pads as ints or pairs, windows that may not fit), dtypes
 (float32, float64, int64, int8, bool), memory layouts (C order, Fortran order, negative strides, strided slices of a
@@ -531,3 +534,99 @@ def test_fuzz_clip_grads_in_place(shapes, dtype, layouts, max_norm, data, twin):
     for g, r in zip(grads, ref, strict=True):
         assert g.dtype == dtype
         np.testing.assert_allclose(g, r, **TOL[np.dtype(dtype)])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attention, and the row softmax, GELU and positional encoding of a Transformer
+
+#: Query and key lengths: short ones, and ones past a 64-long block of the kernel (a tail block).
+_LENGTHS = [1, 2, 3, 5, 9, 65, 70]
+
+
+@st.composite
+def attention_mask(draw, shape, fits=True):
+    """None, a bool mask or an additive float mask (some -inf) of a shape broadcastable to ``shape`` (N, H, S, T),
+    or with ``fits`` False one that is not."""
+    kind = draw(st.sampled_from(["bool", "additive"] if not fits else [None, "bool", "additive"]))
+    if kind is None:
+        return None
+    dims = [draw(st.sampled_from([1, n])) for n in shape]
+    dims = dims[draw(st.integers(0, 2)):]  # fewer axes broadcast too
+    if not fits:
+        dims = [*dims[:-1], shape[-1] + 1]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "bool":
+        mask = rng.random(dims) < 0.8
+    else:
+        mask = rng.standard_normal(dims)
+        mask[rng.random(dims) < 0.2] = -np.inf
+    return relayout(mask.astype(draw(st.sampled_from([np.float32, np.float64]))) if kind == "additive" else mask,
+                    draw(st.sampled_from(LAYOUTS)))
+
+
+@given(n=st.integers(1, 2), h=st.integers(1, 2), s=st.sampled_from(_LENGTHS), t=st.sampled_from(_LENGTHS),
+       d=st.integers(1, 5), dv=st.integers(1, 5), causal=st.booleans(), scale=st.sampled_from([None, 0.02, 0.7]),
+       dropout=st.sampled_from([0.0, 0.3]), missized=st.sampled_from([None, None, None, "k", "v", "mask"]),
+       data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_attention(n, h, s, t, d, dv, causal, scale, dropout, missized, data, twin):
+    """Masks of every kind and broadcast shape (rows that attend nothing give zeros, lse -inf), causal, any
+    dtypes and layouts, the backward on the forward's results; a k or v of another size, or a mask that does not
+    broadcast, is refused alike by the kernel and its twin. The values are of size ~3: the small scale keeps some
+    softmaxes unsaturated, whose gradients are not ~0."""
+    q = data.draw(arrays((n, h, s, d)))
+    k = data.draw(arrays((n, h, t, d + (missized == "k"))))
+    v = data.draw(arrays((n, h, t + (missized == "v"), dv)))
+    mask = data.draw(attention_mask((n, h, s, t), fits=missized != "mask"))
+    kw = {"mask": mask, "causal": causal, "scale": scale, "dropout_p": dropout,
+          "seed": data.draw(st.integers(0, 2**64 - 1))}
+    ok = missized is None
+    with _twin(twin):
+        res = _call_both("attention_forward", ok, q, k, v, **kw)
+        if not ok:
+            return
+        out, lse = res
+        assert out.shape == (n, h, s, dv) and lse.shape == (n, h, s) and out.dtype == _result_dtype(q, k, v)
+        dout = data.draw(arrays(out.shape, dtypes=_FLOATS))
+        saved = [relayout(a, data.draw(st.sampled_from(LAYOUTS))) for a in (out, lse)]
+        grads = _call_both("attention_backward", True, dout, q, k, v, *saved, **kw)
+    assert [g.shape for g in grads] == [q.shape, k.shape, v.shape]
+
+
+@given(shape=st.lists(st.integers(1, 20), min_size=1, max_size=3).map(tuple), approximate=st.sampled_from(
+    ["none", "tanh"]), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_transformer_elementwise(shape, approximate, data, twin):
+    x, dout = data.draw(arrays(shape)), data.draw(arrays(shape, dtypes=_FLOATS))
+    with _twin(twin):
+        _call_both("gelu_forward", True, x, approximate)
+        _call_both("gelu_backward", True, dout, x, approximate)
+        out = _call_both("softmax_lastaxis_forward", True, x)[0]
+        _call_both("softmax_lastaxis_backward", True, dout, relayout(out, data.draw(st.sampled_from(LAYOUTS))))
+        _call_both("gelu_forward", False, x, "exact")
+        if len(shape) == 3:
+            _call_both("positional_encoding", True, x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Matrix products and the affine layer's helpers
+
+
+@given(m=st.integers(0, 70), k=st.integers(0, 70), n=st.integers(0, 70), missized=st.booleans(),
+       layout=st.sampled_from(_WRITEABLE), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_linalg(m, k, n, missized, layout, data, twin):
+    """Products of any sizes (empty ones too), dtypes and layouts, with a bias, column sums, and add_into on a view
+    of the caller's array."""
+    a = data.draw(arrays((m, k)))
+    b = data.draw(arrays((k + missized, n)))
+    bias = data.draw(arrays((n,)))
+    ok = not missized
+    with _twin(twin):
+        _call_both("matmul", ok, a, b)
+        _call_both("matmul_bias", ok, a, b, bias)
+        _call_both("column_sum", True, a)
+        dtype = data.draw(st.sampled_from(_FLOATS))
+        base = np.random.default_rng(m * 71 + n).standard_normal((m, n)).astype(dtype)
+        into, ref = relayout(base, layout), base.copy()
+        other = data.draw(arrays((m, n)))
+        assert K.add_into(into, other) is into
+        R.add_into(ref, other)
+    np.testing.assert_allclose(into, ref, **TOL[np.dtype(dtype)])
