@@ -147,7 +147,7 @@ class Kernel:
 
     def parts(self, work: int) -> int:
         """Parts to cut a launch touching ``work`` elements into where the cut decides its results' bits (the
-        column parts of BLAS products): one per thread of the machine (``numba.config.NUMBA_NUM_THREADS``) when
+        row or column parts of BLAS products): one per thread of the machine (``numba.config.NUMBA_NUM_THREADS``) when
         the work is worth a parallel launch, whatever the count set now (``set_num_threads``) or a forked child's
         serial twins, which then run the same parts in turn and give the same bits."""
         if work < config.parallel_min_work(self.family):
