@@ -1,7 +1,7 @@
 """Hypothesis fuzzing of the kernel families against their reference twins: window (convolution, im2col, pooling),
 element-wise, losses, normalization, optimizers, recurrent, sequence (embedding, time-step loss, clipping),
-attention and its Transformer helpers, and matrix products. Not here: the normalization zoo (weight, spectral and
-batch renormalization) and the fused convolutions, which tests/kernels covers over fixed awkward shapes.
+attention and its Transformer helpers, matrix products, weight and spectral normalization. Not here: batch
+renormalization and the fused convolutions, which tests/kernels covers over fixed awkward shapes.
 
 Each example draws shapes, window geometry (strides and pads as ints or pairs, windows that may not fit), dtypes
 (float32, float64, int64, int8, bool), memory layouts (C order, Fortran order, negative strides, strided slices of a
@@ -108,12 +108,14 @@ def _up(a):
     return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype == np.float32 else a
 
 
-def _call_both(name: str, valid: bool, *args, extra_atol: float = 0.0, oracle64: bool = False, **kw):
+def _call_both(name: str, valid: bool, *args, extra_atol: float | tuple[float, ...] = 0.0, oracle64: bool = False,
+               **kw):
     """Call kernel and reference; compare results and check inputs are unchanged. Returns the kernel's outputs
-    (None for an invalid call). ``extra_atol`` widens the absolute tolerance of the first output (a result that
-    is a difference of much larger terms). ``oracle64``: compare float32 results with the reference computed in
-    float64 on the same values -- for normalizations, whose float32 reference (float32 mean, then x - mean
-    amplified by up to 1/sqrt(eps)) is less accurate than the kernels' float64 statistics."""
+    (None for an invalid call). ``extra_atol`` widens the absolute tolerance of the first output, or of each
+    output when a tuple (a result that is a difference of much larger terms). ``oracle64``: compare float32
+    results with the reference computed in float64 on the same values -- for normalizations, whose float32
+    reference (float32 mean, then x - mean amplified by up to 1/sqrt(eps)) is less accurate than the kernels'
+    float64 statistics."""
     copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     got = want = None
     errors = []
@@ -147,7 +149,7 @@ def _call_both(name: str, valid: bool, *args, extra_atol: float = 0.0, oracle64:
         w = np.asarray(e)
         if g.dtype.kind == "f":
             tol = dict(TOL[g.dtype])
-            tol["atol"] += extra_atol if i == 0 else 0.0
+            tol["atol"] += extra_atol[i] if isinstance(extra_atol, tuple) else extra_atol if i == 0 else 0.0
             # reordered sums: an element may be the small difference of large terms (conv dW in float32 measured
             # 5e-6 off at 0.11 among values of 29), so the absolute tolerance follows the largest value
             finite = np.abs(w[np.isfinite(w)])
@@ -630,3 +632,89 @@ def test_fuzz_linalg(m, k, n, missized, layout, data, twin):
         assert K.add_into(into, other) is into
         R.add_into(ref, other)
     np.testing.assert_allclose(into, ref, **TOL[np.dtype(dtype)])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The normalization zoo's reparametrizations: weight and spectral normalization
+
+
+def _m(a) -> float:
+    return float(np.max(np.abs(a), initial=0.0))
+
+
+def _cancel_atol(dtype, dw, scale) -> float:
+    """Rounding allowance for a gradient that is ``dw`` less its projection, times ``scale``: terms of size
+    |dw| * |scale| that cancel to ~0 where a unit has a single weight (measured 6e-6 off 0 in float32)."""
+    return 16 * float(np.finfo(np.result_type(dtype, np.float32)).eps) * _m(dw) * _m(scale)
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple), dim=st.integers(-4, 3),
+       missized=st.booleans(), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_weightnorm(shape, dim, missized, data, twin):
+    """w = g v / ||v|| over every axis but ``dim`` (out of range: refused), any dtypes and layouts; the affine
+    form's product and gradients; a g of another length is refused alike."""
+    v = data.draw(arrays(shape))
+    ok_dim = -len(shape) <= dim < len(shape)
+    units = shape[dim] if ok_dim else 1
+    g = data.draw(arrays((units + missized,)))
+    ok = ok_dim and not missized and len(shape) >= 2  # a layer's weight
+    with _twin(twin):
+        res = _call_both("weightnorm_forward", ok, v, g, dim)
+        if ok:
+            w, norm = res
+            assert w.shape == shape and norm.shape == (units,)
+            dw = data.draw(arrays(shape, dtypes=_FLOATS))
+            _call_both("weightnorm_backward", True, dw, v, g, relayout(norm, data.draw(st.sampled_from(LAYOUTS))),
+                       dim, extra_atol=_cancel_atol(w.dtype, dw, g / np.where(norm == 0, 1, norm)))
+        if len(shape) == 2 and not missized:  # v as an affine weight (in, out), x (N, in)
+            x = data.draw(arrays((data.draw(st.integers(0, 4)), shape[0])))
+            b = data.draw(arrays((shape[1],)))
+            gg = data.draw(arrays((shape[1],)))
+            out, t, norm = _call_both("weightnorm_affine_forward", True, x, v, gg, b)
+            dout = data.draw(arrays(out.shape, dtypes=_FLOATS))
+            dV = np.asarray(x, np.float64).T @ np.asarray(dout, np.float64)  # dv is dV less its projection
+            _call_both("weightnorm_affine_backward", True, dout, x, v, gg, norm, t,
+                       extra_atol=(0.0, _cancel_atol(out.dtype, dV, gg / np.where(norm == 0, 1, norm)), 0.0, 0.0))
+            _call_both("weightnorm_affine_forward", False, x, v, gg, _missize(b))
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=3).map(tuple), dim=st.integers(0, 2),
+       dtype=st.sampled_from(_FLOATS), iterations=st.integers(1, 3), training=st.booleans(),
+       layouts=st.lists(st.sampled_from(LAYOUTS), min_size=2, max_size=2), data=st.data(),
+       twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_spectralnorm(shape, dim, dtype, iterations, training, layouts, data, twin):
+    """The power iterations update u and v in place (views of the caller's arrays); a read-only one is refused
+    before anything is written; the backward on the forward's sigma."""
+    dim = min(dim, len(shape) - 1)
+    w = data.draw(arrays(shape, dtypes=_FLOATS))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    units = shape[dim]
+    base = {"u": rng.standard_normal(units).astype(w.dtype), "v": rng.standard_normal(w.size // units).astype(w.dtype)}
+    mine = {k: relayout(a, lay) for (k, a), lay in zip(base.items(), layouts, strict=True)}
+    ref = {k: a.copy() for k, a in base.items()}
+    readonly = [k for k, a in mine.items() if not a.flags.writeable]
+    with _twin(twin):
+        try:
+            w_sn, sigma = K.spectralnorm_forward(w, mine["u"], mine["v"], dim, iterations, 1e-12, training)
+        except ValueError as e:
+            assert readonly and re.fullmatch(rf"spectralnorm_forward: {readonly[0]} must be writeable.*", str(e)), e
+            for k, a in mine.items():
+                np.testing.assert_array_equal(a, base[k])  # nothing written
+            return
+        assert not readonly
+        want_sn, want_sigma = R.spectralnorm_forward(w, ref["u"], ref["v"], dim, iterations, 1e-12, training)
+        tol = TOL[w.dtype]
+        scale = float(np.max(np.abs(want_sn), initial=0.0))
+        np.testing.assert_allclose(w_sn, want_sn, rtol=tol["rtol"] * 10, atol=tol["atol"] + tol["rtol"] * 10 * scale)
+        np.testing.assert_allclose(sigma, want_sigma, rtol=tol["rtol"] * 10)
+        for k in ("u", "v"):
+            np.testing.assert_allclose(mine[k], ref[k], rtol=tol["rtol"] * 10, atol=tol["atol"], err_msg=k)
+        dw = data.draw(arrays(shape, dtypes=_FLOATS))
+        # sigma > 0 or refused (an evaluation's u and v are arbitrary, so u^T W v may be 0 or negative); against
+        # the float64 twin: dw less its projection cancels (a 1x1 weight's gradient is ~0, the float32 twin's
+        # rounding 4e-6 of 1)
+        sig = abs(float(want_sigma))
+        extra = _cancel_atol(w.dtype, dw, np.array([1 + _m(ref["u"]) * _m(ref["v"]) * _m(w) / max(sig, 1e-30)]) / max(
+            sig, 1e-30))
+        _call_both("spectralnorm_backward", float(want_sigma) > 0, dw, w, ref["u"], ref["v"], float(want_sigma), dim,
+                   oracle64=True, extra_atol=extra)
