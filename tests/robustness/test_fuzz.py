@@ -1,7 +1,7 @@
 """Hypothesis fuzzing of the kernel families against their reference twins: window (convolution, im2col, pooling),
 element-wise, losses, normalization, optimizers, recurrent, sequence (embedding, time-step loss, clipping),
-attention and its Transformer helpers, matrix products, weight and spectral normalization. Not here: batch
-renormalization and the fused convolutions, which tests/kernels covers over fixed awkward shapes.
+attention and its Transformer helpers, matrix products, weight, spectral and batch renormalization. Not here: the
+fused convolutions, which tests/kernels covers over fixed awkward shapes.
 
 Each example draws shapes, window geometry (strides and pads as ints or pairs, windows that may not fit), dtypes
 (float32, float64, int64, int8, bool), memory layouts (C order, Fortran order, negative strides, strided slices of a
@@ -299,6 +299,31 @@ def _norm_atol(dout, x, gamma, mean, inv_std) -> float:
 
 
 
+def _fuzz_batchrenorm(x, dout, gamma, beta, running_std, momentum, rmax, dmax):
+    """Batch renormalization as batch norm above: the running statistics updated in place (nothing written when
+    refused), every output against the float64 twin, the backward with r and d as constants."""
+    c = gamma.shape[0]
+    rm_k, rs_k = np.full(c, 0.25, gamma.dtype), running_std.astype(gamma.dtype)
+    rm_r, rs_r = rm_k.copy(), rs_k.copy()
+    try:
+        res = K.batchrenorm_forward_train(x, gamma, beta, rm_k, rs_k, rmax, dmax, momentum)
+    except ValueError as e:
+        assert x.shape[0] == 0 and str(e).startswith("batchrenorm_forward_train: N must be >= 1"), e
+        np.testing.assert_array_equal(rm_k, rm_r)  # nothing written
+        np.testing.assert_array_equal(rs_k, rs_r)
+        return
+    ref = R.batchrenorm_forward_train(x, gamma, beta, rm_r, rs_r, rmax, dmax, momentum)
+    rm64, rs64 = rm_r.astype(np.float64) * 0 + 0.25, running_std.astype(gamma.dtype).astype(np.float64)
+    exact = R.batchrenorm_forward_train(_up(x), _up(gamma), _up(beta), rm64, rs64, rmax, dmax, momentum)
+    for g, w, e in zip((*res, rm_k, rs_k), (*ref, rm_r, rs_r), (*exact, rm64, rs64), strict=True):
+        assert g.dtype == w.dtype
+        np.testing.assert_allclose(g, e, **TOL[g.dtype])
+    out, mean, inv_std, r, d = res
+    _call_both("batchrenorm_backward", True, dout, x, gamma, mean, inv_std, r, d,
+               extra_atol=_norm_atol(dout, x, gamma * r, mean, inv_std))
+    _call_both("batchrenorm_forward_infer", True, x, gamma, beta, rm_k.copy(), rs_k.copy(), oracle64=True)
+
+
 @given(n=st.integers(0, 5), c=st.integers(1, 4),
        hw=st.one_of(st.none(), st.tuples(st.integers(1, 6), st.integers(1, 6))), groups=st.integers(1, 5),
        data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
@@ -329,6 +354,8 @@ def test_fuzz_normalization(n, c, hw, groups, data, twin):
             _call_both("batchnorm_backward", True, dout, x, gamma, res[1], res[2],
                        extra_atol=_norm_atol(dout, x, gamma, res[1], res[2]))
         _call_both("batchnorm_forward_infer", True, x, gamma, beta, rm_k.copy(), rv_k.copy(), oracle64=True)
+        _fuzz_batchrenorm(x, dout, gamma, beta, np.sqrt(rv), momentum, data.draw(st.floats(1, 4)),
+                          data.draw(st.floats(0, 3)))
         lg = data.draw(arrays(shape[1:], dtypes=fl))
         ln = _call_both("layernorm_forward", True, x, lg, lg * 0.5, oracle64=True)
         _call_both("layernorm_backward", True, dout, x, lg, ln[1], ln[2],
