@@ -1,7 +1,7 @@
-"""Hypothesis fuzzing of the kernel families against their reference twins: window (convolution, im2col, pooling),
-element-wise, losses, normalization, optimizers, recurrent, sequence (embedding, time-step loss, clipping),
-attention and its Transformer helpers, matrix products, weight, spectral and batch renormalization. Not here: the
-fused convolutions, which tests/kernels covers over fixed awkward shapes.
+"""Hypothesis fuzzing of the kernel families against their reference twins: window (convolution, im2col, pooling,
+and the convolutions fused with ReLU and max pooling), element-wise, losses, normalization (batch
+renormalization too), optimizers, recurrent, sequence (embedding, time-step loss, clipping), attention and its
+Transformer helpers, matrix products, weight and spectral normalization.
 
 Each example draws shapes, window geometry (strides and pads as ints or pairs, windows that may not fit), dtypes
 (float32, float64, int64, int8, bool), memory layouts (C order, Fortran order, negative strides, strided slices of a
@@ -187,12 +187,20 @@ def test_fuzz_convolution(case, fn, data, twin):
     x = data.draw(arrays((n, c, h, w)))
     W = data.draw(arrays((fn, c, fh, fw), dtypes=[np.float32, np.float64]))
     b = data.draw(arrays((fn,), dtypes=[np.float32, np.float64]))
+    pooled_ok = ok and oh >= 2 and ow >= 2  # the fused 2x2 max pool's least input
     with _twin(twin):
         out = _call_both("conv2d_forward", ok, x, W, b, stride, pad)
+        relu = _call_both("conv2d_relu_forward", ok, x, W, b, stride, pad)
+        pooled = _call_both("conv2d_relu_maxpool_forward", pooled_ok, x, W, b, stride, pad)
         if ok:
             assert out[0].dtype == _result_dtype(x, W, b) and out[0].shape == (n, fn, oh, ow)
             dout = data.draw(arrays((n, fn, oh, ow), dtypes=[np.float32, np.float64]))
             _call_both("conv2d_backward", True, dout, x, W, stride, pad)
+            saved = relayout(relu[0], data.draw(st.sampled_from(LAYOUTS)))
+            _call_both("conv2d_relu_backward", True, dout, saved, x, W, stride, pad)
+        if pooled_ok:
+            pdout = data.draw(arrays(pooled[0].shape, dtypes=[np.float32, np.float64]))
+            _call_both("conv2d_relu_maxpool_backward", True, pdout, *pooled, x, W, stride, pad)
 
 
 @given(case=window_case(), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
