@@ -62,6 +62,22 @@ def single_thread():
         fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
+def with_one_and_two_threads(fn, set_threads=fastnn.set_num_threads):
+    """(fn() with one thread, fn() with two): ``set_threads`` is fastnn's (1: the serial twins) or Numba's own
+    (1: the parallel twins on one thread). The machine's count again afterwards, and fastnn's default."""
+    from fastnn import _jit
+
+    before = _jit._num_threads
+    try:
+        set_threads(1)
+        one = fn()
+        set_threads(2)
+        return one, fn()
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        _jit._num_threads = before
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
 def dtype(request):
     return np.dtype(request.param)

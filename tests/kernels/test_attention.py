@@ -11,7 +11,7 @@ import pytest
 import fastnn.kernels as K
 import fastnn.reference as R
 
-from ..conftest import TOL
+from ..conftest import TOL, with_one_and_two_threads
 
 # (N, H, S, T, d, dv): one of everything, S = 1, S != T both ways, several query and key blocks with ragged ends
 SHAPES = [(1, 1, 1, 1, 1, 1), (2, 3, 1, 9, 5, 3), (1, 2, 70, 130, 17, 9), (2, 1, 131, 66, 33, 16)]
@@ -63,21 +63,9 @@ def test_kernel_matches_twin(shape, causal, mask, dtype, twin):
 def test_forward_bits_do_not_depend_on_the_thread_count(dtype, monkeypatch):
     """Each row's weights are summed in explicit vectors, in one order in the serial and the parallel twin (with
     LLVM's vectorised sum the two rounded it differently: 1.4e-7 of the largest output apart in float32)."""
-    import numba
-
-    import fastnn
-    from fastnn import _jit
-
     monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
-    monkeypatch.setattr(_jit, "_num_threads", None)
     q, k, v, _, _ = _qkv((2, 3, 70, 131, 17, 9), dtype, seed=3)  # a full key block and a 3-column tail per row
-    try:
-        fastnn.set_num_threads(1)
-        one = K.attention_forward(q, k, v, causal=True)
-        fastnn.set_num_threads(2)
-        two = K.attention_forward(q, k, v, causal=True)
-    finally:
-        fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    one, two = with_one_and_two_threads(lambda: K.attention_forward(q, k, v, causal=True))
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -12,6 +12,7 @@ from fastnn import kernels as K
 from fastnn import reference as R
 from fastnn.kernels import _blas, linalg
 
+from ..conftest import with_one_and_two_threads
 from .test_conv import close
 
 # (M, K, N): scalars, a row and a column, the affine layers of SimpleConvNet (forward, dW, dx), the shapes of a
@@ -81,35 +82,20 @@ def test_same_bits_with_one_or_two_threads(shape, monkeypatch):
     monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
     monkeypatch.setattr(_jit, "_num_threads", None)
     a, b = _pair(shape, np.float32)
-    try:
-        numba.set_num_threads(1)
-        one = K.matmul(a, b)
-        numba.set_num_threads(2)
-        two = K.matmul(a, b)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(*with_one_and_two_threads(lambda: K.matmul(a, b), numba.set_num_threads))
 
 
 @pytest.mark.skipif(not _blas.AVAILABLE, reason="numpy's bundled OpenBLAS is not available")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("shape", [(120, 650, 2600), (333, 777, 555)])
-def test_same_bits_with_one_or_two_threads_at_the_default_thresholds(shape, dtype, monkeypatch):
+def test_same_bits_with_one_or_two_threads_at_the_default_thresholds(shape, dtype):
     """Products above _THREAD_CUTS are cut by columns into one part per thread of the machine, also when one
     thread runs them: with one part then, the float64 columns at the two-part cut's edge (1296..1299 of 2600)
     were rounded otherwise."""
-    monkeypatch.setattr(_jit, "_num_threads", None)
     M, Kd, N = shape
     assert M * N * Kd >= linalg._THREAD_CUTS and linalg._plan(M, N, Kd, 2)[0] == 1  # a column cut
     a, b = _pair(shape, dtype)
-    try:
-        _jit.set_num_threads(1)
-        one = K.matmul(a, b)
-        _jit.set_num_threads(2)
-        two = K.matmul(a, b)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(*with_one_and_two_threads(lambda: K.matmul(a, b)))
 
 
 def test_plans():
@@ -241,14 +227,7 @@ def test_column_sum_same_bits_with_one_or_two_threads(shape, monkeypatch):
     monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
     monkeypatch.setattr(_jit, "_num_threads", None)
     a = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
-    try:
-        numba.set_num_threads(1)
-        one = K.column_sum(a)
-        numba.set_num_threads(2)
-        two = K.column_sum(a)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(*with_one_and_two_threads(lambda: K.column_sum(a), numba.set_num_threads))
 
 
 @pytest.mark.parametrize("shape", [(1,), (3, 1, 5), (4096, 128), (257, 3, 3)], ids=str)

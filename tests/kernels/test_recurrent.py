@@ -16,7 +16,7 @@ import fastnn
 import fastnn.kernels as K
 import fastnn.reference as R
 
-from ..conftest import assert_close
+from ..conftest import assert_close, with_one_and_two_threads
 
 #: (N, T, D, H): batch 1, one step, H odd and below a vector's width, H over two parts of 64 units (the parallel
 #: twin then cuts every step), D = 1.
@@ -172,7 +172,6 @@ def test_results_do_not_depend_on_the_thread_count(cell, dtype, monkeypatch):
     cut followed the machine's threads, the GRU (float32: shape (5, 4, 30, 200)) and every float64 kernel here
     differed in their last bits: OpenBLAS rounds a column by where it falls among a call's columns."""
     monkeypatch.setenv("FASTNN_PARALLEL_MIN_WORK", "0")
-    monkeypatch.setattr(fastnn._jit, "_num_threads", None)
     shapes = [(5, 4, 30, 200), (3, 4, 7, 130)] + ([(20, 3, 650, 650)] if dtype == np.float64 else [])
 
     def run(shape):
@@ -192,13 +191,7 @@ def test_results_do_not_depend_on_the_thread_count(cell, dtype, monkeypatch):
 
     for shape in shapes:
         assert len(K.recurrent._parts(K.recurrent._rnn_fwd, shape[0], shape[3], 1)) == 3  # two unit parts
-        try:
-            fastnn.set_num_threads(1)
-            one = run(shape)
-            fastnn.set_num_threads(2)
-            two = run(shape)
-        finally:
-            fastnn.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        one, two = with_one_and_two_threads(lambda shape=shape: run(shape))
         for i, (a, b) in enumerate(zip(one, two, strict=True)):
             np.testing.assert_array_equal(a, b, err_msg=f"{shape}, output {i}")
 
