@@ -32,6 +32,7 @@ import fastnn.reference as R
 from ..conftest import TOL
 
 DTYPES = [np.float32, np.float64, np.int64, np.int8, np.bool_]
+_FLOATS = [np.float32, np.float64]
 LAYOUTS = ["C", "F", "negative", "slice", "readonly"]
 _MESSAGE = r"{where}: .+ must be .+, got .+"
 
@@ -185,8 +186,8 @@ def test_fuzz_convolution(case, fn, data, twin):
     n, c, h, w, fh, fw, stride, pad = case
     ok, oh, ow = _geometry_ok(h, w, fh, fw, stride, pad)
     x = data.draw(arrays((n, c, h, w)))
-    W = data.draw(arrays((fn, c, fh, fw), dtypes=[np.float32, np.float64]))
-    b = data.draw(arrays((fn,), dtypes=[np.float32, np.float64]))
+    W = data.draw(arrays((fn, c, fh, fw), dtypes=_FLOATS))
+    b = data.draw(arrays((fn,), dtypes=_FLOATS))
     pooled_ok = ok and oh >= 2 and ow >= 2  # the fused 2x2 max pool's least input
     with _twin(twin):
         out = _call_both("conv2d_forward", ok, x, W, b, stride, pad)
@@ -194,12 +195,12 @@ def test_fuzz_convolution(case, fn, data, twin):
         pooled = _call_both("conv2d_relu_maxpool_forward", pooled_ok, x, W, b, stride, pad)
         if ok:
             assert out[0].dtype == _result_dtype(x, W, b) and out[0].shape == (n, fn, oh, ow)
-            dout = data.draw(arrays((n, fn, oh, ow), dtypes=[np.float32, np.float64]))
+            dout = data.draw(arrays((n, fn, oh, ow), dtypes=_FLOATS))
             _call_both("conv2d_backward", True, dout, x, W, stride, pad)
             saved = relayout(relu[0], data.draw(st.sampled_from(LAYOUTS)))
             _call_both("conv2d_relu_backward", True, dout, saved, x, W, stride, pad)
         if pooled_ok:
-            pdout = data.draw(arrays(pooled[0].shape, dtypes=[np.float32, np.float64]))
+            pdout = data.draw(arrays(pooled[0].shape, dtypes=_FLOATS))
             _call_both("conv2d_relu_maxpool_backward", True, pdout, *pooled, x, W, stride, pad)
 
 
@@ -212,7 +213,7 @@ def test_fuzz_im2col_col2im(case, data, twin):
         col = _call_both("im2col", ok, x, fh, fw, stride, pad)
         if ok:
             assert col[0].shape == (n * oh * ow, c * fh * fw)
-            col = data.draw(arrays(col[0].shape, dtypes=[np.float32, np.float64]))
+            col = data.draw(arrays(col[0].shape, dtypes=_FLOATS))
             _call_both("col2im", True, col, (n, c, h, w), fh, fw, stride, pad)
 
 
@@ -231,7 +232,7 @@ def test_fuzz_pooling(case, default_stride, data, twin):
         if ok:
             out, argmax = res
             assert out.shape == (n, c, oh, ow) and argmax.max(initial=0) < fh * fw
-            dout = data.draw(arrays(out.shape, dtypes=[np.float32, np.float64]))
+            dout = data.draw(arrays(out.shape, dtypes=_FLOATS))
             _call_both("maxpool2d_backward", True, dout, relayout(argmax, data.draw(st.sampled_from(LAYOUTS))),
                        x.shape, fh, fw, stride, pad)
             _call_both("avgpool2d_backward", True, dout, x.shape, fh, fw, stride, pad)
@@ -297,13 +298,17 @@ def test_fuzz_losses(n, k, one_hot, bad_label, data, twin):
 # Normalization
 
 
+def _m(a) -> float:
+    """The largest magnitude in ``a`` (0 for an empty array)."""
+    return float(np.max(np.abs(a), initial=0.0))
+
+
 def _norm_atol(dout, x, gamma, mean, inv_std) -> float:
     """Rounding allowance for a normalization's dx: a sum of terms of size |dout*gamma*inv_std|*(1 + xhat**2),
     which cancel to ~0 for one-element statistics (inv_std = 1/sqrt(eps), terms ~1e3)."""
-    m = lambda a: float(np.max(np.abs(a), initial=0.0))  # noqa: E731
-    xhat = (m(x) + m(mean)) * m(inv_std)
+    xhat = (_m(x) + _m(mean)) * _m(inv_std)
     dtype = np.result_type(dout.dtype, gamma.dtype, np.float32 if x.dtype == np.float32 else np.float64)
-    return 16 * float(np.finfo(dtype).eps) * m(dout) * m(gamma) * m(inv_std) * (1 + xhat * xhat)
+    return 16 * float(np.finfo(dtype).eps) * _m(dout) * _m(gamma) * _m(inv_std) * (1 + xhat * xhat)
 
 
 
@@ -321,12 +326,12 @@ def _fuzz_batchrenorm(x, dout, gamma, beta, running_std, momentum, rmax, dmax):
         np.testing.assert_array_equal(rs_k, rs_r)
         return
     ref = R.batchrenorm_forward_train(x, gamma, beta, rm_r, rs_r, rmax, dmax, momentum)
-    rm64, rs64 = rm_r.astype(np.float64) * 0 + 0.25, running_std.astype(gamma.dtype).astype(np.float64)
+    rm64, rs64 = np.full(c, 0.25), running_std.astype(gamma.dtype).astype(np.float64)
     exact = R.batchrenorm_forward_train(_up(x), _up(gamma), _up(beta), rm64, rs64, rmax, dmax, momentum)
     for g, w, e in zip((*res, rm_k, rs_k), (*ref, rm_r, rs_r), (*exact, rm64, rs64), strict=True):
         assert g.dtype == w.dtype
         np.testing.assert_allclose(g, e, **TOL[g.dtype])
-    out, mean, inv_std, r, d = res
+    _, mean, inv_std, r, d = res
     _call_both("batchrenorm_backward", True, dout, x, gamma, mean, inv_std, r, d,
                extra_atol=_norm_atol(dout, x, gamma * r, mean, inv_std))
     _call_both("batchrenorm_forward_infer", True, x, gamma, beta, rm_k.copy(), rs_k.copy(), oracle64=True)
@@ -337,10 +342,9 @@ def _fuzz_batchrenorm(x, dout, gamma, beta, running_std, momentum, rmax, dmax):
        data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
 def test_fuzz_normalization(n, c, hw, groups, data, twin):
     shape = (n, c) if hw is None else (n, c, *hw)
-    fl = [np.float32, np.float64]
-    x, dout = data.draw(arrays(shape)), data.draw(arrays(shape, dtypes=fl))
-    gamma, beta = data.draw(arrays((c,), dtypes=fl)), data.draw(arrays((c,), dtypes=fl))
-    rv = np.abs(data.draw(arrays((c,), dtypes=fl))) + 0.5
+    x, dout = data.draw(arrays(shape)), data.draw(arrays(shape, dtypes=_FLOATS))
+    gamma, beta = data.draw(arrays((c,), dtypes=_FLOATS)), data.draw(arrays((c,), dtypes=_FLOATS))
+    rv = np.abs(data.draw(arrays((c,), dtypes=_FLOATS))) + 0.5
     momentum = data.draw(st.floats(0, 1))
     with _twin(twin):
         rm_k, rv_k = np.zeros(c, gamma.dtype), rv.astype(gamma.dtype)
@@ -364,7 +368,7 @@ def test_fuzz_normalization(n, c, hw, groups, data, twin):
         _call_both("batchnorm_forward_infer", True, x, gamma, beta, rm_k.copy(), rv_k.copy(), oracle64=True)
         _fuzz_batchrenorm(x, dout, gamma, beta, np.sqrt(rv), momentum, data.draw(st.floats(1, 4)),
                           data.draw(st.floats(0, 3)))
-        lg = data.draw(arrays(shape[1:], dtypes=fl))
+        lg = data.draw(arrays(shape[1:], dtypes=_FLOATS))
         ln = _call_both("layernorm_forward", True, x, lg, lg * 0.5, oracle64=True)
         _call_both("layernorm_backward", True, dout, x, lg, ln[1], ln[2],
                    extra_atol=_norm_atol(dout, x, lg, ln[1], ln[2]))
@@ -400,7 +404,7 @@ _STEPS = {
 }
 
 
-@given(name=st.sampled_from(sorted(_STEPS)), shape=shapes, dtype=st.sampled_from([np.float32, np.float64]),
+@given(name=st.sampled_from(sorted(_STEPS)), shape=shapes, dtype=st.sampled_from(_FLOATS),
        layout=st.sampled_from(LAYOUTS), data=st.data(), twin=st.sampled_from(["serial", "parallel"]))
 def test_fuzz_optimizer_steps_in_place(name, shape, dtype, layout, data, twin):
     states, hyper = _STEPS[name]
@@ -431,7 +435,6 @@ def test_fuzz_optimizer_steps_in_place(name, shape, dtype, layout, data, twin):
 # Recurrent: the RNN's, LSTM's and GRU's forward and backward passes
 
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-_FLOATS = [np.float32, np.float64]
 #: One argument given a wrong size (the kernel and its twin must refuse it alike, naming it), or none.
 _MISSIZED = [None, "h0", "Wx", "Wh", "b", "x_steps"]
 
@@ -597,7 +600,7 @@ def attention_mask(draw, shape, fits=True):
     else:
         mask = rng.standard_normal(dims)
         mask[rng.random(dims) < 0.2] = -np.inf
-    return relayout(mask.astype(draw(st.sampled_from([np.float32, np.float64]))) if kind == "additive" else mask,
+    return relayout(mask.astype(draw(st.sampled_from(_FLOATS))) if kind == "additive" else mask,
                     draw(st.sampled_from(LAYOUTS)))
 
 
@@ -673,10 +676,6 @@ def test_fuzz_linalg(m, k, n, missized, layout, data, twin):
 # The normalization zoo's reparametrizations: weight and spectral normalization
 
 
-def _m(a) -> float:
-    return float(np.max(np.abs(a), initial=0.0))
-
-
 def _cancel_atol(dtype, dw, scale) -> float:
     """Rounding allowance for a gradient that is ``dw`` less its projection, times ``scale``: terms of size
     |dw| * |scale| that cancel to ~0 where a unit has a single weight (measured 6e-6 off 0 in float32)."""
@@ -748,8 +747,7 @@ def test_fuzz_spectralnorm(shape, dim, dtype, iterations, training, layouts, dat
         # sigma > 0 or refused (an evaluation's u and v are arbitrary, so u^T W v may be 0 or negative); against
         # the float64 twin: dw less its projection cancels (a 1x1 weight's gradient is ~0, the float32 twin's
         # rounding 4e-6 of 1)
-        sig = abs(float(want_sigma))
-        extra = _cancel_atol(w.dtype, dw, np.array([1 + _m(ref["u"]) * _m(ref["v"]) * _m(w) / max(sig, 1e-30)]) / max(
-            sig, 1e-30))
+        sig = max(abs(float(want_sigma)), 1e-30)
+        extra = _cancel_atol(w.dtype, dw, (1 + _m(ref["u"]) * _m(ref["v"]) * _m(w) / sig) / sig)
         _call_both("spectralnorm_backward", float(want_sigma) > 0, dw, w, ref["u"], ref["v"], float(want_sigma), dim,
                    oracle64=True, extra_atol=extra)
