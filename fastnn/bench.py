@@ -13,8 +13,10 @@ that bandwidth: near 1 means the kernel runs at memory speed.
 ``--targets`` measures the speed targets instead: the registry's cases with a ``goal`` (a forward *and* its
 backward, a full optimizer step, a whole training step), each at its goal's size in float32, fastnn against the
 NumPy twins and PyTorch's CPU path. The optimizer and normalization rows also report achieved memory bandwidth
-against the triad, since those kernels are bandwidth-bound. Run it on a quiet machine with OpenBLAS left to pick
-its own kernels::
+against the triad, since those kernels are bandwidth-bound; the recurrent rows report the rate of their matrix
+products against the machine's GEMM peak (:func:`gemm_peak`), since those are compute-bound, and a note under the
+table names any target whose time is shorter than its products take at that peak. Run it on a quiet machine with
+OpenBLAS left to pick its own kernels::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m fastnn.bench --targets
 """
@@ -28,6 +30,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from . import _compiling, bench_cases
 from ._jit import get_num_threads
@@ -81,6 +85,21 @@ def _block(call: Callable[[], Any], number: int) -> float:
 def triad_bandwidth(repeats: int = 10) -> float:
     """Bytes per second of a STREAM triad on this machine (best of ``repeats``)."""
     return float(_bandwidth.triad_bandwidth(repeats=repeats))
+
+
+def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Floating-point operations per second of a float32 ``(n, n) @ (n, n)`` product through NumPy's BLAS on every
+    core it uses (best of ``repeats``, 2 per multiply-add): the rate no matrix product here beats."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)  # warm: BLAS threads started, pages faulted in
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
 
 
 def _calls(case: Case, impls: Sequence[str], size: str, dtype: str
@@ -175,14 +194,15 @@ def _row(res: dict[str, Any], impls: Sequence[str], bandwidth: float | None) -> 
 def run_targets(repeat: int = 7, min_time: float = 0.2, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Measure every speed target (the cases with a ``goal``; of those named in ``names`` when given); one row per
     target with seconds per call of each implementation."""
-    triad = triad_bandwidth()
+    triad, peak = triad_bandwidth(), gemm_peak()
     rows = []
     for case in CASES.values():
         if case.goal is None or (names is not None and case.name not in names):
             continue
         calls, _ = _calls(case, IMPLS, case.goal.size, "float32")
-        rows.append({"case": case.goal.title, "goal": case.goal.ratio, "triad": triad,
-                     "traffic": case.bytes_moved(case.goal.size, "float32"), **measure(calls, repeat, min_time)})
+        rows.append({"case": case.goal.title, "goal": case.goal.ratio, "triad": triad, "peak": peak,
+                     "traffic": case.bytes_moved(case.goal.size, "float32"),
+                     "flops": case.product_flops(case.goal.size), **measure(calls, repeat, min_time)})
     return rows
 
 
@@ -192,22 +212,31 @@ def format_targets(rows: Sequence[dict[str, Any]]) -> str:
     def ms(s: float | None) -> str:
         return "-" if s is None else f"{s * 1e3:.2f} ms"
 
-    head = ("case", "fastnn", "NumPy ref", "torch", "ref/fastnn", "fastnn/torch", "target", "GB/s", "of triad")
-    lines = []
+    head = ("case", "fastnn", "NumPy ref", "torch", "ref/fastnn", "fastnn/torch", "target", "GB/s", "of triad",
+            "GFLOP/s", "of peak")
+    lines, notes = [], []
     for r in rows:
         f, n, t = r.get("fastnn"), r.get("numpy"), r.get("torch")
         gbs = r["traffic"] / f / 1e9 if r["traffic"] and f else None
-        triad = r["triad"]
+        flops, triad, peak = r.get("flops"), r["triad"], r.get("peak")
+        gfs = flops / f / 1e9 if flops and f else None
         lines.append((r["case"], ms(f), ms(n), ms(t), f"{n / f:.1f}x" if n and f else "-",
                       f"{f / t:.2f}" if f and t else "-", f"<= {r['goal']:.1f}",
                       f"{gbs:.1f}" if gbs else "-",
-                      f"{gbs * 1e9 / triad:.0%}" if gbs and triad else "-"))
+                      f"{gbs * 1e9 / triad:.0%}" if gbs and triad else "-",
+                      f"{gfs:.0f}" if gfs else "-",
+                      f"{gfs * 1e9 / peak:.0%}" if gfs and peak else "-"))
+        if flops and peak and t and r["goal"] * t < flops / peak:
+            notes.append(f"{r['case']}: the target, {r['goal']:.1f} x torch = {ms(r['goal'] * t)}, is below "
+                         f"{ms(flops / peak)}, the time of its products' {flops / 1e6:.0f} MFLOP at the GEMM peak")
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
     out = [format_row(head, widths), format_row(["-" * w for w in widths], widths)]
     out += [format_row(line, widths) for line in lines]
     if rows and rows[0]["triad"]:
         out.append(f"STREAM triad (Numba, both cores): {rows[0]['triad'] / 1e9:.1f} GB/s")
-    return "\n".join(out)
+    if rows and rows[0].get("peak"):
+        out.append(f"GEMM peak (float32 2048 x 2048 through NumPy's BLAS): {rows[0]['peak'] / 1e9:.0f} GFLOP/s")
+    return "\n".join(out + notes)
 
 
 def _choices(value: str, allowed: Sequence[str], what: str) -> list[str]:

@@ -92,6 +92,9 @@ class Case:
     #: Bytes a call must read and write at least (each input read once, each output written once), for the
     #: achieved-bandwidth column; None where the operation is compute-bound.
     traffic: Callable[[Mapping[str, Any], np.dtype], int] | None = None
+    #: Floating-point operations of the matrix products a call must compute (2 per multiply-add; elementwise work
+    #: not counted), for the targets' GFLOP/s column; None where not counted.
+    flops: Callable[[Mapping[str, Any]], int] | None = None
     dtypes: tuple[str, ...] = DTYPES
     goal: Goal | None = None
 
@@ -140,6 +143,9 @@ class Case:
 
     def bytes_moved(self, size: str, dtype: str | np.dtype) -> int | None:
         return None if self.traffic is None else self.traffic(self.params(size), np.dtype(dtype))
+
+    def product_flops(self, size: str) -> int | None:
+        return None if self.flops is None else self.flops(self.params(size))
 
     def describe(self, size: str) -> str:
         """Shape parameters of ``size`` in one short string, for tables."""
@@ -1657,6 +1663,12 @@ def _torch_rnn_fwd_bwd(cell: str, d: Inputs) -> Run:
     return Run(step, lambda _: _torch_rnn_grads(leaves))
 
 
+def _rnn_flops(cell: str, p: Mapping[str, Any]) -> int:
+    """The products of a forward and backward with every gradient (dx, dh0, dWx, dWh): x @ Wx and h @ Wh forward;
+    dx, dWx, dh and dWh backward. Six products of N*T*G*(D or H) multiply-adds, G the gate width."""
+    return 6 * p["N"] * p["T"] * _RNN_GATES[cell] * p["H"] * (p["D"] + p["H"])
+
+
 def _rnn_fwd_bwd(cell: str, k: types.ModuleType, d: Inputs) -> Run:
     """fastnn's or the twin's forward then backward of the same loss (no gradient into the last cell state)."""
     x, h0, c0, Wx, Wh, b, dhs = (d[a] for a in ("x", "h0", "c0", "Wx", "Wh", "b", "dhs"))
@@ -1702,7 +1714,7 @@ def _cases_recurrent() -> Iterator[Case]:
                 continue  # no target for the tanh RNN: its fwd+bwd is timed at the entries' sizes only
             goal = Goal(f"{cell.upper()} {title}, fwd+bwd", size, ratio[cell]) if cell in ratio else None
             yield Case(f"{cell}_fwd_bwd{tag}", "recurrent", sizes, make[cell], steps=partial(_rnn_fwd_bwd, cell),
-                       torch=partial(_torch_rnn_fwd_bwd, cell), goal=goal)
+                       torch=partial(_torch_rnn_fwd_bwd, cell), flops=partial(_rnn_flops, cell), goal=goal)
 
 # An optimizer's update of a whole small net (fastnn.optim's multi-tensor step against torch's fused Adam)
 
