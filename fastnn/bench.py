@@ -200,7 +200,8 @@ def run_targets(repeat: int = 7, min_time: float = 0.2, names: Sequence[str] | N
         if case.goal is None or (names is not None and case.name not in names):
             continue
         calls, _ = _calls(case, IMPLS, case.goal.size, "float32")
-        rows.append({"case": case.goal.title, "goal": case.goal.ratio, "triad": triad, "peak": peak,
+        rows.append({"case": case.goal.title, "goal": case.goal.ratio, "threads": get_num_threads(), "triad": triad,
+                     "peak": peak,
                      "traffic": case.bytes_moved(case.goal.size, "float32"),
                      "flops": case.product_flops(case.goal.size), **measure(calls, repeat, min_time)})
     return rows
@@ -233,7 +234,7 @@ def format_targets(rows: Sequence[dict[str, Any]]) -> str:
     out = [format_row(head, widths), format_row(["-" * w for w in widths], widths)]
     out += [format_row(line, widths) for line in lines]
     if rows and rows[0]["triad"]:
-        out.append(f"STREAM triad (Numba, both cores): {rows[0]['triad'] / 1e9:.1f} GB/s")
+        out.append(f"STREAM triad (Numba, {rows[0]['threads']} threads): {rows[0]['triad'] / 1e9:.1f} GB/s")
     if rows and rows[0].get("peak"):
         out.append(f"GEMM peak (float32 2048 x 2048 through NumPy's BLAS): {rows[0]['peak'] / 1e9:.0f} GFLOP/s")
     return "\n".join(out + notes)

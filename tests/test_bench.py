@@ -115,8 +115,8 @@ def test_targets_are_the_cases_with_a_goal(capsys):
         "weightnorm_conv_forward_backward", *recurrent])
     flops = {n: CASES[n].product_flops(g.size) for n, g in goals.items()}
     # torch's products at 120 GFLOP/s where counted: 0.6 of the peak, so only a target below 0.6x is out of reach
-    rows = [{"case": g.title, "goal": g.ratio, "traffic": CASES[n].bytes_moved(g.size, "float32"), "triad": 2e10,
-             "flops": flops[n], "peak": 2e11, "fastnn": 1e-3, "numpy": 1e-2,
+    rows = [{"case": g.title, "goal": g.ratio, "threads": 2, "traffic": CASES[n].bytes_moved(g.size, "float32"),
+             "triad": 2e10, "flops": flops[n], "peak": 2e11, "fastnn": 1e-3, "numpy": 1e-2,
              "torch": flops[n] / 1.2e11 if flops[n] else 2e-3} for n, g in goals.items()]
     lines = bench.format_targets(rows).splitlines()
     assert lines[0].split() == ["case", "fastnn", "NumPy", "ref", "torch", "ref/fastnn", "fastnn/torch", "target",
@@ -127,9 +127,9 @@ def test_targets_are_the_cases_with_a_goal(capsys):
     rnnlm = next(line for line in lines if line.startswith("LSTM N20 T35 D100 H100"))
     # 6 products of 20*35*400*(100 or 100) multiply-adds: 336 MFLOP in 1 ms, 168% of a 200 GFLOP/s peak
     assert rnnlm.split()[-7:] == ["0.36", "<=", "0.5", "-", "-", "336", "168%"]
-    tail = lines[lines.index("STREAM triad (Numba, both cores): 20.0 GB/s"):]
+    tail = lines[lines.index("STREAM triad (Numba, 2 threads): 20.0 GB/s"):]
     # the one target shorter than its products at the peak: 0.5 x 2.80 ms < 336 MFLOP / 200 GFLOP/s = 1.68 ms
-    assert tail == ["STREAM triad (Numba, both cores): 20.0 GB/s",
+    assert tail == ["STREAM triad (Numba, 2 threads): 20.0 GB/s",
                     "GEMM peak (float32 2048 x 2048 through NumPy's BLAS): 200 GFLOP/s",
                     "LSTM N20 T35 D100 H100 (DLFS-2 Rnnlm), fwd+bwd: the target, 0.5 x torch = 1.40 ms, is below "
                     "1.68 ms, the time of its products' 336 MFLOP at the GEMM peak"]
