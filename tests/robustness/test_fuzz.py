@@ -1,7 +1,7 @@
 """Hypothesis fuzzing of the kernel families against their reference twins: window (convolution, im2col, pooling,
-and the convolutions fused with ReLU and max pooling), element-wise, losses, normalization (batch
-renormalization too), optimizers, recurrent, sequence (embedding, time-step loss, clipping), attention and its
-Transformer helpers, matrix products, weight and spectral normalization.
+and the convolutions fused with ReLU and max pooling), element-wise (dropout masks too), losses (softmax's backward
+too), normalization (batch renormalization too), optimizers, recurrent, sequence (embedding, time-step loss,
+clipping), attention and its Transformer helpers, matrix products, weight and spectral normalization.
 
 Each example draws shapes, window geometry (strides and pads as ints or pairs, windows that may not fit), dtypes
 (float32, float64, int64, int8, bool), memory layouts (C order, Fortran order, negative strides, strided slices of a
@@ -263,6 +263,35 @@ def test_fuzz_elementwise(shape, data, alpha, twin):
             _call_both("dropout_forward", False, x, relayout(np.ones(bad.shape, bool), "C"), 1.0)
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+_DIMS = st.one_of(st.integers(0, 5), st.integers(-3, -1), st.sampled_from([2.0, True, np.int8(3), np.uint64(2)]))
+
+
+@given(shape=st.one_of(_DIMS, st.lists(_DIMS, max_size=3).map(tuple)), as_list=st.booleans(),
+       drop_ratio=st.one_of(st.floats(0, 1), st.sampled_from([0.0, 1.0, 1, -0.1, 1.5, np.nan, np.inf,
+                                                              np.float32(0.25), True, "0.5"])),
+       seed=st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([-1, 2**64, 1.0, np.uint64(2**64 - 1), True])),
+       twin=st.sampled_from(["serial", "parallel"]))
+def test_fuzz_dropout_mask(shape, as_list, drop_ratio, seed, twin):
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    ok = (all(_is_int(v) and v >= 0 for v in dims)
+          and isinstance(drop_ratio, (int, float, np.floating)) and not isinstance(drop_ratio, bool)
+          and 0 <= drop_ratio <= 1 and _is_int(seed) and 0 <= seed < 2**64)
+    with _twin(twin):
+        got = _call_both("dropout_mask", ok, list(shape) if as_list and isinstance(shape, tuple) else shape,
+                         drop_ratio, seed)
+    if ok:
+        mask = got[0]
+        assert mask.dtype == np.bool_ and mask.shape == tuple(int(v) for v in dims)
+        if drop_ratio == 0:
+            assert mask.all()
+        if drop_ratio == 1:
+            assert not mask.any()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Losses
 
@@ -283,8 +312,15 @@ def test_fuzz_losses(n, k, one_hot, bad_label, data, twin):
         labels_ok = k == 1  # ... unless there is a single class
     ok = n >= 1 and k >= 1 and labels_ok
     t = relayout(np.asarray(t), data.draw(st.sampled_from(LAYOUTS)))
+    dout = data.draw(arrays((n, k)))
     with _twin(twin):
-        _call_both("softmax_forward", True, x)
+        probs = _call_both("softmax_forward", True, x)[0]
+        # dx = p * (dout - sum(p * dout)): the row sum is rounded in another order, by ~k ulps of max |dout|
+        eps = float(np.finfo(_result_dtype(dout, probs)).eps)
+        _call_both("softmax_backward", True, dout, relayout(probs, data.draw(st.sampled_from(LAYOUTS))),
+                   extra_atol=4 * k * eps * _m(dout))
+        _call_both("softmax_backward", False, data.draw(arrays((n, k + 1))), probs)
+        _call_both("softmax_backward", False, dout, probs.reshape(-1))
         res = _call_both("softmax_cross_entropy_forward", ok, x, t)
         _call_both("svm_loss", ok, x, t)
         if ok:
