@@ -201,8 +201,7 @@ def run_targets(repeat: int = 7, min_time: float = 0.2, names: Sequence[str] | N
             continue
         calls, _ = _calls(case, IMPLS, case.goal.size, "float32")
         rows.append({"case": case.goal.title, "goal": case.goal.ratio, "threads": get_num_threads(), "triad": triad,
-                     "peak": peak,
-                     "traffic": case.bytes_moved(case.goal.size, "float32"),
+                     "peak": peak, "traffic": case.bytes_moved(case.goal.size, "float32"),
                      "flops": case.product_flops(case.goal.size), **measure(calls, repeat, min_time)})
     return rows
 

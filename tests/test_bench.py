@@ -125,7 +125,7 @@ def test_targets_are_the_cases_with_a_goal(capsys):
     # 7 streams of 10M float32 in 1 ms: 280 GB/s, 14x the triad; no products counted
     assert adam.split()[-7:] == ["0.50", "<=", "1.0", "280.0", "1400%", "-", "-"]
     rnnlm = next(line for line in lines if line.startswith("LSTM N20 T35 D100 H100"))
-    # 6 products of 20*35*400*(100 or 100) multiply-adds: 336 MFLOP in 1 ms, 168% of a 200 GFLOP/s peak
+    # 6 products of 20*35*400*100 multiply-adds (D = H = 100): 336 MFLOP in 1 ms, 168% of a 200 GFLOP/s peak
     assert rnnlm.split()[-7:] == ["0.36", "<=", "0.5", "-", "-", "336", "168%"]
     tail = lines[lines.index("STREAM triad (Numba, 2 threads): 20.0 GB/s"):]
     # the one target shorter than its products at the peak: 0.5 x 2.80 ms < 336 MFLOP / 200 GFLOP/s = 1.68 ms
