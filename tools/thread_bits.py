@@ -2,10 +2,10 @@
 
 Each kernel of ``fastnn.kernels`` runs on its registry inputs (:mod:`fastnn.bench_cases`, every size and dtype)
 once after ``fastnn.set_num_threads(1)`` and once after ``set_num_threads(2)`` (a machine of two threads or
-more), at the default thresholds. A line
-per call: ``same`` when every output has the same bits, else ``DIFF`` with the outputs that differ and the largest
-difference relative to the output's largest value. Run it twice: the first run after an edit compiles the parallel
-twins, whose roundings can differ from the cached copies later runs load (``README.md``, Robustness).
+more), at the default thresholds. A line per call: ``same`` when every output has the same bits, else ``DIFF``
+with the outputs that differ and the largest difference relative to the output's largest value. Run it twice:
+the first run after an edit compiles the parallel twins, whose roundings can differ from the cached copies later
+runs load (``README.md``, Robustness).
 
 Usage::
 

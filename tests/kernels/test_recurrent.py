@@ -164,6 +164,7 @@ def test_lstm_big_wh_batch_cut_gives_the_unit_cut_bits(layout, monkeypatch):
     _same(cut, ref, np.float32)
     _same(cut_back, R.lstm_backward(d["dhs"], d["dc_last"], *args[:5], *ref, layout=layout), np.float32)
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_results_do_not_depend_on_the_thread_count(cell, dtype, monkeypatch):
