@@ -9,10 +9,10 @@ division) waiting on the next. With vectors as values, a body says exactly what 
 
 A :class:`Vec` is LLVM's ``<16 x float>`` (``<8 x double>``; ``<16 x i32>``/``<8 x i64>`` for the integer keys
 of a max). Targets without 512-bit registers split each operation in two or four; the results are the same.
-``+``, ``-`` and ``*`` work lane-wise between vectors and with scalars of their dtype, and unary ``-`` on a vector;
-the operations below do the rest. Arithmetic is emitted as plain ``fadd``/``fsub``/``fmul``/``fneg``, so a body's
-fast-math flags apply to it as to its scalar code (``contract`` fuses the same multiply-adds: a vector exponential
-gives the scalar one's bits).
+``+``, ``-``, ``*`` and ``/`` work lane-wise between vectors and with scalars of their dtype, and unary ``-`` on a
+vector; the operations below do the rest. Arithmetic is emitted as plain ``fadd``/``fsub``/``fmul``/``fdiv``/``fneg``,
+so a body's fast-math flags apply to it as to its scalar code (``contract`` fuses the same multiply-adds: a vector
+exponential gives the scalar one's bits).
 
 Rows are the rows of C-contiguous 2-D arrays; a vector at (i, j) holds columns j .. j + lanes - 1 of row i. No
 bounds are checked here, not even under ``NUMBA_BOUNDSCHECK``: callers index whole vectors below the row's length
@@ -233,7 +233,7 @@ def _arith_kind(a: types.Type, b: types.Type) -> Vec | None:
 
 
 def _bind(operation, instruction: str) -> None:
-    """``+``, ``-`` or ``*`` on vectors, typed and lowered in place (no function compiled per operand types)."""
+    """``+``, ``-``, ``*`` or ``/`` on vectors, typed and lowered in place (no function compiled per operand types)."""
 
     @infer_global(operation)
     class _Typing(AbstractTemplate):
@@ -251,7 +251,8 @@ def _bind(operation, instruction: str) -> None:
         lower_builtin(operation, *operands)(lower)
 
 
-for _operation, _instruction in ((operator.add, "fadd"), (operator.sub, "fsub"), (operator.mul, "fmul")):
+for _operation, _instruction in ((operator.add, "fadd"), (operator.sub, "fsub"), (operator.mul, "fmul"),
+                                (operator.truediv, "fdiv")):
     _bind(_operation, _instruction)
 
 

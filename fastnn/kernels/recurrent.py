@@ -28,7 +28,9 @@ OpenBLAS, 0.65 ms packed; (20, 2600) @ (2600, 650) 0.90 against 0.68 ms; the cha
 parts of 32 rows run one after the other: backward 103 -> 93 ms).
 
 Nonlinearities use :func:`fastnn.kernels._math._exp_nonpos` (vectorisable; libm's scalar exp stops LLVM from
-vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|).
+vectorising the pass): sigmoid(a) from e = exp(-|a|), tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|). The
+LSTM's passes take them of explicit vectors (:mod:`fastnn.kernels._simd`), the RNN's and GRU's loops of scalars:
+one body, the same bits.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from numba import prange
 
 from .. import _checks, config
 from .._jit import helper, kernel, run_on_slots
+from . import _simd as simd
 from ._blas import gemm
 from ._math import _exp_nonpos, _fdiv, exp_nonpos_constants
 from ._tile import PANEL, pack_part, packed_product, panels_shape
@@ -68,21 +71,25 @@ _FASTMATH = config.FASTMATH_IN_ORDER
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Scalar helpers and the in-kernel product
+# Nonlinearities and the in-kernel product
 
 
 @helper
 def _sigmoid(a, one, ec, coefs):
-    e = _exp_nonpos(-abs(a), ec, coefs)
+    """sigmoid(a) of a scalar, or of a vector (:mod:`fastnn.kernels._simd`) lane by lane: the same bits."""
+    zero = one - one
+    e = _exp_nonpos(simd.where_lt(a, zero, a, -a), ec, coefs)  # exp(-|a|)
     s = _fdiv(one, one + e)
-    return s if a >= 0 else e * s
+    return simd.where_ge(a, zero, s, e * s)
 
 
 @helper
 def _tanh(a, one, ec, coefs):
-    e = _exp_nonpos(-(one + one) * abs(a), ec, coefs)
+    """tanh(a) of a scalar or a vector, as :func:`_sigmoid`."""
+    zero = one - one
+    e = _exp_nonpos(simd.where_lt(a, zero, a, -a) * (one + one), ec, coefs)  # exp(-2|a|)
     y = _fdiv(one - e, one + e)
-    return y if a >= 0 else -y
+    return simd.where_ge(a, zero, y, -y)
 
 
 @helper
@@ -135,6 +142,16 @@ def _activate(z, b, tanh, one, ec, coefs):
 
 
 @helper
+def _gate(a, b, t, j, m, tanh, one, ec, coefs):
+    """a[t, j : j + m] = sigmoid (or tanh) of a[t, j : j + m] + b[0, j : j + m], m <= lanes, and that vector."""
+    zero = one - one
+    z = simd.load_part(a, t, j, m, zero) + simd.load_part(b, 0, j, m, zero)
+    v = _tanh(z, one, ec, coefs) if tanh else _sigmoid(z, one, ec, coefs)
+    simd.store_part(a, t, j, v, m)
+    return v
+
+
+@helper
 def _row_prev(h0, hs, n, t, lo, hi):
     """h_{t-1}[n, lo:hi]: a slice of h0 at step 0, else of hs[n, t-1]."""
     return h0[n, lo:hi] if t == 0 else hs[n, t - 1, lo:hi]
@@ -184,23 +201,23 @@ def _lstm_fwd_step(acts, hs, cs, h0, c0, Wh, packed, b, oi, of, og, oo, lo, hi, 
         packed_product(N, hp, ldh, H, packed, lo // W, (hi + W - 1) // W, 4, H, acts, t * G, T * G, True)
     else:
         _gemm_blocks(N, H, lo, hi, 4, hp, ldh, Wh, G, acts, t * G, T * G)
+    # a row's gates, c and h in explicit vectors (16 float32 units each, the rest in one masked vector), one pass:
+    # the same bits and time as the loops LLVM vectorised before (one per gate block, two for c and h), ~0.4 s
+    # less to compile cold
+    L, zero = simd.lanes(acts), one - one
+    b = b.reshape((1, b.size))
     for n in range(N):
-        a = acts[n, t]
-        i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
-        _activate(i, b[oi + lo:oi + hi], False, one, ec, coefs)
-        _activate(f, b[of + lo:of + hi], False, one, ec, coefs)
-        _activate(g, b[og + lo:og + hi], True, one, ec, coefs)
-        _activate(o, b[oo + lo:oo + hi], False, one, ec, coefs)
-        c_prev = _row_prev(c0, cs, n, t, lo, hi)
-        c_row, h_row = cs[n, t, lo:hi], hs[n, t, lo:hi]
-        # two loops, not one: LLVM vectorises a loop only if it can check at run time that what it writes
-        # does not overlap what it reads, and gives up past 8 such pairs of arrays (one loop writing c and
-        # h from f, c_prev, i, g, o had 11 and ran scalar: measured, one thread, this pass at DLFS-2's
-        # BetterRnnlm size 4.3 -> 1.75 ms per sequence; the same bits)
-        for j in range(hi - lo):
-            c_row[j] = f[j] * c_prev[j] + i[j] * g[j]
-        for j in range(hi - lo):
-            h_row[j] = o[j] * _tanh(c_row[j], one, ec, coefs)
+        a, h_n, c_n = acts[n], hs[n], cs[n]
+        c_prev, row = (c0, n) if t == 0 else (c_n, t - 1)
+        for j in range(lo, hi, L):
+            m = min(L, hi - j)
+            i = _gate(a, b, t, oi + j, m, False, one, ec, coefs)
+            f = _gate(a, b, t, of + j, m, False, one, ec, coefs)
+            g = _gate(a, b, t, og + j, m, True, one, ec, coefs)
+            o = _gate(a, b, t, oo + j, m, False, one, ec, coefs)
+            c = f * simd.load_part(c_prev, row, j, m, zero) + i * g
+            simd.store_part(c_n, t, j, c, m)
+            simd.store_part(h_n, t, j, o * _tanh(c, one, ec, coefs), m)
 
 
 @kernel("recurrent", _FASTMATH, nogil=True)
@@ -248,22 +265,25 @@ def _lstm_bwd_step(dA, dhs, dh, dc, hs, cs, c0, acts, WhT, packed, oi, of, og, o
     elif t < T - 1:
         gemm(False, False, N, hi - lo, G, _addr(dA, (t + 1) * G), T * G, _addr(WhT, lo), H, 0, _addr(dh, lo), H,
              dA.itemsize)
+    L, zero = simd.lanes(acts), one - one
     for n in range(N if t >= 0 else 0):
-        a, da = acts[n, t], dA[n, t]
-        i, f, g, o = a[oi + lo:oi + hi], a[of + lo:of + hi], a[og + lo:og + hi], a[oo + lo:oo + hi]
-        di, df = da[oi + lo:oi + hi], da[of + lo:of + hi]
-        dg, do = da[og + lo:og + hi], da[oo + lo:oo + hi]
-        c_row, c_prev = cs[n, t, lo:hi], _row_prev(c0, cs, n, t, lo, hi)
-        d_out, dh_row, dc_row = dhs[n, t, lo:hi], dh[n, lo:hi], dc[n, lo:hi]
-        for j in range(hi - lo):
-            tc = _tanh(c_row[j], one, ec, coefs)
-            d = d_out[j] + dh_row[j]
-            ds = dc_row[j] + d * o[j] * (one - tc * tc)
-            di[j] = ds * g[j] * i[j] * (one - i[j])
-            df[j] = ds * c_prev[j] * f[j] * (one - f[j])
-            dg[j] = ds * i[j] * (one - g[j] * g[j])
-            do[j] = d * tc * o[j] * (one - o[j])
-            dc_row[j] = ds * f[j]
+        a, da, c_n, d_n = acts[n], dA[n], cs[n], dhs[n]
+        c_prev, row = (c0, n) if t == 0 else (c_n, t - 1)
+        # explicit vectors, as the forward's pass: the loop LLVM vectorised before (13 arrays, checked for overlap
+        # at run time) made a fwd+bwd 2-6% slower at N10 and N20 T35 H100 (interleaved in one process), the same
+        # bits
+        for j in range(lo, hi, L):
+            m = min(L, hi - j)
+            i, f = simd.load_part(a, t, oi + j, m, zero), simd.load_part(a, t, of + j, m, zero)
+            g, o = simd.load_part(a, t, og + j, m, zero), simd.load_part(a, t, oo + j, m, zero)
+            tc = _tanh(simd.load_part(c_n, t, j, m, zero), one, ec, coefs)
+            d = simd.load_part(d_n, t, j, m, zero) + simd.load_part(dh, n, j, m, zero)
+            ds = simd.load_part(dc, n, j, m, zero) + d * o * (one - tc * tc)
+            simd.store_part(da, t, oi + j, ds * g * i * (one - i), m)
+            simd.store_part(da, t, of + j, ds * simd.load_part(c_prev, row, j, m, zero) * f * (one - f), m)
+            simd.store_part(da, t, og + j, ds * i * (one - g * g), m)
+            simd.store_part(da, t, oo + j, d * tc * o * (one - o), m)
+            simd.store_part(dc, n, j, ds * f, m)
 
 
 @kernel("recurrent", _FASTMATH, nogil=True)

@@ -15,6 +15,8 @@ import pytest
 import fastnn
 import fastnn.kernels as K
 import fastnn.reference as R
+from fastnn.kernels import _simd as simd
+from fastnn.kernels._math import exp_nonpos_constants
 
 from ..conftest import assert_close, with_one_and_two_threads
 
@@ -214,6 +216,36 @@ def test_lstm_scratch_is_never_returned(monkeypatch):
     monkeypatch.setattr(K.recurrent, "_SCRATCH_MAX", 0)
     for fresh, kept in zip(K.lstm_backward(dhs, dc, *args[:5], *fwd), copies, strict=True):
         np.testing.assert_array_equal(fresh, kept)
+
+
+@numba.njit(cache=False)
+def _gates_both_ways(x, vec, sca, one, ec, coefs):
+    """Rows 0, 1 of vec/sca: sigmoid, tanh of x (one row of a vector's lanes) as a vector and element by element."""
+    a = simd.load(x, 0, 0)
+    simd.store(vec, 0, 0, K.recurrent._sigmoid(a, one, ec, coefs))
+    simd.store(vec, 1, 0, K.recurrent._tanh(a, one, ec, coefs))
+    for j in range(x.shape[1]):
+        sca[0, j] = K.recurrent._sigmoid(x[0, j], one, ec, coefs)
+        sca[1, j] = K.recurrent._tanh(x[0, j], one, ec, coefs)
+
+
+def test_gate_nonlinearities_give_the_same_bits_on_vectors_and_scalars(dtype):
+    """The LSTM's gate passes take sigmoid and tanh of explicit vectors, the RNN's and GRU's of scalars: the one
+    body gives the same bits both ways, over the range where they saturate, at +-0, +-inf and NaN."""
+    n = 64 // dtype.itemsize
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.uniform(-60, 60, (500, n)), rng.standard_normal((500, n))]).astype(dtype)
+    x[0, :6] = [0.0, -0.0, np.inf, -np.inf, np.nan, np.finfo(dtype).tiny]
+    consts = (dtype.type(1), *exp_nonpos_constants(dtype))
+    got = np.empty((len(x), 2, n), dtype)
+    for row, vec in zip(x, got, strict=True):
+        sca = np.empty((2, n), dtype)
+        _gates_both_ways(row[None], vec, sca, *consts)
+        np.testing.assert_array_equal(vec.view(np.uint8), sca.view(np.uint8))
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        expected = np.stack([1 / (1 + np.exp(-x64)), np.tanh(x64)], axis=1).astype(dtype)
+    assert_close(got[1:], expected[1:])
 
 
 @pytest.mark.parametrize("form", ["dlfs2", "torch"])

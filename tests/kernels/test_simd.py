@@ -17,12 +17,15 @@ def _lanes(dtype) -> int:
 
 @numba.njit(cache=False)
 def _arith(x, out):
-    """Row 0 of out: x0 + x1 * 2 - x2, vectors against scalars on both sides; row 1: x0 * x1."""
+    """Row 0 of out: x0 + x1 * 2 - x2, vectors against scalars on both sides; row 1: zero, two ways; row 2:
+    2 + x0; row 3: x0 / x1 / 2, and 2 / x2."""
     a, b, c = simd.load(x, 0, 0), simd.load(x, 1, 0), simd.load(x, 2, 0)
     two = x[3, 0]
     simd.store(out, 0, 0, a + b * two - c)
     simd.store(out, 1, 0, two * a * b - two * (a * b))  # scalar on the left, both orders: exactly zero
     simd.store(out, 2, 0, simd.splat(two) + a)
+    simd.store(out, 3, 0, a / b / two)
+    simd.store(out, 4, 0, two / c)
 
 
 @numba.njit(cache=False)
@@ -94,12 +97,14 @@ def test_arithmetic_with_vectors_and_scalars(dtype):
     n = _lanes(dtype)
     x = np.random.default_rng(0).standard_normal((4, n)).astype(dtype)
     x[3, 0] = 2
-    out = np.full((3, n), np.nan, dtype)
+    out = np.full((5, n), np.nan, dtype)
     _arith(x, out)
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(out[0], x[0] + x[1] * np.dtype(dtype).type(2) - x[2])  # float32 stays float32
     np.testing.assert_array_equal(out[1], np.zeros(n, dtype))
     np.testing.assert_array_equal(out[2], x[0] + np.dtype(dtype).type(2))
+    np.testing.assert_array_equal(out[3], x[0] / x[1] / np.dtype(dtype).type(2))  # IEEE division, lane by lane
+    np.testing.assert_array_equal(out[4], np.dtype(dtype).type(2) / x[2])
 
 
 def test_unary_minus_flips_every_lane_sign(dtype):
