@@ -14,9 +14,10 @@ vector; the operations below do the rest. Arithmetic is emitted as plain ``fadd`
 so a body's fast-math flags apply to it as to its scalar code (``contract`` fuses the same multiply-adds: a vector
 exponential gives the scalar one's bits).
 
-Rows are the rows of C-contiguous 2-D arrays; a vector at (i, j) holds columns j .. j + lanes - 1 of row i. No
-bounds are checked here, not even under ``NUMBA_BOUNDSCHECK``: callers index whole vectors below the row's length
-and cover the rest with :func:`load_part`/:func:`store_part`.
+Rows are the rows of C-contiguous 2-D arrays; a vector at (i, j) holds columns j .. j + lanes - 1 of row i. Callers
+index whole vectors below the row's length and cover the rest with :func:`load_part`/:func:`store_part`. Bounds
+are checked as Numba checks an element's (``NUMBA_BOUNDSCHECK=1`` or ``boundscheck=True``; ``IndexError``): the row,
+and the first and last column a load or store touches (none for a part of no lanes).
 """
 
 from __future__ import annotations
@@ -84,12 +85,20 @@ def vector_const(builder: ir.IRBuilder, ty: ir.Type, value: int | float) -> ir.V
     return ir.Constant(ty, value)
 
 
-def _row_ptr(context, builder, sig, args):
-    """Address of a[i, j] for the (array, i, j, ...) arguments of an intrinsic, as a pointer to a vector."""
+def _row_ptr(context, builder, sig, args, count: int | ir.Value):
+    """Address of a[i, j] for the (array, i, j, ...) arguments of an intrinsic, as a pointer to a vector, of which
+    ``count`` elements are read or written (a constant, or an intp value; bounds-checked when the context checks)."""
     aryty, ity, jty = sig.args[:3]
     ary = context.make_array(aryty)(context, builder, args[0])
     i = context.cast(builder, args[1], ity, types.intp)
     j = context.cast(builder, args[2], jty, types.intp)
+    if context.enable_boundscheck:
+        intp = context.get_value_type(types.intp)
+        count = ir.Constant(intp, count) if isinstance(count, int) else count
+        with builder.if_then(builder.icmp_signed(">", count, ir.Constant(intp, 0))):
+            last = builder.sub(builder.add(j, count), ir.Constant(intp, 1))
+            for index in (j, last):
+                cgutils.get_item_pointer(context, builder, aryty, ary, [i, index], boundscheck=True)
     return cgutils.get_item_pointer(context, builder, aryty, ary, [i, j], wraparound=False)
 
 
@@ -128,7 +137,7 @@ def load(typingctx, a, i, j):
 
     def codegen(context, builder, sig, args):
         vty = context.get_value_type(vt)
-        ptr = builder.bitcast(_row_ptr(context, builder, sig, args), vty.as_pointer())
+        ptr = builder.bitcast(_row_ptr(context, builder, sig, args, vt.lanes), vty.as_pointer())
         return builder.load(ptr, align=a.dtype.bitwidth // 8)
 
     return vt(a, i, j), codegen
@@ -141,7 +150,7 @@ def store(typingctx, a, i, j, v):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = builder.bitcast(_row_ptr(context, builder, sig, args), args[3].type.as_pointer())
+        ptr = builder.bitcast(_row_ptr(context, builder, sig, args, v.lanes), args[3].type.as_pointer())
         builder.store(args[3], ptr, align=a.dtype.bitwidth // 8)
         return context.get_dummy_value()
 
@@ -169,7 +178,7 @@ def load_part(typingctx, a, i, j, n, fill):
 
     def codegen(context, builder, sig, args):
         vty = context.get_value_type(vt)
-        ptr = _row_ptr(context, builder, sig, args)
+        ptr = _row_ptr(context, builder, sig, args, context.cast(builder, args[3], sig.args[3], types.intp))
         mask = _lane_mask(builder, context, vt.lanes, args[3], sig.args[3])
         fn = _masked("load", context, builder, vty, ptr)
         return builder.call(fn, [ptr, _i32(a.dtype.bitwidth // 8), mask, splat_value(builder, vty, args[4])])
@@ -184,7 +193,7 @@ def store_part(typingctx, a, i, j, v, n):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _row_ptr(context, builder, sig, args)
+        ptr = _row_ptr(context, builder, sig, args, context.cast(builder, args[4], sig.args[4], types.intp))
         mask = _lane_mask(builder, context, v.lanes, args[4], sig.args[4])
         fn = _masked("store", context, builder, args[3].type, ptr)
         builder.call(fn, [args[3], ptr, _i32(a.dtype.bitwidth // 8), mask])

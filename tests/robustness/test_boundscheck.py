@@ -73,3 +73,38 @@ def test_control_cached_unchecked_build_is_not_reused_with_bounds_checking(tmp_p
     assert first == ["no", "error", "hits", "0"]  # unchecked: silently reads past the end
     assert cached == ["no", "error", "hits", "1"]  # the cache works
     assert checked[0] == "IndexError" and checked[-2:] == ["hits", "0"], checked
+
+
+def test_explicit_vector_loads_and_stores_are_checked_too(tmp_path):
+    """fastnn.kernels._simd's loads and stores touch a run of a row at once: checked like an element (the row,
+    the first and the last column touched), a part of no lanes at the row's end not at all."""
+    code = """
+    import numba
+    import numpy as np
+    from fastnn.kernels import _simd as simd
+
+    @numba.njit
+    def load(x, i, j, n):
+        return simd.hsum(simd.load(x, i, j) if n == 16 else simd.load_part(x, i, j, n, np.float32(0)))
+
+    @numba.njit
+    def store(x, i, j, n):
+        v = simd.splat(np.float32(1))
+        if n == 16:
+            simd.store(x, i, j, v)
+        else:
+            simd.store_part(x, i, j, v, n)
+
+    x = np.zeros((2, 32), np.float32)
+    for f in (load, store):
+        for i, j, n in ((1, 16, 16), (0, 28, 4), (0, 32, 0), (0, 17, 16), (2, 0, 16), (0, -1, 16), (1, 30, 3)):
+            try:
+                f(x, i, j, n)
+                print("ok", end=" ")
+            except IndexError:
+                print("IndexError", end=" ")
+        print()
+    """
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_BOUNDSCHECK": "1"}
+    checked = run_python(code, env=env, cwd=ROOT, timeout=180).stdout.splitlines()
+    assert checked == ["ok ok ok IndexError IndexError IndexError IndexError "] * 2, checked
