@@ -18,7 +18,7 @@ def _lanes(dtype) -> int:
 @numba.njit(cache=False)
 def _arith(x, out):
     """Row 0 of out: x0 + x1 * 2 - x2, vectors against scalars on both sides; row 1: zero, two ways; row 2:
-    2 + x0; row 3: x0 / x1 / 2, and 2 / x2."""
+    2 + x0; row 3: x0 / x1 / 2; row 4: 2 / x2."""
     a, b, c = simd.load(x, 0, 0), simd.load(x, 1, 0), simd.load(x, 2, 0)
     two = x[3, 0]
     simd.store(out, 0, 0, a + b * two - c)
